@@ -1,0 +1,55 @@
+"""The in-process half of Suture: apply, revert and report patches here.
+
+Constraints, because this code loads into other people's processes:
+* standard library only, no third-party import, ever;
+* importing it does nothing: no threads, no hooks, no sys.meta_path change;
+  the import hook is installed by ``apply`` only while a patch has modules
+  still to import, and removed when none is left;
+* it supports CPython 3.9-3.13 (3.14 where present), GIL builds.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Union
+
+from . import _engine
+from ._engine import HookContext, Result, drop_shadow, shadow
+from .errors import (BaselineMismatch, HookFailed, NeedsHook, NotQuiescent, PatchFormatError,
+                     RefusedError, RestartRequired, RevertOrderError, RolledBack, SutureError,
+                     UnknownPatch)
+from .patchfile import Patch, load as load_patch
+
+__all__ = [
+    # API
+    "apply", "revert", "status", "applied", "load_patch", "shadow", "drop_shadow",
+    # data
+    "Patch", "Result", "HookContext",
+    # errors
+    "SutureError", "PatchFormatError", "RefusedError", "BaselineMismatch", "RestartRequired",
+    "NeedsHook", "HookFailed", "NotQuiescent", "RolledBack", "UnknownPatch", "RevertOrderError",
+]
+
+
+def apply(patch: Union[Patch, bytes], *, wait_quiescent: Optional[float] = None) -> Result:
+    """Apply ``patch`` to this process: all of it, or nothing.
+
+    Raises a ``RefusedError`` subclass (nothing changed) or ``RolledBack``
+    (started, failed, every change undone).
+    """
+    if isinstance(patch, (bytes, bytearray)):
+        patch = load_patch(bytes(patch))
+    return _engine.apply(patch, wait_quiescent=wait_quiescent)
+
+
+def revert(patch_id: str) -> Result:
+    """Restore every object ``patch_id`` touched; newest patch first."""
+    return _engine.revert(patch_id)
+
+
+def status() -> Dict[str, Any]:
+    """Applied patches, per-module state, and old code still running."""
+    return _engine.status()
+
+
+def applied() -> list:
+    return _engine.applied_ids()

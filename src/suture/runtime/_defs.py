@@ -1,0 +1,634 @@
+"""Definition-level diff of two versions of one module: the single source of truth.
+
+The builder (tooling) calls ``diff_module`` to classify changes and write the
+report; the engine calls the same function on the patch's own baseline and
+fixed sources at apply time to decide what to execute and rebind. Both halves
+therefore agree by construction, and a patch cannot smuggle in an action the
+sources do not justify.
+
+Only ``ast`` is used here, never ``compile``/``exec``: nothing in this module
+runs patch code.
+
+Verdicts, from best to worst:
+  live     patchable as is
+  caveat   patchable, with a stated limit (the reason says which)
+  hook     needs a human-written hook (``suture build --hooks``)
+  restart  cannot be applied to live objects; a restart is required
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, Iterator, List, Optional, Set, Tuple, Union
+
+FuncNode = Union[ast.FunctionDef, ast.AsyncFunctionDef]
+DefNode = Union[ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef]
+
+_LAYOUT_BUILTINS = {"int", "str", "bytes", "tuple", "list", "dict", "set", "frozenset",
+                    "float", "complex", "bytearray", "BaseException", "Exception"}
+_FIELD_DECORATORS = {"dataclass", "define", "frozen", "mutable", "s", "attrs", "attrib"}
+_ENUM_HINTS = ("Enum", "Flag")
+_FIELD_BASES = {"NamedTuple", "TypedDict"}
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: str
+    qualname: str
+    verdict: str
+    reason: str = ""
+
+
+@dataclass
+class ClassPlan:
+    """What the engine does to one live class besides swapping code."""
+    qualname: str
+    exec_members: List[ast.stmt] = field(default_factory=list)   # run in an isolated body
+    bind: List[str] = field(default_factory=list)                # names taken from that body
+    delete: List[str] = field(default_factory=list)
+    new_bases: Optional[List[ast.expr]] = None
+
+
+@dataclass
+class ModulePlan:
+    changes: List[Change] = field(default_factory=list)
+    exec_stmts: List[ast.stmt] = field(default_factory=list)     # module-level, source order
+    bind: List[str] = field(default_factory=list)
+    delete: List[str] = field(default_factory=list)
+    classes: List[ClassPlan] = field(default_factory=list)
+    recompute_defaults: List[str] = field(default_factory=list)  # qualnames
+    future_flags: List[ast.stmt] = field(default_factory=list)
+
+    @property
+    def worst(self) -> str:
+        order = ["live", "caveat", "hook", "restart"]
+        return max((c.verdict for c in self.changes), key=order.index, default="live")
+
+
+def dump(node: Optional[ast.AST]) -> str:
+    return "" if node is None else ast.dump(node, include_attributes=False)
+
+
+def dumps(nodes: Iterable[Optional[ast.AST]]) -> str:
+    return "|".join(dump(n) for n in nodes)
+
+
+# -- indexing ----------------------------------------------------------------
+
+def _is_def(node: ast.AST) -> bool:
+    return isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+
+
+def bound_names(stmt: ast.stmt) -> List[str]:
+    """Names a module- or class-level statement binds in its namespace."""
+    out: List[str] = []
+    if _is_def(stmt):
+        out.append(stmt.name)  # type: ignore[attr-defined]
+    elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
+        for a in stmt.names:
+            if a.name == "*":
+                continue
+            out.append(a.asname or a.name.split(".")[0])
+    elif isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+        targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+        for t in targets:
+            out.extend(_target_names(t))
+    elif isinstance(stmt, (ast.If, ast.Try)):
+        for child in _block_children(stmt):
+            out.extend(bound_names(child))
+    return out
+
+
+def _target_names(t: ast.expr) -> List[str]:
+    if isinstance(t, ast.Name):
+        return [t.id]
+    if isinstance(t, (ast.Tuple, ast.List)):
+        return [n for e in t.elts for n in _target_names(e)]
+    if isinstance(t, ast.Starred):
+        return _target_names(t.value)
+    return []
+
+
+def _simple_target(t: ast.expr) -> bool:
+    if isinstance(t, ast.Name):
+        return True
+    if isinstance(t, (ast.Tuple, ast.List)):
+        return all(_simple_target(e) for e in t.elts)
+    if isinstance(t, ast.Starred):
+        return _simple_target(t.value)
+    return False
+
+
+def _block_children(stmt: ast.stmt) -> Iterator[ast.stmt]:
+    if isinstance(stmt, ast.If):
+        yield from stmt.body
+        yield from stmt.orelse
+    elif isinstance(stmt, ast.Try):
+        yield from stmt.body
+        for h in stmt.handlers:
+            yield from h.body
+        yield from stmt.orelse
+        yield from stmt.finalbody
+
+
+def _is_docstring(stmt: ast.stmt) -> bool:
+    return (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
+            and isinstance(stmt.value.value, str))
+
+
+def stmt_category(stmt: ast.stmt) -> str:
+    """def | class | import | assign | binding-block | docstring | future | other."""
+    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return "def"
+    if isinstance(stmt, ast.ClassDef):
+        return "class"
+    if isinstance(stmt, ast.ImportFrom) and stmt.module == "__future__":
+        return "future"
+    if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+        return "import"
+    if isinstance(stmt, ast.Assign) and all(_simple_target(t) for t in stmt.targets):
+        return "assign"
+    if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+        return "assign" if stmt.value is not None else "annotation"
+    if _is_docstring(stmt):
+        return "docstring"
+    if isinstance(stmt, (ast.If, ast.Try)) and all(
+            stmt_category(c) in ("import", "assign", "docstring", "pass", "annotation")
+            or isinstance(c, ast.Raise) for c in _block_children(stmt)):
+        return "binding-block"
+    if isinstance(stmt, ast.Pass):
+        return "pass"
+    return "other"
+
+
+def _keyed(stmts: List[ast.stmt]) -> Dict[str, ast.stmt]:
+    """Key module/class statements so two versions can be matched.
+
+    defs and classes by name; imports and assignments by the names they bind
+    (with an occurrence counter, since ``X = 1`` ... ``X += 1`` is legal); other
+    statements by their text, so reordering alone is not a change.
+    """
+    out: Dict[str, ast.stmt] = {}
+    counts: Dict[str, int] = {}
+    for s in stmts:
+        cat = stmt_category(s)
+        if cat in ("def", "class"):
+            base = f"{cat}:{s.name}"  # type: ignore[attr-defined]
+        elif cat in ("import", "assign", "annotation", "binding-block"):
+            base = f"{cat}:{','.join(bound_names(s)) or dump(s)}"
+        elif cat == "docstring":
+            base = "docstring"
+        else:
+            base = f"{cat}:{dump(s)}"
+        n = counts.get(base, 0)
+        counts[base] = n + 1
+        out[base if n == 0 else f"{base}#{n}"] = s
+    return out
+
+
+def iter_functions(body: List[ast.stmt], prefix: str = "") -> Iterator[Tuple[str, FuncNode]]:
+    """Every function definition with its qualname, nested ones included."""
+    for stmt in body:
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            q = prefix + stmt.name
+            yield q, stmt
+            yield from iter_functions(stmt.body, q + ".<locals>.")
+        elif isinstance(stmt, ast.ClassDef):
+            yield from iter_functions(stmt.body, prefix + stmt.name + ".")
+        elif isinstance(stmt, (ast.If, ast.Try, ast.For, ast.While, ast.With,
+                               ast.AsyncFor, ast.AsyncWith)):
+            for child_body in _sub_bodies(stmt):
+                yield from iter_functions(child_body, prefix)
+
+
+def _sub_bodies(stmt: ast.stmt) -> Iterator[List[ast.stmt]]:
+    for name in ("body", "orelse", "finalbody"):
+        b = getattr(stmt, name, None)
+        if b:
+            yield b
+    for h in getattr(stmt, "handlers", ()):
+        yield h.body
+
+
+def iter_classes(body: List[ast.stmt], prefix: str = "") -> Iterator[Tuple[str, ast.ClassDef]]:
+    for stmt in body:
+        if isinstance(stmt, ast.ClassDef):
+            q = prefix + stmt.name
+            yield q, stmt
+            yield from iter_classes(stmt.body, q + ".")
+
+
+def _signature_dump(fn: FuncNode) -> str:
+    a = fn.args
+    return dumps([*a.posonlyargs, *a.args, a.vararg, *a.kwonlyargs, a.kwarg])
+
+
+def _defaults_dump(fn: FuncNode) -> str:
+    return dumps([*fn.args.defaults, *fn.args.kw_defaults])
+
+
+def _body_dump(fn: FuncNode) -> str:
+    return dumps(fn.body) + "|" + _signature_dump(fn) + "|" + dump(fn.returns) + type(fn).__name__
+
+
+def _names_in(nodes: Iterable[Optional[ast.AST]]) -> Set[str]:
+    out: Set[str] = set()
+    for n in nodes:
+        if n is None:
+            continue
+        for sub in ast.walk(n):
+            if isinstance(sub, ast.Name):
+                out.add(sub.id)
+    return out
+
+
+def _called_roots(node: ast.AST) -> Set[str]:
+    """Root names of everything called in ``node`` (``Policy(3)`` -> Policy, ``a.b()`` -> a)."""
+    out: Set[str] = set()
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Call):
+            f = sub.func
+            while isinstance(f, ast.Attribute):
+                f = f.value
+            if isinstance(f, ast.Name):
+                out.add(f.id)
+    return out
+
+
+def _self_attrs(fn: FuncNode) -> Set[str]:
+    """Attributes assigned on the first argument (``self.x = ...``)."""
+    if not fn.args.args:
+        return set()
+    me = fn.args.args[0].arg
+    out = set()
+    for sub in ast.walk(fn):
+        targets: List[ast.expr] = []
+        if isinstance(sub, ast.Assign):
+            targets = sub.targets
+        elif isinstance(sub, (ast.AnnAssign, ast.AugAssign)):
+            targets = [sub.target]
+        for t in targets:
+            if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == me:
+                out.add(t.attr)
+    return out
+
+
+def _decorator_names(cls: ast.ClassDef) -> Set[str]:
+    out = set()
+    for d in cls.decorator_list:
+        if isinstance(d, ast.Call):
+            d = d.func
+        if isinstance(d, ast.Attribute):
+            out.add(d.attr)
+        elif isinstance(d, ast.Name):
+            out.add(d.id)
+    return out
+
+
+def _base_names(cls: ast.ClassDef) -> Set[str]:
+    out = set()
+    for b in cls.bases:
+        if isinstance(b, ast.Attribute):
+            out.add(b.attr)
+        elif isinstance(b, ast.Name):
+            out.add(b.id)
+    return out
+
+
+def _class_kind(cls: ast.ClassDef) -> str:
+    if any(n.endswith(h) for n in _base_names(cls) for h in _ENUM_HINTS):
+        return "enum"
+    if _decorator_names(cls) & _FIELD_DECORATORS:
+        return "fields"
+    if _base_names(cls) & _FIELD_BASES:
+        return "fields"
+    return "plain"
+
+
+def _text(stmt: ast.stmt) -> str:
+    text = ast.unparse(stmt).splitlines()[0] if hasattr(ast, "unparse") else type(stmt).__name__
+    return text if len(text) <= 72 else text[:69] + "..."
+
+
+def _has_slots(body: List[ast.stmt], name: str) -> bool:
+    """Does class ``name`` (defined in ``body``) declare non-empty ``__slots__``?"""
+    for s in body:
+        if isinstance(s, ast.ClassDef) and s.name == name:
+            for m in s.body:
+                if "__slots__" in bound_names(m):
+                    value = getattr(m, "value", None)
+                    return not (isinstance(value, (ast.Tuple, ast.List)) and not value.elts)
+    return False
+
+
+# -- the diff ----------------------------------------------------------------
+
+class _Differ:
+    def __init__(self, old: ast.Module, new: ast.Module, modname: str) -> None:
+        self.old = old
+        self.new = new
+        self.mod = modname
+        self.plan = ModulePlan()
+        self.old_funcs = dict(iter_functions(old.body))
+        self.new_funcs = dict(iter_functions(new.body))
+
+    def add(self, kind: str, qualname: str, verdict: str, reason: str = "") -> None:
+        self.plan.changes.append(Change(kind, qualname, verdict, reason))
+
+    def run(self) -> ModulePlan:
+        self._functions()
+        self._module_level()
+        self._dependents()
+        self.plan.future_flags = [s for s in self.new.body if stmt_category(s) == "future"]
+        return self.plan
+
+    # functions and methods at any depth: code swaps, defaults, __init__ attributes
+    def _functions(self) -> None:
+        for q, new in self.new_funcs.items():
+            old = self.old_funcs.get(q)
+            if old is None:
+                continue  # additions are reported where they are bound
+            kind = "method" if self._in_class(q) else "function"
+            if "<locals>" in q:
+                kind = "nested function"
+            if _body_dump(old) != _body_dump(new):
+                reason = ""
+                if isinstance(old, ast.AsyncFunctionDef) != isinstance(new, ast.AsyncFunctionDef):
+                    reason = "changes between def and async def; callers see the new kind"
+                self.add(f"changed {kind}", q, "caveat" if reason else "live", reason)
+                if q.endswith(".__init__"):
+                    gained = sorted(_self_attrs(new) - _self_attrs(old))
+                    if gained:
+                        self.add("__init__ sets new attributes", q, "caveat",
+                                 f"instances created before the patch lack {', '.join(gained)}; "
+                                 "attach a migration hook (MIGRATIONS) to set them")
+            if _defaults_dump(old) != _defaults_dump(new):
+                if "<locals>" in q:
+                    self.add("changed default", q, "caveat",
+                             "new closures get the new defaults; closures that already exist "
+                             "keep the old ones")
+                else:
+                    self.add("changed default", q, "caveat",
+                             "defaults are evaluated again at apply; the old default objects "
+                             "are dropped")
+                    self.plan.recompute_defaults.append(q)
+            if dumps(old.decorator_list) != dumps(new.decorator_list) and "<locals>" not in q:
+                pass  # handled with the statement that binds it (module/class level)
+        for q in self.new_funcs.keys() - self.old_funcs.keys():
+            if "<locals>" in q:
+                self.add("added nested function", q, "live")
+        for q in self.old_funcs.keys() - self.new_funcs.keys():
+            if "<locals>" in q:
+                self.add("removed nested function", q, "live")
+
+    def _in_class(self, q: str) -> bool:
+        parent = q.rsplit(".", 1)[0] if "." in q else ""
+        return bool(parent) and "<locals>" not in q and parent in dict(iter_classes(self.new.body))
+
+    def _module_level(self) -> None:
+        old_k, new_k = _keyed(self.old.body), _keyed(self.new.body)
+        execd: Set[int] = set()
+        for key, stmt in new_k.items():
+            before = old_k.get(key)
+            cat = stmt_category(stmt)
+            names = bound_names(stmt)
+            label = ", ".join(names) or key.split(":", 1)[-1][:60]
+            if cat == "class":
+                if before is None:
+                    self.add("added class", stmt.name, "live")  # type: ignore[attr-defined]
+                    execd.add(id(stmt))
+                else:
+                    self._class(stmt.name, before, stmt)  # type: ignore[arg-type, attr-defined]
+                continue
+            if cat == "def":
+                if before is None:
+                    self.add("added function", stmt.name, "live")  # type: ignore[attr-defined]
+                    execd.add(id(stmt))
+                elif dumps(before.decorator_list) != dumps(stmt.decorator_list):  # type: ignore[attr-defined]
+                    self.add("changed decorator", stmt.name, "caveat",  # type: ignore[attr-defined]
+                             "the definition is executed again and the name rebound; references "
+                             "to the old decorated object elsewhere keep it, and anything the old "
+                             "decorator registered stays registered")
+                    execd.add(id(stmt))
+                continue
+            if before is not None and dump(before) == dump(stmt):
+                continue
+            if cat == "future":
+                if before is None:
+                    self.add("added __future__ import", label, "restart",
+                             "a __future__ import changes how the whole module compiles")
+                continue
+            if cat == "docstring":
+                self.add("changed docstring", "__doc__", "live")
+                execd.add(id(stmt))
+                self.plan.bind.append("__doc__")
+                continue
+            if cat in ("import", "assign", "binding-block", "annotation"):
+                verb = "added" if before is None else "changed"
+                if cat == "import":
+                    self.add(f"{verb} import", label, "live")
+                elif cat == "annotation":
+                    continue
+                else:
+                    self.add(f"{verb} module constant", label, "caveat",
+                             "rebound in this module and in modules that did `from ... import` "
+                             "it; other references to the old value keep it")
+                execd.add(id(stmt))
+                continue
+            self.add("added module statement" if before is None else "changed module statement",
+                     "<module>", "hook",
+                     f"`{_text(stmt)}`: module-level code with side effects cannot be re-run "
+                     "safely; attach a hook that performs it (suture build --hooks)")
+        for key, stmt in old_k.items():
+            if key in new_k:
+                continue
+            cat = stmt_category(stmt)
+            names = bound_names(stmt)
+            if cat in ("def", "class"):
+                self.add(f"removed {'class' if cat == 'class' else 'function'}", names[0],
+                         "caveat", "the name is unbound; references held elsewhere keep the "
+                         "old object")
+            elif cat in ("import", "assign", "binding-block", "annotation", "docstring"):
+                if cat != "annotation":
+                    self.add(f"removed {'import' if cat == 'import' else 'module constant'}",
+                             ", ".join(names) or key, "live")
+            elif cat == "future":
+                self.add("removed __future__ import", key, "restart",
+                         "a __future__ import changes how the whole module compiles")
+            else:
+                self.add("removed module statement", "<module>", "hook",
+                         f"`{_text(stmt)}`: the effect of module-level code that ran at import "
+                         "cannot be undone automatically; attach a hook")
+        new_bound = {n for s in self.new.body for n in bound_names(s)}
+        old_bound = {n for s in self.old.body for n in bound_names(s)}
+        self.plan.delete = sorted(old_bound - new_bound)
+        self._execd = execd
+
+    def _class(self, q: str, old: ast.ClassDef, new: ast.ClassDef) -> None:
+        cp = ClassPlan(q)
+        kind = _class_kind(new)
+        if dumps(old.keywords) != dumps(new.keywords):
+            self.add("changed class keywords", q, "restart",
+                     "the metaclass or class keywords changed; the class object itself "
+                     "would have to be rebuilt")
+        if dumps(old.decorator_list) != dumps(new.decorator_list):
+            self.add("changed class decorator", q, "hook",
+                     "class decorators cannot be re-run on the live class; attach a hook")
+        if dumps(old.bases) != dumps(new.bases):
+            grown = _base_names(new) - _base_names(old)
+            slotted = {n for n in grown if _has_slots(self.new.body, n)}
+            if grown & _LAYOUT_BUILTINS or slotted or _class_kind(old) != kind:
+                self.add("changed class bases", q, "restart",
+                         f"new base {', '.join(sorted((grown & _LAYOUT_BUILTINS) | slotted)) or 'kind'} "
+                         "changes the instance layout")
+            else:
+                self.add("changed class bases", q, "caveat",
+                         "__bases__ is assigned in place; refused at apply if the instance "
+                         "layouts are incompatible")
+                cp.new_bases = list(new.bases)
+        old_k, new_k = _keyed(old.body), _keyed(new.body)
+        for key, stmt in new_k.items():
+            before = old_k.get(key)
+            cat = stmt_category(stmt)
+            names = bound_names(stmt)
+            mq = f"{q}.{names[0]}" if names else q
+            if cat == "class":
+                if before is None:
+                    self.add("added class", mq, "live")
+                    cp.exec_members.append(stmt)
+                    cp.bind.extend(names)
+                else:
+                    self._class(mq, before, stmt)  # type: ignore[arg-type]
+                continue
+            if cat == "def":
+                if before is None:
+                    self.add("added method", mq, "live")
+                    cp.exec_members.append(stmt)
+                    cp.bind.extend(names)
+                elif dumps(before.decorator_list) != dumps(stmt.decorator_list):  # type: ignore[attr-defined]
+                    self.add("changed decorator", mq, "caveat",
+                             "the method is defined again and rebound on the class; references "
+                             "to the old decorated object elsewhere keep it")
+                    cp.exec_members.append(stmt)
+                    cp.bind.extend(names)
+                continue
+            if before is not None and dump(before) == dump(stmt):
+                continue
+            if "__slots__" in names:
+                self.add("changed __slots__", mq, "restart",
+                         "instances have a fixed layout; existing instances cannot gain or "
+                         "lose slots")
+            elif kind == "enum" and cat == "assign":
+                self.add("changed enum member", mq, "restart",
+                         "Enum members are singletons created with the class")
+            elif kind == "fields" and cat in ("assign", "annotation"):
+                self.add("changed field", mq, "restart",
+                         "dataclass/attrs/NamedTuple fields fix __init__ and the layout of "
+                         "every instance")
+            elif cat in ("assign", "import", "binding-block"):
+                self.add("changed class attribute" if before else "added class attribute",
+                         mq, "live")
+                cp.exec_members.append(stmt)
+                cp.bind.extend(names)
+            elif cat in ("docstring", "annotation", "pass"):
+                continue
+            else:
+                self.add("changed class body statement", f"{q}.<body>", "hook",
+                         f"`{_text(stmt)}`: class-body code other than definitions and assignments cannot be "
+                         "re-run on the live class")
+        for key, stmt in old_k.items():
+            if key in new_k:
+                continue
+            cat = stmt_category(stmt)
+            names = bound_names(stmt)
+            mq = f"{q}.{names[0]}" if names else q
+            if "__slots__" in names:
+                self.add("removed __slots__", mq, "restart", "instances have a fixed layout")
+            elif kind == "enum" and cat == "assign":
+                self.add("removed enum member", mq, "restart",
+                         "Enum members are singletons created with the class")
+            elif kind == "fields" and cat in ("assign", "annotation"):
+                self.add("removed field", mq, "restart",
+                         "dataclass/attrs/NamedTuple fields fix __init__ and the layout")
+            elif cat in ("def", "class", "assign", "import", "binding-block"):
+                self.add(f"removed {'method' if cat == 'def' else 'class attribute'}", mq,
+                         "live" if cat != "def" else "caveat",
+                         "" if cat != "def" else "references held elsewhere keep the old method")
+            elif cat not in ("docstring", "annotation", "pass"):
+                self.add("removed class body statement", f"{q}.<body>", "hook",
+                         f"`{_text(stmt)}`: class-body code that ran at import cannot be undone automatically")
+        new_bound = {n for s in new.body for n in bound_names(s)}
+        old_bound = {n for s in old.body for n in bound_names(s)}
+        cp.delete = sorted(old_bound - new_bound)
+        if cp.exec_members or cp.delete or cp.new_bases is not None:
+            self.plan.classes.append(cp)
+
+    def _dependents(self) -> None:
+        """Module-level assignments that must be evaluated again (case: DEFAULT = Policy(3)).
+
+        An unchanged assignment is re-evaluated when its value calls something whose
+        construction changed (a changed function, or a class whose __init__/__new__/
+        __post_init__/bases changed) or reads a name this patch rebinds. Classes whose
+        other methods changed do not count: re-creating ``SESSIONS = Store()`` because
+        ``Store.get`` changed would throw away live state for nothing.
+        """
+        changed_q = {c.qualname for c in self.plan.changes if c.verdict != "restart"}
+        construct: Set[str] = set()
+        for q in changed_q:
+            head, _, tail = q.partition(".")
+            if not tail:
+                construct.add(head)
+            elif tail in ("__init__", "__new__", "__post_init__", "__call__"):
+                construct.add(head)
+        for cp in self.plan.classes:
+            if cp.new_bases is not None:
+                construct.add(cp.qualname.split(".")[0])
+        execd = self._execd
+        rebound: Set[str] = set()
+        for s in self.new.body:
+            if id(s) in execd and stmt_category(s) not in ("def", "class"):
+                rebound.update(bound_names(s))
+        reasons: Dict[int, str] = {}
+        grew = True
+        while grew:
+            grew = False
+            for s in self.new.body:
+                if id(s) in execd or stmt_category(s) != "assign":
+                    continue
+                value = s.value  # type: ignore[attr-defined]
+                why = sorted(_called_roots(value) & construct) or sorted(_names_in([value]) & rebound)
+                if why:
+                    execd.add(id(s))
+                    names = bound_names(s)
+                    rebound.update(names)
+                    reasons[id(s)] = ", ".join(why)
+                    self.add("re-evaluated module constant", ", ".join(names), "caveat",
+                             f"built at import from {reasons[id(s)]}, which the patch changes; "
+                             "the module gets a new object like a fresh import would, and "
+                             "references to the old object elsewhere keep it")
+                    grew = True
+        # unchanged top-level defaults that read a rebound name are evaluated again
+        for q, fn in self.new_funcs.items():
+            if "<locals>" in q or q in self.plan.recompute_defaults:
+                continue
+            if _names_in([*fn.args.defaults, *fn.args.kw_defaults]) & rebound:
+                self.plan.recompute_defaults.append(q)
+                self.add("re-evaluated default", q, "caveat",
+                         "a default argument reads a constant the patch changes")
+        self.plan.exec_stmts = [s for s in self.new.body if id(s) in execd]
+        self.plan.bind = sorted(set(self.plan.bind) | {
+            n for s in self.plan.exec_stmts for n in bound_names(s)})
+        self.plan.delete = [n for n in self.plan.delete if n not in self.plan.bind]
+
+
+def diff_module(old_source: str, new_source: str, modname: str = "") -> ModulePlan:
+    """Classify every definition-level change between two versions of one module."""
+    old = ast.parse(old_source)
+    new = ast.parse(new_source)
+    return _Differ(old, new, modname).run()
+
+
+def added_module_plan(source: str) -> ModulePlan:
+    ast.parse(source)
+    return ModulePlan(changes=[Change("added module", "", "live")])

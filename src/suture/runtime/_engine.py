@@ -1,0 +1,1043 @@
+"""Preflight, apply or roll back whole, revert exactly; one lock for all of it.
+
+apply(patch) runs in four steps, and nothing is changed before step 3:
+
+1. check: every module plan is derived again from the patch's own sources
+   (``_defs.diff_module``) and must equal the change list the builder wrote;
+   restart-required changes, and hook-needing changes without hooks, refuse.
+2. prepare, per loaded module: compile baseline and fixed source here, match
+   every live function of the module to the baseline by qualname and structure
+   (run-pre matching), evaluate new and changed definitions into scratch
+   namespaces, and turn all of it into a list of ``_commit.Op``.
+3. commit: ``_commit.run`` performs every op in one C call.
+4. post: re-evaluate module objects whose construction changed (a second,
+   equally atomic commit), run post-apply hooks; any failure undoes 3 and 4.
+
+Modules the patch names but the process has not imported are *pending*: the
+import hook (``_hook``) patches them the moment they are imported.
+"""
+
+from __future__ import annotations
+
+import ast
+import collections
+import copy
+import functools
+import gc
+import linecache
+import sys
+import threading
+import time
+import types
+import warnings
+import weakref
+from types import CodeType, FunctionType
+from typing import Any, Dict, List, Optional, Set, Tuple
+
+from . import _codes, _commit, _defs, _hook
+from ._commit import MISSING, Call, Op
+from .errors import (BaselineMismatch, HookFailed, NeedsHook, NotQuiescent,
+                     PatchFormatError, RefusedError, RestartRequired, RevertOrderError,
+                     RolledBack, SutureError, UnknownPatch)
+from .patchfile import ModulePatch, Patch
+
+_LOCK = threading.RLock()
+_LRU_TYPE = type(functools.lru_cache()(lambda: None))
+_IMMUTABLE = (int, float, complex, str, bytes, bool, type(None), tuple, frozenset)
+
+
+class Result:
+    """What apply/revert did, as data (``to_dict`` crosses the agent socket)."""
+
+    def __init__(self, patch_id: str, state: str, *, modules: Optional[Dict[str, str]] = None,
+                 pause_ns: int = 0, ops: int = 0, caveats: Optional[List[str]] = None,
+                 notes: Optional[List[str]] = None) -> None:
+        self.patch_id = patch_id
+        self.state = state
+        self.modules = modules or {}
+        self.pause_ns = pause_ns
+        self.ops = ops
+        self.caveats = caveats or []
+        self.notes = notes or []
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"patch": self.patch_id, "state": self.state, "modules": dict(self.modules),
+                "pause_ns": self.pause_ns, "ops": self.ops, "caveats": list(self.caveats),
+                "notes": list(self.notes)}
+
+    def __repr__(self) -> str:
+        return f"<Result {self.patch_id[:12]} {self.state} modules={self.modules}>"
+
+
+class _ModuleTxn:
+    """Everything prepared for one module, not yet committed."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.state = "applied"
+        self.ops: List[Any] = []
+        self.first_ops: List[Any] = []        # __bases__ changes: may fail, so they go first
+        self.old_codes: Dict[int, Tuple[CodeType, str]] = {}
+        self.plan: Optional[_defs.ModulePlan] = None
+        self.late_stmts: List[ast.stmt] = []
+        self.fixed_tree: Optional[ast.Module] = None
+        self.swapped: List[FunctionType] = []
+        self.filename = ""
+        self.notes: List[str] = []
+        self.watch: List[Tuple[str, Any]] = []   # old objects whose leftover references we report
+
+
+class _Record:
+    """An applied patch: its undo log and what it knows about each module."""
+
+    def __init__(self, patch: Patch, hooks: Optional[types.ModuleType]) -> None:
+        self.patch = patch
+        self.hooks = hooks
+        self.ops: List[Any] = []
+        self.modules: Dict[str, str] = {}
+        self.filenames: Dict[str, str] = {}
+        self.old_codes: Dict[int, Tuple[CodeType, str]] = {}
+        self.caveats: List[str] = []
+        self.notes: List[str] = []
+        self.applied_at = time.time()
+        self.pause_ns = 0
+        self.migrated: List[Tuple[Any, Dict[str, Any]]] = []
+
+    def pending(self) -> List[str]:
+        return [m for m, s in self.modules.items() if s in ("pending import", "pending add")]
+
+
+_applied: "collections.OrderedDict[str, _Record]" = collections.OrderedDict()
+
+
+# -- public entry points -------------------------------------------------------
+
+def apply(patch: Patch, *, wait_quiescent: Optional[float] = None) -> Result:
+    with _LOCK:
+        if patch.id in _applied:
+            rec = _applied[patch.id]
+            return Result(patch.id, "already applied", modules=dict(rec.modules))
+        plans = _check(patch)
+        hooks = _load_hooks(patch)
+        rec = _Record(patch, hooks)
+        txns: List[_ModuleTxn] = []
+        for mp in patch.modules:
+            module = sys.modules.get(mp.name)
+            if mp.action == "add":
+                rec.modules[mp.name] = "applied" if module is not None else "pending add"
+                continue
+            if module is None:
+                rec.modules[mp.name] = "pending import"
+                continue
+            txns.append(_prepare(rec, mp, module, plans[mp.name]))
+        for t in txns:
+            rec.modules[t.name] = t.state
+        live = [t for t in txns if t.state == "applied"]
+        if txns and not live and not rec.pending():
+            return Result(patch.id, "already fixed", modules=dict(rec.modules),
+                          notes=["the running code already equals the fixed code; nothing "
+                                 "was changed"])
+        for t in live:
+            rec.old_codes.update(t.old_codes)
+            rec.filenames[t.name] = t.filename
+        if wait_quiescent is not None:
+            _wait_quiescent(rec, wait_quiescent)
+        ctx = HookContext(patch)
+        _run_hook(rec, "pre_apply", ctx, refuse=True)
+        _migrate(rec)
+        ops = [o for t in live for o in t.first_ops] + [o for t in live for o in t.ops]
+        try:
+            rec.pause_ns = _commit_ops(ops, live)
+            rec.ops = ops
+            late_ops = _late(rec, live)
+            if late_ops:
+                rec.pause_ns = max(rec.pause_ns, _commit_ops(late_ops, live))
+                rec.ops = ops + late_ops
+        except BaseException as exc:
+            _commit.restore(ops)
+            _unmigrate(rec)
+            if isinstance(exc, SutureError):
+                raise
+            if isinstance(exc, TypeError) and any(o.key == "__bases__" for t in live
+                                                  for o in t.first_ops):
+                raise RestartRequired(
+                    f"Patch {patch.short_id} ({patch.describe()}) cannot be applied live: "
+                    f"a class cannot take its new bases ({exc}). Nothing was changed.",
+                    details={"patch": patch.id}) from exc
+            raise RolledBack(f"Applying patch {patch.short_id} failed and was rolled back: "
+                             f"{type(exc).__name__}: {exc}", details={"patch": patch.id}) from exc
+        try:
+            _run_hook(rec, "post_apply", ctx, refuse=False)
+        except BaseException as exc:
+            _commit.undo(rec.ops)
+            _unmigrate(rec)
+            raise RolledBack(f"post_apply hook of patch {patch.short_id} failed; the patch was "
+                             f"rolled back: {type(exc).__name__}: {exc}",
+                             details={"patch": patch.id}) from exc
+        for t in live:
+            rec.notes.extend(t.notes)
+            rec.notes.extend(_leftovers(t))
+        rec.caveats = [f"{m.name}:{c.qualname}: {c.reason}" for m in patch.modules
+                       for c in m.changes if c.verdict == "caveat"]
+        _applied[patch.id] = rec
+        _hook.refresh(_pending_index(), _added_index())
+        return Result(patch.id, "applied" if live else "pending import",
+                      modules=dict(rec.modules), pause_ns=rec.pause_ns, ops=len(rec.ops),
+                      caveats=rec.caveats, notes=rec.notes)
+
+
+def revert(patch_id: str) -> Result:
+    with _LOCK:
+        rec = _find(patch_id)
+        touched = set(rec.modules)
+        newer = [r for r in list(_applied.values())[list(_applied).index(rec.patch.id) + 1:]
+                 if touched & {m for m, s in r.modules.items() if s == "applied"}]
+        if newer:
+            raise RevertOrderError(
+                f"Patch {rec.patch.short_id} cannot be reverted while newer patch "
+                f"{newer[-1].patch.short_id} patches the same modules; revert that first "
+                f"(`suture revert {newer[-1].patch.short_id}`). Nothing was changed.",
+                details={"patch": rec.patch.id, "newer": [r.patch.id for r in newer]})
+        ctx = HookContext(rec.patch)
+        _run_hook(rec, "pre_revert", ctx, refuse=True)
+        removals = _added_module_removals(rec)
+        pause = _commit.undo(rec.ops + removals) if rec.ops or removals else 0
+        del _applied[rec.patch.id]
+        _hook.refresh(_pending_index(), _added_index())
+        notes = []
+        try:
+            _run_hook(rec, "post_revert", ctx, refuse=False)
+        except Exception as exc:
+            notes.append(f"post_revert hook failed after the code was restored: {exc!r}")
+        return Result(rec.patch.id, "reverted", modules={m: "reverted" for m in rec.modules},
+                      pause_ns=pause, ops=len(rec.ops), notes=notes)
+
+
+def applied_ids() -> List[str]:
+    with _LOCK:
+        return list(_applied)
+
+
+def status() -> Dict[str, Any]:
+    with _LOCK:
+        patches = [{
+            "id": r.patch.id, "target": dict(r.patch.target), "describe": r.patch.describe(),
+            "cves": list(r.patch.meta.get("cves", [])), "modules": dict(r.modules),
+            "applied_at": r.applied_at, "pause_ns": r.pause_ns, "ops": len(r.ops),
+            "caveats": list(r.caveats), "notes": list(r.notes),
+        } for r in _applied.values()]
+        old = {k: (v[0], v[1], r.patch.id) for r in _applied.values()
+               for k, v in r.old_codes.items()}
+    return {"patches": patches, "active": active(old)}
+
+
+# -- step 1: check the patch against itself -----------------------------------
+
+def _check(patch: Patch) -> Dict[str, _defs.ModulePlan]:
+    plans: Dict[str, _defs.ModulePlan] = {}
+    restart: List[str] = []
+    hooks: List[str] = []
+    for mp in patch.modules:
+        try:
+            if mp.action == "add":
+                plan = _defs.added_module_plan(mp.fixed.text)
+            else:
+                assert mp.baseline is not None
+                plan = _defs.diff_module(mp.baseline.text, mp.fixed.text, mp.name)
+        except SyntaxError as exc:
+            raise PatchFormatError(f"Patch {patch.short_id}: the source of {mp.name} does not "
+                                   f"parse on Python {sys.version.split()[0]}: {exc}",
+                                   details={"module": mp.name}) from exc
+        derived = sorted((c.kind, c.qualname, c.verdict) for c in plan.changes)
+        declared = sorted((c.kind, c.qualname, c.verdict) for c in mp.changes)
+        if derived != declared:
+            raise PatchFormatError(
+                f"Patch {patch.short_id}: the change list of {mp.name} does not match its "
+                "sources (built by another Suture version, or edited). Rebuild the patch.",
+                details={"module": mp.name, "derived": derived, "declared": declared})
+        for c in plan.changes:
+            if c.verdict == "restart":
+                restart.append(f"{mp.name}:{c.qualname} ({c.kind}: {c.reason})")
+            elif c.verdict == "hook" and patch.hooks is None:
+                hooks.append(f"{mp.name}:{c.qualname} ({c.kind})")
+        plans[mp.name] = plan
+    if restart:
+        raise RestartRequired(
+            f"Patch {patch.short_id} ({patch.describe()}) cannot be applied live: "
+            + "; ".join(restart) + ". Nothing was changed; deploy the fixed version with a restart.",
+            details={"patch": patch.id, "changes": restart})
+    if hooks:
+        raise NeedsHook(
+            f"Patch {patch.short_id} ({patch.describe()}) needs a hook for: " + "; ".join(hooks)
+            + ". Nothing was changed; rebuild with `suture build --hooks FILE`.",
+            details={"patch": patch.id, "changes": hooks})
+    return plans
+
+
+def _load_hooks(patch: Patch) -> Optional[types.ModuleType]:
+    if patch.hooks is None:
+        return None
+    name = f"suture_hooks_{patch.short_id}"
+    filename = f"<suture hooks {patch.short_id}>"
+    _register_source(filename, patch.hooks.text)
+    mod = types.ModuleType(name)
+    mod.__file__ = filename
+    try:
+        exec(compile(patch.hooks.text, filename, "exec", dont_inherit=True), mod.__dict__)
+    except Exception as exc:
+        raise HookFailed(f"The hooks of patch {patch.short_id} failed to load: "
+                         f"{type(exc).__name__}: {exc}. Nothing was changed.",
+                         details={"patch": patch.id}) from exc
+    return mod
+
+
+# -- step 2: prepare one module ------------------------------------------------
+
+def _scan(filenames: Set[str]) -> Tuple[Dict[str, List[FunctionType]], List[Any]]:
+    """One pass over the heap: functions defined in these files, and lru_cache wrappers."""
+    funcs: Dict[str, List[FunctionType]] = {}
+    wrappers: List[Any] = []
+    for o in gc.get_objects():
+        t = type(o)
+        if t is FunctionType:
+            fn = o.__code__.co_filename
+            if fn in filenames:
+                funcs.setdefault(fn, []).append(o)
+        elif t is _LRU_TYPE:
+            wrappers.append(o)
+    return funcs, wrappers
+
+
+def _module_files(name: str, module: types.ModuleType) -> Set[str]:
+    files = {module.__file__} if getattr(module, "__file__", None) else set()
+    for r in _applied.values():
+        if name in r.filenames:
+            files.add(r.filenames[name])
+    return files  # type: ignore[return-value]
+
+
+def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
+             plan: _defs.ModulePlan) -> _ModuleTxn:
+    patch = rec.patch
+    txn = _ModuleTxn(mp.name)
+    file = getattr(module, "__file__", None)
+    if not file:
+        raise BaselineMismatch(
+            f"Refused patch {patch.short_id} ({patch.describe()}): module {mp.name} has no "
+            "__file__ (built in, frozen or made at run time), so its code cannot be matched "
+            "with the baseline. Nothing was changed.", details={"module": mp.name})
+    assert mp.baseline is not None
+    txn.filename = f"{file} (suture {patch.short_id})"
+    try:
+        b_code = compile(mp.baseline.text, file, "exec", dont_inherit=True)
+        f_code = compile(mp.fixed.text, txn.filename, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError) as exc:
+        raise PatchFormatError(f"Patch {patch.short_id}: {mp.name} does not compile on Python "
+                               f"{sys.version.split()[0]}: {exc}. Nothing was changed.",
+                               details={"module": mp.name}) from exc
+    memo: Dict[int, Any] = {}
+    base = _codes.tree(b_code)
+    fixed = _codes.tree(f_code)
+
+    def same(a: CodeType, b: CodeType) -> bool:
+        return _codes.structure(a, memo) == _codes.structure(b, memo)
+
+    changed_q = {q for q in base if q in fixed and (
+        len(base[q]) != len(fixed[q]) or not all(map(same, base[q], fixed[q])))}
+    files = _module_files(mp.name, module)
+    funcs_by_file, wrappers = _scan(files)
+    funcs = [f for fn in files for f in funcs_by_file.get(fn, [])]
+    quals = _codes.live_qualnames(funcs)
+    on_base: Set[str] = set()
+    on_fixed: Set[str] = set()
+    mismatched: List[str] = []
+    blocked: List[str] = []
+    swaps: List[Tuple[FunctionType, CodeType, str]] = []
+    for f in funcs:
+        live = f.__code__
+        q = quals.get(id(live))
+        if q is None:
+            continue
+        cands = base.get(q, [])
+        idx = next((i for i, c in enumerate(cands) if same(c, live)), None)
+        if idx is None:
+            if any(same(c, live) for c in fixed.get(q, [])):
+                on_fixed.add(q)
+            else:
+                mismatched.append(q)
+            continue
+        if q in changed_q:
+            on_base.add(q)
+        targets = fixed.get(q)
+        if not targets:
+            continue  # removed in the fixed version; its binding is dropped below
+        if len(targets) != len(cands):
+            mismatched.append(f"{q} (several definitions share this name and their number "
+                              "changed)")
+            continue
+        new = targets[idx]
+        if new.co_freevars != live.co_freevars:
+            blocked.append(f"{q}: a closure created before the patch captures "
+                           f"({', '.join(live.co_freevars) or 'nothing'}) but the fixed code "
+                           f"needs ({', '.join(new.co_freevars) or 'nothing'})")
+            continue
+        swaps.append((f, new, q))
+    if mismatched or (on_base and on_fixed):
+        first = mismatched[0] if mismatched else sorted(on_fixed)[0]
+        raise BaselineMismatch(
+            f"Refused patch {patch.short_id} ({patch.describe()}): {mp.name} does not match "
+            f"the baseline: `{mp.name}:{first}` differs from the code the patch was built "
+            f"against (sha256 {mp.baseline.sha256[:12]}\u2026). Nothing was changed. Check which "
+            "version the process runs, then rebuild the patch from that version.",
+            details={"module": mp.name, "first": first, "mismatched": mismatched,
+                     "baseline_sha256": mp.baseline.sha256})
+    if on_fixed and not on_base:
+        txn.state = "already fixed"
+        return txn
+    missing = sorted(q for q in changed_q if "<locals>" not in q and q not in on_base
+                     and q not in on_fixed and _codes.is_named_function(base[q][0]))
+    if missing:
+        raise BaselineMismatch(
+            f"Refused patch {patch.short_id} ({patch.describe()}): `{mp.name}:{missing[0]}` is "
+            "changed by the patch but no live function of the process runs its code (replaced "
+            "at run time, or a compiled variant is in use). Nothing was changed.",
+            details={"module": mp.name, "missing": missing})
+    if blocked:
+        raise RestartRequired(
+            f"Patch {patch.short_id} ({patch.describe()}) cannot be applied live to "
+            f"{mp.name}: " + "; ".join(blocked) + ". Nothing was changed.",
+            details={"module": mp.name, "blocked": blocked})
+
+    warn_kind = False
+    swapped: Set[int] = set()
+    for f, new, q in swaps:
+        txn.ops.append(Op("attr", f, "__code__", new, f"{mp.name}:{q}"))
+        swapped.add(id(f))
+        warn_kind |= _codes.kind(new) != _codes.kind(f.__code__)
+        if q in changed_q:
+            txn.old_codes[id(f.__code__)] = (f.__code__, f"{mp.name}:{q}")
+    txn.ops.extend(Call(w.cache_clear, f"cache_clear {mp.name}") for w in wrappers
+                   if id(getattr(w, "__wrapped__", None)) in swapped)
+    _register_source(txn.filename, mp.fixed.text)
+
+    txn.plan = plan
+    txn.fixed_tree = ast.parse(mp.fixed.text)
+    txn.swapped = [f for f, _, _ in swaps]
+    early, txn.late_stmts = _late_split(plan)
+    mod_ns = _exec_stmts(txn, module, early)
+    for cp in plan.classes:
+        _prepare_class(txn, module, cp, plan, mod_ns)
+    _bind_module(txn, module, plan, mod_ns, late=False)
+    _defaults(txn, module, plan.recompute_defaults, mod_ns, quals)
+    if warn_kind and sys.version_info >= (3, 13):
+        txn.notes.append("a function changes between plain and generator/coroutine code")
+    return txn
+
+
+def _late_split(plan: _defs.ModulePlan) -> Tuple[List[ast.stmt], List[ast.stmt]]:
+    """Statements that call changed code must run after the code swap (second commit)."""
+    construct = _construct_names(plan)
+    early: List[ast.stmt] = []
+    late: List[ast.stmt] = []
+    late_names: Set[str] = set()
+    for s in plan.exec_stmts:
+        cat = _defs.stmt_category(s)
+        value = getattr(s, "value", None)
+        if cat == "assign" and value is not None and (
+                _defs._called_roots(value) & construct or _defs._names_in([value]) & late_names):
+            late.append(s)
+            late_names.update(_defs.bound_names(s))
+        else:
+            early.append(s)
+    return early, late
+
+
+def _construct_names(plan: _defs.ModulePlan) -> Set[str]:
+    out: Set[str] = set()
+    for c in plan.changes:
+        if not c.kind.startswith(("changed function", "changed method", "changed default",
+                                  "changed class bases", "changed decorator")):
+            continue
+        head, _, tail = c.qualname.partition(".")
+        if not tail or tail in ("__init__", "__new__", "__post_init__", "__call__") \
+                or c.kind == "changed class bases":
+            out.add(head)
+    return out
+
+
+def _compile_stmts(stmts: List[ast.stmt], plan: _defs.ModulePlan, filename: str) -> CodeType:
+    tree = ast.Module(body=list(plan.future_flags) + stmts, type_ignores=[])
+    return compile(tree, filename, "exec", dont_inherit=True)
+
+
+def _exec_stmts(txn: _ModuleTxn, module: types.ModuleType,
+               stmts: List[ast.stmt]) -> Dict[str, Any]:
+    """Evaluate new and changed module-level statements into a scratch namespace.
+
+    ``exec(code, module.__dict__, ns)`` gives class-body semantics: names are
+    read from ``ns`` then the module then builtins, writes go to ``ns`` only,
+    and functions defined here get the live module dict as their globals.
+    """
+    ns: Dict[str, Any] = {}
+    if not stmts:
+        return ns
+    assert txn.plan is not None
+    stmts, registrations = _split_registrations(stmts, module)
+    code = _compile_stmts(stmts, txn.plan, txn.filename)
+    try:
+        exec(code, module.__dict__, ns)
+        for name, dispatcher, type_expr in registrations:
+            func = ns[name]
+            if type_expr is not None:
+                expr = ast.Expression(body=type_expr)
+                ast.fix_missing_locations(expr)
+                cls = eval(compile(expr, txn.filename, "eval", dont_inherit=True),
+                           module.__dict__, ns)
+            else:
+                first = func.__code__.co_varnames[0]
+                cls = func.__annotations__[first]
+                if isinstance(cls, str):
+                    cls = eval(cls, module.__dict__, ns)
+            txn.ops.extend(_register_op(dispatcher, cls, func, f"{txn.name}.{name}"))
+    except Exception as exc:
+        raise RefusedError(f"Evaluating the new definitions of {txn.name} failed: "
+                           f"{type(exc).__name__}: {exc}. Nothing was changed.",
+                           details={"module": txn.name}) from exc
+    return ns
+
+
+def _split_registrations(stmts: List[ast.stmt], module: types.ModuleType
+                         ) -> Tuple[List[ast.stmt], List[Tuple[str, Any, Optional[ast.expr]]]]:
+    """Take ``@dispatcher.register`` off new functions so that registering is an op.
+
+    Running the decorator while preparing would register the implementation
+    before the commit (and for good, even if the patch is then refused).
+    Instead the registry entry becomes an undoable op, committed atomically.
+    Only the outermost decorator is taken off: ``register`` returns the
+    function it got, so nothing else changes.
+    """
+    out: List[ast.stmt] = []
+    regs: List[Tuple[str, Any, Optional[ast.expr]]] = []
+    for s in stmts:
+        if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef)) and s.decorator_list:
+            d = s.decorator_list[0]
+            call = d if isinstance(d, ast.Call) else None
+            target = call.func if call is not None else d
+            if (isinstance(target, ast.Attribute) and target.attr == "register"
+                    and isinstance(target.value, ast.Name)):
+                dispatcher = module.__dict__.get(target.value.id)
+                if _is_singledispatch(dispatcher) and (call is None or len(call.args) == 1):
+                    node = copy.copy(s)
+                    node.decorator_list = s.decorator_list[1:]
+                    out.append(node)
+                    regs.append((s.name, dispatcher, call.args[0] if call else None))
+                    continue
+        out.append(s)
+    return out, regs
+
+
+def _is_singledispatch(obj: Any) -> bool:
+    return callable(obj) and hasattr(obj, "registry") and hasattr(obj, "dispatch") \
+        and getattr(obj.dispatch, "__closure__", None) is not None
+
+
+def _register_op(dispatcher: Any, cls: Any, func: Any, label: str) -> List[Any]:
+    registry = next(r for r in gc.get_referents(dispatcher.registry) if isinstance(r, dict))
+    caches = [c.cell_contents for c in dispatcher.dispatch.__closure__
+              if isinstance(c.cell_contents, weakref.WeakKeyDictionary)]
+    return [Op("item", registry, cls, func, f"register {label}")] + [
+        Call(c.clear, f"clear dispatch cache for {label}") for c in caches]
+
+
+def _bind_module(txn: _ModuleTxn, module: types.ModuleType, plan: _defs.ModulePlan,
+                 ns: Dict[str, Any], late: bool) -> None:
+    d = module.__dict__
+    rebound: Dict[str, Any] = {}
+    for name in plan.bind:
+        if name in ns:
+            old = d.get(name, MISSING)
+            txn.ops.append(Op("item", d, name, ns[name], f"{txn.name}.{name}"))
+            if old is not MISSING and old is not ns[name]:
+                rebound[name] = old
+                if late:
+                    txn.watch.append((f"{txn.name}.{name}", old))
+    if not late:
+        for name in plan.delete:
+            if name in d:
+                txn.ops.append(Op("item", d, name, MISSING, f"del {txn.name}.{name}"))
+                rebound[name] = d[name]
+    for alias_dict, alias, name in _importers(txn.name, rebound):
+        if name in ns:
+            txn.ops.append(Op("item", alias_dict, alias, ns[name], f"copy of {txn.name}.{name}"))
+
+
+def _importers(modname: str, old: Dict[str, Any]) -> List[Tuple[Dict[str, Any], str, str]]:
+    """Module dicts holding ``old`` values through ``from modname import name [as alias]``.
+
+    Identity alone is not proof (small ints and interned strings are shared,
+    ``re.compile`` caches patterns), so each candidate module's own source must
+    contain the matching import; re-exports through a package follow in turn.
+    """
+    if not old:
+        return []
+    targets = {(modname, n): n for n in old}
+    by_id = {id(v): n for n, v in old.items()}
+    out: List[Tuple[Dict[str, Any], str, str]] = []
+    seen: Set[Tuple[str, str]] = set()
+    grew = True
+    while grew:
+        grew = False
+        for other_name, other in list(sys.modules.items()):
+            d = getattr(other, "__dict__", None)
+            if other_name == modname or not isinstance(d, dict):
+                continue
+            hits = [(k, by_id[id(v)]) for k, v in list(d.items()) if id(v) in by_id]
+            if not hits:
+                continue
+            imports = _from_imports(other)
+            for alias, orig in hits:
+                if (other_name, alias) in seen:
+                    continue
+                for src_mod, src_name in imports.get(alias, ()):
+                    if targets.get((src_mod, src_name)) == orig:
+                        seen.add((other_name, alias))
+                        targets[(other_name, alias)] = orig
+                        out.append((d, alias, orig))
+                        grew = True
+                        break
+    return out
+
+
+def _from_imports(module: types.ModuleType) -> Dict[str, List[Tuple[str, str]]]:
+    """alias -> [(absolute module, name)] for every ``from ... import`` in its source."""
+    source = None
+    loader = getattr(module, "__loader__", None)
+    try:
+        if loader is not None and hasattr(loader, "get_source"):
+            source = loader.get_source(module.__name__)
+    except Exception:  # no source (extension module, zip without it): no from-imports to find
+        source = None
+    if source is None:
+        return {}
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return {}
+    package = getattr(module, "__package__", None) or ""
+    out: Dict[str, List[Tuple[str, str]]] = {}
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        base = node.module or ""
+        if node.level:
+            parts = package.split(".") if package else []
+            if node.level > 1:
+                parts = parts[: len(parts) - (node.level - 1)]
+            base = ".".join(p for p in parts + ([node.module] if node.module else []) if p)
+        for a in node.names:
+            out.setdefault(a.asname or a.name, []).append((base, a.name))
+    return out
+
+
+def _resolve_class(module: types.ModuleType, qualname: str) -> Optional[type]:
+    obj: Any = module
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None) if obj is module else obj.__dict__.get(part)
+        if obj is None:
+            return None
+    return obj if isinstance(obj, type) else None
+
+
+def _prepare_class(txn: _ModuleTxn, module: types.ModuleType, cp: _defs.ClassPlan,
+                   plan: _defs.ModulePlan, mod_ns: Dict[str, Any]) -> None:
+    cls = _resolve_class(module, cp.qualname)
+    if cls is None:
+        raise BaselineMismatch(
+            f"Refused: class {txn.name}:{cp.qualname} is not in the running module (or is not "
+            "a class), so its changes cannot be applied. Nothing was changed.",
+            details={"module": txn.name, "class": cp.qualname})
+    if cp.exec_members:
+        path = cp.qualname.split(".")
+        inner: ast.stmt = ast.ClassDef(name=path[-1], bases=[], keywords=[],
+                                       body=list(cp.exec_members), decorator_list=[])
+        for part in reversed(path[:-1]):
+            inner = ast.ClassDef(name=part, bases=[], keywords=[], body=[inner], decorator_list=[])
+        for node in ast.walk(inner):
+            if isinstance(node, ast.ClassDef) and not hasattr(node, "lineno"):
+                node.lineno = node.col_offset = 0  # type: ignore[attr-defined]
+                node.end_lineno = node.end_col_offset = 0  # type: ignore[attr-defined]
+        if sys.version_info >= (3, 12):
+            for node in ast.walk(inner):
+                if isinstance(node, ast.ClassDef) and not hasattr(node, "type_params"):
+                    node.type_params = []  # type: ignore[attr-defined]
+        ast.fix_missing_locations(inner)
+        module_code = _compile_stmts([inner], plan, txn.filename)
+        body = module_code
+        for part in path:
+            body = next(c for c in body.co_consts if isinstance(c, CodeType) and c.co_name == part)
+        ns: Dict[str, Any] = {}
+        scope = collections.ChainMap(ns, dict(vars(cls)), mod_ns)
+        try:
+            exec(body, module.__dict__, scope)
+        except Exception as exc:
+            raise RefusedError(f"Evaluating the new members of {txn.name}:{cp.qualname} failed: "
+                               f"{type(exc).__name__}: {exc}. Nothing was changed.",
+                               details={"module": txn.name, "class": cp.qualname}) from exc
+        cell = ns.get("__classcell__")
+        if cell is not None:
+            cell.cell_contents = cls
+        for name in cp.bind:
+            if name in ns:
+                txn.ops.append(Op("attr", cls, name, ns[name], f"{txn.name}:{cp.qualname}.{name}"))
+    for name in cp.delete:
+        if name in vars(cls):
+            txn.ops.append(Op("attr", cls, name, MISSING, f"del {txn.name}:{cp.qualname}.{name}"))
+    if cp.new_bases is not None:
+        expr = ast.Expression(body=ast.Tuple(elts=list(cp.new_bases), ctx=ast.Load()))
+        ast.fix_missing_locations(expr)
+        bases = eval(compile(expr, txn.filename, "eval", dont_inherit=True),
+                     module.__dict__, collections.ChainMap(mod_ns))
+        txn.first_ops.append(Op("attr", cls, "__bases__", tuple(bases),
+                                f"{txn.name}:{cp.qualname}.__bases__"))
+
+
+def _defaults(txn: _ModuleTxn, module: types.ModuleType, wanted: List[str],
+              ns: Dict[str, Any], quals: Dict[int, str]) -> None:
+    """Evaluate the fixed defaults of top-level functions and methods named in ``wanted``."""
+    if not wanted:
+        return
+    assert txn.fixed_tree is not None
+    nodes = dict(_defs.iter_functions(txn.fixed_tree.body))
+    for f in txn.swapped:
+        q = quals.get(id(f.__code__))
+        if q not in wanted:
+            continue
+        node = nodes[q]
+        owner = _resolve_class(module, q.rsplit(".", 1)[0]) if "." in q else None
+        scope = collections.ChainMap(ns, dict(vars(owner)) if owner else {})
+        a = node.args
+        defaults_expr = ast.Expression(body=ast.Tuple(elts=list(a.defaults), ctx=ast.Load()))
+        kw = [(arg.arg, d) for arg, d in zip(a.kwonlyargs, a.kw_defaults) if d is not None]
+        kw_expr = ast.Expression(body=ast.Dict(keys=[ast.Constant(k) for k, _ in kw],
+                                               values=[d for _, d in kw]))
+        for e in (defaults_expr, kw_expr):
+            ast.fix_missing_locations(e)
+        try:
+            defaults = eval(compile(defaults_expr, txn.filename, "eval", dont_inherit=True),
+                            module.__dict__, scope)
+            kwdefaults = eval(compile(kw_expr, txn.filename, "eval", dont_inherit=True),
+                              module.__dict__, scope)
+        except Exception as exc:
+            raise RefusedError(f"Evaluating the new defaults of {txn.name}:{q} failed: "
+                               f"{type(exc).__name__}: {exc}. Nothing was changed.",
+                               details={"module": txn.name, "function": q}) from exc
+        txn.ops.append(Op("attr", f, "__defaults__", defaults or None, f"{txn.name}:{q} defaults"))
+        txn.ops.append(Op("attr", f, "__kwdefaults__", kwdefaults or None,
+                          f"{txn.name}:{q} kwdefaults"))
+
+
+# -- steps 3 and 4 ----------------------------------------------------------------
+
+def _commit_ops(ops: List[Any], live: List[_ModuleTxn]) -> int:
+    if any("plain and generator" in n for t in live for n in t.notes):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return _commit.run(ops)
+    return _commit.run(ops)
+
+
+def _late(rec: _Record, live: List[_ModuleTxn]) -> List[Any]:
+    """Second phase: evaluate module objects whose construction the patch changed.
+
+    They must be built by the *new* code, which only exists after the first
+    commit. Between the two commits other threads may see new code next to the
+    old object, exactly as they would through any reference the old object
+    still has; the builder reports these as caveats.
+    """
+    ops: List[Any] = []
+    for t in live:
+        if not t.late_stmts:
+            continue
+        assert t.plan is not None and t.fixed_tree is not None
+        module = sys.modules[t.name]
+        ns = _exec_stmts(t, module, t.late_stmts)
+        before = len(t.ops)
+        _bind_module(t, module, t.plan, ns, late=True)
+        quals = _codes.live_qualnames(t.swapped)
+        wanted = [q for q, fn in _defs.iter_functions(t.fixed_tree.body)
+                  if "<locals>" not in q
+                  and _defs._names_in([*fn.args.defaults, *fn.args.kw_defaults]) & set(ns)]
+        _defaults(t, module, wanted, ns, quals)
+        ops.extend(t.ops[before:])
+    return ops
+
+
+def _leftovers(txn: _ModuleTxn) -> List[str]:
+    """Report references to re-built objects that the patch could not reach.
+
+    One ``gc.get_referrers`` call (a heap walk) per module, only when the patch
+    re-evaluated module objects; the undo log's own references are left out.
+    """
+    objs = [(label, o) for label, o in txn.watch if not isinstance(o, _IMMUTABLE)]
+    if not objs:
+        return []
+    ours = {id(txn.watch), id(objs)} | {id(pair) for pair in txn.watch} | {id(pair) for pair in objs}
+    notes = []
+    for label, obj in objs[:20]:
+        refs = [r for r in gc.get_referrers(obj)
+                if id(r) not in ours and not isinstance(r, (Op, types.FrameType))]
+        if refs:
+            kinds = sorted({type(r).__name__ for r in refs})
+            notes.append(f"{label}: {len(refs)} reference(s) to the object built by the old "
+                         f"code remain ({', '.join(kinds)}); they keep the old object")
+    return notes
+
+
+def _migrate(rec: _Record) -> None:
+    migrations = getattr(rec.hooks, "MIGRATIONS", None) if rec.hooks else None
+    if not migrations:
+        return
+    targets: Dict[type, Any] = {}
+    for key, fn in migrations.items():
+        modname, _, qual = key.partition(":")
+        module = sys.modules.get(modname)
+        cls = _resolve_class(module, qual) if module else None
+        if cls is not None:
+            targets[cls] = fn
+    if not targets:
+        return
+    objs = [o for o in gc.get_objects() if type(o) in targets]
+    for o in objs:
+        snapshot = dict(o.__dict__) if hasattr(o, "__dict__") else {}
+        rec.migrated.append((o, snapshot))
+        try:
+            targets[type(o)](o)
+        except Exception as exc:
+            _unmigrate(rec)
+            raise HookFailed(f"Migration of {type(o).__qualname__} instances failed in patch "
+                             f"{rec.patch.short_id}: {type(exc).__name__}: {exc}. Every "
+                             "migrated instance was restored and nothing was changed.",
+                             details={"patch": rec.patch.id}) from exc
+
+
+def _unmigrate(rec: _Record) -> None:
+    for obj, snapshot in reversed(rec.migrated):
+        if hasattr(obj, "__dict__"):
+            obj.__dict__.clear()
+            obj.__dict__.update(snapshot)
+    rec.migrated.clear()
+
+
+def _run_hook(rec: _Record, name: str, ctx: "HookContext", refuse: bool) -> None:
+    fn = getattr(rec.hooks, name, None) if rec.hooks else None
+    if fn is None:
+        return
+    try:
+        fn(ctx)
+    except Exception as exc:
+        if refuse:
+            raise HookFailed(f"{name} hook of patch {rec.patch.short_id} refused: "
+                             f"{type(exc).__name__}: {exc}. Nothing was changed.",
+                             details={"patch": rec.patch.id, "hook": name}) from exc
+        raise
+
+
+# -- import-time patching -------------------------------------------------------
+
+def _pending_index() -> Dict[str, str]:
+    return {m: r.patch.id for r in _applied.values() for m, s in r.modules.items()
+            if s == "pending import"}
+
+
+def _added_index() -> Dict[str, Tuple[str, str, bool]]:
+    out: Dict[str, Tuple[str, str, bool]] = {}
+    for r in _applied.values():
+        names = [m.name for m in r.patch.modules if m.action == "add"]
+        for m in r.patch.modules:
+            if m.action == "add":
+                is_pkg = any(n.startswith(m.name + ".") for n in names)
+                out[m.name] = (m.fixed.text, r.patch.short_id, is_pkg)
+    return out
+
+
+def patch_on_import(name: str, module: types.ModuleType) -> None:
+    """Called by the import hook right after a pending module executed."""
+    with _LOCK:
+        for rec in _applied.values():
+            if rec.modules.get(name) != "pending import":
+                continue
+            mp = next(m for m in rec.patch.modules if m.name == name)
+            try:
+                plan = _defs.diff_module(mp.baseline.text, mp.fixed.text, name)  # type: ignore[union-attr]
+                txn = _prepare(rec, mp, module, plan)
+                if txn.state == "applied":
+                    ops = txn.first_ops + txn.ops
+                    _commit_ops(ops, [txn])
+                    try:
+                        late = _late(rec, [txn])
+                        if late:
+                            _commit_ops(late, [txn])
+                    except BaseException:
+                        _commit.restore(ops)
+                        raise
+                    rec.ops.extend(ops + late)
+                    rec.old_codes.update(txn.old_codes)
+                    rec.filenames[name] = txn.filename
+                rec.modules[name] = txn.state
+            except SutureError as exc:
+                rec.modules[name] = f"refused at import: {exc.message}"
+            _hook.refresh(_pending_index(), _added_index())
+
+
+def _added_module_removals(rec: _Record) -> List[Any]:
+    ops: List[Any] = []
+    for m in rec.patch.modules:
+        if m.action != "add" or m.name not in sys.modules:
+            continue
+        ops.append(_InverseOp("item", sys.modules, m.name))
+        parent, _, child = m.name.rpartition(".")
+        if parent and parent in sys.modules and getattr(sys.modules[parent], child, None) \
+                is sys.modules[m.name]:
+            ops.append(_InverseOp("attr", sys.modules[parent], child))
+    return ops
+
+
+class _InverseOp(Op):
+    """An op that exists only to be undone: revert removes what an import added."""
+
+    def __init__(self, kind: str, obj: Any, key: str) -> None:
+        super().__init__(kind, obj, key, MISSING)
+        self.old, self.new = MISSING, self.old
+
+
+# -- activeness ---------------------------------------------------------------------
+
+def active(old: Dict[int, Tuple[CodeType, str]]) -> List[Dict[str, Any]]:
+    """Threads, suspended generators/coroutines and tasks still executing old code."""
+    if not old:
+        return []
+    out: List[Dict[str, Any]] = []
+    me = threading.get_ident()
+    names = {t.ident: t.name for t in threading.enumerate()}
+    for ident, frame in sys._current_frames().items():
+        if ident == me:
+            continue
+        f: Optional[types.FrameType] = frame
+        while f is not None:
+            hit = old.get(id(f.f_code))
+            if hit is not None and hit[0] is f.f_code:
+                out.append({"qualname": hit[1], "where": "thread", "patch": _pid(hit),
+                            "thread": names.get(ident, str(ident))})
+            f = f.f_back
+    task_type = getattr(sys.modules.get("asyncio"), "Task", None)
+    for o in gc.get_objects():
+        kind = _GEN_KINDS.get(type(o))
+        if kind is not None:
+            frame = getattr(o, _FRAME_ATTR[kind], None)
+            if frame is not None:
+                hit = old.get(id(frame.f_code))
+                if hit is not None and hit[0] is frame.f_code:
+                    out.append({"qualname": hit[1], "where": kind, "patch": _pid(hit)})
+        elif task_type is not None and isinstance(o, task_type) and not o.done():
+            coro = o.get_coro()
+            while coro is not None:
+                frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+                hit = old.get(id(frame.f_code)) if frame is not None else None
+                if hit is not None and hit[0] is frame.f_code:  # type: ignore[union-attr]
+                    out.append({"qualname": hit[1], "where": "task", "patch": _pid(hit),
+                                "task": o.get_name()})
+                    break
+                coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return out
+
+
+def _pid(hit: Tuple[Any, ...]) -> str:
+    return hit[2] if len(hit) > 2 else ""
+
+
+_GEN_KINDS = {types.GeneratorType: "generator", types.CoroutineType: "coroutine",
+              types.AsyncGeneratorType: "async_generator"}
+_FRAME_ATTR = {"generator": "gi_frame", "coroutine": "cr_frame", "async_generator": "ag_frame"}
+
+
+def _wait_quiescent(rec: _Record, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        busy = active(rec.old_codes)
+        if not busy:
+            return
+        if time.monotonic() >= deadline:
+            where = "; ".join(f"{b['qualname']} in a {b['where']}" for b in busy[:5])
+            raise NotQuiescent(
+                f"Patch {rec.patch.short_id} was not applied: after {seconds:g} s old code is "
+                f"still running ({where}). Nothing was changed; retry later or apply without "
+                "--wait-quiescent (running frames then finish on the old code).",
+                details={"patch": rec.patch.id, "active": busy})
+        time.sleep(0.01)
+
+
+# -- helpers ------------------------------------------------------------------------
+
+def _find(patch_id: str) -> _Record:
+    matches = [r for pid, r in _applied.items() if pid.startswith(patch_id)] if patch_id else []
+    if len(matches) != 1:
+        raise UnknownPatch(f"No applied patch has id {patch_id!r}"
+                           + (" (ambiguous prefix)" if len(matches) > 1 else "") +
+                           f"; applied: {', '.join(p[:12] for p in _applied) or 'none'}.",
+                           details={"patch": patch_id})
+    return matches[0]
+
+
+def _register_source(filename: str, source: str) -> None:
+    """Tracebacks and inspect.getsource read patched code from here (never from disk)."""
+    lines = source.splitlines(True)
+    linecache.cache[filename] = (len(source), None, lines, filename)
+
+
+class HookContext:
+    """What hooks get: the live modules and a place for new per-object data."""
+
+    def __init__(self, patch: Patch) -> None:
+        self.patch_id = patch.id
+        self.patch = patch
+
+    def module(self, name: str) -> Optional[types.ModuleType]:
+        return sys.modules.get(name)
+
+    def shadow(self, obj: Any) -> Dict[str, Any]:
+        return shadow(obj)
+
+
+_shadows: Dict[int, Tuple[Any, Dict[str, Any]]] = {}
+
+
+def shadow(obj: Any) -> Dict[str, Any]:
+    """A dict of extra data attached to ``obj`` without touching its layout.
+
+    Kernel livepatch calls these shadow variables: classes with ``__slots__``
+    cannot gain attributes, so new per-instance data lives beside the object.
+    Objects that support weak references drop their shadow when they die;
+    others keep it (and themselves) alive until ``drop_shadow``.
+    """
+    entry = _shadows.get(id(obj))
+    if entry is not None and (entry[0]() if isinstance(entry[0], weakref.ref) else entry[0]) is obj:
+        return entry[1]
+    data: Dict[str, Any] = {}
+    key = id(obj)
+    try:
+        ref: Any = weakref.ref(obj, lambda _r, key=key: _shadows.pop(key, None))
+    except TypeError:
+        ref = obj
+    _shadows[key] = (ref, data)
+    return data
+
+
+def drop_shadow(obj: Any) -> None:
+    _shadows.pop(id(obj), None)
+
+
+def _reset_for_tests() -> None:  # pragma: no cover - used by in-process tests only
+    with _LOCK:
+        _applied.clear()
+        _hook.refresh({}, {})
+

@@ -1,0 +1,117 @@
+"""Meta-path finder: modules imported after apply get the patch too.
+
+Installed on the first apply that leaves something pending and removed when
+nothing is pending any more; never installed by importing Suture. It declines
+(returns None) for every module that is not named by an applied patch, and
+never raises for those. Two kinds of module are served:
+
+* pending modules (patched but not yet imported): found by the finders after
+  this one, executed by their own loader, then patched before the import
+  statement returns (``_engine.patch_on_import``);
+* modules a patch adds: executed from the patch's source, registered in
+  linecache under ``<suture PATCH>/a/b.py`` so tracebacks show their lines.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import linecache
+import sys
+import threading
+import types
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+_state_lock = threading.Lock()
+_pending: Dict[str, str] = {}
+_added: Dict[str, Tuple[str, str, bool]] = {}
+
+
+class SutureFinder(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname: str, path: Optional[Sequence[str]] = None,
+                  target: Optional[types.ModuleType] = None) -> Optional[importlib.machinery.ModuleSpec]:
+        added = _added.get(fullname)
+        if added is not None:
+            source, short_id, is_pkg = added
+            filename = f"<suture {short_id}>/{fullname.replace('.', '/')}" + (
+                "/__init__.py" if is_pkg else ".py")
+            loader = _SourceLoader(source, filename)
+            return importlib.util.spec_from_loader(fullname, loader, origin=filename,
+                                                   is_package=is_pkg)
+        if fullname not in _pending:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or isinstance(finder, SutureFinder):
+                continue
+            find = getattr(finder, "find_spec", None)
+            if find is None:
+                continue
+            spec = find(fullname, path, target)
+            if spec is not None:
+                if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                    spec.loader = _PatchingLoader(spec.loader)
+                return spec
+        return None
+
+
+class _SourceLoader(importlib.abc.Loader):
+    def __init__(self, source: str, filename: str) -> None:
+        self.source = source
+        self.filename = filename
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> None:
+        return None
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        linecache.cache[self.filename] = (len(self.source), None,
+                                          self.source.splitlines(True), self.filename)
+        module.__file__ = self.filename
+        exec(compile(self.source, self.filename, "exec", dont_inherit=True), module.__dict__)
+
+    def get_source(self, fullname: str) -> str:
+        return self.source
+
+
+class _PatchingLoader(importlib.abc.Loader):
+    """Wraps the real loader; gives the module back to it once executed."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> Optional[types.ModuleType]:
+        spec.loader = self.real
+        return self.real.create_module(spec)  # type: ignore[no-any-return]
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        module.__loader__ = self.real
+        if module.__spec__ is not None:
+            module.__spec__.loader = self.real
+        self.real.exec_module(module)
+        from . import _engine  # the engine imports this module; import late to avoid a cycle
+
+        _engine.patch_on_import(module.__name__, module)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+_finder = SutureFinder()
+
+
+def refresh(pending: Dict[str, str], added: Dict[str, Tuple[str, str, bool]]) -> None:
+    """Serve exactly these modules; install or remove the finder to match."""
+    with _state_lock:
+        _pending.clear()
+        _pending.update(pending)
+        _added.clear()
+        _added.update(added)
+        installed = _finder in sys.meta_path
+        if (_pending or _added) and not installed:
+            sys.meta_path.insert(0, _finder)
+        elif not (_pending or _added) and installed:
+            sys.meta_path.remove(_finder)
+
+
+def installed() -> bool:
+    return _finder in sys.meta_path

@@ -1,0 +1,94 @@
+"""Refusals and failures, grouped by remedy under one root.
+
+Every exception carries data (code, message, details) and renders late, so
+that it survives pickling across the agent socket. Stable codes are listed in
+docs/errors.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+
+class SutureError(Exception):
+    """Root of every error Suture raises on purpose."""
+
+    code = "SUT-E000"
+
+    def __init__(self, message: str, *, details: Optional[Dict[str, Any]] = None) -> None:
+        super().__init__(message, details)
+        self.message = message
+        self.details = dict(details or {})
+
+    def __str__(self) -> str:
+        return f"{self.message} [{self.code}]"
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"error": type(self).__name__, "code": self.code,
+                "message": self.message, "details": self.details}
+
+
+class PatchFormatError(SutureError, ValueError):
+    """The patch file is malformed, truncated, tampered with or of an unknown version."""
+
+    code = "SUT-E100"
+
+
+class RefusedError(SutureError):
+    """The patch was refused before anything changed; the process is as it was."""
+
+    code = "SUT-E200"
+
+
+class BaselineMismatch(RefusedError):
+    """The running code is not the baseline the patch was built against."""
+
+    code = "SUT-E201"
+
+
+class RestartRequired(RefusedError):
+    """The change cannot be applied to live objects (layout, native code, data)."""
+
+    code = "SUT-E203"
+
+
+class NeedsHook(RefusedError):
+    """The change needs a human-written hook that the patch does not carry."""
+
+    code = "SUT-E204"
+
+
+class HookFailed(RefusedError):
+    """A pre-apply hook or a migration refused; nothing was changed."""
+
+    code = "SUT-E205"
+
+
+class NotQuiescent(RefusedError):
+    """Old code stayed on some stack for the whole wait; nothing was changed."""
+
+    code = "SUT-E206"
+
+
+class UnknownPatch(SutureError, LookupError):
+    """No applied patch has this id."""
+
+    code = "SUT-E300"
+
+
+class RevertOrderError(SutureError):
+    """A newer patch touches the same module and must be reverted first."""
+
+    code = "SUT-E301"
+
+
+class RolledBack(SutureError):
+    """Applying started, failed, and every change was undone."""
+
+    code = "SUT-E400"
+
+
+class InternalError(SutureError):
+    """Suture bug; process state unknown; please report."""
+
+    code = "SUT-E999"

@@ -1,0 +1,1 @@
+"""Request parsing (case 02: default argument values change)."""

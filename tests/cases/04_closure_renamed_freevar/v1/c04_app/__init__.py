@@ -1,0 +1,1 @@
+"""Upload size limits (case 04: a closure's free variable is renamed)."""

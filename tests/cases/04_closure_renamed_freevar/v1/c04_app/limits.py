@@ -1,0 +1,7 @@
+"""Size limiters built per tenant."""
+
+
+def make_limiter(limit):
+    def allow(size):
+        return size <= limit
+    return allow

@@ -1,0 +1,1 @@
+"""Tiny web app (case 05: a decorated view changes)."""

@@ -1,0 +1,1 @@
+"""Access control (case 06: cached security decisions)."""

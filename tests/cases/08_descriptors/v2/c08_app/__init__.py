@@ -1,0 +1,1 @@
+"""Uploads (case 08: property, classmethod and staticmethod change)."""

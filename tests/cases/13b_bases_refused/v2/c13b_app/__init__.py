@@ -1,0 +1,1 @@
+"""Sessions (13b_bases_refused: a base with an incompatible layout)."""

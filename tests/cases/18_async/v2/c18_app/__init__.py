@@ -1,0 +1,1 @@
+"""Async fetcher (18_async: coroutine and async generator bodies change)."""
