@@ -168,7 +168,9 @@ def diff_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str] = (),
         target = {"kind": "distribution", "name": new.name,
                   "from_version": old.version, "to_version": new.version}
     else:
-        target = {"kind": "tree", "name": new.name or Path(new.root).name,
+        tops = sorted({m.split(".")[0] for m in new_mods})
+        target = {"kind": "tree", "name": new.name or (tops[0] if len(tops) == 1 else
+                                                         Path(new.root).name),
                   "from_version": old.version, "to_version": new.version}
     meta = {"cves": sorted(cves), "summary": summary, "builder": f"suture {__version__}",
             "python": ">=3.9", "partial": False}
