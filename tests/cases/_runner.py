@@ -13,12 +13,19 @@ import sys
 import traceback
 
 
+class Phases(list):
+    """Each observation is serialised when taken: later mutation cannot rewrite it."""
+
+    def append(self, value):
+        super().append(json.loads(json.dumps(value, default=repr)))
+
+
 def main() -> int:
     case_dir, root, mode = sys.argv[1:4]
     patch_file = sys.argv[4] if len(sys.argv) > 4 else None
     sys.path.insert(0, root)
     sys.path.insert(0, case_dir)
-    report = {"mode": mode, "phases": [], "events": []}
+    report = {"mode": mode, "phases": Phases(), "events": []}
     try:
         driver = importlib.import_module("driver")
         state = driver.setup()

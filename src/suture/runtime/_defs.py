@@ -306,6 +306,20 @@ def _class_kind(cls: ast.ClassDef) -> str:
     return "plain"
 
 
+def _import_map(body: List[ast.stmt]) -> Dict[str, str]:
+    """Name bound by each top-level import -> where it comes from."""
+    out: Dict[str, str] = {}
+    for s in body:
+        if isinstance(s, ast.Import):
+            for a in s.names:
+                out[a.asname or a.name.split(".")[0]] = f"import {a.name}"
+        elif isinstance(s, ast.ImportFrom) and s.module != "__future__":
+            for a in s.names:
+                if a.name != "*":
+                    out[a.asname or a.name] = f"from {'.' * s.level}{s.module or ''} import {a.name}"
+    return out
+
+
 def _text(stmt: ast.stmt) -> str:
     text = ast.unparse(stmt).splitlines()[0] if hasattr(ast, "unparse") else type(stmt).__name__
     return text if len(text) <= 72 else text[:69] + "..."
@@ -388,6 +402,7 @@ class _Differ:
 
     def _module_level(self) -> None:
         old_k, new_k = _keyed(self.old.body), _keyed(self.new.body)
+        old_imports, new_imports = _import_map(self.old.body), _import_map(self.new.body)
         execd: Set[int] = set()
         for key, stmt in new_k.items():
             before = old_k.get(key)
@@ -412,6 +427,14 @@ class _Differ:
                              "decorator registered stays registered")
                     execd.add(id(stmt))
                 continue
+            if cat == "import":
+                fresh = [n for n, src in _import_map([stmt]).items() if old_imports.get(n) != src]
+                for n in fresh:
+                    self.add("added import" if n not in old_imports else "changed import", n,
+                             "live")
+                if fresh:
+                    execd.add(id(stmt))
+                continue
             if before is not None and dump(before) == dump(stmt):
                 continue
             if cat == "future":
@@ -424,11 +447,9 @@ class _Differ:
                 execd.add(id(stmt))
                 self.plan.bind.append("__doc__")
                 continue
-            if cat in ("import", "assign", "binding-block", "annotation"):
+            if cat in ("assign", "binding-block", "annotation"):
                 verb = "added" if before is None else "changed"
-                if cat == "import":
-                    self.add(f"{verb} import", label, "live")
-                elif cat == "annotation":
+                if cat == "annotation":
                     continue
                 else:
                     self.add(f"{verb} module constant", label, "caveat",
@@ -440,19 +461,21 @@ class _Differ:
                      "<module>", "hook",
                      f"`{_text(stmt)}`: module-level code with side effects cannot be re-run "
                      "safely; attach a hook that performs it (suture build --hooks)")
+        for n in sorted(old_imports.keys() - new_imports.keys()):
+            self.add("removed import", n, "live")
         for key, stmt in old_k.items():
             if key in new_k:
                 continue
             cat = stmt_category(stmt)
             names = bound_names(stmt)
+            if cat == "import":
+                continue
             if cat in ("def", "class"):
                 self.add(f"removed {'class' if cat == 'class' else 'function'}", names[0],
                          "caveat", "the name is unbound; references held elsewhere keep the "
                          "old object")
-            elif cat in ("import", "assign", "binding-block", "annotation", "docstring"):
-                if cat != "annotation":
-                    self.add(f"removed {'import' if cat == 'import' else 'module constant'}",
-                             ", ".join(names) or key, "live")
+            elif cat in ("assign", "binding-block", "docstring"):
+                self.add("removed module constant", ", ".join(names) or key, "live")
             elif cat == "future":
                 self.add("removed __future__ import", key, "restart",
                          "a __future__ import changes how the whole module compiles")

@@ -23,9 +23,17 @@ class SutureError(Exception):
     def __str__(self) -> str:
         return f"{self.message} [{self.code}]"
 
+    def __reduce__(self) -> Any:
+        # Refusals cross the agent socket: keep them picklable despite keyword-only details.
+        return (_rebuild, (type(self), self.message, self.details))
+
     def to_dict(self) -> Dict[str, Any]:
         return {"error": type(self).__name__, "code": self.code,
                 "message": self.message, "details": self.details}
+
+
+def _rebuild(cls: Any, message: str, details: Dict[str, Any]) -> "SutureError":
+    return cls(message, details=details)  # type: ignore[no-any-return]
 
 
 class PatchFormatError(SutureError, ValueError):

@@ -146,12 +146,6 @@ class SourceError(SutureError):
 
     code = "SUT-E500"
 
-    def __reduce__(self) -> Tuple[Any, ...]:
-        # SutureError.__init__ takes details by keyword, so the default
-        # BaseException pickling (cls(*args)) would fail; rebuild from the
-        # message and restore the rest of __dict__.
-        return (type(self), (self.message,), dict(self.__dict__))
-
 
 class SourceNotFound(SourceError):
     """The path does not exist (and is not a pinned ``name==version`` spec)."""
