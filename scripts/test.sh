@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Run the whole test suite on every supported CPython (3.9-3.13), each in its own
+# virtual environment built from uv.lock. Extra arguments go to pytest.
+#   bash scripts/test.sh                 # everything, every version
+#   SUTURE_PYTHONS="3.11" bash scripts/test.sh -k cases
+# A missing interpreter is a failure, never a skip.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+# pyenv only exposes python3.X shims for versions named here (FIELD-NOTES: "This machine").
+export PYENV_VERSION="${PYENV_VERSION:-3.11.7:3.9.18:3.10.13:3.12.1:3.13.0}"
+export UV_PYTHON_DOWNLOADS=never UV_PYTHON_PREFERENCE=only-system
+if ! command -v uv >/dev/null 2>&1; then
+    python3 -m pip install --quiet --disable-pip-version-check "uv>=0.5,<1" || exit 1
+    hash -r
+fi
+
+versions="${SUTURE_PYTHONS:-3.9 3.10 3.11 3.12 3.13}"
+failed=""
+for v in $versions; do
+    echo "=== Python $v"
+    if ! UV_PROJECT_ENVIRONMENT=".venvs/py$v" uv run --quiet --locked --python "$v" \
+            --extra test -- python -m pytest "$@"; then
+        failed="$failed $v"
+    fi
+done
+if [ -n "$failed" ]; then
+    echo "FAILED on Python:$failed"
+    exit 1
+fi
+echo "all Python versions passed: $versions"
