@@ -49,7 +49,7 @@ APP = "notesvc"
 HELLO = b"Hello from notesvc! This file is public.\n"
 SECRET = b"db_password=hunter2  (this file is NOT public)\n"
 EXPLOIT = "/files/..%2Fsecret.txt"
-WARMUP_REQUESTS = 25   # load-thread responses to see before applying, and again after
+TRAFFIC_REQUESTS = 25  # client-thread responses to see before applying, and again after
 _TIMEOUT = 10.0
 
 
@@ -88,7 +88,11 @@ class _Story:
 
     def pause(self) -> None:
         if not self.fast:
-            time.sleep(0.6)  # cosmetic only: lets a reader follow; --fast skips it
+            time.sleep(0.5)  # cosmetic only: lets a reader follow; --fast skips it
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _short(data: bytes, limit: int = 60) -> str:
@@ -387,8 +391,10 @@ class _Demo:
         _check(bool(rows) and all(r["verdict"] == "live" for r in rows),
                f"every change of the demo patch should be live, got {rows}")
         self.data, self.patch_id = report.data, report.patch.id
-        s.ok(f"patch {self.patch_id[:12]}: {len(self.data)} bytes, {len(rows)} change(s), "
-             "all live")
+        s.say("live: the running process can take it as it is (here, one function body "
+              "changes)", dim=True)
+        s.ok(f"patch {self.patch_id[:12]}: {len(self.data)} bytes, "
+             f"{_n(len(rows), 'change')}, all live")
 
     # 4
     def apply_under_traffic(self) -> None:
@@ -397,24 +403,23 @@ class _Demo:
         s.step("Apply the patch while a client keeps sending requests")
         self.traffic = t = _Traffic(self.client.url, self.client.session)
         t.start()
-        _check(t.wait_for(WARMUP_REQUESTS),
+        _check(t.wait_for(TRAFFIC_REQUESTS),
                f"the client thread got only {t.requests} responses in {_TIMEOUT:g} s")
-        before = t.requests
         result = self.target.apply(self.data)
-        during = t.requests - before
-        _check(t.wait_for(t.requests + WARMUP_REQUESTS),
+        returned = t.requests
+        _check(t.wait_for(returned + TRAFFIC_REQUESTS),
                f"after apply the client thread got only {t.requests} responses")
         t.stop()
         _check(result["state"] == "applied",
                f"suture.runtime.apply should report 'applied', got {result}")
         modules = ", ".join(f"{m} {st}" for m, st in sorted(result["modules"].items()))
-        s.ok(f"suture.runtime.apply -> {result['state']} ({modules}; {result['ops']} ops)")
+        s.ok(f"suture.runtime.apply -> {result['state']} ({modules}; {_n(result['ops'], 'op')})")
         s.ok(f"commit pause: {result['pause_ns'] / 1000:.1f} us "
              "(one C call; no other thread runs Python meanwhile)")
         _check(not t.failures, f"{len(t.failures)} of {t.requests} client requests failed "
                                f"while patching, first: {t.failures[:3]}")
-        s.ok(f"client thread: {t.requests} requests ({before} before apply, "
-             f"{during} during it, {t.requests - before - during} after), 0 failed")
+        s.ok(f"client thread: {t.requests} requests ({returned} before apply returned, "
+             f"{t.requests - returned} after), 0 failed")
 
     # 5
     def check_fixed(self) -> None:
@@ -447,7 +452,7 @@ class _Demo:
         for p in st["patches"]:
             modules = ", ".join(f"{m} {v}" for m, v in sorted(p["modules"].items()))
             s.say(f"suture.runtime.status(): patch {p['id'][:12]} ({p['describe']}): {modules}, "
-                  f"{p['ops']} ops")
+                  f"{_n(p['ops'], 'op')}")
         s.say(f"old code still running: {len(st['active']) or 'none'}")
         _check([p["id"] for p in st["patches"]] == [self.patch_id],
                f"status should list exactly patch {self.patch_id[:12]}, got {st['patches']}")
@@ -484,8 +489,11 @@ def run(fast: bool = False) -> int:
     demo = _Demo(story, work)
     try:
         demo.tell()
-    except (_Failed, SutureError) as exc:
-        what = f"{exc.code}: {exc}" if isinstance(exc, SutureError) else str(exc)
+    except (_Failed, SutureError, OSError) as exc:
+        # Expected ways to fail: a step misbehaved, Suture refused, or the service or
+        # the temporary directory could not be reached. Anything else is a bug: traceback.
+        what = (f"{exc.code}: {exc}" if isinstance(exc, SutureError) else
+                str(exc) if isinstance(exc, _Failed) else f"{type(exc).__name__}: {exc}")
         click.echo()
         click.echo(click.style(f"demo FAILED at step {story.n}: {what}", fg="red", bold=True),
                    err=True)
