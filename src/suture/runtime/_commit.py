@@ -26,7 +26,7 @@ import collections
 import itertools
 import operator
 import time
-from typing import Any, Iterable, List, Tuple
+from typing import Any, Iterable, List, Sequence, Tuple
 
 
 class _Missing:
@@ -105,19 +105,23 @@ def _backward(ops: List[Any]) -> Any:
     return _plan((o.kind, o.obj, o.key, o.old) for o in reversed(ops) if o.kind != "call")
 
 
-def run(ops: List[Any]) -> int:
+def run(ops: List[Any], undo_first: Sequence[Any] = ()) -> int:
     """Perform ``ops`` in one C call; returns the pause in nanoseconds.
 
-    On any error, restores every op that had taken effect (judged by the
-    current value, so it does not matter how far the chain got) and re-raises.
+    ``undo_first`` (the log of patches being replaced) is undone in the same
+    call, before ``ops``. On any error, restores every op that had taken
+    effect (judged by the current value, so it does not matter how far the
+    chain got), re-applies ``undo_first``, and re-raises.
     """
-    chain = _forward(ops)
+    chain = itertools.chain(_backward(list(undo_first)), _forward(ops)) if undo_first \
+        else _forward(ops)
     drain = collections.deque
     t0 = time.perf_counter_ns()
     try:
         drain(chain, maxlen=0)
     except BaseException:
         restore(ops)
+        reapply(list(undo_first))
         raise
     return time.perf_counter_ns() - t0
 

@@ -102,6 +102,8 @@ class _Record:
         self.applied_at = time.time()
         self.pause_ns = 0
         self.migrated: List[Tuple[Any, Dict[str, Any]]] = []
+        self.rewind: Dict[Tuple[int, str], Any] = {}   # original values under replaced patches
+        self.rewound_files: Set[str] = set()
 
     def pending(self) -> List[str]:
         return [m for m, s in self.modules.items() if s in ("pending import", "pending add")]
@@ -118,8 +120,12 @@ def apply(patch: Patch, *, wait_quiescent: Optional[float] = None) -> Result:
             rec = _applied[patch.id]
             return Result(patch.id, "already applied", modules=dict(rec.modules))
         plans = _check(patch)
+        replaced = _replaced_by(patch)
         hooks = _load_hooks(patch)
         rec = _Record(patch, hooks)
+        rec.rewind = {(id(o.obj), o.key): o.old for r in replaced for o in r.ops
+                      if o.kind != "call"}
+        rec.rewound_files = {f for r in replaced for f in r.filenames.values()}
         txns: List[_ModuleTxn] = []
         for mp in patch.modules:
             module = sys.modules.get(mp.name)
@@ -146,8 +152,14 @@ def apply(patch: Patch, *, wait_quiescent: Optional[float] = None) -> Result:
         _run_hook(rec, "pre_apply", ctx, refuse=True)
         _migrate(rec)
         ops = [o for t in live for o in t.first_ops] + [o for t in live for o in t.ops]
+        # Replacing a cumulative patch: its undo and our changes form one commit, and
+        # our undo log must lead back to the original objects, not to its versions.
+        before = [o for r in reversed(replaced) for o in r.ops + _added_module_removals(r, patch)]
+        for o in ops:
+            if o.kind != "call" and (id(o.obj), o.key) in rec.rewind:
+                o.old = rec.rewind[(id(o.obj), o.key)]
         try:
-            rec.pause_ns = _commit_ops(ops, live)
+            rec.pause_ns = _commit_ops(ops, live, before)
             rec.ops = ops
             late_ops = _late(rec, live)
             if late_ops:
@@ -155,6 +167,7 @@ def apply(patch: Patch, *, wait_quiescent: Optional[float] = None) -> Result:
                 rec.ops = ops + late_ops
         except BaseException as exc:
             _commit.restore(ops)
+            _commit.reapply(before)
             _unmigrate(rec)
             if isinstance(exc, SutureError):
                 raise
@@ -170,6 +183,7 @@ def apply(patch: Patch, *, wait_quiescent: Optional[float] = None) -> Result:
             _run_hook(rec, "post_apply", ctx, refuse=False)
         except BaseException as exc:
             _commit.undo(rec.ops)
+            _commit.reapply(before)
             _unmigrate(rec)
             raise RolledBack(f"post_apply hook of patch {patch.short_id} failed; the patch was "
                              f"rolled back: {type(exc).__name__}: {exc}",
@@ -179,6 +193,10 @@ def apply(patch: Patch, *, wait_quiescent: Optional[float] = None) -> Result:
             rec.notes.extend(_leftovers(t))
         rec.caveats = [f"{m.name}:{c.qualname}: {c.reason}" for m in patch.modules
                        for c in m.changes if c.verdict == "caveat"]
+        for r in replaced:
+            del _applied[r.patch.id]
+            rec.notes.append(f"replaced patch {r.patch.short_id} (same target and baseline)")
+        rec.rewind = {}
         _applied[patch.id] = rec
         _hook.refresh(_pending_index(), _added_index())
         return Result(patch.id, "applied" if live else "pending import",
@@ -274,6 +292,35 @@ def _check(patch: Patch) -> Dict[str, _defs.ModulePlan]:
     return plans
 
 
+def _replaced_by(patch: Patch) -> List[_Record]:
+    """Applied patches that ``patch`` supersedes (a cumulative patch: same target, same baseline).
+
+    A patch built from the same baseline of the same target as an applied one
+    replaces it in one commit (kernel livepatch's "atomic replace"). A patch
+    whose baseline is an applied patch's *fixed* code stacks on it instead.
+    """
+    mine = {m.name: m.baseline.sha256 for m in patch.modules if m.baseline is not None}
+    out = []
+    for r in _applied.values():
+        theirs = {m.name: m.baseline.sha256 for m in r.patch.modules if m.baseline is not None}
+        common = mine.keys() & theirs.keys()
+        if (r.patch.target.get("name") == patch.target.get("name")
+                and r.patch.target.get("from_version") == patch.target.get("from_version")
+                and common and all(mine[n] == theirs[n] for n in common)):
+            out.append(r)
+    for r in out:
+        ids = list(_applied)
+        touched = set(r.modules)
+        newer = [n for n in ids[ids.index(r.patch.id) + 1:] if _applied[n] not in out
+                 and touched & set(_applied[n].modules)]
+        if newer:
+            raise RevertOrderError(
+                f"Patch {patch.short_id} would replace {r.patch.short_id}, but newer patch "
+                f"{newer[-1][:12]} patches the same modules; revert it first. Nothing was "
+                "changed.", details={"patch": patch.id, "newer": newer})
+    return out
+
+
 def _load_hooks(patch: Patch) -> Optional[types.ModuleType]:
     if patch.hooks is None:
         return None
@@ -354,8 +401,10 @@ def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
     blocked: List[str] = []
     swaps: List[Tuple[FunctionType, CodeType, str]] = []
     for f in funcs:
-        live = f.__code__
-        q = quals.get(id(live))
+        live = rec.rewind.get((id(f), "__code__"), f.__code__)
+        if live is f.__code__ and f.__code__.co_filename in rec.rewound_files:
+            continue  # created by a patch being replaced; its undo unbinds it
+        q = quals.get(id(f.__code__))
         if q is None:
             continue
         cands = base.get(q, [])
@@ -738,12 +787,12 @@ def _defaults(txn: _ModuleTxn, module: types.ModuleType, wanted: List[str],
 
 # -- steps 3 and 4 ----------------------------------------------------------------
 
-def _commit_ops(ops: List[Any], live: List[_ModuleTxn]) -> int:
+def _commit_ops(ops: List[Any], live: List[_ModuleTxn], before: List[Any] = ()) -> int:  # type: ignore[assignment]
     if any("plain and generator" in n for t in live for n in t.notes):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            return _commit.run(ops)
-    return _commit.run(ops)
+            return _commit.run(ops, before)
+    return _commit.run(ops, before)
 
 
 def _late(rec: _Record, live: List[_ModuleTxn]) -> List[Any]:
@@ -889,10 +938,12 @@ def patch_on_import(name: str, module: types.ModuleType) -> None:
             _hook.refresh(_pending_index(), _added_index())
 
 
-def _added_module_removals(rec: _Record) -> List[Any]:
+def _added_module_removals(rec: _Record, keep: Optional[Patch] = None) -> List[Any]:
+    """Ops whose *undo* takes the modules ``rec`` added out of sys.modules (unless ``keep`` adds them too)."""
+    kept = {m.name for m in keep.modules if m.action == "add"} if keep else set()
     ops: List[Any] = []
     for m in rec.patch.modules:
-        if m.action != "add" or m.name not in sys.modules:
+        if m.action != "add" or m.name not in sys.modules or m.name in kept:
             continue
         ops.append(_InverseOp("item", sys.modules, m.name))
         parent, _, child = m.name.rpartition(".")

@@ -34,6 +34,8 @@ class BuildRefused(SutureError):
     def __init__(self, message: str, *, exit_code: int, report: "BuildReport") -> None:
         super().__init__(message, details={"exit_code": exit_code})
         self.exit_code = exit_code
+        if exit_code == EXIT_NEEDS_HOOK:
+            self.code = "SUT-E204"
         self.report = report
 
 

@@ -217,7 +217,7 @@ class _InProcessTarget:
         importlib.invalidate_caches()
         server_mod = importlib.import_module(APP + ".server")
         expected = self.app_root / APP / "server.py"
-        _check(os.path.samefile(server_mod.__file__, expected),
+        _check(os.path.samefile(server_mod.__file__ or "", expected),
                f"imported {APP} from {server_mod.__file__}, not from {expected}")
         self._server = server_mod.start(str(self.files_root))
         return str(self._server.url)
