@@ -25,6 +25,7 @@ import copy
 import functools
 import gc
 import linecache
+import re
 import sys
 import threading
 import time
@@ -608,8 +609,7 @@ def _bind_module(txn: _ModuleTxn, module: types.ModuleType, plan: _defs.ModulePl
             txn.ops.append(Op("item", d, name, ns[name], f"{txn.name}.{name}"))
             if old is not MISSING and old is not ns[name]:
                 rebound[name] = old
-                if late:
-                    txn.watch.append((f"{txn.name}.{name}", old))
+                txn.watch.append((f"{txn.name}.{name}", old))
     if not late:
         for name in plan.delete:
             if name in d:
@@ -822,24 +822,31 @@ def _late(rec: _Record, live: List[_ModuleTxn]) -> List[Any]:
 
 
 def _leftovers(txn: _ModuleTxn) -> List[str]:
-    """Report references to re-built objects that the patch could not reach.
+    """Report references to replaced objects that the patch could not reach.
 
-    One ``gc.get_referrers`` call (a heap walk) per module, only when the patch
-    re-evaluated module objects; the undo log's own references are left out.
+    Runs after the commit, so the module dicts the patch rebound no longer
+    count. One ``gc.get_referrers`` heap walk per module, and only when the
+    patch rebound objects that are not plain values (ints, strings, tuples...),
+    compiled regexes (shared through ``re``'s cache by design), functions or
+    classes (patched in place).
     """
-    objs = [(label, o) for label, o in txn.watch if not isinstance(o, _IMMUTABLE)]
-    if not objs:
+    watched = [(label, o) for label, o in txn.watch
+               if not isinstance(o, _IMMUTABLE + (type, FunctionType, type(re.compile(""))))][:20]
+    if not watched:
         return []
-    ours = {id(txn.watch), id(objs)} | {id(pair) for pair in txn.watch} | {id(pair) for pair in objs}
-    notes = []
-    for label, obj in objs[:20]:
-        refs = [r for r in gc.get_referrers(obj)
-                if id(r) not in ours and not isinstance(r, (Op, types.FrameType))]
-        if refs:
-            kinds = sorted({type(r).__name__ for r in refs})
-            notes.append(f"{label}: {len(refs)} reference(s) to the object built by the old "
-                         f"code remain ({', '.join(kinds)}); they keep the old object")
-    return notes
+    ours = {id(txn.watch), id(watched)} | {id(p) for p in txn.watch} | {id(p) for p in watched}
+    by_id = {id(o): label for label, o in watched}
+    counts: Dict[str, List[str]] = {}
+    for r in gc.get_referrers(*[o for _, o in watched]):
+        if id(r) in ours or isinstance(r, (Op, types.FrameType)):
+            continue
+        for target in gc.get_referents(r):
+            label = by_id.get(id(target))
+            if label is not None:
+                counts.setdefault(label, []).append(type(r).__name__)
+    return [f"{label}: {len(kinds)} reference(s) to the old object remain "
+            f"({', '.join(sorted(set(kinds)))}); they keep seeing the old object"
+            for label, kinds in sorted(counts.items())]
 
 
 def _migrate(rec: _Record) -> None:
