@@ -159,8 +159,13 @@ def apply(patch: Patch, *, wait_quiescent: Optional[float] = None) -> Result:
         for o in ops:
             if o.kind != "call" and (id(o.obj), o.key) in rec.rewind:
                 o.old = rec.rewind[(id(o.obj), o.key)]
+        # Deleting a name that a running frame of the old code may still read would
+        # raise NameError/AttributeError in that frame: deletions wait for quiescence.
+        deletions = [o for o in ops if o.kind != "call" and o.new is MISSING
+                     and o.old is not MISSING]
+        dropped = {id(o) for o in deletions}
         try:
-            rec.pause_ns = _commit_ops(ops, live, before)
+            rec.pause_ns = _commit_ops([o for o in ops if id(o) not in dropped], live, before)
             rec.ops = ops
             late_ops = _late(rec, live)
             if late_ops:
@@ -192,6 +197,7 @@ def apply(patch: Patch, *, wait_quiescent: Optional[float] = None) -> Result:
         for t in live:
             rec.notes.extend(t.notes)
             rec.notes.extend(_leftovers(t))
+        rec.notes.extend(_settle(deletions, rec.old_codes, undo=False))
         rec.caveats = [f"{m.name}:{c.qualname}: {c.reason}" for m in patch.modules
                        for c in m.changes if c.verdict == "caveat"]
         for r in replaced:
@@ -220,10 +226,16 @@ def revert(patch_id: str) -> Result:
         ctx = HookContext(rec.patch)
         _run_hook(rec, "pre_revert", ctx, refuse=True)
         removals = _added_module_removals(rec)
-        pause = _commit.undo(rec.ops + removals) if rec.ops or removals else 0
+        log = rec.ops + removals
+        # Names the patch added are read by patched frames that may still be running:
+        # they go only once no frame runs the patched code (see apply).
+        additions = [o for o in log if o.kind != "call" and o.old is MISSING
+                     and o.new is not MISSING]
+        added = {id(o) for o in additions}
+        pause = _commit.undo([o for o in log if id(o) not in added]) if log else 0
         del _applied[rec.patch.id]
         _hook.refresh(_pending_index(), _added_index())
-        notes = []
+        notes = _settle(additions, _installed_codes(rec), undo=True)
         try:
             _run_hook(rec, "post_revert", ctx, refuse=False)
         except Exception as exc:
@@ -341,19 +353,17 @@ def _load_hooks(patch: Patch) -> Optional[types.ModuleType]:
 
 # -- step 2: prepare one module ------------------------------------------------
 
-def _scan(filenames: Set[str]) -> Tuple[Dict[str, List[FunctionType]], List[Any]]:
-    """One pass over the heap: functions defined in these files, and lru_cache wrappers."""
-    funcs: Dict[str, List[FunctionType]] = {}
-    wrappers: List[Any] = []
-    for o in gc.get_objects():
-        t = type(o)
-        if t is FunctionType:
-            fn = o.__code__.co_filename
-            if fn in filenames:
-                funcs.setdefault(fn, []).append(o)
-        elif t is _LRU_TYPE:
-            wrappers.append(o)
-    return funcs, wrappers
+def _module_functions(module: types.ModuleType, files: Set[str]) -> List[FunctionType]:
+    """Every live function defined by this module: its globals are the module's dict.
+
+    Never ``gc.get_objects()``: it hands out new references to *every* tracked
+    object, including a tuple another thread is still building (``tuple(gen)``
+    suspended in Python code); when that thread resumes, ``_PyTuple_Resize``
+    sees a second reference and raises SystemError in the application. The
+    referrers of one specific object are only objects that already point at it.
+    """
+    return [f for f in gc.get_referrers(module.__dict__)
+            if type(f) is FunctionType and f.__code__.co_filename in files]
 
 
 def _module_files(name: str, module: types.ModuleType) -> Set[str]:
@@ -393,8 +403,7 @@ def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
     changed_q = {q for q in base if q in fixed and (
         len(base[q]) != len(fixed[q]) or not all(map(same, base[q], fixed[q])))}
     files = _module_files(mp.name, module)
-    funcs_by_file, wrappers = _scan(files)
-    funcs = [f for fn in files for f in funcs_by_file.get(fn, [])]
+    funcs = _module_functions(module, files)
     quals = _codes.live_qualnames(funcs)
     on_base: Set[str] = set()
     on_fixed: Set[str] = set()
@@ -466,8 +475,10 @@ def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
         warn_kind |= _codes.kind(new) != _codes.kind(f.__code__)
         if q in changed_q:
             txn.old_codes[id(f.__code__)] = (f.__code__, f"{mp.name}:{q}")
-    txn.ops.extend(Call(w.cache_clear, f"cache_clear {mp.name}") for w in wrappers
-                   if id(getattr(w, "__wrapped__", None)) in swapped)
+    if swaps:
+        wrappers = [w for w in gc.get_referrers(*[f for f, _, _ in swaps])
+                    if type(w) is _LRU_TYPE and id(getattr(w, "__wrapped__", None)) in swapped]
+        txn.ops.extend(Call(w.cache_clear, f"cache_clear {mp.name}") for w in wrappers)
     _register_source(txn.filename, mp.fixed.text)
 
     txn.plan = plan
@@ -862,7 +873,7 @@ def _migrate(rec: _Record) -> None:
             targets[cls] = fn
     if not targets:
         return
-    objs = [o for o in gc.get_objects() if type(o) in targets]
+    objs = [o for cls in targets for o in gc.get_referrers(cls) if type(o) is cls]
     for o in objs:
         snapshot = dict(o.__dict__) if hasattr(o, "__dict__") else {}
         rec.migrated.append((o, snapshot))
@@ -987,25 +998,70 @@ def active(old: Dict[int, Tuple[CodeType, str]]) -> List[Dict[str, Any]]:
                 out.append({"qualname": hit[1], "where": "thread", "patch": _pid(hit),
                             "thread": names.get(ident, str(ident))})
             f = f.f_back
+    codes = [v[0] for v in old.values()]
+    suspended = [o for o in gc.get_referrers(*codes) if type(o) in _GEN_KINDS]
+    for o in suspended:
+        kind = _GEN_KINDS[type(o)]
+        frame = getattr(o, _FRAME_ATTR[kind], None)
+        hit = old.get(id(frame.f_code)) if frame is not None else None
+        if hit is not None and frame is not None and hit[0] is frame.f_code:
+            out.append({"qualname": hit[1], "where": kind, "patch": _pid(hit)})
+            out.extend(_tasks_awaiting(o, hit))
+    return out
+
+
+def _tasks_awaiting(obj: Any, hit: Tuple[Any, ...]) -> List[Dict[str, Any]]:
+    """asyncio tasks whose await chain reaches ``obj`` (walking up, at most 64 levels)."""
     task_type = getattr(sys.modules.get("asyncio"), "Task", None)
-    for o in gc.get_objects():
-        kind = _GEN_KINDS.get(type(o))
-        if kind is not None:
-            frame = getattr(o, _FRAME_ATTR[kind], None)
-            if frame is not None:
-                hit = old.get(id(frame.f_code))
-                if hit is not None and hit[0] is frame.f_code:
-                    out.append({"qualname": hit[1], "where": kind, "patch": _pid(hit)})
-        elif task_type is not None and isinstance(o, task_type) and not o.done():
-            coro = o.get_coro()
-            while coro is not None:
-                frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
-                hit = old.get(id(frame.f_code)) if frame is not None else None
-                if hit is not None and hit[0] is frame.f_code:  # type: ignore[union-attr]
+    if task_type is None:
+        return []
+    out: List[Dict[str, Any]] = []
+    level = [obj]
+    for _ in range(64):
+        parents = []
+        for p in gc.get_referrers(*level):
+            if isinstance(p, task_type):
+                if not p.done() and p.get_coro() in level:
                     out.append({"qualname": hit[1], "where": "task", "patch": _pid(hit),
-                                "task": o.get_name()})
-                    break
-                coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+                                "task": p.get_name()})
+            elif type(p) in _GEN_KINDS and (getattr(p, "cr_await", None) in level
+                                            or getattr(p, "gi_yieldfrom", None) in level
+                                            or getattr(p, "ag_await", None) in level):
+                parents.append(p)
+        if not parents:
+            break
+        level = parents
+    return out
+
+
+SETTLE_SECONDS = 2.0
+
+
+def _settle(ops: List[Any], codes: Dict[int, Tuple[Any, ...]], undo: bool) -> List[str]:
+    """Commit deferred deletions once none of ``codes`` runs anywhere (bounded wait)."""
+    if not ops:
+        return []
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while active(codes):
+        if time.monotonic() >= deadline:
+            names = ", ".join(o.label or str(o.key) for o in ops[:5])
+            return [f"kept {len(ops)} name(s) bound ({names}) because code that reads them was "
+                    f"still running after {SETTLE_SECONDS:g} s; they are unused otherwise"]
+        time.sleep(0.001)
+    (_commit.undo if undo else _commit.run)(ops)
+    return []
+
+
+def _installed_codes(rec: _Record) -> Dict[int, Tuple[Any, ...]]:
+    """Code objects a patch put in place (swapped in, or of functions it created)."""
+    out: Dict[int, Tuple[Any, ...]] = {}
+    for o in rec.ops:
+        new = getattr(o, "new", None)
+        code = new if isinstance(new, CodeType) else getattr(new, "__code__", None)
+        if isinstance(code, CodeType):
+            out[id(code)] = (code, o.label or str(o.key), rec.patch.id)
+            for q, c in _codes.walk(code, ""):
+                out[id(c)] = (c, q, rec.patch.id)
     return out
 
 

@@ -25,6 +25,7 @@ Design notes:
 from __future__ import annotations
 
 import difflib
+import http.client
 import importlib
 import json
 import os
@@ -189,7 +190,8 @@ class _Traffic:
                 resp = self.client.get(path)
                 if not good(resp):
                     self.failures.append(f"GET {path} -> {resp.status} {_short(resp.body)}")
-            except Exception as exc:  # any failure is the finding; record it and go on
+            except (OSError, ValueError, http.client.HTTPException) as exc:
+                # Refused or dropped connections, timeouts, broken responses: record, go on.
                 self.failures.append(f"GET {path} -> {type(exc).__name__}: {exc}")
             with self._cond:
                 self._cond.notify_all()
@@ -247,18 +249,19 @@ class _InProcessTarget:
         from .. import runtime
 
         try:
-            for patch_id in reversed(self._applied):
-                runtime.revert(patch_id)
-            self._applied.clear()
             if self._server is not None:
                 self._server.stop()
                 self._server = None
         finally:
-            if self._imported:
-                for name in [m for m in sys.modules if m == APP or m.startswith(APP + ".")]:
-                    del sys.modules[name]
-                sys.path.remove(str(self.app_root))
-                self._imported = False
+            try:
+                while self._applied:
+                    runtime.revert(self._applied.pop())
+            finally:
+                if self._imported:
+                    for name in [m for m in sys.modules if m == APP or m.startswith(APP + ".")]:
+                        del sys.modules[name]
+                    sys.path.remove(str(self.app_root))
+                    self._imported = False
 
 
 # -- the story ----------------------------------------------------------------------
@@ -476,8 +479,8 @@ class _Demo:
         s.ok(f"suture.runtime.apply -> applied ({result['pause_ns'] / 1000:.1f} us pause)")
         self.exploit(expect_leak=False)
         self.target.close()
-        s.ok(f"{APP} stopped; patch reverted and {APP} unloaded, so this interpreter is as "
-             "the demo found it")
+        s.ok(f"{APP} stopped, then the patch reverted and {APP} unloaded: this interpreter "
+             "is as the demo found it")
 
 
 def run(fast: bool = False) -> int:
@@ -492,8 +495,8 @@ def run(fast: bool = False) -> int:
     except (_Failed, SutureError, OSError) as exc:
         # Expected ways to fail: a step misbehaved, Suture refused, or the service or
         # the temporary directory could not be reached. Anything else is a bug: traceback.
-        what = (f"{exc.code}: {exc}" if isinstance(exc, SutureError) else
-                str(exc) if isinstance(exc, _Failed) else f"{type(exc).__name__}: {exc}")
+        what = str(exc) if isinstance(exc, (_Failed, SutureError)) else \
+            f"{type(exc).__name__}: {exc}"
         click.echo()
         click.echo(click.style(f"demo FAILED at step {story.n}: {what}", fg="red", bold=True),
                    err=True)
