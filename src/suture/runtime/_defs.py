@@ -612,6 +612,7 @@ class _Differ:
         for s in self.new.body:
             if id(s) in execd and stmt_category(s) not in ("def", "class"):
                 rebound.update(bound_names(s))
+        constants = set(rebound)   # rebound by the patch's own statements, known before commit
         reasons: Dict[int, str] = {}
         grew = True
         while grew:
@@ -639,10 +640,37 @@ class _Differ:
                 self.plan.recompute_defaults.append(q)
                 self.add("re-evaluated default", q, "caveat",
                          "a default argument reads a constant the patch changes")
+        self._class_attr_dependents(constants)
         self.plan.exec_stmts = [s for s in self.new.body if id(s) in execd]
         self.plan.bind = sorted(set(self.plan.bind) | {
             n for s in self.plan.exec_stmts for n in bound_names(s)})
         self.plan.delete = [n for n in self.plan.delete if n not in self.plan.bind]
+
+
+    def _class_attr_dependents(self, constants: Set[str]) -> None:
+        """Class attributes computed from a changed constant (``limit = MAX_LEN``) follow it."""
+        if not constants:
+            return
+        plans = {cp.qualname: cp for cp in self.plan.classes}
+        old_classes = dict(iter_classes(self.old.body))
+        for q, cls in iter_classes(self.new.body):
+            if q not in old_classes:
+                continue  # a new class is built from the new constants anyway
+            cp = plans.get(q)
+            for stmt in cls.body:
+                if stmt_category(stmt) != "assign" or (cp and stmt in cp.exec_members):
+                    continue
+                if not _names_in([stmt.value]) & constants:  # type: ignore[attr-defined]
+                    continue
+                if cp is None:
+                    cp = plans[q] = ClassPlan(q)
+                    self.plan.classes.append(cp)
+                names = bound_names(stmt)
+                cp.exec_members.append(stmt)
+                cp.bind.extend(names)
+                self.add("re-evaluated class attribute", f"{q}.{', '.join(names)}", "caveat",
+                         "computed in the class body from a constant the patch changes; "
+                         "instances that set their own value keep it")
 
 
 def diff_module(old_source: str, new_source: str, modname: str = "") -> ModulePlan:

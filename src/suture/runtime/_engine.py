@@ -86,6 +86,8 @@ class _ModuleTxn:
         self.filename = ""
         self.notes: List[str] = []
         self.watch: List[Tuple[str, Any]] = []   # old objects whose leftover references we report
+        self.changed_funcs: Set[int] = set()     # ids of functions whose code really changes
+        self.cleared: Set[int] = set()           # ids of lru_cache wrappers cleared in the commit
 
 
 class _Record:
@@ -102,7 +104,7 @@ class _Record:
         self.notes: List[str] = []
         self.applied_at = time.time()
         self.pause_ns = 0
-        self.migrated: List[Tuple[Any, Dict[str, Any]]] = []
+        self.migrated: List[Tuple[Any, Dict[str, Any], List[Tuple[Any, Any]]]] = []
         self.rewind: Dict[Tuple[int, str], Any] = {}   # original values under replaced patches
         self.rewound_files: Set[str] = set()
 
@@ -144,6 +146,8 @@ def apply(patch: Patch, *, wait_quiescent: Optional[float] = None) -> Result:
             return Result(patch.id, "already fixed", modules=dict(rec.modules),
                           notes=["the running code already equals the fixed code; nothing "
                                  "was changed"])
+        if live:
+            live[-1].ops.extend(_stale_caches(live))
         for t in live:
             rec.old_codes.update(t.old_codes)
             rec.filenames[t.name] = t.filename
@@ -475,10 +479,12 @@ def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
         warn_kind |= _codes.kind(new) != _codes.kind(f.__code__)
         if q in changed_q:
             txn.old_codes[id(f.__code__)] = (f.__code__, f"{mp.name}:{q}")
+            txn.changed_funcs.add(id(f))
     if swaps:
         wrappers = [w for w in gc.get_referrers(*[f for f, _, _ in swaps])
                     if type(w) is _LRU_TYPE and id(getattr(w, "__wrapped__", None)) in swapped]
         txn.ops.extend(Call(w.cache_clear, f"cache_clear {mp.name}") for w in wrappers)
+        txn.cleared.update(id(w) for w in wrappers)
     _register_source(txn.filename, mp.fixed.text)
 
     txn.plan = plan
@@ -493,6 +499,75 @@ def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
     if warn_kind and sys.version_info >= (3, 13):
         txn.notes.append("a function changes between plain and generator/coroutine code")
     return txn
+
+
+def _stale_caches(txns: List[_ModuleTxn]) -> List[Any]:
+    """Clear caches elsewhere that may hold answers of the code being replaced.
+
+    ``acl.allowed`` (``@lru_cache``, in a module the patch does not touch) calls
+    ``rules.limit_for``, which it changes: its cached answers are the old
+    code's. Every ``lru_cache``/``cache`` bound in a module or class namespace
+    is checked: if its function reads (through its globals, up to 4 calls deep)
+    a function whose code changes, a class the patch alters, or a global the
+    patch rebinds, it is cleared in the commit. Caches reached only through
+    other paths (instances, closures) are not found; docs/engine.md says so.
+    """
+    tainted: Set[int] = set()
+    rebound: Set[Tuple[int, Any]] = set()
+    cleared: Set[int] = set()
+    for t in txns:
+        tainted |= t.changed_funcs
+        cleared |= t.cleared
+        for o in t.first_ops + t.ops:
+            if o.kind == "item":
+                rebound.add((id(o.obj), o.key))
+            elif o.kind == "attr" and isinstance(o.obj, type):
+                tainted.add(id(o.obj))
+    if not tainted and not rebound:
+        return []
+    memo: Dict[int, bool] = {}
+
+    def reaches(fn: Any, depth: int) -> bool:
+        while not isinstance(fn, FunctionType) and hasattr(fn, "__wrapped__"):
+            fn = fn.__wrapped__
+        if not isinstance(fn, FunctionType):
+            return False
+        if id(fn) in memo:
+            return memo[id(fn)]
+        memo[id(fn)] = False  # cycles end here
+        g = fn.__globals__
+        names = set(fn.__code__.co_names)
+        for _, c in _codes.walk(fn.__code__, ""):
+            names.update(c.co_names)
+        hit = id(fn) in tainted
+        for n in names:
+            if hit:
+                break
+            if (id(g), n) in rebound:
+                hit = True
+                break
+            obj = g.get(n)
+            if obj is None:
+                continue
+            if id(obj) in tainted or (depth > 0 and reaches(obj, depth - 1)):
+                hit = True
+        memo[id(fn)] = hit
+        return hit
+
+    out: List[Any] = []
+    for modname, mod in list(sys.modules.items()):
+        d = getattr(mod, "__dict__", None)
+        if not isinstance(d, dict):
+            continue
+        for v in list(d.values()):
+            found = [v] if type(v) is _LRU_TYPE else [
+                a for a in list(vars(v).values()) if type(a) is _LRU_TYPE
+            ] if isinstance(v, type) and getattr(v, "__module__", None) == modname else []
+            for w in found:
+                if id(w) not in cleared and reaches(w, 4):
+                    cleared.add(id(w))
+                    out.append(Call(w.cache_clear, f"cache_clear {modname}"))
+    return out
 
 
 def _late_split(plan: _defs.ModulePlan) -> Tuple[List[ast.stmt], List[ast.stmt]]:
@@ -845,10 +920,12 @@ def _leftovers(txn: _ModuleTxn) -> List[str]:
                if not isinstance(o, _IMMUTABLE + (type, FunctionType, type(re.compile(""))))][:20]
     if not watched:
         return []
-    ours = {id(txn.watch), id(watched)} | {id(p) for p in txn.watch} | {id(p) for p in watched}
+    targets = tuple(o for _, o in watched)   # passed as is: this tuple is ours too
+    ours = {id(txn.watch), id(watched), id(targets)} | {id(p) for p in txn.watch} | {
+        id(p) for p in watched}
     by_id = {id(o): label for label, o in watched}
     counts: Dict[str, List[str]] = {}
-    for r in gc.get_referrers(*[o for _, o in watched]):
+    for r in gc.get_referrers(*targets):
         if id(r) in ours or isinstance(r, (Op, types.FrameType)):
             continue
         for target in gc.get_referents(r):
@@ -874,9 +951,10 @@ def _migrate(rec: _Record) -> None:
     if not targets:
         return
     objs = [o for cls in targets for o in gc.get_referrers(cls) if type(o) is cls]
+    slots = {cls: _slot_descriptors(cls) for cls in targets}
     for o in objs:
         snapshot = dict(o.__dict__) if hasattr(o, "__dict__") else {}
-        rec.migrated.append((o, snapshot))
+        rec.migrated.append((o, snapshot, [(d, _slot_get(d, o)) for d in slots[type(o)]]))
         try:
             targets[type(o)](o)
         except Exception as exc:
@@ -888,11 +966,33 @@ def _migrate(rec: _Record) -> None:
 
 
 def _unmigrate(rec: _Record) -> None:
-    for obj, snapshot in reversed(rec.migrated):
+    for obj, snapshot, slot_values in reversed(rec.migrated):
         if hasattr(obj, "__dict__"):
             obj.__dict__.clear()
             obj.__dict__.update(snapshot)
+        for desc, value in slot_values:
+            if _slot_get(desc, obj) is value:
+                continue
+            if value is MISSING:
+                desc.__delete__(obj)
+            else:
+                desc.__set__(obj, value)
     rec.migrated.clear()
+
+
+# A migration may set slots as well as __dict__ entries (instances with __slots__ have
+# no __dict__ at all), so both are snapshotted. Slots are read and written through their
+# descriptors, so a class's own __getattribute__/__setattr__ cannot get in the way.
+def _slot_descriptors(cls: type) -> List[Any]:
+    return [d for c in cls.__mro__ for d in vars(c).values()
+            if type(d) is types.MemberDescriptorType]
+
+
+def _slot_get(desc: Any, obj: Any) -> Any:
+    try:
+        return desc.__get__(obj, type(obj))
+    except AttributeError:  # an empty slot
+        return MISSING
 
 
 def _run_hook(rec: _Record, name: str, ctx: "HookContext", refuse: bool) -> None:

@@ -80,7 +80,10 @@ class _PatchingLoader(importlib.abc.Loader):
         self.real = real
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> Optional[types.ModuleType]:
-        spec.loader = self.real
+        # Leave spec.loader alone here: importlib reads it again *after* create_module
+        # to call exec_module, so handing the spec back now would skip our exec_module
+        # and the module would be imported unpatched (tests/runtime/test_pending_import.py).
+        # exec_module gives the module and its spec back to the real loader.
         return self.real.create_module(spec)  # type: ignore[no-any-return]
 
     def exec_module(self, module: types.ModuleType) -> None:
