@@ -256,6 +256,11 @@ def _called_roots(node: ast.AST) -> Set[str]:
     return out
 
 
+def _uses_class_cell(fn: FuncNode) -> bool:
+    """Does the method (or a function nested in it) need the ``__class__`` cell?"""
+    return any(isinstance(n, ast.Name) and n.id in ("super", "__class__") for n in ast.walk(fn))
+
+
 def _self_attrs(fn: FuncNode) -> Set[str]:
     """Attributes assigned on the first argument (``self.x = ...``)."""
     if not fn.args.args:
@@ -371,6 +376,13 @@ class _Differ:
                 if isinstance(old, ast.AsyncFunctionDef) != isinstance(new, ast.AsyncFunctionDef):
                     reason = "changes between def and async def; callers see the new kind"
                 self.add(f"changed {kind}", q, "caveat" if reason else "live", reason)
+                if kind == "method" and _uses_class_cell(old) != _uses_class_cell(new):
+                    self.add("method starts using super()" if _uses_class_cell(new) else
+                             "method stops using super()", q, "caveat",
+                             "its closure must gain or lose the __class__ cell: a new function "
+                             "object takes the fix and the old one forwards to it, so every "
+                             "reference sees it; the old object's signature reads "
+                             "(*args, **kwargs)")
                 if q.endswith(".__init__"):
                     gained = sorted(_self_attrs(new) - _self_attrs(old))
                     if gained:
@@ -501,7 +513,11 @@ class _Differ:
         if dumps(old.bases) != dumps(new.bases):
             grown = _base_names(new) - _base_names(old)
             slotted = {n for n in grown if _has_slots(self.new.body, n)}
-            if grown & _LAYOUT_BUILTINS or slotted or _class_kind(old) != kind:
+            if not (_base_names(old) - {"object"}):
+                self.add("changed class bases", q, "restart",
+                         "the class had no base but object; CPython refuses to give such a "
+                         "class other bases in place ('deallocator differs from object')")
+            elif grown & _LAYOUT_BUILTINS or slotted or _class_kind(old) != kind:
                 self.add("changed class bases", q, "restart",
                          f"new base {', '.join(sorted((grown & _LAYOUT_BUILTINS) | slotted)) or 'kind'} "
                          "changes the instance layout")

@@ -88,6 +88,7 @@ class _ModuleTxn:
         self.watch: List[Tuple[str, Any]] = []   # old objects whose leftover references we report
         self.changed_funcs: Set[int] = set()     # ids of functions whose code really changes
         self.cleared: Set[int] = set()           # ids of lru_cache wrappers cleared in the commit
+        self.forwarded: Dict[int, FunctionType] = {}  # id(old method) -> the new one it forwards to
 
 
 class _Record:
@@ -118,6 +119,25 @@ _applied: "collections.OrderedDict[str, _Record]" = collections.OrderedDict()
 # -- public entry points -------------------------------------------------------
 
 def apply(patch: Patch, *, wait_quiescent: Optional[float] = None) -> Result:
+    with _LOCK:
+        added = [m.name for m in patch.modules if m.action == "add"]
+        if patch.id in _applied or not added:
+            return _apply(patch, wait_quiescent)
+        # A fixed module may import, at module level, a module this same patch adds;
+        # that import runs while the patch is prepared (step 2), before the patch is
+        # recorded, so the hook serves the added modules from the start. If the patch
+        # does not end up applied, those imported meanwhile are forgotten again.
+        loaded = set(sys.modules)
+        _hook.refresh(_pending_index(), dict(_added_index(), **_added_entries(patch)))
+        try:
+            return _apply(patch, wait_quiescent)
+        finally:
+            if patch.id not in _applied:
+                _forget_modules([n for n in added if n not in loaded])
+                _hook.refresh(_pending_index(), _added_index())
+
+
+def _apply(patch: Patch, wait_quiescent: Optional[float]) -> Result:
     with _LOCK:
         if patch.id in _applied:
             rec = _applied[patch.id]
@@ -389,7 +409,12 @@ def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
             "__file__ (built in, frozen or made at run time), so its code cannot be matched "
             "with the baseline. Nothing was changed.", details={"module": mp.name})
     assert mp.baseline is not None
-    txn.filename = f"{file} (suture {patch.short_id})"
+    # The fixed code's file name is "<...>": linecache.clearcache() (anyone may call it)
+    # empties our registered lines, and for any other name linecache then falls back to
+    # the module's loader, i.e. the file on disk: tracebacks and inspect.getsource would
+    # show the *vulnerable* version's lines at the fixed code's line numbers. For
+    # "<...>" names linecache has no fallback: no line is shown rather than a wrong one.
+    txn.filename = f"<suture {patch.short_id} {file}>"
     try:
         b_code = compile(mp.baseline.text, file, "exec", dont_inherit=True)
         f_code = compile(mp.fixed.text, txn.filename, "exec", dont_inherit=True)
@@ -414,6 +439,7 @@ def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
     mismatched: List[str] = []
     blocked: List[str] = []
     swaps: List[Tuple[FunctionType, CodeType, str]] = []
+    forwards: List[Tuple[FunctionType, CodeType, str, type]] = []
     for f in funcs:
         live = rec.rewind.get((id(f), "__code__"), f.__code__)
         if live is f.__code__ and f.__code__.co_filename in rec.rewound_files:
@@ -440,6 +466,10 @@ def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
             continue
         new = targets[idx]
         if new.co_freevars != live.co_freevars:
+            owner = _method_owner(module, q, live, new)
+            if owner is not None:
+                forwards.append((f, new, q, owner))
+                continue
             blocked.append(f"{q}: a closure created before the patch captures "
                            f"({', '.join(live.co_freevars) or 'nothing'}) but the fixed code "
                            f"needs ({', '.join(new.co_freevars) or 'nothing'})")
@@ -480,6 +510,14 @@ def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
         if q in changed_q:
             txn.old_codes[id(f.__code__)] = (f.__code__, f"{mp.name}:{q}")
             txn.changed_funcs.add(id(f))
+    for f, new, q, owner in forwards:
+        target = _forwarding(txn, f, new, q, owner)
+        swapped.add(id(f))
+        txn.old_codes[id(f.__code__)] = (f.__code__, f"{mp.name}:{q}")
+        txn.changed_funcs.add(id(f))
+        txn.forwarded[id(f)] = target
+        warn_kind |= _codes.kind(f.__code__) != 0   # the forwarder is a plain function
+        swaps.append((f, f.__code__, q))  # found again by _defaults and cache clearing below
     if swaps:
         wrappers = [w for w in gc.get_referrers(*[f for f, _, _ in swaps])
                     if type(w) is _LRU_TYPE and id(getattr(w, "__wrapped__", None)) in swapped]
@@ -499,6 +537,59 @@ def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
     if warn_kind and sys.version_info >= (3, 13):
         txn.notes.append("a function changes between plain and generator/coroutine code")
     return txn
+
+
+def _method_owner(module: types.ModuleType, q: str, live: CodeType,
+                  new: CodeType) -> Optional[type]:
+    """The class of a method whose free variables differ only by ``__class__`` (super())."""
+    if set(live.co_freevars) ^ set(new.co_freevars) != {"__class__"} or "<locals>" in q \
+            or "." not in q:
+        return None
+    return _resolve_class(module, q.rsplit(".", 1)[0])
+
+
+def _forwarding(txn: _ModuleTxn, f: FunctionType, new: CodeType, q: str,
+                owner: type) -> FunctionType:
+    """A method starts or stops using super(): its closure must gain or lose ``__class__``.
+
+    A function's closure cannot change, so a new function object is built with
+    the right cells (``__class__`` is the live class) and the old object, which
+    aliases, bound methods and the class itself may hold, is turned into a
+    forwarder: its code calls the new function, found in its kw-only defaults
+    (so the forwarder needs no closure or global of its own). Every reference
+    sees the fix; the old object's signature reads ``(*args, **kwargs)``.
+    """
+    cells = dict(zip(f.__code__.co_freevars, f.__closure__ or ()))
+    closure = tuple(cells[n] if n in cells else types.CellType(owner) for n in new.co_freevars)
+    target = FunctionType(new, f.__globals__, f.__name__, f.__defaults__, closure or None)
+    target.__kwdefaults__ = dict(f.__kwdefaults__) if f.__kwdefaults__ else None
+    target.__qualname__ = f.__qualname__
+    target.__doc__ = f.__doc__
+    target.__module__ = f.__module__
+    target.__annotations__ = dict(getattr(f, "__annotations__", {}) or {})
+    target.__dict__.update(f.__dict__)
+    txn.ops.append(Op("attr", f, "__code__", _forwarder_code(f, txn.filename, q),
+                      f"{txn.name}:{q} (forwards)"))
+    txn.ops.append(Op("attr", f, "__kwdefaults__", {"__suture_forward__": target},
+                      f"{txn.name}:{q} forward target"))
+    txn.ops.append(Op("attr", f, "__defaults__", None, f"{txn.name}:{q} defaults"))
+    return target
+
+
+def _forwarder_code(f: FunctionType, filename: str, q: str) -> CodeType:
+    names = f.__code__.co_freevars   # only the count is checked, but keep the names
+    lines = ["def _outer():"]
+    if names:
+        lines.append("    " + " = ".join(names) + " = None")
+    lines.append(f"    def {f.__name__}(*args, __suture_forward__=None, **kwargs):")
+    if names:  # mention every free variable so the code needs exactly these cells
+        lines.append("        if __suture_forward__ is None:")
+        lines.append(f"            return ({', '.join(names)},)")
+    lines.append("        return __suture_forward__(*args, **kwargs)")
+    code = compile("\n".join(lines) + "\n", f"<suture forwarder {q} in {filename}>", "exec",
+                   dont_inherit=True)
+    outer = next(c for c in code.co_consts if isinstance(c, CodeType))
+    return next(c for c in outer.co_consts if isinstance(c, CodeType))
 
 
 def _stale_caches(txns: List[_ModuleTxn]) -> List[Any]:
@@ -866,6 +957,11 @@ def _defaults(txn: _ModuleTxn, module: types.ModuleType, wanted: List[str],
             raise RefusedError(f"Evaluating the new defaults of {txn.name}:{q} failed: "
                                f"{type(exc).__name__}: {exc}. Nothing was changed.",
                                details={"module": txn.name, "function": q}) from exc
+        target = txn.forwarded.get(id(f))
+        if target is not None:  # not live yet: set it directly, the old object forwards to it
+            target.__defaults__ = defaults or None
+            target.__kwdefaults__ = kwdefaults or None
+            continue
         txn.ops.append(Op("attr", f, "__defaults__", defaults or None, f"{txn.name}:{q} defaults"))
         txn.ops.append(Op("attr", f, "__kwdefaults__", kwdefaults or None,
                           f"{txn.name}:{q} kwdefaults"))
@@ -1019,12 +1115,24 @@ def _pending_index() -> Dict[str, str]:
 def _added_index() -> Dict[str, Tuple[str, str, bool]]:
     out: Dict[str, Tuple[str, str, bool]] = {}
     for r in _applied.values():
-        names = [m.name for m in r.patch.modules if m.action == "add"]
-        for m in r.patch.modules:
-            if m.action == "add":
-                is_pkg = any(n.startswith(m.name + ".") for n in names)
-                out[m.name] = (m.fixed.text, r.patch.short_id, is_pkg)
+        out.update(_added_entries(r.patch))
     return out
+
+
+def _added_entries(patch: Patch) -> Dict[str, Tuple[str, str, bool]]:
+    names = [m.name for m in patch.modules if m.action == "add"]
+    return {m.name: (m.fixed.text, patch.short_id, any(n.startswith(m.name + ".") for n in names))
+            for m in patch.modules if m.action == "add"}
+
+
+def _forget_modules(names: List[str]) -> None:
+    """Undo the import of these modules: drop them from sys.modules and their parent."""
+    for name in sorted(names, reverse=True):  # children first
+        module = sys.modules.pop(name, None)
+        parent, _, child = name.rpartition(".")
+        if module is not None and parent in sys.modules \
+                and getattr(sys.modules[parent], child, None) is module:
+            delattr(sys.modules[parent], child)
 
 
 def patch_on_import(name: str, module: types.ModuleType) -> None:
