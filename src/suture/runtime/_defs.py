@@ -689,6 +689,48 @@ class _Differ:
                          "instances that set their own value keep it")
 
 
+@dataclass
+class Dependents:
+    """What an unchanged module computed at import from names that are now rebound."""
+    stmts: List[ast.stmt] = field(default_factory=list)                  # module-level assigns
+    defaults: List[Tuple[str, FuncNode]] = field(default_factory=list)   # (qualname, def)
+    class_attrs: List[Tuple[str, ast.stmt]] = field(default_factory=list)
+    names: Set[str] = field(default_factory=set)                         # names they rebind
+
+
+def dependents(tree: ast.Module, changed: Set[str]) -> Dependents:
+    """Module-level assignments, defaults and class attributes that read ``changed`` names.
+
+    Used for modules the patch does not touch but that did ``from m import X``
+    and computed something from X at import (``HARD_CAP = MAX_UPLOAD * 2``,
+    ``def accept(size, cap=MAX_UPLOAD)``): a fresh process of the fixed version
+    computes them from the new X.
+    """
+    out = Dependents()
+    names = set(changed)
+    grew = True
+    while grew:
+        grew = False
+        for s in tree.body:
+            if s in out.stmts or stmt_category(s) != "assign":
+                continue
+            if _names_in([s.value]) & names:  # type: ignore[attr-defined]
+                out.stmts.append(s)
+                bound = bound_names(s)
+                names.update(bound)
+                out.names.update(bound)
+                grew = True
+    out.stmts.sort(key=lambda s: tree.body.index(s))
+    for q, fn in iter_functions(tree.body):
+        if "<locals>" not in q and _names_in([*fn.args.defaults, *fn.args.kw_defaults]) & names:
+            out.defaults.append((q, fn))
+    for q, cls in iter_classes(tree.body):
+        for stmt in cls.body:
+            if stmt_category(stmt) == "assign" and _names_in([stmt.value]) & names:  # type: ignore[attr-defined]
+                out.class_attrs.append((q, stmt))
+    return out
+
+
 def diff_module(old_source: str, new_source: str, modname: str = "") -> ModulePlan:
     """Classify every definition-level change between two versions of one module."""
     old = ast.parse(old_source)

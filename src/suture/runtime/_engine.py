@@ -89,6 +89,7 @@ class _ModuleTxn:
         self.changed_funcs: Set[int] = set()     # ids of functions whose code really changes
         self.cleared: Set[int] = set()           # ids of lru_cache wrappers cleared in the commit
         self.forwarded: Dict[int, FunctionType] = {}  # id(old method) -> the new one it forwards to
+        self.sources: Dict[str, str] = {}        # fixed source of every module in the patch
 
 
 class _Record:
@@ -415,6 +416,7 @@ def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
     # show the *vulnerable* version's lines at the fixed code's line numbers. For
     # "<...>" names linecache has no fallback: no line is shown rather than a wrong one.
     txn.filename = f"<suture {patch.short_id} {file}>"
+    txn.sources = {m.name: m.fixed.text for m in patch.modules}
     try:
         b_code = compile(mp.baseline.text, file, "exec", dont_inherit=True)
         f_code = compile(mp.fixed.text, txn.filename, "exec", dont_inherit=True)
@@ -792,9 +794,11 @@ def _bind_module(txn: _ModuleTxn, module: types.ModuleType, plan: _defs.ModulePl
             if name in d:
                 txn.ops.append(Op("item", d, name, MISSING, f"del {txn.name}.{name}"))
                 rebound[name] = d[name]
-    for alias_dict, alias, name in _importers(txn.name, rebound):
-        if name in ns:
-            txn.ops.append(Op("item", alias_dict, alias, ns[name], f"copy of {txn.name}.{name}"))
+    copies = [(d_, alias, name) for d_, alias, name in _importers(txn.name, rebound) if name in ns]
+    for alias_dict, alias, name in copies:
+        txn.ops.append(Op("item", alias_dict, alias, ns[name], f"copy of {txn.name}.{name}"))
+    if not late:
+        _propagate(txn, [(d_, alias, ns[name]) for d_, alias, name in copies])
 
 
 def _importers(modname: str, old: Dict[str, Any]) -> List[Tuple[Dict[str, Any], str, str]]:
@@ -836,18 +840,8 @@ def _importers(modname: str, old: Dict[str, Any]) -> List[Tuple[Dict[str, Any], 
 
 def _from_imports(module: types.ModuleType) -> Dict[str, List[Tuple[str, str]]]:
     """alias -> [(absolute module, name)] for every ``from ... import`` in its source."""
-    source = None
-    loader = getattr(module, "__loader__", None)
-    try:
-        if loader is not None and hasattr(loader, "get_source"):
-            source = loader.get_source(module.__name__)
-    except Exception:  # no source (extension module, zip without it): no from-imports to find
-        source = None
-    if source is None:
-        return {}
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
+    tree = _source_tree(module)
+    if tree is None:
         return {}
     package = getattr(module, "__package__", None) or ""
     out: Dict[str, List[Tuple[str, str]]] = {}
@@ -938,25 +932,7 @@ def _defaults(txn: _ModuleTxn, module: types.ModuleType, wanted: List[str],
         q = quals.get(id(f.__code__))
         if q not in wanted:
             continue
-        node = nodes[q]
-        owner = _resolve_class(module, q.rsplit(".", 1)[0]) if "." in q else None
-        scope = collections.ChainMap(ns, dict(vars(owner)) if owner else {})
-        a = node.args
-        defaults_expr = ast.Expression(body=ast.Tuple(elts=list(a.defaults), ctx=ast.Load()))
-        kw = [(arg.arg, d) for arg, d in zip(a.kwonlyargs, a.kw_defaults) if d is not None]
-        kw_expr = ast.Expression(body=ast.Dict(keys=[ast.Constant(k) for k, _ in kw],
-                                               values=[d for _, d in kw]))
-        for e in (defaults_expr, kw_expr):
-            ast.fix_missing_locations(e)
-        try:
-            defaults = eval(compile(defaults_expr, txn.filename, "eval", dont_inherit=True),
-                            module.__dict__, scope)
-            kwdefaults = eval(compile(kw_expr, txn.filename, "eval", dont_inherit=True),
-                              module.__dict__, scope)
-        except Exception as exc:
-            raise RefusedError(f"Evaluating the new defaults of {txn.name}:{q} failed: "
-                               f"{type(exc).__name__}: {exc}. Nothing was changed.",
-                               details={"module": txn.name, "function": q}) from exc
+        defaults, kwdefaults = _eval_defaults(module, q, nodes[q], ns, txn.filename)
         target = txn.forwarded.get(id(f))
         if target is not None:  # not live yet: set it directly, the old object forwards to it
             target.__defaults__ = defaults or None
@@ -965,6 +941,122 @@ def _defaults(txn: _ModuleTxn, module: types.ModuleType, wanted: List[str],
         txn.ops.append(Op("attr", f, "__defaults__", defaults or None, f"{txn.name}:{q} defaults"))
         txn.ops.append(Op("attr", f, "__kwdefaults__", kwdefaults or None,
                           f"{txn.name}:{q} kwdefaults"))
+
+
+def _eval_defaults(module: types.ModuleType, q: str, node: _defs.FuncNode,
+                   ns: Dict[str, Any], filename: str) -> Tuple[Any, Any]:
+    """Evaluate a def's default expressions as its module (or class body) would."""
+    owner = _resolve_class(module, q.rsplit(".", 1)[0]) if "." in q else None
+    scope = collections.ChainMap(ns, dict(vars(owner)) if owner else {})
+    a = node.args
+    defaults_expr = ast.Expression(body=ast.Tuple(elts=list(a.defaults), ctx=ast.Load()))
+    kw = [(arg.arg, d) for arg, d in zip(a.kwonlyargs, a.kw_defaults) if d is not None]
+    kw_expr = ast.Expression(body=ast.Dict(keys=[ast.Constant(k) for k, _ in kw],
+                                           values=[d for _, d in kw]))
+    for e in (defaults_expr, kw_expr):
+        ast.fix_missing_locations(e)
+    try:
+        defaults = eval(compile(defaults_expr, filename, "eval", dont_inherit=True),
+                        module.__dict__, scope)
+        kwdefaults = eval(compile(kw_expr, filename, "eval", dont_inherit=True),
+                          module.__dict__, scope)
+    except Exception as exc:
+        raise RefusedError(f"Evaluating the new defaults of {module.__name__}:{q} failed: "
+                           f"{type(exc).__name__}: {exc}. Nothing was changed.",
+                           details={"module": module.__name__, "function": q}) from exc
+    return defaults or None, kwdefaults or None
+
+
+def _propagate(txn: _ModuleTxn, copies: List[Tuple[Dict[str, Any], str, Any]],
+               depth: int = 3) -> None:
+    """Modules that imported a rebound constant recompute what they derived from it.
+
+    ``uploads`` did ``from limits import MAX_UPLOAD`` and, at import,
+    ``HARD_CAP = MAX_UPLOAD * 2`` and ``def accept(size, cap=MAX_UPLOAD)``.
+    The copy of MAX_UPLOAD is rebound (``_importers``); here the derived
+    assignments run again from the module's own source (its real file name and
+    lines), defaults and class attributes that read them are evaluated again,
+    and what they rebind propagates in turn, ``depth`` modules deep.
+    """
+    by_dict: Dict[int, Tuple[types.ModuleType, Dict[str, Any]]] = {}
+    for d, alias, value in copies:
+        mod = next((m for m in list(sys.modules.values())
+                    if getattr(m, "__dict__", None) is d), None)
+        if mod is not None:
+            by_dict.setdefault(id(d), (mod, {}))[1][alias] = value
+    for mod, changed in by_dict.values():
+        # a module of this patch is read from its fixed source, any other from its loader
+        fixed = txn.sources.get(mod.__name__)
+        tree = ast.parse(fixed) if fixed is not None else _source_tree(mod)
+        if tree is None:
+            continue
+        dep = _defs.dependents(tree, set(changed))
+        if not (dep.stmts or dep.defaults or dep.class_attrs):
+            continue
+        filename = getattr(mod, "__file__", None) or f"<{mod.__name__}>"
+        ns: Dict[str, Any] = dict(changed)
+        d = mod.__dict__
+        try:
+            if dep.stmts:
+                exec(compile(ast.Module(body=dep.stmts, type_ignores=[]), filename, "exec",
+                             dont_inherit=True), d, ns)
+            for q, stmt in dep.class_attrs:
+                cls = _resolve_class(mod, q)
+                targets = getattr(stmt, "targets", [getattr(stmt, "target", None)])
+                if cls is None or len(targets) != 1 or not isinstance(targets[0], ast.Name):
+                    continue
+                expr = ast.Expression(body=stmt.value)  # type: ignore[attr-defined]
+                value = eval(compile(expr, filename, "eval", dont_inherit=True), d,
+                             collections.ChainMap(ns, dict(vars(cls))))
+                txn.ops.append(Op("attr", cls, targets[0].id, value,
+                                  f"{mod.__name__}:{q}.{targets[0].id} (from {txn.name})"))
+        except Exception as exc:
+            raise RefusedError(f"Recomputing what {mod.__name__} derived from {txn.name} failed: "
+                               f"{type(exc).__name__}: {exc}. Nothing was changed.",
+                               details={"module": mod.__name__}) from exc
+        rebound: Dict[str, Any] = {}
+        for name in sorted(dep.names):
+            old = d.get(name, MISSING)
+            if name in ns and old is not ns[name]:
+                txn.ops.append(Op("item", d, name, ns[name],
+                                  f"{mod.__name__}.{name} (from {txn.name})"))
+                if old is not MISSING:
+                    rebound[name] = old
+                    txn.watch.append((f"{mod.__name__}.{name}", old))
+        funcs = {id(f.__code__): f for f in gc.get_referrers(d) if type(f) is FunctionType}
+        quals = _codes.live_qualnames(list(funcs.values()))
+        wanted = dict(dep.defaults)
+        for code_id, q in quals.items():
+            f = funcs.get(code_id)
+            if f is None or q not in wanted:
+                continue
+            defaults, kwdefaults = _eval_defaults(mod, q, wanted[q], ns, filename)
+            txn.ops.append(Op("attr", f, "__defaults__", defaults,
+                              f"{mod.__name__}:{q} defaults (from {txn.name})"))
+            txn.ops.append(Op("attr", f, "__kwdefaults__", kwdefaults,
+                              f"{mod.__name__}:{q} kwdefaults (from {txn.name})"))
+        if depth > 0 and rebound:
+            further = _importers(mod.__name__, rebound)
+            for alias_dict, alias, name in further:
+                txn.ops.append(Op("item", alias_dict, alias, ns[name],
+                                  f"copy of {mod.__name__}.{name}"))
+            _propagate(txn, [(ad, a, ns[n]) for ad, a, n in further], depth - 1)
+
+
+def _source_tree(module: types.ModuleType) -> Optional[ast.Module]:
+    source = None
+    loader = getattr(module, "__loader__", None)
+    try:
+        if loader is not None and hasattr(loader, "get_source"):
+            source = loader.get_source(module.__name__)
+    except Exception:  # no source (extension module, zip without it): nothing derived to find
+        source = None
+    if source is None:
+        return None
+    try:
+        return ast.parse(source)
+    except SyntaxError:
+        return None
 
 
 # -- steps 3 and 4 ----------------------------------------------------------------

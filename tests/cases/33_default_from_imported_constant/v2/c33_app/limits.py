@@ -1,0 +1,3 @@
+"""Limits."""
+
+MAX_UPLOAD = 10
