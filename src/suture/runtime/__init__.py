@@ -10,7 +10,7 @@ Constraints, because this code loads into other people's processes:
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, List, Optional, Union
 
 from . import _engine
 from ._engine import HookContext, Result, drop_shadow, shadow
@@ -51,5 +51,5 @@ def status() -> Dict[str, Any]:
     return _engine.status()
 
 
-def applied() -> list:
+def applied() -> List[str]:
     return _engine.applied_ids()

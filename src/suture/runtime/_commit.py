@@ -78,9 +78,9 @@ class Call:
 def _plan(pairs: Iterable[Tuple[Any, Any, Any, Any]]) -> Any:
     """pairs of (kind, obj, key, value) -> one lazy C-level iterator performing them."""
     groups: List[Any] = []
-    for (kind, is_delete), items in itertools.groupby(
+    for (kind, is_delete), group in itertools.groupby(
             pairs, key=lambda p: (p[0], p[3] is MISSING)):
-        items = list(items)
+        items = list(group)
         objs = [p[1] for p in items]
         keys = [p[2] for p in items]
         if kind == "call":

@@ -1054,7 +1054,7 @@ def _source_tree(module: types.ModuleType) -> Optional[ast.Module]:
     if source is None:
         return None
     try:
-        return ast.parse(source)
+        return ast.parse(str(source))
     except SyntaxError:
         return None
 
@@ -1281,7 +1281,7 @@ class _InverseOp(Op):
 
 # -- activeness ---------------------------------------------------------------------
 
-def active(old: Dict[int, Tuple[CodeType, str]]) -> List[Dict[str, Any]]:
+def active(old: Dict[int, Tuple[Any, ...]]) -> List[Dict[str, Any]]:
     """Threads, suspended generators/coroutines and tasks still executing old code."""
     if not old:
         return []
@@ -1302,9 +1302,9 @@ def active(old: Dict[int, Tuple[CodeType, str]]) -> List[Dict[str, Any]]:
     suspended = [o for o in gc.get_referrers(*codes) if type(o) in _GEN_KINDS]
     for o in suspended:
         kind = _GEN_KINDS[type(o)]
-        frame = getattr(o, _FRAME_ATTR[kind], None)
-        hit = old.get(id(frame.f_code)) if frame is not None else None
-        if hit is not None and frame is not None and hit[0] is frame.f_code:
+        gen_frame: Optional[types.FrameType] = getattr(o, _FRAME_ATTR[kind], None)
+        hit = old.get(id(gen_frame.f_code)) if gen_frame is not None else None
+        if hit is not None and gen_frame is not None and hit[0] is gen_frame.f_code:
             out.append({"qualname": hit[1], "where": kind, "patch": _pid(hit)})
             out.extend(_tasks_awaiting(o, hit))
     return out
@@ -1439,11 +1439,15 @@ def shadow(obj: Any) -> Dict[str, Any]:
     data: Dict[str, Any] = {}
     key = id(obj)
     try:
-        ref: Any = weakref.ref(obj, lambda _r, key=key: _shadows.pop(key, None))
+        ref: Any = weakref.ref(obj, functools.partial(_drop_shadow_key, key))
     except TypeError:
         ref = obj
     _shadows[key] = (ref, data)
     return data
+
+
+def _drop_shadow_key(key: int, _ref: Any) -> None:
+    _shadows.pop(key, None)
 
 
 def drop_shadow(obj: Any) -> None:

@@ -51,7 +51,7 @@ class SutureFinder(importlib.abc.MetaPathFinder):
             if spec is not None:
                 if spec.loader is not None and hasattr(spec.loader, "exec_module"):
                     spec.loader = _PatchingLoader(spec.loader)
-                return spec
+                return spec  # type: ignore[no-any-return]
         return None
 
 
