@@ -278,7 +278,9 @@ def status() -> Dict[str, Any]:
     with _LOCK:
         patches = [{
             "id": r.patch.id, "target": dict(r.patch.target), "describe": r.patch.describe(),
-            "cves": list(r.patch.meta.get("cves", [])), "modules": dict(r.modules),
+            "cves": list(r.patch.meta.get("cves", [])),
+            "modules": {m: "applied" if st == "pending add" and m in sys.modules else st
+                        for m, st in r.modules.items()},
             "applied_at": r.applied_at, "pause_ns": r.pause_ns, "ops": len(r.ops),
             "caveats": list(r.caveats), "notes": list(r.notes),
         } for r in _applied.values()]
