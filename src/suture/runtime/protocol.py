@@ -1,0 +1,81 @@
+"""Agent wire format v1: one JSON line each way per connection (docs/protocol.md).
+
+Shared by the agent (inside targets) and the client (tooling): stdlib only.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any, Dict, Optional
+
+from .errors import SutureError
+
+VERSION = 1
+SUPPORTED = (1,)
+MAX_LINE = 64 * 1024 * 1024
+READ_TIMEOUT = 10.0
+
+
+class ProtocolError(SutureError, ValueError):
+    """A frame that is not a valid request or response."""
+
+    code = "SUT-E601"
+
+
+class PeerRefused(SutureError, PermissionError):
+    """The peer's uid may not talk to this agent."""
+
+    code = "SUT-E600"
+
+
+def encode(obj: Dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode("utf-8") + b"\n"
+
+
+def read_frame(sock: socket.socket, limit: int = MAX_LINE) -> Dict[str, Any]:
+    """Read one newline-terminated JSON object; raise ProtocolError on anything else."""
+    chunks = []
+    size = 0
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ProtocolError("connection closed before a complete frame")
+        end = chunk.find(b"\n")
+        if end >= 0:
+            chunks.append(chunk[:end])
+            size += end
+            if size > limit:
+                raise ProtocolError(f"frame larger than {limit} bytes")
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise ProtocolError(f"frame larger than {limit} bytes")
+    try:
+        obj = json.loads(b"".join(chunks).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ProtocolError(f"frame is not JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise ProtocolError("frame is not a JSON object")
+    return obj
+
+
+def ok(result: Any) -> Dict[str, Any]:
+    return {"v": VERSION, "ok": True, "result": result}
+
+
+def error(exc: SutureError) -> Dict[str, Any]:
+    return {"v": VERSION, "ok": False, "error": exc.to_dict()}
+
+
+def request(op: str, **fields: Any) -> Dict[str, Any]:
+    return {"v": VERSION, "op": op, **fields}
+
+
+def check_version(frame: Dict[str, Any]) -> Optional[ProtocolError]:
+    v = frame.get("v")
+    if v not in SUPPORTED:
+        return ProtocolError(f"protocol version {v!r} is not supported; this agent speaks "
+                             f"{', '.join(map(str, SUPPORTED))}", details={"supported": list(SUPPORTED)})
+    return None
