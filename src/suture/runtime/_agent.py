@@ -1,0 +1,529 @@
+"""The agent: one daemon thread blocked in accept() on a Unix socket (docs/protocol.md).
+
+Constraints, because this runs inside other people's processes:
+* standard library only; importing this module does nothing (no thread, no
+  socket, no fork hook): ``start()`` is the only switch;
+* the thread sleeps in ``accept()`` when idle: no polling, no timers;
+* no exception ever leaves the thread: a request that fails becomes an error
+  frame, a connection that misbehaves is dropped, and the loop goes on;
+* it never writes into the application's working directory: the socket lives
+  in a per-user runtime directory (``socket_dir()``);
+* it serves one connection at a time. Applying a patch is serialised by the
+  engine anyway, and a second thread per connection would be a second thing
+  to reason about in every target.
+
+Access control is the directory (0700, ours), the socket (0600) and, checked
+on every connection before a byte is read, the peer's uid (SO_PEERCRED): only
+our own effective uid or root. The first two can be loosened by mistake (a
+chmod, a shared volume); the third cannot.
+
+Fork: ``start()`` registers one ``after_in_child`` hook. A forked child has no
+agent thread (threads do not survive fork) but holds copies of the parent's
+listening socket; it closes its copies (close, never shutdown: shutdown acts
+on the shared socket and would stop the parent's agent), leaves the parent's
+socket file alone, and starts a fresh agent on ``<its pid>.sock``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import errno
+import os
+import platform
+import socket
+import stat
+import struct
+import sys
+import threading
+from typing import Any, Callable, Dict, List, Optional
+
+from . import protocol
+from .errors import InternalError, SutureError
+from .protocol import PeerRefused, ProtocolError
+
+__all__ = ["start", "stop", "running", "socket_dir", "socket_path", "AgentStartError",
+           "THREAD_NAME"]
+
+THREAD_NAME = "suture-agent"
+_OPS = ("hello", "status", "apply", "revert", "list", "dists")
+
+
+class AgentStartError(SutureError, OSError):
+    """The agent cannot start: unsafe or unusable runtime directory, or no SO_PEERCRED."""
+
+    code = "SUT-E602"
+
+
+# ---------------------------------------------------------------- where the socket is
+
+def _default_dir(environ: Any, euid: int) -> str:
+    """The directory rule of docs/protocol.md, as a pure function of (environment, uid)."""
+    explicit = environ.get("SUTURE_RUNTIME_DIR")
+    if explicit:
+        return str(explicit)
+    if euid == 0:
+        return "/run/suture"
+    xdg = environ.get("XDG_RUNTIME_DIR")
+    if xdg and os.path.isabs(xdg):
+        return os.path.join(xdg, "suture")
+    return f"/tmp/suture-{euid}"
+
+
+def socket_dir() -> str:
+    """Where agents of this user put their sockets (not created here)."""
+    return _default_dir(os.environ, os.geteuid())
+
+
+def socket_path(pid: Optional[int] = None, runtime_dir: Optional[str] = None) -> str:
+    """``<dir>/<pid>.sock`` for ``pid`` (default: this process)."""
+    return os.path.join(runtime_dir or socket_dir(),
+                        f"{os.getpid() if pid is None else int(pid)}.sock")
+
+
+def ensure_dir(path: str) -> str:
+    """Create ``path`` 0700 if missing; refuse one that another user could tamper with.
+
+    Checked with lstat, so a symlink planted at a predictable name such as
+    /tmp/suture-1000 is refused rather than followed. An existing directory
+    must be ours and not writable by group or others; we do not chmod a
+    directory we did not create.
+    """
+    euid = os.geteuid()
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(parent, exist_ok=True)
+        try:
+            os.mkdir(path, 0o700)
+            os.chmod(path, 0o700)  # the umask may have removed bits; never adds any here
+        except FileExistsError:
+            pass
+        st = os.lstat(path)
+    except OSError as exc:
+        raise AgentStartError(f"cannot create the Suture runtime directory {path}: {exc}. "
+                              f"Set SUTURE_RUNTIME_DIR to a directory you own.",
+                              details={"path": path}) from exc
+    if not stat.S_ISDIR(st.st_mode):
+        raise AgentStartError(f"refusing to use {path} as the Suture runtime directory: it is "
+                              f"not a directory (a symlink or a file). Remove it or set "
+                              f"SUTURE_RUNTIME_DIR.", details={"path": path})
+    if st.st_uid != euid:
+        raise AgentStartError(f"refusing to use {path} as the Suture runtime directory: it is "
+                              f"owned by uid {st.st_uid}, this process runs as uid {euid}. "
+                              f"Remove it or set SUTURE_RUNTIME_DIR to a directory you own.",
+                              details={"path": path, "owner": st.st_uid, "uid": euid})
+    if st.st_mode & 0o022:
+        raise AgentStartError(f"refusing to use {path} as the Suture runtime directory: mode "
+                              f"{stat.S_IMODE(st.st_mode):04o} lets other users write into it. "
+                              f"Run `chmod 700 {path}` or set SUTURE_RUNTIME_DIR.",
+                              details={"path": path, "mode": stat.S_IMODE(st.st_mode)})
+    return path
+
+
+def _clear_stale(path: str) -> None:
+    """Remove a socket file left at our name by a dead process; refuse anything else."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise AgentStartError(f"refusing to start the agent: {path} exists and is not a socket. "
+                              f"Remove it.", details={"path": path})
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(path)
+    except OSError:
+        pass  # nobody listens: a dead process with our pid number left it
+    else:
+        # Same pid number, still alive: another pid namespace sharing this directory.
+        raise AgentStartError(f"refusing to start the agent: {path} is served by a live process "
+                              f"(another pid namespace shares this directory?). Give each "
+                              f"container its own SUTURE_RUNTIME_DIR.", details={"path": path})
+    finally:
+        probe.close()
+    os.unlink(path)
+
+
+# ---------------------------------------------------------------- the agent itself
+
+def _peer_uid(conn: socket.socket) -> int:
+    raw = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,  # type: ignore[attr-defined]
+                          struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", raw)
+    return int(uid)
+
+
+def _send_all(conn: socket.socket, data: bytes) -> None:
+    # MSG_NOSIGNAL: an application that restored SIGPIPE's default action must not
+    # be killed because a client hung up before reading its answer.
+    flags = getattr(socket, "MSG_NOSIGNAL", 0)
+    view = memoryview(data)
+    while view:
+        sent = conn.send(view, flags)
+        view = view[sent:]
+
+
+def _internal(exc: BaseException) -> InternalError:
+    return InternalError(f"Suture bug; process state unknown; please report: "
+                         f"{type(exc).__name__}: {exc}",
+                         details={"type": type(exc).__name__, "message": str(exc)})
+
+
+class _Agent:
+    def __init__(self, path: str, sock: socket.socket) -> None:
+        self.path = path
+        self.sock = sock
+        self.pid = os.getpid()
+        self.euid = os.geteuid()
+        st = os.lstat(path)
+        self.ident = (st.st_dev, st.st_ino)
+        self.stopping = False
+        self.conn: Optional[socket.socket] = None
+        self.thread = threading.Thread(target=self._serve, name=THREAD_NAME, daemon=True)
+
+    def __repr__(self) -> str:
+        state = "stopping" if self.stopping else "serving"
+        return f"<suture agent pid={self.pid} {state} {self.path}>"
+
+    # -- loop
+    def _serve(self) -> None:
+        backoff = threading.Event()  # never set: wait() is a sleep that needs no import
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError as exc:
+                if self.stopping or exc.errno in (errno.EBADF, errno.EINVAL):
+                    return  # stop() shut the socket down, or it is gone: end quietly
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    backoff.wait(0.1)  # out of resources: do not spin at 100% CPU
+                continue
+            except BaseException:  # noqa: BLE001 - nothing may escape into the application
+                continue
+            self.conn = conn
+            try:
+                self._handle(conn)
+            except BaseException:  # noqa: BLE001 - a failed send: drop the connection
+                pass
+            finally:
+                self.conn = None
+                try:
+                    conn.close()
+                except OSError:
+                    pass
+
+    def _handle(self, conn: socket.socket) -> None:
+        conn.settimeout(protocol.READ_TIMEOUT)
+        try:
+            uid = _peer_uid(conn)
+            if uid not in (0, self.euid):
+                reply = protocol.error(PeerRefused(
+                    f"peer uid {uid} is not allowed", details={"uid": uid,
+                                                              "allowed": sorted({0, self.euid})}))
+            else:
+                try:
+                    frame = protocol.read_frame(conn, protocol.MAX_LINE)
+                except socket.timeout as exc:
+                    raise ProtocolError(f"no complete request within "
+                                        f"{protocol.READ_TIMEOUT:g} s") from exc
+                reply = self._dispatch(frame)
+        except (ConnectionError, BrokenPipeError):
+            return  # the peer went away: nobody to answer
+        except SutureError as exc:
+            reply = protocol.error(exc)
+        except Exception as exc:  # noqa: BLE001 - becomes SUT-E999 on the wire
+            reply = protocol.error(_internal(exc))
+        try:
+            data = protocol.encode(reply)
+        except Exception as exc:  # noqa: BLE001 - e.g. a result that is not JSON
+            data = protocol.encode(protocol.error(_internal(exc)))
+        conn.settimeout(protocol.READ_TIMEOUT)  # a peer that never reads must not wedge us
+        _send_all(conn, data)
+
+    def _dispatch(self, frame: Dict[str, Any]) -> Dict[str, Any]:
+        bad = protocol.check_version(frame)
+        if bad is not None:
+            raise bad
+        op = frame.get("op")
+        handler = _HANDLERS.get(op) if isinstance(op, str) else None
+        if handler is None:
+            raise ProtocolError(f"unknown op {op!r}; this agent knows {', '.join(_OPS)}",
+                                details={"ops": list(_OPS)})
+        return protocol.ok(handler(frame))
+
+    # -- lifecycle
+    def begin(self) -> None:
+        self.thread.start()
+
+    def end(self, timeout: Optional[float]) -> None:
+        self.stopping = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes accept() on Linux
+        except OSError:
+            pass
+        if self.thread.is_alive() and self.thread is not threading.current_thread():
+            self.thread.join(timeout)
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        self.unlink()
+
+    def unlink(self) -> None:
+        """Remove our socket file, only if it is still ours (same pid, same inode)."""
+        if os.getpid() != self.pid:
+            return
+        try:
+            st = os.lstat(self.path)
+            if (st.st_dev, st.st_ino) == self.ident:
+                os.unlink(self.path)
+        except OSError:
+            pass
+
+    def abandon(self) -> None:
+        """In a forked child: close our copies of the parent's sockets, touch nothing else."""
+        for s in (self.sock, self.conn):
+            if s is not None:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+
+# ---------------------------------------------------------------- requests
+
+def _op_hello(frame: Dict[str, Any]) -> Dict[str, Any]:
+    version = getattr(sys.modules.get("suture"), "__version__", "unknown")
+    return {"pid": os.getpid(), "python": platform.python_version(),
+            "implementation": sys.implementation.name, "agent": version,
+            "protocol": list(protocol.SUPPORTED), "uid": os.geteuid(),
+            "argv": list(getattr(sys, "argv", [])), "executable": sys.executable}
+
+
+def _op_status(frame: Dict[str, Any]) -> Dict[str, Any]:
+    from .. import runtime
+    return runtime.status()
+
+
+def _op_apply(frame: Dict[str, Any]) -> Dict[str, Any]:
+    from .. import runtime
+    patch = frame.get("patch")
+    if not isinstance(patch, str):
+        raise ProtocolError("apply needs 'patch': the patch file in base64")
+    try:
+        data = base64.b64decode(patch.encode("ascii"), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ProtocolError(f"'patch' is not valid base64: {exc}") from exc
+    wait = frame.get("wait_quiescent")
+    if wait is not None and (isinstance(wait, bool) or not isinstance(wait, (int, float))
+                             or wait < 0):
+        raise ProtocolError(f"'wait_quiescent' must be null or a number of seconds >= 0, "
+                            f"not {wait!r}")
+    return runtime.apply(data, wait_quiescent=None if wait is None else float(wait)).to_dict()
+
+
+def _op_revert(frame: Dict[str, Any]) -> Dict[str, Any]:
+    from .. import runtime
+    patch_id = frame.get("patch_id")
+    if not isinstance(patch_id, str) or not patch_id:
+        raise ProtocolError("revert needs 'patch_id': a patch id or a unique prefix")
+    return runtime.revert(patch_id).to_dict()
+
+
+def _op_list(frame: Dict[str, Any]) -> Dict[str, Any]:
+    from .. import runtime
+    return {"patches": runtime.applied()}
+
+
+def _op_dists(frame: Dict[str, Any]) -> Dict[str, Any]:
+    names = frame.get("names")
+    if names is not None and (not isinstance(names, list)
+                              or not all(isinstance(n, str) for n in names)):
+        raise ProtocolError("'names' must be a list of distribution names, or absent")
+    return _dists(names)
+
+
+_HANDLERS: Dict[str, Callable[[Dict[str, Any]], Dict[str, Any]]] = {
+    "hello": _op_hello, "status": _op_status, "apply": _op_apply, "revert": _op_revert,
+    "list": _op_list, "dists": _op_dists,
+}
+
+
+def _canonical(name: str) -> str:
+    out = []
+    for ch in name.lower():
+        out.append("-" if ch in "-_." else ch)
+    canon = "".join(out)
+    while "--" in canon:
+        canon = canon.replace("--", "-")
+    return canon
+
+
+def _top_level(dist: Any) -> List[str]:
+    """Import names a distribution provides (3.9: top_level.txt, else its RECORD)."""
+    text = None
+    try:
+        text = dist.read_text("top_level.txt")
+    except Exception:  # noqa: BLE001 - broken metadata must not fail the request
+        text = None
+    if text:
+        return [line.strip() for line in text.splitlines() if line.strip()]
+    names = set()
+    for f in (dist.files or ()):
+        parts = f.parts
+        if not parts:
+            continue
+        if len(parts) == 1:
+            if parts[0].endswith(".py"):
+                names.add(parts[0][:-3])
+            elif ".cpython-" in parts[0] or parts[0].endswith((".so", ".pyd")):
+                names.add(parts[0].split(".")[0])
+        elif not parts[0].endswith((".dist-info", ".egg-info", ".data")) and parts[0] != "..":
+            names.add(parts[0])
+    return sorted(names)
+
+
+def _dists(names: Optional[List[str]]) -> Dict[str, Any]:
+    """Versions of installed distributions and whether one of their modules is imported.
+
+    Everything is caught: a broken METADATA in someone's site-packages must not
+    fail the request, let alone the process. A distribution whose import names
+    cannot be found reports ``loaded: null``.
+    """
+    import importlib.metadata as md
+
+    found: Dict[str, Any] = {}  # key (requested name, or the installed name) -> Distribution
+    if names is None:
+        for dist in md.distributions():
+            try:
+                key = dist.metadata["Name"]
+            except Exception:  # noqa: BLE001
+                continue
+            if key and key not in found:
+                found[key] = dist
+    else:
+        for name in names:
+            try:
+                found[name] = md.distribution(name)
+            except Exception:  # noqa: BLE001 - not installed, or unreadable
+                continue
+    tops: Dict[str, List[str]] = {}
+    if sys.version_info >= (3, 10):
+        try:
+            for top, owners in md.packages_distributions().items():
+                for owner in owners:
+                    tops.setdefault(_canonical(owner), []).append(top)
+        except Exception:  # noqa: BLE001
+            tops = {}
+    versions: Dict[str, str] = {}
+    loaded: Dict[str, Optional[bool]] = {}
+    for key, dist in found.items():
+        try:
+            versions[key] = str(dist.version)
+        except Exception:  # noqa: BLE001
+            continue
+        try:
+            canon = _canonical(str(dist.metadata["Name"]))
+            modules = tops.get(canon) or _top_level(dist)
+            loaded[key] = any(m in sys.modules for m in modules) if modules else None
+        except Exception:  # noqa: BLE001
+            loaded[key] = None
+    return {"dists": versions, "loaded": loaded}
+
+
+# ---------------------------------------------------------------- public switch
+
+_lock = threading.Lock()
+_agent: Optional[_Agent] = None
+_dir_arg: Optional[str] = None     # what start() was given, reused by forked children
+_fork_hook = False
+_atexit_hook = False
+
+
+def running() -> Optional[str]:
+    """The socket path of this process's agent, or None."""
+    agent = _agent
+    return agent.path if agent is not None and agent.pid == os.getpid() else None
+
+
+def start(runtime_dir: Optional[str] = None) -> str:
+    """Start the agent (idempotent) and return its socket path.
+
+    Raises ``AgentStartError`` when the runtime directory is unsafe or the
+    platform has no SO_PEERCRED; nothing is left running then.
+    """
+    global _agent, _dir_arg, _fork_hook, _atexit_hook
+    with _lock:
+        if _agent is not None and _agent.pid == os.getpid():
+            if _agent.thread.is_alive():
+                return _agent.path
+            _agent.end(0)  # its thread is gone (cannot happen by design): free the name
+        if not hasattr(socket, "SO_PEERCRED") or not hasattr(socket, "AF_UNIX"):
+            raise AgentStartError(f"the agent needs Unix sockets with SO_PEERCRED (Linux); "
+                                  f"{sys.platform} has none, so it cannot check who connects")
+        directory = ensure_dir(runtime_dir or socket_dir())
+        path = socket_path(runtime_dir=directory)
+        _clear_stale(path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(path)
+            # Before listen() nobody can connect, and the directory is 0700 anyway:
+            # chmod here instead of changing the process-wide umask under the app.
+            os.chmod(path, 0o600)
+            sock.listen(8)
+            agent = _Agent(path, sock)
+        except OSError as exc:
+            sock.close()
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+            raise AgentStartError(f"cannot listen on {path}: {exc}",
+                                  details={"path": path}) from exc
+        agent.begin()
+        _agent, _dir_arg = agent, runtime_dir
+        if not _fork_hook:
+            os.register_at_fork(after_in_child=_after_fork_in_child)
+            _fork_hook = True
+        if not _atexit_hook:
+            import atexit
+            atexit.register(_at_exit)
+            _atexit_hook = True
+        return agent.path
+
+
+def stop(timeout: Optional[float] = 5.0) -> None:
+    """Stop the agent: close the socket, remove its file, join the thread."""
+    global _agent
+    with _lock:
+        agent, _agent = _agent, None
+    if agent is None:
+        return
+    if agent.pid != os.getpid():  # inherited through fork: not ours to remove
+        agent.abandon()
+        return
+    agent.end(timeout)
+
+
+def _at_exit() -> None:
+    agent = _agent
+    if agent is not None and agent.pid == os.getpid():
+        agent.stopping = True
+        agent.unlink()  # a socket file must not outlive its process
+
+
+def _after_fork_in_child() -> None:
+    global _agent, _lock
+    try:
+        _lock = threading.Lock()  # the parent may have held it at fork time
+        inherited, _agent = _agent, None
+        if inherited is None:
+            return  # stopped before the fork: the child does not get one either
+        inherited.abandon()
+        start(_dir_arg)
+    except BaseException as exc:  # noqa: BLE001 - never break the child
+        try:
+            sys.stderr.write(f"suture: agent not restarted in forked child {os.getpid()}: "
+                             f"{exc}\n")
+        except BaseException:  # noqa: BLE001
+            pass

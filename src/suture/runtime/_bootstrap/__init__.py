@@ -1,0 +1,104 @@
+"""Make the directory that ``suture run`` puts first on PYTHONPATH.
+
+The target may run in a foreign environment (the user's venv) where Suture is
+not installed, and must not see Suture's tooling or its dependencies there. So
+PYTHONPATH gets one directory holding only:
+
+    sitecustomize.py      starts the agent, then chains to the user's sitecustomize
+    suture/__init__.py    the version, and nothing else
+    suture/runtime/...    a copy of this runtime (stdlib only)
+
+It is built under the user's runtime directory (0700, ours; see
+``_agent.socket_dir``), never in the application's working directory, in a
+subdirectory named by a hash of its content: built once, atomically (write to
+a temporary name, then rename), shared by every process of this user, and
+immutable afterwards. A copy rather than a symlink: uninstalling or upgrading
+Suture must not change what a running target imports next.
+
+Importing this package does nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+from typing import List, Optional, Tuple
+
+from .. import _agent
+
+__all__ = ["prepare"]
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_RUNTIME = os.path.dirname(_HERE)
+
+_PACKAGE_INIT = '''\
+"""Suture runtime only (copied by ``suture run``); the tooling is not here.
+
+If a full Suture is installed further down sys.path, its subpackages are
+reachable through __path__ (pkgutil.extend_path).
+"""
+
+from pkgutil import extend_path
+
+__path__ = extend_path(__path__, __name__)
+__version__ = {version!r}
+'''
+
+
+def _runtime_files() -> List[Tuple[str, str]]:
+    """(path relative to suture/runtime, absolute path) of every .py file, sorted."""
+    out = []
+    for root, dirs, files in os.walk(_RUNTIME):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(files):
+            if name.endswith(".py"):
+                full = os.path.join(root, name)
+                out.append((os.path.relpath(full, _RUNTIME), full))
+    return out
+
+
+def _version() -> str:
+    return str(getattr(sys.modules.get("suture"), "__version__", "unknown"))
+
+
+def prepare(base: Optional[str] = None) -> str:
+    """Return a directory to put first on PYTHONPATH (built if missing). Stdlib only.
+
+    ``base`` defaults to ``<runtime dir>/bootstrap``; raises ``AgentStartError``
+    if the runtime directory is unsafe (same rules as the agent's).
+    """
+    if base is None:
+        base = os.path.join(_agent.ensure_dir(_agent.socket_dir()), "bootstrap")
+    files = _runtime_files()
+    init = _PACKAGE_INIT.format(version=_version())
+    digest = hashlib.sha256(init.encode("utf-8"))
+    for rel, full in files:
+        with open(full, "rb") as f:
+            data = f.read()
+        digest.update(rel.encode("utf-8") + b"\0" + str(len(data)).encode() + b"\0" + data)
+    target = os.path.join(base, f"{_version()}-{digest.hexdigest()[:16]}")
+    if os.path.isfile(os.path.join(target, "sitecustomize.py")):
+        return target
+    os.makedirs(base, mode=0o700, exist_ok=True)
+    staging = os.path.join(base, f".tmp-{os.getpid()}-{os.urandom(4).hex()}")
+    try:
+        pkg = os.path.join(staging, "suture")
+        for rel, full in files:
+            dest = os.path.join(pkg, "runtime", rel)
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            shutil.copyfile(full, dest)
+        with open(os.path.join(pkg, "__init__.py"), "w", encoding="utf-8") as f:
+            f.write(init)
+        shutil.copyfile(os.path.join(_HERE, "sitecustomize.py"),
+                        os.path.join(staging, "sitecustomize.py"))
+        try:
+            os.rename(staging, target)
+        except OSError:
+            if not os.path.isfile(os.path.join(target, "sitecustomize.py")):
+                raise
+            # another process published the same content first: use theirs
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
