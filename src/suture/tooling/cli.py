@@ -143,6 +143,179 @@ def inspect(file: Path, as_json: bool) -> None:
     _render_changes(rows)
 
 
+# -- live processes: ps, apply, revert, status (logic in client.py and fleet.py) ---------
+
+_PID_OPT = click.option("--pid", "pids", type=int, multiple=True, metavar="PID",
+                        help="A target process (repeatable).")
+_ALL_OPT = click.option("--all", "select_all", is_flag=True,
+                        help="Every visible Python process whose agent answers.")
+
+
+def _targets(pids: Sequence[int], select_all: bool, as_json: bool) -> List[int]:
+    from .fleet import agent_pids
+
+    if bool(pids) == select_all:
+        _fail(SutureError("Give the target processes with --pid PID (repeatable) or --all, "
+                          "not both and not neither. Nothing was changed."), as_json)
+    return list(dict.fromkeys(pids)) if pids else agent_pids()
+
+
+def _progress(done: int, total: int, row: Any) -> None:
+    click.echo(f"[{done}/{total}] PID {row.pid}: {row.outcome}", err=True)
+
+
+def _render_rows(rows: Sequence[Any], verb: str) -> None:
+    if not rows:
+        click.echo(f"no process to {verb} (none given, or no Python process with an agent "
+                   "answered; see `suture ps`)")
+        return
+    click.echo(f"{'PID':>7}  {'RESULT':<18} DETAIL")
+    for r in rows:
+        label = f"{r.outcome} {r.code}" if r.outcome in ("refused", "failed") else r.outcome
+        click.echo(f"{r.pid:>7}  {label:<18} {r.reason}")
+    counts: Dict[str, int] = {}
+    for r in rows:
+        counts[r.outcome] = counts.get(r.outcome, 0) + 1
+    click.echo("\n" + ", ".join(f"{n} {o}" for o, n in sorted(counts.items()))
+               + f" (of {len(rows)} process{'es' if len(rows) != 1 else ''})")
+
+
+@main.command()
+@click.option("--dist", "dists", multiple=True, metavar="NAME",
+              help="Only report these distributions (repeatable; default: all, "
+                   "shown when imported).")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def ps(dists: Sequence[str], as_json: bool) -> None:
+    """List the Python processes you may see, their agents and applied patches.
+
+    Processes of other users are listed only when you are root.
+    """
+    from .fleet import ps as do_ps
+
+    rows = do_ps(dists=dists)
+    if as_json:
+        _emit_json({"processes": rows})
+        return
+    if not rows:
+        click.echo("no Python process visible")
+        return
+    click.echo(f"{'PID':>7}  {'USER':<10} {'PYTHON':<8} {'AGENT':<6} {'PATCHES':<14} COMMAND")
+    hint = False
+    for r in rows:
+        agent = "yes" if r["agent"] else ("stale" if r.get("socket") else "no")
+        patches = ",".join(p[:12] for p in r["patches"]) or "-"
+        click.echo(f"{r['pid']:>7}  {r['user']:<10} {r['python']:<8} {agent:<6} {patches:<14} "
+                   f"{r['command'][:80]}")
+        used = {n: v for n, v in r["dists"].items() if dists or r["loaded"].get(n)}
+        if used:
+            click.echo(f"{'':>9}uses " + ", ".join(f"{n} {v}" for n, v in sorted(used.items())))
+        if r.get("agent_error"):
+            click.echo(f"{'':>9}\u2514 {r['agent_error']}")
+        hint = hint or not r["agent"]
+    if hint:
+        click.echo("\nProcesses without an agent cannot be patched: start them under "
+                   "`suture run`, call suture.agent.start() in them, or attach.")
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_PID_OPT
+@_ALL_OPT
+@click.option("--wait-quiescent", type=float, default=None, metavar="SECONDS",
+              help="Wait up to SECONDS for old code to leave every stack, else refuse.")
+@click.option("--json", "as_json", is_flag=True, help="Print one row per process as JSON.")
+def apply(file: Path, pids: Sequence[int], select_all: bool, wait_quiescent: Optional[float],
+          as_json: bool) -> None:
+    """Apply the patch FILE to running processes, in parallel.
+
+    The file is checked here first; a bad file contacts no process. With --all, processes
+    that do not have the patch's distribution installed are skipped.
+    Exit codes: 0 every process applied, already fixed, pending import or skipped;
+    2 some process refused (it is unchanged); 1 some process failed or an error.
+    """
+    from . import fleet
+
+    data = file.read_bytes()
+    try:
+        patch = load(data)
+    except SutureError as exc:
+        _fail(exc, as_json)
+    targets = _targets(pids, select_all, as_json)
+    rows = fleet.apply(data, patch, targets, select_all=select_all,
+                       wait_quiescent=wait_quiescent, progress=_progress)
+    if as_json:
+        _emit_json({"patch": patch.id, "target": patch.target,
+                    "processes": [r.to_dict() for r in rows]})
+    else:
+        click.echo(f"patch {patch.short_id} ({patch.describe()})")
+        _render_rows(rows, "apply to")
+    sys.exit(fleet.exit_code(rows))
+
+
+@main.command()
+@click.argument("patch_id")
+@_PID_OPT
+@_ALL_OPT
+@click.option("--json", "as_json", is_flag=True, help="Print one row per process as JSON.")
+def revert(patch_id: str, pids: Sequence[int], select_all: bool, as_json: bool) -> None:
+    """Revert PATCH_ID (or a unique prefix) in running processes, in parallel.
+
+    With --all, processes where the patch is not applied are skipped.
+    Exit codes: 0 reverted or skipped; 2 some process refused (e.g. a newer patch must be
+    reverted first, or the id is unknown); 1 some process failed or an error.
+    """
+    from . import fleet
+
+    targets = _targets(pids, select_all, as_json)
+    rows = fleet.revert(patch_id, targets, select_all=select_all, progress=_progress)
+    if as_json:
+        _emit_json({"patch": patch_id, "processes": [r.to_dict() for r in rows]})
+    else:
+        _render_rows(rows, "revert in")
+    sys.exit(fleet.exit_code(rows))
+
+
+@main.command()
+@_PID_OPT
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def status(pids: Sequence[int], as_json: bool) -> None:
+    """Applied patches and old code still running, per process with an agent.
+
+    Default: every visible process whose agent answers. Exit codes: 0 nothing needs
+    attention; 2 some patch has a module pending import or refused at import; 1 a process
+    could not be asked. Whether a process is exposed to a known, not yet applied patch
+    needs the local patch store, which this command does not consult yet.
+    """
+    from . import fleet
+
+    targets = list(dict.fromkeys(pids)) if pids else fleet.agent_pids()
+    rows = fleet.status(targets)
+    if as_json:
+        _emit_json({"processes": [r.to_dict() for r in rows]})
+        sys.exit(fleet.status_exit_code(rows))
+    if not rows:
+        click.echo("no Python process with an agent answered (see `suture ps`)")
+    for r in rows:
+        if r.outcome == "failed":
+            click.echo(f"PID {r.pid}: failed {r.code}: {r.reason}")
+            continue
+        patches = r.result.get("patches", [])
+        click.echo(f"PID {r.pid}: {len(patches)} patch{'es' if len(patches) != 1 else ''}")
+        for p in patches:
+            cves = f" [{', '.join(p['cves'])}]" if p.get("cves") else ""
+            click.echo(f"  {str(p.get('id', '?'))[:12]}  {p.get('describe', '')}{cves}")
+            for m, s in sorted((p.get("modules") or {}).items()):
+                click.echo(f"      {m:<40} {s}")
+        active = r.result.get("active", [])
+        if active:
+            click.echo("  old code still running:")
+            for a in active:
+                where = a.get("thread") or a.get("where", "?")
+                click.echo(f"      {a.get('qualname', '?'):<40} in {where} "
+                           f"(patch {str(a.get('patch', '?'))[:12]})")
+    sys.exit(fleet.status_exit_code(rows))
+
+
 @main.command()
 @click.option("--fast", is_flag=True, help="No pauses between steps.")
 def demo(fast: bool) -> None:
@@ -150,6 +323,25 @@ def demo(fast: bool) -> None:
     from .demo import run
 
     sys.exit(run(fast=fast))
+
+
+# --- suture run (live-processes milestone: the agent) ---------------------------------------
+
+@main.command(context_settings={"ignore_unknown_options": True,
+                                "allow_interspersed_args": False})
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def run(command: Sequence[str]) -> None:
+    """Run COMMAND with the Suture agent loaded into it and into its Python children.
+
+    The command replaces suture (same pid, its own signals and exit status).
+    Use `--` before a command whose options suture should not read.
+    """
+    from .run import run as do_run
+
+    try:
+        do_run(list(command))
+    except SutureError as exc:
+        _fail(exc, False)
 
 
 def _fail(exc: SutureError, as_json: bool) -> None:
