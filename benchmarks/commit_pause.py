@@ -15,14 +15,21 @@ For patches that change 1, 10, 100 and 1000 functions this script
    assignments as a bare Python loop, and the same N assignments done the way
    ``_commit`` does them (``deque(chain.from_iterable([map(setattr, ...)]),
    maxlen=0)``);
+   As an experiment it also measures the pause when every target is first set
+   to the value it already holds (warm caches; not what Suture does);
 4. runs a background thread that spins in pure Python and stamps
-   ``perf_counter_ns`` on every iteration, and finds the gap in its progress
-   that covers each commit: the spinner was stopped for that long, and it never
-   ran inside the C call. As a control, the same is done for the bare Python
-   loop with a 10 us switch interval, where the spinner does get in;
-5. measures what the prepare step's heap scan (one ``gc.get_objects()`` pass
-   per module) costs: apply for N=100 with ~1M extra gc-tracked objects in the
-   target vs. a small heap.
+   ``perf_counter_ns`` on every iteration, checks that no iteration ran inside
+   any commit's C call (the call lies inside one gap of the spinner), and
+   reports that gap, the longest gap during the whole apply, and the same for
+   plain Python work of equal length (the GIL hand-off baseline). The control
+   is the bare Python loop, which the spinner can interleave with (10 us
+   switch interval);
+5. measures what the prepare step's heap walks cost (``gc.get_referrers`` of
+   the module's dict and of the swapped functions, per module): apply for N=100
+   with ~1M extra gc-tracked objects in the target vs. a small heap, the
+   longest time the spinner was stopped during such an apply, and one
+   ``gc.get_referrers(<lru_cache wrapper type>)`` walk as a possible
+   replacement.
 
 Usage (from the repository root)::
 
@@ -35,8 +42,9 @@ The parent needs ``suture.tooling`` (only to build the patches); the
 subprocesses import nothing but the standard library and ``suture.runtime``.
 The timing hooks the worker installs are measurement only: a wrapper around
 ``_commit.run``/``_commit.undo`` (to split apply into prepare/commit/post) and
-a stand-in for ``collections.deque`` seen by ``_commit`` (it stamps the clock
-right before and right after the C call, for the spinner check).
+a stand-in for ``collections.deque`` seen by ``_commit``, installed only for
+the spinner check: it adds two clock reads, done by C code inside the same
+drain, before the first and after the last op.
 """
 
 from __future__ import annotations
@@ -86,10 +94,12 @@ def module_source(n: int, version: int) -> str:
 # Runs in the interpreter under test: standard library and suture.runtime only.
 
 def worker(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    import array
     import collections
     import gc
     import importlib
     import itertools
+    import operator
     import threading
     import types
 
@@ -118,25 +128,31 @@ def worker(cfg: Dict[str, Any]) -> Dict[str, Any]:
     real_run, real_undo = _commit.run, _commit.undo
     real_deque = collections.deque
 
-    def timed_run(ops: Any) -> int:
+    def timed_run(*args: Any, **kw: Any) -> int:
         a = pc()
         try:
-            return real_run(ops)
+            return real_run(*args, **kw)
         finally:
             marks.append(("run", a, pc()))
 
-    def timed_undo(ops: Any) -> int:
+    def timed_undo(*args: Any, **kw: Any) -> int:
         a = pc()
         try:
-            return real_undo(ops)
+            return real_undo(*args, **kw)
         finally:
             marks.append(("undo", a, pc()))
 
     def stamped_deque(it: Any, maxlen: Any = None) -> Any:
-        a = pc()
-        d = real_deque(it, maxlen)
-        b = pc()
-        drains.append((a, b))
+        # The two stamps are taken by C code inside the drain itself, right
+        # before the first and after the last op: no bytecode boundary (where
+        # this thread could hand the GIL over) lies between them and the ops.
+        st = array.array("q")
+
+        def stamp() -> Any:
+            return map(st.append, itertools.starmap(pc, [()]))
+
+        d = real_deque(itertools.chain(stamp(), it, stamp()), maxlen)
+        drains.append((st[0], st[1]))
         return d
 
     _commit.run, _commit.undo = timed_run, timed_undo
@@ -178,8 +194,58 @@ def worker(cfg: Dict[str, Any]) -> Dict[str, Any]:
         out[key] = stats([c[key] for c in cycles])
     out["gen2_collections_during_cycles"] = sum(c["gen2_collections"] for c in cycles)
 
-    if heap or cfg.get("heap_only"):
+    if not cfg.get("heap_only"):
+        # Experiment (not what Suture does): right before the commit, run the same
+        # setattr/setitem calls once with the value each target holds *now* (a
+        # no-op on state), so the commit itself runs on warm caches. Shows how much
+        # of the pause is cold caches after prepare rather than the ops themselves.
+        def rehearsed_run(ops: Any, *args: Any, **kw: Any) -> int:
+            same = [o for o in ops if getattr(o, "kind", "call") in ("attr", "item")]
+            now = [o.current() for o in same]
+            if all(v is not _commit.MISSING for v in now):
+                setter = {"attr": setattr, "item": operator.setitem}
+                real_deque(map(lambda o, v: setter[o.kind](o.obj, o.key, v), same, now),
+                           maxlen=0)
+            return timed_run(ops, *args, **kw)
+
+        _commit.run = rehearsed_run
+        try:
+            rehearsed = [one_cycle() for _ in range(reps)]
+        finally:
+            _commit.run = timed_run
+        out["pause_rehearsed"] = stats([c["pause"] for c in rehearsed])
+
+    if cfg.get("heap_only"):
+        # The heap walks prepare does (one C call each; other threads are stopped
+        # for all of it): the module's functions are the referrers of its dict,
+        # lru_cache wrappers the referrers of the swapped functions.
+        out["get_referrers_dict"] = stats([_time(lambda: gc.get_referrers(mod.__dict__))
+                                           for _ in range(5)])
+        out["get_referrers_funcs"] = stats([_time(lambda: gc.get_referrers(*funcs))
+                                            for _ in range(5)])
         out["gc_get_objects"] = stats([_time(gc.get_objects) for _ in range(5)])
+        # Alternative: on 3.10+ the lru_cache wrapper type is a heap type, so every
+        # wrapper is a referrer of the type: one walk whatever the number of functions.
+        import functools
+
+        lru_type = type(functools.lru_cache()(lambda: None))
+        out["lru_type_is_heap_type"] = bool(lru_type.__flags__ & (1 << 9))
+        out["get_referrers_lru_type"] = stats([_time(lambda: gc.get_referrers(lru_type))
+                                               for _ in range(5)])
+        # the longest time a pure-Python thread was stopped during an apply
+        spinner = _Spinner(threading)
+        spinner.start(None)
+        windows = []
+        try:
+            for _ in range(cfg["spin_reps"]):
+                time.sleep(0.005)
+                a = pc()
+                runtime.apply(patch)
+                windows.append((a, pc()))
+                runtime.revert(patch.id)
+        finally:
+            spinner.stop()
+        out["spinner_apply"] = spinner.judge(windows)
         del junk
         return out
 
@@ -204,14 +270,21 @@ def worker(cfg: Dict[str, Any]) -> Dict[str, Any]:
         drain(chain, maxlen=0)
         return pc() - t0
 
-    floors: Dict[str, List[int]] = {"py_loop": [], "c_loop": []}
+    def heap_walk() -> None:
+        # what prepare does shortly before the commit: a walk over the whole gc heap
+        gc.get_referrers(mod.__dict__)
+
+    floors: Dict[str, List[int]] = {"py_loop": [], "c_loop": [], "c_loop_cold": []}
     for _ in range(reps):
         for name, fn in (("py_loop", py_loop), ("c_loop", c_loop)):
             floors[name].append(fn(new_codes))
             fn(old_codes)
+        heap_walk()
+        floors["c_loop_cold"].append(c_loop(new_codes))
+        c_loop(old_codes)
     check(False)
-    out["py_loop"] = stats(floors["py_loop"])
-    out["c_loop"] = stats(floors["c_loop"])
+    for name, values in floors.items():
+        out[name] = stats(values)
     out["timer"] = stats([_timer_pair(pc) for _ in range(1000)])
 
     # -- other threads: a pure-Python spinner stamping the clock every iteration --
@@ -219,13 +292,85 @@ def worker(cfg: Dict[str, Any]) -> Dict[str, Any]:
     _commit.collections = stamped  # type: ignore[attr-defined]
     try:
         for label, interval in (("default", None), ("10us", 1e-5)):
-            out["spinner"][label] = _spin_test(cfg, runtime, patch, funcs, old_codes,
-                                               new_codes, drains, py_loop, interval, check,
-                                               threading)
+            out["spinner"][label] = _spin_test(cfg, runtime, patch, old_codes, new_codes,
+                                               drains, py_loop, interval, check, threading)
     finally:
         _commit.collections = collections  # type: ignore[attr-defined]
     del junk
     return out
+
+
+class _Spinner:
+    """A pure-Python thread that stamps the clock on every iteration.
+
+    A stop of the thread shows up as one long gap between two consecutive
+    stamps; only gaps over ``threshold`` ns are kept. A window during which the
+    thread never ran lies entirely inside one gap ("covered").
+    """
+
+    threshold = 300  # ns; one iteration takes ~0.1 us
+
+    def __init__(self, threading: Any) -> None:
+        import array
+
+        self.threading = threading
+        # flat (start, end, start, end, ...) in an array: not gc-tracked, so the
+        # spinner does not grow the heap that prepare walks
+        self.stamps = array.array("q")
+        self.iters = 0
+        self._stop = False
+
+    def _spin(self) -> None:
+        pc = time.perf_counter_ns
+        add = self.stamps.append
+        threshold = self.threshold
+        last = pc()
+        i = 0
+        while not self._stop:
+            now = pc()
+            if now - last > threshold:
+                add(last)
+                add(now)
+            last = now
+            i += 1
+        self.iters = i
+
+    def start(self, interval: Optional[float]) -> None:
+        self.old_interval = sys.getswitchinterval()
+        self.interval = interval if interval is not None else self.old_interval
+        sys.setswitchinterval(self.interval)
+        self.t0 = time.perf_counter_ns()
+        self.thread = self.threading.Thread(target=self._spin, daemon=True)
+        self.thread.start()
+        time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._stop = True
+        self.thread.join()
+        self.elapsed = time.perf_counter_ns() - self.t0
+        sys.setswitchinterval(self.old_interval)
+
+    def judge(self, ws: List[Any]) -> Dict[str, Any]:
+        import bisect
+
+        st = self.stamps
+        gaps = [(st[i], st[i + 1]) for i in range(0, len(st), 2)]
+        ends = [b for _, b in gaps]
+        covered, cover_len, worst = 0, [], []
+        for s0, s1 in ws:
+            over = []
+            for a, b in gaps[bisect.bisect_right(ends, s0):]:
+                if a >= s1:
+                    break
+                over.append((a, b))
+            cover = [b - a for a, b in over if a <= s0 and b >= s1]
+            if cover:
+                covered += 1
+                cover_len.append(cover[0])
+            worst.append(max((b - a for a, b in over), default=0))
+        return {"windows": len(ws), "window_ns": stats([b - a for a, b in ws]),
+                "covered": covered, "covering_gap_ns": stats(cover_len),
+                "max_overlapping_gap_ns": stats(worst)}
 
 
 def _time(fn: Any) -> int:
@@ -240,72 +385,49 @@ def _timer_pair(pc: Any) -> int:
     return b - a
 
 
-def _spin_test(cfg: Dict[str, Any], runtime: Any, patch: Any, funcs: List[Any],
-               old_codes: List[Any], new_codes: List[Any], drains: List[Any], py_loop: Any,
+def _spin_test(cfg: Dict[str, Any], runtime: Any, patch: Any, old_codes: List[Any],
+               new_codes: List[Any], drains: List[Any], py_loop: Any,
                interval: Optional[float], check: Any, threading: Any) -> Dict[str, Any]:
+    """Which windows did a spinning pure-Python thread run in, and how long was it stopped?"""
     pc = time.perf_counter_ns
-    gaps: List[Any] = []
-    state = {"stop": False, "iters": 0}
-    threshold = 500  # ns; a normal iteration takes ~0.1 us
 
-    def spin() -> None:
-        g = gaps
-        last = pc()
-        i = 0
-        while not state["stop"]:
-            now = pc()
-            if now - last > threshold:
-                g.append((last, now))
-            last = now
-            i += 1
-        state["iters"] = i
+    def busy(ns: int) -> None:
+        end = pc() + ns
+        while pc() < end:
+            pass
 
-    old_interval = sys.getswitchinterval()
-    if interval is not None:
-        sys.setswitchinterval(interval)
-    t = threading.Thread(target=spin, daemon=True)
-    t.start()
+    spinner = _Spinner(threading)
+    windows: Dict[str, List[Any]] = {"commit": [], "apply": [], "python_loop": [],
+                                     "busy_python": []}
+    spinner.start(interval)
     try:
-        time.sleep(0.02)
-        commits: List[Any] = []
-        loops: List[Any] = []
         for _ in range(cfg["spin_reps"]):
             time.sleep(0.002)
-            res = runtime.apply(patch)
-            commits.append((drains[-1][0], drains[-1][1], res.pause_ns))
+            a = pc()
+            runtime.apply(patch)
+            b = pc()
+            windows["commit"].append(drains[-1])
+            windows["apply"].append((a, b))
             time.sleep(0.002)
             runtime.revert(patch.id)
             time.sleep(0.002)
             # control: the same N assignments as a bare Python loop
             a = pc()
             py_loop(new_codes)
-            b = pc()
-            loops.append((a, b, b - a))
+            windows["python_loop"].append((a, pc()))
             py_loop(old_codes)
+            time.sleep(0.002)
+            # baseline: plain Python work (no Suture) as long as that apply
+            a = pc()
+            busy(windows["apply"][-1][1] - windows["apply"][-1][0])
+            windows["busy_python"].append((a, pc()))
         check(False)
     finally:
-        state["stop"] = True
-        t.join()
-        sys.setswitchinterval(old_interval)
-
-    def judge(windows: List[Any]) -> Dict[str, Any]:
-        covered, stopped, inside, worst = 0, [], 0, []
-        for s0, s1, _ in windows:
-            over = [(a, b) for a, b in gaps if b > s0 and a < s1]
-            cover = [(a, b) for a, b in over if a <= s0 and b >= s1]
-            if cover:
-                covered += 1
-                stopped.append(cover[0][1] - cover[0][0])
-            # spinner ticks strictly inside the window (it ran during it)
-            inside += sum(1 for a, b in over if s0 < b < s1 or s0 < a < s1)
-            worst.append(max((b - a for a, b in over), default=0))
-        return {"windows": len(windows), "window_ns": stats([w[2] for w in windows]),
-                "covered_by_one_gap": covered, "spinner_ticks_inside": inside,
-                "covering_gap_ns": stats(stopped), "max_overlapping_gap_ns": stats(worst)}
-
-    return {"switchinterval_s": interval if interval is not None else old_interval,
-            "spinner_iterations": state["iters"], "commit": judge(commits),
-            "python_loop": judge(loops)}
+        spinner.stop()
+    return {"switchinterval_s": spinner.interval, "spinner_iterations": spinner.iters,
+            "spinner_ns_per_iter_upper": spinner.elapsed / max(1, spinner.iters),
+            "threshold_ns": spinner.threshold,
+            **{k: spinner.judge(v) for k, v in windows.items()}}
 
 
 # ----------------------------------------------------------------------------- parent
@@ -335,8 +457,25 @@ def build_patches(sizes: Sequence[int], work: Path) -> Dict[int, Dict[str, Any]]
     return out
 
 
+def snapshot_source(work: Path) -> Dict[str, Any]:
+    """Copy src/suture once, so every worker of one run measures the same engine."""
+    dest = work / "src"
+    shutil.copytree(SRC / "suture", dest / "suture",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    info: Dict[str, Any] = {"path": str(dest)}
+    try:
+        info["commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=str(REPO),
+                                        capture_output=True, text=True).stdout.strip()
+        info["src_uncommitted"] = subprocess.run(
+            ["git", "status", "--porcelain", "src"], cwd=str(REPO),
+            capture_output=True, text=True).stdout.split("\n")[:-1]
+    except OSError:
+        pass
+    return info
+
+
 def run_worker(python: str, cfg: Dict[str, Any], timeout: float) -> Dict[str, Any]:
-    env = dict(os.environ, PYTHONPATH=str(SRC), PYTHONDONTWRITEBYTECODE="1")
+    env = dict(os.environ, PYTHONPATH=cfg["src"], PYTHONDONTWRITEBYTECODE="1")
     proc = subprocess.run([python, str(Path(__file__).resolve()), "--worker", json.dumps(cfg)],
                           capture_output=True, text=True, env=env, timeout=timeout)
     if proc.returncode != 0:
@@ -371,17 +510,28 @@ def markdown(result: Dict[str, Any]) -> str:
     rows = result["runs"]
     reps = result["config"]["reps"]
     out = [f"### Commit pause vs. floor (µs; {reps} apply/revert cycles per row after one "
-           "warm-up; floors: same process, same N, {reps} runs)".replace("{reps}", str(reps)),
+           f"warm-up; each floor: {reps} runs of N assignments in the same process)",
            "",
-           "| Python | N | ops | pause min | pause median | pause p95 | Python loop min | "
-           "Python loop median | C-level map min | C-level map median | revert pause median |",
+           "`pause` = `Result.pause_ns` (the single C call). Floors: `Python loop` = "
+           "`for f, c in zip(funcs, codes): f.__code__ = c`; `C map` = the same N "
+           "assignments the way `_commit` drains them, warm caches; `C map, cold` = the "
+           "same right after one pass over the gc heap (as prepare does just before the "
+           "commit). `pause after rehearsal` is an experiment, not Suture's behaviour: "
+           "the same apply, but right before the commit every target is set once to the "
+           "value it already holds (a no-op), so the commit runs on warm caches.",
+           "",
+           "| Python | N | ops | pause min | pause median | pause p95 | Python loop min / "
+           "median | C map min / median | C map, cold min / median | revert pause median | "
+           "pause after rehearsal min / median |",
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         out.append(f"| {r['python']} | {r['n']} | {r['ops']} | {us(r['pause']['min'])} | "
                    f"{us(r['pause']['median'])} | {us(r['pause']['p95'])} | "
-                   f"{us(r['py_loop']['min'])} | {us(r['py_loop']['median'])} | "
-                   f"{us(r['c_loop']['min'])} | {us(r['c_loop']['median'])} | "
-                   f"{us(r['revert_pause']['median'])} |")
+                   f"{us(r['py_loop']['min'])} / {us(r['py_loop']['median'])} | "
+                   f"{us(r['c_loop']['min'])} / {us(r['c_loop']['median'])} | "
+                   f"{us(r['c_loop_cold']['min'])} / {us(r['c_loop_cold']['median'])} | "
+                   f"{us(r['revert_pause']['median'])} | {us(r['pause_rehearsed']['min'])} / "
+                   f"{us(r['pause_rehearsed']['median'])} |")
     out += ["", f"### Apply and revert wall time (ms, median of {reps}; first = warm-up cycle)",
             "",
             "| Python | N | apply wall | prepare | commit (run) | post | first apply | "
@@ -393,37 +543,62 @@ def markdown(result: Dict[str, Any]) -> str:
                    f"{ms(r['post']['median'])} | {ms(r['first_cycle']['apply_wall'])} | "
                    f"{ms(r['revert_wall']['median'])} |")
     spin_reps = result["config"]["spin_reps"]
-    out += ["", f"### A pure-Python thread spinning during {spin_reps} commits per row",
+    out += ["", f"### A pure-Python thread spinning during {spin_reps} applies per row",
             "",
-            "`covered` = commits whose C call lay entirely inside one gap of the spinner; "
-            "`ticks inside` = spinner iterations that ran inside a commit (or, for the control, "
-            "inside the bare Python loop); `gap` = length of that covering gap (µs, median / "
-            "max): how long the spinner was stopped around the commit.",
+            "The spinner stamps `perf_counter_ns` on every iteration. `commit covered` = "
+            "commits whose C call lay entirely inside one gap of the spinner (it did not run "
+            "during the call); `stop around commit` = length of that gap (µs, median / max); "
+            "`longest stop in apply` = the longest gap overlapping the whole `apply()` call "
+            "(median / max); `same, plain Python` = the longest gap while the main thread ran a "
+            "pure-Python busy loop of the same length (no Suture): the GIL hand-off baseline; "
+            "`loop covered` = the control, N assignments as a bare Python loop.",
             "",
-            "| Python | N | switch interval | commit covered | commit ticks inside | "
-            "gap median | gap max | Python loop ticks inside | Python loop covered |",
-            "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+            "| Python | N | switch interval | commit covered | stop around commit | "
+            "longest stop in apply | same, plain Python | loop covered |",
+            "|---|---:|---|---:|---:|---:|---:|---:|"]
     for r in rows:
-        for label, s in r["spinner"].items():
-            c, p = s["commit"], s["python_loop"]
-            out.append(f"| {r['python']} | {r['n']} | {s['switchinterval_s'] * 1e6:g} µs | "
-                       f"{c['covered_by_one_gap']}/{c['windows']} | {c['spinner_ticks_inside']} "
-                       f"| {us(c['covering_gap_ns']['median'])} | "
-                       f"{us(c['covering_gap_ns']['max'])} | {p['spinner_ticks_inside']} | "
-                       f"{p['covered_by_one_gap']}/{p['windows']} |")
+        for s in r["spinner"].values():
+            c, a, b, p = s["commit"], s["apply"], s["busy_python"], s["python_loop"]
+            out.append(
+                f"| {r['python']} | {r['n']} | {s['switchinterval_s'] * 1e6:g} µs | "
+                f"{c['covered']}/{c['windows']} | {us(c['covering_gap_ns']['median'], 0)} / "
+                f"{us(c['covering_gap_ns']['max'], 0)} | "
+                f"{us(a['max_overlapping_gap_ns']['median'], 0)} / "
+                f"{us(a['max_overlapping_gap_ns']['max'], 0)} | "
+                f"{us(b['max_overlapping_gap_ns']['median'], 0)} / "
+                f"{us(b['max_overlapping_gap_ns']['max'], 0)} | "
+                f"{p['covered']}/{p['windows']} |")
     if result.get("heap"):
         hr = result["config"]["heap_reps"]
         out += ["", f"### Heap scan: apply for N={result['config']['heap_n']} with a big heap "
-                f"(ms, median of {hr}; min in brackets)",
+                f"(ms; median of {hr} apply/revert cycles, min in brackets; scans: median of 5)",
+                "",
+                "`get_referrers(dict)` and `get_referrers(*funcs)` = the two heap walks "
+                "prepare does per patched module (the module's functions are the referrers of "
+                "its dict; `lru_cache` wrappers the referrers of the swapped functions); each is "
+                "one C call, so other threads are stopped for all of it; `gc.get_objects()` for "
+                "comparison; `get_referrers(lru type)` = a possible replacement for "
+                "`get_referrers(*funcs)`: on 3.10+ every `lru_cache` wrapper is a referrer of "
+                "its (heap) type, so one walk finds them all (on 3.9 the type is static and "
+                "the walk finds nothing); `longest stop` = the longest gap of a spinning "
+                "pure-Python thread during an apply (median / max over "
+                f"{result['config']['spin_reps_heap']} applies, default switch interval).",
                 "",
                 "| Python | extra objects | gc objects | prepare | apply wall | pause (µs) | "
-                "one gc.get_objects() | gen-2 collections |",
-                "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                "get_referrers(dict) | get_referrers(*funcs) | gc.get_objects() | "
+                "get_referrers(lru type) | longest stop | gen-2 GCs |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in result["heap"]:
+            g = r["spinner_apply"]["max_overlapping_gap_ns"]
             out.append(f"| {r['python']} | {r['heap_extra']:,} | {r['gc_objects']:,} | "
                        f"{ms(r['prepare']['median'])} ({ms(r['prepare']['min'])}) | "
                        f"{ms(r['apply_wall']['median'])} | {us(r['pause']['median'])} | "
+                       f"{ms(r['get_referrers_dict']['median'])} | "
+                       f"{ms(r['get_referrers_funcs']['median'])} | "
                        f"{ms(r['gc_get_objects']['median'])} | "
+                       f"{ms(r['get_referrers_lru_type']['median'])}"
+                       f"{'' if r['lru_type_is_heap_type'] else ' (finds nothing)'} | "
+                       f"{ms(g['median'])} / {ms(g['max'])} | "
                        f"{r['gen2_collections_during_cycles']} |")
     if result.get("missing"):
         out += ["", "Not found (skipped): " + ", ".join(result["missing"])]
@@ -461,6 +636,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               "PYENV_VERSION=3.11.7:3.9.18:3.10.13:3.12.1:3.13.0)", file=sys.stderr)
     work = Path(tempfile.mkdtemp(prefix="suture-bench-"))
     try:
+        load_start = os.getloadavg()
+        source = snapshot_source(work)
+        sys.path.insert(0, source["path"])  # the builder comes from the same snapshot
         heap_sizes = sorted(set(sizes) | ({args.heap_n} if args.heap else set()))
         patches = build_patches(heap_sizes, work)
         runs: List[Dict[str, Any]] = []
@@ -469,19 +647,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if path is None:
                 continue
             for n in sizes:
-                cfg = dict(patches[n], n=n, reps=args.reps, spin_reps=args.spin_reps)
+                cfg = dict(patches[n], n=n, reps=args.reps, spin_reps=args.spin_reps,
+                           src=source["path"])
                 print(f"... {name} N={n}", file=sys.stderr)
                 runs.append(run_worker(path, cfg, timeout=1800))
             if args.heap:
                 for extra in (0, args.heap):
                     cfg = dict(patches[args.heap_n], n=args.heap_n, reps=args.heap_reps,
-                               heap=extra, heap_only=True, spin_reps=0)
+                               heap=extra, heap_only=True, spin_reps=args.spin_reps,
+                               src=source["path"])
                     print(f"... {name} heap={extra}", file=sys.stderr)
                     heap_runs.append(run_worker(path, cfg, timeout=1800))
         result = {
             "config": {"sizes": sizes, "reps": args.reps, "spin_reps": args.spin_reps,
+                       "spin_reps_heap": args.spin_reps,
                        "heap_n": args.heap_n, "heap_reps": args.heap_reps,
                        "heap_extra": args.heap},
+            "suture": {k: v for k, v in source.items() if k != "path"},
+            "loadavg": {"start": load_start, "end": os.getloadavg()},
             "machine": {"platform": platform.platform(), "processor": platform.processor(),
                         "cpus": os.cpu_count()},
             "patches": {str(n): {"patch_bytes": p["patch_bytes"], "build_ms": p["build_ns"] / 1e6}

@@ -44,6 +44,7 @@ from .patchfile import ModulePatch, Patch
 
 _LOCK = threading.RLock()
 _LRU_TYPE = type(functools.lru_cache()(lambda: None))
+_LRU_IS_HEAP_TYPE = bool(_LRU_TYPE.__flags__ & (1 << 9))  # Py_TPFLAGS_HEAPTYPE
 _IMMUTABLE = (int, float, complex, str, bytes, bool, type(None), tuple, frozenset)
 
 
@@ -522,9 +523,17 @@ def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
         txn.forwarded[id(f)] = target
         warn_kind |= _codes.kind(f.__code__) != 0   # the forwarder is a plain function
         swaps.append((f, f.__code__, q))  # found again by _defaults and cache clearing below
-    if swaps:
-        wrappers = [w for w in gc.get_referrers(*[f for f, _, _ in swaps])
-                    if type(w) is _LRU_TYPE and id(getattr(w, "__wrapped__", None)) in swapped]
+    # Only functions whose code really changes can leave stale answers in their caches
+    # (caches of callers elsewhere: _stale_caches). get_referrers costs one heap walk
+    # *times the number of arguments*, so the list is kept short (docs/performance.md).
+    changed = [f for f, _, _ in swaps if id(f) in txn.changed_funcs]
+    if changed:
+        # 3.10+: the wrapper type is a heap type, so one walk finds every wrapper;
+        # 3.9's is static (instances do not point at it): ask for the changed functions.
+        found = gc.get_referrers(_LRU_TYPE) if _LRU_IS_HEAP_TYPE else gc.get_referrers(*changed)
+        changed_ids = {id(f) for f in changed}
+        wrappers = [w for w in found if type(w) is _LRU_TYPE
+                    and id(getattr(w, "__wrapped__", None)) in changed_ids]
         txn.ops.extend(Call(w.cache_clear, f"cache_clear {mp.name}") for w in wrappers)
         txn.cleared.update(id(w) for w in wrappers)
     _register_source(txn.filename, mp.fixed.text)
@@ -1300,8 +1309,10 @@ def active(old: Dict[int, Tuple[Any, ...]]) -> List[Dict[str, Any]]:
                 out.append({"qualname": hit[1], "where": "thread", "patch": _pid(hit),
                             "thread": names.get(ident, str(ident))})
             f = f.f_back
-    codes = [v[0] for v in old.values()]
-    suspended = [o for o in gc.get_referrers(*codes) if type(o) in _GEN_KINDS]
+    # Only generator/coroutine code can be suspended outside a thread's stack; each
+    # extra argument to get_referrers multiplies the cost of its heap walk.
+    codes = [v[0] for v in old.values() if _codes.kind(v[0])]
+    suspended = [o for o in gc.get_referrers(*codes) if type(o) in _GEN_KINDS] if codes else []
     for o in suspended:
         kind = _GEN_KINDS[type(o)]
         gen_frame: Optional[types.FrameType] = getattr(o, _FRAME_ATTR[kind], None)
