@@ -14,22 +14,27 @@ Design notes:
   installed package may be read-only or zipped, and importing from it would
   leave ``__pycache__`` there; building from the copy also guarantees that the
   patch baseline is byte for byte the code that runs.
-* The HTTP side (``_Client``, ``_Traffic``) knows only a URL, and the patching
-  side (``_InProcessTarget``) exchanges patch bytes and plain dicts (what
-  ``Result.to_dict`` gives), which is what an agent socket carries. Running the
-  app in its own process behind an agent replaces the target class only.
+* notesvc runs as a separate Python process, started the way ``suture run``
+  starts a program (``_AgentTarget``), and is patched only through its agent
+  socket with ``client.call``, as ``suture apply --pid`` would. Its agent uses a
+  runtime directory inside the demo's temporary directory, never the user's.
+  The HTTP side (``_Client``, ``_Traffic``) knows only a URL; hits and sessions
+  live in the other process and are read through ``GET /stats``.
+* The target is stopped in a ``finally`` (SIGTERM, wait, SIGKILL as a last
+  resort), so no process outlives the demo, whether it passes or fails.
 * No network beyond 127.0.0.1, and proxies from the environment are ignored:
   the demo must work offline on a fresh machine.
 """
 
 from __future__ import annotations
 
+import base64
 import difflib
 import http.client
-import importlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -197,71 +202,123 @@ class _Traffic:
                 self._cond.notify_all()
 
 
-# -- the patching side: this process, through suture.runtime ----------------------
+# -- the patching side: another process, through its agent ------------------------
 
-class _InProcessTarget:
-    """notesvc on a thread of this process, patched through ``suture.runtime``."""
+class _AgentTarget:
+    """notesvc v1 in a separate Python process started the way ``suture run`` starts one
+    (bootstrap dir first on PYTHONPATH, SUTURE_AGENT=1), patched through its agent socket
+    with ``client.call`` like ``suture apply --pid`` does.
 
-    def __init__(self, app_root: Path, files_root: Path) -> None:
+    The agent's runtime directory (socket and bootstrap copy) is private to the demo:
+    ``<work>/run``, passed to the target as SUTURE_RUNTIME_DIR and to every call, so
+    the user's own runtime directory is never read or written.
+    """
+
+    def __init__(self, app_root: Path, files_root: Path, work: Path) -> None:
         self.app_root = app_root
         self.files_root = files_root
-        self.where = f"this process (PID {os.getpid()})"
-        self._server: Any = None
-        self._imported = False
-        self._applied: List[str] = []
+        self.work = work
+        self.runtime_dir = str(work / "run")
+        self.pid = 0
+        self.socket = ""
+        self.returncode: Optional[int] = None
+        self._proc: Optional["subprocess.Popen[bytes]"] = None
+        self._out = work / "target.out"
+        self._err = work / "target.err"
 
     def start(self) -> str:
-        _check(APP not in sys.modules, f"a module named {APP!r} is already imported in this "
-                                       f"process ({sys.modules.get(APP)!r}); the demo needs "
-                                       "that name")
-        sys.path.insert(0, str(self.app_root))
-        self._imported = True
-        importlib.invalidate_caches()
-        server_mod = importlib.import_module(APP + ".server")
-        expected = self.app_root / APP / "server.py"
-        _check(os.path.samefile(server_mod.__file__ or "", expected),
-               f"imported {APP} from {server_mod.__file__}, not from {expected}")
-        self._server = server_mod.start(str(self.files_root))
-        return str(self._server.url)
+        from ..runtime import _agent
+        from ..runtime._bootstrap import prepare
+        from .run import environment
+
+        _agent.ensure_dir(self.runtime_dir)
+        bootstrap = prepare(os.path.join(self.runtime_dir, "bootstrap"))
+        base = dict(os.environ)
+        base["PYTHONPATH"] = str(self.app_root)  # the v1 copy, and nothing of the caller's
+        base["SUTURE_RUNTIME_DIR"] = self.runtime_dir
+        base["PYTHONUNBUFFERED"] = "1"
+        env = environment(base, bootstrap)
+        with open(self._out, "wb") as out, open(self._err, "wb") as err:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", APP, str(self.files_root)], cwd=str(self.work),
+                env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        self.pid = self._proc.pid
+        url = self._wait(self._url, "print the URL it listens on")
+        self._wait(self._hello, "answer hello on its agent socket")
+        return url
+
+    def _wait(self, probe: Callable[[], Optional[str]], what: str) -> str:
+        assert self._proc is not None
+        deadline = time.monotonic() + _TIMEOUT
+        while True:
+            found = probe()
+            if found:
+                return found
+            if self._proc.poll() is not None:
+                raise _Failed(f"{APP} (PID {self.pid}) exited with code {self._proc.returncode} "
+                              f"before it could {what}; its stderr: {self._stderr()!r}")
+            if time.monotonic() > deadline:
+                raise _Failed(f"{APP} (PID {self.pid}) did not {what} within {_TIMEOUT:g} s; "
+                              f"its stderr: {self._stderr()!r}")
+            time.sleep(0.02)
+
+    def _url(self) -> Optional[str]:
+        text = self._out.read_text(encoding="utf-8", errors="replace")
+        for line in text.splitlines():
+            head, sep, url = line.rpartition(" listening on ")
+            if sep and url.startswith("http://127.0.0.1:"):
+                return url.strip()
+        return None
+
+    def _hello(self) -> Optional[str]:
+        from . import client
+
+        path = client.socket_path(self.pid, self.runtime_dir)
+        if not os.path.exists(path):
+            return None
+        try:
+            info = client.hello(self.pid, 2.0, runtime_dir=self.runtime_dir)
+        except (client.NoAgent, client.AgentUnreachable, client.AgentTimeout):
+            return None  # bound but not yet listening: try again
+        _check(info.get("pid") == self.pid,
+               f"the agent at {path} says it is PID {info.get('pid')}, not {self.pid}")
+        self.socket = path
+        return path
+
+    def _stderr(self) -> str:
+        try:
+            return self._err.read_text(encoding="utf-8", errors="replace").strip()[-500:]
+        except OSError:
+            return ""
+
+    def _call(self, op: str, **fields: Any) -> Dict[str, Any]:
+        from . import client
+
+        return client.call(self.pid, op, runtime_dir=self.runtime_dir, **fields)
 
     def apply(self, data: bytes) -> Dict[str, Any]:
-        from .. import runtime
-
-        result = runtime.apply(data).to_dict()
-        if result["state"] == "applied":
-            self._applied.append(result["patch"])
-        return result
+        return self._call("apply", patch=base64.b64encode(data).decode("ascii"),
+                          wait_quiescent=None)
 
     def revert(self, patch_id: str) -> Dict[str, Any]:
-        from .. import runtime
-
-        result = runtime.revert(patch_id).to_dict()
-        self._applied.remove(result["patch"])
-        return result
+        return self._call("revert", patch_id=patch_id)
 
     def status(self) -> Dict[str, Any]:
-        from .. import runtime
-
-        return runtime.status()
+        return self._call("status")
 
     def close(self) -> None:
-        """Stop the server and leave this interpreter as the demo found it."""
-        from .. import runtime
-
-        try:
-            if self._server is not None:
-                self._server.stop()
-                self._server = None
-        finally:
+        """Stop the target: SIGTERM, wait, SIGKILL as a last resort. Idempotent."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
             try:
-                while self._applied:
-                    runtime.revert(self._applied.pop())
-            finally:
-                if self._imported:
-                    for name in [m for m in sys.modules if m == APP or m.startswith(APP + ".")]:
-                        del sys.modules[name]
-                    sys.path.remove(str(self.app_root))
-                    self._imported = False
+                proc.wait(_TIMEOUT / 2)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(_TIMEOUT / 2)
+        self.returncode = proc.returncode
 
 
 # -- the story ----------------------------------------------------------------------
@@ -289,7 +346,7 @@ class _Demo:
         self.story = story
         self.work = work
         self.v1 = self.v2 = self.public = work
-        self.target: Optional[_InProcessTarget] = None
+        self.target: Optional[_AgentTarget] = None
         self.traffic: Optional[_Traffic] = None
         self.client = _Client("")
         self.data = b""
@@ -329,10 +386,11 @@ class _Demo:
     def start(self) -> None:
         s, c = self.story, self.client
         s.step(f"Start {APP} v1 (vulnerable) and use it")
-        self.target = _InProcessTarget(self.v1, self.public)
-        c.url = self.target.start()
+        self.target = t = _AgentTarget(self.v1, self.public, self.work)
+        c.url = t.start()
+        s.say(f"started like `suture run python -m {APP}`: PID {t.pid}, agent loaded at startup")
+        s.say(f"agent socket: {t.socket}")
         s.say(f"{APP} serves {self.public} at {c.url}")
-        s.say(f"running on a background thread of {self.target.where}")
         r = c.post("/login", {"user": "alice"})
         _check(r.status == 200 and "session" in r.json(),
                f"POST /login should return a session, got {r.status} {_short(r.body)}")
@@ -349,8 +407,8 @@ class _Demo:
         _check(stats == {"hits": c.responses, "sessions": 1},
                f"GET /stats should count {c.responses} hits and 1 session, got {stats}")
         s.ok(f"GET /stats                  -> {json.dumps(stats)}")
-        s.say("the hit counter and the session table live only in this process's memory",
-              dim=True)
+        s.say(f"the hit counter and the session table live only in the memory of PID "
+              f"{self.target.pid}", dim=True)
 
     # 2 and 6
     def exploit(self, expect_leak: bool) -> None:
@@ -414,9 +472,10 @@ class _Demo:
                f"after apply the client thread got only {t.requests} responses")
         t.stop()
         _check(result["state"] == "applied",
-               f"suture.runtime.apply should report 'applied', got {result}")
+               f"apply through the agent should report 'applied', got {result}")
         modules = ", ".join(f"{m} {st}" for m, st in sorted(result["modules"].items()))
-        s.ok(f"suture.runtime.apply -> {result['state']} ({modules}; {_n(result['ops'], 'op')})")
+        s.ok(f"agent of PID {self.target.pid}: apply -> {result['state']} "
+             f"({modules}; {_n(result['ops'], 'op')})")
         s.ok(f"commit pause: {result['pause_ns'] / 1000:.1f} us "
              "(one C call; no other thread runs Python meanwhile)")
         _check(not t.failures, f"{len(t.failures)} of {t.requests} client requests failed "
@@ -454,14 +513,15 @@ class _Demo:
         st = self.target.status()
         for p in st["patches"]:
             modules = ", ".join(f"{m} {v}" for m, v in sorted(p["modules"].items()))
-            s.say(f"suture.runtime.status(): patch {p['id'][:12]} ({p['describe']}): {modules}, "
+            s.say(f"agent status: patch {p['id'][:12]} ({p['describe']}): {modules}, "
                   f"{_n(p['ops'], 'op')}")
         s.say(f"old code still running: {len(st['active']) or 'none'}")
         _check([p["id"] for p in st["patches"]] == [self.patch_id],
                f"status should list exactly patch {self.patch_id[:12]}, got {st['patches']}")
         result = self.target.revert(self.patch_id)
         _check(result["state"] == "reverted", f"revert should report 'reverted', got {result}")
-        s.ok(f"suture.runtime.revert -> reverted ({result['pause_ns'] / 1000:.1f} us pause)")
+        s.ok(f"agent of PID {self.target.pid}: revert -> reverted "
+             f"({result['pause_ns'] / 1000:.1f} us pause)")
         r = self.client.get(EXPLOIT)
         _check(r.status == 200 and r.body == SECRET,
                f"after revert the v1 behaviour should be back, got {r.status} {_short(r.body)}")
@@ -476,11 +536,15 @@ class _Demo:
         s.step("Apply again, then shut down")
         result = self.target.apply(self.data)
         _check(result["state"] == "applied", f"re-apply should report 'applied', got {result}")
-        s.ok(f"suture.runtime.apply -> applied ({result['pause_ns'] / 1000:.1f} us pause)")
+        s.ok(f"agent of PID {self.target.pid}: apply -> applied "
+             f"({result['pause_ns'] / 1000:.1f} us pause)")
         self.exploit(expect_leak=False)
+        pid = self.target.pid
         self.target.close()
-        s.ok(f"{APP} stopped, then the patch reverted and {APP} unloaded: this interpreter "
-             "is as the demo found it")
+        code = self.target.returncode
+        _check(code is not None, f"{APP} (PID {pid}) did not exit")
+        how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        s.ok(f"{APP} (PID {pid}) stopped ({how}); the patch lived only in its memory")
 
 
 def run(fast: bool = False) -> int:
