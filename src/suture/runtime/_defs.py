@@ -59,6 +59,8 @@ class ModulePlan:
     classes: List[ClassPlan] = field(default_factory=list)
     recompute_defaults: List[str] = field(default_factory=list)  # qualnames
     future_flags: List[ast.stmt] = field(default_factory=list)
+    old_tree: Optional[ast.Module] = None   # parsed once; the engine compiles from these
+    new_tree: Optional[ast.Module] = None
 
     @property
     def worst(self) -> str:
@@ -735,7 +737,9 @@ def diff_module(old_source: str, new_source: str, modname: str = "") -> ModulePl
     """Classify every definition-level change between two versions of one module."""
     old = ast.parse(old_source)
     new = ast.parse(new_source)
-    return _Differ(old, new, modname).run()
+    plan = _Differ(old, new, modname).run()
+    plan.old_tree, plan.new_tree = old, new
+    return plan
 
 
 def added_module_plan(source: str) -> ModulePlan:

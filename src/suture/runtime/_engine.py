@@ -421,8 +421,9 @@ def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
     txn.filename = f"<suture {patch.short_id} {file}>"
     txn.sources = {m.name: m.fixed.text for m in patch.modules}
     try:
-        b_code = compile(mp.baseline.text, file, "exec", dont_inherit=True)
-        f_code = compile(mp.fixed.text, txn.filename, "exec", dont_inherit=True)
+        # from the trees _check parsed: each source is parsed once per apply
+        b_code = compile(plan.old_tree or mp.baseline.text, file, "exec", dont_inherit=True)
+        f_code = compile(plan.new_tree or mp.fixed.text, txn.filename, "exec", dont_inherit=True)
     except (SyntaxError, ValueError) as exc:
         raise PatchFormatError(f"Patch {patch.short_id}: {mp.name} does not compile on Python "
                                f"{sys.version.split()[0]}: {exc}. Nothing was changed.",
@@ -539,7 +540,7 @@ def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
     _register_source(txn.filename, mp.fixed.text)
 
     txn.plan = plan
-    txn.fixed_tree = ast.parse(mp.fixed.text)
+    txn.fixed_tree = plan.new_tree or ast.parse(mp.fixed.text)
     txn.swapped = [f for f, _, _ in swaps]
     early, txn.late_stmts = _late_split(plan)
     mod_ns = _exec_stmts(txn, module, early)
