@@ -87,6 +87,7 @@ class Targets:
 
     def env(self, pythonpath: List[str] = (), **extra: str) -> Dict[str, str]:
         env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", SUTURE_RUNTIME_DIR=str(self.rundir),
+                   SUTURE_STATE_DIR=str(self.root / "state"),
                    PYTHONPATH=os.pathsep.join([str(SRC), *map(str, pythonpath)]))
         for k in ("SUTURE_AGENT", "PYTHONSTARTUP", "PYTHONWARNINGS"):
             env.pop(k, None)

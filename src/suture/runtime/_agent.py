@@ -189,6 +189,8 @@ class _Agent:
     # -- loop
     def _serve(self) -> None:
         backoff = threading.Event()  # never set: wait() is a sleep that needs no import
+        if not self.stopping:
+            _auto_apply()  # patch store: before the first request, never raises
         while not self.stopping:
             try:
                 conn, _ = self.sock.accept()
@@ -226,7 +228,7 @@ class _Agent:
                 except socket.timeout as exc:
                     raise ProtocolError(f"no complete request within "
                                         f"{protocol.READ_TIMEOUT:g} s") from exc
-                reply = self._dispatch(frame)
+                reply = self._dispatch(frame, uid)
         except (ConnectionError, BrokenPipeError):
             return  # the peer went away: nobody to answer
         except SutureError as exc:
@@ -240,7 +242,7 @@ class _Agent:
         conn.settimeout(protocol.READ_TIMEOUT)  # a peer that never reads must not wedge us
         _send_all(conn, data)
 
-    def _dispatch(self, frame: Dict[str, Any]) -> Dict[str, Any]:
+    def _dispatch(self, frame: Dict[str, Any], uid: int) -> Dict[str, Any]:
         bad = protocol.check_version(frame)
         if bad is not None:
             raise bad
@@ -249,6 +251,8 @@ class _Agent:
         if handler is None:
             raise ProtocolError(f"unknown op {op!r}; this agent knows {', '.join(_OPS)}",
                                 details={"ops": list(_OPS)})
+        if op in _AUDITED:
+            return protocol.ok(_audited(op, handler, frame, uid))
         return protocol.ok(handler(frame))
 
     # -- lifecycle
@@ -431,6 +435,132 @@ def _dists(names: Optional[List[str]]) -> Dict[str, Any]:
     return {"dists": versions, "loaded": loaded}
 
 
+# ---------------------------------------------------------------- patch store and audit log
+#
+# Everything here is best effort and never raises: the store is an SQLite file
+# that may be missing, locked, unreadable or refused as unsafe (store.py), and
+# none of that may break the target or change an apply's answer. A failure to
+# read the store leaves one line on stderr; a failure to write an audit row is
+# dropped (the apply itself happened, or was refused, either way).
+
+_AUDITED = ("apply", "revert")
+
+
+def _preload() -> None:
+    """Import, on the thread calling start(), every module the agent thread needs for the store.
+
+    Not on the agent thread: a fork while that thread is inside an import
+    leaves the module's import lock held in the child by a thread that does
+    not exist there, and the child's agent would block on it forever (seen on
+    3.11 in the fork test). sqlite3 costs about 4 ms, paid once per process.
+    """
+    try:
+        import importlib.util  # noqa: F401
+        import sqlite3  # noqa: F401
+        from . import store  # noqa: F401
+    except BaseException:  # noqa: BLE001 - no sqlite3: the store then reports it, later
+        pass
+
+
+def _outcome(exc: BaseException) -> str:
+    from .errors import RolledBack
+    if isinstance(exc, SutureError) and not isinstance(exc, (RolledBack, InternalError)):
+        return f"refused {exc.code}"
+    return f"failed {getattr(exc, 'code', 'SUT-E999')}"
+
+
+def _record(op: str, patch_id: str, result: str, uid: int, detail: str = "") -> None:
+    try:
+        from . import store
+        store.audit(op, patch_id, result, os.getpid(), uid, detail[:2000])
+    except BaseException:  # noqa: BLE001 - an audit row is not worth breaking the target
+        pass
+
+
+def _frame_patch_id(op: str, frame: Dict[str, Any]) -> str:
+    """The patch a failed request named, as far as it can be read; "" if not."""
+    try:
+        if op == "revert":
+            return str(frame.get("patch_id") or "")
+        from .patchfile import patch_id, read_envelope
+        _, payload = read_envelope(base64.b64decode(str(frame.get("patch")).encode("ascii"),
+                                                    validate=True))
+        return patch_id(payload)
+    except Exception:  # noqa: BLE001
+        return ""
+
+
+def _audited(op: str, handler: Callable[[Dict[str, Any]], Dict[str, Any]],
+             frame: Dict[str, Any], uid: int) -> Dict[str, Any]:
+    """Run an apply/revert request and append its outcome, with the peer's uid, to the log."""
+    try:
+        out = handler(frame)
+    except BaseException as exc:
+        _record(op, _frame_patch_id(op, frame), _outcome(exc), uid, str(exc))
+        raise
+    _record(op, str(out.get("patch", "")), str(out.get("state", "")), uid)
+    return out
+
+
+def _concerns(patch: Any) -> bool:
+    """Whether a module of ``patch`` is imported here, or importable (top-level lookup only).
+
+    find_spec on a top-level name runs the finders but executes nothing. A
+    package that only becomes importable later (sys.path changed at run time)
+    is missed: that process gets the patch with `suture apply`.
+    """
+    import importlib.util
+    for m in patch.modules:
+        top = m.name.split(".")[0]
+        if top in sys.modules:
+            return True
+        try:
+            if importlib.util.find_spec(top) is not None:
+                return True
+        except Exception:  # noqa: BLE001 - a broken finder means "not here"
+            continue
+    return False
+
+
+def _auto_apply() -> None:
+    """Apply every installed patch that concerns this process; audit each outcome.
+
+    Runs on the agent thread, so interpreter start is not delayed and the
+    application's threads keep running. A module not imported yet becomes
+    "pending import" and is patched when imported; a refusal (the process runs
+    another version) is recorded and swallowed.
+    """
+    try:
+        from . import store
+        blobs = store.load_installed()
+    except BaseException as exc:  # noqa: BLE001 - never break the target
+        try:
+            sys.stderr.write(f"suture: warning: installed patches not applied in pid "
+                             f"{os.getpid()}: {exc}\n")
+        except BaseException:  # noqa: BLE001
+            pass
+        return
+    if not blobs:
+        return
+    uid = os.geteuid()
+    try:
+        from .. import runtime
+    except BaseException:  # noqa: BLE001
+        return
+    for data in blobs:
+        try:
+            patch = runtime.load_patch(data)
+            if not _concerns(patch):
+                continue
+            result = runtime.apply(patch)
+        except BaseException as exc:  # noqa: BLE001 - a refusal is recorded, never raised
+            _record("auto-apply", _frame_patch_id("apply", {"patch": base64.b64encode(data)
+                                                            .decode("ascii")}),
+                    _outcome(exc), uid, str(exc))
+            continue
+        _record("auto-apply", result.patch_id, result.state, uid)
+
+
 # ---------------------------------------------------------------- public switch
 
 _lock = threading.Lock()
@@ -480,6 +610,7 @@ def start(runtime_dir: Optional[str] = None) -> str:
                 pass
             raise AgentStartError(f"cannot listen on {path}: {exc}",
                                   details={"path": path}) from exc
+        _preload()
         agent.begin()
         _agent, _dir_arg = agent, runtime_dir
         if not _fork_hook:

@@ -325,6 +325,113 @@ def demo(fast: bool) -> None:
     sys.exit(run(fast=fast))
 
 
+# --- the local patch store and audit log (logic in runtime/store.py) ----------------------
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def install(file: Path, as_json: bool) -> None:
+    """Keep the patch FILE on this host: agents started later apply it automatically.
+
+    Processes already running are not touched (use `suture apply`). The store is
+    per user: $SUTURE_STATE_DIR, else /var/lib/suture for root, else
+    $XDG_STATE_HOME/suture or ~/.local/state/suture.
+    """
+    import os
+
+    from ..runtime import store
+
+    try:
+        patch = store.install(file.read_bytes())
+        store.audit("install", patch.id, "installed", os.getpid(), os.getuid(), str(file))
+    except SutureError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        _emit_json({"id": patch.id, "target": patch.target, "store": store.db_path()})
+        return
+    click.echo(f"installed {patch.short_id} ({patch.describe()}) in {store.db_path()}")
+
+
+@main.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def list_(as_json: bool) -> None:
+    """List the patches installed on this host (see `suture install`)."""
+    from ..runtime import store
+
+    try:
+        rows = store.installed()
+    except SutureError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        _emit_json({"patches": rows, "store": store.db_path()})
+        return
+    if not rows:
+        click.echo(f"no patch installed ({store.db_path()})")
+        return
+    click.echo(f"{'ID':<12}  {'TARGET':<32} {'INSTALLED':<19} CVES")
+    for r in rows:
+        versions = (f" {r['from_version']}\u2192{r['to_version']}"
+                    if r["from_version"] else "")
+        click.echo(f"{r['id'][:12]:<12}  {(r['target_name'] + versions):<32} "
+                   f"{_when(r['installed_at']):<19} {', '.join(r['cves']) or '-'}")
+
+
+@main.command()
+@click.argument("patch_id")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def remove(patch_id: str, as_json: bool) -> None:
+    """Remove the installed patch PATCH_ID (or a unique prefix) from the store.
+
+    Processes that already applied it keep it (use `suture revert`).
+    """
+    import os
+
+    from ..runtime import store
+
+    try:
+        full = store.remove(patch_id)
+        store.audit("remove", full, "removed", os.getpid(), os.getuid())
+    except SutureError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        _emit_json({"removed": full})
+        return
+    click.echo(f"removed {full[:12]}; processes that applied it keep it until "
+               f"`suture revert {full[:12]} --all`")
+
+
+@main.command()
+@click.option("--limit", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Only the newest N entries.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def audit(limit: Optional[int], as_json: bool) -> None:
+    """Show the audit log: every install, remove, apply and revert, oldest first."""
+    from ..runtime import store
+
+    try:
+        rows = store.audit_log(limit)
+    except SutureError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        _emit_json({"entries": rows, "store": store.db_path()})
+        return
+    if not rows:
+        click.echo(f"the audit log is empty ({store.db_path()})")
+        return
+    click.echo(f"{'WHEN':<19}  {'UID':>6} {'PID':>7}  {'OP':<10} {'PATCH':<12}  RESULT")
+    for r in rows:
+        click.echo(f"{_when(r['at']):<19}  {r['actor_uid']:>6} {r['pid']:>7}  {r['op']:<10} "
+                   f"{(r['patch_id'] or '-')[:12]:<12}  {r['result']}")
+        if r["detail"]:
+            click.echo(f"{'':<21}\u2514 {r['detail'][:200]}")
+
+
+def _when(at: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+
+
 # --- suture run (live-processes milestone: the agent) ---------------------------------------
 
 @main.command(context_settings={"ignore_unknown_options": True,

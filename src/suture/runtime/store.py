@@ -1,0 +1,253 @@
+"""The local patch store and audit log: one SQLite file under the state directory.
+
+``suture install FILE`` keeps a patch here; agents started later read it and
+apply what concerns their process (Suture's ``kpatch install``). Every apply and
+revert an agent serves, and every install and removal, is appended to the audit
+log in the same file.
+
+Constraints, because the agent reads this inside other people's processes:
+* standard library only (``sqlite3``, which a Python built without it lacks:
+  that is a ``StoreError`` like any other, never an ImportError at import time);
+* importing it does nothing: no file is opened or created until a function is
+  called, and each call opens and closes its own connection (no connection is
+  shared between the agent thread and anyone else);
+* the store holds code that agents execute, so it is only read from a
+  directory and a file owned by this user (or root) and not writable by group
+  or others; anything else is refused, never "fixed" with a chmod;
+* every failure is a ``StoreError`` (SUT-E620); callers in the agent catch it
+  and carry on (the target must never break because of the store).
+
+WAL mode and a short busy timeout: many agents may append audit rows at the
+same moment; a writer that cannot get the lock within ``BUSY_TIMEOUT`` fails
+(and its caller records nothing) instead of stalling an apply.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+from .errors import SutureError, UnknownPatch
+from .patchfile import Patch, load
+
+__all__ = ["StoreError", "state_dir", "db_path", "install", "remove", "installed",
+           "load_installed", "audit", "audit_log", "BUSY_TIMEOUT"]
+
+BUSY_TIMEOUT = 2.0  # seconds a writer waits for the database lock
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS patches (id TEXT PRIMARY KEY, target_name TEXT, "
+    "from_version TEXT, to_version TEXT, cves TEXT, installed_at REAL, data BLOB)",
+    "CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL, "
+    "actor_uid INT, pid INT, op TEXT, patch_id TEXT, result TEXT, detail TEXT)",
+)
+
+
+class StoreError(SutureError, OSError):
+    """The patch store cannot be used: unsafe or unreadable directory, broken database."""
+
+    code = "SUT-E620"
+
+
+# ---------------------------------------------------------------- where the store is
+
+def _default_dir(environ: Any, euid: int, home: str) -> str:
+    """The directory rule of docs/live-processes.md, as a pure function."""
+    explicit = environ.get("SUTURE_STATE_DIR")
+    if explicit:
+        return str(explicit)
+    if euid == 0:
+        return "/var/lib/suture"
+    xdg = environ.get("XDG_STATE_HOME")
+    if xdg and os.path.isabs(xdg):
+        return os.path.join(xdg, "suture")
+    return os.path.join(home, ".local", "state", "suture")
+
+
+def state_dir() -> str:
+    return _default_dir(os.environ, os.geteuid(), os.path.expanduser("~"))
+
+
+def db_path(directory: Optional[str] = None) -> str:
+    return os.path.join(directory or state_dir(), "store.db")
+
+
+def _check_owned(path: str, what: str) -> None:
+    """One check: ``path`` is ours (or root's), not a symlink, not writable by others."""
+    st = os.lstat(path)
+    euid = os.geteuid()
+    if stat.S_ISLNK(st.st_mode):
+        raise StoreError(f"refusing the patch store {what} {path}: it is a symlink. Remove it "
+                         f"or set SUTURE_STATE_DIR.", details={"path": path})
+    if st.st_uid not in (euid, 0):
+        raise StoreError(f"refusing the patch store {what} {path}: it is owned by uid "
+                         f"{st.st_uid}, this process runs as uid {euid}. Set SUTURE_STATE_DIR "
+                         f"to a directory you own.",
+                         details={"path": path, "owner": st.st_uid, "uid": euid})
+    if st.st_mode & 0o022:
+        raise StoreError(f"refusing the patch store {what} {path}: mode "
+                         f"{stat.S_IMODE(st.st_mode):04o} lets other users write it, and it "
+                         f"holds code that agents run. Run `chmod go-w {path}`.",
+                         details={"path": path, "mode": stat.S_IMODE(st.st_mode)})
+
+
+def _connect(create: bool) -> Any:
+    """An open connection, or None when ``create`` is false and there is no store yet."""
+    directory = state_dir()
+    path = db_path(directory)
+    try:
+        import sqlite3
+    except ImportError as exc:
+        raise StoreError(f"this Python has no sqlite3 module, so the patch store at {path} "
+                         f"cannot be used", details={"path": path}) from exc
+    try:
+        if create:
+            os.makedirs(os.path.dirname(directory) or ".", exist_ok=True)
+            try:
+                os.mkdir(directory, 0o700)
+            except FileExistsError:
+                pass
+        elif not os.path.lexists(path):
+            return None
+        _check_owned(directory, "directory")
+        fresh = not os.path.lexists(path)
+        if fresh:
+            # Create the file 0600 ourselves rather than let sqlite3 apply the umask.
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        _check_owned(path, "database")
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
+    except (OSError, sqlite3.Error) as exc:
+        if isinstance(exc, StoreError):
+            raise
+        raise StoreError(f"cannot open the patch store {path}: {exc}",
+                         details={"path": path}) from exc
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+        if fresh or create:
+            conn.execute("PRAGMA journal_mode = WAL")
+            for statement in _SCHEMA:
+                conn.execute(statement)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise StoreError(f"cannot use the patch store {path}: {exc}",
+                         details={"path": path}) from exc
+    return conn
+
+
+def _run(create: bool, fn: Any, default: Any = None) -> Any:
+    """Call ``fn(conn)`` on a fresh connection; sqlite3 errors become StoreError."""
+    conn = _connect(create)
+    if conn is None:
+        return default
+    import sqlite3  # importable: _connect succeeded
+    try:
+        return fn(conn)
+    except sqlite3.Error as exc:
+        raise StoreError(f"the patch store {db_path()} failed: {exc}",
+                         details={"path": db_path()}) from exc
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------- patches
+
+def install(data: bytes) -> Patch:
+    """Validate ``data`` (a patch file) and keep it; installing the same patch twice is a no-op."""
+    patch = load(data)
+    target = patch.target
+    row = (patch.id, str(target.get("name", "")), target.get("from_version"),
+           target.get("to_version"), json.dumps(list(patch.meta.get("cves") or [])),
+           time.time(), bytes(data))
+
+    def go(conn: Any) -> None:
+        conn.execute("INSERT OR IGNORE INTO patches (id, target_name, from_version, to_version, "
+                     "cves, installed_at, data) VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+
+    _run(True, go)
+    return patch
+
+
+def _resolve(conn: Any, prefix: str) -> str:
+    ids = [r[0] for r in conn.execute("SELECT id FROM patches WHERE substr(id, 1, ?) = ?",
+                                      (len(prefix), prefix))]
+    if len(ids) == 1:
+        return str(ids[0])
+    if not ids:
+        raise UnknownPatch(f"no installed patch has the id {prefix!r}; see `suture list`",
+                           details={"patch_id": prefix})
+    raise UnknownPatch(f"the prefix {prefix!r} matches {len(ids)} installed patches; give more "
+                       f"of the id (see `suture list`)",
+                       details={"patch_id": prefix, "matches": sorted(ids)})
+
+
+def remove(patch_id_or_prefix: str) -> str:
+    """Forget an installed patch (processes that applied it keep it); returns its full id."""
+    if not patch_id_or_prefix:
+        raise UnknownPatch("give a patch id or a unique prefix (see `suture list`)",
+                           details={"patch_id": patch_id_or_prefix})
+
+    def go(conn: Any) -> str:
+        full = _resolve(conn, patch_id_or_prefix)
+        conn.execute("DELETE FROM patches WHERE id = ?", (full,))
+        return full
+
+    missing = object()
+    got = _run(False, go, missing)
+    if got is missing:
+        raise UnknownPatch(f"no installed patch has the id {patch_id_or_prefix!r}; the store "
+                           f"{db_path()} is empty", details={"patch_id": patch_id_or_prefix})
+    return str(got)
+
+
+def installed() -> List[Dict[str, Any]]:
+    """Installed patches, oldest first, without their data."""
+    def go(conn: Any) -> List[Dict[str, Any]]:
+        rows = conn.execute("SELECT id, target_name, from_version, to_version, cves, "
+                            "installed_at FROM patches ORDER BY installed_at, id")
+        return [{"id": r[0], "target_name": r[1], "from_version": r[2], "to_version": r[3],
+                 "cves": json.loads(r[4] or "[]"), "installed_at": r[5]} for r in rows]
+
+    return list(_run(False, go, []))
+
+
+def load_installed() -> List[bytes]:
+    """The patch files of every installed patch, in installation order (not validated here)."""
+    def go(conn: Any) -> List[bytes]:
+        rows = conn.execute("SELECT data FROM patches ORDER BY installed_at, id")
+        return [bytes(r[0]) for r in rows]
+
+    return list(_run(False, go, []))
+
+
+# ---------------------------------------------------------------- audit log
+
+def audit(op: str, patch_id: str, result: str, pid: int, actor_uid: int,
+          detail: str = "") -> None:
+    """Append one row to the audit log (creating the store if needed)."""
+    row = (time.time(), int(actor_uid), int(pid), op, patch_id, result, detail)
+
+    def go(conn: Any) -> None:
+        conn.execute("INSERT INTO audit (at, actor_uid, pid, op, patch_id, result, detail) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+
+    _run(True, go)
+
+
+def audit_log(limit: Optional[int] = None) -> List[Dict[str, Any]]:
+    """Audit rows, oldest first; with ``limit``, only the newest ``limit`` of them."""
+    def go(conn: Any) -> List[Dict[str, Any]]:
+        query = ("SELECT seq, at, actor_uid, pid, op, patch_id, result, detail FROM audit "
+                 "ORDER BY seq DESC")
+        args: Tuple[int, ...] = ()
+        if limit is not None:
+            query += " LIMIT ?"
+            args = (max(0, int(limit)),)
+        rows = list(conn.execute(query, args))
+        rows.reverse()
+        keys = ("seq", "at", "actor_uid", "pid", "op", "patch_id", "result", "detail")
+        return [dict(zip(keys, r)) for r in rows]
+
+    return list(_run(False, go, []))

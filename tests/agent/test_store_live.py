@@ -1,0 +1,153 @@
+"""The patch store with real processes: installed patches reach agents started later, audited."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+
+from suture.runtime import store
+from suture.tooling.build import build_trees
+from suture.tooling.sources import materialize
+
+from agentutil import Targets, call, result, wait_for
+
+# Starts the agent first, imports tiny.calc only when the test writes a line to stdin,
+# then writes what it observed to out.json (polled by the test).
+LATE_IMPORT = r'''
+import json, os, sys
+import suture.agent
+suture.agent.start()
+if "--import-now" not in sys.argv:
+    sys.stdin.readline()
+from tiny import calc
+with open(sys.argv[1] + ".tmp", "w") as f:
+    json.dump({"value": calc.value()}, f)
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+sys.stdin.read()   # until the test closes stdin
+'''
+
+
+def tree(tmp: Path, tag: str, value: str) -> str:
+    pkg = tmp / tag / "tiny"
+    pkg.mkdir(parents=True, exist_ok=True)
+    (pkg / "__init__.py").write_text("", encoding="utf-8")
+    (pkg / "calc.py").write_text(f"def value():\n    return {value}\n", encoding="utf-8")
+    return str(tmp / tag)
+
+
+def build(tmp: Path, old: str, new: str) -> bytes:
+    report = build_trees(materialize(tree(tmp, f"v{old}", old)),
+                         materialize(tree(tmp, f"v{new}", new)))
+    assert report.data is not None
+    return report.data
+
+
+@pytest.fixture
+def state(targets: Targets, monkeypatch: pytest.MonkeyPatch) -> Path:
+    d = targets.root / "state"  # the directory Targets.env gives the targets
+    monkeypatch.setenv("SUTURE_STATE_DIR", str(d))
+    return d
+
+
+def rows_for(pid: int, op: str) -> List[Dict[str, Any]]:
+    return [r for r in store.audit_log() if r["pid"] == pid and r["op"] == op]
+
+
+def start(targets: Targets, tmp: Path, *flags: str):
+    script = targets.script(LATE_IMPORT)
+    out = tmp / f"out-{len(targets.procs)}.json"
+    proc = targets.start([sys.executable, str(script), str(out), *flags],
+                         targets.env([str(tmp / "v1")]), stdin=subprocess.PIPE)
+    return proc, out, targets.wait_agent(proc.pid, proc)
+
+
+@pytest.mark.slow
+def test_an_installed_patch_reaches_a_module_imported_later(targets: Targets, state: Path,
+                                                            tmp_path: Path):
+    patch = store.install(build(tmp_path, "1", "2"))
+    proc, out, sock = start(targets, tmp_path)
+    auto = wait_for(lambda: rows_for(proc.pid, "auto-apply"), "the auto-apply audit row",
+                    proc=proc)
+    assert [(r["patch_id"], r["result"], r["actor_uid"]) for r in auto] \
+        == [(patch.id, "pending import", os.geteuid())]
+    proc.stdin.write("import now\n")
+    proc.stdin.flush()
+    wait_for(out.exists, "the target's observation", proc=proc)
+    assert json.loads(out.read_text()) == {"value": 2}
+    status = result(sock, "status")
+    assert [(p["id"], p["modules"]) for p in status["patches"]] \
+        == [(patch.id, {"tiny.calc": "applied"})]
+
+    # Requests over the socket are audited with the caller's uid (SO_PEERCRED).
+    again = result(sock, "apply", patch=base64.b64encode(store.load_installed()[0]).decode())
+    assert again["state"] == "already applied"
+    other = build(tmp_path, "7", "8")  # its baseline is not what the process runs
+    refused = call(sock, "apply", patch=base64.b64encode(other).decode())
+    assert refused["ok"] is False and refused["error"]["code"] == "SUT-E201"
+    reverted = result(sock, "revert", patch_id=patch.id[:12])
+    assert reverted["state"] == "reverted"
+    audited = [(r["op"], r["result"], r["actor_uid"]) for r in rows_for(proc.pid, "apply")
+               + rows_for(proc.pid, "revert")]
+    assert audited == [("apply", "already applied", os.getuid()),
+                       ("apply", "refused SUT-E201", os.getuid()),
+                       ("revert", "reverted", os.getuid())]
+    assert rows_for(proc.pid, "apply")[1]["detail"]
+    assert proc.poll() is None
+
+
+@pytest.mark.slow
+def test_a_refused_installed_patch_is_recorded_and_the_target_runs_on(targets: Targets,
+                                                                      state: Path,
+                                                                      tmp_path: Path):
+    tree(tmp_path, "v1", "1")
+    other = store.install(build(tmp_path, "7", "8"))  # baseline 7; the target runs 1
+    proc, out, sock = start(targets, tmp_path, "--import-now")
+    wait_for(out.exists, "the target's observation", proc=proc)
+    auto = wait_for(lambda: rows_for(proc.pid, "auto-apply"), "the auto-apply audit row",
+                    proc=proc)
+    # The import may race the agent: refused live, or refused when the import ran.
+    assert auto[0]["patch_id"] == other.id
+    if auto[0]["result"] != "pending import":
+        assert auto[0]["result"] == "refused SUT-E201" and auto[0]["detail"]
+    assert json.loads(out.read_text()) == {"value": 1}
+    assert result(sock, "hello")["pid"] == proc.pid
+    assert proc.poll() is None
+
+
+@pytest.mark.slow
+def test_a_patch_for_a_package_that_is_not_here_is_not_applied(targets: Targets, state: Path,
+                                                               tmp_path: Path):
+    store.install(build(tmp_path, "1", "2"))
+    script = targets.script("import sys, suture.agent\nsuture.agent.start()\nsys.stdin.read()\n")
+    proc = targets.start([sys.executable, str(script)], targets.env(),
+                         stdin=subprocess.PIPE)
+    sock = targets.wait_agent(proc.pid, proc)
+    # The agent serves requests only after auto-apply finished: list is its answer.
+    assert result(sock, "list") == {"patches": []}
+    assert rows_for(proc.pid, "auto-apply") == []
+
+
+@pytest.mark.slow
+def test_an_unsafe_store_is_reported_once_and_the_agent_serves(targets: Targets, state: Path,
+                                                               tmp_path: Path):
+    store.install(build(tmp_path, "1", "2"))
+    os.chmod(state, 0o777)
+    try:
+        script = targets.script("import sys, suture.agent\nsuture.agent.start()\n"
+                                "sys.stdin.read()\n")
+        proc = targets.start([sys.executable, str(script)], targets.env([str(tmp_path / "v1")]),
+                             stdin=subprocess.PIPE)
+        sock = targets.wait_agent(proc.pid, proc)
+        assert result(sock, "list") == {"patches": []}
+        _, err = proc.communicate(timeout=30)  # closes stdin: the target exits
+        assert f"suture: warning: installed patches not applied in pid {proc.pid}: " \
+               f"refusing the patch store directory" in err
+    finally:
+        os.chmod(state, 0o700)
