@@ -595,19 +595,28 @@ def start(runtime_dir: Optional[str] = None) -> str:
         path = socket_path(runtime_dir=directory)
         _clear_stale(path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        # Bound under a temporary name and renamed once listening: a client that sees
+        # <pid>.sock can connect at once (between bind() and listen() it would be
+        # refused; seen in tests/agent/test_run.py). The directory is 0700 anyway; chmod
+        # here instead of changing the process-wide umask under the app.
+        temp = f"{path}.{os.getpid()}.tmp"
         try:
-            sock.bind(path)
-            # Before listen() nobody can connect, and the directory is 0700 anyway:
-            # chmod here instead of changing the process-wide umask under the app.
-            os.chmod(path, 0o600)
+            try:
+                os.unlink(temp)
+            except FileNotFoundError:
+                pass
+            sock.bind(temp)
+            os.chmod(temp, 0o600)
             sock.listen(8)
+            os.rename(temp, path)
             agent = _Agent(path, sock)
         except OSError as exc:
             sock.close()
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+            for leftover in (temp, path):
+                try:
+                    os.unlink(leftover)
+                except OSError:
+                    pass
             raise AgentStartError(f"cannot listen on {path}: {exc}",
                                   details={"path": path}) from exc
         _preload()
