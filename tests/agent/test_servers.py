@@ -3,7 +3,9 @@ patched and reverted with the CLI while concurrent HTTP load runs against them.
 
 What is proved, per server: zero failed requests across the apply and the revert windows,
 every worker's agent reports the patch, every request started after `suture apply`
-returned gets the fixed behaviour (and the old one after `suture revert`), and the
+returned gets the fixed behaviour (and the old one after `suture revert`), both in a helper
+the route calls and in the body of the route function itself (already registered with the
+framework, so it is patched in place, not re-registered), and the
 per-worker in-memory request counter never resets (strictly increasing per worker as seen
 by each client thread, never a repeated value). Load goes to 127.0.0.1 only.
 """
@@ -70,10 +72,16 @@ async def check(p: str = ""):
 
 
 def fixed(src: str) -> str:
+    """v2: is_safe() rejects "..", and the route function the framework registered at import
+    (Flask's view_functions entry, FastAPI's route endpoint) answers with "v": 2."""
     out = src.replace('    return not path.startswith("/")',
                       '    return not path.startswith("/") and ".." not in path.split("/")')
     assert out != src
-    return out
+    routed = out.replace('safe=is_safe(request.args.get("p", "")))',
+                         'safe=is_safe(request.args.get("p", "")), v=2)')
+    routed = routed.replace('"safe": is_safe(p)}', '"safe": is_safe(p), "v": 2}')
+    assert routed != out
+    return routed
 
 
 THREADS = 8
@@ -87,7 +95,8 @@ class Load:
     def __init__(self, port: int) -> None:
         self.port = port
         self.stop = threading.Event()
-        self.rows: List[Tuple[int, float, float, int, int, bool]] = []  # thread, t0, t1, pid, n, safe
+        # thread, t0, t1, pid, n, safe, v (the route function's version: 1 unless it says 2)
+        self.rows: List[Tuple[int, float, float, int, int, bool, int]] = []
         self.failures: List[str] = []
         self.lock = threading.Lock()
         self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
@@ -109,7 +118,7 @@ class Load:
                         raise RuntimeError(f"HTTP {resp.status}: {body[:200]!r}")
                     doc = json.loads(body)
                     row = (i, t0, time.monotonic(), int(doc["pid"]), int(doc["n"]),
-                           bool(doc["safe"]))
+                           bool(doc["safe"]), int(doc.get("v", 1)))
                 except Exception as exc:  # noqa: BLE001 - every failure is counted
                     with self.lock:
                         self.failures.append(f"thread {i}: {exc!r}")
@@ -182,15 +191,19 @@ def check_window(load: Load, started_at: float, switched_at: float, want_safe: b
     before = [r for r in load.rows if r[2] < started_at]
     assert before, "no request finished before the switch"
     assert {r[5] for r in before} == {not want_safe}
+    assert {r[6] for r in before} == {2 if want_safe else 1}  # v2 is the one that rejects "../"
     # Every request started after the CLI returned has the new behaviour.
     after = [r for r in load.rows if r[1] > switched_at]
     assert after, "no request started after the switch"
     assert {r[5] for r in after} == {want_safe}
+    # ...including the body of the route function itself, patched in place where the
+    # framework registered it.
+    assert {r[6] for r in after} == {1 if want_safe else 2}
     # Counters never reset: per (thread, pid) strictly increasing, per pid never repeated,
     # and above whatever an earlier window saw.
     last: Dict[Tuple[int, int], int] = {}
     seen: Dict[int, set] = {}
-    for thread, _t0, _t1, pid, n, _safe in load.rows:
+    for thread, _t0, _t1, pid, n, _safe, _v in load.rows:
         assert pid in pids, (pid, pids)
         assert n > last.get((thread, pid), before_n.get(pid, 0)), (thread, pid, n)
         last[(thread, pid)] = n
