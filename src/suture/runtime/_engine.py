@@ -25,6 +25,7 @@ import copy
 import functools
 import gc
 import linecache
+import os
 import re
 import sys
 import threading
@@ -33,7 +34,7 @@ import types
 import warnings
 import weakref
 from types import CodeType, FunctionType
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, ContextManager, Dict, List, Optional, Set, Tuple
 
 from . import _codes, _commit, _defs, _hook
 from ._commit import MISSING, Call, Op
@@ -42,7 +43,7 @@ from .errors import (BaselineMismatch, HookFailed, NeedsHook, NotQuiescent,
                      RolledBack, SutureError, UnknownPatch)
 from .patchfile import ModulePatch, Patch
 
-_LOCK = threading.RLock()
+_LOCK = threading.RLock()  # every engine entry point; take it through _lock()
 _LRU_TYPE = type(functools.lru_cache()(lambda: None))
 _LRU_IS_HEAP_TYPE = bool(_LRU_TYPE.__flags__ & (1 << 9))  # Py_TPFLAGS_HEAPTYPE
 _IMMUTABLE = (int, float, complex, str, bytes, bool, type(None), tuple, frozenset)
@@ -118,10 +119,78 @@ class _Record:
 _applied: "collections.OrderedDict[str, _Record]" = collections.OrderedDict()
 
 
+# -- the engine lock and fork -------------------------------------------------------
+#
+# A fork while another thread holds _LOCK would give the child a lock held forever by
+# a thread that does not exist there (every apply, revert and status then blocks),
+# and, between a commit and its bookkeeping, patched code with no record. So a fork
+# waits for the apply/revert in progress, as CPython's logging and concurrent.futures
+# do for their locks: before=acquire, after_in_parent=release; but after_in_child
+# releases too, where they re-initialise (docs/engine.md, "Fork").
+#
+# * The child releases; it does not re-create the lock. The thread that forks is the
+#   child's only thread and keeps its ident there, so it owns what its before-hook
+#   acquired. If it held the lock already (a hook or migration that forks), the
+#   re-entrant acquire does not block, and after the release the child still holds it
+#   once: it finishes the same apply/revert from where it forked, then lets go. A new
+#   lock would break that (its final release would fail, and the rest of the apply
+#   would run unlocked). Also, the agent's own after_in_child hook, registered earlier
+#   when the agent starts first, already runs a new agent thread that may be waiting on
+#   this very lock object: it must be released, not replaced.
+# * Registered once, lazily, on the first use of the engine (importing the runtime
+#   registers nothing). Two threads using the engine for the first time at once may
+#   both register: harmless, since every before is paired with its after, and a
+#   thread never holds _LOCK before the hooks are registered.
+# * A fork therefore waits as long as an apply/revert holds the lock: milliseconds
+#   normally; the hooks' own time; up to ``wait_quiescent`` seconds, and up to
+#   SETTLE_SECONDS for deferred deletions, when threads keep running old code
+#   (holding the lock while waiting keeps what was prepared valid). A forking thread
+#   that itself runs that old code makes those waits time out, then it forks.
+# * _hook's state lock is only ever taken under _LOCK, so it is free at fork too.
+
+_fork_hooks = False
+_fork_holds: Dict[int, int] = {}   # thread ident -> acquisitions made by before-fork hooks
+
+
+def _lock() -> ContextManager[bool]:
+    """The engine lock, with the fork hooks registered (on first use)."""
+    if not _fork_hooks:
+        _register_fork_hooks()
+    return _LOCK
+
+
+def _register_fork_hooks() -> None:
+    global _fork_hooks
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(before=_before_fork, after_in_parent=_after_fork,
+                            after_in_child=_after_fork)
+    _fork_hooks = True
+
+
+def _before_fork() -> None:
+    # Counted before acquiring: if a signal handler raises while this waits, CPython
+    # forks anyway and runs the after-hooks, whose release then fails harmlessly.
+    me = threading.get_ident()
+    _fork_holds[me] = _fork_holds.get(me, 0) + 1
+    _LOCK.acquire()
+
+
+def _after_fork() -> None:
+    me = threading.get_ident()
+    held = _fork_holds.pop(me, 0)
+    if held > 1:
+        _fork_holds[me] = held - 1
+    if held:
+        try:
+            _LOCK.release()
+        except RuntimeError:  # the before-hook was interrupted before it got the lock
+            pass
+
+
 # -- public entry points -------------------------------------------------------
 
 def apply(patch: Patch, *, wait_quiescent: Optional[float] = None) -> Result:
-    with _LOCK:
+    with _lock():
         added = [m.name for m in patch.modules if m.action == "add"]
         if patch.id in _applied or not added:
             return _apply(patch, wait_quiescent)
@@ -140,7 +209,7 @@ def apply(patch: Patch, *, wait_quiescent: Optional[float] = None) -> Result:
 
 
 def _apply(patch: Patch, wait_quiescent: Optional[float]) -> Result:
-    with _LOCK:
+    with _lock():
         if patch.id in _applied:
             rec = _applied[patch.id]
             return Result(patch.id, "already applied", modules=dict(rec.modules))
@@ -238,7 +307,7 @@ def _apply(patch: Patch, wait_quiescent: Optional[float]) -> Result:
 
 
 def revert(patch_id: str) -> Result:
-    with _LOCK:
+    with _lock():
         rec = _find(patch_id)
         touched = set(rec.modules)
         newer = [r for r in list(_applied.values())[list(_applied).index(rec.patch.id) + 1:]
@@ -271,12 +340,12 @@ def revert(patch_id: str) -> Result:
 
 
 def applied_ids() -> List[str]:
-    with _LOCK:
+    with _lock():
         return list(_applied)
 
 
 def status() -> Dict[str, Any]:
-    with _LOCK:
+    with _lock():
         patches = [{
             "id": r.patch.id, "target": dict(r.patch.target), "describe": r.patch.describe(),
             "cves": list(r.patch.meta.get("cves", [])),
@@ -1241,7 +1310,7 @@ def _forget_modules(names: List[str]) -> None:
 
 def patch_on_import(name: str, module: types.ModuleType) -> None:
     """Called by the import hook right after a pending module executed."""
-    with _LOCK:
+    with _lock():
         for rec in _applied.values():
             if rec.modules.get(name) != "pending import":
                 continue
@@ -1469,7 +1538,7 @@ def drop_shadow(obj: Any) -> None:
 
 
 def _reset_for_tests() -> None:  # pragma: no cover - used by in-process tests only
-    with _LOCK:
+    with _lock():
         _applied.clear()
         _hook.refresh({}, {})
 

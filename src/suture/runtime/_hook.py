@@ -23,6 +23,8 @@ import threading
 import types
 from typing import Any, Dict, Optional, Sequence, Tuple
 
+# Only ever taken inside the engine lock (every refresh() caller holds it), so the
+# engine's before-fork hook, which takes the engine lock, also keeps it free at fork.
 _state_lock = threading.Lock()
 _pending: Dict[str, str] = {}
 _added: Dict[str, Tuple[str, str, bool]] = {}
