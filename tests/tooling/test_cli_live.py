@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
 from suture.runtime.errors import SutureError
+from suture.runtime.patchfile import load
 from suture.tooling import client
 from suture.tooling.build import build_trees
 from suture.tooling.sources import materialize
@@ -159,9 +162,13 @@ def test_apply_status_ps_revert_change_the_running_target(
     out = cli(rundir, "status", "--pid", str(target.pid), "--json")
     assert out.returncode == 0, out.stderr
     [row] = rows(out)
-    [applied] = row["result"]["patches"]  # type: ignore[index]
+    assert row["state"] == "ok"
+    [applied] = row["applied"]  # type: ignore[misc]
     assert (applied["id"], applied["cves"], applied["modules"]) == (
         patch_id, ["CVE-2099-8"], {PKG: "applied"})
+    [entry] = json.loads(out.stdout)["patches"]   # applied by hand, not installed
+    assert (entry["id"], entry["installed"], entry["processes"]) == (
+        patch_id, False, [{"pid": target.pid, "state": "fixed", "reason": "", "fix": None}])
 
     out = cli(rundir, "ps", "--json")
     assert out.returncode == 0, out.stderr
@@ -192,12 +199,224 @@ def test_apply_all_refuses_a_process_running_other_code_and_patches_the_rest(
     assert other.observed() == "someone else's"
 
 
-def test_module_not_yet_imported_is_pending_and_status_exits_2(
+def test_module_not_yet_imported_is_pending_and_counts_as_protected(
         versions: Dict[str, Path], rundir: str, start_target: Callable[..., Target]) -> None:
     target = start_target(versions["v1"], imported=False)
     out = cli(rundir, "apply", str(versions["patch"]), "--pid", str(target.pid), "--json")
     assert out.returncode == 0, out.stderr
     assert rows(out)[0]["outcome"] == "pending import"
     out = cli(rundir, "status", "--pid", str(target.pid))
-    assert out.returncode == 2, out.stderr
-    assert f"{PKG:<40} pending import" in out.stdout
+    assert out.returncode == 0, out.stderr   # the import hook patches it when imported
+    assert re.search(rf"^ +{target.pid}  pending import +{PKG} not imported yet; patched when "
+                     "imported$", out.stdout, re.M), out.stdout
+
+
+# -- suture status against the patch store: who is still exposed -------------------------
+#
+# A fake distribution: the package plus a `sutlivedemo-<version>.dist-info` next to it, on
+# the target's sys.path, so the agent's `dists` answers with that version.
+
+def write_dist(root: Path, body: str, version: str) -> Path:
+    write_pkg(root, body)
+    info = root / f"{PKG}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {PKG}\nVersion: {version}\n")
+    (info / "top_level.txt").write_text(f"{PKG}\n")   # 3.9: no packages_distributions()
+    return root
+
+
+def dist_patch(base: Path, old: Path, old_version: str, new: Path, new_version: str,
+               cves: List[str]) -> Path:
+    report = build_trees(replace(materialize(str(old)), name=PKG, version=old_version),
+                         replace(materialize(str(new)), name=PKG, version=new_version),
+                         cves=cves)
+    assert report.target == {"kind": "distribution", "name": PKG,
+                             "from_version": old_version, "to_version": new_version}
+    out = base / f"{PKG}-{old_version}-{new_version}.suture"
+    out.write_bytes(report.data)
+    return out
+
+
+@pytest.fixture(scope="module")
+def dists(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
+    base = tmp_path_factory.mktemp("dists")
+    d10 = write_dist(base / "1.0", "old", "1.0")
+    d11 = write_dist(base / "1.1", "new", "1.1")
+    d12 = write_dist(base / "1.2", "newer", "1.2")
+    d20 = write_dist(base / "2.0", "old", "2.0")    # same code, another release
+    return {"1.0": d10, "2.0": d20,
+            "fix": dist_patch(base, d10, "1.0", d11, "1.1", ["CVE-2099-101"]),
+            "cumulative": dist_patch(base, d10, "1.0", d12, "1.2",
+                                     ["CVE-2099-101", "CVE-2099-102"])}
+
+
+@pytest.fixture
+def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A store of this test's own; targets and the CLI inherit it through os.environ."""
+    d = tmp_path / "state"
+    monkeypatch.setenv("SUTURE_STATE_DIR", str(d))
+    return d
+
+
+def report(rundir: str, *args: str) -> Tuple[int, Dict[str, Any]]:
+    out = cli(rundir, "status", "--json", *args)
+    assert out.stdout, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["exit_code"] == out.returncode
+    return out.returncode, doc
+
+
+def states(doc: Dict[str, Any], patch_id: str) -> Dict[int, Tuple[str, str]]:
+    [entry] = [p for p in doc["patches"] if p["id"] == patch_id]
+    return {r["pid"]: (r["state"], r["reason"]) for r in entry["processes"]}
+
+
+def patch_id(path: Path) -> str:
+    return load(path.read_bytes()).id
+
+
+def test_status_names_processes_exposed_to_an_installed_patch_until_it_is_applied(
+        dists: Dict[str, Path], rundir: str, state: Path,
+        start_target: Callable[..., Target]) -> None:
+    exposed = start_target(dists["1.0"])                  # imported, no patch
+    lazy = start_target(dists["1.0"], imported=False)     # installed, not imported yet
+    other = start_target(dists["2.0"])                    # another release
+    fix, fid = dists["fix"], patch_id(dists["fix"])
+    # Installed after the agents started: they do not apply it on their own.
+    out = cli(rundir, "install", str(fix))
+    assert out.returncode == 0, out.stderr
+
+    out = cli(rundir, "status")
+    assert out.returncode == 2, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert f"patch {fid[:12]}  {PKG} 1.0\u21921.1  CVE-2099-101" in lines
+    assert re.search(rf"^ +{exposed.pid}  exposed +runs {PKG} 1\.0 \(imported\) without this "
+                     r"patch$", out.stdout, re.M), out.stdout
+    assert f"fix: suture apply FILE --pid {exposed.pid}" in out.stdout
+    assert re.search(rf"^ +{lazy.pid}  exposed +runs {PKG} 1\.0 \(not imported yet\)",
+                     out.stdout, re.M), out.stdout
+    assert re.search(rf"^ +{other.pid}  not affected +runs {PKG} 2\.0; the patch is for 1\.0$",
+                     out.stdout, re.M), out.stdout
+    assert re.search(rf"^  PID {exposed.pid} \(.*\): CVE-2099-101 \(patch {fid[:12]}\)$",
+                     out.stdout, re.M), out.stdout
+
+    code, doc = report(rundir)
+    assert code == 2
+    assert sorted((x["pid"], x["patch"], tuple(x["cves"])) for x in doc["exposed"]) == sorted(
+        [(exposed.pid, fid, ("CVE-2099-101",)), (lazy.pid, fid, ("CVE-2099-101",))])
+    [entry] = doc["patches"]
+    assert (entry["id"], entry["installed"], entry["cves"]) == (fid, True, ["CVE-2099-101"])
+    assert entry["target"]["from_version"] == "1.0"
+    mine = states(doc, fid)
+    assert mine[exposed.pid][0] == "exposed" and mine[lazy.pid][0] == "exposed"
+    assert mine[other.pid][0] == "not affected"
+    procs = {p["pid"]: p for p in doc["processes"]}
+    assert procs[exposed.pid]["state"] == "exposed"
+    assert procs[exposed.pid]["exposed"][0]["fix"] == f"suture apply FILE --pid {exposed.pid}"
+    assert procs[other.pid]["state"] == "ok" and procs[other.pid]["dists"] == {PKG: "2.0"}
+    # Every other Python process on this machine has no agent in our runtime dir: listed,
+    # not inspected, and without effect on the exit code.
+    assert all(p["state"] == "unknown" for pid, p in procs.items()
+               if pid not in (exposed.pid, lazy.pid, other.pid))
+
+    for target in (exposed, lazy):
+        out = cli(rundir, "apply", str(fix), "--pid", str(target.pid))
+        assert out.returncode == 0, out.stdout + out.stderr
+    exposed.wait_for("new")
+
+    code, doc = report(rundir)
+    assert code == 0 and doc["exposed"] == []
+    mine = states(doc, fid)
+    assert mine[exposed.pid] == ("fixed", "")
+    assert mine[lazy.pid] == ("pending import",
+                              f"{PKG} not imported yet; patched when imported")
+    assert mine[other.pid][0] == "not affected"
+    out = cli(rundir, "status", "--pid", str(exposed.pid))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert re.search(rf"^ +{exposed.pid}  fixed$", out.stdout, re.M), out.stdout
+    assert out.stdout.splitlines()[-1].startswith("nothing exposed (1 process asked")
+
+
+def test_status_only_another_release_is_not_affected_and_exits_0(
+        dists: Dict[str, Path], rundir: str, state: Path,
+        start_target: Callable[..., Target]) -> None:
+    other = start_target(dists["2.0"])
+    assert cli(rundir, "install", str(dists["fix"])).returncode == 0
+    code, doc = report(rundir, "--pid", str(other.pid))
+    assert code == 0
+    assert states(doc, patch_id(dists["fix"])) == {
+        other.pid: ("not affected", f"runs {PKG} 2.0; the patch is for 1.0")}
+    assert [(p["pid"], p["state"]) for p in doc["processes"]] == [(other.pid, "ok")]
+
+
+def test_status_exits_1_when_a_process_cannot_be_asked_and_2_when_another_is_exposed(
+        dists: Dict[str, Path], rundir: str, state: Path,
+        start_target: Callable[..., Target]) -> None:
+    fine = start_target(dists["2.0"])
+    exposed = start_target(dists["1.0"])
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        assert cli(rundir, "install", str(dists["fix"])).returncode == 0
+        code, doc = report(rundir, "--pid", str(fine.pid), "--pid", str(sleeper.pid))
+        assert code == 1
+        procs = {p["pid"]: p for p in doc["processes"]}
+        assert procs[fine.pid]["state"] == "ok"
+        assert procs[sleeper.pid]["state"] == "error"
+        assert procs[sleeper.pid]["error"]["code"] == "SUT-E610"
+        out = cli(rundir, "status", "--pid", str(sleeper.pid))
+        assert out.returncode == 1
+        assert re.search(rf"^ +{sleeper.pid}  SUT-E610 PID {sleeper.pid} has no Suture agent",
+                         out.stdout, re.M), out.stdout
+
+        code, doc = report(rundir, "--pid", str(exposed.pid), "--pid", str(sleeper.pid))
+        assert code == 2    # exposure wins over "could not be asked"
+        assert [x["pid"] for x in doc["exposed"]] == [exposed.pid]
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_status_credits_a_cumulative_patch_that_replaced_an_installed_one(
+        dists: Dict[str, Path], rundir: str, state: Path,
+        start_target: Callable[..., Target]) -> None:
+    fix, cumulative = dists["fix"], dists["cumulative"]
+    for path in (fix, cumulative):
+        assert cli(rundir, "install", str(path)).returncode == 0
+    # Started after both were installed: its agent applies 1.0->1.1, then 1.0->1.2,
+    # which replaces it (same baseline) in one commit.
+    target = start_target(dists["1.0"])
+    target.wait_for("newer")
+    code, doc = report(rundir, "--pid", str(target.pid))
+    assert code == 0, doc
+    [proc] = doc["processes"]
+    assert [a["id"] for a in proc["applied"]] == [patch_id(cumulative)]
+    state_of_fix, why = states(doc, patch_id(fix))[target.pid]
+    assert state_of_fix == "fixed"
+    assert why.startswith(f"by cumulative patch {patch_id(cumulative)[:12]} ")
+    assert states(doc, patch_id(cumulative))[target.pid] == ("fixed", "")
+
+    # The older patch applied by hand replaces the cumulative one: 1.0->1.2's CVEs are
+    # open again, and the older one does not count as covering it.
+    out = cli(rundir, "apply", str(fix), "--pid", str(target.pid))
+    assert out.returncode == 0, out.stdout + out.stderr
+    target.wait_for("new")
+    code, doc = report(rundir, "--pid", str(target.pid))
+    assert code == 2
+    assert states(doc, patch_id(fix))[target.pid] == ("fixed", "")
+    assert states(doc, patch_id(cumulative))[target.pid][0] == "exposed"
+    assert doc["exposed"] == [{"pid": target.pid, "patch": patch_id(cumulative),
+                               "cves": ["CVE-2099-101", "CVE-2099-102"]}]
+
+
+def test_status_cannot_tell_who_needs_a_patch_built_from_directories(
+        versions: Dict[str, Path], rundir: str, state: Path,
+        start_target: Callable[..., Target]) -> None:
+    target = start_target(versions["v1"])
+    assert cli(rundir, "install", str(versions["patch"])).returncode == 0
+    code, doc = report(rundir, "--pid", str(target.pid))
+    assert code == 0
+    [(got, why)] = states(doc, str(versions["id"])).values()
+    assert got == "unknown" and "not built from a released version" in why
+    assert cli(rundir, "apply", str(versions["patch"]), "--pid", str(target.pid)).returncode == 0
+    code, doc = report(rundir, "--pid", str(target.pid))
+    assert code == 0 and states(doc, str(versions["id"])) == {target.pid: ("fixed", "")}

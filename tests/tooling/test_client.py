@@ -270,7 +270,7 @@ def test_missing_socket_says_the_process_has_no_agent(rundir: str) -> None:
     path = os.path.join(rundir, f"{ME}.sock")
     with pytest.raises(client.NoAgent, match=rf"^PID {ME} has no Suture agent \(no socket at "
                        rf"{re.escape(path)}\)\. Start it under `suture run`, call "
-                       r"suture\.agent\.start\(\), or attach\. \[SUT-E610\]$"):
+                       r"suture\.agent\.start\(\), or `suture attach PID`\. \[SUT-E610\]$"):
         client.call(ME, "hello", 1.0)
 
 
@@ -506,34 +506,54 @@ STATUS = {"patches": [{"id": "ab" * 32, "target": {"kind": "tree", "name": "shop
                       "patch": "ab" * 32}]}
 
 
+@pytest.fixture
+def empty_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    d = tmp_path / "state"
+    monkeypatch.setenv("SUTURE_STATE_DIR", str(d))
+    return d
+
+
 @pytest.mark.slow
-def test_cli_status_exit_2_when_a_module_is_pending_import(agent: FakeAgent, rundir: str) -> None:
+def test_cli_status_pending_import_is_protected_and_refused_at_import_is_exposed(
+        agent: FakeAgent, rundir: str, empty_store: Path) -> None:
     agent.serve(1000601, status=lambda r: ok(STATUS))
     out = cli("status", "--pid", "1000601", rundir=rundir)
-    assert out.returncode == 2, out.stderr
+    assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [
-        "PID 1000601: 1 patch",
-        "  abababababab  shop [CVE-2099-7]",
-        f"      {'shop.billing':<40} applied",
-        f"      {'shop.late':<40} pending import",
-        "  old code still running:",
-        f"      {'shop.billing.charge':<40} in worker (patch abababababab)",
+        "patch abababababab  shop  CVE-2099-7  (applied by hand, not installed)",
+        "  1000601  pending import  shop.late not imported yet; patched when imported",
+        "",
+        "old code still running (it finishes on the code it started with):",
+        f"  1000601  {'shop.billing.charge':<40} in worker (patch abababababab)",
+        "",
+        "nothing exposed (1 process asked, 0 could not be, 0 not inspected)",
     ]
+    refused = json.loads(json.dumps(STATUS))
+    refused["patches"][0]["modules"]["shop.late"] = "refused at import: not the baseline"
+    agent.handlers[1000601]["status"] = lambda r: ok(refused)
+    out = cli("status", "--pid", "1000601", rundir=rundir)
+    assert out.returncode == 2, out.stderr
+    assert re.search(r"^  1000601  exposed +shop\.late refused at import: not the baseline$",
+                     out.stdout, re.M), out.stdout
+    assert "  PID 1000601 (" in out.stdout and "): CVE-2099-7 (patch abababababab)" in out.stdout
 
 
 @pytest.mark.slow
 def test_cli_status_json_exit_0_when_all_applied_and_1_when_unreachable(
-        agent: FakeAgent, rundir: str) -> None:
+        agent: FakeAgent, rundir: str, empty_store: Path) -> None:
     done = json.loads(json.dumps(STATUS))
     done["patches"][0]["modules"]["shop.late"] = "applied"
     agent.serve(1000701, status=lambda r: ok(done))
     out = cli("status", "--pid", "1000701", "--json", rundir=rundir)
     assert out.returncode == 0, out.stderr
-    [row] = json.loads(out.stdout)["processes"]
-    assert row["outcome"] == "ok" and row["result"] == done
+    doc = json.loads(out.stdout)
+    [row] = doc["processes"]
+    assert (row["state"], row["applied"], row["active"]) == ("ok", done["patches"],
+                                                             done["active"])
+    assert (doc["exposed"], doc["exit_code"]) == ([], 0)
     out = cli("status", "--pid", "1000701", "--pid", str(2 ** 22 + 5), "--json", rundir=rundir)
     assert out.returncode == 1
-    assert [r["outcome"] for r in json.loads(out.stdout)["processes"]] == ["ok", "failed"]
+    assert [r["state"] for r in json.loads(out.stdout)["processes"]] == ["ok", "error"]
 
 
 @pytest.mark.slow
@@ -554,6 +574,6 @@ def test_cli_ps_json_lists_agents_patches_and_dists(
     assert (b["agent"], b["patches"], b["dists"]) == (False, [], {})
     assert b["python"] == "{}.{}".format(*sys.version_info[:2])
     out = cli("ps", rundir=rundir)
-    assert "call suture.agent.start() in them, or attach." in out.stdout
+    assert "call suture.agent.start() in them, or `suture attach PID`." in out.stdout
     assert re.search(rf"^ *{with_agent} .* yes +abababababab ", out.stdout, re.M), out.stdout
     assert re.search(r"^ +uses urllib3 1\.26\.17$", out.stdout, re.M), out.stdout

@@ -147,3 +147,14 @@ def test_cli_install_refuses_a_corrupt_file(state: Path, tmp_path: Path):
     f.write_bytes(b"hello")
     got = CliRunner().invoke(main, ["install", str(f), "--json"])
     assert got.exit_code == 1 and json.loads(got.output)["error"]["code"] == "SUT-E100"
+
+
+def test_cli_status_exits_1_when_the_store_cannot_be_read(state: Path, tmp_path: Path):
+    store.install(make_patch(tmp_path))
+    os.chmod(state, 0o770)
+    try:
+        got = CliRunner().invoke(main, ["status", "--json"])
+    finally:
+        os.chmod(state, 0o700)
+    assert got.exit_code == 1
+    assert json.loads(got.output)["error"]["code"] == "SUT-E620"

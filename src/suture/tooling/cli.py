@@ -34,10 +34,55 @@ def _render_changes(rows: List[Dict[str, str]]) -> None:
             click.echo(f"  {'':<16} {'':<28} \u2514 {r['reason']}")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+EX_USAGE = 64      # sysexits.h: bad command line (click's own default, 2, means "refused")
+EX_INTERRUPTED = 130
+
+
+class _Suture(click.Group):
+    """The `suture` group: click's standalone mode, with our exit codes.
+
+    Usage errors exit 64, not click's 2 (2 means "refused"/"exposed" here); --help and
+    --version 0; Ctrl-C 130; `suture` alone prints the help and exits 64 on every click
+    version. Commands set their own codes with sys.exit(), which passes through.
+    """
+
+    def main(self, args: Optional[Sequence[str]] = None, prog_name: Optional[str] = None,
+             complete_var: Optional[str] = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, False, **extra)
+        except click.UsageError as exc:
+            exc.show()
+            sys.exit(EX_USAGE)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort as exc:
+            if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
+                sys.exit(EX_INTERRUPTED)
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo(err=True)
+            sys.exit(EX_INTERRUPTED)
+        sys.exit(rv if isinstance(rv, int) else 0)   # --help, --version: Exit(0)
+
+    def parse_args(self, ctx: click.Context, args: List[str]) -> List[str]:
+        if not args and not ctx.resilient_parsing:
+            click.echo(ctx.get_help(), err=True)
+            ctx.exit(EX_USAGE)
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_Suture, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="suture")
 def main() -> None:
-    """Suture: hotpatch running Python processes, with no restart."""
+    """Suture: hotpatch running Python processes, with no restart.
+
+    Exit codes of every command: docs/errors.md. A usage error exits 64.
+    """
 
 
 @main.command()
@@ -277,43 +322,97 @@ def revert(patch_id: str, pids: Sequence[int], select_all: bool, as_json: bool) 
 
 @main.command()
 @_PID_OPT
-@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def status(pids: Sequence[int], as_json: bool) -> None:
-    """Applied patches and old code still running, per process with an agent.
+    """What is applied where, and which processes are still exposed.
 
-    Default: every visible process whose agent answers. Exit codes: 0 nothing needs
-    attention; 2 some patch has a module pending import or refused at import; 1 a process
-    could not be asked. Whether a process is exposed to a known, not yet applied patch
-    needs the local patch store, which this command does not consult yet.
+    Compares every process with an agent (default: every visible one) with the patches
+    installed on this host (`suture install`, the store of the user running this). Per
+    patch and process: fixed, pending import (patched when imported), exposed (it runs
+    the patch's baseline release without the patch, or a module was refused at import),
+    not affected (another version, or not installed). Python processes without an agent
+    are listed as not inspected and do not change the exit code: what they loaded cannot
+    be told. With --pid, a process without an agent is an error.
+
+    Exit codes: 2 some process is exposed (even if another could not be asked); 1 a
+    process could not be asked, or the store cannot be read; 0 otherwise.
     """
     from . import fleet
 
-    targets = list(dict.fromkeys(pids)) if pids else fleet.agent_pids()
-    rows = fleet.status(targets)
+    try:
+        report = fleet.status(pids)
+    except SutureError as exc:
+        _fail(exc, as_json)
     if as_json:
-        _emit_json({"processes": [r.to_dict() for r in rows]})
-        sys.exit(fleet.status_exit_code(rows))
-    if not rows:
-        click.echo("no Python process with an agent answered (see `suture ps`)")
-    for r in rows:
-        if r.outcome == "failed":
-            click.echo(f"PID {r.pid}: failed {r.code}: {r.reason}")
-            continue
-        patches = r.result.get("patches", [])
-        click.echo(f"PID {r.pid}: {len(patches)} patch{'es' if len(patches) != 1 else ''}")
-        for p in patches:
-            cves = f" [{', '.join(p['cves'])}]" if p.get("cves") else ""
-            click.echo(f"  {str(p.get('id', '?'))[:12]}  {p.get('describe', '')}{cves}")
-            for m, s in sorted((p.get("modules") or {}).items()):
-                click.echo(f"      {m:<40} {s}")
-        active = r.result.get("active", [])
-        if active:
-            click.echo("  old code still running:")
-            for a in active:
-                where = a.get("thread") or a.get("where", "?")
-                click.echo(f"      {a.get('qualname', '?'):<40} in {where} "
-                           f"(patch {str(a.get('patch', '?'))[:12]})")
-    sys.exit(fleet.status_exit_code(rows))
+        _emit_json(report)
+    else:
+        _render_status(report)
+    sys.exit(report["exit_code"])
+
+
+def _one_line(text: str, width: int) -> str:
+    return " ".join(text.split())[:width]
+
+
+_NO_FILE_HINT = ("FILE: the patch file with that id (`suture list` shows the installed ones).\n"
+                 "Installed patches are applied automatically only when an agent starts;\n"
+                 "processes already running need `suture apply`.")
+
+
+def _render_status(report: Dict[str, Any]) -> None:
+    procs = {p["pid"]: p for p in report["processes"]}
+    asked = [p for p in report["processes"] if p["state"] in ("ok", "exposed")]
+    if not report["patches"]:
+        click.echo(f"no patch installed ({report['store']}) and none applied in the "
+                   f"{len(asked)} process{'es' if len(asked) != 1 else ''} asked")
+    for entry in report["patches"]:
+        t = entry["target"]
+        what = (f"{t.get('name')} {t.get('from_version')}\u2192{t.get('to_version')}"
+                if t.get("kind") == "distribution" else str(t.get("name", "?")))
+        cves = ", ".join(entry["cves"]) or "no CVE"
+        extra = "" if entry["installed"] else "  (applied by hand, not installed)"
+        click.echo(f"patch {entry['id'][:12]}  {what}  {cves}{extra}")
+        if not entry["processes"]:
+            click.echo("  no process with an agent was asked")
+        for row in entry["processes"]:
+            click.echo(f"  {row['pid']:>7}  {row['state']:<15} {row['reason']}".rstrip())
+            if row["fix"]:
+                click.echo(f"  {'':>7}  {'':<15} fix: {row['fix']}")
+        click.echo()
+    active = [(p["pid"], a) for p in asked for a in p["active"]]
+    if active:
+        click.echo("old code still running (it finishes on the code it started with):")
+        for pid, a in active:
+            where = a.get("thread") or a.get("where", "?")
+            click.echo(f"  {pid:>7}  {a.get('qualname', '?'):<40} in {where} "
+                       f"(patch {str(a.get('patch', '?'))[:12]})")
+        click.echo()
+    failed = [p for p in report["processes"] if p["state"] == "error"]
+    if failed:
+        click.echo("could not be asked:")
+        for p in failed:
+            code = (p["error"] or {}).get("code") or ""
+            click.echo(f"  {p['pid']:>7}  {code} {p['reason']}")
+        click.echo()
+    unknown = [p for p in report["processes"] if p["state"] == "unknown"]
+    if unknown:
+        click.echo("not inspected (no agent; `suture attach PID`):")
+        for p in unknown:
+            click.echo(f"  {p['pid']:>7}  {_one_line(p['command'], 100)}")
+        click.echo()
+    if report["exposed"]:
+        pids = sorted({x["pid"] for x in report["exposed"]})
+        click.echo(f"EXPOSED: {len(pids)} process{'es' if len(pids) != 1 else ''}")
+        for x in report["exposed"]:
+            cves = ", ".join(x["cves"]) or "no CVE listed"
+            command = _one_line(procs[x["pid"]]["command"], 60) or "?"
+            click.echo(f"  PID {x['pid']} ({command}): {cves} (patch {x['patch'][:12]})")
+        if any((e["fix"] or "").startswith("suture apply FILE") for p in report["processes"]
+               for e in p["exposed"]):
+            click.echo(_NO_FILE_HINT)
+    else:
+        click.echo(f"nothing exposed ({len(asked)} process{'es' if len(asked) != 1 else ''} "
+                   f"asked, {len(failed)} could not be, {len(unknown)} not inspected)")
 
 
 @main.command()

@@ -9,22 +9,29 @@ own row. A row is plain data (``Row.to_dict()`` is what ``--json`` prints). Outc
   an unknown patch id...), ``failed`` (no answer, rolled back, internal error).
 * revert: ``reverted``, ``skipped`` (``--all``: the patch is not applied there),
   ``refused``, ``failed``.
+
+``status`` is not one row per process but one report: every process against the patches
+of the local store (see the comment above it).
 """
 
 from __future__ import annotations
 
 import base64
+import os
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from packaging.version import InvalidVersion, Version
+
+from ..runtime import store
 from ..runtime.errors import (PatchFormatError, RefusedError, RevertOrderError, SutureError,
                               UnknownPatch)
-from ..runtime.patchfile import Patch
+from ..runtime.patchfile import Patch, load
 from . import client
 
-__all__ = ["Row", "apply", "revert", "status", "ps", "agent_pids", "exit_code",
-           "OK_OUTCOMES", "STATUS_TIMEOUT"]
+__all__ = ["Row", "apply", "revert", "status", "status_exit_code", "ps", "agent_pids",
+           "exit_code", "OK_OUTCOMES", "PATCH_STATES", "PROCESS_STATES", "STATUS_TIMEOUT"]
 
 OK_OUTCOMES = ("applied", "already fixed", "already applied", "pending import", "skipped",
                "reverted", "ok")
@@ -156,28 +163,190 @@ def _summary(result: Dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def status(pids: Sequence[int], *, runtime_dir: Optional[str] = None,
-           progress: Optional[Progress] = None) -> List[Row]:
-    """Each process's ``status()``; outcome ``ok``, or ``attention`` when a module of a
-    patch is pending import or was refused at import, or ``failed``."""
+# -- suture status: every process against the known patches ------------------------------
+#
+# Known patches are those of the local store (`suture install`). Per patch and process:
+#   fixed           the patch (or a cumulative patch covering it) is applied, no module refused
+#   pending import  applied, and a module it changes is not imported yet: patched on import
+#   exposed         the process has the patch's distribution at its baseline version and not
+#                   the patch; or a module of an applied patch was refused at import
+#   not affected    the distribution is not installed there, or at another version
+#   unknown         the patch is not for a released version, so need cannot be told
+# Per process: ok, exposed, error (could not be asked), unknown (no agent).
+
+PATCH_STATES = ("fixed", "pending import", "exposed", "not affected", "unknown")
+PROCESS_STATES = ("ok", "exposed", "error", "unknown")
+
+
+def status(pids: Sequence[int] = (), *, patches: Optional[Sequence[Patch]] = None,
+           runtime_dir: Optional[str] = None) -> Dict[str, Any]:
+    """What is applied where and which processes are still exposed: the report that
+    ``suture status --json`` prints (its shape: docs/live-processes.md).
+
+    ``patches`` are the known patches, by default the local store's. With ``pids`` only
+    those processes are asked, and one without an agent is an error. Without, every
+    visible Python process: those with an agent socket are asked, the others are listed
+    with state ``unknown`` (what they loaded cannot be told) and do not count as exposed.
+    Raises ``StoreError`` / ``PatchFormatError`` when the store cannot be read.
+    """
+    known = list(patches) if patches is not None else [load(d) for d in store.load_installed()]
+    seen = {p.pid: p for p in client.list_python_processes(check_agent=False,
+                                                           runtime_dir=runtime_dir)}
+    if pids:
+        asked, unseen = list(dict.fromkeys(pids)), []
+    else:
+        asked = [pid for pid in sorted(seen)
+                 if os.path.exists(client.socket_path(pid, runtime_dir))]
+        unseen = [pid for pid in sorted(seen) if pid not in asked]
+    names = sorted({p.target["name"] for p in known if _versioned(p)})
+
     def work(pid: int) -> Row:
-        result = client.call(pid, "status", STATUS_TIMEOUT, runtime_dir=runtime_dir)
-        waiting = [f"{p.get('id', '?')[:12]} {m}: {s}" for p in result.get("patches", [])
-                   for m, s in (p.get("modules") or {}).items()
-                   if s == "pending import" or str(s).startswith("refused")]
-        if waiting:
-            return Row(pid, "attention", reason="; ".join(waiting), result=result)
-        return Row(pid, "ok", result=result)
+        answer = client.call(pid, "status", STATUS_TIMEOUT, runtime_dir=runtime_dir)
+        found = (client.call(pid, "dists", STATUS_TIMEOUT, runtime_dir=runtime_dir,
+                             names=names) if names else {})
+        return Row(pid, "ok", result={"status": answer,
+                                      "dists": dict(found.get("dists") or {}),
+                                      "loaded": dict(found.get("loaded") or {})})
 
-    return _fan_out(pids, work, progress)
+    by_id: Dict[str, Dict[str, Any]] = {
+        p.id: {"id": p.id, "target": dict(p.target), "cves": list(p.meta.get("cves") or []),
+               "installed": True, "processes": []} for p in known}
+    processes: List[Dict[str, Any]] = []
+    for row in _fan_out(asked, work, None):
+        proc: Dict[str, Any] = {"pid": row.pid, "state": "ok", "command": _command(seen, row.pid),
+                "reason": "", "error": None, "applied": [], "active": [], "dists": {},
+                "exposed": []}
+        processes.append(proc)
+        if row.outcome != "ok":
+            proc.update(state="error", reason=row.reason, error=row.error)
+            continue
+        applied = [a for a in row.result["status"].get("patches") or []
+                   if isinstance(a, dict)]
+        proc.update(applied=applied, active=list(row.result["status"].get("active") or []),
+                    dists=row.result["dists"])
+        verdicts = [(by_id[p.id], _judge(p, row.pid, applied, row.result["dists"],
+                                         row.result["loaded"])) for p in known]
+        for a in applied:   # applied by hand, not installed: reported as they are
+            entry = by_id.get(str(a.get("id")))
+            if entry is None or not entry["installed"]:
+                entry = by_id.setdefault(str(a.get("id")), {
+                    "id": str(a.get("id")), "target": dict(a.get("target") or {}),
+                    "cves": list(a.get("cves") or []), "installed": False, "processes": []})
+                verdicts.append((entry, _applied_state(a, row.pid)))
+        for entry, (state, reason, fix) in verdicts:
+            entry["processes"].append({"pid": row.pid, "state": state, "reason": reason,
+                                       "fix": fix})
+            if state == "exposed":
+                proc["exposed"].append({"patch": entry["id"], "cves": entry["cves"],
+                                        "reason": reason, "fix": fix})
+        if proc["exposed"]:
+            proc["state"] = "exposed"
+    for pid in unseen:
+        processes.append({"pid": pid, "state": "unknown", "command": _command(seen, pid),
+                          "reason": f"not inspected: no agent (`suture attach {pid}`)",
+                          "error": None, "applied": [], "active": [], "dists": {},
+                          "exposed": []})
+    exposed = [{"pid": p["pid"], "patch": x["patch"], "cves": x["cves"]}
+               for p in processes for x in p["exposed"]]
+    return {"store": store.db_path(), "patches": list(by_id.values()),
+            "processes": processes, "exposed": exposed,
+            "exit_code": status_exit_code(processes)}
 
 
-def status_exit_code(rows: Sequence[Row]) -> int:
-    if any(r.outcome == "failed" for r in rows):
-        return 1
-    if any(r.outcome == "attention" for r in rows):
-        return 2
-    return 0
+def status_exit_code(processes: Sequence[Dict[str, Any]]) -> int:
+    """2 if any process is exposed, else 1 if any could not be asked, else 0.
+
+    Exposure wins over errors: it is a fact that needs action whatever the other
+    processes say. Processes without an agent (state ``unknown``) count for nothing.
+    """
+    states = {p["state"] for p in processes}
+    return 2 if "exposed" in states else 1 if "error" in states else 0
+
+
+def _command(seen: Dict[int, client.PythonProcess], pid: int) -> str:
+    return seen[pid].command if pid in seen else ""
+
+
+def _versioned(patch: Patch) -> bool:
+    """A patch built from two releases of a distribution (so its baseline has a version)."""
+    return patch.target.get("kind") == "distribution" and bool(patch.target.get("from_version"))
+
+
+def _version(text: Any) -> Any:
+    try:
+        return Version(str(text))
+    except InvalidVersion:
+        return None
+
+
+def _same_version(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return False
+    va, vb = _version(a), _version(b)
+    return va == vb if va is not None and vb is not None else str(a) == str(b)
+
+
+def _covers(applied: Dict[str, Any], patch: Patch) -> bool:
+    """Whether ``applied`` (a status() entry) is a cumulative patch that covers ``patch``.
+
+    The engine lets a patch replace an applied one built from the same baseline of the
+    same target (docs/engine.md, "Stacking and cumulative patches"), in either direction.
+    Only a replacement at least as new (to_version) that patches every module ``patch``
+    patches counts as having ``patch``'s fixes; an older one leaves the process exposed.
+    """
+    theirs, mine = applied.get("target") or {}, patch.target
+    if not (_versioned(patch) and theirs.get("kind") == "distribution"
+            and theirs.get("name") == mine["name"]
+            and _same_version(theirs.get("from_version"), mine["from_version"])):
+        return False
+    new, old = _version(theirs.get("to_version")), _version(mine.get("to_version"))
+    if new is None or old is None or new < old:
+        return False
+    return {m.name for m in patch.modules} <= set(applied.get("modules") or {})
+
+
+def _applied_state(applied: Dict[str, Any], pid: int) -> Tuple[str, str, Optional[str]]:
+    """(state, reason, fix) of one patch as applied in a process, from its module states."""
+    modules = applied.get("modules") or {}
+    refused = sorted(f"{m} {s}" for m, s in modules.items() if str(s).startswith("refused"))
+    if refused:
+        return ("exposed", "; ".join(refused),
+                f"restart PID {pid} on the fixed release (it imported code that is not the "
+                "patch's baseline)")
+    pending = sorted(m for m, s in modules.items() if s == "pending import")
+    if pending:
+        return ("pending import", f"{', '.join(pending)} not imported yet; patched when "
+                "imported", None)
+    return "fixed", "", None
+
+
+def _judge(patch: Patch, pid: int, applied: Sequence[Dict[str, Any]], dists: Dict[str, Any],
+           loaded: Dict[str, Any]) -> Tuple[str, str, Optional[str]]:
+    """(state, reason, fix) of the known ``patch`` in process ``pid``."""
+    exact = [a for a in applied if a.get("id") == patch.id]
+    if exact:
+        return _applied_state(exact[0], pid)
+    for a in applied:
+        if _covers(a, patch):
+            state, reason, fix = _applied_state(a, pid)
+            by = f"by cumulative patch {str(a.get('id'))[:12]} ({a.get('describe', '')})"
+            return state, by + (f"; {reason}" if reason else ""), fix
+    if not _versioned(patch):
+        return ("unknown", "not applied; the patch is not built from a released version, so "
+                "whether this process needs it cannot be told", None)
+    name, base = patch.target["name"], patch.target["from_version"]
+    version = dists.get(name)
+    if version is None:
+        return "not affected", f"{name} is not installed here", None
+    if not _same_version(version, base):
+        fixed = " (the fixed release)" if _same_version(version,
+                                                        patch.target.get("to_version")) else ""
+        return "not affected", f"runs {name} {version}{fixed}; the patch is for {base}", None
+    imported = loaded.get(name)
+    how = ("imported" if imported is True else "not imported yet" if imported is False
+           else "installed")
+    return ("exposed", f"runs {name} {version} ({how}) without this patch",
+            f"suture apply FILE --pid {pid}")
 
 
 def ps(*, dists: Sequence[str] = (), runtime_dir: Optional[str] = None) -> List[Dict[str, Any]]:
