@@ -90,6 +90,52 @@ def test_python_children_of_a_suture_run_program_get_their_own_agent(targets: Ta
     assert proc.wait(timeout=30) == 7
 
 
+MULTIPROCESSING = r'''
+import multiprocessing as mp, os, sys, time
+
+def child(q, stop):
+    q.put(os.getpid())
+    while not os.path.exists(stop):
+        time.sleep(0.01)
+
+if __name__ == "__main__":
+    stop = sys.argv[1]
+    procs = []
+    for method in ("spawn", "forkserver", "fork"):
+        ctx = mp.get_context(method)
+        q = ctx.Queue()
+        p = ctx.Process(target=child, args=(q, stop))
+        p.start()
+        print(method, q.get(timeout=60), flush=True)
+        procs.append(p)
+    for p in procs:
+        p.join()
+    print("done", [p.exitcode for p in procs], flush=True)
+'''
+
+
+def test_multiprocessing_children_get_an_agent_with_every_start_method(targets: Targets):
+    # spawn and forkserver start fresh interpreters (they inherit the environment);
+    # fork copies the parent (the agent's at-fork hook starts a new one).
+    app = targets.script(MULTIPROCESSING)
+    stop = targets.root / "stop"
+    proc = targets.start([sys.executable, "-m", "suture", "run", "--", sys.executable,
+                          str(app), str(stop)], targets.env())
+    targets.wait_agent(proc.pid, proc)
+    seen = {}
+    for _ in range(3):
+        method, pid = proc.stdout.readline().split()
+        seen[method] = int(pid)
+        targets.extra_pids.append(int(pid))
+    assert sorted(seen) == ["fork", "forkserver", "spawn"]
+    for method, pid in seen.items():
+        sock = targets.wait_agent(pid)
+        assert result(sock, "hello")["pid"] == pid, method
+    stop.touch()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and out == "done [0, 0, 0]\n" and err == "", (out, err)
+
+
 def test_suture_run_reports_a_missing_command_like_a_shell(targets: Targets):
     out = subprocess.run([sys.executable, "-m", "suture", "run", "no-such-command-xyz"],
                          env=targets.env(), capture_output=True, text=True, timeout=60)
@@ -138,7 +184,7 @@ def test_prepare_builds_once_and_holds_only_the_runtime(tmp_path: Path):
     b = _bootstrap.prepare(str(tmp_path / "boot"))
     assert a == b and os.listdir(tmp_path / "boot") == [os.path.basename(a)]
     top = sorted(os.listdir(a))
-    assert top == ["sitecustomize.py", "suture"]
+    assert top == ["attach.py", "sitecustomize.py", "suture"]
     assert sorted(os.listdir(os.path.join(a, "suture"))) == ["__init__.py", "runtime"]
     copied = {str(p.relative_to(Path(a) / "suture" / "runtime"))
               for p in (Path(a) / "suture" / "runtime").rglob("*.py")}

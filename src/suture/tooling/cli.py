@@ -259,7 +259,43 @@ def ps(dists: Sequence[str], as_json: bool) -> None:
         hint = hint or not r["agent"]
     if hint:
         click.echo("\nProcesses without an agent cannot be patched: start them under "
-                   "`suture run`, call suture.agent.start() in them, or attach.")
+                   "`suture run`, call suture.agent.start() in them, or `suture attach PID`.")
+
+
+@main.command()
+@click.argument("pids", type=int, nargs=-1, required=True, metavar="PID...")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+              metavar="SECONDS", help="Longest wait for each process to reach a safe point.")
+@click.option("--json", "as_json", is_flag=True, help="Print one row per process as JSON.")
+def attach(pids: Sequence[int], timeout: float, as_json: bool) -> None:
+    """Load the agent into running Python processes started without Suture.
+
+    Uses gdb (sys.remote_exec on Python 3.14) to run a tiny bootstrap at a safe
+    point, bounded by --timeout; acts with each target's own uid and gid. Exit
+    codes: 0 every process has an agent now, 1 some could not be attached
+    (the row says why; those processes run on unchanged).
+    """
+    from .attach import attach as do_attach
+
+    rows: List[Dict[str, Any]] = []
+    for pid in dict.fromkeys(pids):
+        try:
+            rows.append(do_attach(pid, timeout).to_dict())
+        except SutureError as exc:
+            rows.append({"pid": pid, "outcome": "failed", "error": exc.to_dict()})
+        if not as_json:
+            r = rows[-1]
+            if r["outcome"] == "failed":
+                click.echo(f"PID {pid}: not attached: {r['error']['message']} "
+                           f"[{r['error']['code']}]")
+            elif r["outcome"] == "already":
+                click.echo(f"PID {pid}: already has an agent ({r['socket']})")
+            else:
+                click.echo(f"PID {pid}: attached with {r['method']} in {r['seconds']:.2f} s, "
+                           f"Python {r['python']}; agent at {r['socket']}")
+    if as_json:
+        _emit_json({"processes": rows})
+    sys.exit(1 if any(r["outcome"] == "failed" for r in rows) else 0)
 
 
 @main.command()

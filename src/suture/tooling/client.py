@@ -240,7 +240,7 @@ def _no_agent(pid: int, path: str) -> NoAgent:
         return NoAgent(f"No process has PID {pid} (nothing at /proc/{pid}). Check the PID with "
                        "`suture ps`.", details={"pid": pid, "socket": path, "running": False})
     return NoAgent(f"PID {pid} has no Suture agent (no socket at {path}). Start it under "
-                   "`suture run`, call suture.agent.start(), or attach.",
+                   "`suture run`, call suture.agent.start(), or `suture attach PID`.",
                    details={"pid": pid, "socket": path, "running": True})
 
 

@@ -5,6 +5,7 @@ not installed, and must not see Suture's tooling or its dependencies there. So
 PYTHONPATH gets one directory holding only:
 
     sitecustomize.py      starts the agent, then chains to the user's sitecustomize
+    attach.py             what ``suture attach`` runs in the target (see that file)
     suture/__init__.py    the version, and nothing else
     suture/runtime/...    a copy of this runtime (stdlib only)
 
@@ -24,11 +25,11 @@ import hashlib
 import os
 import shutil
 import sys
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from .. import _agent
 
-__all__ = ["prepare"]
+__all__ = ["prepare", "bundle", "publish"]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _RUNTIME = os.path.dirname(_HERE)
@@ -63,36 +64,47 @@ def _version() -> str:
     return str(getattr(sys.modules.get("suture"), "__version__", "unknown"))
 
 
-def prepare(base: Optional[str] = None) -> str:
-    """Return a directory to put first on PYTHONPATH (built if missing). Stdlib only.
+def bundle() -> Tuple[str, Dict[str, bytes]]:
+    """(directory name, {relative path: content}) of the bootstrap directory.
 
-    ``base`` defaults to ``<runtime dir>/bootstrap``; raises ``AgentStartError``
-    if the runtime directory is unsafe (same rules as the agent's).
+    Read once, into memory, so that a process that has dropped to another user's
+    identity (``suture attach`` as root) can publish it without reading our files.
+    The name is ``<version>-<hash of everything>``.
     """
-    if base is None:
-        base = os.path.join(_agent.ensure_dir(_agent.socket_dir()), "bootstrap")
-    files = _runtime_files()
-    init = _PACKAGE_INIT.format(version=_version())
-    digest = hashlib.sha256(init.encode("utf-8"))
-    for rel, full in files:
+    init = _PACKAGE_INIT.format(version=_version()).encode("utf-8")
+    files: Dict[str, bytes] = {}
+    for rel, full in _runtime_files():
         with open(full, "rb") as f:
-            data = f.read()
+            files[os.path.join("suture", "runtime", rel)] = f.read()
+    files[os.path.join("suture", "__init__.py")] = init
+    for name in ("sitecustomize.py", "attach.py"):
+        with open(os.path.join(_HERE, name), "rb") as f:
+            files[name] = f.read()
+    digest = hashlib.sha256()
+    for rel in sorted(files):
+        data = files[rel]
         digest.update(rel.encode("utf-8") + b"\0" + str(len(data)).encode() + b"\0" + data)
-    target = os.path.join(base, f"{_version()}-{digest.hexdigest()[:16]}")
+    return f"{_version()}-{digest.hexdigest()[:16]}", files
+
+
+def publish(base: str, content: Tuple[str, Dict[str, bytes]]) -> str:
+    """Write ``content`` (from ``bundle()``) under ``base`` once; return its directory.
+
+    Atomic: written to a temporary name, then renamed. A directory that is already
+    there is used as is (same name, same content).
+    """
+    name, files = content
+    target = os.path.join(base, name)
     if os.path.isfile(os.path.join(target, "sitecustomize.py")):
         return target
     os.makedirs(base, mode=0o700, exist_ok=True)
     staging = os.path.join(base, f".tmp-{os.getpid()}-{os.urandom(4).hex()}")
     try:
-        pkg = os.path.join(staging, "suture")
-        for rel, full in files:
-            dest = os.path.join(pkg, "runtime", rel)
+        for rel, data in sorted(files.items()):
+            dest = os.path.join(staging, rel)
             os.makedirs(os.path.dirname(dest), exist_ok=True)
-            shutil.copyfile(full, dest)
-        with open(os.path.join(pkg, "__init__.py"), "w", encoding="utf-8") as f:
-            f.write(init)
-        shutil.copyfile(os.path.join(_HERE, "sitecustomize.py"),
-                        os.path.join(staging, "sitecustomize.py"))
+            with open(dest, "wb") as f:
+                f.write(data)
         try:
             os.rename(staging, target)
         except OSError:
@@ -102,3 +114,14 @@ def prepare(base: Optional[str] = None) -> str:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def prepare(base: Optional[str] = None) -> str:
+    """Return a directory to put first on PYTHONPATH (built if missing). Stdlib only.
+
+    ``base`` defaults to ``<runtime dir>/bootstrap``; raises ``AgentStartError``
+    if the runtime directory is unsafe (same rules as the agent's).
+    """
+    if base is None:
+        base = os.path.join(_agent.ensure_dir(_agent.socket_dir()), "bootstrap")
+    return publish(base, bundle())

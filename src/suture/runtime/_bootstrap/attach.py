@@ -1,0 +1,80 @@
+"""What ``suture attach`` runs inside the target (see docs/live-processes.md, "Attach").
+
+The injector (gdb, or ``sys.remote_exec`` on 3.14) runs only a two-line stub at a
+safe point; the stub starts a new thread that runs this file with ``runpy``, so
+nothing here runs inside the interrupted thread: imports wait for import locks
+like any thread's would, and a slow step delays nobody.
+
+Globals given by the stub: ``RESULT``, the path of a JSON file to write (the
+answer the injector waits for), and ``STUB``, a file to remove once read
+(``sys.remote_exec`` needs one; gdb does not). This file:
+
+1. refuses a Python older than 3.9 (the runtime's floor) with a clear answer;
+2. imports the runtime copy next to it (the directory goes on ``sys.path``
+   only while importing; ``suture.__path__`` keeps later lazy imports working),
+   unless the application already imported a Suture runtime, which is then used;
+3. starts the agent (a no-op if one runs) and writes ``RESULT`` atomically.
+
+It never raises: every failure becomes ``{"ok": false, ...}`` in ``RESULT``.
+"""
+
+import json
+import os
+import sys
+from typing import Any, Dict, Tuple
+
+
+def _write(path: str, answer: Dict[str, Any]) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(answer, f)
+    os.replace(tmp, path)
+
+
+def _load_runtime(here: str) -> Tuple[Any, str]:
+    if "suture.runtime._agent" in sys.modules:
+        return sys.modules["suture.runtime._agent"], "already imported"
+    added = here not in sys.path
+    if added:
+        sys.path.insert(0, here)
+    try:
+        from suture.runtime import _agent  # noqa: PLC0415
+    finally:
+        if added:
+            try:
+                sys.path.remove(here)
+            except ValueError:
+                pass
+    return _agent, os.path.dirname(os.path.dirname(os.path.abspath(_agent.__file__)))
+
+
+def _main(result: str, stub: str) -> None:
+    answer: Dict[str, Any] = {"ok": False, "pid": os.getpid(), "python": ".".join(map(str, sys.version_info[:3]))}
+    try:
+        if stub:
+            try:
+                os.unlink(stub)
+            except OSError:
+                pass
+        if sys.version_info < (3, 9):
+            answer["error"] = f"Python {answer['python']} is older than 3.9, the oldest Suture supports"
+            answer["type"] = "UnsupportedPython"
+            return
+        here = os.path.dirname(os.path.abspath(__file__))
+        agent, origin = _load_runtime(here)
+        answer["runtime"] = origin
+        answer["socket"] = agent.start()
+        answer["ok"] = True
+    except BaseException as exc:  # noqa: BLE001 - the application must never see this
+        answer["error"] = f"{type(exc).__name__}: {exc}"
+        answer["type"] = type(exc).__name__
+        answer["code"] = getattr(exc, "code", None)
+    finally:
+        try:
+            _write(result, answer)
+        except BaseException:  # noqa: BLE001 - nobody to tell; the injector times out
+            pass
+
+
+_main(globals().get("RESULT", ""), globals().get("STUB", ""))

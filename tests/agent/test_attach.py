@@ -1,0 +1,354 @@
+"""``suture attach`` against real processes started without Suture.
+
+Each target runs in a foreign environment (Suture not importable), does real
+work whose result it checks itself, and must finish exactly as it would have
+without the attach: same output, exit 0, nothing on stderr. The targets cover
+the states the issue names: busy in a pure-Python loop, blocked in
+``time.sleep``, in socket I/O, in a lock wait, many threads, and inside long C
+calls (where attach must time out without harm, or get in through another
+thread's safe point).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
+
+import pytest
+
+from agentutil import Targets, result, wait_for
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or shutil.which("gdb") is None,
+    reason="attach before Python 3.14 needs Linux and gdb")
+
+
+def foreign_env(targets: Targets, *paths: str) -> Dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "SUTURE_AGENT", "PYTHONSTARTUP", "PYTHONWARNINGS")}
+    env.update(PYTHONDONTWRITEBYTECODE="1", SUTURE_RUNTIME_DIR=str(targets.rundir),
+               SUTURE_STATE_DIR=str(targets.root / "state"))
+    if paths:
+        env["PYTHONPATH"] = os.pathsep.join(paths)
+    return env
+
+
+def start(targets: Targets, code: str, *paths: str, python: str = sys.executable):
+    """Start a target; return (proc, first line it printed), the line after 'ready'."""
+    script = targets.script(code)
+    proc = targets.start([python, str(script)], foreign_env(targets, *paths))
+    line = proc.stdout.readline()
+    if not line.startswith("ready"):
+        out, err = proc.communicate(timeout=10)
+        pytest.fail(f"target did not start: {line}{out}\n{err}")
+    return proc, line.split()[1:]
+
+
+def attach(pid: int, *args: str, env: Dict[str, str] = None) -> Tuple[int, Dict[str, Any]]:
+    out = subprocess.run([sys.executable, "-m", "suture", "attach", str(pid), "--json", *args],
+                         capture_output=True, text=True, timeout=120,
+                         env=env if env is not None else dict(os.environ))
+    assert out.stdout, out.stderr
+    rows = json.loads(out.stdout)["processes"]
+    assert len(rows) == 1
+    return out.returncode, rows[0]
+
+
+def finish(proc: subprocess.Popen, timeout: float = 60) -> List[str]:
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0 and err == "", (proc.returncode, out, err)
+    return out.splitlines()
+
+
+def hello(targets: Targets, pid: int) -> Dict[str, Any]:
+    info = result(targets.sock(pid), "hello")
+    assert info["pid"] == pid
+    return info  # type: ignore[no-any-return]
+
+
+def test_busy_pure_python_loop(targets: Targets):
+    stop = targets.root / "stop"
+    proc, _ = start(targets, f"""
+        import os
+        print("ready", flush=True)
+        n = total = 0
+        while True:
+            total += n
+            n += 1
+            if n % 100000 == 0 and os.path.exists({str(stop)!r}):
+                break
+        print(n, total, total == n * (n - 1) // 2)
+    """)
+    rc, row = attach(proc.pid)
+    assert rc == 0 and row["outcome"] == "attached" and row["method"] == "gdb", row
+    assert row["details"]["where"] == "PyErr_CheckSignals" and not row["details"]["woke"]
+    info = hello(targets, proc.pid)
+    assert info["python"] == ".".join(map(str, sys.version_info[:3]))
+    stop.touch()
+    assert finish(proc)[0].endswith(" True")
+
+
+def test_main_thread_asleep_is_woken_and_sleeps_its_full_time(targets: Targets):
+    proc, _ = start(targets, """
+        import time
+        print("ready", flush=True)
+        t0 = time.monotonic()
+        time.sleep(4)
+        print(round(time.monotonic() - t0, 3))
+    """)
+    t0 = time.monotonic()
+    rc, row = attach(proc.pid)
+    assert rc == 0 and row["outcome"] == "attached", row
+    assert row["details"]["woke"] is True and row["details"]["where"] == "PyErr_CheckSignals"
+    assert time.monotonic() - t0 < 3.5   # did not wait for the sleep to end
+    hello(targets, proc.pid)
+    assert float(finish(proc)[0]) >= 4.0  # the sleep was not shortened
+
+
+def test_blocked_in_accept_and_in_a_lock_wait(targets: Targets):
+    # Main thread in Event.wait() (a lock wait), a second thread in accept(): no thread
+    # runs Python until a client comes. Attach must get in, and the server must still work.
+    proc, (port,) = start(targets, """
+        import socket, threading
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        done = threading.Event()
+        got = []
+        def serve():
+            conn, _ = srv.accept()
+            data = conn.recv(100)
+            conn.sendall(data.upper())
+            conn.close()
+            got.append(data)
+            done.set()
+        threading.Thread(target=serve).start()
+        print("ready", srv.getsockname()[1], flush=True)
+        done.wait()
+        print("served", got[0].decode())
+    """)
+    rc, row = attach(proc.pid)
+    assert rc == 0 and row["outcome"] == "attached", row
+    hello(targets, proc.pid)
+    with socket.create_connection(("127.0.0.1", int(port)), timeout=10) as c:
+        c.sendall(b"ping")
+        assert c.recv(100) == b"PING"
+    assert finish(proc) == ["served ping"]
+
+
+def test_many_threads(targets: Targets):
+    stop = targets.root / "stop"
+    proc, _ = start(targets, f"""
+        import os, threading, time
+        counts = [0] * 16
+        gate = threading.Event()
+        def work(i):
+            while not os.path.exists({str(stop)!r}):
+                counts[i] += 1
+                if i % 4 == 1:
+                    time.sleep(0.001)
+                elif i % 4 == 2:
+                    gate.wait(0.05)
+                else:
+                    sum(range(1000))
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(16)]
+        for t in threads:
+            t.start()
+        print("ready", flush=True)
+        for t in threads:
+            t.join()
+        print(all(c > 0 for c in counts), threading.active_count())
+    """)
+    rc, row = attach(proc.pid)
+    assert rc == 0 and row["outcome"] == "attached", row
+    hello(targets, proc.pid)
+    stop.touch()
+    # all workers ran and ended; left: the main thread and the agent's
+    assert finish(proc) == ["True 2"]
+
+
+@pytest.mark.parametrize("kind", ["foreign-sleep", "cpu"])
+def test_long_c_call_times_out_without_harm_then_attach_succeeds(targets: Targets, kind: str):
+    # The main thread is inside one long C call and no other thread runs Python: there is
+    # no safe point. Attach must give up within its timeout and change nothing; the call
+    # completes with its normal result; a later attach (the program back in Python) works.
+    call = {
+        # libc's sleep through ctypes: a syscall Suture must not interrupt (not CPython's)
+        "foreign-sleep": "import ctypes\nr = ctypes.CDLL(None).sleep(3)\nok = r == 0",
+        # one C call that holds the GIL for ~3 s: no eval-breaker check inside
+        "cpu": ("import time\nt = time.perf_counter(); sum(range(10**6)); "
+                "dt = time.perf_counter() - t\nn = int(10**6 * 3 / dt)\n"
+                "ok = sum(range(n)) == n * (n - 1) // 2"),
+    }[kind]
+    proc, _ = start(targets, "print('ready', flush=True)\n" + call + """
+print(ok, flush=True)
+import time
+time.sleep(5)
+print("end")
+""")
+    t0 = time.monotonic()
+    rc, row = attach(proc.pid, "--timeout", "1")
+    took = time.monotonic() - t0
+    assert rc == 1 and row["outcome"] == "failed", row
+    assert row["error"]["code"] == "SUT-E634", row
+    assert took < 10, took
+    assert not os.path.exists(targets.sock(proc.pid))
+    assert proc.stdout.readline() == "True\n"   # the C call finished, undisturbed
+    rc, row = attach(proc.pid)
+    assert rc == 0 and row["outcome"] == "attached", row
+    hello(targets, proc.pid)
+    assert finish(proc) == ["end"]
+
+
+def test_c_call_in_main_thread_other_thread_gives_the_safe_point(targets: Targets):
+    proc, _ = start(targets, """
+        import ctypes, threading, time
+        stop = []
+        def tick():
+            while not stop:
+                time.sleep(0.01)
+        t = threading.Thread(target=tick)
+        t.start()
+        print("ready", flush=True)
+        r = ctypes.CDLL(None).sleep(3)
+        stop.append(1)
+        t.join()
+        print(r)
+    """)
+    rc, row = attach(proc.pid)
+    assert rc == 0 and row["outcome"] == "attached", row
+    assert row["details"]["where"] == "PyEval_SaveThread"
+    assert row["seconds"] < 2.5   # did not wait for the main thread's C call
+    hello(targets, proc.pid)
+    assert finish(proc) == ["0"]
+
+
+def test_attached_process_takes_a_patch(targets: Targets, tmp_path: Path):
+    from test_agent import patch_b64
+
+    b64 = patch_b64(tmp_path)
+    stop = targets.root / "stop"
+    proc, _ = start(targets, f"""
+        import os, time
+        from tiny import calc
+        print("ready", flush=True)
+        while calc.value() == 1:
+            time.sleep(0.01)
+        print("now", calc.value(), flush=True)
+        while not os.path.exists({str(stop)!r}):  # stay up: the agent still has to answer
+            time.sleep(0.01)
+    """, str(tmp_path / "v1"))
+    rc, row = attach(proc.pid)
+    assert rc == 0, row
+    applied = result(targets.sock(proc.pid), "apply", patch=b64)
+    assert applied["modules"] == {"tiny.calc": "applied"}, applied
+    assert proc.stdout.readline() == "now 2\n"
+    stop.touch()
+    assert finish(proc) == []
+
+
+def test_second_attach_says_already(targets: Targets):
+    proc, _ = start(targets, "import time\nprint('ready', flush=True)\ntime.sleep(30)\n")
+    assert attach(proc.pid)[1]["outcome"] == "attached"
+    rc, row = attach(proc.pid)
+    assert rc == 0 and row["outcome"] == "already", row
+
+
+def test_refuses_what_is_not_python(targets: Targets):
+    proc = targets.start(["sleep", "30"], dict(os.environ))
+    rc, row = attach(proc.pid)
+    assert rc == 1 and row["error"]["code"] == "SUT-E633", row
+    assert "does not look like Python" in row["error"]["message"]
+    assert proc.poll() is None
+
+
+def test_says_so_when_gdb_is_missing(targets: Targets):
+    proc, _ = start(targets, "import time\nprint('ready', flush=True)\ntime.sleep(2)\n"
+                             "print('end')\n")
+    rc, row = attach(proc.pid, env=dict(os.environ, PATH="/nonexistent"))
+    assert rc == 1 and row["error"]["code"] == "SUT-E632", row
+    assert "gdb is not installed" in row["error"]["message"]
+    assert finish(proc) == ["end"]
+
+
+def test_no_such_process():
+    rc, row = attach(2 ** 22 + 12345)
+    assert rc == 1 and row["error"]["code"] == "SUT-E630"
+    assert "no process has PID" in row["error"]["message"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to have a second uid")
+def test_non_root_caller_may_not_attach_to_roots_process(targets: Targets):
+    from suture.tooling.attach import AttachRefused, attach as do_attach
+
+    proc, _ = start(targets, "import time\nprint('ready', flush=True)\ntime.sleep(30)\n")
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - child
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            try:
+                do_attach(proc.pid, 2)
+                msg = "attached?!"
+            except AttachRefused as exc:
+                msg = f"{exc.code} {exc.message}"
+            except BaseException as exc:  # noqa: BLE001
+                msg = f"other {type(exc).__name__}: {exc}"
+            os.write(w, msg.encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as f:
+        msg = f.read()
+    os.waitpid(child, 0)
+    assert msg.startswith("SUT-E631 ") and "belongs to uid 0 (root)" in msg, msg
+    assert not os.path.exists(targets.sock(proc.pid))
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/usr/bin/python3"),
+                    reason="needs root and a system Python another uid can run")
+def test_root_acts_as_the_targets_user(targets: Targets):
+    # The system Python (a stripped, statically linked build: only exported symbols),
+    # run as uid 65534. Everything attach creates must belong to that uid.
+    base = Path(tempfile.mkdtemp(prefix="suture-attach-"))
+    try:
+        base.chmod(0o755)
+        run = base / "run"
+        run.mkdir(mode=0o700)
+        os.chown(run, 65534, 65534)
+        script = base / "app.py"
+        script.write_text("import time\nprint('ready', flush=True)\nt0 = time.monotonic()\n"
+                          "time.sleep(3)\nprint(time.monotonic() - t0 >= 3)\n", encoding="utf-8")
+        script.chmod(0o644)
+        env = {"PATH": "/usr/bin:/bin", "SUTURE_RUNTIME_DIR": str(run), "LANG": "C.UTF-8"}
+        proc = subprocess.Popen(["/usr/bin/python3", str(script)], env=env, cwd=str(base),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                user=65534, group=65534, extra_groups=[])
+        targets.procs.append(proc)
+        assert proc.stdout.readline() == "ready\n"
+        rc, row = attach(proc.pid)
+        assert rc == 0 and row["outcome"] == "attached", row
+        sock = run / f"{proc.pid}.sock"
+        assert row["socket"] == str(sock)
+        made = [sock, *run.rglob("*")]
+        assert made and all(os.lstat(p).st_uid == 65534 for p in made), \
+            [(str(p), os.lstat(p).st_uid) for p in made]
+        assert not list(run.glob("attach-*"))     # the answer file was removed
+        assert stat.S_IMODE(os.lstat(sock).st_mode) == 0o600
+        info = result(str(sock), "hello")          # root may talk to it
+        assert info["pid"] == proc.pid
+        out, err = proc.communicate(timeout=30)
+        assert (proc.returncode, out, err) == (0, "True\n", ""), (out, err)
+        assert not list(base.glob("*.json")) and sorted(os.listdir(base)) == ["app.py", "run"]
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
