@@ -237,7 +237,8 @@ def _as_user(identity: _Identity, work: Callable[[], _T]) -> _T:
     return answer["value"]  # type: ignore[no-any-return]
 
 
-def _user_env(identity: _Identity) -> Dict[str, str]:
+def _gdb_env() -> Dict[str, str]:
+    """gdb's whole environment: ours would leak to the target's user and steer gdb."""
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
             "HOME": "/", "TERM": "dumb"}
 
@@ -283,7 +284,7 @@ def _gdb(pid: int, identity: _Identity, stub: str, timeout: float) -> Dict[str, 
     here = os.path.dirname(os.path.abspath(__file__))
     with open(os.path.join(here, "_gdb_inject.py"), encoding="utf-8") as f:
         script = f.read()
-    env = dict(_user_env(identity), SUTURE_GDB_SCRIPT=script, SUTURE_PID=str(pid),
+    env = dict(_gdb_env(), SUTURE_GDB_SCRIPT=script, SUTURE_PID=str(pid),
                SUTURE_STUB=stub, SUTURE_TIMEOUT=f"{timeout:g}",
                SUTURE_HEX=f"{SUPPORTED[0]}:{SUPPORTED[1]}")
     kwargs: Dict[str, Any] = {}
@@ -396,8 +397,8 @@ def attach(pid: int, timeout: float = DEFAULT_TIMEOUT, *,
     content = _bootstrap.bundle()
     nonce = os.urandom(6).hex()
     result_name = f"attach-{pid}-{nonce}.json"
-    use_remote = (sys.version_info >= (3, 14) and hasattr(sys, "remote_exec")
-                  and version not in ("unknown",) and tuple(map(int, version.split("."))) >= (3, 14))
+    use_remote = (hasattr(sys, "remote_exec") and version != "unknown"
+                  and tuple(map(int, version.split(".")[:2])) >= (3, 14))
     stub_name = f"attach-{pid}-{nonce}.py" if use_remote else ""
 
     def publish() -> str:
