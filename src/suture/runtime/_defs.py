@@ -313,6 +313,99 @@ def _class_kind(cls: ast.ClassDef) -> str:
     return "plain"
 
 
+_TYPING = ("typing", "typing_extensions")
+_ATTRS = ("attr", "attrs")
+# Annotations that decide whether a name is a field at all, or how it is passed.
+_FIELD_MARKERS = ("ClassVar", "InitVar", "KW_ONLY", "Required", "NotRequired", "ReadOnly")
+
+
+def _origin(expr: ast.expr, imports: Dict[str, str]) -> str:
+    """'module.name' for a Name/Attribute bound by a plain import, else ''."""
+    if isinstance(expr, ast.Call):
+        expr = expr.func
+    if isinstance(expr, ast.Name):
+        src = imports.get(expr.id, "")
+        if src.startswith("from ") and src.endswith(f" import {expr.id}"):
+            return f"{src[5:].split(' import ')[0]}.{expr.id}"
+        return ""
+    if isinstance(expr, ast.Attribute) and isinstance(expr.value, ast.Name):
+        src = imports.get(expr.value.id, "")
+        return f"{src[7:]}.{expr.attr}" if src.startswith("import ") else ""
+    return ""
+
+
+def _annotations_are_metadata(cls: ast.ClassDef, imports: Dict[str, str]) -> bool:
+    """Is every field-making decorator/base of ``cls`` one that only records annotations?
+
+    The standard library's dataclasses, typing's NamedTuple/TypedDict and attrs never act
+    on an annotation's value (beyond the markers in ``_FIELD_MARKERS``); other field
+    libraries (pydantic's dataclasses, for one) validate by it, so they do not count.
+    """
+    known = {"dataclasses.dataclass"} | {f"{m}.{n}" for m in _TYPING
+                                         for n in ("NamedTuple", "TypedDict")} \
+        | {f"{m}.{n}" for m in _ATTRS for n in _FIELD_DECORATORS}
+    def last(e: ast.expr) -> str:
+        e = e.func if isinstance(e, ast.Call) else e
+        return e.attr if isinstance(e, ast.Attribute) else e.id if isinstance(e, ast.Name) else ""
+
+    makers = [d for d in cls.decorator_list if last(d) in _FIELD_DECORATORS]
+    makers += [b for b in cls.bases if last(b) in _FIELD_BASES]
+    return bool(makers) and all(_origin(m, imports) in known for m in makers)
+
+
+def _mentions(expr: Optional[ast.expr], words: Tuple[str, ...]) -> bool:
+    for n in ast.walk(expr) if expr is not None else ():
+        if isinstance(n, ast.Name) and n.id in words:
+            return True
+        if isinstance(n, ast.Attribute) and n.attr in words:
+            return True
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) \
+                and any(w in n.value for w in words):
+            return True
+    return False
+
+
+def _annotation_only(old: ast.stmt, new: ast.stmt) -> bool:
+    """Same field, same default, only the annotation differs (and no field marker)."""
+    return (isinstance(old, ast.AnnAssign) and isinstance(new, ast.AnnAssign)
+            and dump(old.target) == dump(new.target) and old.simple == new.simple
+            and dumps([old.value] if old.value else []) == dumps([new.value] if new.value else [])
+            and not _mentions(old.annotation, _FIELD_MARKERS)
+            and not _mentions(new.annotation, _FIELD_MARKERS))
+
+
+def _field_order(cls: ast.ClassDef) -> List[str]:
+    return [n for st in cls.body if stmt_category(st) in ("assign", "annotation")
+            for n in bound_names(st)]
+
+
+def _never_runs(stmt: ast.stmt, imports: Dict[str, str], body: List[ast.stmt]) -> str:
+    """Why a module-level statement does nothing when the module is imported ('' if it may).
+
+    ``if TYPE_CHECKING:`` (typing's constant, never rebound in the module) and
+    ``if __name__ == "__main__":`` (a module Suture patches is imported by its name),
+    both without ``else``.
+    """
+    if not isinstance(stmt, ast.If) or stmt.orelse:
+        return ""
+    test = stmt.test
+    if isinstance(test, ast.Name) and test.id == "TYPE_CHECKING":
+        bindings = [st for st in body if "TYPE_CHECKING" in bound_names(st)]
+        if (imports.get("TYPE_CHECKING") in {f"from {m} import TYPE_CHECKING" for m in _TYPING}
+                and len(bindings) == 1):
+            return "TYPE_CHECKING is False at run time: the block never ran and never will"
+    if isinstance(test, ast.Attribute) and _origin(test, imports) in {
+            f"{m}.TYPE_CHECKING" for m in _TYPING}:
+        return "TYPE_CHECKING is False at run time: the block never ran and never will"
+    if isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq):
+        sides = {dump(test.left), dump(test.comparators[0])}
+        if sides == {dump(ast.Name(id="__name__", ctx=ast.Load())),
+                     dump(ast.Constant(value="__main__"))}:
+            return ("a module imported under its own name never has __name__ == '__main__'; "
+                    "a module run as a script is not one Suture patches")
+    return ""
+
+
 def _import_map(body: List[ast.stmt]) -> Dict[str, str]:
     """Name bound by each top-level import -> where it comes from."""
     out: Dict[str, str] = {}
@@ -451,6 +544,12 @@ class _Differ:
                 continue
             if before is not None and dump(before) == dump(stmt):
                 continue
+            inert = _never_runs(stmt, new_imports, self.new.body)
+            if inert and (before is None or _never_runs(before, old_imports, self.old.body)):
+                self.add("added code that never runs" if before is None else
+                         "changed code that never runs", "<module>", "live",
+                         f"`{_text(stmt)}`: {inert}")
+                continue
             if cat == "future":
                 if before is None:
                     self.add("added __future__ import", label, "restart",
@@ -484,6 +583,11 @@ class _Differ:
             names = bound_names(stmt)
             if cat == "import":
                 continue
+            inert = _never_runs(stmt, old_imports, self.old.body)
+            if inert:
+                self.add("removed code that never runs", "<module>", "live",
+                         f"`{_text(stmt)}`: {inert}")
+                continue
             if cat in ("def", "class"):
                 self.add(f"removed {'class' if cat == 'class' else 'function'}", names[0],
                          "caveat", "the name is unbound; references held elsewhere keep the "
@@ -497,8 +601,10 @@ class _Differ:
                 self.add("removed module statement", "<module>", "hook",
                          f"`{_text(stmt)}`: the effect of module-level code that ran at import "
                          "cannot be undone automatically; attach a hook")
-        new_bound = {n for s in self.new.body for n in bound_names(s)}
-        old_bound = {n for s in self.old.body for n in bound_names(s)}
+        new_bound = {n for s in self.new.body for n in bound_names(s)
+                     if not _never_runs(s, new_imports, self.new.body)}
+        old_bound = {n for s in self.old.body for n in bound_names(s)
+                     if not _never_runs(s, old_imports, self.old.body)}
         self.plan.delete = sorted(old_bound - new_bound)
         self._execd = execd
 
@@ -528,6 +634,16 @@ class _Differ:
                          "__bases__ is assigned in place; refused at apply if the instance "
                          "layouts are incompatible")
                 cp.new_bases = list(new.bases)
+        metadata = kind == "fields" and (
+            _annotations_are_metadata(old, _import_map(self.old.body))
+            and _annotations_are_metadata(new, _import_map(self.new.body)))
+        if kind == "fields":
+            before_order, after_order = _field_order(old), _field_order(new)
+            kept = set(before_order) & set(after_order)
+            if [n for n in before_order if n in kept] != [n for n in after_order if n in kept]:
+                self.add("reordered fields", q, "restart",
+                         "field order fixes the positional parameters of __init__ (and the "
+                         "items of a NamedTuple)")
         old_k, new_k = _keyed(old.body), _keyed(new.body)
         for key, stmt in new_k.items():
             before = old_k.get(key)
@@ -563,6 +679,12 @@ class _Differ:
             elif kind == "enum" and cat == "assign":
                 self.add("changed enum member", mq, "restart",
                          "Enum members are singletons created with the class")
+            elif (kind == "fields" and cat in ("assign", "annotation") and before is not None
+                  and metadata and _annotation_only(before, stmt)):
+                self.add("changed field annotation", mq, "caveat",
+                         "only the type annotation changed: __init__, the default and the "
+                         "instance layout are the same; the class's __annotations__ (and "
+                         "dataclasses.fields().type) keep the old annotation")
             elif kind == "fields" and cat in ("assign", "annotation"):
                 self.add("changed field", mq, "restart",
                          "dataclass/attrs/NamedTuple fields fix __init__ and the layout of "
