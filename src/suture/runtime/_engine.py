@@ -49,6 +49,26 @@ _LRU_IS_HEAP_TYPE = bool(_LRU_TYPE.__flags__ & (1 << 9))  # Py_TPFLAGS_HEAPTYPE
 _IMMUTABLE = (int, float, complex, str, bytes, bool, type(None), tuple, frozenset)
 
 
+# -- looking at the application's objects without running its code --------------------
+# The engine scans module globals, referrers and sys.modules: objects it did not make.
+# isinstance() falls back to ``obj.__class__`` and getattr/hasattr run __getattribute__
+# and __getattr__: on a lazy proxy (Django's settings, a LazyModule) that runs the
+# application's code, which may raise or import. These never do.
+
+def _isa(obj: Any, classes: Any) -> bool:
+    """isinstance() by the real type only."""
+    return issubclass(type(obj), classes)
+
+
+def _own_dict(obj: Any) -> Optional[Dict[str, Any]]:
+    """``obj.__dict__`` as stored, without calling ``obj``'s __getattribute__."""
+    try:
+        d = object.__getattribute__(obj, "__dict__")
+    except (AttributeError, TypeError):
+        return None
+    return d if type(d) is dict else None
+
+
 class Result:
     """What apply/revert did, as data (``to_dict`` crosses the agent socket)."""
 
@@ -695,17 +715,17 @@ def _stale_caches(txns: List[_ModuleTxn]) -> List[Any]:
         for o in t.first_ops + t.ops:
             if o.kind == "item":
                 rebound.add((id(o.obj), o.key))
-            elif o.kind == "attr" and isinstance(o.obj, type):
+            elif o.kind == "attr" and _isa(o.obj, type):
                 tainted.add(id(o.obj))
     if not tainted and not rebound:
         return []
     memo: Dict[int, bool] = {}
 
     def reaches(fn: Any, depth: int) -> bool:
-        while not isinstance(fn, FunctionType) and hasattr(fn, "__wrapped__"):
-            fn = fn.__wrapped__
-        if not isinstance(fn, FunctionType):
-            return False
+        while type(fn) is not FunctionType:
+            fn = (_own_dict(fn) or {}).get("__wrapped__")
+            if fn is None:
+                return False
         if id(fn) in memo:
             return memo[id(fn)]
         memo[id(fn)] = False  # cycles end here
@@ -730,13 +750,13 @@ def _stale_caches(txns: List[_ModuleTxn]) -> List[Any]:
 
     out: List[Any] = []
     for modname, mod in list(sys.modules.items()):
-        d = getattr(mod, "__dict__", None)
-        if not isinstance(d, dict):
+        d = _own_dict(mod)
+        if d is None:
             continue
         for v in list(d.values()):
             found = [v] if type(v) is _LRU_TYPE else [
                 a for a in list(vars(v).values()) if type(a) is _LRU_TYPE
-            ] if isinstance(v, type) and getattr(v, "__module__", None) == modname else []
+            ] if _isa(v, type) and vars(v).get("__module__") == modname else []
             for w in found:
                 if id(w) not in cleared and reaches(w, 4):
                     cleared.add(id(w))
@@ -847,8 +867,10 @@ def _split_registrations(stmts: List[ast.stmt], module: types.ModuleType
 
 
 def _is_singledispatch(obj: Any) -> bool:
-    return callable(obj) and hasattr(obj, "registry") and hasattr(obj, "dispatch") \
-        and getattr(obj.dispatch, "__closure__", None) is not None
+    """functools.singledispatch's wrapper: a function carrying registry and dispatch."""
+    d = _own_dict(obj) if type(obj) is FunctionType else None
+    return d is not None and "registry" in d and type(d.get("dispatch")) is FunctionType \
+        and d["dispatch"].__closure__ is not None
 
 
 def _register_op(dispatcher: Any, cls: Any, func: Any, label: str) -> List[Any]:
@@ -899,8 +921,8 @@ def _importers(modname: str, old: Dict[str, Any]) -> List[Tuple[Dict[str, Any], 
     while grew:
         grew = False
         for other_name, other in list(sys.modules.items()):
-            d = getattr(other, "__dict__", None)
-            if other_name == modname or not isinstance(d, dict):
+            d = _own_dict(other)
+            if other_name == modname or d is None:
                 continue
             hits = [(k, by_id[id(v)]) for k, v in list(d.items()) if id(v) in by_id]
             if not hits:
@@ -1061,8 +1083,7 @@ def _propagate(txn: _ModuleTxn, copies: List[Tuple[Dict[str, Any], str, Any]],
     """
     by_dict: Dict[int, Tuple[types.ModuleType, Dict[str, Any]]] = {}
     for d, alias, value in copies:
-        mod = next((m for m in list(sys.modules.values())
-                    if getattr(m, "__dict__", None) is d), None)
+        mod = next((m for m in list(sys.modules.values()) if _own_dict(m) is d), None)
         if mod is not None:
             by_dict.setdefault(id(d), (mod, {}))[1][alias] = value
     for mod, changed in by_dict.values():
@@ -1186,7 +1207,7 @@ def _leftovers(txn: _ModuleTxn) -> List[str]:
     classes (patched in place).
     """
     watched = [(label, o) for label, o in txn.watch
-               if not isinstance(o, _IMMUTABLE + (type, FunctionType, type(re.compile(""))))][:20]
+               if not _isa(o, _IMMUTABLE + (type, FunctionType, type(re.compile(""))))][:20]
     if not watched:
         return []
     targets = tuple(o for _, o in watched)   # passed as is: this tuple is ours too
@@ -1195,7 +1216,7 @@ def _leftovers(txn: _ModuleTxn) -> List[str]:
     by_id = {id(o): label for label, o in watched}
     counts: Dict[str, List[str]] = {}
     for r in gc.get_referrers(*targets):
-        if id(r) in ours or isinstance(r, (Op, types.FrameType)):
+        if id(r) in ours or _isa(r, (Op, types.FrameType)):
             continue
         for target in gc.get_referents(r):
             label = by_id.get(id(target))
@@ -1304,7 +1325,7 @@ def _forget_modules(names: List[str]) -> None:
         module = sys.modules.pop(name, None)
         parent, _, child = name.rpartition(".")
         if module is not None and parent in sys.modules \
-                and getattr(sys.modules[parent], child, None) is module:
+                and (_own_dict(sys.modules[parent]) or {}).get(child) is module:
             delattr(sys.modules[parent], child)
 
 
@@ -1346,8 +1367,8 @@ def _added_module_removals(rec: _Record, keep: Optional[Patch] = None) -> List[A
             continue
         ops.append(_InverseOp("item", sys.modules, m.name))
         parent, _, child = m.name.rpartition(".")
-        if parent and parent in sys.modules and getattr(sys.modules[parent], child, None) \
-                is sys.modules[m.name]:
+        if parent and parent in sys.modules \
+                and (_own_dict(sys.modules[parent]) or {}).get(child) is sys.modules[m.name]:
             ops.append(_InverseOp("attr", sys.modules[parent], child))
     return ops
 
@@ -1403,7 +1424,7 @@ def _tasks_awaiting(obj: Any, hit: Tuple[Any, ...]) -> List[Dict[str, Any]]:
     for _ in range(64):
         parents = []
         for p in gc.get_referrers(*level):
-            if isinstance(p, task_type):
+            if _isa(p, task_type):
                 if not p.done() and p.get_coro() in level:
                     out.append({"qualname": hit[1], "where": "task", "patch": _pid(hit),
                                 "task": p.get_name()})
