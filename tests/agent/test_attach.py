@@ -352,3 +352,19 @@ def test_root_acts_as_the_targets_user(targets: Targets):
         assert not list(base.glob("*.json")) and sorted(os.listdir(base)) == ["app.py", "run"]
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+OLD_PYTHONS = [p for p in (os.path.expanduser(f"~/.pyenv/versions/{v}/bin/python{v[:3]}")
+                           for v in ("3.8.18", "2.7.18")) if os.path.exists(p)]
+
+
+@pytest.mark.skipif(not OLD_PYTHONS, reason="no Python older than 3.9 installed")
+@pytest.mark.parametrize("python", OLD_PYTHONS)
+def test_refuses_a_python_it_does_not_support(targets: Targets, python: str):
+    proc = targets.start([python, "-c", "import time; print('ready'); time.sleep(30)"],
+                         dict(os.environ, PYTHONPATH=""))
+    rc, row = attach(proc.pid)
+    version = os.path.basename(python)[len("python"):]
+    assert rc == 1 and row["error"]["code"] == "SUT-E633", row
+    assert f"runs Python {version}; Suture supports CPython 3.9 to 3.14" in row["error"]["message"]
+    assert proc.poll() is None
