@@ -22,6 +22,7 @@ from __future__ import annotations
 import ast
 import collections
 import copy
+import dis
 import functools
 import gc
 import linecache
@@ -112,6 +113,7 @@ class _ModuleTxn:
         self.cleared: Set[int] = set()           # ids of lru_cache wrappers cleared in the commit
         self.forwarded: Dict[int, FunctionType] = {}  # id(old method) -> the new one it forwards to
         self.sources: Dict[str, str] = {}        # fixed source of every module in the patch
+        self.has_hooks = False                   # the patch carries a hook module
 
 
 class _Record:
@@ -495,6 +497,7 @@ def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
              plan: _defs.ModulePlan) -> _ModuleTxn:
     patch = rec.patch
     txn = _ModuleTxn(mp.name)
+    txn.has_hooks = patch.hooks is not None
     file = getattr(module, "__file__", None)
     if not file:
         raise BaselineMismatch(
@@ -1012,6 +1015,18 @@ def _prepare_class(txn: _ModuleTxn, module: types.ModuleType, cp: _defs.ClassPla
         for name in cp.bind:
             if name in ns:
                 txn.ops.append(Op("attr", cls, name, ns[name], f"{txn.name}:{cp.qualname}.{name}"))
+        derived = _lazy_class_caches(cls, set(cp.bind))
+        if derived and not txn.has_hooks:
+            names = ", ".join(f"{k.__qualname__}.{n}" for k, n in derived)
+            raise NeedsHook(
+                f"Refused: {txn.name}:{cp.qualname} changes {', '.join(sorted(cp.bind))}, and "
+                f"the live class already holds state its own code computed from them on first "
+                f"use ({names}: recomputed only when missing). Rebinding the attribute alone "
+                "would leave the old behaviour in place, and dropping that state would break "
+                "existing instances. Nothing was changed; rebuild with a post_apply hook that "
+                "recomputes it (suture build --hooks).",
+                details={"module": txn.name, "class": cp.qualname,
+                         "derived": [f"{k.__module__}:{k.__qualname__}.{n}" for k, n in derived]})
     for name in cp.delete:
         if name in vars(cls):
             txn.ops.append(Op("attr", cls, name, MISSING, f"del {txn.name}:{cp.qualname}.{name}"))
@@ -1022,6 +1037,61 @@ def _prepare_class(txn: _ModuleTxn, module: types.ModuleType, cp: _defs.ClassPla
                      module.__dict__, collections.ChainMap(mod_ns))
         txn.first_ops.append(Op("attr", cls, "__bases__", tuple(bases),
                                 f"{txn.name}:{cp.qualname}.__bases__"))
+
+
+def _absence_tested(cls: type) -> Set[str]:
+    """Names that the code of ``cls``, its bases or its metaclass tests with
+    ``'name' in <obj>.__dict__`` (or ``not in``): attributes computed lazily, on first use,
+    when missing (Pygments' RegexLexerMeta: ``if '_tokens' not in cls.__dict__``)."""
+    codes: List[CodeType] = []
+    meta_mro: Tuple[type, ...] = type(cls).__mro__  # type: ignore[assignment]
+    for owner in meta_mro + cls.__mro__:
+        if owner is object or owner is type:
+            continue
+        for v in list(vars(owner).values()):
+            fn = v.__func__ if _isa(v, (classmethod, staticmethod)) else v
+            if type(fn) is FunctionType:
+                codes.append(fn.__code__)
+    names: Set[str] = set()
+    while codes:
+        code = codes.pop()
+        codes.extend(c for c in code.co_consts if type(c) is CodeType)
+        if "__dict__" not in code.co_names:
+            continue
+        ins = [i for i in dis.get_instructions(code) if i.opname not in ("CACHE", "EXTENDED_ARG")]
+        for n, i in enumerate(ins):
+            if i.opname == "LOAD_CONST" and type(i.argval) is str:
+                window = ins[n + 1:n + 5]
+                if any(w.opname in ("LOAD_ATTR", "LOAD_METHOD") and w.argval == "__dict__"
+                       for w in window) and any(w.opname == "CONTAINS_OP" for w in window):
+                    names.add(i.argval)
+    return names
+
+
+def _lazy_class_caches(cls: type, changed: Set[str]) -> List[Tuple[type, str]]:
+    """(class, name) of lazily computed attributes that may derive from ``changed`` ones.
+
+    Names the class's code computes when missing (``_absence_tested``) and that are
+    present now, on ``cls`` and on subclasses that inherit a changed attribute rather than
+    override it. Neither keeping them (old behaviour) nor dropping them (existing
+    instances read them) is right in general, so the apply needs a hook.
+    """
+    lazy = _absence_tested(cls) - changed
+    if not lazy:
+        return []
+    out: List[Tuple[type, str]] = []
+    todo, seen = [cls], set()
+    while todo:
+        k = todo.pop()
+        if id(k) in seen:
+            continue
+        seen.add(id(k))
+        own = vars(k)
+        if k is not cls and changed <= own.keys():
+            continue  # overrides every changed name: its derived state is its own
+        out.extend((k, n) for n in sorted(lazy) if n in own)
+        todo.extend(type.__subclasses__(k))
+    return out
 
 
 def _defaults(txn: _ModuleTxn, module: types.ModuleType, wanted: List[str],
