@@ -20,6 +20,7 @@ import hook (``_hook``) patches them the moment they are imported.
 from __future__ import annotations
 
 import ast
+import builtins
 import collections
 import copy
 import dis
@@ -35,7 +36,7 @@ import types
 import warnings
 import weakref
 from types import CodeType, FunctionType
-from typing import Any, ContextManager, Dict, List, Optional, Set, Tuple
+from typing import AbstractSet, Any, ContextManager, Dict, List, Optional, Set, Tuple
 
 from . import _codes, _commit, _defs, _hook
 from ._commit import MISSING, Call, Op
@@ -634,7 +635,9 @@ def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
     txn.plan = plan
     txn.fixed_tree = plan.new_tree or ast.parse(mp.fixed.text)
     txn.swapped = [f for f, _, _ in swaps]
-    early, txn.late_stmts = _late_split(plan)
+    early, txn.late_stmts = _late_split(
+        plan, (_own_dict(module) or {}).get("__package__") or "",
+        {m.name for m in patch.modules if m.name != mp.name})
     mod_ns = _exec_stmts(txn, module, early)
     for cp in plan.classes:
         _prepare_class(txn, module, cp, plan, mod_ns)
@@ -767,8 +770,14 @@ def _stale_caches(txns: List[_ModuleTxn]) -> List[Any]:
     return out
 
 
-def _late_split(plan: _defs.ModulePlan) -> Tuple[List[ast.stmt], List[ast.stmt]]:
-    """Statements that call changed code must run after the code swap (second commit)."""
+def _late_split(plan: _defs.ModulePlan, package: str = "", patched: AbstractSet[str] = frozenset()
+                ) -> Tuple[List[ast.stmt], List[ast.stmt]]:
+    """Statements that call changed code must run after the code swap (second commit).
+
+    So must ``from M import ...`` when ``M`` is another module of the same patch: the
+    names it imports may be new in ``M``, bound there only by the first commit (gunicorn
+    22: ``http.message`` imports the new ``UnsupportedTransferCoding`` from ``http.errors``).
+    """
     construct = _construct_names(plan)
     early: List[ast.stmt] = []
     late: List[ast.stmt] = []
@@ -776,13 +785,27 @@ def _late_split(plan: _defs.ModulePlan) -> Tuple[List[ast.stmt], List[ast.stmt]]
     for s in plan.exec_stmts:
         cat = _defs.stmt_category(s)
         value = getattr(s, "value", None)
-        if cat == "assign" and value is not None and (
+        if isinstance(s, ast.ImportFrom) and _import_source(s, package) in patched:
+            late.append(s)
+            late_names.update(_defs.bound_names(s))
+        elif cat == "assign" and value is not None and (
                 _defs._called_roots(value) & construct or _defs._names_in([value]) & late_names):
             late.append(s)
             late_names.update(_defs.bound_names(s))
         else:
             early.append(s)
     return early, late
+
+
+def _import_source(stmt: ast.ImportFrom, package: str) -> str:
+    """The absolute module name ``stmt`` imports from ('' if it cannot be resolved)."""
+    if not stmt.level:
+        return stmt.module or ""
+    parts = package.split(".") if package else []
+    if stmt.level - 1 > len(parts) or not parts:
+        return ""
+    base = parts[:len(parts) - (stmt.level - 1)]
+    return ".".join(base + ([stmt.module] if stmt.module else []))
 
 
 def _construct_names(plan: _defs.ModulePlan) -> Set[str]:
@@ -810,13 +833,20 @@ def _exec_stmts(txn: _ModuleTxn, module: types.ModuleType,
     ``exec(code, module.__dict__, ns)`` gives class-body semantics: names are
     read from ``ns`` then the module then builtins, writes go to ``ns`` only,
     and functions defined here get the live module dict as their globals.
+    Scopes nested in these statements (class bodies, comprehensions) read the
+    module, not ``ns``: ``_ScratchReads`` points their reads of names bound
+    earlier in the batch at ``ns`` (gunicorn 22's new ``HeaderMap`` setting class
+    reads the new ``validate_header_map_behaviour`` function).
     """
     ns: Dict[str, Any] = {}
     if not stmts:
         return ns
     assert txn.plan is not None
     stmts, registrations = _split_registrations(stmts, module)
+    channel = f"__suture_scratch_{id(ns):x}__"
+    stmts = _ScratchReads.rewrite(stmts, channel)
     code = _compile_stmts(stmts, txn.plan, txn.filename)
+    setattr(builtins, channel, ns)
     try:
         exec(code, module.__dict__, ns)
         for name, dispatcher, type_expr in registrations:
@@ -836,7 +866,79 @@ def _exec_stmts(txn: _ModuleTxn, module: types.ModuleType,
         raise RefusedError(f"Evaluating the new definitions of {txn.name} failed: "
                            f"{type(exc).__name__}: {exc}. Nothing was changed.",
                            details={"module": txn.name}) from exc
+    finally:
+        delattr(builtins, channel)
     return ns
+
+
+class _ScratchReads(ast.NodeTransformer):
+    """Rewrite reads of ``names`` in scopes evaluated during the batch to ``channel[name]``.
+
+    ``channel`` is a builtin that exists only while the batch runs (a unique name no
+    application code uses), bound to the scratch namespace. Class bodies and eager
+    comprehensions run during the batch, so they are rewritten; function and lambda
+    bodies run later, after the commit has bound the names in the module, so they are
+    not (their decorators, defaults and annotations are, being evaluated now).
+    """
+
+    def __init__(self, names: Set[str], channel: str) -> None:
+        self.names = names
+        self.channel = channel
+
+    @classmethod
+    def rewrite(cls, stmts: List[ast.stmt], channel: str) -> List[ast.stmt]:
+        out: List[ast.stmt] = []
+        bound: Set[str] = set()
+        for stmt in stmts:
+            if bound and any(isinstance(n, (ast.ClassDef, ast.ListComp, ast.SetComp,
+                                            ast.DictComp)) for n in ast.walk(stmt)):
+                stmt = ast.fix_missing_locations(
+                    cls(set(bound), channel).visit(copy.deepcopy(stmt)))
+            out.append(stmt)
+            bound.update(_defs.bound_names(stmt))
+        return out
+
+    def visit_Name(self, node: ast.Name) -> ast.expr:
+        if isinstance(node.ctx, ast.Load) and node.id in self.names:
+            return ast.copy_location(ast.Subscript(
+                value=ast.Name(id=self.channel, ctx=ast.Load()),
+                slice=ast.Constant(value=node.id), ctx=ast.Load()), node)
+        return node
+
+    def visit_FunctionDef(self, node: Any) -> Any:
+        node.decorator_list = [self.visit(d) for d in node.decorator_list]
+        node.args = self.visit(node.args)
+        if node.returns is not None:
+            node.returns = self.visit(node.returns)
+        return node
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_Lambda(self, node: ast.Lambda) -> Any:
+        node.args = self.visit(node.args)
+        return node
+
+    def visit_GeneratorExp(self, node: ast.GeneratorExp) -> Any:
+        return node  # may run after the batch (its first iterable reads ns anyway)
+
+    def _inner(self, bound: Set[str]) -> "_ScratchReads":
+        return type(self)(self.names - bound, self.channel)
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> Any:
+        node.decorator_list = [self.visit(d) for d in node.decorator_list]
+        node.bases = [self.visit(b) for b in node.bases]
+        node.keywords = [self.visit(k) for k in node.keywords]
+        # A name the class body binds itself is read from the class namespace first.
+        inner = self._inner({n for st in node.body for n in _defs.bound_names(st)})
+        node.body = [inner.visit(st) for st in node.body]
+        return node
+
+    def _comprehension(self, node: Any) -> Any:
+        targets = {n.id for g in node.generators for n in ast.walk(g.target)
+                   if isinstance(n, ast.Name)}
+        return self._inner(targets).generic_visit(node)
+
+    visit_ListComp = visit_SetComp = visit_DictComp = _comprehension
 
 
 def _split_registrations(stmts: List[ast.stmt], module: types.ModuleType

@@ -1,0 +1,8 @@
+from .errors import ParseError
+
+
+def codings(header):
+    parts = [p.strip() for p in header.split(",")]
+    if not parts or parts[-1] != "chunked":
+        raise ParseError("chunked must come last")
+    return parts

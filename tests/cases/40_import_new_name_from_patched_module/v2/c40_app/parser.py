@@ -1,0 +1,13 @@
+from .errors import ParseError, UnsupportedCoding
+
+KNOWN = ("gzip", "deflate", "chunked")
+
+
+def codings(header):
+    parts = [p.strip() for p in header.split(",")]
+    if not parts or parts[-1] != "chunked":
+        raise ParseError("chunked must come last")
+    for p in parts:
+        if p not in KNOWN:
+            raise UnsupportedCoding(p)
+    return parts
