@@ -774,9 +774,11 @@ def _late_split(plan: _defs.ModulePlan, package: str = "", patched: AbstractSet[
                 ) -> Tuple[List[ast.stmt], List[ast.stmt]]:
     """Statements that call changed code must run after the code swap (second commit).
 
-    So must ``from M import ...`` when ``M`` is another module of the same patch: the
-    names it imports may be new in ``M``, bound there only by the first commit (gunicorn
-    22: ``http.message`` imports the new ``UnsupportedTransferCoding`` from ``http.errors``).
+    So must the part of ``from M import ...`` that imports names ``M`` (another module of
+    the same patch) does not have yet: the first commit binds them (gunicorn 22:
+    ``http.message`` imports the new ``UnsupportedTransferCoding`` from ``http.errors``).
+    Names ``M`` already has are imported early, as other new statements may need them
+    (Pygments 2.15.1: a new base class imported in the same statement).
     """
     construct = _construct_names(plan)
     early: List[ast.stmt] = []
@@ -785,9 +787,14 @@ def _late_split(plan: _defs.ModulePlan, package: str = "", patched: AbstractSet[
     for s in plan.exec_stmts:
         cat = _defs.stmt_category(s)
         value = getattr(s, "value", None)
-        if isinstance(s, ast.ImportFrom) and _import_source(s, package) in patched:
-            late.append(s)
-            late_names.update(_defs.bound_names(s))
+        if isinstance(s, ast.ImportFrom) and _new_names(s, package, patched):
+            new = _new_names(s, package, patched)
+            for part, names in ((early, [a for a in s.names if a.name not in new]),
+                                (late, [a for a in s.names if a.name in new])):
+                if names:
+                    part.append(ast.copy_location(ast.ImportFrom(
+                        module=s.module, names=names, level=s.level), s))
+            late_names.update(a.asname or a.name for a in s.names if a.name in new)
         elif cat == "assign" and value is not None and (
                 _defs._called_roots(value) & construct or _defs._names_in([value]) & late_names):
             late.append(s)
@@ -806,6 +813,16 @@ def _import_source(stmt: ast.ImportFrom, package: str) -> str:
         return ""
     base = parts[:len(parts) - (stmt.level - 1)]
     return ".".join(base + ([stmt.module] if stmt.module else []))
+
+
+def _new_names(stmt: ast.ImportFrom, package: str, patched: AbstractSet[str]) -> Set[str]:
+    """Names ``stmt`` imports from another module of the patch that it does not have yet."""
+    source = _import_source(stmt, package)
+    if source not in patched:
+        return set()
+    live = _own_dict(sys.modules.get(source)) or {}
+    return {a.name for a in stmt.names if a.name != "*" and a.name not in live
+            and f"{source}.{a.name}" not in sys.modules}
 
 
 def _construct_names(plan: _defs.ModulePlan) -> Set[str]:
@@ -1135,8 +1152,13 @@ def _prepare_class(txn: _ModuleTxn, module: types.ModuleType, cp: _defs.ClassPla
     if cp.new_bases is not None:
         expr = ast.Expression(body=ast.Tuple(elts=list(cp.new_bases), ctx=ast.Load()))
         ast.fix_missing_locations(expr)
-        bases = eval(compile(expr, txn.filename, "eval", dont_inherit=True),
-                     module.__dict__, collections.ChainMap(mod_ns))
+        try:
+            bases = eval(compile(expr, txn.filename, "eval", dont_inherit=True),
+                         module.__dict__, collections.ChainMap(mod_ns))
+        except Exception as exc:
+            raise RefusedError(f"Evaluating the new bases of {txn.name}:{cp.qualname} failed: "
+                               f"{type(exc).__name__}: {exc}. Nothing was changed.",
+                               details={"module": txn.name, "class": cp.qualname}) from exc
         txn.first_ops.append(Op("attr", cls, "__bases__", tuple(bases),
                                 f"{txn.name}:{cp.qualname}.__bases__"))
 

@@ -1,4 +1,4 @@
-from .errors import ParseError, UnsupportedCoding
+from .errors import Described, ParseError, UnsupportedCoding
 
 KNOWN = ("gzip", "deflate", "chunked")
 
@@ -11,3 +11,16 @@ def codings(header):
         if p not in KNOWN:
             raise UnsupportedCoding(p)
     return parts
+
+
+class Mixin:
+    kind = "mixin"
+
+
+class Handler(Mixin, Described):
+    pass
+
+
+def describe():
+    h = Handler()
+    return h.describe() if hasattr(h, "describe") else "plain"
