@@ -1,0 +1,1 @@
+"""The CVE proof harness: see harness.py and docs/realworld.md."""
