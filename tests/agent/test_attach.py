@@ -184,12 +184,13 @@ def test_long_c_call_times_out_without_harm_then_attach_succeeds(targets: Target
     call = {
         # libc's sleep through ctypes: a syscall Suture must not interrupt (not CPython's)
         "foreign-sleep": "import ctypes\nr = ctypes.CDLL(None).sleep(3)\nok = r == 0",
-        # one C call that holds the GIL for ~3 s: no eval-breaker check inside
-        "cpu": ("import time\nt = time.perf_counter(); sum(range(10**6)); "
-                "dt = time.perf_counter() - t\nn = int(10**6 * 3 / dt)\n"
-                "ok = sum(range(n)) == n * (n - 1) // 2"),
+        # one C call that holds the GIL for several seconds: no eval-breaker check inside
+        # (calibrated before "ready", with a floor, so a loaded machine cannot shorten it)
+        "cpu": "ok = sum(range(n)) == n * (n - 1) // 2",
     }[kind]
-    proc, _ = start(targets, "print('ready', flush=True)\n" + call + """
+    calibrate = ("import time\nt = time.perf_counter(); sum(range(10**6)); "
+                 "dt = time.perf_counter() - t\nn = max(int(10**6 * 5 / dt), 2 * 10**8)\n")
+    proc, _ = start(targets, calibrate + "print('ready', flush=True)\n" + call + """
 print(ok, flush=True)
 import time
 time.sleep(5)
