@@ -1,1 +1,1 @@
-"""The CVE proof harness: see harness.py and docs/realworld.md."""
+"""The CVE proof harness: see harness.py and docs/real-world.md."""

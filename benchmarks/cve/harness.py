@@ -5,7 +5,7 @@ Usage (from the repository root, with Suture installed in the running Python)::
     python -m benchmarks.cve [CORPUS.json] [--only PKG[==OLD]] [--json OUT] [--cache DIR]
 
 For each entry of the corpus (default ``../shared/corpus/public.json``; schema in its
-header), design in docs/realworld.md:
+header), results in docs/real-world.md):
 
 1. a virtual environment with the OLD release and the entry's test dependencies
    (``uv``; cached under ``--cache``, default ``~/.cache/suture-cve``);
@@ -75,6 +75,10 @@ USAGE = {
 RUN_ONCE = {"Django"}
 
 
+class Unavailable(Exception):
+    """This entry cannot run here (reported as skipped, with this reason)."""
+
+
 @dataclass
 class Row:
     entry: str
@@ -116,10 +120,13 @@ def sh(argv: List[str], timeout: float = 1800, **kw: Any) -> subprocess.Complete
 
 # -- 1. the environment -----------------------------------------------------------------
 
-def ensure_venv(e: Dict[str, Any], cache: Path) -> Tuple[Path, float]:
+def ensure_venv(e: Dict[str, Any], cache: Path, version: str = "",
+                release: str = "old") -> Tuple[Path, float]:
+    """The entry's venv with its OLD (or NEW) release and test dependencies, cached."""
     tests = e.get("tests") or {}
-    python = find_python(tests.get("python") or e.get("python") or "3.11")
-    venv = cache / "venvs" / f"{slug(e)}-py{'.'.join(python.split('python')[-1].split('.')[:2])}"
+    python = find_python(version or tests.get("python") or e.get("python") or "3.11")
+    tag = "" if release == "old" else f"-{release}"
+    venv = cache / "venvs" / f"{slug(e)}-py{'.'.join(python.split('python')[-1].split('.')[:2])}{tag}"
     ready = venv / ".suture-ready"
     if ready.exists():
         return venv, 0.0
@@ -132,11 +139,13 @@ def ensure_venv(e: Dict[str, Any], cache: Path) -> Tuple[Path, float]:
     argv = ["uv", "pip", "install", "--quiet", "--python", str(venv / "bin" / "python")]
     if tests.get("deps_exclude_newer"):
         argv += ["--exclude-newer", tests["deps_exclude_newer"]]
-    argv += [f"{e['package']}=={e['old']}", *tests.get("deps", [])]
+    argv += [f"{e['package']}=={e[release]}", *tests.get("deps", [])]
     out = sh(argv, env=env)
     if out.returncode:
-        raise RuntimeError(f"installing {e['package']}=={e['old']} and its test dependencies "
-                           f"failed: {out.stderr.strip()[-800:]}")
+        shutil.rmtree(venv, ignore_errors=True)
+        last = out.stderr.strip().splitlines()[-1][:300] if out.stderr.strip() else ""
+        raise Unavailable(f"{e['package']}=={e[release]} and its test dependencies do not "
+                          f"install for {Path(python).name}: {last}")
     ready.write_text("ok\n")
     return venv, round(time.monotonic() - started, 1)
 
@@ -256,7 +265,7 @@ class Host:
 
     def run_tests(self, tests: Dict[str, Any], cwd: Path, name: str) -> Tuple[bool, Dict[str, Any]]:
         log = self.logs / f"{name}.log"
-        answer = self.ask(tests.get("timeout_s", 300) + 60, op="run", runner=tests["runner"],
+        answer = self.ask(tests.get("timeout_s", 300), op="run", runner=tests["runner"],
                           args=tests["args"], cwd=str(cwd), env=tests.get("env") or {},
                           log=str(log))
         text = log.read_text(errors="replace") if log.exists() else ""
@@ -321,7 +330,15 @@ def build(e: Dict[str, Any], cache: Path) -> Tuple[int, Dict[str, Any], Path]:
     return out.returncode, report, out_file
 
 
-def run_entry(e: Dict[str, Any], cache: Path) -> Row:
+def wheel_size(e: Dict[str, Any], cache: Path) -> Optional[int]:
+    """Bytes of the NEW release's file that `suture build` downloaded (its wheel, else sdist)."""
+    name = re.sub(r"[-_.]+", "-", e["package"]).lower()
+    files = sorted((cache / "sources").glob(f"sources-v1/download/{name}-{e['new']}-*/*"))
+    files = [f for f in files if f.suffix == ".whl"] or files
+    return files[0].stat().st_size if files else None
+
+
+def run_entry(e: Dict[str, Any], cache: Path, python: str = "") -> Row:
     role = e.get("role", "verified")
     expected = {"native-or-data": "build refuses: restart required",
                 "unverified": "builds and applies"}.get(
@@ -331,7 +348,7 @@ def run_entry(e: Dict[str, Any], cache: Path) -> Row:
     refused = [f"{c.get('verdict')}: {c.get('kind')} {c.get('module')}:{c.get('qualname')}"
                for c in report.get("changes", []) if c.get("verdict") in ("restart", "hook")]
     row.step("build", rc=rc, seconds=report["seconds"], size=report.get("size"),
-             hooks=report["hooks"],
+             wheel_size=wheel_size(e, cache), hooks=report["hooks"],
              refused=refused[:6], error=(report.get("error") or {}).get("message", "")[:300])
     if role == "native-or-data":
         row.outcome = "met" if rc == 3 else "not met"
@@ -348,7 +365,7 @@ def run_entry(e: Dict[str, Any], cache: Path) -> Row:
         [sys.executable, "-m", "suture", "inspect", str(patch), "--json"]).stdout)["modules"]
         if not m["name"].endswith(".__main__")})
     try:
-        venv, secs = ensure_venv(e, cache)
+        venv, secs = ensure_venv(e, cache, python)
         row.step("venv", seconds=secs)
         cwd: Optional[Path] = None
         work = Path(tempfile.mkdtemp(prefix="suture-cve-work-")) / "w"
@@ -358,7 +375,21 @@ def run_entry(e: Dict[str, Any], cache: Path) -> Row:
             except FileNotFoundError as exc:
                 row.outcome, row.why = "skipped", str(exc)
                 return row
+            own = (tests.get("python") or e.get("python") or "").split(".")[:2]
+            if python and python.split(".")[:2] != own:
+                # The corpus verified its oracle on the entry's own Python only.
+                fixed, _ = ensure_venv(e, cache, python, release="new")
+                ok, why = sibling(fixed, tests, cwd)
+                row.step("oracle", python=python, new_passes=ok, why=why)
+                if not ok:
+                    row.outcome, row.why = "skipped", (
+                        f"the fixed release's own tests do not pass on Python {python} "
+                        f"here ({why}): no oracle on this version")
+                    return row
         host = Host(venv, work, modules, USAGE.get(e["package"], ""), cache / "logs" / slug(e))
+    except Unavailable as exc:
+        row.outcome, row.why = "skipped", str(exc)[:600]
+        return row
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
         row.outcome, row.why = "error", str(exc)[:600]
         return row
@@ -396,7 +427,11 @@ def run_entry(e: Dict[str, Any], cache: Path) -> Row:
                                            "apply (revert not re-tested: runner runs once)")
             return row
         rc, reverted = host.suture("revert", patch_id)
-        ok_rev, answer = host.run_tests(tests, cwd, "reverted") if rc == 0 else (True, {})
+        try:
+            ok_rev, answer = host.run_tests(tests, cwd, "reverted") if rc == 0 else (True, {})
+        except socket.timeout:
+            # the vulnerable code hangs again: bounded by the entry's timeout, it fails
+            ok_rev, answer = False, {"timed_out": True}
         row.step("revert", revert_rc=rc, passed=ok_rev, **answer)
         if rc != 0 or ok_rev:
             row.outcome, row.why = "not met", ("revert failed" if rc else
@@ -409,6 +444,39 @@ def run_entry(e: Dict[str, Any], cache: Path) -> Row:
         shutil.rmtree(work.parent, ignore_errors=True)
 
 
+def markdown(rows: List[Row]) -> str:
+    out = ["| entry | role | outcome | build s | patch KiB (% of wheel) | modules | pause µs "
+           "| before checked in | why |", "| --- " * 9 + "|"]
+    for r in rows:
+        b, a = r.steps.get("build", {}), r.steps.get("apply", {})
+        result = a.get("result") or {}
+        size, wheel = b.get("size"), b.get("wheel_size")
+        patch = (f"{size / 1024:.0f} ({100 * size / wheel:.0f}%)" if size and wheel else
+                 f"{size / 1024:.0f}" if size else "")
+        pause = result.get("pause_ns")
+        out.append(" | ".join([
+            f"| {r.entry.replace('->', ' → ')}", r.role, r.outcome, str(b.get("seconds", "")),
+            patch, str(len(result.get("modules") or {}) or ""),
+            f"{pause / 1000:.1f}" if pause else "",
+            str(r.steps.get("before", {}).get("where", "")),
+            " ".join(r.why.replace("|", "/").split())[:200]]) + " |")
+    return "\n".join(out) + "\n"
+
+
+def _line(row: Row) -> str:
+    """One printed row: result, changes applied, patch size vs wheel, pause, build time."""
+    b, a = row.steps.get("build", {}), row.steps.get("apply", {})
+    size, wheel = b.get("size"), b.get("wheel_size")
+    ratio = (f"{size / 1024:.0f} KiB = {100 * size / wheel:.0f}% of the wheel" if size and wheel
+             else f"{size / 1024:.0f} KiB" if size else "-")
+    result = a.get("result") or {}
+    pause = result.get("pause_ns")
+    return (f"{row.outcome:>8}  {row.entry:<36} {row.why}\n"
+            f"{'':10}build {b.get('seconds', '-')} s, patch {ratio}, "
+            f"{len(result.get('modules') or {})} modules applied, pause "
+            + (f"{pause / 1000:.1f} us" if pause else "-"))
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.cve",
                                  description=__doc__.split("\n")[0])
@@ -416,6 +484,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--only", action="append", default=[], metavar="PKG[==OLD]")
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--json", type=Path, default=None, metavar="OUT")
+    ap.add_argument("--markdown", type=Path, default=None, metavar="OUT",
+                    help="also write the table of docs/real-world.md")
+    ap.add_argument("--python", default="", metavar="X.Y",
+                    help="run targets on this Python instead of each entry's own")
     a = ap.parse_args(argv)
     entries = json.loads(Path(a.corpus).read_text())["entries"]
     if a.only:
@@ -426,14 +498,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     for e in entries:
         started = time.monotonic()
         try:
-            row = run_entry(e, a.cache)
+            row = run_entry(e, a.cache, a.python)
         except Exception as exc:  # noqa: BLE001 - one entry's failure is a row, not the end
             row = Row(entry_id(e), e.get("role", ""), "", "error", f"{type(exc).__name__}: {exc}")
         row.steps["total_seconds"] = round(time.monotonic() - started, 1)
         rows.append(row)
-        print(f"{row.outcome:>8}  {row.entry:<40} {row.why}", flush=True)
+        print(_line(row), flush=True)
     if a.json:
         a.json.write_text(json.dumps([asdict(r) for r in rows], indent=1) + "\n")
+    if a.markdown:
+        a.markdown.write_text(markdown(rows))
     met = sum(r.outcome == "met" for r in rows)
     print(f"\n{met} of {len(rows)} entries met their expectation")
     return 0 if all(r.outcome in ("met", "skipped") for r in rows) else 1

@@ -4,7 +4,7 @@ Jinja2 3.1.5 -> 3.1.6 (CVE-2025-27516): a fresh virtual environment from PyPI wi
 Jinja2 3.1.5 and pytest, Jinja2 3.1.6's own regression test laid out from its sdist,
 a long-running process under `suture run`; the test must fail in that process, pass
 after `suture apply`, and fail again after `suture revert`. The whole corpus runs with
-`python -m benchmarks.cve` (results in docs/realworld.md); this keeps the machinery
+`python -m benchmarks.cve` (results in docs/real-world.md); this keeps the machinery
 honest in CI. Needs PyPI and uv (scripts/test.sh installs uv); runs on one Python
 version only, since the target's Python is the entry's (3.11), not the suite's.
 """
