@@ -19,6 +19,7 @@ Verdicts, from best to worst:
 from __future__ import annotations
 
 import ast
+import copy as copy_module
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, Iterator, List, Optional, Set, Tuple, Union
 
@@ -140,7 +141,7 @@ def _is_docstring(stmt: ast.stmt) -> bool:
 
 
 def stmt_category(stmt: ast.stmt) -> str:
-    """def | class | import | assign | binding-block | docstring | future | other."""
+    """def | class | import | assign | binding-block | docstring | future | mutation | other."""
     if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
         return "def"
     if isinstance(stmt, ast.ClassDef):
@@ -153,15 +154,95 @@ def stmt_category(stmt: ast.stmt) -> str:
         return "assign"
     if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
         return "assign" if stmt.value is not None else "annotation"
+    if isinstance(stmt, ast.AugAssign) and isinstance(stmt.target, ast.Name):
+        return "assign"
     if _is_docstring(stmt):
         return "docstring"
     if isinstance(stmt, (ast.If, ast.Try)) and all(
-            stmt_category(c) in ("import", "assign", "docstring", "pass", "annotation")
-            or isinstance(c, ast.Raise) for c in _block_children(stmt)):
+            stmt_category(c) in _BLOCK_CONTENT or isinstance(c, ast.Raise)
+            for c in _block_children(stmt)):
         return "binding-block"
     if isinstance(stmt, ast.Pass):
         return "pass"
+    if mutated_root(stmt):
+        return "mutation"
     return "other"
+
+
+# What an if/try block may hold and still only bind names (at any depth).
+_BLOCK_CONTENT = ("import", "assign", "docstring", "pass", "annotation", "binding-block",
+                  "def", "class")
+
+
+def _root(expr: ast.expr) -> str:
+    while isinstance(expr, (ast.Attribute, ast.Subscript)):
+        expr = expr.value
+    return expr.id if isinstance(expr, ast.Name) else ""
+
+
+def mutated_root(stmt: ast.stmt) -> str:
+    """``X`` for a statement that changes the object bound to ``X`` in place.
+
+    ``X.method(...)``, ``X.attr = v``, ``X[k] = v`` (also nested: ``X.a[k] = v``).
+    """
+    if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call) \
+            and isinstance(stmt.value.func, ast.Attribute):
+        return _root(stmt.value.func)
+    if isinstance(stmt, ast.Assign) and all(isinstance(t, (ast.Attribute, ast.Subscript))
+                                            for t in stmt.targets):
+        roots = {_root(t) for t in stmt.targets}
+        return roots.pop() if len(roots) == 1 else ""
+    return ""
+
+
+def touched_names(stmt: ast.stmt) -> Set[str]:
+    """Names a statement binds or changes the object of (in blocks, at any depth)."""
+    out = set(bound_names(stmt))
+    root = mutated_root(stmt)
+    if root:
+        out.add(root)
+    for child in _block_children(stmt):
+        out |= touched_names(child)
+    return out
+
+
+def _in_place(stmt: ast.stmt, name: str) -> bool:
+    """Does ``stmt`` build on the object already bound to ``name`` (``+=``, ``.append``)?"""
+    if isinstance(stmt, ast.AugAssign):
+        return _root(stmt.target) == name
+    if mutated_root(stmt) == name:
+        return True
+    if isinstance(stmt, (ast.Assign, ast.AnnAssign)) and stmt.value is not None \
+            and name in bound_names(stmt):
+        return name in _names_in([stmt.value])
+    return any(_in_place(c, name) for c in _block_children(stmt))
+
+
+_FRESH_CALLS = {"list", "dict", "set", "frozenset", "tuple", "bytearray", "object"}
+
+
+def _fresh(stmt: ast.stmt, name: str) -> bool:
+    """Does ``stmt`` bind ``name`` to an object made right there (a display, a def)?"""
+    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return stmt.name == name
+    value = getattr(stmt, "value", None)
+    if not isinstance(stmt, (ast.Assign, ast.AnnAssign)) or value is None \
+            or name not in bound_names(stmt) or name in _names_in([value]):
+        return False
+    if isinstance(value, (ast.List, ast.Dict, ast.Set, ast.Tuple, ast.ListComp, ast.DictComp,
+                          ast.SetComp, ast.Constant, ast.JoinedStr)):
+        return True
+    return (isinstance(value, ast.Call) and isinstance(value.func, ast.Name)
+            and value.func.id in _FRESH_CALLS)
+
+
+def _shape(stmt: ast.stmt) -> str:
+    """``dump`` with function bodies left out: they are swapped in place, not re-run."""
+    copy = copy_module.deepcopy(stmt)
+    for node in ast.walk(copy):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            node.body = [ast.Pass()]
+    return dump(copy)
 
 
 def _keyed(stmts: List[ast.stmt]) -> Dict[str, ast.stmt]:
@@ -406,6 +487,19 @@ def _never_runs(stmt: ast.stmt, imports: Dict[str, str], body: List[ast.stmt]) -
     return ""
 
 
+def _settable(stmt: ast.stmt) -> bool:
+    """``X.a = v`` or ``X[k] = v``: the engine makes the assignment an undoable op."""
+    return (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
+            and stmt_category(stmt) == "mutation"
+            and (isinstance(stmt.targets[0], ast.Attribute)
+                 or isinstance(stmt.targets[0], ast.Subscript)
+                 and not isinstance(stmt.targets[0].slice, ast.Slice)))
+
+
+def _defines(stmt: ast.stmt) -> bool:
+    return any(_is_def(c) or _defines(c) for c in _block_children(stmt))
+
+
 def _import_map(body: List[ast.stmt]) -> Dict[str, str]:
     """Name bound by each top-level import -> where it comes from."""
     out: Dict[str, str] = {}
@@ -510,6 +604,9 @@ class _Differ:
     def _module_level(self) -> None:
         old_k, new_k = _keyed(self.old.body), _keyed(self.new.body)
         old_imports, new_imports = _import_map(self.old.body), _import_map(self.new.body)
+        new_only = ({n for st in self.new.body for n in bound_names(st)}
+                    - {n for st in self.old.body for n in touched_names(st)})
+        self._new_only = new_only
         execd: Set[int] = set()
         for key, stmt in new_k.items():
             before = old_k.get(key)
@@ -542,7 +639,8 @@ class _Differ:
                 if fresh:
                     execd.add(id(stmt))
                 continue
-            if before is not None and dump(before) == dump(stmt):
+            if before is not None and (_shape(before) == _shape(stmt) if cat == "binding-block"
+                                       else dump(before) == dump(stmt)):
                 continue
             inert = _never_runs(stmt, new_imports, self.new.body)
             if inert and (before is None or _never_runs(before, old_imports, self.old.body)):
@@ -560,14 +658,32 @@ class _Differ:
                 execd.add(id(stmt))
                 self.plan.bind.append("__doc__")
                 continue
-            if cat in ("assign", "binding-block", "annotation"):
-                verb = "added" if before is None else "changed"
-                if cat == "annotation":
-                    continue
-                else:
-                    self.add(f"{verb} module constant", label, "caveat",
-                             "rebound in this module and in modules that did `from ... import` "
-                             "it; other references to the old value keep it")
+            if cat == "annotation":
+                continue
+            verb = "added" if before is None else "changed"
+            if cat == "binding-block" and _defines(stmt):
+                self.add(f"{verb} conditional definitions", label, "caveat",
+                         "the block runs again: the functions and classes it defines are new "
+                         "objects (changed code is also swapped into the old ones); instances "
+                         "made before keep the old classes")
+                execd.add(id(stmt))
+                continue
+            if cat in ("assign", "binding-block"):
+                self.add(f"{verb} module constant", label, "caveat",
+                         "rebound in this module and in modules that did `from ... import` "
+                         "it; other references to the old value keep it")
+                execd.add(id(stmt))
+                continue
+            if cat == "mutation" and mutated_root(stmt) in new_only:
+                self.add(f"{verb} module statement", mutated_root(stmt), "caveat",
+                         f"`{_text(stmt)}` acts on a name this patch creates: it runs once, "
+                         "as at a fresh import of the fixed version")
+                execd.add(id(stmt))
+                continue
+            if _settable(stmt):
+                self.add(f"{verb} module statement", mutated_root(stmt), "caveat",
+                         f"`{_text(stmt)}`: the value is computed while preparing and set in "
+                         "the commit (revert restores the old one)")
                 execd.add(id(stmt))
                 continue
             self.add("added module statement" if before is None else "changed module statement",
@@ -670,7 +786,8 @@ class _Differ:
                     cp.exec_members.append(stmt)
                     cp.bind.extend(names)
                 continue
-            if before is not None and dump(before) == dump(stmt):
+            if before is not None and (_shape(before) == _shape(stmt) if cat == "binding-block"
+                                       else dump(before) == dump(stmt)):
                 continue
             if "__slots__" in names:
                 self.add("changed __slots__", mq, "restart",
@@ -724,6 +841,18 @@ class _Differ:
         new_bound = {n for s in new.body for n in bound_names(s)}
         old_bound = {n for s in old.body for n in bound_names(s)}
         cp.delete = sorted(old_bound - new_bound)
+        # A method's default that reads a class attribute the patch rebinds (urllib3 2.2.2:
+        # ``remove_headers_on_redirect=DEFAULT_REMOVE_HEADERS_ON_REDIRECT``) follows it.
+        rebound = {n for m in cp.exec_members if stmt_category(m) != "def"
+                   for n in bound_names(m)}
+        for m in new.body:
+            mq = f"{q}.{getattr(m, 'name', '')}"
+            if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef)) \
+                    and mq not in self.plan.recompute_defaults \
+                    and _names_in([*m.args.defaults, *m.args.kw_defaults]) & rebound:
+                self.plan.recompute_defaults.append(mq)
+                self.add("re-evaluated default", mq, "caveat",
+                         "a default argument reads a class attribute the patch changes")
         if cp.exec_members or cp.delete or cp.new_bases is not None:
             self.plan.classes.append(cp)
 
@@ -758,20 +887,21 @@ class _Differ:
         while grew:
             grew = False
             for s in self.new.body:
-                if id(s) in execd or stmt_category(s) != "assign":
+                if id(s) in execd or not (stmt_category(s) == "assign" or _settable(s)):
                     continue
                 value = s.value  # type: ignore[attr-defined]
                 why = sorted(_called_roots(value) & construct) or sorted(_names_in([value]) & rebound)
                 if why:
                     execd.add(id(s))
-                    names = bound_names(s)
-                    rebound.update(names)
+                    names = bound_names(s) or [_text(s).split("=")[0].strip()]
+                    rebound.update(bound_names(s))
                     reasons[id(s)] = ", ".join(why)
                     self.add("re-evaluated module constant", ", ".join(names), "caveat",
                              f"built at import from {reasons[id(s)]}, which the patch changes; "
                              "the module gets a new object like a fresh import would, and "
                              "references to the old object elsewhere keep it")
                     grew = True
+        self._import_time_readers(execd, constants)
         # unchanged top-level defaults that read a rebound name are evaluated again
         for q, fn in self.new_funcs.items():
             if "<locals>" in q or q in self.plan.recompute_defaults:
@@ -781,11 +911,88 @@ class _Differ:
                 self.add("re-evaluated default", q, "caveat",
                          "a default argument reads a constant the patch changes")
         self._class_attr_dependents(constants)
+        self._whole_chains(self.new.body, execd, self._new_only, "<module>")
+        new_classes, old_classes = dict(iter_classes(self.new.body)), dict(iter_classes(self.old.body))
+        for cp in self.plan.classes:
+            body = new_classes[cp.qualname].body
+            chosen = {id(m) for m in cp.exec_members}
+            old_names = {n for st in old_classes[cp.qualname].body for n in touched_names(st)} \
+                if cp.qualname in old_classes else set()
+            new_only = {n for st in body for n in bound_names(st)} - old_names
+            self._whole_chains(body, chosen, new_only, f"{cp.qualname}.<body>")
+            cp.exec_members = [m for m in body if id(m) in chosen]
+            cp.bind = list(dict.fromkeys([*cp.bind, *(n for m in cp.exec_members
+                                                      for n in bound_names(m))]))
         self.plan.exec_stmts = [s for s in self.new.body if id(s) in execd]
         self.plan.bind = sorted(set(self.plan.bind) | {
             n for s in self.plan.exec_stmts for n in bound_names(s)})
         self.plan.delete = [n for n in self.plan.delete if n not in self.plan.bind]
 
+
+    def _import_time_readers(self, execd: Set[int], constants: Set[str]) -> None:
+        """Unchanged module-level code that called, at import, a function reading a constant
+        the patch changes (requests 2.32: ``_init()`` fills ``codes`` from ``_codes``).
+
+        Its effect was computed from the old value and nothing redoes it: running it again
+        would act on live objects (not undoable), so a human decides, in a hook.
+        """
+        readers: Set[str] = set()
+        grew = bool(constants)
+        while grew:
+            grew = False
+            for st in self.new.body:
+                if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef)) \
+                        and st.name not in readers \
+                        and _names_in(st.body) & (constants | readers):
+                    readers.add(st.name)
+                    grew = True
+        for st in self.new.body:
+            if id(st) in execd or stmt_category(st) in ("def", "class", "import", "future"):
+                continue
+            called = sorted(_called_roots(st) & readers)
+            if called:
+                self.add("import-time call of changed data", "<module>", "hook",
+                         f"`{_text(st)}` ran at import and called {', '.join(called)}, which "
+                         f"reads {', '.join(sorted(constants))} that the patch changes; its "
+                         "effect is not redone automatically (it acts on live objects): "
+                         "attach a hook that redoes it, or says why nothing needs doing")
+
+    def _whole_chains(self, body: List[ast.stmt], chosen: Set[int], new_only: Set[str],
+                      where: str) -> None:
+        """Run every statement that builds a name when one of them runs (in place, ``chosen``).
+
+        ``DECODERS = [...]`` then ``if HAS_X: DECODERS += ["x"]``: running the changed
+        ``+=`` alone would extend the live list a second time. Running the chain from its
+        first statement builds a new object as a fresh import does. That is only safe when
+        the first statement makes the object right there (a display, a def); otherwise the
+        chain would repeat its changes on a shared object, which needs a hook.
+        """
+        grew = True
+        while grew:
+            grew = False
+            for s in body:
+                if id(s) not in chosen:
+                    continue
+                for n in sorted(touched_names(s)):
+                    if n not in bound_names(s) and (_settable(s) or not _in_place(s, n)):
+                        continue  # an attribute/item set is an op on the live object
+                    chain = [t for t in body if n in touched_names(t)]
+                    if len(chain) < 2 or not any(_in_place(t, n) for t in chain):
+                        continue
+                    if n not in new_only and not _fresh(chain[0], n):
+                        self.add("changed module statement" if where == "<module>" else
+                                 "changed class body statement", where, "hook",
+                                 f"`{n}` is built by several statements and the first, "
+                                 f"`{_text(chain[0])}`, does not make a new object: running "
+                                 "them again would repeat their changes on the live one")
+                        continue
+                    for t in chain:
+                        if id(t) not in chosen:
+                            chosen.add(id(t))
+                            grew = True
+                            self.add("re-run statement", f"{where}:{n}", "caveat",
+                                     f"`{_text(t)}` runs again with the changed statements "
+                                     f"that build `{n}`, so the new object is whole")
 
     def _class_attr_dependents(self, constants: Set[str]) -> None:
         """Class attributes computed from a changed constant (``limit = MAX_LEN``) follow it."""

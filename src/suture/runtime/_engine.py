@@ -36,7 +36,7 @@ import types
 import warnings
 import weakref
 from types import CodeType, FunctionType
-from typing import AbstractSet, Any, ContextManager, Dict, List, Optional, Set, Tuple
+from typing import AbstractSet, Any, ContextManager, Dict, List, Mapping, Optional, Set, Tuple
 
 from . import _codes, _commit, _defs, _hook
 from ._commit import MISSING, Call, Op
@@ -588,6 +588,15 @@ def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
         return txn
     missing = sorted(q for q in changed_q if "<locals>" not in q and q not in on_base
                      and q not in on_fixed and _codes.is_named_function(base[q][0]))
+    # Defined in a branch that did not run here (requests' ``if sys.platform == "win32":``):
+    # the name was never bound and no function object exists; the fixed module, whose
+    # branch conditions the builder checked are the same, would not define it either.
+    skipped = [q for q in missing if q.split(".")[0] in _branch_defs(plan.old_tree)
+               and q.split(".")[0] not in (_own_dict(module) or {})]
+    missing = [q for q in missing if q not in skipped]
+    if skipped:
+        txn.notes.append(f"not defined in this process (its branch did not run): "
+                         f"{', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}")
     if missing:
         raise BaselineMismatch(
             f"Refused patch {patch.short_id} ({patch.describe()}): `{mp.name}:{missing[0]}` is "
@@ -646,6 +655,16 @@ def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
     if warn_kind and sys.version_info >= (3, 13):
         txn.notes.append("a function changes between plain and generator/coroutine code")
     return txn
+
+
+def _branch_defs(tree: Optional[ast.Module]) -> Set[str]:
+    """Names of functions and classes defined inside module-level if/try blocks."""
+    out: Set[str] = set()
+    for stmt in tree.body if tree is not None else ():
+        if isinstance(stmt, (ast.If, ast.Try)):
+            out.update(n.name for n in ast.walk(stmt)
+                       if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)))
+    return out
 
 
 def _method_owner(module: types.ModuleType, q: str, live: CodeType,
@@ -781,6 +800,13 @@ def _late_split(plan: _defs.ModulePlan, package: str = "", patched: AbstractSet[
     (Pygments 2.15.1: a new base class imported in the same statement).
     """
     construct = _construct_names(plan)
+    # Functions and classes this batch defines have the live module as globals, where the
+    # batch's other new names do not exist before the commit (requests 2.32:
+    # ``chardet = _resolve_char_detection()`` and its new ``import importlib``).
+    batch = {n for s in plan.exec_stmts for n in _defs.bound_names(s)}
+    construct |= {s.name for s in plan.exec_stmts   # type: ignore[attr-defined]
+                  if _defs.stmt_category(s) in ("def", "class")
+                  and _defs._names_in(s.body) & batch}  # type: ignore[attr-defined]
     early: List[ast.stmt] = []
     late: List[ast.stmt] = []
     late_names: Set[str] = set()
@@ -795,9 +821,11 @@ def _late_split(plan: _defs.ModulePlan, package: str = "", patched: AbstractSet[
                     part.append(ast.copy_location(ast.ImportFrom(
                         module=s.module, names=names, level=s.level), s))
             late_names.update(a.asname or a.name for a in s.names if a.name in new)
-        elif cat == "assign" and value is not None and (
-                _defs._called_roots(value) & construct or _defs._names_in([value]) & late_names):
-            late.append(s)
+        elif (cat in ("assign", "binding-block", "mutation")
+              and _defs._called_roots(s) & construct
+              or cat in ("assign", "binding-block", "mutation", "class")
+              and _defs._names_in([s]) & late_names):
+            late.append(s)   # a statement that builds on a late name runs after it
             late_names.update(_defs.bound_names(s))
         else:
             early.append(s)
@@ -829,6 +857,7 @@ def _construct_names(plan: _defs.ModulePlan) -> Set[str]:
     out: Set[str] = set()
     for c in plan.changes:
         if not c.kind.startswith(("changed function", "changed method", "changed default",
+                                  "re-evaluated default",
                                   "changed class bases", "changed decorator")):
             continue
         head, _, tail = c.qualname.partition(".")
@@ -862,8 +891,21 @@ def _exec_stmts(txn: _ModuleTxn, module: types.ModuleType,
     stmts, registrations = _split_registrations(stmts, module)
     channel = f"__suture_scratch_{id(ns):x}__"
     stmts = _ScratchReads.rewrite(stmts, channel)
+    setter = f"__suture_set_{id(ns):x}__"
+    stmts = [_deferred_set(s, setter) for s in stmts]
     code = _compile_stmts(stmts, txn.plan, txn.filename)
+
+    def set_at_commit(root: str, obj: Any, key: str, value: Any, item: bool) -> None:
+        if root in ns:          # an object this batch made: nothing else sees it yet
+            obj.__setitem__(key, value) if item else setattr(obj, key, value)
+        elif item and type(obj) is not dict:
+            raise TypeError(f"{root}[...] is not a plain dict; setting an item in it "
+                            "cannot be undone")
+        else:
+            txn.ops.append(Op("item" if item else "attr", obj, key, value,
+                              f"{txn.name}: {root}{f'[{key!r}]' if item else f'.{key}'}"))
     setattr(builtins, channel, ns)
+    setattr(builtins, setter, set_at_commit)
     try:
         exec(code, module.__dict__, ns)
         for name, dispatcher, type_expr in registrations:
@@ -885,7 +927,37 @@ def _exec_stmts(txn: _ModuleTxn, module: types.ModuleType,
                            details={"module": txn.name}) from exc
     finally:
         delattr(builtins, channel)
+        delattr(builtins, setter)
     return ns
+
+
+def _deferred_set(stmt: ast.stmt, setter: str) -> ast.stmt:
+    """``X.a = v`` / ``X[k] = v`` at module level -> ``setter('X', X, 'a', v, False)``.
+
+    Preparing must not change live objects (the patch may still be refused): the setter
+    makes the assignment an op of the commit, undone by revert, unless ``X`` is an
+    object this batch created.
+    """
+    if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
+            and _defs.stmt_category(stmt) == "mutation"):
+        return stmt
+    t = stmt.targets[0]
+    if isinstance(t, ast.Attribute):
+        key: ast.expr = ast.Constant(t.attr)
+    elif isinstance(t, ast.Subscript) and not isinstance(t.slice, ast.Slice):
+        key = t.slice
+        if sys.version_info < (3, 9) and isinstance(key, ast.Index):  # pragma: no cover
+            key = key.value  # type: ignore[attr-defined]
+    else:
+        return stmt
+    obj = copy.deepcopy(t.value)
+    for node in ast.walk(obj):
+        if isinstance(getattr(node, "ctx", None), ast.Store):
+            node.ctx = ast.Load()  # type: ignore[attr-defined]
+    call = ast.Call(func=ast.Name(setter, ast.Load()),
+                    args=[ast.Constant(_defs._root(t)), obj, key, stmt.value,
+                          ast.Constant(isinstance(t, ast.Subscript))], keywords=[])
+    return ast.fix_missing_locations(ast.copy_location(ast.Expr(call), stmt))
 
 
 class _ScratchReads(ast.NodeTransformer):
@@ -1150,17 +1222,28 @@ def _prepare_class(txn: _ModuleTxn, module: types.ModuleType, cp: _defs.ClassPla
         if name in vars(cls):
             txn.ops.append(Op("attr", cls, name, MISSING, f"del {txn.name}:{cp.qualname}.{name}"))
     if cp.new_bases is not None:
-        expr = ast.Expression(body=ast.Tuple(elts=list(cp.new_bases), ctx=ast.Load()))
-        ast.fix_missing_locations(expr)
+        def evaluate(exprs: List[ast.expr], scope: Mapping[str, Any]) -> Tuple[Any, ...]:
+            expr = ast.Expression(body=ast.Tuple(elts=list(exprs), ctx=ast.Load()))
+            ast.fix_missing_locations(expr)
+            return tuple(eval(compile(expr, txn.filename, "eval", dont_inherit=True),
+                              module.__dict__, scope))
         try:
-            bases = eval(compile(expr, txn.filename, "eval", dont_inherit=True),
-                         module.__dict__, collections.ChainMap(mod_ns))
+            bases = evaluate(cp.new_bases, collections.ChainMap(mod_ns))
         except Exception as exc:
             raise RefusedError(f"Evaluating the new bases of {txn.name}:{cp.qualname} failed: "
                                f"{type(exc).__name__}: {exc}. Nothing was changed.",
                                details={"module": txn.name, "class": cp.qualname}) from exc
-        txn.first_ops.append(Op("attr", cls, "__bases__", tuple(bases),
-                                f"{txn.name}:{cp.qualname}.__bases__"))
+        old_cls = dict(_defs.iter_classes(plan.old_tree.body)).get(cp.qualname) \
+            if plan.old_tree is not None else None
+        try:
+            before = evaluate(old_cls.bases, {}) if old_cls is not None else None
+        except Exception:
+            before = None
+        # Spelled differently, the same objects (``TypedDict`` -> ``typing.TypedDict``).
+        if before is None or len(before) != len(bases) \
+                or any(a is not b for a, b in zip(before, bases)):
+            txn.first_ops.append(Op("attr", cls, "__bases__", bases,
+                                    f"{txn.name}:{cp.qualname}.__bases__"))
 
 
 def _absence_tested(cls: type) -> Set[str]:
@@ -1229,7 +1312,10 @@ def _defaults(txn: _ModuleTxn, module: types.ModuleType, wanted: List[str],
         q = quals.get(id(f.__code__))
         if q not in wanted:
             continue
-        defaults, kwdefaults = _eval_defaults(module, q, nodes[q], ns, txn.filename)
+        owner = _resolve_class(module, q.rsplit(".", 1)[0]) if "." in q else None
+        pending = {op.key: op.new for op in txn.ops
+                   if owner is not None and op.kind == "attr" and op.obj is owner}
+        defaults, kwdefaults = _eval_defaults(module, q, nodes[q], ns, txn.filename, pending)
         target = txn.forwarded.get(id(f))
         if target is not None:  # not live yet: set it directly, the old object forwards to it
             target.__defaults__ = defaults or None
@@ -1241,10 +1327,16 @@ def _defaults(txn: _ModuleTxn, module: types.ModuleType, wanted: List[str],
 
 
 def _eval_defaults(module: types.ModuleType, q: str, node: _defs.FuncNode,
-                   ns: Dict[str, Any], filename: str) -> Tuple[Any, Any]:
-    """Evaluate a def's default expressions as its module (or class body) would."""
+                   ns: Dict[str, Any], filename: str,
+                   pending: Optional[Dict[str, Any]] = None) -> Tuple[Any, Any]:
+    """Evaluate a def's default expressions as its module (or class body) would.
+
+    ``pending``: the class attributes this patch is about to set on the owner class.
+    """
     owner = _resolve_class(module, q.rsplit(".", 1)[0]) if "." in q else None
-    scope = collections.ChainMap(ns, dict(vars(owner)) if owner else {})
+    # a class body reads its own namespace first, then the module's
+    scope = collections.ChainMap({k: v for k, v in (pending or {}).items() if v is not MISSING},
+                                 dict(vars(owner)) if owner else {}, ns)
     a = node.args
     defaults_expr = ast.Expression(body=ast.Tuple(elts=list(a.defaults), ctx=ast.Load()))
     kw = [(arg.arg, d) for arg, d in zip(a.kwonlyargs, a.kw_defaults) if d is not None]
@@ -1379,8 +1471,8 @@ def _late(rec: _Record, live: List[_ModuleTxn]) -> List[Any]:
             continue
         assert t.plan is not None and t.fixed_tree is not None
         module = sys.modules[t.name]
+        before = len(t.ops)   # _exec_stmts adds the ops of attribute/item assignments
         ns = _exec_stmts(t, module, t.late_stmts)
-        before = len(t.ops)
         _bind_module(t, module, t.plan, ns, late=True)
         quals = _codes.live_qualnames(t.swapped)
         wanted = [q for q, fn in _defs.iter_functions(t.fixed_tree.body)
