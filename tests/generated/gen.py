@@ -35,8 +35,8 @@ same seed gives the same bytes on every run and every Python version):
   or at module level), give a subclass a mixin base, make an override start calling
   ``super()``, rename a local variable, swap an ``if`` condition;
 * with probability REFUSED_RATE, one of the edits is one the builder must refuse instead
-  (``__slots__`` entry, Enum member, dataclass field, an ``int`` base, a changed
-  module-level call), and so is giving a class without bases its first base; expect.json
+  (``__slots__`` entry, Enum member, dataclass field without a default, an ``int`` base,
+  a changed module-level call), and so is giving a class without bases its first base; expect.json
   then says with which code (SUT-E203: exit 3, SUT-E204: exit 4).
 
 The driver (the same for v1 and v2) imports every module and keeps pre-existing state in
@@ -1287,7 +1287,7 @@ TEMPLATES = [("plain", 3.0), ("defaults", 2.0), ("closure", 1.5), ("lambdas", 1.
 REFUSALS = {  # edit -> (template it needs, expected code)
     "slots entry": ("slots", "SUT-E203"),
     "enum member": ("enum", "SUT-E203"),
-    "dataclass field": ("dataclass", "SUT-E203"),
+    "dataclass field": ("dataclass", "SUT-E204"),
     "int base": ("class", "SUT-E203"),
     "module-level call": ("settings", "SUT-E204"),
 }
@@ -1763,10 +1763,9 @@ class Generator:
         elif kind == "enum member":
             d.enum_members.append(["BLUE", 3])
         elif kind == "dataclass field":
-            if rng.random() < 0.5:
-                d.fields.append(["c", rng.randint(0, 5)])
-            else:
-                d.fields[1][1] += 1
+            # a field with no class-level default: instances made before have no value for
+            # it (a field with a plain default is patchable: the dataclass is generated again)
+            d.fields.append(["c", "dataclasses.field(default_factory=int)"])
         elif kind == "int base":
             d.base = "int"
         else:

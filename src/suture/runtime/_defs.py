@@ -49,6 +49,7 @@ class ClassPlan:
     bind: List[str] = field(default_factory=list)                # names taken from that body
     delete: List[str] = field(default_factory=list)
     new_bases: Optional[List[ast.expr]] = None
+    regenerate: bool = False    # a stdlib @dataclass whose fields change (_plain_dataclass)
 
 
 @dataclass
@@ -255,6 +256,8 @@ def _keyed(stmts: List[ast.stmt]) -> Dict[str, ast.stmt]:
     out: Dict[str, ast.stmt] = {}
     counts: Dict[str, int] = {}
     for s in stmts:
+        if is_overload(s):
+            continue   # typing-only; the definition after it is the one bound
         cat = stmt_category(s)
         if cat in ("def", "class"):
             base = f"{cat}:{s.name}"  # type: ignore[attr-defined]
@@ -270,19 +273,37 @@ def _keyed(stmts: List[ast.stmt]) -> Dict[str, ast.stmt]:
     return out
 
 
-def iter_functions(body: List[ast.stmt], prefix: str = "") -> Iterator[Tuple[str, FuncNode]]:
-    """Every function definition with its qualname, nested ones included."""
+def is_overload(stmt: ast.stmt) -> bool:
+    """A ``@typing.overload`` stub: typing-only, replaced by the definition after it."""
+    if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return False
+    for d in stmt.decorator_list:
+        if isinstance(d, ast.Name) and d.id == "overload" \
+                or isinstance(d, ast.Attribute) and d.attr == "overload":
+            return True
+    return False
+
+
+def iter_functions(body: List[ast.stmt], prefix: str = "", overloads: bool = False
+                   ) -> Iterator[Tuple[str, FuncNode]]:
+    """Every function definition with its qualname, nested ones included.
+
+    ``@overload`` stubs are left out unless ``overloads``: at run time the name is bound
+    to the real definition that follows them.
+    """
     for stmt in body:
         if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            if is_overload(stmt) and not overloads:
+                continue
             q = prefix + stmt.name
             yield q, stmt
-            yield from iter_functions(stmt.body, q + ".<locals>.")
+            yield from iter_functions(stmt.body, q + ".<locals>.", overloads)
         elif isinstance(stmt, ast.ClassDef):
-            yield from iter_functions(stmt.body, prefix + stmt.name + ".")
+            yield from iter_functions(stmt.body, prefix + stmt.name + ".", overloads)
         elif isinstance(stmt, (ast.If, ast.Try, ast.For, ast.While, ast.With,
                                ast.AsyncFor, ast.AsyncWith)):
             for child_body in _sub_bodies(stmt):
-                yield from iter_functions(child_body, prefix)
+                yield from iter_functions(child_body, prefix, overloads)
 
 
 def _sub_bodies(stmt: ast.stmt) -> Iterator[List[ast.stmt]]:
@@ -485,6 +506,50 @@ def _never_runs(stmt: ast.stmt, imports: Dict[str, str], body: List[ast.stmt]) -
             return ("a module imported under its own name never has __name__ == '__main__'; "
                     "a module run as a script is not one Suture patches")
     return ""
+
+
+def _plain_dataclass(cls: ast.ClassDef, imports: Dict[str, str]) -> bool:
+    """Decorated only by the standard library's ``@dataclass``, without ``slots=True``
+    (slots fix the layout of every instance) and with no field-making base."""
+    if len(cls.decorator_list) != 1 or _base_names(cls) & _FIELD_BASES:
+        return False
+    d = cls.decorator_list[0]
+    if _origin(d, imports) != "dataclasses.dataclass":
+        return False
+    return not (isinstance(d, ast.Call) and any(
+        k.arg == "slots" and not (isinstance(k.value, ast.Constant) and not k.value.value)
+        or k.arg is None for k in d.keywords))
+
+
+def _is_field(stmt: ast.stmt) -> bool:
+    """An annotated name in a dataclass body (markers such as ClassVar are checked apart)."""
+    return isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
+
+
+def _class_default(stmt: ast.stmt) -> bool:
+    """Does the field leave a plain default on the class, for instances that lack it?
+
+    ``x: int = 0`` and ``x: int = field(default=0)`` do; no value, ``field()`` and
+    ``field(default_factory=...)`` do not.
+    """
+    value = getattr(stmt, "value", None)
+    if value is None:
+        return False
+    if isinstance(value, ast.Call) and (
+            isinstance(value.func, ast.Name) and value.func.id == "field"
+            or isinstance(value.func, ast.Attribute) and value.func.attr == "field"):
+        return any(k.arg == "default" for k in value.keywords)
+    return True
+
+
+def _uses_globals(tree: ast.Module) -> bool:
+    """Does the module call ``globals()`` (and may so bind any name at run time)?"""
+    return any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+               and n.func.id == "globals" for n in ast.walk(tree))
+
+
+def _declared_global(tree: ast.Module) -> Set[str]:
+    return {name for n in ast.walk(tree) if isinstance(n, ast.Global) for name in n.names}
 
 
 def _settable(stmt: ast.stmt) -> bool:
@@ -721,7 +786,15 @@ class _Differ:
                      if not _never_runs(s, new_imports, self.new.body)}
         old_bound = {n for s in self.old.body for n in bound_names(s)
                      if not _never_runs(s, old_imports, self.old.body)}
-        self.plan.delete = sorted(old_bound - new_bound)
+        gone = old_bound - new_bound
+        values = {n for st in self.old.body if stmt_category(st) in ("assign", "binding-block")
+                  for n in bound_names(st)}   # removed defs and classes are unbound anyway
+        kept = (gone if _uses_globals(self.new) else gone & _declared_global(self.new)) & values
+        for n in sorted(kept):
+            self.add("name bound at run time", n, "caveat",
+                     "the fixed module no longer binds it at import, but its code binds "
+                     "module globals at run time (`global`, `globals()`): it stays bound")
+        self.plan.delete = sorted(gone - kept)
         self._execd = execd
 
     def _class(self, q: str, old: ast.ClassDef, new: ast.ClassDef) -> None:
@@ -753,6 +826,12 @@ class _Differ:
         metadata = kind == "fields" and (
             _annotations_are_metadata(old, _import_map(self.old.body))
             and _annotations_are_metadata(new, _import_map(self.new.body)))
+        # The standard library's @dataclass generates its methods from the class body: the
+        # engine runs the new body and decorator on a scratch class and moves the generated
+        # methods, the field table and the defaults onto the live class.
+        regen = ("." not in q and _plain_dataclass(old, _import_map(self.old.body))
+                 and _plain_dataclass(new, _import_map(self.new.body))
+                 and dumps(old.decorator_list) == dumps(new.decorator_list))
         if kind == "fields":
             before_order, after_order = _field_order(old), _field_order(new)
             kept = set(before_order) & set(after_order)
@@ -802,6 +881,29 @@ class _Differ:
                          "only the type annotation changed: __init__, the default and the "
                          "instance layout are the same; the class's __annotations__ (and "
                          "dataclasses.fields().type) keep the old annotation")
+            elif regen and cat in ("assign", "annotation") and not _is_field(stmt) \
+                    and (before is None or not _is_field(before)):
+                self.add("changed class attribute" if before else "added class attribute",
+                         mq, "live")   # no annotation: a plain class attribute, not a field
+                cp.exec_members.append(stmt)
+                cp.bind.extend(names)
+            elif regen and cat in ("assign", "annotation") and not (
+                    _mentions(stmt.annotation if isinstance(stmt, ast.AnnAssign) else None,
+                              _FIELD_MARKERS)
+                    or before is not None and _mentions(getattr(before, "annotation", None),
+                                                        _FIELD_MARKERS)):
+                cp.regenerate = True
+                if before is None and not _class_default(stmt):
+                    self.add("added field", mq, "hook",
+                             f"instances made before the patch have no `{names[0]}` and the "
+                             "field has no plain default for them to fall back on; attach a "
+                             "migration hook (MIGRATIONS) that gives them the value the old "
+                             "code meant")
+                else:
+                    self.add("added field" if before is None else "changed field", mq,
+                             "caveat", "the dataclass is generated again (__init__, __repr__, "
+                             "__eq__, fields(), defaults) on the live class; instances made "
+                             "before keep the field values they have")
             elif kind == "fields" and cat in ("assign", "annotation"):
                 self.add("changed field", mq, "restart",
                          "dataclass/attrs/NamedTuple fields fix __init__ and the layout of "
@@ -828,6 +930,12 @@ class _Differ:
             elif kind == "enum" and cat == "assign":
                 self.add("removed enum member", mq, "restart",
                          "Enum members are singletons created with the class")
+            elif regen and cat in ("assign", "annotation") and _is_field(stmt) \
+                    and not _mentions(getattr(stmt, "annotation", None), _FIELD_MARKERS):
+                cp.regenerate = True
+                self.add("removed field", mq, "caveat",
+                         "the dataclass is generated again without it; instances made before "
+                         "keep the attribute")
             elif kind == "fields" and cat in ("assign", "annotation"):
                 self.add("removed field", mq, "restart",
                          "dataclass/attrs/NamedTuple fields fix __init__ and the layout")
@@ -853,7 +961,11 @@ class _Differ:
                 self.plan.recompute_defaults.append(mq)
                 self.add("re-evaluated default", mq, "caveat",
                          "a default argument reads a class attribute the patch changes")
-        if cp.exec_members or cp.delete or cp.new_bases is not None:
+        if cp.regenerate:
+            # module code that builds instances at import is evaluated again (_dependents)
+            self.add("regenerated __init__", f"{q}.__init__", "caveat",
+                     "generated by @dataclass from the new fields")
+        if cp.exec_members or cp.delete or cp.new_bases is not None or cp.regenerate:
             self.plan.classes.append(cp)
 
     def _dependents(self) -> None:

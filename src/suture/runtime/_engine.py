@@ -522,8 +522,8 @@ def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
                                f"{sys.version.split()[0]}: {exc}. Nothing was changed.",
                                details={"module": mp.name}) from exc
     memo: Dict[int, Any] = {}
-    base = _codes.tree(b_code)
-    fixed = _codes.tree(f_code)
+    base, base_stubs = _drop_overloads(_codes.tree(b_code), plan.old_tree)
+    fixed, _ = _drop_overloads(_codes.tree(f_code), plan.new_tree)
 
     def same(a: CodeType, b: CodeType) -> bool:
         return _codes.structure(a, memo) == _codes.structure(b, memo)
@@ -546,6 +546,8 @@ def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
         q = quals.get(id(f.__code__))
         if q is None:
             continue
+        if any(same(c, live) for c in base_stubs.get(q, ())):
+            continue  # an @overload stub kept by typing's registry: never called
         cands = base.get(q, [])
         idx = next((i for i, c in enumerate(cands) if same(c, live)), None)
         if idx is None:
@@ -643,6 +645,7 @@ def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
 
     txn.plan = plan
     txn.fixed_tree = plan.new_tree or ast.parse(mp.fixed.text)
+    _check_run_time_state(txn, module, plan)
     txn.swapped = [f for f, _, _ in swaps]
     early, txn.late_stmts = _late_split(
         plan, (_own_dict(module) or {}).get("__package__") or "",
@@ -655,6 +658,74 @@ def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
     if warn_kind and sys.version_info >= (3, 13):
         txn.notes.append("a function changes between plain and generator/coroutine code")
     return txn
+
+
+_LITERAL_TYPES = (type(None), bool, int, float, complex, str, bytes, tuple, list, dict, set,
+                  frozenset)
+
+
+def _same_literal(live: Any, value: Any) -> bool:
+    """``live == value`` for a literal ``value``, without running application code."""
+    if type(live) is not type(value):
+        return False
+    if isinstance(value, (list, tuple)):
+        return len(live) == len(value) and all(map(_same_literal, live, value))
+    if isinstance(value, dict):
+        return (len(live) == len(value) and all(type(k) in _LITERAL_TYPES for k in live)
+                and all(k in value and _same_literal(live[k], value[k]) for k in live))
+    if isinstance(value, (set, frozenset)):
+        return all(type(k) in _LITERAL_TYPES for k in live) and live == value
+    return bool(live == value)
+
+
+def _check_run_time_state(txn: _ModuleTxn, module: types.ModuleType,
+                          plan: _defs.ModulePlan) -> None:
+    """Refuse to rebind a name whose live value is no longer what its old statement made.
+
+    ``_finders = None`` at import, then filled by code (setuptools 69's ``_declare_state``,
+    a registry assigned by ``configure()``): the statement changed, but rebinding the name
+    to the new statement's value would throw away state the process built since. Only old
+    values that are literals can be compared without running application code.
+    """
+    if plan.old_tree is None or plan.new_tree is None:
+        return
+    old_k = _defs._keyed(plan.old_tree.body)
+    run = {id(s) for s in plan.exec_stmts}
+    live_ns = _own_dict(module) or {}
+    for key, stmt in _defs._keyed(plan.new_tree.body).items():
+        before = old_k.get(key)
+        if id(stmt) not in run or not isinstance(before, ast.Assign) \
+                or _defs.stmt_category(stmt) != "assign" or len(before.targets) != 1 \
+                or not isinstance(before.targets[0], ast.Name):
+            continue
+        name = before.targets[0].id
+        if sum(name in _defs.touched_names(st) for st in plan.old_tree.body) != 1:
+            continue   # built by several statements: its value is not this literal alone
+        try:
+            value = ast.literal_eval(before.value)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            continue
+        if name in live_ns and not txn.has_hooks and not _same_literal(live_ns[name], value):
+            raise NeedsHook(
+                f"Refused: {txn.name}.{name} was set to {_defs._text(before).split('=', 1)[1].strip()}"
+                f" at import, but now holds a {type(live_ns[name]).__name__} the process built "
+                f"since; the patch changes its statement, and rebinding it would throw that "
+                "state away. Nothing was changed; rebuild with a hook that carries the state "
+                "over (suture build --hooks).", details={"module": txn.name, "name": name})
+
+
+def _drop_overloads(codes: Dict[str, List[CodeType]], tree: Optional[ast.Module]
+                    ) -> Tuple[Dict[str, List[CodeType]], Dict[str, List[CodeType]]]:
+    """Split the code of ``@overload`` stubs off ``codes`` (qualname -> code, in order)."""
+    flags: Dict[str, List[bool]] = {}
+    for q, fn in _defs.iter_functions(tree.body if tree is not None else [], overloads=True):
+        flags.setdefault(q, []).append(_defs.is_overload(fn))
+    stubs: Dict[str, List[CodeType]] = {}
+    for q, marks in flags.items():
+        if any(marks) and len(codes.get(q, ())) == len(marks):
+            stubs[q] = [c for c, m in zip(codes[q], marks) if m]
+            codes[q] = [c for c, m in zip(codes[q], marks) if not m]
+    return codes, stubs
 
 
 def _branch_defs(tree: Optional[ast.Module]) -> Set[str]:
@@ -857,7 +928,7 @@ def _construct_names(plan: _defs.ModulePlan) -> Set[str]:
     out: Set[str] = set()
     for c in plan.changes:
         if not c.kind.startswith(("changed function", "changed method", "changed default",
-                                  "re-evaluated default",
+                                  "re-evaluated default", "regenerated",
                                   "changed class bases", "changed decorator")):
             continue
         head, _, tail = c.qualname.partition(".")
@@ -1173,6 +1244,8 @@ def _prepare_class(txn: _ModuleTxn, module: types.ModuleType, cp: _defs.ClassPla
             f"Refused: class {txn.name}:{cp.qualname} is not in the running module (or is not "
             "a class), so its changes cannot be applied. Nothing was changed.",
             details={"module": txn.name, "class": cp.qualname})
+    if cp.regenerate:
+        _regenerate_dataclass(txn, module, cls, cp, plan)
     if cp.exec_members:
         path = cp.qualname.split(".")
         inner: ast.stmt = ast.ClassDef(name=path[-1], bases=[], keywords=[],
@@ -1244,6 +1317,57 @@ def _prepare_class(txn: _ModuleTxn, module: types.ModuleType, cp: _defs.ClassPla
                 or any(a is not b for a, b in zip(before, bases)):
             txn.first_ops.append(Op("attr", cls, "__bases__", bases,
                                     f"{txn.name}:{cp.qualname}.__bases__"))
+
+
+# What @dataclass writes into a class (3.9-3.14), besides the fields' defaults.
+_DATACLASS_MADE = ("__init__", "__repr__", "__eq__", "__lt__", "__le__", "__gt__", "__ge__",
+                   "__hash__", "__setattr__", "__delattr__", "__match_args__", "__replace__",
+                   "__dataclass_fields__", "__dataclass_params__", "__annotations__",
+                   "__annotate__", "__annotate_func__", "__annotations_cache__")
+
+
+def _regenerate_dataclass(txn: _ModuleTxn, module: types.ModuleType, cls: type,
+                          cp: _defs.ClassPlan, plan: _defs.ModulePlan) -> None:
+    """A standard-library dataclass whose fields change (starlette 0.40, Werkzeug 2.2.3).
+
+    The new class statement, decorator included, runs on a scratch class; what the
+    decorator generated (``__init__``, ``__repr__``, ``__eq__``..., the field table) and the
+    fields' class-level defaults become ops on the live class, so existing instances,
+    ``isinstance`` and every reference to the class keep working. Methods written in the
+    class body are not taken from the scratch class: their code is swapped in place.
+    """
+    assert plan.new_tree is not None
+    node = dict(_defs.iter_classes(plan.new_tree.body))[cp.qualname]
+    label = f"{txn.name}:{cp.qualname}"
+    children: List[type] = type.__subclasses__(cls)
+    subs = [sub for sub in children if "__dataclass_fields__" in vars(sub)]
+    if subs:
+        raise RestartRequired(
+            f"Cannot regenerate dataclass {label} live: {subs[0].__qualname__} is a dataclass "
+            "built on it, and its generated __init__ holds the old fields. Nothing was "
+            "changed; restart the process.", details={"module": txn.name, "class": cp.qualname})
+    written = {st.name for st in node.body
+               if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    scratch: Dict[str, Any] = {}
+    code = _compile_stmts([copy.deepcopy(node)], plan, txn.filename)
+    try:
+        exec(code, module.__dict__, scratch)
+        new = scratch[node.name]
+        if "__dataclass_fields__" not in vars(new):
+            raise TypeError("the decorated class is not a dataclass")
+        if repr(new.__dataclass_params__) != repr(cls.__dict__.get("__dataclass_params__")):
+            raise TypeError("the dataclass parameters differ from the live class's")
+    except Exception as exc:
+        raise RefusedError(f"Regenerating dataclass {label} failed: {type(exc).__name__}: "
+                           f"{exc}. Nothing was changed.",
+                           details={"module": txn.name, "class": cp.qualname}) from exc
+    fields = set(vars(cls).get("__dataclass_fields__", {})) | set(new.__dataclass_fields__)
+    for name in [*_DATACLASS_MADE, *sorted(fields)]:
+        if name in written:
+            continue
+        value, live = vars(new).get(name, MISSING), vars(cls).get(name, MISSING)
+        if value is not MISSING or live is not MISSING:
+            txn.ops.append(Op("attr", cls, name, value, f"{label}.{name} (dataclass)"))
 
 
 def _absence_tested(cls: type) -> Set[str]:

@@ -1,4 +1,9 @@
-"""Case 11b: dataclass Upstream gains a field; restart is required."""
+"""Case 11b: dataclass Upstream gains a field with a plain default (``verify_tls = True``).
+
+Until the engine could regenerate standard-library dataclasses this needed a restart;
+now __init__, repr and fields() are generated again on the live class, and the instance
+made before the patch reads the new field's default through the class, as a fresh
+process's instance built with the default has it."""
 
 import dataclasses
 

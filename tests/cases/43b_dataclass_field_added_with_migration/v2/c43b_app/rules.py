@@ -1,0 +1,19 @@
+from dataclasses import dataclass
+
+
+@dataclass
+class RulePart:
+    content: str
+    final: bool
+    suffixed: bool
+
+
+def compile_rule(rule):
+    return [RulePart(content=p, final=i == len(rule.split("/")) - 1, suffixed=False)
+            for i, p in enumerate(rule.split("/"))]
+
+
+def match(parts, path):
+    if any(p.suffixed for p in parts):
+        path = path.rstrip("/")
+    return all(p.content == "*" or p.content == seg for p, seg in zip(parts, path.split("/")))
