@@ -149,7 +149,7 @@ def stmt_category(stmt: ast.stmt) -> str:
         return "class"
     if isinstance(stmt, ast.ImportFrom) and stmt.module == "__future__":
         return "future"
-    if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+    if isinstance(stmt, (ast.Import, ast.ImportFrom)) or _import_call(stmt):
         return "import"
     if isinstance(stmt, ast.Assign) and all(_simple_target(t) for t in stmt.targets):
         return "assign"
@@ -168,6 +168,33 @@ def stmt_category(stmt: ast.stmt) -> str:
     if mutated_root(stmt):
         return "mutation"
     return "other"
+
+
+def _annotated_only(old: Optional[ast.stmt], new: ast.stmt) -> bool:
+    """``X = v`` -> ``X: T = v`` (or the reverse, or T changed) at module level: the
+    annotation is only recorded in ``__annotations__``; the binding is the same."""
+    def parts(st: Optional[ast.stmt]) -> Optional[str]:
+        if isinstance(st, ast.Assign) and len(st.targets) == 1 \
+                and isinstance(st.targets[0], ast.Name):
+            return st.targets[0].id + "=" + dump(st.value)
+        if isinstance(st, ast.AnnAssign) and isinstance(st.target, ast.Name) \
+                and st.value is not None:
+            return st.target.id + "=" + dump(st.value)
+        return None
+    return old is not None and parts(old) is not None and parts(old) == parts(new)
+
+
+def _import_call(stmt: ast.stmt) -> bool:
+    """``__import__("a.b")`` or ``importlib.import_module("a.b")`` as a statement."""
+    if not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)):
+        return False
+    call = stmt.value
+    f = call.func
+    named = (isinstance(f, ast.Name) and f.id == "__import__"
+             or isinstance(f, ast.Attribute) and f.attr == "import_module"
+             and isinstance(f.value, ast.Name) and f.value.id == "importlib")
+    return (named and len(call.args) == 1 and not call.keywords
+            and isinstance(call.args[0], ast.Constant) and isinstance(call.args[0].value, str))
 
 
 # What an if/try block may hold and still only bind names (at any depth).
@@ -237,6 +264,26 @@ def _fresh(stmt: ast.stmt, name: str) -> bool:
             and value.func.id in _FRESH_CALLS)
 
 
+def normal_form(stmt: ast.stmt) -> str:
+    """``_shape`` with the variables of ``for`` loops renamed by position.
+
+    ``for name in [...]: locals()[name] = f(name)`` and the same loop over ``__name`` do the
+    same (setuptools 70's sandbox); only the leftover loop variable differs.
+    """
+    loops = [n for n in ast.walk(stmt) if isinstance(n, (ast.For, ast.AsyncFor))]
+    if not loops:
+        return _shape(stmt)
+    renames: Dict[str, str] = {}
+    for loop in loops:
+        for name in _target_names(loop.target):
+            renames.setdefault(name, f"__loop{len(renames)}__")
+    copy = copy_module.deepcopy(stmt)
+    for node in ast.walk(copy):
+        if isinstance(node, ast.Name) and node.id in renames:
+            node.id = renames[node.id]
+    return _shape(copy)
+
+
 def _shape(stmt: ast.stmt) -> str:
     """``dump`` with function bodies left out: they are swapped in place, not re-run."""
     copy = copy_module.deepcopy(stmt)
@@ -266,7 +313,7 @@ def _keyed(stmts: List[ast.stmt]) -> Dict[str, ast.stmt]:
         elif cat == "docstring":
             base = "docstring"
         else:
-            base = f"{cat}:{dump(s)}"
+            base = f"{cat}:{normal_form(s)}"
         n = counts.get(base, 0)
         counts[base] = n + 1
         out[base if n == 0 else f"{base}#{n}"] = s
@@ -662,6 +709,22 @@ class _Differ:
             if "<locals>" in q:
                 self.add("removed nested function", q, "live")
 
+    def _same(self, cat: str, before: Optional[ast.stmt], stmt: ast.stmt, where: str) -> bool:
+        """Nothing to run again: equal, or differing only in function bodies (swapped in
+        place) or, for other statements, in the names of loop variables."""
+        if before is None:
+            return False
+        if cat not in ("binding-block", "other", "mutation"):
+            return dump(before) == dump(stmt)
+        if _shape(before) == _shape(stmt):
+            return True
+        if cat != "binding-block" and normal_form(before) == normal_form(stmt):
+            self.add("renamed loop variable", where, "live",
+                     f"`{_text(stmt)}` does what it did under another variable name; the old "
+                     "loop variable stays bound where the loop left it")
+            return True
+        return False
+
     def _in_class(self, q: str) -> bool:
         parent = q.rsplit(".", 1)[0] if "." in q else ""
         return bool(parent) and "<locals>" not in q and parent in dict(iter_classes(self.new.body))
@@ -701,11 +764,10 @@ class _Differ:
                 for n in fresh:
                     self.add("added import" if n not in old_imports else "changed import", n,
                              "live")
-                if fresh:
+                if fresh or (_import_call(stmt) and before is None):
                     execd.add(id(stmt))
                 continue
-            if before is not None and (_shape(before) == _shape(stmt) if cat == "binding-block"
-                                       else dump(before) == dump(stmt)):
+            if self._same(cat, before, stmt, label) or _annotated_only(before, stmt):
                 continue
             inert = _never_runs(stmt, new_imports, self.new.body)
             if inert and (before is None or _never_runs(before, old_imports, self.old.body)):
@@ -865,8 +927,7 @@ class _Differ:
                     cp.exec_members.append(stmt)
                     cp.bind.extend(names)
                 continue
-            if before is not None and (_shape(before) == _shape(stmt) if cat == "binding-block"
-                                       else dump(before) == dump(stmt)):
+            if self._same(cat, before, stmt, mq):
                 continue
             if "__slots__" in names:
                 self.add("changed __slots__", mq, "restart",
@@ -1048,26 +1109,32 @@ class _Differ:
         Its effect was computed from the old value and nothing redoes it: running it again
         would act on live objects (not undoable), so a human decides, in a hook.
         """
-        readers: Set[str] = set()
-        grew = bool(constants)
+        data = {n for st in self.new.body if id(st) in execd
+                and stmt_category(st) in ("assign", "binding-block", "mutation")
+                for n in bound_names(st)} & constants   # not imports: the same modules
+        reads: Dict[str, Set[str]] = {}
+        grew = bool(data)
         while grew:
             grew = False
             for st in self.new.body:
-                if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef)) \
-                        and st.name not in readers \
-                        and _names_in(st.body) & (constants | readers):
-                    readers.add(st.name)
+                if not isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    continue
+                used = _names_in(st.body)
+                got = (used & data).union(*(reads[r] for r in used & set(reads)))
+                if got and got != reads.get(st.name):
+                    reads[st.name] = got
                     grew = True
         for st in self.new.body:
             if id(st) in execd or stmt_category(st) in ("def", "class", "import", "future"):
                 continue
-            called = sorted(_called_roots(st) & readers)
+            called = sorted(_called_roots(st) & set(reads))
             if called:
+                read = sorted(set().union(*(reads[c] for c in called)))
                 self.add("import-time call of changed data", "<module>", "hook",
                          f"`{_text(st)}` ran at import and called {', '.join(called)}, which "
-                         f"reads {', '.join(sorted(constants))} that the patch changes; its "
-                         "effect is not redone automatically (it acts on live objects): "
-                         "attach a hook that redoes it, or says why nothing needs doing")
+                         f"reads {', '.join(read)} that the patch changes; its effect is not "
+                         "redone automatically (it acts on live objects): attach a hook that "
+                         "redoes it, or says why nothing needs doing")
 
     def _whole_chains(self, body: List[ast.stmt], chosen: Set[int], new_only: Set[str],
                       where: str) -> None:

@@ -412,6 +412,9 @@ def _check(patch: Patch) -> Dict[str, _defs.ModulePlan]:
             elif c.verdict == "hook" and patch.hooks is None:
                 hooks.append(f"{mp.name}:{c.qualname} ({c.kind})")
         plans[mp.name] = plan
+    if not patch.meta.get("partial"):   # a partial patch left those out on purpose
+        restart += [f"{f.get('path')} ({f.get('kind')}: {f.get('reason')})"
+                    for f in patch.files if f.get("verdict") == "restart"]
     if restart:
         raise RestartRequired(
             f"Patch {patch.short_id} ({patch.describe()}) cannot be applied live: "
@@ -591,10 +594,13 @@ def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
     missing = sorted(q for q in changed_q if "<locals>" not in q and q not in on_base
                      and q not in on_fixed and _codes.is_named_function(base[q][0]))
     # Defined in a branch that did not run here (requests' ``if sys.platform == "win32":``):
-    # the name was never bound and no function object exists; the fixed module, whose
-    # branch conditions the builder checked are the same, would not define it either.
+    # the name is unbound, or bound by another branch to something that is not a function
+    # or class (setuptools' ``trove_classifier = _TroveClassifier()`` when the import
+    # failed); no function object exists, and the fixed module, whose branch conditions
+    # the builder checked are the same, would not define it either.
+    ns = _own_dict(module) or {}
     skipped = [q for q in missing if q.split(".")[0] in _branch_defs(plan.old_tree)
-               and q.split(".")[0] not in (_own_dict(module) or {})]
+               and not _isa(ns.get(q.split(".")[0]), (FunctionType, type))]
     missing = [q for q in missing if q not in skipped]
     if skipped:
         txn.notes.append(f"not defined in this process (its branch did not run): "

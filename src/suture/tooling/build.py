@@ -9,6 +9,7 @@ refuse.
 
 from __future__ import annotations
 
+import ast
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,7 +130,10 @@ def build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str] = (),
                         tuple(Change(c.kind, c.qualname, c.verdict, c.reason) for c in m.changes))
             for m in modules if m.status != "removed"),
         meta=report.meta,
-        files=tuple(report.files),
+        # removed modules travel with the files, so the engine sees their verdicts too
+        files=tuple(report.files) + tuple(
+            {"path": m.name, "kind": c.kind, "verdict": c.verdict, "reason": c.reason}
+            for m in report.modules if m.status == "removed" for c in m.changes),
         hooks=Source.of(Path(hooks).read_text(encoding="utf-8")) if hooks else None,
     )
     data = dump(patch)
@@ -149,10 +153,14 @@ def diff_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str] = (),
     entries: List[ModuleEntry] = []
     for name in sorted(set(old_mods) | set(new_mods)):
         if name not in new_mods:
+            user = _importer(name, new_mods)
             entries.append(ModuleEntry(name, "removed", [_defs.Change(
                 "removed module", "", "restart",
-                "code that imports it would fail, and the running module cannot be unloaded "
-                "safely")]))
+                f"the fixed version still refers to it ({user}), and the running module "
+                "cannot be unloaded safely") if user else _defs.Change(
+                "removed module", "", "caveat",
+                "nothing in the fixed version imports or names it: a process that loaded it "
+                "keeps it as it is (not patched)")]))
             continue
         fixed = _read(new_mods[name])
         if name not in old_mods:
@@ -177,6 +185,94 @@ def diff_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str] = (),
     meta = {"cves": sorted(cves), "summary": summary, "builder": f"suture {__version__}",
             "python": ">=3.9", "partial": False}
     return BuildReport(target=target, modules=entries, files=files, meta=meta)
+
+
+def _importer(name: str, mods: Dict[str, Path]) -> str:
+    """A module of ``mods`` that imports ``name`` (or, in the same package, names it in a
+    string: ``__import__``, vendoring tables), as "module: how"; '' if none does."""
+    top, last = name.split(".")[0], name.rsplit(".", 1)[-1]
+
+    def hit(target: str) -> bool:
+        return (target == name or target.startswith(name + ".")
+                or target.split(".")[0] == top and target.rsplit(".", 1)[-1] == last)
+    for mod, path in sorted(mods.items()):
+        try:
+            tree = ast.parse(_read(path))
+        except SyntaxError:
+            return f"{mod}: cannot be parsed"
+        package = mod if Path(path).name == "__init__.py" else mod.rpartition(".")[0]
+        for node in _live_nodes(tree):
+            targets: List[str] = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                parts = package.split(".") if package else []
+                base = ".".join(parts[:len(parts) - node.level + 1] if node.level else [])
+                base = ".".join(p for p in (base, node.module or "") if p)
+                targets = [base] + [f"{base}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                    and mod.split(".")[0] == top and node.value in (name, last):
+                return f"{mod}: the string {node.value!r}"
+            for t in targets:
+                if hit(t):
+                    return f"{mod}: import {t}"
+    return ""
+
+
+_OLDEST = (3, 9)   # the oldest Python Suture supports: branches only older ones take are dead
+
+
+def _live_nodes(tree: ast.AST) -> List[ast.AST]:
+    """Nodes of ``tree`` outside ``except ImportError:`` fallbacks and outside branches
+    that only Pythons older than ``_OLDEST`` take (``if sys.version_info >= (3, 8): ...
+    else: <dead>``)."""
+    out: List[ast.AST] = []
+
+    def visit(node: ast.AST) -> None:
+        out.append(node)
+        if isinstance(node, ast.Try):
+            for child in [*node.body, *node.orelse, *node.finalbody]:
+                visit(child)
+            for h in node.handlers:
+                names = h.type.elts if isinstance(h.type, ast.Tuple) else [h.type]
+                if not all(isinstance(n, ast.Name) and n.id in ("ImportError",
+                                                                 "ModuleNotFoundError")
+                           for n in names):
+                    visit(h)
+            return
+        if isinstance(node, ast.If):
+            taken = _version_test(node.test)
+            visit(node.test)
+            for child in node.body if taken is not False else ():
+                visit(child)
+            for child in node.orelse if taken is not True else ():
+                visit(child)
+            return
+        for sub in ast.iter_child_nodes(node):
+            visit(sub)
+    visit(tree)
+    return out
+
+
+def _version_test(test: ast.expr) -> Optional[bool]:
+    """True/False when ``test`` (``sys.version_info >= (3, 8)``, ``<``) has the same answer
+    on every supported Python; None when it depends."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1
+            and isinstance(test.left, ast.Attribute) and test.left.attr == "version_info"
+            and isinstance(test.left.value, ast.Name) and test.left.value.id == "sys"):
+        return None
+    try:
+        bound = tuple(ast.literal_eval(test.comparators[0]))
+    except (ValueError, TypeError, SyntaxError):
+        return None
+    if bound > _OLDEST:
+        return None
+    op = test.ops[0]
+    if isinstance(op, (ast.GtE, ast.Gt)):
+        return True if bound < _OLDEST or isinstance(op, ast.GtE) else None
+    if isinstance(op, (ast.Lt, ast.LtE)):
+        return False if bound < _OLDEST or isinstance(op, ast.Lt) else None
+    return None
 
 
 def _read(path: Path) -> str:
