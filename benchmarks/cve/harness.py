@@ -309,7 +309,11 @@ def sibling(venv: Path, tests: Dict[str, Any], cwd: Path) -> Tuple[bool, str]:
         os.killpg(p.pid, signal.SIGKILL)
         p.communicate()
         return False, f"timed out after {tests.get('timeout_s', 300)} s"
-    return passed(tests, p.returncode, out), f"exit status {p.returncode}"
+    ok = passed(tests, p.returncode, out)
+    errors = [line.strip() for line in out.splitlines()
+              if re.match(r"\s*(E\s+)?\w*(Error|Exception)\b", line)]
+    return ok, f"exit status {p.returncode}" + (f"; {errors[0][:200]}" if errors and not ok
+                                                  else "")
 
 
 def build(e: Dict[str, Any], cache: Path) -> Tuple[int, Dict[str, Any], Path]:
