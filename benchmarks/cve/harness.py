@@ -62,7 +62,12 @@ USAGE = {
     "zipp": "import io, zipfile, zipp; b = io.BytesIO(); zipfile.ZipFile(b, 'w').writestr('a/b', "
             "'x'); list(zipp.Path(zipfile.ZipFile(b)).iterdir())",
     "Flask": "import flask; flask.Flask('x').test_request_context('/').push()",
-    "Werkzeug": "import werkzeug.routing as r; r.Map([r.Rule('/a/<int:x>')]).bind('h').match('/a/1')",
+    # one Map compiled before the patch and matched for ever after (RulePart instances
+    # that must get 2.2.3's new field); a path converter ending in a slash is "suffixed"
+    "Werkzeug": "import werkzeug.routing as r; urls = globals().get('urls') or r.Map(["
+                "r.Rule('/a/<int:x>'), r.Rule('/p/<path:rest>/')]).bind('h'); "
+                "urls.match('/a/1'); urls.match('/p/x/y/')",
+    "starlette": "import starlette.formparsers as f; f.MultipartPart(field_name='x')",
     "Pygments": "import pygments, pygments.lexers, pygments.formatters; pygments.highlight("
                 "'x = 1', pygments.lexers.PythonLexer(), pygments.formatters.NullFormatter())",
     "Babel": "import babel; babel.Locale.parse('en_US')",
@@ -446,6 +451,12 @@ def run_entry(e: Dict[str, Any], cache: Path, python: str = "") -> Row:
     finally:
         row.step("host", **host.close())
         shutil.rmtree(work.parent, ignore_errors=True)
+        used = row.steps["host"].get("usage") or {}
+        if row.outcome == "met" and used.get("errors"):
+            # the process's own use of the package broke somewhere along the way
+            row.outcome, row.why = "not met", (
+                f"the live process's own use of the package failed {used['errors']} times "
+                f"(last: {used.get('last_error', '')[:200]})")
 
 
 def markdown(rows: List[Row]) -> str:

@@ -40,9 +40,10 @@ usage = {"calls": 0, "errors": 0, "last_error": ""}
 
 def keep_using():
     code = compile(USAGE, "<usage>", "exec")
+    kept = {}   # one namespace for every call: a snippet may keep objects across the patch
     while True:
         try:
-            exec(code, {})
+            exec(code, kept)
             usage["calls"] += 1
         except Exception as exc:
             usage["errors"] += 1
