@@ -329,7 +329,12 @@ def build(e: Dict[str, Any], cache: Path) -> Tuple[int, Dict[str, Any], Path]:
     out = sh([sys.executable, "-m", "suture", "build", f"{e['package']}=={e['old']}",
               f"{e['package']}=={e['new']}", "-o", str(out_file), "--json",
               "--cache-dir", str(cache / "sources")]
-             + (["--hooks", str(hooks)] if hooks.exists() else []), timeout=900)
+             + (["--hooks", str(hooks)] if hooks.exists() else [])
+             # an unverified entry whose native code also changed: the Python part must
+             # still build and apply; the native part is left out of the patch and stays
+             # "restart required" for processes that run it (recorded in meta.excluded)
+             + (["--allow-restart"] if e.get("role") == "unverified"
+                and e.get("native_or_data_changed") else []), timeout=900)
     try:
         report = json.loads(out.stdout)
     except ValueError:

@@ -12,6 +12,7 @@ import logging
 import os
 import pickle
 import re
+import sys
 import tarfile
 import textwrap
 import zipfile
@@ -300,6 +301,50 @@ def test_sdist_with_flat_layout_drops_setup_tests_and_docs(tmp_path: Path, cache
     assert list(tree.other_files()) == ["flatpkg/data/table.json"]
 
 
+def test_sdist_with_lib_and_lib3_uses_the_copy_that_parses(tmp_path: Path, cache: Path) -> None:
+    # PyYAML 5.3.1's layout: setup.py picks lib/ on Python 2 and lib3/ on Python 3
+    sdist = make_sdist(tmp_path, "PyYAML-5.3.1.tar.gz", {
+        "PyYAML-5.3.1/PKG-INFO": pkg_info("PyYAML", "5.3.1"),
+        "PyYAML-5.3.1/setup.py": "",
+        "PyYAML-5.3.1/ext/_yaml.pyx": "",
+        "PyYAML-5.3.1/lib/yaml/__init__.py": "print 'python 2'\n",
+        "PyYAML-5.3.1/lib3/yaml/__init__.py": "print('python 3')\n",
+        "PyYAML-5.3.1/lib3/yaml/constructor.py": "",
+    })
+
+    tree = materialize(str(sdist), cache_dir=cache)
+
+    assert sorted(tree.modules()) == ["yaml", "yaml.constructor"]
+    assert "python 3" in tree.modules()["yaml"].read_text()
+
+
+def test_sdist_with_its_own_package_keeps_it_beside_a_lib_folder(tmp_path: Path,
+                                                                 cache: Path) -> None:
+    sdist = make_sdist(tmp_path, "tool-1.0.tar.gz", {
+        "tool-1.0/PKG-INFO": pkg_info("tool", "1.0"),
+        "tool-1.0/tool/__init__.py": "",
+        "tool-1.0/lib/helper.py": "",
+    })
+
+    assert sorted(materialize(str(sdist), cache_dir=cache).modules()) == ["lib.helper", "tool"]
+
+
+def test_release_without_wheel_or_sdist_for_this_python_takes_another_pythons_wheel(
+        tmp_path: Path, cache: Path) -> None:
+    # PyYAML 5.4: cp36-cp39 wheels only, and an sdist pip cannot prepare any more
+    links = tmp_path / "links"
+    other = "3.9" if sys.version_info[:2] != (3, 9) else "3.10"
+    tag = f"cp{other.replace('.', '')}"
+    make_wheel(links, "suture-fixture-old", "5.4", {"suture_fixture_old/__init__.py": "X = 1\n"},
+               filename=f"suture_fixture_old-5.4-{tag}-{tag}-manylinux1_x86_64.whl")
+
+    tree = materialize("suture-fixture-old==5.4", cache_dir=cache, find_links=[str(links)],
+                       no_index=True)
+
+    assert sorted(tree.modules()) == ["suture_fixture_old"]
+    assert (tree.name, tree.version) == ("suture-fixture-old", "5.4")
+
+
 def test_sdist_src_without_python_falls_back_to_flat_layout(tmp_path: Path, cache: Path) -> None:
     sdist = make_sdist(tmp_path, "fast-1.0.tar.gz", {
         "fast-1.0/src/_speedups.c": "",
@@ -385,7 +430,7 @@ def test_unsafe_tar_member_is_refused(tmp_path: Path, cache: Path,
         "Nothing was extracted. Get the archive from a trusted source, or unpack and "
         "check it yourself and pass the directory. [SUT-E503]"
     )
-    assert not (cache / "sources-v1" / "sdist").exists()
+    assert not (cache / "sources-v1" / "sdist-2").exists()
     assert list((cache / "sources-v1" / "tmp").iterdir()) == []
 
 
@@ -634,7 +679,8 @@ def test_spec_that_pip_cannot_find_reports_pip_stderr(tmp_path: Path, cache: Pat
     make_wheel(links, "suture-fixture-pkg", "1.0", {"suture_fixture_pkg/__init__.py": ""})
 
     with pytest.raises(DownloadFailed, match=(
-        r"^pip could not download suture-fixture-pkg==2\.0 \(tried a wheel, then an sdist\); "
+        r"^pip could not download suture-fixture-pkg==2\.0 \(tried a wheel, an sdist, then "
+        r"the wheels of other Python versions\); "
         r"exit status 1\. Last lines of pip's stderr:\n(.*\n)*.*No matching distribution "
         r"found for suture-fixture-pkg==2\.0\n"
         r"Nothing was cached\. Retry by hand to see everything: .* -m pip download "

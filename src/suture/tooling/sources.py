@@ -15,7 +15,7 @@ unpacked into a cache and never touched again.
 Cache layout (under :func:`default_cache_dir`, or ``cache_dir=``)::
 
     sources-v1/wheel/<sha256 of the .whl>/{info.json, root/}
-    sources-v1/sdist/<sha256 of the archive>/{info.json, root/}
+    sources-v1/sdist-2/<sha256 of the archive>/{info.json, root/}   (sdist/: older rules)
     sources-v1/download/<name>-<version>-<hash of the pip options>/<the file pip saved>
     sources-v1/tmp/            staging; an entry appears only by an atomic rename
 
@@ -52,6 +52,7 @@ this machine. Prefer wheels.
 
 from __future__ import annotations
 
+import ast
 import email.parser
 import functools
 import hashlib
@@ -106,6 +107,9 @@ _log = logging.getLogger(__name__)
 
 _CACHE_LAYOUT = "sources-v1"
 _INFO_FORMAT = 1
+# Where extracted archives live; sdists moved when the source-root rules changed (lib3/),
+# so entries extracted under the old rules are not reused (downloads still are).
+_EXTRACTED = {"wheel": "wheel", "sdist": "sdist-2"}
 _WHEEL_SUFFIX = ".whl"
 _TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar")
 _SDIST_SUFFIXES = _TAR_SUFFIXES + (".zip",)
@@ -400,7 +404,7 @@ def _from_archive(
     fallback_version: Optional[str] = None,
 ) -> SourceTree:
     digest = _sha256_file(path)
-    entry = cache / _CACHE_LAYOUT / archive_kind / digest
+    entry = cache / _CACHE_LAYOUT / _EXTRACTED[archive_kind] / digest
     if entry.is_dir():
         _log.debug("cache hit for %s: %s", path, entry)
         info = _read_info(entry)
@@ -769,11 +773,42 @@ def _sdist_top(tree: Path) -> Path:
     return tree
 
 
+# Folders that setup.py's ``package_dir`` commonly points at instead of ``src``; not
+# packages themselves (no ``__init__.py``). PyYAML 5.3 keeps ``lib/yaml`` (Python 2) and
+# ``lib3/yaml`` (Python 3).
+_SOURCE_ROOTS = ("src", "lib3", "lib", "python3", "python")
+
+
+def _parses(directory: Path) -> bool:
+    """Does every .py file under ``directory`` parse as this Python's syntax?"""
+    for py in directory.rglob("*.py"):
+        try:
+            ast.parse(py.read_bytes())
+        except (SyntaxError, ValueError):
+            return False
+    return True
+
+
+def _source_root(top: Path) -> Optional[Path]:
+    """The folder holding the packages when it is not the sdist's top folder: the first
+    of ``_SOURCE_ROOTS`` that is not a package and holds Python, preferring one whose
+    files parse here (a Python 2 copy beside a Python 3 one does not)."""
+    candidates = [top / name for name in _SOURCE_ROOTS
+                  if (top / name).is_dir() and not (top / name / "__init__.py").exists()
+                  and _holds_python(top / name)]
+    flat = [e for e in top.iterdir() if _importable_entry(e) and e.name not in _SOURCE_ROOTS
+            and e.name not in _FLAT_EXCLUDED_DIRS
+            and not (e.suffix == ".py" and e.stem in _FLAT_EXCLUDED_MODULES)]
+    if flat:   # the top folder has packages of its own: only ``src/`` overrides that
+        candidates = [d for d in candidates if d.name == "src"]
+    return next((d for d in candidates if _parses(d)), candidates[0] if candidates else None)
+
+
 def _finish_sdist(path: Path, tree: Path, root: Path) -> Dict[str, Any]:
     top = _sdist_top(tree)
-    src = top / "src"
-    if src.is_dir() and _holds_python(src):
-        layout, base = "src", src
+    src = _source_root(top)
+    if src is not None:
+        layout, base = src.name, src
         excluded_dirs: FrozenSet[str] = frozenset()
         excluded_modules: FrozenSet[str] = frozenset()
     else:
@@ -795,7 +830,7 @@ def _finish_sdist(path: Path, tree: Path, root: Path) -> Dict[str, Any]:
     if not kept:
         raise SourceError(
             f"Found no importable modules in the sdist {path}: looked in "
-            f"{'src/' if layout == 'src' else 'its top folder'} and dropped "
+            f"{layout + '/' if layout != 'flat' else 'its top folder'} and dropped "
             f"{', '.join(dropped) or 'nothing'}. Unpack it and pass the directory "
             "that holds the packages.",
             details={"path": str(path), "layout": layout, "dropped": dropped},
@@ -856,14 +891,20 @@ def _single_archive(directory: Path) -> Optional[Path]:
     return None
 
 
+_OTHER_PYTHONS = ("3.13", "3.12", "3.11", "3.10", "3.9")
+
+
 def _pip_command(requirement: str, dest: Path, find_links: Sequence[str],
-                 index_url: Optional[str], no_index: bool, binary_only: bool) -> List[str]:
+                 index_url: Optional[str], no_index: bool, binary_only: bool,
+                 python: Optional[str] = None) -> List[str]:
     command = [
         sys.executable, "-m", "pip", "download", "--no-deps", "--no-input",
         "--disable-pip-version-check", "--progress-bar", "off", "--dest", str(dest),
     ]
     if binary_only:
         command.append("--only-binary=:all:")
+    if python:
+        command += ["--python-version", python]
     if no_index:
         command.append("--no-index")
     if index_url is not None:
@@ -906,10 +947,25 @@ def _download(requirement: str, download: Path, cache: Path, find_links: Sequenc
             dest = staging / "any"
             command = _pip_command(requirement, dest, find_links, index_url, no_index, False)
             returncode, stderr = _run_pip(command)
+        # Neither a wheel for this Python nor an sdist pip can prepare (old releases whose
+        # build no longer runs): a wheel built for another supported Python holds the same
+        # Python sources (PyYAML 5.4 has cp36-cp39 wheels only). Its native files are
+        # that Python's, and the builder reports them as such.
+        here = f"{sys.version_info.major}.{sys.version_info.minor}"
+        for other in [v for v in _OTHER_PYTHONS if v != here] if returncode != 0 else []:
+            attempt_dest = staging / f"py{other}"
+            attempt = _pip_command(requirement, attempt_dest, find_links, index_url,
+                                   no_index, True, python=other)
+            code, err = _run_pip(attempt)
+            if code == 0:
+                _log.info("took the Python %s wheel of %s for its sources", other, requirement)
+                returncode, stderr, command, dest = code, err, attempt, attempt_dest
+                break
         if returncode != 0:
             by_hand = [arg if arg != str(dest) else "." for arg in command]
             raise DownloadFailed(
-                f"pip could not download {requirement} (tried a wheel, then an sdist); "
+                f"pip could not download {requirement} (tried a wheel, an sdist, then the "
+                "wheels of other Python versions); "
                 f"exit status {returncode}. Last lines of pip's stderr:\n{_tail(stderr)}\n"
                 f"Nothing was cached. Retry by hand to see everything: {shlex.join(by_hand)}",
                 details={"requirement": requirement, "returncode": returncode,
