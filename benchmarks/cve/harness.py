@@ -383,7 +383,15 @@ def run_entry(e: Dict[str, Any], cache: Path, python: str = "") -> Row:
         row.step("venv", seconds=secs)
         cwd: Optional[Path] = None
         work = Path(tempfile.mkdtemp(prefix="suture-cve-work-")) / "w"
-        if tests:
+        probe = HERE / "probes" / f"{e['package']}-{e['new']}.py"
+        if not tests and probe.exists():
+            # no regression test in the release: our own probe of the fix, run the same way
+            tests = {"runner": "script", "args": [probe.name], "copy": [], "cwd": ".",
+                     "files": {probe.name: probe.read_text()}, "timeout_s": 120}
+            cwd = lay_out({**e, "tests": tests}, work, work / "probe")
+            row.step("probe", file=f"benchmarks/cve/probes/{probe.name}")
+            row.expected = "probe fails live, passes after apply, fails after revert"
+        elif tests:
             try:
                 cwd = lay_out(e, release_tree(e, cache), work)
             except FileNotFoundError as exc:
@@ -428,7 +436,7 @@ def run_entry(e: Dict[str, Any], cache: Path, python: str = "") -> Row:
             row.outcome, row.why = "not met", f"apply: {rows[0].get('reason') or applied}"
             return row
         if not tests or cwd is None:
-            row.outcome, row.why = "met", "built and applied (no regression test)"
+            row.outcome, row.why = "met", "built and applied (no regression test, no probe)"
             return row
         ok, answer = host.run_tests(tests, cwd, "after")
         row.step("after", passed=ok, **answer)

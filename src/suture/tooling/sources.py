@@ -47,7 +47,13 @@ missing members are skipped, logged, and listed in ``info.json``.
 
 Downloading an sdist (only when no wheel exists for the pin) makes pip run the
 project's build backend to read its metadata, i.e. code from the sdist runs on
-this machine. Prefer wheels.
+this machine. Prefer wheels. When neither works (an old release with no wheel for
+this Python and a build that fails today), the wheel built for another supported
+Python is taken: its Python sources are the release's.
+
+An sdist's packages are found at its top, in ``src/``, or (when the top holds no
+package) in ``lib3/``, ``lib/``, ``python3/`` or ``python/``, preferring a folder
+whose files parse on this Python (PyYAML 5.3 ships a Python 2 copy in ``lib/``).
 """
 
 from __future__ import annotations
