@@ -158,3 +158,95 @@ def test_cli_status_exits_1_when_the_store_cannot_be_read(state: Path, tmp_path:
         os.chmod(state, 0o700)
     assert got.exit_code == 1
     assert json.loads(got.output)["error"]["code"] == "SUT-E620"
+
+
+# ---------------------------------------------------------------- the audit hash chain
+
+def _rows(n: int) -> None:
+    for i in range(n):
+        store.audit("apply", f"p{i}", "applied", 100 + i, 1000, detail=f"d{i}")
+
+
+def _db(state: Path) -> sqlite3.Connection:
+    return sqlite3.connect(str(state / "store.db"), isolation_level=None)
+
+
+def test_audit_rows_form_a_hash_chain_that_verifies(state: Path):
+    _rows(4)
+    rows = store.audit_log()
+    assert rows[0]["prev"] == store.GENESIS
+    assert [r["prev"] for r in rows[1:]] == [r["hash"] for r in rows[:-1]]
+    report = store.verify_audit()
+    assert report["ok"] and report["chained"] == 4 and report["head"] == rows[-1]["hash"]
+    assert store.verify_audit(head=rows[1]["hash"])["ok"]
+
+
+@pytest.mark.parametrize("tamper, seq, problem", [
+    ("UPDATE audit SET result = 'refused' WHERE seq = 2", 2, "edited"),
+    ("UPDATE audit SET detail = 'x' WHERE seq = 4", 4, "edited"),
+    ("DELETE FROM audit WHERE seq = 2", 3, "removed or the rows were reordered"),
+    ("UPDATE audit SET seq = 100 WHERE seq = 2; UPDATE audit SET seq = 2 WHERE seq = 3; "
+     "UPDATE audit SET seq = 3 WHERE seq = 100", 2, "reordered"),
+    ("INSERT INTO audit (at, actor_uid, pid, op, patch_id, result, detail) "
+     "VALUES (1, 0, 1, 'apply', 'evil', 'applied', '')", 5, "inside the chain"),
+])
+def test_audit_verify_finds_edited_removed_reordered_and_inserted_rows(
+        state: Path, tamper: str, seq: int, problem: str):
+    _rows(4)
+    with _db(state) as db:
+        db.executescript(tamper)
+    report = store.verify_audit()
+    assert not report["ok"]
+    assert any(p["seq"] == seq and problem in p["problem"] for p in report["problems"]), report
+
+
+def test_audit_verify_with_a_recorded_head_finds_removed_newest_rows(state: Path):
+    _rows(3)
+    head = store.verify_audit()["head"]
+    with _db(state) as db:
+        db.execute("DELETE FROM audit WHERE seq = 3")
+    assert store.verify_audit()["ok"]          # a shorter chain is still a chain...
+    report = store.verify_audit(head=head)     # ...but not the one recorded
+    assert not report["ok"] and "not in the chain" in report["problems"][0]["problem"]
+
+
+def test_a_store_from_before_the_chain_keeps_its_rows_and_chains_new_ones(state: Path):
+    state.mkdir(mode=0o700)
+    with _db(state) as db:
+        db.execute("CREATE TABLE audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL, "
+                   "actor_uid INT, pid INT, op TEXT, patch_id TEXT, result TEXT, detail TEXT)")
+        db.execute("INSERT INTO audit (at, actor_uid, pid, op, patch_id, result, detail) "
+                   "VALUES (1.5, 0, 7, 'install', 'old', 'installed', '')")
+    os.chmod(state / "store.db", 0o600)
+    assert store.audit_log()[0]["hash"] is None      # reading does not migrate
+    _rows(2)
+    report = store.verify_audit()
+    assert report["ok"] and (report["before_chain"], report["chained"]) == (1, 2)
+
+
+def test_cli_audit_verify_exit_codes(state: Path):
+    _rows(2)
+    runner = CliRunner()
+    got = runner.invoke(main, ["audit", "verify"])
+    assert got.exit_code == 0 and "intact: 2 chained entries" in got.output
+    with _db(state) as db:
+        db.execute("UPDATE audit SET pid = 1 WHERE seq = 1")
+    got = runner.invoke(main, ["audit", "verify", "--json"])
+    assert got.exit_code == 2
+    assert json.loads(got.output)["problems"][0]["seq"] == 1
+    assert runner.invoke(main, ["audit", "verify", "--bogus"]).exit_code == 64
+
+
+def test_concurrent_writers_from_many_processes_keep_one_valid_chain(state: Path):
+    import subprocess
+    import sys
+
+    src = Path(store.__file__).resolve().parents[2]
+    code = ("import sys; from suture.runtime import store\n"
+            "for i in range(25): store.audit('apply', f'w{sys.argv[1]}-{i}', 'applied', "
+            "int(sys.argv[1]), 0)\n")
+    env = dict(os.environ, PYTHONPATH=str(src))
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(n)], env=env) for n in range(8)]
+    assert [p.wait(timeout=120) for p in procs] == [0] * 8
+    report = store.verify_audit()
+    assert report["ok"] and report["chained"] == 200, report["problems"][:3]

@@ -24,6 +24,7 @@ same moment; a writer that cannot get the lock within ``BUSY_TIMEOUT`` fails
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -34,7 +35,7 @@ from .errors import SutureError, UnknownPatch
 from .patchfile import Patch, load
 
 __all__ = ["StoreError", "state_dir", "db_path", "install", "remove", "installed",
-           "load_installed", "audit", "audit_log", "BUSY_TIMEOUT"]
+           "load_installed", "audit", "audit_log", "verify_audit", "BUSY_TIMEOUT"]
 
 BUSY_TIMEOUT = 2.0  # seconds a writer waits for the database lock
 
@@ -224,30 +225,98 @@ def load_installed() -> List[bytes]:
 
 # ---------------------------------------------------------------- audit log
 
+# Each row carries the hash of the row before it (``prev``) and its own (``hash``):
+# sha256 over ``prev`` and the row's fields, canonical JSON. Editing a row breaks its hash;
+# removing or reordering rows breaks the next row's ``prev``. Rows written before the
+# chain existed (no hash) may only precede it. Removing the newest rows leaves a valid
+# shorter chain: ``verify_audit(head=...)`` checks against a head recorded elsewhere.
+GENESIS = "0" * 64
+_FIELDS = ("at", "actor_uid", "pid", "op", "patch_id", "result", "detail")
+
+
+def _row_hash(prev: str, row: Dict[str, Any]) -> str:
+    body = json.dumps([prev] + [row[k] for k in _FIELDS], separators=(",", ":"),
+                      ensure_ascii=True)
+    return hashlib.sha256(body.encode("ascii")).hexdigest()
+
+
+def _chained(conn: Any) -> None:
+    """Add the chain's columns to a store made before them (idempotent)."""
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(audit)")}
+    for name in ("prev", "hash"):
+        if name not in columns:
+            conn.execute(f"ALTER TABLE audit ADD COLUMN {name} TEXT")
+
+
 def audit(op: str, patch_id: str, result: str, pid: int, actor_uid: int,
           detail: str = "") -> None:
-    """Append one row to the audit log (creating the store if needed)."""
-    row = (time.time(), int(actor_uid), int(pid), op, patch_id, result, detail)
+    """Append one row to the audit log (creating the store if needed), chained to the last."""
+    row = dict(zip(_FIELDS, (time.time(), int(actor_uid), int(pid), op, patch_id, result,
+                             detail)))
 
     def go(conn: Any) -> None:
-        conn.execute("INSERT INTO audit (at, actor_uid, pid, op, patch_id, result, detail) "
-                     "VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+        _chained(conn)
+        conn.execute("BEGIN IMMEDIATE")   # the last hash and the insert, one writer at a time
+        try:
+            last = conn.execute("SELECT hash FROM audit WHERE hash IS NOT NULL "
+                                "ORDER BY seq DESC LIMIT 1").fetchone()
+            prev = last[0] if last else GENESIS
+            conn.execute("INSERT INTO audit (at, actor_uid, pid, op, patch_id, result, detail, "
+                         "prev, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         tuple(row[k] for k in _FIELDS) + (prev, _row_hash(prev, row)))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     _run(True, go)
+
+
+_KEYS = ("seq",) + _FIELDS + ("prev", "hash")
 
 
 def audit_log(limit: Optional[int] = None) -> List[Dict[str, Any]]:
     """Audit rows, oldest first; with ``limit``, only the newest ``limit`` of them."""
     def go(conn: Any) -> List[Dict[str, Any]]:
-        query = ("SELECT seq, at, actor_uid, pid, op, patch_id, result, detail FROM audit "
-                 "ORDER BY seq DESC")
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(audit)")}
+        select = [k if k in columns else f"NULL AS {k}" for k in _KEYS]  # reading changes nothing
+        query = f"SELECT {', '.join(select)} FROM audit ORDER BY seq DESC"
         args: Tuple[int, ...] = ()
         if limit is not None:
             query += " LIMIT ?"
             args = (max(0, int(limit)),)
         rows = list(conn.execute(query, args))
         rows.reverse()
-        keys = ("seq", "at", "actor_uid", "pid", "op", "patch_id", "result", "detail")
-        return [dict(zip(keys, r)) for r in rows]
+        return [dict(zip(_KEYS, r)) for r in rows]
 
     return list(_run(False, go, []))
+
+
+def verify_audit(head: Optional[str] = None) -> Dict[str, Any]:
+    """Check the whole chain. ``ok`` is False with ``problems`` (seq and what is wrong) when a
+    row was edited, removed or reordered; ``head`` (a hash recorded earlier) must be in the
+    chain, which also catches the removal of the newest rows since it was recorded."""
+    rows = audit_log()
+    problems: List[Dict[str, Any]] = []
+    prev, chained, unchained = GENESIS, 0, 0
+    for r in rows:
+        if r["hash"] is None:
+            if chained:
+                problems.append({"seq": r["seq"], "problem": "row without a hash inside the "
+                                 "chain (inserted, or its hash removed)"})
+            else:
+                unchained += 1
+            continue
+        if r["prev"] != prev:
+            problems.append({"seq": r["seq"], "problem": "does not follow the row before it "
+                             "(a row was removed or the rows were reordered)"})
+        if _row_hash(r["prev"] or "", r) != r["hash"]:
+            problems.append({"seq": r["seq"], "problem": "its content does not match its hash "
+                             "(edited)"})
+        prev, chained = r["hash"], chained + 1
+    if head is not None and head not in {r["hash"] for r in rows}:
+        problems.append({"seq": None, "problem": f"the recorded head {head[:16]}... is not in "
+                         "the chain (rows removed since it was recorded)"})
+    return {"ok": not problems, "rows": len(rows), "chained": chained,
+            "before_chain": unchained, "head": prev if chained else None,
+            "problems": problems, "store": db_path()}

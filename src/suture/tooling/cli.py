@@ -535,12 +535,18 @@ def remove(patch_id: str, as_json: bool) -> None:
                f"`suture revert {full[:12]} --all`")
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @click.option("--limit", type=click.IntRange(min=0), default=None, metavar="N",
               help="Only the newest N entries.")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-def audit(limit: Optional[int], as_json: bool) -> None:
-    """Show the audit log: every install, remove, apply and revert, oldest first."""
+@click.pass_context
+def audit(ctx: click.Context, limit: Optional[int], as_json: bool) -> None:
+    """Show the audit log: every install, remove, apply and revert, oldest first.
+
+    `suture audit verify` checks that no entry was edited, removed or reordered.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     from ..runtime import store
 
     try:
@@ -559,6 +565,36 @@ def audit(limit: Optional[int], as_json: bool) -> None:
                    f"{(r['patch_id'] or '-')[:12]:<12}  {r['result']}")
         if r["detail"]:
             click.echo(f"{'':<21}\u2514 {r['detail'][:200]}")
+
+
+@audit.command("verify")
+@click.option("--head", metavar="HASH", default=None,
+              help="A head hash recorded earlier: it must still be in the chain (catches the "
+                   "removal of the newest entries since then).")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def audit_verify(head: Optional[str], as_json: bool) -> None:
+    """Check the audit log's hash chain. Exit 0 intact, 2 tampered, 1 unreadable."""
+    from ..runtime import store
+
+    try:
+        report = store.verify_audit(head)
+    except SutureError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        _emit_json(report)
+    elif report["ok"]:
+        click.echo(f"audit log intact: {report['chained']} chained entries"
+                   + (f" (after {report['before_chain']} written before the chain)"
+                      if report["before_chain"] else "")
+                   + (f"; head {report['head']}" if report["head"] else "")
+                   + f" ({report['store']})")
+    else:
+        click.echo(f"audit log TAMPERED ({report['store']}):", err=True)
+        for p in report["problems"]:
+            click.echo(f"  entry {p['seq'] if p['seq'] is not None else '-'}: {p['problem']}",
+                       err=True)
+    if not report["ok"]:
+        sys.exit(2)
 
 
 def _when(at: float) -> str:
