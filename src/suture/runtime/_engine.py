@@ -889,7 +889,6 @@ def _late_split(plan: _defs.ModulePlan, package: str = "", patched: AbstractSet[
     late_names: Set[str] = set()
     for s in plan.exec_stmts:
         cat = _defs.stmt_category(s)
-        value = getattr(s, "value", None)
         if isinstance(s, ast.ImportFrom) and _new_names(s, package, patched):
             new = _new_names(s, package, patched)
             for part, names in ((early, [a for a in s.names if a.name not in new]),
