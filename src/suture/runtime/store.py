@@ -43,7 +43,8 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS patches (id TEXT PRIMARY KEY, target_name TEXT, "
     "from_version TEXT, to_version TEXT, cves TEXT, installed_at REAL, data BLOB)",
     "CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL, "
-    "actor_uid INT, pid INT, op TEXT, patch_id TEXT, result TEXT, detail TEXT)",
+    "actor_uid INT, pid INT, op TEXT, patch_id TEXT, result TEXT, detail TEXT, prev TEXT, "
+    "hash TEXT)",
 )
 
 
@@ -241,7 +242,8 @@ def _row_hash(prev: str, row: Dict[str, Any]) -> str:
 
 
 def _chained(conn: Any) -> None:
-    """Add the chain's columns to a store made before them (idempotent)."""
+    """Add the chain's columns to a store made before them (idempotent; call it inside the
+    write transaction, or two writers may both see the columns missing)."""
     columns = {r[1] for r in conn.execute("PRAGMA table_info(audit)")}
     for name in ("prev", "hash"):
         if name not in columns:
@@ -255,9 +257,9 @@ def audit(op: str, patch_id: str, result: str, pid: int, actor_uid: int,
                              detail)))
 
     def go(conn: Any) -> None:
-        _chained(conn)
         conn.execute("BEGIN IMMEDIATE")   # the last hash and the insert, one writer at a time
         try:
+            _chained(conn)
             last = conn.execute("SELECT hash FROM audit WHERE hash IS NOT NULL "
                                 "ORDER BY seq DESC LIMIT 1").fetchone()
             prev = last[0] if last else GENESIS
