@@ -1,11 +1,14 @@
-"""Suite-wide isolation: no test reads or writes the real Suture state directory."""
+"""Suite-wide isolation: no test reads or writes the real Suture state or config directory."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 
+from pathlib import Path
+
 import pytest
+from signing import trust_suite_key
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -25,3 +28,22 @@ def _private_state_dir():
                 os.environ.pop("SUTURE_STATE_DIR", None)
             else:
                 os.environ["SUTURE_STATE_DIR"] = saved
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_trust_policy():
+    """A config directory whose trust policy trusts only the suite's key (tests/signing.py).
+
+    Set in os.environ like the state directory, so `suture` subprocesses read it too.
+    """
+    saved = os.environ.get("SUTURE_CONFIG_DIR")
+    with tempfile.TemporaryDirectory(prefix="suture-test-config-") as d:
+        trust_suite_key(Path(d))
+        os.environ["SUTURE_CONFIG_DIR"] = d
+        try:
+            yield
+        finally:
+            if saved is None:
+                os.environ.pop("SUTURE_CONFIG_DIR", None)
+            else:
+                os.environ["SUTURE_CONFIG_DIR"] = saved

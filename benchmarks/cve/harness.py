@@ -242,14 +242,15 @@ def passed(tests: Dict[str, Any], rc: Optional[int], log: str) -> bool:
 
 class Host:
     def __init__(self, venv: Path, work: Path, modules: List[str], usage: str,
-                 logs: Path) -> None:
+                 logs: Path, config: Path) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="suture-cve-host-"))
         self.logs = logs
         logs.mkdir(parents=True, exist_ok=True)
         self.ctl = str(self.dir / "ctl.sock")
         self.env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
         self.env.update(SUTURE_RUNTIME_DIR=str(self.dir / "run"),
-                        SUTURE_STATE_DIR=str(self.dir / "state"), PYTHONDONTWRITEBYTECODE="1")
+                        SUTURE_STATE_DIR=str(self.dir / "state"),
+                        SUTURE_CONFIG_DIR=str(config), PYTHONDONTWRITEBYTECODE="1")
         argv = [sys.executable, "-m", "suture", "run", "--", str(venv / "bin" / "python"),
                 str(HERE / "host.py"), self.ctl, str(work), ",".join(modules)]
         self.proc = subprocess.Popen(argv + ([usage] if usage else []), env=self.env,
@@ -321,6 +322,24 @@ def sibling(venv: Path, tests: Dict[str, Any], cwd: Path) -> Tuple[bool, str]:
                                                   else "")
 
 
+def publisher(cache: Path) -> Tuple[Path, Path]:
+    """The harness's signing key and the config directory whose trust policy trusts it.
+
+    The harness plays both parts: it publishes patches (``suture build --sign``) and runs
+    hosts that apply only what their trust policy accepts, as production hosts do.
+    Made once per cache.
+    """
+    from suture.tooling import trust
+
+    keys, config = cache / "publisher", cache / "config"
+    key = keys / "harness.key"
+    if not key.exists():
+        keys.mkdir(parents=True, exist_ok=True)
+        _, pub, _ = trust.keygen(keys / "harness", "suture-cve-harness")
+        trust.add_key(pub.read_text(), path=str(config / trust.POLICY_FILE))
+    return key, config
+
+
 def build(e: Dict[str, Any], cache: Path) -> Tuple[int, Dict[str, Any], Path]:
     out_file = cache / "patches" / f"{slug(e)}.suture"
     out_file.parent.mkdir(parents=True, exist_ok=True)
@@ -328,7 +347,7 @@ def build(e: Dict[str, Any], cache: Path) -> Tuple[int, Dict[str, Any], Path]:
     started = time.monotonic()
     out = sh([sys.executable, "-m", "suture", "build", f"{e['package']}=={e['old']}",
               f"{e['package']}=={e['new']}", "-o", str(out_file), "--json",
-              "--cache-dir", str(cache / "sources")]
+              "--cache-dir", str(cache / "sources"), "--sign", str(publisher(cache)[0])]
              + (["--hooks", str(hooks)] if hooks.exists() else [])
              # an unverified entry whose native code also changed: the Python part must
              # still build and apply; the native part is left out of the patch and stays
@@ -408,7 +427,8 @@ def run_entry(e: Dict[str, Any], cache: Path, python: str = "") -> Row:
                         f"the fixed release's own tests do not pass on Python {python} "
                         f"here ({why}): no oracle on this version")
                     return row
-        host = Host(venv, work, modules, USAGE.get(e["package"], ""), cache / "logs" / slug(e))
+        host = Host(venv, work, modules, USAGE.get(e["package"], ""), cache / "logs" / slug(e),
+                    publisher(cache)[1])
     except Unavailable as exc:
         row.outcome, row.why = "skipped", str(exc)[:600]
         return row

@@ -35,6 +35,7 @@ from suture.tooling.build import build_trees
 from suture.tooling.sources import materialize
 
 from agentutil import Targets, result, wait_for
+from signing import signed
 
 pytestmark = pytest.mark.slow
 
@@ -185,7 +186,7 @@ def run_scenario(targets: Targets, tmp_path: Path, handler_changed: bool) -> Non
         (tmp_path / name / "lineapp.py").write_text(src, encoding="utf-8")
     report = build_trees(materialize(str(tmp_path / "v1")), materialize(str(tmp_path / "v2")))
     patch_file = tmp_path / "fix.suture"
-    patch_file.write_bytes(report.data)
+    patch_file.write_bytes(signed(report.data))
     (tmp_path / "app.py").write_text(LAUNCHER, encoding="utf-8")
     port_file = tmp_path / "port"
 

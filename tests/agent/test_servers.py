@@ -30,6 +30,7 @@ from suture.tooling.build import build_trees
 from suture.tooling.sources import materialize
 
 from agentutil import Targets, result, wait_for
+from signing import signed
 
 pytestmark = pytest.mark.slow
 
@@ -236,7 +237,7 @@ def run_server_scenario(targets: Targets, tmp_path: Path, v1_src: str, argv_tail
         (pkg / "web.py").write_text(src, encoding="utf-8")
     report = build_trees(materialize(str(tmp_path / "v1")), materialize(str(tmp_path / "v2")))
     patch_file = tmp_path / "fix.suture"
-    patch_file.write_bytes(report.data)
+    patch_file.write_bytes(signed(report.data))
 
     log = open(tmp_path / "server.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "suture", "run", "--", sys.executable, "-m",

@@ -13,10 +13,14 @@ from typing import Any, Dict, List
 import pytest
 
 from suture.runtime import store
+from suture.runtime.errors import UntrustedPatch
+from suture.runtime.patchfile import Patch
+from suture.tooling import trust
 from suture.tooling.build import build_trees
 from suture.tooling.sources import materialize
 
 from agentutil import Targets, call, result, wait_for
+from signing import signed
 
 # Starts the agent first, imports tiny.calc only when the test writes a line to stdin,
 # then writes what it observed to out.json (polled by the test).
@@ -42,11 +46,17 @@ def tree(tmp: Path, tag: str, value: str) -> str:
     return str(tmp / tag)
 
 
-def build(tmp: Path, old: str, new: str) -> bytes:
+def build(tmp: Path, old: str, new: str, sign: bool = True) -> bytes:
     report = build_trees(materialize(tree(tmp, f"v{old}", old)),
                          materialize(tree(tmp, f"v{new}", new)))
     assert report.data is not None
-    return report.data
+    return signed(report.data) if sign else report.data
+
+
+def install(data: bytes, allow_unsigned: bool = False) -> Patch:
+    """What `suture install` does: verify against the trust policy, keep the record."""
+    _, record = trust.require(data, allow_unsigned)
+    return store.install(data, record)
 
 
 @pytest.fixture
@@ -71,7 +81,7 @@ def start(targets: Targets, tmp: Path, *flags: str):
 @pytest.mark.slow
 def test_an_installed_patch_reaches_a_module_imported_later(targets: Targets, state: Path,
                                                             tmp_path: Path):
-    patch = store.install(build(tmp_path, "1", "2"))
+    patch = install(build(tmp_path, "1", "2"))
     proc, out, sock = start(targets, tmp_path)
     auto = wait_for(lambda: rows_for(proc.pid, "auto-apply"), "the auto-apply audit row",
                     proc=proc)
@@ -86,7 +96,7 @@ def test_an_installed_patch_reaches_a_module_imported_later(targets: Targets, st
         == [(patch.id, {"tiny.calc": "applied"})]
 
     # Requests over the socket are audited with the caller's uid (SO_PEERCRED).
-    again = result(sock, "apply", patch=base64.b64encode(store.load_installed()[0]).decode())
+    again = result(sock, "apply", patch=base64.b64encode(store.load_installed()[0][0]).decode())
     assert again["state"] == "already applied"
     other = build(tmp_path, "7", "8")  # its baseline is not what the process runs
     refused = call(sock, "apply", patch=base64.b64encode(other).decode())
@@ -107,7 +117,7 @@ def test_a_refused_installed_patch_is_recorded_and_the_target_runs_on(targets: T
                                                                       state: Path,
                                                                       tmp_path: Path):
     tree(tmp_path, "v1", "1")
-    other = store.install(build(tmp_path, "7", "8"))  # baseline 7; the target runs 1
+    other = install(build(tmp_path, "7", "8"))  # baseline 7; the target runs 1
     proc, out, sock = start(targets, tmp_path, "--import-now")
     wait_for(out.exists, "the target's observation", proc=proc)
     auto = wait_for(lambda: rows_for(proc.pid, "auto-apply"), "the auto-apply audit row",
@@ -124,7 +134,7 @@ def test_a_refused_installed_patch_is_recorded_and_the_target_runs_on(targets: T
 @pytest.mark.slow
 def test_a_patch_for_a_package_that_is_not_here_is_not_applied(targets: Targets, state: Path,
                                                                tmp_path: Path):
-    store.install(build(tmp_path, "1", "2"))
+    install(build(tmp_path, "1", "2"))
     script = targets.script("import sys, suture.agent\nsuture.agent.start()\nsys.stdin.read()\n")
     proc = targets.start([sys.executable, str(script)], targets.env(),
                          stdin=subprocess.PIPE)
@@ -137,7 +147,7 @@ def test_a_patch_for_a_package_that_is_not_here_is_not_applied(targets: Targets,
 @pytest.mark.slow
 def test_an_unsafe_store_is_reported_once_and_the_agent_serves(targets: Targets, state: Path,
                                                                tmp_path: Path):
-    store.install(build(tmp_path, "1", "2"))
+    install(build(tmp_path, "1", "2"))
     os.chmod(state, 0o777)
     try:
         script = targets.script("import sys, suture.agent\nsuture.agent.start()\n"
@@ -151,3 +161,41 @@ def test_an_unsafe_store_is_reported_once_and_the_agent_serves(targets: Targets,
                f"refusing the patch store directory" in err
     finally:
         os.chmod(state, 0o700)
+
+
+@pytest.mark.slow
+def test_a_row_without_a_trust_record_is_refused_and_audited(targets: Targets, state: Path,
+                                                              tmp_path: Path):
+    # Written into the store by other means than `suture install` (here: the store API
+    # without a record, as an older Suture or a hand-edited database would leave it).
+    patch = store.install(build(tmp_path, "1", "2"))
+    proc, out, sock = start(targets, tmp_path, "--import-now")
+    wait_for(out.exists, "the target's observation", proc=proc)
+    auto = wait_for(lambda: rows_for(proc.pid, "auto-apply"), "the auto-apply audit row",
+                    proc=proc)
+    assert [(r["patch_id"], r["result"]) for r in auto] == [(patch.id, "refused SUT-E110")]
+    assert "no trust record" in auto[0]["detail"]
+    assert json.loads(out.read_text()) == {"value": 1}
+    assert result(sock, "list") == {"patches": []}
+    assert proc.poll() is None
+
+
+@pytest.mark.slow
+def test_an_unsigned_patch_installed_for_development_is_applied_loudly(targets: Targets,
+                                                                       state: Path,
+                                                                       tmp_path: Path):
+    unsigned = build(tmp_path, "1", "2", sign=False)
+    with pytest.raises(UntrustedPatch):
+        install(unsigned)
+    patch = install(unsigned, allow_unsigned=True)
+    proc, out, sock = start(targets, tmp_path)
+    auto = wait_for(lambda: rows_for(proc.pid, "auto-apply"), "the auto-apply audit row",
+                    proc=proc)
+    assert [(r["patch_id"], r["result"]) for r in auto] == [(patch.id, "pending import")]
+    assert "unsigned" in auto[0]["detail"]
+    proc.stdin.write("import now\n")
+    proc.stdin.flush()
+    wait_for(out.exists, "the target's observation", proc=proc)
+    assert json.loads(out.read_text()) == {"value": 2}
+    _, err = proc.communicate(timeout=30)
+    assert f"pid {proc.pid} applies patch {patch.short_id}" in err and "--allow-unsigned" in err

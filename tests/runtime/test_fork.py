@@ -18,6 +18,10 @@ import textwrap
 
 import pytest
 
+from suture.tooling import trust
+
+from signing import signed
+
 V1 = {"tgt_fork.py": '''
     def value(hold=None):
         if hold is not None:
@@ -364,6 +368,8 @@ def test_the_childs_agent_applies_reverts_and_reports_after_a_fork_during_apply(
     o1, o2 = ws.tree("o1", OTHER_V1), ws.tree("o2", OTHER_V2)
     patch = ws.patch(v1, v2, hooks=HOOKS)
     other = ws.patch(o1, o2)
+    other.write_bytes(signed(other.read_bytes()))
+    _, record = trust.require(other.read_bytes())
     got = run(ws, r"""
         import base64
         import socket
@@ -408,8 +414,9 @@ def test_the_childs_agent_applies_reverts_and_reports_after_a_fork_during_apply(
 
         _agent.start()
         call("hello")   # answered once the agent's auto-apply (of nothing) is done
-        # Installed now, the patch reaches only agents started from here on: the child's.
-        installed = store.install(open(ARGS["other"], "rb").read()).id
+        # Installed now (with the trust record `suture install` would write), the patch
+        # reaches only agents started from here on: the child's.
+        installed = store.install(open(ARGS["other"], "rb").read(), ARGS["trust"]).id
         entered = threading.Event()
 
         def slow(ctx):
@@ -440,7 +447,7 @@ def test_the_childs_agent_applies_reverts_and_reports_after_a_fork_during_apply(
         emit({"child": collect(*FORKS[0]), "installed": installed, "parent_rows": rows(os.getpid()),
               "parent": ids(call("status")), "other": tgt_other.other()})
         """, [v1, o1], {"patch": str(patch), "other": str(other), "state": str(tmp_path / "state"),
-                        "rundir": str(tmp_path / "run")})
+                        "rundir": str(tmp_path / "run"), "trust": record})
     steps = _child_ok(got["child"])
     pid, oid = patch_id(patch), got["installed"]
     assert got["parent_rows"] == []

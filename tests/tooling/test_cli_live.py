@@ -27,6 +27,8 @@ from suture.tooling import client
 from suture.tooling.build import build_trees
 from suture.tooling.sources import materialize
 
+from signing import signed
+
 SRC = Path(__file__).resolve().parents[2] / "src"
 PKG = "sutlivedemo"
 
@@ -63,7 +65,7 @@ def versions(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
     other = write_pkg(base / "other", "someone else's")
     report = build_trees(materialize(str(v1)), materialize(str(v2)), cves=["CVE-2099-8"])
     patch = base / "fix.suture"
-    patch.write_bytes(report.data)
+    patch.write_bytes(signed(report.data))
     return {"v1": v1, "other": other, "patch": patch, "id": Path(report.patch.id)}
 
 
@@ -233,7 +235,7 @@ def dist_patch(base: Path, old: Path, old_version: str, new: Path, new_version: 
     assert report.target == {"kind": "distribution", "name": PKG,
                              "from_version": old_version, "to_version": new_version}
     out = base / f"{PKG}-{old_version}-{new_version}.suture"
-    out.write_bytes(report.data)
+    out.write_bytes(signed(report.data))
     return out
 
 

@@ -32,6 +32,8 @@ from suture.tooling import client, fleet
 from suture.tooling.build import build_trees
 from suture.tooling.sources import materialize
 
+from signing import signed
+
 SRC = Path(__file__).resolve().parents[2] / "src"
 ME = os.getpid()
 
@@ -167,7 +169,7 @@ def patch_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     report = build_trees(materialize(str(root / "v1")), materialize(str(root / "v2")),
                          cves=["CVE-2099-7"])
     out = root / "fix.suture"
-    out.write_bytes(report.data)
+    out.write_bytes(signed(report.data))
     return out
 
 

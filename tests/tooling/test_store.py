@@ -16,6 +16,8 @@ from suture.tooling.build import build_trees
 from suture.tooling.cli import main
 from suture.tooling.sources import materialize
 
+from signing import signed
+
 
 def make_patch(tmp: Path, name: str = "tiny", body: str = "2") -> bytes:
     for tag, value in (("v1", "1"), ("v2", body)):
@@ -54,12 +56,15 @@ def test_reading_a_missing_store_creates_nothing(state: Path):
 
 def test_install_list_load_remove_round_trip(state: Path, tmp_path: Path):
     data = make_patch(tmp_path)
-    patch = store.install(data)
-    assert store.install(data).id == patch.id  # twice is a no-op
+    patch = store.install(data)               # no trust record: agents will not apply it
+    assert store.load_installed() == [(data, None)]
+    record = {"signers": [{"name": "k", "keyid": "ab"}]}
+    assert store.install(signed(data), record).id == patch.id  # again: data and record refreshed
     rows = store.installed()
     assert [r["id"] for r in rows] == [patch.id]
     assert rows[0]["target_name"] == patch.target["name"] and rows[0]["cves"] == []
-    assert store.load_installed() == [data]
+    assert rows[0]["trust"] == record
+    assert store.load_installed() == [(signed(data), record)]  # Ed25519 is deterministic
     assert store.remove(patch.id[:10]) == patch.id
     assert store.installed() == []
 
@@ -122,7 +127,7 @@ def test_audit_rows_come_back_oldest_first_and_limit_keeps_the_newest(state: Pat
 
 def test_cli_install_list_remove_audit(state: Path, tmp_path: Path):
     f = tmp_path / "fix.suture"
-    f.write_bytes(make_patch(tmp_path))
+    f.write_bytes(signed(make_patch(tmp_path)))
     runner = CliRunner()
     got = runner.invoke(main, ["install", str(f), "--json"])
     assert got.exit_code == 0, got.output

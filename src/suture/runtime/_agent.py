@@ -469,6 +469,13 @@ def _outcome(exc: BaseException) -> str:
     return f"failed {getattr(exc, 'code', 'SUT-E999')}"
 
 
+def _warn(message: str) -> None:
+    try:
+        sys.stderr.write(f"suture: warning: {message}\n")
+    except BaseException:  # noqa: BLE001 - a closed stderr is not worth breaking the target
+        pass
+
+
 def _record(op: str, patch_id: str, result: str, uid: int, detail: str = "") -> None:
     try:
         from . import store
@@ -529,36 +536,49 @@ def _auto_apply() -> None:
     application's threads keep running. A module not imported yet becomes
     "pending import" and is patched when imported; a refusal (the process runs
     another version) is recorded and swallowed.
+
+    Only rows with a trust record are applied: ``suture install`` verified their
+    signatures against the host's trust policy before writing them (the runtime
+    cannot check Ed25519 with the standard library). A row without one was not
+    written by ``suture install`` (an older Suture, or the database edited by
+    hand) and is refused, recorded, and left for ``suture install`` to verify.
     """
     try:
         from . import store
-        blobs = store.load_installed()
+        rows = store.load_installed()
     except BaseException as exc:  # noqa: BLE001 - never break the target
-        try:
-            sys.stderr.write(f"suture: warning: installed patches not applied in pid "
-                             f"{os.getpid()}: {exc}\n")
-        except BaseException:  # noqa: BLE001
-            pass
+        _warn(f"installed patches not applied in pid {os.getpid()}: {exc}")
         return
-    if not blobs:
+    if not rows:
         return
     uid = os.geteuid()
     try:
         from .. import runtime
+        from .errors import UntrustedPatch
     except BaseException:  # noqa: BLE001
         return
-    for data in blobs:
+    for data, trust in rows:
         try:
             patch = runtime.load_patch(data)
             if not _concerns(patch):
                 continue
+            if trust is None:
+                raise UntrustedPatch(
+                    f"installed patch {patch.short_id} has no trust record (not written by "
+                    f"`suture install`); not applied. Install it again with `suture install`",
+                    details={"patch_id": patch.id})
+            if trust.get("unsigned"):
+                _warn(f"pid {os.getpid()} applies patch {patch.short_id} "
+                      f"({patch.describe()}), which no trusted key signed: it was installed "
+                      f"with --allow-unsigned (development only)")
             result = runtime.apply(patch)
         except BaseException as exc:  # noqa: BLE001 - a refusal is recorded, never raised
             _record("auto-apply", _frame_patch_id("apply", {"patch": base64.b64encode(data)
                                                             .decode("ascii")}),
                     _outcome(exc), uid, str(exc))
             continue
-        _record("auto-apply", result.patch_id, result.state, uid)
+        _record("auto-apply", result.patch_id, result.state, uid,
+                "unsigned (installed with --allow-unsigned)" if trust.get("unsigned") else "")
 
 
 # ---------------------------------------------------------------- public switch

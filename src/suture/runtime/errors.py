@@ -42,6 +42,14 @@ class PatchFormatError(SutureError, ValueError):
     code = "SUT-E100"
 
 
+class UntrustedPatch(SutureError, PermissionError):
+    """No key the host's trust policy accepts signed the patch (or a trusted key's signature
+    does not match it); no process was contacted. Also an installed patch with no trust
+    record, which agents do not apply."""
+
+    code = "SUT-E110"
+
+
 class RefusedError(SutureError):
     """The patch was refused before anything changed; the process is as it was."""
 

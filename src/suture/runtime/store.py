@@ -41,7 +41,7 @@ BUSY_TIMEOUT = 2.0  # seconds a writer waits for the database lock
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS patches (id TEXT PRIMARY KEY, target_name TEXT, "
-    "from_version TEXT, to_version TEXT, cves TEXT, installed_at REAL, data BLOB)",
+    "from_version TEXT, to_version TEXT, cves TEXT, installed_at REAL, data BLOB, trust TEXT)",
     "CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL, "
     "actor_uid INT, pid INT, op TEXT, patch_id TEXT, result TEXT, detail TEXT, prev TEXT, "
     "hash TEXT)",
@@ -156,20 +156,50 @@ def _run(create: bool, fn: Any, default: Any = None) -> Any:
 
 # ---------------------------------------------------------------- patches
 
-def install(data: bytes) -> Patch:
-    """Validate ``data`` (a patch file) and keep it; installing the same patch twice is a no-op."""
+def install(data: bytes, trust: Optional[Dict[str, Any]] = None) -> Patch:
+    """Validate ``data`` (a patch file) and keep it with ``trust``, the record of its
+    verification (tooling/trust.py: ``{"signers": [...]}`` or ``{"unsigned": true}``).
+    Installing the same patch again refreshes its data and record. Agents apply only rows
+    that have a record: this module cannot check signatures (stdlib only), so the record
+    is what the verifying tool wrote, and the store's ownership checks are what protect it.
+    """
     patch = load(data)
     target = patch.target
     row = (patch.id, str(target.get("name", "")), target.get("from_version"),
            target.get("to_version"), json.dumps(list(patch.meta.get("cves") or [])),
-           time.time(), bytes(data))
+           time.time(), bytes(data), None if trust is None else json.dumps(trust))
 
     def go(conn: Any) -> None:
-        conn.execute("INSERT OR IGNORE INTO patches (id, target_name, from_version, to_version, "
-                     "cves, installed_at, data) VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            _add_columns(conn, "patches", ("trust",))
+            conn.execute("INSERT INTO patches (id, target_name, from_version, to_version, "
+                         "cves, installed_at, data, trust) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                         "ON CONFLICT(id) DO UPDATE SET data = excluded.data, "
+                         "trust = excluded.trust", row)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     _run(True, go)
     return patch
+
+
+def _add_columns(conn: Any, table: str, names: Tuple[str, ...]) -> None:
+    """Add columns a store made by an older Suture lacks (idempotent; call it inside the
+    write transaction, or two writers may both see a column missing)."""
+    columns = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+    for name in names:
+        if name not in columns:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} TEXT")
+
+
+def _select(conn: Any, table: str, keys: Tuple[str, ...]) -> str:
+    """A select list for ``keys`` where columns an older store lacks read as NULL (reading
+    never migrates)."""
+    columns = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+    return ", ".join(k if k in columns else f"NULL AS {k}" for k in keys)
 
 
 def _resolve(conn: Any, prefix: str) -> str:
@@ -204,22 +234,34 @@ def remove(patch_id_or_prefix: str) -> str:
     return str(got)
 
 
+def _trust(text: Optional[str]) -> Optional[Dict[str, Any]]:
+    try:
+        value = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def installed() -> List[Dict[str, Any]]:
     """Installed patches, oldest first, without their data."""
+    keys = ("id", "target_name", "from_version", "to_version", "cves", "installed_at", "trust")
+
     def go(conn: Any) -> List[Dict[str, Any]]:
-        rows = conn.execute("SELECT id, target_name, from_version, to_version, cves, "
-                            "installed_at FROM patches ORDER BY installed_at, id")
-        return [{"id": r[0], "target_name": r[1], "from_version": r[2], "to_version": r[3],
-                 "cves": json.loads(r[4] or "[]"), "installed_at": r[5]} for r in rows]
+        rows = conn.execute(f"SELECT {_select(conn, 'patches', keys)} FROM patches "
+                            f"ORDER BY installed_at, id")
+        return [dict(zip(keys, r[:4] + (json.loads(r[4] or "[]"), r[5], _trust(r[6]))))
+                for r in rows]
 
     return list(_run(False, go, []))
 
 
-def load_installed() -> List[bytes]:
-    """The patch files of every installed patch, in installation order (not validated here)."""
-    def go(conn: Any) -> List[bytes]:
-        rows = conn.execute("SELECT data FROM patches ORDER BY installed_at, id")
-        return [bytes(r[0]) for r in rows]
+def load_installed() -> List[Tuple[bytes, Optional[Dict[str, Any]]]]:
+    """Each installed patch file (not validated here) with its trust record (None: installed
+    without verification), in installation order."""
+    def go(conn: Any) -> List[Tuple[bytes, Optional[Dict[str, Any]]]]:
+        rows = conn.execute(f"SELECT {_select(conn, 'patches', ('data', 'trust'))} "
+                            f"FROM patches ORDER BY installed_at, id")
+        return [(bytes(r[0]), _trust(r[1])) for r in rows]
 
     return list(_run(False, go, []))
 
@@ -241,15 +283,6 @@ def _row_hash(prev: str, row: Dict[str, Any]) -> str:
     return hashlib.sha256(body.encode("ascii")).hexdigest()
 
 
-def _chained(conn: Any) -> None:
-    """Add the chain's columns to a store made before them (idempotent; call it inside the
-    write transaction, or two writers may both see the columns missing)."""
-    columns = {r[1] for r in conn.execute("PRAGMA table_info(audit)")}
-    for name in ("prev", "hash"):
-        if name not in columns:
-            conn.execute(f"ALTER TABLE audit ADD COLUMN {name} TEXT")
-
-
 def audit(op: str, patch_id: str, result: str, pid: int, actor_uid: int,
           detail: str = "") -> None:
     """Append one row to the audit log (creating the store if needed), chained to the last."""
@@ -259,7 +292,7 @@ def audit(op: str, patch_id: str, result: str, pid: int, actor_uid: int,
     def go(conn: Any) -> None:
         conn.execute("BEGIN IMMEDIATE")   # the last hash and the insert, one writer at a time
         try:
-            _chained(conn)
+            _add_columns(conn, "audit", ("prev", "hash"))
             last = conn.execute("SELECT hash FROM audit WHERE hash IS NOT NULL "
                                 "ORDER BY seq DESC LIMIT 1").fetchone()
             prev = last[0] if last else GENESIS
@@ -280,9 +313,7 @@ _KEYS = ("seq",) + _FIELDS + ("prev", "hash")
 def audit_log(limit: Optional[int] = None) -> List[Dict[str, Any]]:
     """Audit rows, oldest first; with ``limit``, only the newest ``limit`` of them."""
     def go(conn: Any) -> List[Dict[str, Any]]:
-        columns = {r[1] for r in conn.execute("PRAGMA table_info(audit)")}
-        select = [k if k in columns else f"NULL AS {k}" for k in _KEYS]  # reading changes nothing
-        query = f"SELECT {', '.join(select)} FROM audit ORDER BY seq DESC"
+        query = f"SELECT {_select(conn, 'audit', _KEYS)} FROM audit ORDER BY seq DESC"
         args: Tuple[int, ...] = ()
         if limit is not None:
             query += " LIMIT ?"

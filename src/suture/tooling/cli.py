@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, NoReturn, Optional, Sequence, Tuple
 
 import click
 
 from .. import __version__
-from ..runtime.errors import SutureError
-from ..runtime.patchfile import load
+from ..runtime.errors import SutureError, UntrustedPatch
+from ..runtime.patchfile import Patch, load, read_envelope
 
 _VERDICT_LABEL = {"live": "live", "caveat": "caveat", "hook": "needs hook",
                   "restart": "RESTART REQUIRED"}
@@ -100,11 +100,14 @@ def main() -> None:
 @click.option("--index-url", default=None, help="Passed to pip for name==version.")
 @click.option("--no-index", is_flag=True, help="Passed to pip for name==version.")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.option("--sign", "keys", multiple=True, metavar="KEY",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Sign the patch with this private key (repeatable; see `suture keygen`).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def build(old: str, new: str, output: Optional[Path], cves: Sequence[str], summary: str,
           hooks: Optional[Path], allow_restart: bool, find_links: Sequence[str],
           index_url: Optional[str], no_index: bool, cache_dir: Optional[Path],
-          as_json: bool) -> None:
+          keys: Sequence[Path], as_json: bool) -> None:
     """Build a hotpatch from OLD (vulnerable) to NEW (fixed).
 
     OLD and NEW are each a source directory, a wheel, an sdist, or name==version.
@@ -112,8 +115,10 @@ def build(old: str, new: str, output: Optional[Path], cves: Sequence[str], summa
     """
     from .build import BuildRefused
     from .build import build as do_build
+    from .trust import sign as sign_patch
 
     try:
+        signers = _signing_keys(keys)
         report = do_build(old, new, cves=cves, summary=summary, hooks=hooks,
                           allow_restart=allow_restart, cache_dir=cache_dir,
                           find_links=find_links, index_url=index_url, no_index=no_index)
@@ -132,14 +137,19 @@ def build(old: str, new: str, output: Optional[Path], cves: Sequence[str], summa
         t = report.target
         output = Path(f"{t['name']}-{t.get('from_version')}-{t.get('to_version')}.suture"
                       if t.get("from_version") else "patch.suture")
-    output.write_bytes(report.data)
+    data = report.data
+    for key in signers:
+        data = sign_patch(data, key)
+    output.write_bytes(data)
     if as_json:
-        _emit_json({**report.to_dict(), "output": str(output)})
+        _emit_json({**report.to_dict(), "output": str(output), "signatures": len(signers)})
         return
     _header(report.target)
     _render_changes(report.changes())
     partial = " (PARTIAL: left out " + ", ".join(report.excluded) + ")" if report.excluded else ""
-    click.echo(f"\nwrote {output} ({len(report.data)} bytes), id {report.patch.id[:12]}{partial}")
+    signed = f", signed by {len(signers)} key(s)" if signers else ", unsigned"
+    click.echo(f"\nwrote {output} ({len(data)} bytes), id {report.patch.id[:12]}{partial}"
+               f"{signed}")
 
 
 def _header(target: Dict[str, Any]) -> None:
@@ -155,7 +165,10 @@ def _header(target: Dict[str, Any]) -> None:
 def inspect(file: Path, as_json: bool) -> None:
     """Show what a patch file holds, including its id."""
     try:
-        patch = load(file.read_bytes())
+        data = file.read_bytes()
+        patch = load(data)
+        keyids = [str(sig.get("keyid", "")) for sig in read_envelope(data)[0]["signatures"]
+                  if isinstance(sig, dict)]
     except SutureError as exc:
         _fail(exc, as_json)
     rows = [{"module": m.name, "kind": c.kind, "qualname": c.qualname, "verdict": c.verdict,
@@ -167,6 +180,7 @@ def inspect(file: Path, as_json: bool) -> None:
                          "baseline_sha256": m.baseline.sha256 if m.baseline else None,
                          "fixed_sha256": m.fixed.sha256} for m in patch.modules],
             "changes": rows, "files": list(patch.files), "hooks": patch.hooks is not None,
+            "signature_keyids": keyids,
         })
         return
     click.echo(f"id       {patch.id}")
@@ -180,6 +194,7 @@ def inspect(file: Path, as_json: bool) -> None:
                + (", PARTIAL (left out: " + ", ".join(meta.get("excluded", [])) + ")"
                   if meta.get("partial") else ""))
     click.echo(f"hooks    {'yes' if patch.hooks else 'no'}")
+    click.echo(f"signed   {', '.join(k[:12] for k in keyids) + ' (keyids)' if keyids else 'no'}")
     click.echo("modules")
     for m in patch.modules:
         base = m.baseline.sha256[:12] if m.baseline else "(new)"
@@ -188,7 +203,179 @@ def inspect(file: Path, as_json: bool) -> None:
     _render_changes(rows)
 
 
+# -- signed patches: keygen, sign, verify, trust (logic in trust.py) --------------------
+
+def _signing_keys(paths: Sequence[Path]) -> List[Any]:
+    from .trust import load_private_key
+
+    return [load_private_key(p) for p in paths]
+
+
+def _signed_by(record: Optional[Dict[str, Any]]) -> str:
+    if not record:
+        return "NOT VERIFIED (no trust record: agents will not apply it)"
+    if record.get("unsigned"):
+        return "UNSIGNED (--allow-unsigned)"
+    return "signed by " + ", ".join(s.get("name", "?") for s in record.get("signers", []))
+
+
+@main.command()
+@click.option("--out", "prefix", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("suture-signing"), show_default=True,
+              help="Write PREFIX.key (private, mode 0600) and PREFIX.pub.")
+@click.option("--name", default="", help="A label for the key, kept in PREFIX.pub.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def keygen(prefix: Path, name: str, as_json: bool) -> None:
+    """Make an Ed25519 key pair for signing patches; never overwrites a key."""
+    from .trust import keygen as do_keygen
+
+    try:
+        key, pub, keyid = do_keygen(prefix, name)
+    except SutureError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        _emit_json({"private_key": str(key), "public_key": str(pub), "keyid": keyid})
+        return
+    click.echo(f"wrote {key} (private: keep it secret) and {pub}; keyid {keyid[:12]}")
+    click.echo(f"sign with:   suture sign FILE --key {key}")
+    click.echo(f"trust with:  suture trust add {pub}   (on each host that applies patches)")
+
+
+@main.command(name="sign")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--key", "keys", multiple=True, required=True, metavar="KEY",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Private key file (repeatable: one signature each).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the signed patch here (default: FILE, in place).")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def sign_(file: Path, keys: Sequence[Path], output: Optional[Path], as_json: bool) -> None:
+    """Add a signature to the patch FILE (its bytes and id do not change)."""
+    from .trust import sign
+
+    try:
+        data = file.read_bytes()
+        for key in _signing_keys(keys):
+            data = sign(data, key)
+        patch = load(data)
+    except SutureError as exc:
+        _fail(exc, as_json)
+    output = output or file
+    tmp = output.with_name(output.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(output)  # a reader never sees half a file
+    if as_json:
+        _emit_json({"id": patch.id, "output": str(output), "signatures": len(keys)})
+        return
+    click.echo(f"signed {patch.short_id} ({patch.describe()}) with {len(keys)} key(s): {output}")
+
+
+@main.command(name="verify")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def verify_(file: Path, as_json: bool) -> None:
+    """Check the patch FILE's signatures against this host's trust policy.
+
+    Exit codes: 0 a trusted key signed it, 2 not trusted (unsigned, unknown or
+    restricted key, or a signature that does not match), 1 bad file or policy.
+    """
+    from .trust import check
+
+    try:
+        verdict = check(file.read_bytes())
+    except SutureError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        _emit_json(verdict.to_dict())
+    else:
+        click.echo(f"patch {verdict.patch.short_id} ({verdict.patch.describe()}), "
+                   f"policy {verdict.policy.path}")
+        for sig in verdict.signatures:
+            click.echo(f"  {sig['keyid'][:12] or '(no keyid)':<12}  {sig['name'] or '-':<24} "
+                       f"{sig['status']}")
+        if verdict.trusted:
+            click.echo(f"trusted: signed by {', '.join(verdict.trusted_by)}")
+        else:
+            click.echo(f"NOT TRUSTED: {verdict.refusal().message}", err=True)
+    sys.exit(0 if verdict.trusted else 2)
+
+
+@main.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_context
+def trust(ctx: click.Context, as_json: bool) -> None:
+    """Show the keys this host trusts to sign patches (see `suture trust add`).
+
+    The policy is trust.toml in $SUTURE_CONFIG_DIR, else /etc/suture for root, else
+    $XDG_CONFIG_HOME/suture or ~/.config/suture.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from .trust import load_policy
+
+    try:
+        policy = load_policy()
+    except SutureError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        _emit_json({"policy": policy.path, "exists": policy.exists,
+                    "keys": [k.to_dict() for k in policy.keys]})
+        return
+    if not policy.keys:
+        click.echo(f"no key is trusted: {policy.path} "
+                   f"{'lists none' if policy.exists else 'does not exist'}; every patch is "
+                   f"refused unless --allow-unsigned")
+        return
+    click.echo(f"{policy.path}")
+    for k in policy.keys:
+        scope = ", ".join(k.distributions) if k.distributions is not None else "any distribution"
+        click.echo(f"  {k.keyid[:12]}  {k.name:<24} {scope}")
+
+
+@trust.command("add")
+@click.argument("public_key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", default="", help="Label (default: the one in the .pub file).")
+@click.option("--dist", "dists", multiple=True, metavar="NAME",
+              help="Trust this key only for patches of this distribution (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def trust_add(public_key: Path, name: str, dists: Sequence[str], as_json: bool) -> None:
+    """Trust the key in PUBLIC_KEY (a .pub file from `suture keygen`) on this host."""
+    from .trust import add_key, policy_path
+
+    try:
+        key = add_key(public_key.read_text().strip(), name, dists)
+    except SutureError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        _emit_json({"policy": policy_path(), "key": key.to_dict()})
+        return
+    scope = ", ".join(dists) if dists else "any distribution"
+    click.echo(f"trusted {key.name} ({key.keyid[:12]}) for {scope} in {policy_path()}")
+
+
 # -- live processes: ps, apply, revert, status (logic in client.py and fleet.py) ---------
+
+_UNSIGNED_OPT = click.option(
+    "--allow-unsigned", is_flag=True,
+    help="DEVELOPMENT ONLY: accept a patch that no trusted key signed (warns loudly).")
+
+
+def _verified(data: bytes, allow_unsigned: bool, as_json: bool) -> Tuple[Patch, Dict[str, Any]]:
+    """The patch and its trust record (tooling/trust.py), or exit: 2 untrusted, 1 bad file."""
+    from .trust import require
+
+    try:
+        patch, record = require(data, allow_unsigned)
+    except UntrustedPatch as exc:
+        _fail(exc, as_json, code=2)
+    except SutureError as exc:
+        _fail(exc, as_json)
+    if record.get("unsigned"):
+        click.echo(click.style(f"WARNING: patch {patch.short_id} ({patch.describe()}) is not "
+                               f"signed by a key this host trusts; --allow-unsigned accepts "
+                               f"it. Never use this flag in production.", fg="red", bold=True),
+                   err=True)
+    return patch, record
 
 _PID_OPT = click.option("--pid", "pids", type=int, multiple=True, metavar="PID",
                         help="A target process (repeatable).")
@@ -304,23 +491,23 @@ def attach(pids: Sequence[int], timeout: float, as_json: bool) -> None:
 @_ALL_OPT
 @click.option("--wait-quiescent", type=float, default=None, metavar="SECONDS",
               help="Wait up to SECONDS for old code to leave every stack, else refuse.")
+@_UNSIGNED_OPT
 @click.option("--json", "as_json", is_flag=True, help="Print one row per process as JSON.")
 def apply(file: Path, pids: Sequence[int], select_all: bool, wait_quiescent: Optional[float],
-          as_json: bool) -> None:
+          allow_unsigned: bool, as_json: bool) -> None:
     """Apply the patch FILE to running processes, in parallel.
 
-    The file is checked here first; a bad file contacts no process. With --all, processes
-    that do not have the patch's distribution installed are skipped.
+    The file is checked here first, signatures included (trust policy: `suture trust`);
+    a bad or untrusted file contacts no process. With --all, processes that do not have
+    the patch's distribution installed are skipped.
     Exit codes: 0 every process applied, already fixed, pending import or skipped;
-    2 some process refused (it is unchanged); 1 some process failed or an error.
+    2 some process refused (it is unchanged), or no trusted key signed the patch;
+    1 some process failed or an error.
     """
     from . import fleet
 
     data = file.read_bytes()
-    try:
-        patch = load(data)
-    except SutureError as exc:
-        _fail(exc, as_json)
+    patch, _ = _verified(data, allow_unsigned, as_json)
     targets = _targets(pids, select_all, as_json)
     rows = fleet.apply(data, patch, targets, select_all=select_all,
                        wait_quiescent=wait_quiescent, progress=_progress)
@@ -464,27 +651,35 @@ def demo(fast: bool) -> None:
 
 @main.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_UNSIGNED_OPT
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-def install(file: Path, as_json: bool) -> None:
+def install(file: Path, allow_unsigned: bool, as_json: bool) -> None:
     """Keep the patch FILE on this host: agents started later apply it automatically.
 
-    Processes already running are not touched (use `suture apply`). The store is
-    per user: $SUTURE_STATE_DIR, else /var/lib/suture for root, else
-    $XDG_STATE_HOME/suture or ~/.local/state/suture.
+    Its signatures are checked first (as by `suture verify`) and the result is kept with
+    it; agents apply only patches installed this way. Processes already running are not
+    touched (use `suture apply`). The store is per user: $SUTURE_STATE_DIR, else
+    /var/lib/suture for root, else $XDG_STATE_HOME/suture or ~/.local/state/suture.
+    Exit codes: 0 installed, 2 no trusted key signed it, 1 an error.
     """
     import os
 
     from ..runtime import store
 
+    data = file.read_bytes()
+    _, record = _verified(data, allow_unsigned, as_json)
     try:
-        patch = store.install(file.read_bytes())
-        store.audit("install", patch.id, "installed", os.getpid(), os.getuid(), str(file))
+        patch = store.install(data, record)
+        store.audit("install", patch.id, "installed", os.getpid(), os.getuid(),
+                    f"{file}; {_signed_by(record)}")
     except SutureError as exc:
         _fail(exc, as_json)
     if as_json:
-        _emit_json({"id": patch.id, "target": patch.target, "store": store.db_path()})
+        _emit_json({"id": patch.id, "target": patch.target, "store": store.db_path(),
+                    "trust": record})
         return
-    click.echo(f"installed {patch.short_id} ({patch.describe()}) in {store.db_path()}")
+    click.echo(f"installed {patch.short_id} ({patch.describe()}), {_signed_by(record)}, in "
+               f"{store.db_path()}")
 
 
 @main.command(name="list")
@@ -503,12 +698,13 @@ def list_(as_json: bool) -> None:
     if not rows:
         click.echo(f"no patch installed ({store.db_path()})")
         return
-    click.echo(f"{'ID':<12}  {'TARGET':<32} {'INSTALLED':<19} CVES")
+    click.echo(f"{'ID':<12}  {'TARGET':<32} {'INSTALLED':<19} {'CVES':<20} TRUST")
     for r in rows:
         versions = (f" {r['from_version']}\u2192{r['to_version']}"
                     if r["from_version"] else "")
         click.echo(f"{r['id'][:12]:<12}  {(r['target_name'] + versions):<32} "
-                   f"{_when(r['installed_at']):<19} {', '.join(r['cves']) or '-'}")
+                   f"{_when(r['installed_at']):<19} {', '.join(r['cves']) or '-':<20} "
+                   f"{_signed_by(r['trust'])}")
 
 
 @main.command()
@@ -622,12 +818,12 @@ def run(command: Sequence[str]) -> None:
         _fail(exc, False)
 
 
-def _fail(exc: SutureError, as_json: bool) -> None:
+def _fail(exc: SutureError, as_json: bool, code: int = 1) -> NoReturn:
     if as_json:
         _emit_json({"error": exc.to_dict()})
     else:
         click.echo(f"error: {exc}", err=True)
-    sys.exit(1)
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

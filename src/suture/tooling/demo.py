@@ -48,6 +48,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import click
 
 from ..runtime import SutureError
+from ..runtime.errors import UntrustedPatch
+from ..runtime.patchfile import canonical_json, read_envelope
 
 __all__ = ["run"]
 
@@ -339,6 +341,16 @@ def _bundled_app() -> Any:
     return resources.files("suture.tooling") / "demo_app"
 
 
+def _edited(data: bytes) -> bytes:
+    """``data`` with its summary changed and its signatures kept: still a well-formed patch,
+    as an attacker who edits a signed file would produce."""
+    envelope, payload = read_envelope(data)
+    body = json.loads(payload)
+    body["meta"]["summary"] += " (edited)"
+    envelope["payload"] = base64.b64encode(canonical_json(body)).decode("ascii")
+    return canonical_json(envelope) + b"\n"
+
+
 class _Demo:
     """The seven steps; each one checks what it shows and raises ``_Failed`` if not."""
 
@@ -451,11 +463,34 @@ class _Demo:
             s.say(f"  {row['verdict']:<8} {row['kind']:<20} {where}")
         _check(bool(rows) and all(r["verdict"] == "live" for r in rows),
                f"every change of the demo patch should be live, got {rows}")
-        self.data, self.patch_id = report.data, report.patch.id
         s.say("live: the running process can take it as it is (here, one function body "
               "changes)", dim=True)
+        self.data, self.patch_id = self.sign_and_verify(report.data), report.patch.id
         s.ok(f"patch {self.patch_id[:12]}: {len(self.data)} bytes, "
-             f"{_n(len(rows), 'change')}, all live")
+             f"{_n(len(rows), 'change')}, all live, signed and verified")
+
+    def sign_and_verify(self, data: bytes) -> bytes:
+        """Sign as a publisher would, and verify as `suture apply` does on a host whose
+        trust policy (the demo's own, in its temporary directory) trusts that key."""
+        from .trust import add_key, keygen, load_policy, load_private_key, require, sign
+
+        s = self.story
+        key, pub, keyid = keygen(self.work / "publisher", "demo-publisher")
+        policy = str(self.work / "config" / "trust.toml")
+        add_key(pub.read_text(), path=policy)
+        signed = sign(data, load_private_key(key))
+        _, record = require(signed, policy=load_policy(policy))
+        s.say(f"signed with the publisher key {keyid[:12]}; this host's trust policy accepts "
+              f"{record['signers'][0]['name']}")
+        try:
+            require(_edited(signed), policy=load_policy(policy))
+        except UntrustedPatch:
+            s.ok("a copy edited after signing (its summary changed) is refused: the signature "
+                 "does not match its bytes")
+        else:
+            raise _Failed("a patch edited after signing was accepted")
+        return signed
+
 
     # 4
     def apply_under_traffic(self) -> None:

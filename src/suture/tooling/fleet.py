@@ -189,7 +189,7 @@ def status(pids: Sequence[int] = (), *, patches: Optional[Sequence[Patch]] = Non
     with state ``unknown`` (what they loaded cannot be told) and do not count as exposed.
     Raises ``StoreError`` / ``PatchFormatError`` when the store cannot be read.
     """
-    known = list(patches) if patches is not None else [load(d) for d in store.load_installed()]
+    known = list(patches) if patches is not None else [load(d) for d, _ in store.load_installed()]
     seen = {p.pid: p for p in client.list_python_processes(check_agent=False,
                                                            runtime_dir=runtime_dir)}
     if pids:

@@ -1,0 +1,392 @@
+"""Signed patches: Ed25519 keys, DSSE signatures and the host's trust policy (issue 5).
+
+A patch file is already a DSSE envelope (runtime/patchfile.py). A signature signs
+DSSE's pre-authentication encoding of the payload type and the payload bytes, never
+the envelope, so adding a signature changes neither the payload nor the patch id, and
+several publishers can sign one file. Signature entries are
+``{"keyid": sha256(raw public key) in hex, "sig": base64}``.
+
+The trust policy is ``trust.toml`` in the host's config directory: the keys whose
+signatures this host accepts, each optionally restricted to some distributions. It is
+read only when owned by this user (or root) and not writable by others, like the store.
+
+Tooling side only: this module uses ``cryptography``, which the runtime may not import.
+Verification therefore happens here, before the CLI sends a patch to an agent or keeps
+it in the store; docs/security.md says why that is where it belongs.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import os
+import stat
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from packaging.utils import canonicalize_name
+
+from ..runtime.errors import PatchFormatError, SutureError, UntrustedPatch
+from ..runtime.patchfile import PAYLOAD_TYPE, Patch, canonical_json, load, read_envelope
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.9/3.10 by the same tests
+    import tomli as tomllib
+
+__all__ = ["TrustPolicyError", "KeyFileError", "TrustedKey", "Policy", "Verdict",
+           "config_dir", "policy_path", "load_policy", "add_key", "keygen", "load_private_key",
+           "public_key_line", "sign", "check", "require", "POLICY_FILE"]
+
+POLICY_FILE = "trust.toml"
+_PUB_PREFIX = "suture-ed25519"
+
+
+class TrustPolicyError(SutureError, ValueError):
+    """The trust policy file cannot be used: unsafe ownership or mode, not TOML, bad key."""
+
+    code = "SUT-E111"
+
+
+class KeyFileError(SutureError, ValueError):
+    """A key file cannot be read, is not an Ed25519 key, or would be overwritten."""
+
+    code = "SUT-E112"
+
+
+# ---------------------------------------------------------------- where the policy is
+
+def config_dir(environ: Mapping[str, str] = os.environ, euid: Optional[int] = None,
+               home: Optional[str] = None) -> str:
+    """$SUTURE_CONFIG_DIR, else /etc/suture for root, else $XDG_CONFIG_HOME/suture or
+    ~/.config/suture (the state directory's rule, for configuration)."""
+    explicit = environ.get("SUTURE_CONFIG_DIR")
+    if explicit:
+        return explicit
+    if (os.geteuid() if euid is None else euid) == 0:
+        return "/etc/suture"
+    xdg = environ.get("XDG_CONFIG_HOME")
+    if xdg and os.path.isabs(xdg):
+        return os.path.join(xdg, "suture")
+    return os.path.join(home or os.path.expanduser("~"), ".config", "suture")
+
+
+def policy_path() -> str:
+    return os.path.join(config_dir(), POLICY_FILE)
+
+
+# ---------------------------------------------------------------- keys
+
+def _keyid(public: Ed25519PublicKey) -> str:
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()
+
+
+def public_key_line(public: Ed25519PublicKey, name: str = "") -> str:
+    """The one-line text of a ``.pub`` file: ``suture-ed25519 BASE64 [name]``."""
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return " ".join(p for p in (_PUB_PREFIX, base64.b64encode(raw).decode("ascii"), name) if p)
+
+
+def _parse_public(text: str, where: str) -> Ed25519PublicKey:
+    """A public key given as a ``.pub`` line or as bare base64 of the 32 raw bytes."""
+    parts = text.split()
+    if parts and parts[0] == _PUB_PREFIX:
+        parts = parts[1:]
+    try:
+        raw = base64.b64decode(parts[0] if parts else "", validate=True)
+        return Ed25519PublicKey.from_public_bytes(raw)
+    except (binascii.Error, ValueError) as exc:
+        raise TrustPolicyError(f"{where}: not an Ed25519 public key (expected "
+                               f"'{_PUB_PREFIX} BASE64' or 32 bytes in base64)",
+                               details={"where": where}) from exc
+
+
+def keygen(prefix: Path, name: str = "") -> Tuple[Path, Path, str]:
+    """Write ``PREFIX.key`` (PKCS#8 PEM, mode 0600) and ``PREFIX.pub``; never overwrite.
+
+    Returns both paths and the key id. The private key is not encrypted: keep it offline
+    or in a secret store, as with any release-signing key.
+    """
+    key_path, pub_path = Path(f"{prefix}.key"), Path(f"{prefix}.pub")
+    for p in (key_path, pub_path):
+        if os.path.lexists(p):
+            raise KeyFileError(f"{p} exists; refusing to overwrite a key (choose another "
+                               f"--out)", details={"path": str(p)})
+    private = Ed25519PrivateKey.generate()
+    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    try:
+        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+        pub_path.write_text(public_key_line(private.public_key(), name) + "\n")
+    except OSError as exc:
+        raise KeyFileError(f"cannot write the key pair {prefix}.key/.pub: {exc}",
+                           details={"path": str(prefix)}) from exc
+    return key_path, pub_path, _keyid(private.public_key())
+
+
+def load_private_key(path: Path) -> Ed25519PrivateKey:
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise KeyFileError(f"cannot read the signing key {path}: {exc}",
+                           details={"path": str(path)}) from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise KeyFileError(f"{path} is not an Ed25519 private key",
+                           details={"path": str(path)})
+    return key
+
+
+# ---------------------------------------------------------------- the policy
+
+@dataclass(frozen=True)
+class TrustedKey:
+    name: str
+    keyid: str
+    public: Ed25519PublicKey = field(repr=False, compare=False)
+    distributions: Optional[Tuple[str, ...]] = None  # None: any patch
+
+    def allows(self, patch: Patch) -> bool:
+        if self.distributions is None:
+            return True
+        t = patch.target
+        return (t.get("kind") == "distribution"
+                and canonicalize_name(str(t.get("name", ""))) in self.distributions)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"name": self.name, "keyid": self.keyid,
+                "distributions": None if self.distributions is None
+                else list(self.distributions)}
+
+
+@dataclass(frozen=True)
+class Policy:
+    path: str
+    keys: Tuple[TrustedKey, ...]
+    exists: bool = True
+
+    def by_id(self, keyid: str) -> Optional[TrustedKey]:
+        return next((k for k in self.keys if k.keyid == keyid), None)
+
+
+def _check_owned(path: str) -> None:
+    st = os.lstat(path)
+    euid = os.geteuid()
+    if stat.S_ISLNK(st.st_mode):
+        raise TrustPolicyError(f"refusing the trust policy {path}: it is a symlink",
+                               details={"path": path})
+    if st.st_uid not in (euid, 0):
+        raise TrustPolicyError(f"refusing the trust policy {path}: it is owned by uid "
+                               f"{st.st_uid}, not by this user ({euid}) or root",
+                               details={"path": path, "owner": st.st_uid})
+    if st.st_mode & 0o022:
+        raise TrustPolicyError(f"refusing the trust policy {path}: mode "
+                               f"{stat.S_IMODE(st.st_mode):04o} lets other users choose which "
+                               f"keys this host trusts. Run `chmod go-w {path}`.",
+                               details={"path": path, "mode": stat.S_IMODE(st.st_mode)})
+
+
+def load_policy(path: Optional[str] = None) -> Policy:
+    """The trust policy at ``path`` (default: ``policy_path()``); no file trusts no key."""
+    path = path or policy_path()
+    if not os.path.lexists(path):
+        return Policy(path, (), exists=False)
+    try:
+        _check_owned(path)
+        with open(path, "rb") as f:
+            doc = tomllib.load(f)
+    except OSError as exc:
+        raise TrustPolicyError(f"cannot read the trust policy {path}: {exc}",
+                               details={"path": path}) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise TrustPolicyError(f"the trust policy {path} is not valid TOML: {exc}",
+                               details={"path": path}) from exc
+    entries = doc.get("keys", [])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise TrustPolicyError(f"the trust policy {path}: `keys` must be an array of tables "
+                               f"([[keys]])", details={"path": path})
+    keys: List[TrustedKey] = []
+    for i, entry in enumerate(entries):
+        where = f"{path}: keys[{i}]"
+        unknown = sorted(set(entry) - {"name", "public_key", "distributions"})
+        if unknown:  # a misspelt "distributions" must not silently trust a key for everything
+            raise TrustPolicyError(f"{where} has unknown fields {unknown}",
+                                   details={"path": path, "fields": unknown})
+        public = _parse_public(str(entry.get("public_key", "")), where)
+        dists = entry.get("distributions")
+        if dists is not None and (not isinstance(dists, list)
+                                  or not all(isinstance(d, str) and d for d in dists)):
+            raise TrustPolicyError(f"{where}: distributions must be a list of names",
+                                   details={"path": path})
+        keys.append(TrustedKey(str(entry.get("name") or _keyid(public)[:12]), _keyid(public),
+                               public, None if dists is None
+                               else tuple(sorted({canonicalize_name(d) for d in dists}))))
+    return Policy(path, tuple(keys))
+
+
+def _toml_str(s: str) -> str:
+    return json.dumps(s, ensure_ascii=True)  # a JSON string is a valid TOML basic string
+
+
+def add_key(public_text: str, name: str = "", distributions: Sequence[str] = (),
+            path: Optional[str] = None) -> TrustedKey:
+    """Append a key to the trust policy (creating it, mode 0644, in a 0700-or-existing
+    directory); a key already listed is refused rather than listed twice."""
+    path = path or policy_path()
+    public = _parse_public(public_text, "the public key")
+    policy = load_policy(path)
+    keyid = _keyid(public)
+    listed = policy.by_id(keyid)
+    if listed is not None:
+        raise TrustPolicyError(f"the key {keyid[:12]} is already in {path} (as "
+                               f"{listed.name!r}); edit the file to change it",
+                               details={"path": path, "keyid": keyid})
+    name = name or (public_text.split()[2] if len(public_text.split()) > 2 else keyid[:12])
+    block = ["\n[[keys]]", f"name = {_toml_str(name)}",
+             f"public_key = {_toml_str(public_key_line(public))}"]
+    if distributions:
+        block.append("distributions = [" + ", ".join(_toml_str(d) for d in distributions) + "]")
+    try:
+        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+        header = "" if policy.exists else ("# Suture trust policy: keys whose signatures this "
+                                           "host accepts (docs/security.md).\n")
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        with os.fdopen(fd, "a") as f:
+            f.write(header + "\n".join(block) + "\n")
+    except OSError as exc:
+        raise TrustPolicyError(f"cannot write the trust policy {path}: {exc}",
+                               details={"path": path}) from exc
+    added = load_policy(path).by_id(keyid)
+    assert added is not None
+    return added
+
+
+# ---------------------------------------------------------------- signing and checking
+
+def _pae(payload_type: str, payload: bytes) -> bytes:
+    """DSSE v1 pre-authentication encoding."""
+    t = payload_type.encode("utf-8")
+    return b"DSSEv1 %d %s %d %s" % (len(t), t, len(payload), payload)
+
+
+def _signatures(envelope: Dict[str, Any]) -> List[Dict[str, str]]:
+    sigs = envelope["signatures"]
+    for i, s in enumerate(sigs):
+        if (not isinstance(s, dict) or not isinstance(s.get("sig"), str)
+                or not isinstance(s.get("keyid", ""), str)):
+            raise PatchFormatError(f"patch is malformed: signatures[{i}] must be "
+                                   f"{{\"keyid\": str, \"sig\": base64}}", details={"index": i})
+    return list(sigs)
+
+
+def sign(data: bytes, key: Ed25519PrivateKey) -> bytes:
+    """``data`` with one more signature (a signature by the same key is replaced)."""
+    load(data)  # sign only what is a valid patch
+    envelope, payload = read_envelope(data)
+    keyid = _keyid(key.public_key())
+    sig = base64.b64encode(key.sign(_pae(PAYLOAD_TYPE, payload))).decode("ascii")
+    kept = [s for s in _signatures(envelope) if s.get("keyid") != keyid]
+    envelope["signatures"] = kept + [{"keyid": keyid, "sig": sig}]
+    return canonical_json(envelope) + b"\n"
+
+
+@dataclass
+class Verdict:
+    """What the policy makes of a patch's signatures. ``trusted_by`` names the keys whose
+    valid signatures make it trusted; each signature has a ``status``: ``valid``,
+    ``not allowed`` (valid, but the key may not sign this distribution), ``invalid`` (does
+    not match the patch's bytes), ``unknown key`` (not in the policy)."""
+
+    patch: Patch
+    policy: Policy
+    signatures: List[Dict[str, Any]]
+
+    @property
+    def trusted_by(self) -> List[str]:
+        return [s["name"] for s in self.signatures if s["status"] == "valid"]
+
+    @property
+    def trusted(self) -> bool:
+        return bool(self.trusted_by)
+
+    def record(self) -> Dict[str, Any]:
+        """What the store keeps about this verification (runtime/store.py ``trust``)."""
+        return {"signers": [{"name": s["name"], "keyid": s["keyid"]}
+                            for s in self.signatures if s["status"] == "valid"]}
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"patch": self.patch.id, "trusted": self.trusted, "trusted_by": self.trusted_by,
+                "policy": self.policy.path, "signatures": self.signatures}
+
+    def refusal(self) -> UntrustedPatch:
+        who = f"patch {self.patch.short_id} ({self.patch.describe()})"
+        details = {"patch_id": self.patch.id, "policy": self.policy.path,
+                   "signatures": self.signatures}
+        by = {s["status"]: s for s in reversed(self.signatures)}
+        if not self.signatures:
+            why = (f"{who} is not signed. Sign it with `suture sign FILE --key KEY`, or pass "
+                   f"--allow-unsigned (development only)")
+        elif "invalid" in by:
+            why = (f"{who} has a signature by the trusted key {by['invalid']['name']!r} that "
+                   f"does not match its bytes: it was changed after signing, or the signature "
+                   f"belongs to another patch")
+        elif "not allowed" in by:
+            s = by["not allowed"]
+            why = (f"{who} is signed by {s['name']!r}, which the trust policy allows only for "
+                   f"{', '.join(s['distributions'])}")
+        elif not self.policy.keys:
+            where = (f"the trust policy {self.policy.path} lists none" if self.policy.exists
+                     else f"there is no trust policy at {self.policy.path}")
+            why = (f"{who} is signed, but no key is trusted on this host: {where}. Add the "
+                   f"publisher's key with `suture trust add KEY.pub`")
+        else:
+            ids = ", ".join(s["keyid"][:12] for s in self.signatures)
+            why = (f"{who} is signed only by keys the trust policy {self.policy.path} does not "
+                   f"list ({ids}). Add the publisher's key with `suture trust add KEY.pub`")
+        return UntrustedPatch(why, details=details)
+
+
+def check(data: bytes, policy: Optional[Policy] = None) -> Verdict:
+    """Validate the patch and judge each signature; raises only for a malformed file."""
+    policy = policy if policy is not None else load_policy()
+    patch = load(data)
+    envelope, payload = read_envelope(data)
+    message = _pae(str(envelope["payloadType"]), payload)
+    rows: List[Dict[str, Any]] = []
+    for s in _signatures(envelope):
+        keyid = s.get("keyid", "")
+        key = policy.by_id(keyid)
+        row: Dict[str, Any] = {"keyid": keyid, "name": key.name if key else None}
+        if key is None:
+            row["status"] = "unknown key"
+        else:
+            try:
+                key.public.verify(base64.b64decode(s["sig"], validate=True), message)
+                row["status"] = "valid" if key.allows(patch) else "not allowed"
+                row["distributions"] = key.to_dict()["distributions"]
+            except (InvalidSignature, binascii.Error, ValueError):
+                row["status"] = "invalid"
+        rows.append(row)
+    return Verdict(patch, policy, rows)
+
+
+def require(data: bytes, allow_unsigned: bool = False,
+            policy: Optional[Policy] = None) -> Tuple[Patch, Dict[str, Any]]:
+    """The patch and its trust record, or ``UntrustedPatch``. With ``allow_unsigned`` a patch
+    no trusted key signed passes as ``{"unsigned": True}`` (an invalid signature by a trusted
+    key is refused even then: that is tampering, not development)."""
+    verdict = check(data, policy)
+    if verdict.trusted:
+        return verdict.patch, verdict.record()
+    if allow_unsigned and not any(s["status"] == "invalid" for s in verdict.signatures):
+        return verdict.patch, {"unsigned": True, "signers": []}
+    raise verdict.refusal()
