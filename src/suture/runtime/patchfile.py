@@ -6,7 +6,8 @@ A patch file is a DSSE-shaped JSON envelope around canonical payload bytes::
 
 The payload is JSON with sorted keys and no insignificant white space, so the
 same patch always has the same bytes; its sha256 is the patch id. Signatures
-(a later issue) sign the payload bytes, never the envelope. This module is the
+sign the payload bytes, never the envelope (tooling/trust.py checks them; the
+runtime cannot, being stdlib-only: docs/security.md). This module is the
 only reader of the format; tooling writes through ``dump``. See
 docs/patch-format.md.
 """
