@@ -178,8 +178,10 @@ def test_migration_failing_halfway_restores_every_instance_dict(ws):
     err = got["err"]
     assert (err["code"], err["error"], err["cause"]) == ("SUT-E205", "HookFailed", "ValueError")
     assert re.match(r"^Migration of Cart instances failed in patch [0-9a-f]{12}: ValueError: "
-                    r"cannot price cart C\d\. Every migrated instance was restored and nothing "
-                    r"was changed\. \[SUT-E205\]$", err["message"]), err["message"]
+                    r"cannot price cart C\d\. Every migrated instance's attributes were restored "
+                    r"and the patch was not applied \(what a migration changed inside the "
+                    r"objects those attributes refer to, such as a list\.append, is not "
+                    r"undone\)\. \[SUT-E205\]$", err["message"]), err["message"]
     assert len(got["calls"]) == 6  # it did fail halfway through the ten instances
 
 

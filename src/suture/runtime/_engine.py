@@ -1666,7 +1666,9 @@ def _migrate(rec: _Record) -> None:
             _unmigrate(rec)
             raise HookFailed(f"Migration of {type(o).__qualname__} instances failed in patch "
                              f"{rec.patch.short_id}: {type(exc).__name__}: {exc}. Every "
-                             "migrated instance was restored and nothing was changed.",
+                             "migrated instance's attributes were restored and the patch was "
+                             "not applied (what a migration changed inside the objects those "
+                             "attributes refer to, such as a list.append, is not undone).",
                              details={"patch": rec.patch.id}) from exc
 
 

@@ -138,6 +138,28 @@ def _need(obj: Any, key: str, typ: Any, where: str) -> Any:
     return value
 
 
+def _optional(obj: Dict[str, Any], key: str, typ: Any, where: str) -> None:
+    """``obj[key]``, when present, has type ``typ`` (a list type means: of strings)."""
+    if key not in obj:
+        return
+    value = obj[key]
+    if typ is list:
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    else:
+        ok = isinstance(value, typ) and not (typ is not bool and isinstance(value, bool))
+    if not ok:
+        raise _fail(f"patch is malformed: {where}.{key} has the wrong type "
+                    f"({type(value).__name__})", where=where, key=key)
+
+
+def _file_row(obj: Any, where: str) -> Dict[str, str]:
+    if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                            for k, v in obj.items()):
+        raise _fail(f"patch is malformed: {where} must be an object of strings", where=where)
+    _need(obj, "path", str, where)
+    return obj
+
+
 def _source(obj: Any, where: str) -> Optional[Source]:
     if obj is None:
         return None
@@ -191,7 +213,12 @@ def load(data: bytes) -> Patch:
     target = _need(body, "target", dict, "payload")
     _need(target, "name", str, "target")
     _need(target, "kind", str, "target")
+    for key in ("from_version", "to_version"):
+        _optional(target, key, (str, type(None)), "target")
     meta = _need(body, "meta", dict, "payload")
+    for key, typ in (("cves", list), ("excluded", list), ("summary", str), ("builder", str),
+                     ("python", str), ("partial", bool)):
+        _optional(meta, key, typ, "meta")
     modules: List[ModulePatch] = []
     seen = set()
     for i, m in enumerate(_need(body, "modules", list, "payload")):
@@ -221,7 +248,8 @@ def load(data: bytes) -> Patch:
             changes.append(Change(_need(c, "kind", str, cw), _need(c, "qualname", str, cw),
                                   verdict, _need(c, "reason", str, cw)))
         modules.append(ModulePatch(name, action, baseline, fixed, tuple(changes)))
-    files = tuple(_need(body, "files", list, "payload"))
+    files = tuple(_file_row(f, f"files[{i}]")
+                  for i, f in enumerate(_need(body, "files", list, "payload")))
     hooks = _source(body.get("hooks"), "hooks")
     return Patch(target=target, modules=tuple(modules), meta=meta, files=files,
                  hooks=hooks, id=patch_id(payload))
