@@ -542,10 +542,13 @@ def _auto_apply() -> None:
     cannot check Ed25519 with the standard library). A row without one was not
     written by ``suture install`` (an older Suture, or the database edited by
     hand) and is refused, recorded, and left for ``suture install`` to verify.
+    A patch marked bad on this host (a process died or failed its health check
+    after it) is refused the same way until a human clears the mark.
     """
     try:
         from . import store
         rows = store.load_installed()
+        bad = store.bad_patches() if rows else {}
     except BaseException as exc:  # noqa: BLE001 - never break the target
         _warn(f"installed patches not applied in pid {os.getpid()}: {exc}")
         return
@@ -554,7 +557,7 @@ def _auto_apply() -> None:
     uid = os.geteuid()
     try:
         from .. import runtime
-        from .errors import UntrustedPatch
+        from .errors import MarkedBad, UntrustedPatch
     except BaseException:  # noqa: BLE001
         return
     for data, trust in rows:
@@ -567,6 +570,11 @@ def _auto_apply() -> None:
                     f"installed patch {patch.short_id} has no trust record (not written by "
                     f"`suture install`); not applied. Install it again with `suture install`",
                     details={"patch_id": patch.id})
+            if patch.id in bad:
+                raise MarkedBad(f"installed patch {patch.short_id} is marked bad on this host "
+                                f"({bad[patch.id]['reason']}); not applied until "
+                                f"`suture bad clear {patch.short_id}`",
+                                details={"patch_id": patch.id})
             if trust.get("unsigned"):
                 _warn(f"pid {os.getpid()} applies patch {patch.short_id} "
                       f"({patch.describe()}), which no trusted key signed: it was installed "

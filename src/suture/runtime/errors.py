@@ -86,6 +86,13 @@ class NotQuiescent(RefusedError):
     code = "SUT-E206"
 
 
+class MarkedBad(RefusedError):
+    """The patch is marked bad on this host: a process died or failed its health check
+    after it was applied. Not applied again until ``suture bad clear``."""
+
+    code = "SUT-E207"
+
+
 class UnknownPatch(SutureError, LookupError):
     """No applied patch has this id."""
 

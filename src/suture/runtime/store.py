@@ -35,7 +35,8 @@ from .errors import SutureError, UnknownPatch
 from .patchfile import Patch, load
 
 __all__ = ["StoreError", "state_dir", "db_path", "install", "remove", "installed",
-           "load_installed", "audit", "audit_log", "verify_audit", "BUSY_TIMEOUT"]
+           "load_installed", "mark_bad", "clear_bad", "bad_patches", "audit", "audit_log",
+           "verify_audit", "BUSY_TIMEOUT"]
 
 BUSY_TIMEOUT = 2.0  # seconds a writer waits for the database lock
 
@@ -45,6 +46,7 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL, "
     "actor_uid INT, pid INT, op TEXT, patch_id TEXT, result TEXT, detail TEXT, prev TEXT, "
     "hash TEXT)",
+    "CREATE TABLE IF NOT EXISTS bad (id TEXT PRIMARY KEY, at REAL, reason TEXT, by_uid INT)",
 )
 
 
@@ -118,7 +120,10 @@ def _connect(create: bool) -> Any:
         fresh = not os.path.lexists(path)
         if fresh:
             # Create the file 0600 ourselves rather than let sqlite3 apply the umask.
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except FileExistsError:
+                pass  # another process created it first: checked below like any other
         _check_owned(path, "database")
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
     except (OSError, sqlite3.Error) as exc:
@@ -264,6 +269,58 @@ def load_installed() -> List[Tuple[bytes, Optional[Dict[str, Any]]]]:
         return [(bytes(r[0]), _trust(r[1])) for r in rows]
 
     return list(_run(False, go, []))
+
+
+# ---------------------------------------------------------------- patches marked bad
+
+# A patch after which a process died or failed its health check (``suture apply --watch``,
+# or a crash loop seen by agents at start) is marked bad: agents do not apply it from the
+# store and ``suture apply`` refuses it, until a human runs ``suture bad clear``.
+
+def mark_bad(patch_id: str, reason: str, uid: int) -> None:
+    def go(conn: Any) -> None:
+        conn.execute("INSERT INTO bad (id, at, reason, by_uid) VALUES (?, ?, ?, ?) "
+                     "ON CONFLICT(id) DO UPDATE SET at = excluded.at, "
+                     "reason = excluded.reason, by_uid = excluded.by_uid",
+                     (patch_id, time.time(), reason[:2000], int(uid)))
+
+    _run(True, go)
+
+
+def clear_bad(patch_id_or_prefix: str) -> str:
+    """Forget a bad mark; returns the full id. UnknownPatch if no mark matches."""
+    def go(conn: Any) -> str:
+        ids = [r[0] for r in conn.execute("SELECT id FROM bad WHERE substr(id, 1, ?) = ?",
+                                          (len(patch_id_or_prefix), patch_id_or_prefix))] \
+            if patch_id_or_prefix and _has_table(conn, "bad") else []
+        if len(ids) != 1:
+            raise UnknownPatch(f"{'no' if not ids else len(ids)} patch marked bad on this host "
+                               f"{'has' if not ids else 'match'} the id {patch_id_or_prefix!r}"
+                               f"; see `suture bad`", details={"patch_id": patch_id_or_prefix})
+        conn.execute("DELETE FROM bad WHERE id = ?", (ids[0],))
+        return str(ids[0])
+
+    got = _run(False, go, None)
+    if got is None:
+        raise UnknownPatch(f"no patch is marked bad on this host (no store at {db_path()})",
+                           details={"patch_id": patch_id_or_prefix})
+    return str(got)
+
+
+def bad_patches() -> Dict[str, Dict[str, Any]]:
+    """Patches marked bad: id -> {at, reason, by_uid}."""
+    def go(conn: Any) -> Dict[str, Dict[str, Any]]:
+        if not _has_table(conn, "bad"):  # a store made before marks: reading changes nothing
+            return {}
+        return {r[0]: {"at": r[1], "reason": r[2], "by_uid": r[3]}
+                for r in conn.execute("SELECT id, at, reason, by_uid FROM bad ORDER BY at")}
+
+    return dict(_run(False, go, {}))
+
+
+def _has_table(conn: Any, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                        (name,)).fetchone() is not None
 
 
 # ---------------------------------------------------------------- audit log

@@ -491,33 +491,102 @@ def attach(pids: Sequence[int], timeout: float, as_json: bool) -> None:
 @_ALL_OPT
 @click.option("--wait-quiescent", type=float, default=None, metavar="SECONDS",
               help="Wait up to SECONDS for old code to leave every stack, else refuse.")
+@click.option("--health", default=None, metavar="URL|CMD",
+              help="Health check after applying: a URL (healthy on 2xx/3xx) or a shell "
+                   "command (healthy on exit 0), run every --health-interval during --watch.")
+@click.option("--watch", "watch_s", type=click.FloatRange(min=0), default=None,
+              metavar="SECONDS",
+              help="Watch the patched processes this long (default 30 with --health): if "
+                   "one dies or the health check fails, revert everywhere and mark the "
+                   "patch bad on this host.")
+@click.option("--health-interval", type=click.FloatRange(min=0.05), default=1.0,
+              show_default=True, metavar="SECONDS")
+@click.option("--health-timeout", type=click.FloatRange(min=0.1), default=10.0,
+              show_default=True, metavar="SECONDS")
 @_UNSIGNED_OPT
 @click.option("--json", "as_json", is_flag=True, help="Print one row per process as JSON.")
 def apply(file: Path, pids: Sequence[int], select_all: bool, wait_quiescent: Optional[float],
-          allow_unsigned: bool, as_json: bool) -> None:
+          health: Optional[str], watch_s: Optional[float], health_interval: float,
+          health_timeout: float, allow_unsigned: bool, as_json: bool) -> None:
     """Apply the patch FILE to running processes, in parallel.
 
     The file is checked here first, signatures included (trust policy: `suture trust`);
-    a bad or untrusted file contacts no process. With --all, processes that do not have
-    the patch's distribution installed are skipped.
+    a bad or untrusted file contacts no process, nor does a patch marked bad on this host
+    (`suture bad`). With --all, processes that do not have the patch's distribution
+    installed are skipped.
     Exit codes: 0 every process applied, already fixed, pending import or skipped;
-    2 some process refused (it is unchanged), or no trusted key signed the patch;
-    1 some process failed or an error.
+    2 some process refused (it is unchanged), no trusted key signed the patch, or it is
+    marked bad; 3 a process died or the health check failed during --watch, and the
+    patch was reverted everywhere this command applied it; 1 some process failed, a
+    revert after --watch failed, or an error.
     """
-    from . import fleet
+    import os
+
+    from ..runtime import store
+    from ..runtime.errors import MarkedBad
+    from . import fleet, rollout
 
     data = file.read_bytes()
     patch, _ = _verified(data, allow_unsigned, as_json)
+    try:
+        bad = store.bad_patches().get(patch.id)
+    except SutureError as exc:
+        _fail(exc, as_json)
+    if bad is not None:
+        _fail(MarkedBad(f"patch {patch.short_id} ({patch.describe()}) is marked bad on this "
+                        f"host since {_when(bad['at'])}: {bad['reason']}. Run `suture bad "
+                        f"clear {patch.short_id}` once the cause is understood.",
+                        details={"patch_id": patch.id, **bad}), as_json, code=2)
+    if health is not None and watch_s is None:
+        watch_s = 30.0
     targets = _targets(pids, select_all, as_json)
+    starts = {pid: rollout.start_time(pid) for pid in targets}   # before: see watch()
     rows = fleet.apply(data, patch, targets, select_all=select_all,
                        wait_quiescent=wait_quiescent, progress=_progress)
-    if as_json:
-        _emit_json({"patch": patch.id, "target": patch.target,
-                    "processes": [r.to_dict() for r in rows]})
-    else:
+    code = fleet.exit_code(rows)
+    out: Dict[str, Any] = {"patch": patch.id, "target": patch.target,
+                           "processes": [r.to_dict() for r in rows]}
+    if not as_json:
         click.echo(f"patch {patch.short_id} ({patch.describe()})")
         _render_rows(rows, "apply to")
-    sys.exit(fleet.exit_code(rows))
+    # A "failed" row may be a process the patch killed before it could answer: watched
+    # too (dead: the watch fails at once; alive: the revert skips it if nothing applied).
+    watched = [r.pid for r in rows if r.outcome in ("applied", "pending import", "failed")]
+    if watch_s and watched:
+        check = rollout.HealthCheck(health, health_timeout) if health else None
+        if not as_json:
+            click.echo(f"watching {len(watched)} process(es) for {watch_s:g} s"
+                       + (f", health check {health!r} every {health_interval:g} s"
+                          if health else ""), err=True)
+        report = rollout.watch(watched, watch_s, check, health_interval, starts)
+        out["watch"] = report.to_dict()
+        try:
+            store.audit("watch", patch.id, report.result, os.getpid(), os.getuid(),
+                        report.reason)
+        except SutureError:
+            pass  # the outcome below does not depend on the log
+        if report.failed:
+            alive = [pid for pid in watched if pid not in report.died]
+            reverted = fleet.revert(patch.id, alive, select_all=True, progress=_progress)
+            out["watch"]["reverted"] = [r.to_dict() for r in reverted]
+            try:
+                store.mark_bad(patch.id, report.reason, os.getuid())
+                out["watch"]["marked_bad"] = True
+            except SutureError as exc:
+                out["watch"]["marked_bad"] = False
+                click.echo(f"error: the patch could not be marked bad: {exc}", err=True)
+            code = 1 if any(r.outcome == "failed" for r in reverted) else 3
+            if not as_json:
+                click.echo(f"WATCH FAILED: {report.reason}", err=True)
+                _render_rows(reverted, "revert in")
+                click.echo(f"patch {patch.short_id} marked bad on this host: not applied again "
+                           f"until `suture bad clear {patch.short_id}`", err=True)
+        elif not as_json:
+            click.echo(f"watch passed: {len(watched)} process(es) alive for {watch_s:g} s"
+                       + (f", {report.checks} health check(s) passed" if check else ""))
+    if as_json:
+        _emit_json(out)
+    sys.exit(code)
 
 
 @main.command()
@@ -672,14 +741,19 @@ def install(file: Path, allow_unsigned: bool, as_json: bool) -> None:
         patch = store.install(data, record)
         store.audit("install", patch.id, "installed", os.getpid(), os.getuid(),
                     f"{file}; {_signed_by(record)}")
+        bad = store.bad_patches().get(patch.id)
     except SutureError as exc:
         _fail(exc, as_json)
     if as_json:
         _emit_json({"id": patch.id, "target": patch.target, "store": store.db_path(),
-                    "trust": record})
+                    "trust": record, "bad": bad})
         return
     click.echo(f"installed {patch.short_id} ({patch.describe()}), {_signed_by(record)}, in "
                f"{store.db_path()}")
+    if bad is not None:
+        click.echo(f"warning: {patch.short_id} is marked bad on this host ({bad['reason']}): "
+                   f"agents will not apply it until `suture bad clear {patch.short_id}`",
+                   err=True)
 
 
 @main.command(name="list")
@@ -791,6 +865,53 @@ def audit_verify(head: Optional[str], as_json: bool) -> None:
                        err=True)
     if not report["ok"]:
         sys.exit(2)
+
+
+@main.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_context
+def bad(ctx: click.Context, as_json: bool) -> None:
+    """List the patches marked bad on this host (crash-loop protection).
+
+    `suture apply --watch` marks a patch bad when a process died or failed its health
+    check after it; agents and `suture apply` then refuse it until `suture bad clear ID`.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from ..runtime import store
+
+    try:
+        marks = store.bad_patches()
+    except SutureError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        _emit_json({"bad": [{"id": k, **v} for k, v in marks.items()], "store": store.db_path()})
+        return
+    if not marks:
+        click.echo(f"no patch is marked bad ({store.db_path()})")
+        return
+    for pid_, mark in marks.items():
+        click.echo(f"{pid_[:12]}  {_when(mark['at'])}  {mark['reason']}")
+
+
+@bad.command("clear")
+@click.argument("patch_id")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def bad_clear(patch_id: str, as_json: bool) -> None:
+    """Allow the patch PATCH_ID (or a unique prefix) again after it was marked bad."""
+    import os
+
+    from ..runtime import store
+
+    try:
+        full = store.clear_bad(patch_id)
+        store.audit("clear-bad", full, "cleared", os.getpid(), os.getuid())
+    except SutureError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        _emit_json({"cleared": full})
+        return
+    click.echo(f"cleared {full[:12]}: agents and `suture apply` may apply it again")
 
 
 def _when(at: float) -> str:
