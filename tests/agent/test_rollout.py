@@ -137,7 +137,8 @@ def test_a_failing_health_check_reverts_everywhere_and_marks_the_patch_bad(host)
     assert rc == 0 and out["bad"]["reason"].startswith("health check failed")
     c, sock_c, url_c = start(targets, v1)
     auto = wait_for(lambda: [r for r in store.audit_log()
-                             if r["pid"] == c.pid and r["op"] == "auto-apply"],
+                             if r["pid"] == c.pid and r["op"] == "auto-apply"
+                             and r["result"] != "applying"],
                     "the new agent's auto-apply row", proc=c)
     assert [r["result"] for r in auto] == ["refused SUT-E207"]
     assert status_of(url_c) == 200 and result(sock_c, "list") == {"patches": []}

@@ -70,6 +70,11 @@ def rows_for(pid: int, op: str) -> List[Dict[str, Any]]:
     return [r for r in store.audit_log() if r["pid"] == pid and r["op"] == op]
 
 
+def outcomes(pid: int) -> List[Dict[str, Any]]:
+    """The agent's auto-apply results (after the "applying" row each attempt starts with)."""
+    return [r for r in rows_for(pid, "auto-apply") if r["result"] != "applying"]
+
+
 def start(targets: Targets, tmp: Path, *flags: str):
     script = targets.script(LATE_IMPORT)
     out = tmp / f"out-{len(targets.procs)}.json"
@@ -83,10 +88,13 @@ def test_an_installed_patch_reaches_a_module_imported_later(targets: Targets, st
                                                             tmp_path: Path):
     patch = install(build(tmp_path, "1", "2"))
     proc, out, sock = start(targets, tmp_path)
-    auto = wait_for(lambda: rows_for(proc.pid, "auto-apply"), "the auto-apply audit row",
+    auto = wait_for(lambda: outcomes(proc.pid), "the auto-apply audit row",
                     proc=proc)
     assert [(r["patch_id"], r["result"], r["actor_uid"]) for r in auto] \
         == [(patch.id, "pending import", os.geteuid())]
+    # Each attempt starts with an "applying" row carrying the process's start time.
+    first = rows_for(proc.pid, "auto-apply")[0]
+    assert first["result"] == "applying" and first["detail"].startswith("start=")
     proc.stdin.write("import now\n")
     proc.stdin.flush()
     wait_for(out.exists, "the target's observation", proc=proc)
@@ -120,7 +128,7 @@ def test_a_refused_installed_patch_is_recorded_and_the_target_runs_on(targets: T
     other = install(build(tmp_path, "7", "8"))  # baseline 7; the target runs 1
     proc, out, sock = start(targets, tmp_path, "--import-now")
     wait_for(out.exists, "the target's observation", proc=proc)
-    auto = wait_for(lambda: rows_for(proc.pid, "auto-apply"), "the auto-apply audit row",
+    auto = wait_for(lambda: outcomes(proc.pid), "the auto-apply audit row",
                     proc=proc)
     # The import may race the agent: refused live, or refused when the import ran.
     assert auto[0]["patch_id"] == other.id
@@ -171,7 +179,7 @@ def test_a_row_without_a_trust_record_is_refused_and_audited(targets: Targets, s
     patch = store.install(build(tmp_path, "1", "2"))
     proc, out, sock = start(targets, tmp_path, "--import-now")
     wait_for(out.exists, "the target's observation", proc=proc)
-    auto = wait_for(lambda: rows_for(proc.pid, "auto-apply"), "the auto-apply audit row",
+    auto = wait_for(lambda: outcomes(proc.pid), "the auto-apply audit row",
                     proc=proc)
     assert [(r["patch_id"], r["result"]) for r in auto] == [(patch.id, "refused SUT-E110")]
     assert "no trust record" in auto[0]["detail"]
@@ -189,7 +197,7 @@ def test_an_unsigned_patch_installed_for_development_is_applied_loudly(targets: 
         install(unsigned)
     patch = install(unsigned, allow_unsigned=True)
     proc, out, sock = start(targets, tmp_path)
-    auto = wait_for(lambda: rows_for(proc.pid, "auto-apply"), "the auto-apply audit row",
+    auto = wait_for(lambda: outcomes(proc.pid), "the auto-apply audit row",
                     proc=proc)
     assert [(r["patch_id"], r["result"]) for r in auto] == [(patch.id, "pending import")]
     assert "unsigned" in auto[0]["detail"]
@@ -199,3 +207,72 @@ def test_an_unsigned_patch_installed_for_development_is_applied_loudly(targets: 
     assert json.loads(out.read_text()) == {"value": 2}
     _, err = proc.communicate(timeout=30)
     assert f"pid {proc.pid} applies patch {patch.short_id}" in err and "--allow-unsigned" in err
+
+
+# A service that the installed patch (tiny.calc 1 -> 2) breaks, in one of several ways.
+BROKEN_BY_THE_PATCH = r'''
+import os, sys, time
+import suture.agent
+suture.agent.start()
+from tiny import calc
+mode = sys.argv[1]
+end = time.monotonic() + 20
+while calc.value() != 2 and time.monotonic() < end:
+    time.sleep(0.01)
+if mode == "die":
+    os._exit(3)                              # no exit handler runs: like a crash or a kill
+if mode == "raise":
+    raise RuntimeError("the patch broke me")   # an uncaught exception ends the process
+if mode == "stay":
+    sys.stdin.read()
+'''
+
+
+def run_patched(targets: Targets, tmp: Path, mode: str, **env: str) -> Any:
+    script = targets.script(BROKEN_BY_THE_PATCH)
+    proc = targets.start([sys.executable, str(script), mode],
+                         targets.env([str(tmp / "v1")], **env), stdin=subprocess.PIPE)
+    if mode != "stay":
+        proc.communicate(timeout=60)
+    return proc
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["die", "raise"])
+def test_a_crash_loop_marks_the_installed_patch_bad(targets: Targets, state: Path,
+                                                    tmp_path: Path, mode: str):
+    patch = install(build(tmp_path, "1", "2"))
+    dead = [run_patched(targets, tmp_path, mode) for _ in range(3)]
+    assert [p.returncode for p in dead] == [3, 3, 3] if mode == "die" else [1, 1, 1]
+    # The fourth start sees three processes that died soon after applying it: refused.
+    proc, out, sock = start(targets, tmp_path, "--import-now")
+    wait_for(out.exists, "the target's observation", proc=proc)
+    auto = wait_for(lambda: outcomes(proc.pid), "the auto-apply row", proc=proc)
+    assert [r["result"] for r in auto] == ["refused SUT-E207"]
+    assert json.loads(out.read_text()) == {"value": 1}
+    reason = store.bad_patches()[patch.id]["reason"]
+    assert reason.startswith("crash loop: processes ") and all(str(p.pid) in reason
+                                                               for p in dead)
+    exited = [r["result"] for r in store.audit_log() if r["op"] == "exited"]
+    assert exited == ([] if mode == "die" else ["uncaught exception"] * 3)
+
+
+@pytest.mark.slow
+def test_clean_exits_and_survivors_are_no_crash_loop(targets: Targets, state: Path,
+                                                     tmp_path: Path):
+    patch = install(build(tmp_path, "1", "2"))
+    for _ in range(3):   # short-lived programs that end normally
+        assert run_patched(targets, tmp_path, "exit").returncode == 0
+    assert [r["result"] for r in store.audit_log() if r["op"] == "exited"] == ["clean"] * 3
+    for _ in range(3):   # long-lived ones killed after they survived with the patch
+        proc = run_patched(targets, tmp_path, "stay", SUTURE_SURVIVE_SECONDS="0.3")
+        wait_for(lambda: [r for r in store.audit_log()
+                          if r["pid"] == proc.pid and r["op"] == "survived"],
+                 "the survived row", proc=proc)
+        proc.kill()
+        proc.wait(30)
+    proc = run_patched(targets, tmp_path, "stay")
+    auto = wait_for(lambda: outcomes(proc.pid), "the auto-apply row", proc=proc)
+    assert [r["result"] for r in auto] == ["applied"]
+    assert store.bad_patches() == {}
+    assert patch.id

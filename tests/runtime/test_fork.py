@@ -398,7 +398,8 @@ def test_the_childs_agent_applies_reverts_and_reports_after_a_fork_during_apply(
 
         def rows(pid):
             return [(r["op"], r["patch_id"], r["result"]) for r in store.audit_log()
-                    if r["pid"] == pid and r["op"] == "auto-apply"]
+                    if r["pid"] == pid and r["op"] == "auto-apply"
+                    and r["result"] != "applying"]
 
 
         def wait_rows(pid):

@@ -575,18 +575,123 @@ def _auto_apply() -> None:
                                 f"({bad[patch.id]['reason']}); not applied until "
                                 f"`suture bad clear {patch.short_id}`",
                                 details={"patch_id": patch.id})
+            loop = _crash_loop(store, patch.id)
+            if loop is not None:
+                store.mark_bad(patch.id, loop, uid)
+                raise MarkedBad(f"installed patch {patch.short_id} is now marked bad on this "
+                                f"host ({loop}); not applied until "
+                                f"`suture bad clear {patch.short_id}`",
+                                details={"patch_id": patch.id})
             if trust.get("unsigned"):
                 _warn(f"pid {os.getpid()} applies patch {patch.short_id} "
                       f"({patch.describe()}), which no trusted key signed: it was installed "
                       f"with --allow-unsigned (development only)")
+            # Written first: a process the patch kills at once must still leave a trace.
+            _record("auto-apply", patch.id, "applying", uid,
+                    f"start={_start_ticks(os.getpid())}")
+            _survival.append(patch.id)
             result = runtime.apply(patch)
         except BaseException as exc:  # noqa: BLE001 - a refusal is recorded, never raised
-            _record("auto-apply", _frame_patch_id("apply", {"patch": base64.b64encode(data)
-                                                            .decode("ascii")}),
-                    _outcome(exc), uid, str(exc))
+            refused_id = _frame_patch_id("apply", {"patch": base64.b64encode(data)
+                                                   .decode("ascii")})
+            _record("auto-apply", refused_id, _outcome(exc), uid, str(exc))
+            if refused_id in _survival:
+                _survival.remove(refused_id)        # refused: the process runs without it
             continue
         _record("auto-apply", result.patch_id, result.state, uid,
                 "unsigned (installed with --allow-unsigned)" if trust.get("unsigned") else "")
+        if result.state not in _APPLIED and result.patch_id in _survival:
+            _survival.remove(result.patch_id)   # nothing of it runs here
+    if _survival:
+        _arm_survival(uid)
+
+
+# ---------------------------------------------------------------- crash loops
+#
+# Under a supervisor that restarts a dying process, a patch that makes its process die
+# soon after the agent applied it from the store would be applied again on every restart.
+# So each agent leaves a trace: an "applying" row before it applies (with the process's
+# start time, so a reused pid is not taken for it; written first, because a patch may kill
+# its process before the result is recorded), the result row, then "survived" once it has
+# run SURVIVE seconds with the patch, or "exited" (result "clean", or "uncaught
+# exception") if it ends before. Before applying an installed patch, an agent reads the
+# patch's last CRASH_LOOP "applying" rows of other processes: if every one of those
+# processes is dead and none was refused the patch, survived it or exited cleanly, the
+# patch is marked bad (as `suture apply --watch` does) and not applied. A human clears the
+# mark with `suture bad clear`.
+#
+# Rejected: a heartbeat file per process (more writes, and a crash still leaves it to be
+# interpreted); watching from outside (`suture daemon`, a later issue) cannot see
+# processes started under `suture run` on hosts without it.
+
+CRASH_LOOP = 3
+_APPLIED = ("applied", "pending import")
+_survival: List[str] = []   # patches this process applied from the store, not yet survived
+
+
+def _survive_seconds() -> float:
+    try:
+        return max(0.1, float(os.environ.get("SUTURE_SURVIVE_SECONDS", "60")))
+    except ValueError:
+        return 60.0
+
+
+def _start_ticks(pid: int) -> str:
+    """The start time of ``pid`` (/proc/PID/stat field 22), "" if it is gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        fields = stat[stat.rfind(b")") + 2:].split()
+        return "" if fields[0] in (b"Z", b"X") else fields[19].decode("ascii")
+    except (OSError, IndexError, UnicodeDecodeError):
+        return ""
+
+
+def _crash_loop(store: Any, patch_id: str) -> Optional[str]:
+    rows = store.audit_for(patch_id, ("auto-apply", "survived", "exited"))
+    me = os.getpid()
+    apps = [r for r in rows if r["op"] == "auto-apply" and r["result"] == "applying"
+            and r["pid"] != me][:CRASH_LOOP]
+    if len(apps) < CRASH_LOOP:
+        return None
+    for app in apps:
+        later = [r for r in rows if r["pid"] == app["pid"] and r["seq"] > app["seq"]]
+        ended_well = any(r["op"] == "survived"
+                         or (r["op"] == "exited" and r["result"] == "clean")
+                         or (r["op"] == "auto-apply" and r["result"] not in _APPLIED)
+                         for r in later)
+        start = str(app.get("detail") or "").partition("start=")[2].partition(";")[0]
+        alive = bool(start) and _start_ticks(int(app["pid"])) == start
+        if ended_well or alive:
+            return None
+    return (f"crash loop: processes {', '.join(str(a['pid']) for a in reversed(apps))} died "
+            f"within {_survive_seconds():g} s of applying it from the store")
+
+
+def _arm_survival(uid: int) -> None:
+    pid = os.getpid()
+
+    def survived() -> None:
+        if os.getpid() != pid:
+            return
+        while _survival:
+            _record("survived", _survival.pop(), "ok", uid)
+
+    timer = threading.Timer(_survive_seconds(), survived)
+    timer.name, timer.daemon = "suture-survival", True
+    timer.start()
+
+
+def _record_exit() -> None:
+    """At interpreter exit: say how this process ended, for patches not yet survived.
+    An uncaught exception in the main thread has set sys.last_value (PyErr_Print) by
+    the time atexit handlers run; a signal or os._exit leaves no row at all."""
+    if not _survival:
+        return
+    crashed = getattr(sys, "last_value", None) is not None
+    uid = os.geteuid()
+    while _survival:
+        _record("exited", _survival.pop(), "uncaught exception" if crashed else "clean", uid)
 
 
 # ---------------------------------------------------------------- public switch
@@ -678,12 +783,17 @@ def _at_exit() -> None:
     if agent is not None and agent.pid == os.getpid():
         agent.stopping = True
         agent.unlink()  # a socket file must not outlive its process
+        try:
+            _record_exit()
+        except BaseException:  # noqa: BLE001 - exiting anyway
+            pass
 
 
 def _after_fork_in_child() -> None:
     global _agent, _lock
     try:
         _lock = threading.Lock()  # the parent may have held it at fork time
+        del _survival[:]          # the parent's trace to leave, not ours
         inherited, _agent = _agent, None
         if inherited is None:
             return  # stopped before the fork: the child does not get one either

@@ -36,7 +36,7 @@ from .patchfile import Patch, load
 
 __all__ = ["StoreError", "state_dir", "db_path", "install", "remove", "installed",
            "load_installed", "mark_bad", "clear_bad", "bad_patches", "audit", "audit_log",
-           "verify_audit", "BUSY_TIMEOUT"]
+           "audit_for", "verify_audit", "BUSY_TIMEOUT"]
 
 BUSY_TIMEOUT = 2.0  # seconds a writer waits for the database lock
 
@@ -377,6 +377,18 @@ def audit_log(limit: Optional[int] = None) -> List[Dict[str, Any]]:
             args = (max(0, int(limit)),)
         rows = list(conn.execute(query, args))
         rows.reverse()
+        return [dict(zip(_KEYS, r)) for r in rows]
+
+    return list(_run(False, go, []))
+
+
+def audit_for(patch_id: str, ops: Tuple[str, ...], limit: int = 200) -> List[Dict[str, Any]]:
+    """The newest ``limit`` audit rows of ``patch_id`` with one of ``ops``, newest first."""
+    def go(conn: Any) -> List[Dict[str, Any]]:
+        marks = ", ".join("?" for _ in ops)
+        rows = conn.execute(f"SELECT {_select(conn, 'audit', _KEYS)} FROM audit "
+                            f"WHERE patch_id = ? AND op IN ({marks}) ORDER BY seq DESC LIMIT ?",
+                            (patch_id, *ops, int(limit)))
         return [dict(zip(_KEYS, r)) for r in rows]
 
     return list(_run(False, go, []))
