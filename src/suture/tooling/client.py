@@ -275,7 +275,12 @@ def call(pid: int, op: str, timeout: float = DEFAULT_TIMEOUT, *,
     try:
         sock.settimeout(timeout)
         try:
-            sock.connect(path)
+            identity = _identity(pid) if os.geteuid() == 0 else None
+            if identity is not None and identity[0] != 0:
+                sock.close()
+                sock = _connect_as(identity, path, timeout)
+            else:
+                sock.connect(path)
         except FileNotFoundError as exc:
             raise _no_agent(pid, path) from exc
         except PermissionError as exc:
@@ -292,6 +297,73 @@ def call(pid: int, op: str, timeout: float = DEFAULT_TIMEOUT, *,
     finally:
         sock.close()
     return _result(frame, pid, op)
+
+
+# Root talking to another user's process connects *as that user*: the socket's path comes
+# from the target's own environment (SUTURE_RUNTIME_DIR / XDG_RUNTIME_DIR), so its user
+# could point it, through a symlink, at a socket only root may use; connecting with the
+# user's identity leaves the kernel's permission checks to refuse that. Only connect()
+# runs as the user, in a forked child that drops to the user's uid, gid and groups and
+# hands the connected socket back over SCM_RIGHTS; everything else is unchanged.
+# The child runs a handful of system calls and _exit()s, never Python code that could
+# wait on a lock another thread of this (threaded) client held at fork time.
+# Rejected: seteuid around connect() (process-wide: every thread would act as the user);
+# a helper interpreter (the user may not be allowed to run ours: it can live under
+# /root); a peer-pid check after connecting (the connection, and our first bytes,
+# already reached whatever listens there).
+
+def _identity(pid: int) -> Optional[Tuple[int, int, List[int]]]:
+    """Effective uid, gid and groups of ``pid`` (None when /proc does not say)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="utf-8", errors="replace") as f:
+            status = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+        return (int(status["Uid"].split()[1]), int(status["Gid"].split()[1]),
+                [int(g) for g in status.get("Groups", "").split()])
+    except (OSError, KeyError, IndexError, ValueError):
+        return None
+
+
+def _connect_as(identity: Tuple[int, int, List[int]], path: str,
+                timeout: float) -> socket.socket:
+    """A socket connected to ``path`` by a child running as ``identity``; connect()'s
+    OSError (permission denied, refused, missing) is raised here as if ours."""
+    uid, gid, groups = identity
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child, checked by its effects
+        code = 1
+        try:
+            ours.close()
+            os.setgroups(groups)
+            os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(timeout)
+            try:
+                s.connect(path)
+            except OSError as exc:
+                theirs.sendall(b"%d %s" % (exc.errno or errno.ETIMEDOUT,
+                                           str(exc.strerror or exc).encode("utf-8", "replace")))
+            else:
+                socket.send_fds(theirs, [b"0"], [s.fileno()])
+            code = 0
+        finally:
+            os._exit(code)
+    theirs.close()
+    try:
+        ours.settimeout(timeout + 5)
+        msg, fds, _, _ = socket.recv_fds(ours, 4096, 1)
+    finally:
+        ours.close()
+        os.waitpid(child, 0)
+    if fds:
+        sock = socket.socket(fileno=fds[0])
+        sock.settimeout(timeout)
+        return sock
+    number, _, why = msg.decode("utf-8", "replace").partition(" ")
+    if not number.isdigit():
+        raise OSError(errno.EIO, f"the child connecting as uid {uid} failed")
+    raise OSError(int(number), why)
 
 
 def _exchange(sock: socket.socket, pid: int, path: str, op: str, timeout: float,
