@@ -43,3 +43,20 @@ def test_build_time_quick(tmp_path: Path) -> None:
     assert pair["refused"] is None and pair["patch_bytes"] > 0
     assert pair["modules_compared"] == 39
     assert pair["apply"]["ops"] > 0, pair["apply"]
+
+
+@pytest.mark.slow
+def test_zero_downtime_quick(tmp_path: Path) -> None:
+    # Real servers, short windows, a low rate: what is checked is behaviour, not speed.
+    out = tmp_path / "zd.json"
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONDONTWRITEBYTECODE="1")
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.zero_downtime", "--servers",
+                           "fastapi-uvicorn", "--methods", "suture,restart", "--seconds-before",
+                           "1", "--seconds-after", "5", "--rate", "100", "--json", str(out)],
+                          capture_output=True, text=True, env=env, timeout=300, cwd=str(REPO))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    suture, restart = json.loads(out.read_text())["results"]
+    assert suture["apply"]["rc"] == 0 and suture["failed"] == 0
+    assert suture["fixed_after_s"] is not None and suture["state_survived"] is True
+    assert restart["failed"] > 0 and restart["state_survived"] is False
+    assert restart["new_pids_after"] and restart["fixed_after_s"] is not None

@@ -22,6 +22,7 @@ from __future__ import annotations
 import ast
 import builtins
 import collections
+import contextlib
 import copy
 import dis
 import functools
@@ -36,7 +37,8 @@ import types
 import warnings
 import weakref
 from types import CodeType, FunctionType
-from typing import AbstractSet, Any, ContextManager, Dict, List, Mapping, Optional, Set, Tuple
+from typing import (AbstractSet, Any, ContextManager, Dict, Iterator, List, Mapping, Optional,
+                    Set, Tuple)
 
 from . import _codes, _commit, _defs, _hook
 from ._commit import MISSING, Call, Op
@@ -56,6 +58,30 @@ _IMMUTABLE = (int, float, complex, str, bytes, bool, type(None), tuple, frozense
 # isinstance() falls back to ``obj.__class__`` and getattr/hasattr run __getattribute__
 # and __getattr__: on a lazy proxy (Django's settings, a LazyModule) that runs the
 # application's code, which may raise or import. These never do.
+
+@contextlib.contextmanager
+def _fine_switching() -> Iterator[None]:
+    """Let the application's threads in more often while a patch is prepared.
+
+    Preparing runs Python code on the agent's thread for tens of milliseconds (parse,
+    compile, diff, heap walks). With the default 5 ms switch interval, a thread serving
+    a request waits up to 5 ms for the GIL each time it needs it back: an asyncio event
+    loop or a sync worker stalls for most of the prepare (measured: 20-35 ms spikes under
+    load, docs/performance.md). A 0.5 ms interval for the duration bounds each wait, at
+    the cost of more switches. The commit itself is one C call, which no switch interval
+    interrupts. The previous value is put back, even if the application changed it
+    meanwhile (it would be overwritten: a documented limit).
+    """
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(min(before, _PREPARE_SWITCH_INTERVAL))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
+
+
+_PREPARE_SWITCH_INTERVAL = 0.0005
+
 
 def _isa(obj: Any, classes: Any) -> bool:
     """isinstance() by the real type only."""
@@ -213,22 +239,38 @@ def _after_fork() -> None:
 # -- public entry points -------------------------------------------------------
 
 def apply(patch: Patch, *, wait_quiescent: Optional[float] = None) -> Result:
-    with _lock():
-        added = [m.name for m in patch.modules if m.action == "add"]
-        if patch.id in _applied or not added:
-            return _apply(patch, wait_quiescent)
-        # A fixed module may import, at module level, a module this same patch adds;
-        # that import runs while the patch is prepared (step 2), before the patch is
-        # recorded, so the hook serves the added modules from the start. If the patch
-        # does not end up applied, those imported meanwhile are forgotten again.
-        loaded = set(sys.modules)
-        _hook.refresh(_pending_index(), dict(_added_index(), **_added_entries(patch)))
+    with _lock(), _fine_switching():
+        _walks.clear()
+        _walks["scope"] = True
         try:
-            return _apply(patch, wait_quiescent)
+            return _apply_locked(patch, wait_quiescent)
         finally:
-            if patch.id not in _applied:
-                _forget_modules([n for n in added if n not in loaded])
-                _hook.refresh(_pending_index(), _added_index())
+            _walks.clear()   # heap walks are shared within one apply, never across
+
+
+# Results of heap walks, kept for one apply (under _LOCK; "scope" marks that one is under
+# way): each walk is one C call that stops every other thread for milliseconds (6 ms at
+# 50 k objects), so none is repeated. Outside an apply (import-time patching) nothing is
+# kept.
+_walks: Dict[str, Any] = {}
+
+
+def _apply_locked(patch: Patch, wait_quiescent: Optional[float]) -> Result:
+    added = [m.name for m in patch.modules if m.action == "add"]
+    if patch.id in _applied or not added:
+        return _apply(patch, wait_quiescent)
+    # A fixed module may import, at module level, a module this same patch adds;
+    # that import runs while the patch is prepared (step 2), before the patch is
+    # recorded, so the hook serves the added modules from the start. If the patch
+    # does not end up applied, those imported meanwhile are forgotten again.
+    loaded = set(sys.modules)
+    _hook.refresh(_pending_index(), dict(_added_index(), **_added_entries(patch)))
+    try:
+        return _apply(patch, wait_quiescent)
+    finally:
+        if patch.id not in _applied:
+            _forget_modules([n for n in added if n not in loaded])
+            _hook.refresh(_pending_index(), _added_index())
 
 
 def _apply(patch: Patch, wait_quiescent: Optional[float]) -> Result:
@@ -485,7 +527,15 @@ def _module_functions(module: types.ModuleType, files: Set[str]) -> List[Functio
     sees a second reference and raises SystemError in the application. The
     referrers of one specific object are only objects that already point at it.
     """
-    return [f for f in gc.get_referrers(module.__dict__)
+    d = module.__dict__
+    if _LRU_IS_HEAP_TYPE and _walks.get("scope") and "lru" not in _walks:
+        # One walk for both: referrers of two objects cost 5.3 ms where two walks cost
+        # 9.1 (48 k objects), and every walk stops the application's threads.
+        found = gc.get_referrers(d, _LRU_TYPE)
+        _walks["lru"] = _lru_rows(w for w in found if type(w) is _LRU_TYPE)
+    else:
+        found = gc.get_referrers(d)
+    return [f for f in found
             if type(f) is FunctionType and f.__code__.co_filename in files]
 
 
@@ -641,7 +691,8 @@ def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
     if changed:
         # 3.10+: the wrapper type is a heap type, so one walk finds every wrapper;
         # 3.9's is static (instances do not point at it): ask for the changed functions.
-        found = gc.get_referrers(_LRU_TYPE) if _LRU_IS_HEAP_TYPE else gc.get_referrers(*changed)
+        found = ([w for _, w in _lru_wrappers()] if _LRU_IS_HEAP_TYPE
+                 else gc.get_referrers(*changed))
         changed_ids = {id(f) for f in changed}
         wrappers = [w for w in found if type(w) is _LRU_TYPE
                     and id(getattr(w, "__wrapped__", None)) in changed_ids]
@@ -803,10 +854,11 @@ def _stale_caches(txns: List[_ModuleTxn]) -> List[Any]:
     ``acl.allowed`` (``@lru_cache``, in a module the patch does not touch) calls
     ``rules.limit_for``, which it changes: its cached answers are the old
     code's. Every ``lru_cache``/``cache`` bound in a module or class namespace
-    is checked: if its function reads (through its globals, up to 4 calls deep)
-    a function whose code changes, a class the patch alters, or a global the
-    patch rebinds, it is cleared in the commit. Caches reached only through
-    other paths (instances, closures) are not found; docs/engine.md says so.
+    is checked (on 3.10+, every wrapper in the heap: ``_lru_wrappers``): if its
+    function reads (through its globals, up to 4 calls deep) a function whose
+    code changes, a class the patch alters, or a global the patch rebinds, it is
+    cleared in the commit. On 3.9, caches reached only through other paths
+    (instances, closures) are not found; docs/engine.md says so.
     """
     tainted: Set[int] = set()
     rebound: Set[Tuple[int, Any]] = set()
@@ -851,18 +903,47 @@ def _stale_caches(txns: List[_ModuleTxn]) -> List[Any]:
         return hit
 
     out: List[Any] = []
+    for where, w in _lru_wrappers():
+        if id(w) not in cleared and reaches(w, 4):
+            cleared.add(id(w))
+            out.append(Call(w.cache_clear, f"cache_clear {where}"))
+    return out
+
+
+def _lru_rows(wrappers: Any) -> List[Tuple[str, Any]]:
+    rows = []
+    for w in wrappers:
+        names = _own_dict(w) or {}
+        rows.append((f"{names.get('__module__')}:{names.get('__qualname__')}", w))
+    return rows
+
+
+def _lru_wrappers() -> List[Tuple[str, Any]]:
+    """Every ``lru_cache`` wrapper that may hold stale answers, with where it lives.
+
+    3.10+: the wrapper type is a heap type, so one ``gc.get_referrers`` walk (in C) finds
+    every wrapper, wherever it is bound (module, class, instance, closure). 3.9's type is
+    static: wrappers bound in module and class namespaces are found by scanning
+    ``sys.modules``, a Python loop that costs tens of ms in a Flask worker (the first
+    version did this everywhere: a 20-35 ms latency spike under load, docs/performance.md).
+    """
+    if _LRU_IS_HEAP_TYPE:
+        found = _walks.get("lru")   # one walk per apply: prepare and _stale_caches share it
+        if found is None:
+            found = _lru_rows(w for w in gc.get_referrers(_LRU_TYPE) if type(w) is _LRU_TYPE)
+            if _walks.get("scope"):
+                _walks["lru"] = found
+        return list(found)
+    out: List[Tuple[str, Any]] = []
     for modname, mod in list(sys.modules.items()):
         d = _own_dict(mod)
         if d is None:
             continue
         for v in list(d.values()):
-            found = [v] if type(v) is _LRU_TYPE else [
-                a for a in list(vars(v).values()) if type(a) is _LRU_TYPE
-            ] if _isa(v, type) and vars(v).get("__module__") == modname else []
-            for w in found:
-                if id(w) not in cleared and reaches(w, 4):
-                    cleared.add(id(w))
-                    out.append(Call(w.cache_clear, f"cache_clear {modname}"))
+            if type(v) is _LRU_TYPE:
+                out.append((modname, v))
+            elif _isa(v, type) and vars(v).get("__module__") == modname:
+                out.extend((modname, a) for a in list(vars(v).values()) if type(a) is _LRU_TYPE)
     return out
 
 

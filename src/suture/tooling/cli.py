@@ -355,6 +355,11 @@ def trust_add(public_key: Path, name: str, dists: Sequence[str], as_json: bool) 
 
 # -- live processes: ps, apply, revert, status (logic in client.py and fleet.py) ---------
 
+_PARALLEL_OPT = click.option(
+    "--parallel", type=click.IntRange(min=1), default=None, metavar="N",
+    help="Processes patched at once (default: one per CPU; each apply is CPU work in its "
+         "process, and more at once only makes every target stall longer).")
+
 _UNSIGNED_OPT = click.option(
     "--allow-unsigned", is_flag=True,
     help="DEVELOPMENT ONLY: accept a patch that no trusted key signed (warns loudly).")
@@ -503,11 +508,13 @@ def attach(pids: Sequence[int], timeout: float, as_json: bool) -> None:
               show_default=True, metavar="SECONDS")
 @click.option("--health-timeout", type=click.FloatRange(min=0.1), default=10.0,
               show_default=True, metavar="SECONDS")
+@_PARALLEL_OPT
 @_UNSIGNED_OPT
 @click.option("--json", "as_json", is_flag=True, help="Print one row per process as JSON.")
 def apply(file: Path, pids: Sequence[int], select_all: bool, wait_quiescent: Optional[float],
           health: Optional[str], watch_s: Optional[float], health_interval: float,
-          health_timeout: float, allow_unsigned: bool, as_json: bool) -> None:
+          health_timeout: float, parallel: Optional[int], allow_unsigned: bool,
+          as_json: bool) -> None:
     """Apply the patch FILE to running processes, in parallel.
 
     The file is checked here first, signatures included (trust policy: `suture trust`);
@@ -542,7 +549,7 @@ def apply(file: Path, pids: Sequence[int], select_all: bool, wait_quiescent: Opt
     targets = _targets(pids, select_all, as_json)
     starts = {pid: rollout.start_time(pid) for pid in targets}   # before: see watch()
     rows = fleet.apply(data, patch, targets, select_all=select_all,
-                       wait_quiescent=wait_quiescent, progress=_progress)
+                       wait_quiescent=wait_quiescent, progress=_progress, parallel=parallel)
     code = fleet.exit_code(rows)
     out: Dict[str, Any] = {"patch": patch.id, "target": patch.target,
                            "processes": [r.to_dict() for r in rows]}
@@ -567,7 +574,8 @@ def apply(file: Path, pids: Sequence[int], select_all: bool, wait_quiescent: Opt
             pass  # the outcome below does not depend on the log
         if report.failed:
             alive = [pid for pid in watched if pid not in report.died]
-            reverted = fleet.revert(patch.id, alive, select_all=True, progress=_progress)
+            reverted = fleet.revert(patch.id, alive, select_all=True, progress=_progress,
+                                    parallel=parallel)
             out["watch"]["reverted"] = [r.to_dict() for r in reverted]
             try:
                 store.mark_bad(patch.id, report.reason, os.getuid())
@@ -593,8 +601,10 @@ def apply(file: Path, pids: Sequence[int], select_all: bool, wait_quiescent: Opt
 @click.argument("patch_id")
 @_PID_OPT
 @_ALL_OPT
+@_PARALLEL_OPT
 @click.option("--json", "as_json", is_flag=True, help="Print one row per process as JSON.")
-def revert(patch_id: str, pids: Sequence[int], select_all: bool, as_json: bool) -> None:
+def revert(patch_id: str, pids: Sequence[int], select_all: bool, parallel: Optional[int],
+           as_json: bool) -> None:
     """Revert PATCH_ID (or a unique prefix) in running processes, in parallel.
 
     With --all, processes where the patch is not applied are skipped.
@@ -604,7 +614,8 @@ def revert(patch_id: str, pids: Sequence[int], select_all: bool, as_json: bool) 
     from . import fleet
 
     targets = _targets(pids, select_all, as_json)
-    rows = fleet.revert(patch_id, targets, select_all=select_all, progress=_progress)
+    rows = fleet.revert(patch_id, targets, select_all=select_all, progress=_progress,
+                        parallel=parallel)
     if as_json:
         _emit_json({"patch": patch_id, "processes": [r.to_dict() for r in rows]})
     else:

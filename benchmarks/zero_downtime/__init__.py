@@ -1,0 +1,1 @@
+"""Zero-downtime benchmark: hotpatch vs graceful reload vs restart (see bench.py)."""
