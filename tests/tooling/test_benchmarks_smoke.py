@@ -60,3 +60,15 @@ def test_zero_downtime_quick(tmp_path: Path) -> None:
     assert suture["fixed_after_s"] is not None and suture["state_survived"] is True
     assert restart["failed"] > 0 and restart["state_survived"] is False
     assert restart["new_pids_after"] and restart["fixed_after_s"] is not None
+
+
+@pytest.mark.slow
+def test_costs_quick() -> None:
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"), PYTHONDONTWRITEBYTECODE="1")
+    proc = subprocess.run([sys.executable, str(BENCH / "costs.py"), "--quick", "--json"],
+                          capture_output=True, text=True, env=env, timeout=300, cwd=str(REPO))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    assert result["apply"]["one"]["fleet_apply_ms"]["n"] == 3
+    assert [r["processes"] for r in result["apply"]["fanout"]] == [3]
+    assert result["idle"]["ratio_median"] > 0 and result["idle"]["rss_kib"]["with"] > 0
