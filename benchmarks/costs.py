@@ -11,7 +11,8 @@
 2. **Fan-out.** N idle targets (50, 200), each with the agent and the module imported;
    the time until every one has answered ``applied``, with the default parallelism (one
    per CPU) and with 32 at once.
-3. **The idle agent.** Request throughput of a single-process uvicorn server saturated by
+3. **Attach.** ``suture attach PID`` to an idle interpreter without the agent (gdb).
+4. **The idle agent.** Request throughput of a single-process uvicorn server saturated by
    the load generator, with and without the agent loaded (same run, alternating, 3
    rounds each), and the resident memory of an idle interpreter with and without it.
 
@@ -146,6 +147,31 @@ def apply_costs(work: Path, fanout: List[int], reps: int) -> Dict[str, Any]:
     return out
 
 
+def attach_costs(work: Path, reps: int) -> Dict[str, Any]:
+    """``suture attach PID`` on an idle interpreter without the agent (gdb, this Python)."""
+    import shutil
+
+    if shutil.which("gdb") is None:
+        return {"skipped": "gdb is not installed"}
+    env = dict(os.environ, PYTHONPATH=str(SRC), SUTURE_RUNTIME_DIR=str(work / "run3"),
+               PYTHONDONTWRITEBYTECODE="1")
+    times = []
+    for _ in range(reps):
+        p = subprocess.Popen([sys.executable, "-c", "import sys, time\nprint('ready', "
+                              "flush=True)\nwhile True: time.sleep(0.01)\n"], env=env,
+                             stdout=subprocess.PIPE, text=True)
+        assert p.stdout is not None and p.stdout.readline() == "ready\n"
+        t0 = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "suture", "attach", str(p.pid), "--json"],
+                              env=env, capture_output=True, text=True)
+        times.append((time.perf_counter() - t0) * 1e3)
+        p.kill()
+        p.wait()
+        if done.returncode:
+            return {"skipped": f"attach failed: {done.stdout[-300:]} {done.stderr[-300:]}"}
+    return {"attach_ms": summary(times)}
+
+
 def rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -227,7 +253,8 @@ def main(argv: Any = None) -> int:
     with tempfile.TemporaryDirectory(prefix="suture-costs-") as d:
         result = {"python": sys.version.split()[0], "nproc": os.cpu_count(),
                   "apply": apply_costs(Path(d) / "apply", fanout, a.reps),
-                  "idle": idle_costs(Path(d) / "idle", a.idle_seconds, a.idle_rounds)}
+                  "idle": idle_costs(Path(d) / "idle", a.idle_seconds, a.idle_rounds),
+                  "attach": attach_costs(Path(d) / "attach", 1 if a.quick else 5)}
     if a.json == "-":
         print(json.dumps(result, indent=1))
         return 0
@@ -239,6 +266,7 @@ def main(argv: Any = None) -> int:
     for row in result["apply"]["fanout"]:
         print(f"fan-out to {row['processes']}: {row['apply_s_default']} s "
               f"(parallel {row['parallel_default']}), {row['apply_s_32']} s (parallel 32)")
+    print(f"suture attach: {result['attach']}")
     print(f"idle agent: throughput ratio {idle['ratio_median']} "
           f"({idle['requests_per_s']}), RSS +{idle['rss_delta_kib']} KiB")
     if a.json:
