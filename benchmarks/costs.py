@@ -251,7 +251,9 @@ def main(argv: Any = None) -> int:
         a.fanout, a.reps, a.idle_seconds, a.idle_rounds = "3", 3, 1.0, 1
     fanout = [int(x) for x in a.fanout.split(",") if x]
     with tempfile.TemporaryDirectory(prefix="suture-costs-") as d:
-        result = {"python": sys.version.split()[0], "nproc": os.cpu_count(),
+        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True).stdout.strip()
+        result = {"python": sys.version.split()[0], "nproc": os.cpu_count(), "commit": commit,
                   "apply": apply_costs(Path(d) / "apply", fanout, a.reps),
                   "idle": idle_costs(Path(d) / "idle", a.idle_seconds, a.idle_rounds),
                   "attach": attach_costs(Path(d) / "attach", 1 if a.quick else 5)}
