@@ -12,7 +12,10 @@
    the time until every one has answered ``applied``, with the default parallelism (one
    per CPU) and with 32 at once.
 3. **Attach.** ``suture attach PID`` to an idle interpreter without the agent (gdb).
-4. **The idle agent.** Request throughput of a single-process uvicorn server saturated by
+4. **The import hook.** Import time of a large set of modules (FastAPI, Flask, uvicorn,
+   gunicorn and some of the standard library) in fresh processes, with the hook installed
+   (an applied patch waiting for its module) and without, alternating.
+5. **The idle agent.** Request throughput of a single-process uvicorn server saturated by
    the load generator, with and without the agent loaded (same run, alternating, 3
    rounds each), and the resident memory of an idle interpreter with and without it.
 
@@ -172,6 +175,47 @@ def attach_costs(work: Path, reps: int) -> Dict[str, Any]:
     return {"attach_ms": summary(times)}
 
 
+IMPORTS = ("fastapi", "flask", "uvicorn", "gunicorn.app.wsgiapp", "email.mime.multipart",
+           "http.server", "asyncio", "json", "sqlite3", "xml.etree.ElementTree")
+
+HOOKED = r'''
+import sys, time
+from pathlib import Path
+from suture import runtime    # both ways: what it imports is not counted against the hook
+if sys.argv[1] == "hook":
+    result = runtime.apply(Path(sys.argv[2]).read_bytes())
+    assert result.state == "pending import", result.state   # the import hook is installed
+t0 = time.perf_counter()
+for name in sys.argv[3].split(","):
+    __import__(name)
+print((time.perf_counter() - t0) * 1e3)
+'''
+
+
+def import_hook_costs(work: Path, rounds: int) -> Dict[str, Any]:
+    """Import time of a large set of modules with Suture's import hook installed (an
+    applied patch whose module is not imported yet) and without, fresh processes,
+    alternating."""
+    from suture.tooling.build import build_trees
+    from suture.tooling.sources import materialize
+
+    report = build_trees(materialize(str(tree(work / "v1", "1"))),
+                         materialize(str(tree(work / "v2", "2"))))
+    assert report.data is not None
+    (work / "p.suture").write_bytes(report.data)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), str(work / "v1")]))
+    times: Dict[str, List[float]] = {"hook": [], "plain": []}
+    for _ in range(rounds):
+        for label in ("plain", "hook"):
+            out = subprocess.run([sys.executable, "-c", HOOKED, label, str(work / "p.suture"),
+                                  ",".join(IMPORTS)], env=env, capture_output=True, text=True,
+                                 check=True)
+            times[label].append(float(out.stdout))
+    hook_m, plain_m = statistics.median(times["hook"]), statistics.median(times["plain"])
+    return {"modules": list(IMPORTS), "import_ms": {k: summary(v) for k, v in times.items()},
+            "ratio_median": round(hook_m / plain_m, 3)}
+
+
 def rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -256,7 +300,8 @@ def main(argv: Any = None) -> int:
         result = {"python": sys.version.split()[0], "nproc": os.cpu_count(), "commit": commit,
                   "apply": apply_costs(Path(d) / "apply", fanout, a.reps),
                   "idle": idle_costs(Path(d) / "idle", a.idle_seconds, a.idle_rounds),
-                  "attach": attach_costs(Path(d) / "attach", 1 if a.quick else 5)}
+                  "attach": attach_costs(Path(d) / "attach", 1 if a.quick else 5),
+                  "import_hook": import_hook_costs(Path(d) / "hook", 2 if a.quick else 10)}
     if a.json == "-":
         print(json.dumps(result, indent=1))
         return 0
@@ -269,6 +314,8 @@ def main(argv: Any = None) -> int:
         print(f"fan-out to {row['processes']}: {row['apply_s_default']} s "
               f"(parallel {row['parallel_default']}), {row['apply_s_32']} s (parallel 32)")
     print(f"suture attach: {result['attach']}")
+    print(f"import hook: {result['import_hook']['import_ms']}, ratio "
+          f"{result['import_hook']['ratio_median']}")
     print(f"idle agent: throughput ratio {idle['ratio_median']} "
           f"({idle['requests_per_s']}), RSS +{idle['rss_delta_kib']} KiB")
     if a.json:
