@@ -21,6 +21,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from ..runtime._agent import _start_ticks
+
 __all__ = ["HealthCheck", "WatchReport", "start_time", "watch"]
 
 
@@ -71,17 +73,10 @@ class HealthCheck:
 def start_time(pid: int) -> Optional[int]:
     """The process's start time in clock ticks since boot (/proc/PID/stat field 22), or
     None if there is no such live process (a zombie has exited: it only waits for its
-    parent to read its status). With the pid, the start time names one process for good."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(b")") + 2:].split()   # the name may hold spaces and ')'
-    try:
-        return None if fields[0] in (b"Z", b"X") else int(fields[19])
-    except (IndexError, ValueError):
-        return None
+    parent to read its status). With the pid, the start time names one process for good.
+    The agent's crash-loop check reads it the same way (one parser for both)."""
+    ticks = _start_ticks(pid)
+    return int(ticks) if ticks.isdigit() else None
 
 
 @dataclass
