@@ -4,6 +4,8 @@
 Pairs:
 
 * urllib3 1.26.17 -> 1.26.18 (CVE-2023-45803), from the wheels in ``tests/data/``;
+* Jinja2 3.1.5 -> 3.1.6 (CVE-2025-27516), from PyPI like Django (MarkupSafe: the one
+  installed beside the interpreter);
 * Django 4.2.14 -> 4.2.15 (CVE-2024-41989 and others), pure-Python wheels from
   PyPI, downloaded once with
   ``python3 -m pip download --no-deps --only-binary=:all: -d <cache>/wheels
@@ -76,6 +78,10 @@ PAIRS: List[Dict[str, Any]] = [
      # Django's own requirements, only to import it in the apply test
      "deps": [("asgiref", "3.8.1", "asgiref-{v}-py3-none-any.whl"),
               ("sqlparse", "0.5.1", "sqlparse-{v}-py3-none-any.whl")]},
+    # Jinja2 needs MarkupSafe, which has no pure-Python wheel: the apply test imports the
+    # one installed beside this interpreter (run from the test environment).
+    {"name": "Jinja2", "old": "3.1.5", "new": "3.1.6", "where": "pypi",
+     "file": "jinja2-{v}-py3-none-any.whl", "cves": ["CVE-2025-27516"], "prelude": ""},
 ]
 
 
