@@ -175,7 +175,10 @@ def apply_worker(cfg: Dict[str, Any]) -> Dict[str, Any]:
         mod = sys.modules.get(mp.name)
         if mod is None or mp.baseline is None:
             continue
-        text = mp.fixed.text
+        from suture.runtime.patchfile import decode_source, resolve
+        full = resolve(mp, decode_source(Path(mod.__file__).read_bytes()))  # compact: rebuild
+        assert full is not None, mp.name
+        text = full.fixed.whole
         funcs = [f for f in gc.get_referrers(mod.__dict__)
                  if type(f) is types.FunctionType and f.__code__.co_filename == mod.__file__]
         calls[mp.name] = {
@@ -309,6 +312,9 @@ def bench_pair(pair: Dict[str, Any], cache: Path, reps: int, apply: bool,
     if report.data is not None:
         out["patch_bytes"] = len(report.data)
         out["patch_gzip_bytes"] = len(gzip.compress(report.data, 9))
+        embedded = build_trees(old, new, cves=pair["cves"], embed_sources=True).data
+        assert embedded is not None     # the same patch with whole sources (format 1)
+        out["patch_embedded_bytes"] = len(embedded)
         out["patch_id"] = report.patch.id if report.patch else None
     if apply and report.data is not None:
         patch_file = cache / "tmp" / f"{pair['name']}-{pair['old']}-{pair['new']}.suture"
@@ -355,17 +361,17 @@ def markdown(result: Dict[str, Any]) -> str:
             f"{ms(r['build_trees']['median'])} ({ms(r['build_trees']['min'])}) |")
     out += ["", "### What was compared and what the patch weighs", "",
             "| Pair | modules compared | other files compared | changed modules | changes "
-            "(by verdict) | result | patch bytes | patch gzip -9 | fixed wheel bytes | "
-            "patch / wheel |",
-            "|---|---:|---:|---:|---|---|---:|---:|---:|---:|"]
+            "(by verdict) | result | patch bytes | patch gzip -9 | with whole sources "
+            "(`--embed-sources`) | fixed wheel bytes | wheel / patch |",
+            "|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         verdicts = ", ".join(f"{k} {v}" for k, v in r["verdicts"].items())
         result_s = (f"refused, exit {r['refused']['exit_code']}" if r["refused"]
                     else "patch built")
         pb = r.get("patch_bytes")
-        size = (f"{pb:,} | {r['patch_gzip_bytes']:,} | {r['new_wheel_bytes']:,} | "
-                f"{pb / r['new_wheel_bytes'] * 100:.1f} %" if pb
-                else f"- | - | {r['new_wheel_bytes']:,} | -")
+        size = (f"{pb:,} | {r['patch_gzip_bytes']:,} | {r['patch_embedded_bytes']:,} | "
+                f"{r['new_wheel_bytes']:,} | {r['new_wheel_bytes'] / pb:.0f}\u00d7" if pb
+                else f"- | - | - | {r['new_wheel_bytes']:,} | -")
         out.append(
             f"| {r['pair']} | {r['modules_compared']} | {r['other_files_compared']} | "
             f"{len(r['changed_modules'])} | {r['changes']} ({verdicts}) | {result_s} | {size} |")

@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Tuple
 
 import pytest
 
-from agentutil import Targets, result, wait_for
+from agentutil import Targets, result
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux") or shutil.which("gdb") is None,

@@ -16,15 +16,13 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-import os
 import signal
 import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import pytest
 

@@ -103,14 +103,17 @@ class Workspace:
         return root
 
     def patch(self, old: Path, new: Path, *, hooks: Optional[str] = None,
-              refuse: bool = True) -> Path:
-        """Build old -> new with the real builder; return the patch file's path."""
+              refuse: bool = True, embed: bool = False) -> Path:
+        """Build old -> new with the real builder; return the patch file's path.
+
+        ``embed``: whole sources (format 1) instead of compact modules (the default).
+        """
         hooks_path = None
         if hooks is not None:
             hooks_path = self._next("hooks").with_suffix(".py")
             hooks_path.write_text(textwrap.dedent(hooks).lstrip("\n"), encoding="utf-8")
         report = build_trees(materialize(str(old)), materialize(str(new)), hooks=hooks_path,
-                             refuse=refuse)
+                             refuse=refuse, embed_sources=embed)
         assert report.data is not None
         out = self._next("patch").with_suffix(".suture")
         out.write_bytes(report.data)

@@ -100,9 +100,63 @@ def _refused(ws, patch, root):
     return got["err"]
 
 
+# A compact patch (the default) carries the baseline's hash, not its source: when the
+# process's own file is neither version, the engine refuses at the file, before the code.
+COMPACT_REFUSAL = (r"^Refused patch [0-9a-f]{12} \(tgt_bank\): tgt_bank does not match the "
+                   r"baseline: its source file \(.+/tgt_bank\.py\) is neither the baseline "
+                   r"\(sha256 [0-9a-f]{12}\u2026\) nor the fixed version, and this patch "
+                   r"carries only the changed lines, .* rebuild the patch with `suture build "
+                   r"--embed-sources`, which carries the whole baseline\. \[SUT-E201\]$")
+
+
+@pytest.mark.slow
+def test_a_compact_patch_refuses_a_process_whose_file_is_another_version(ws):
+    patch = ws.patch(ws.tree("v1", V1), ws.tree("v2", V2))
+    err = _refused(ws, patch, ws.tree("v1_edited", V1_EDITED))
+    assert err["code"] == "SUT-E201" and err["error"] == "BaselineMismatch"
+    assert err["details"]["first"] is None
+    assert re.match(COMPACT_REFUSAL, err["message"]), err["message"]
+
+
+@pytest.mark.slow
+def test_a_compact_patch_still_checks_the_running_code_against_the_baseline(ws):
+    # The file on disk is the baseline again, but the process runs an edited transfer():
+    # the sources rebuilt from the file are compiled and compared like whole ones.
+    patch = ws.patch(ws.tree("v1", V1), ws.tree("v2", V2))
+    got = ws.run(SNAPSHOT + r"""
+before_obs = observe()
+before = state()
+with open(tgt_bank.__file__, "w", encoding="utf-8") as f:
+    f.write(ARGS["v1"])
+err = refusal(runtime.apply, load(ARGS["patch"]))
+emit({"err": err, "check": unchanged(before), "expected": NOTHING_CHANGED,
+      "before": before_obs, "after": observe()})
+""", [ws.tree("v1_edited", V1_EDITED)],
+                 {"patch": str(patch), "v1": textwrap.dedent(V1["tgt_bank.py"]).lstrip("\n")})
+    assert got["check"] == got["expected"] and got["after"] == got["before"]
+    assert got["err"]["code"] == "SUT-E201" and got["err"]["details"]["first"] == "transfer"
+
+
+@pytest.mark.slow
+def test_a_compact_patch_applies_to_a_process_whose_file_is_already_the_fixed_version(ws):
+    # `pip install -U` under a running process: the file is the fixed version, the process
+    # still runs the baseline. The baseline is rebuilt backwards from the fixed file.
+    patch = ws.patch(ws.tree("v1", V1), ws.tree("v2", V2))
+    got = ws.run(SNAPSHOT + r"""
+before = observe()
+with open(tgt_bank.__file__, "w", encoding="utf-8") as f:
+    f.write(ARGS["v2"])
+result = runtime.apply(load(ARGS["patch"]))
+emit({"state": result.state, "before": before, "after": observe()})
+""", [ws.tree("v1", V1)],
+                 {"patch": str(patch), "v2": textwrap.dedent(V2["tgt_bank.py"]).lstrip("\n")})
+    assert got["state"] == "applied"
+    assert got["before"] != got["after"]
+
+
 @pytest.mark.slow
 def test_apply_refuses_when_an_unchanged_function_differs_from_the_baseline(ws):
-    patch = ws.patch(ws.tree("v1", V1), ws.tree("v2", V2))
+    patch = ws.patch(ws.tree("v1", V1), ws.tree("v2", V2), embed=True)
     err = _refused(ws, patch, ws.tree("v1_edited", V1_EDITED))
     assert err["code"] == "SUT-E201" and err["error"] == "BaselineMismatch"
     assert err["details"]["first"] == "transfer"
@@ -116,7 +170,7 @@ def test_apply_refuses_when_an_unchanged_function_differs_from_the_baseline(ws):
 
 @pytest.mark.slow
 def test_apply_refuses_when_a_changed_function_differs_from_both_versions(ws):
-    patch = ws.patch(ws.tree("v1", V1), ws.tree("v2", V2))
+    patch = ws.patch(ws.tree("v1", V1), ws.tree("v2", V2), embed=True)
     edited = {"tgt_bank.py": V1["tgt_bank.py"].replace("        return FEE\n",
                                                        "        return FEE + 1\n")}
     err = _refused(ws, patch, ws.tree("v1_edited", edited))
@@ -126,7 +180,7 @@ def test_apply_refuses_when_a_changed_function_differs_from_both_versions(ws):
 
 @pytest.mark.slow
 def test_apply_refuses_a_process_running_half_baseline_half_fixed_code(ws):
-    patch = ws.patch(ws.tree("v1", V1), ws.tree("v2", V2))
+    patch = ws.patch(ws.tree("v1", V1), ws.tree("v2", V2), embed=True)
     err = _refused(ws, patch, ws.tree("v1_half", V1_HALF))
     assert err["code"] == "SUT-E201"
     assert err["details"]["first"] == "fee"
@@ -219,8 +273,9 @@ def _repack(payload: dict) -> bytes:
 
 @pytest.fixture
 def patch_bytes(ws) -> bytes:
+    """A patch with whole sources (compact ones: tests/runtime/test_compact.py)."""
     hooks = "def pre_apply(ctx):\n    pass\n"
-    return ws.patch(ws.tree("v1", V1), ws.tree("v2", V2), hooks=hooks).read_bytes()
+    return ws.patch(ws.tree("v1", V1), ws.tree("v2", V2), hooks=hooks, embed=True).read_bytes()
 
 
 def test_load_patch_accepts_the_untampered_file(patch_bytes):

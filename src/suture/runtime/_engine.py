@@ -24,6 +24,7 @@ import builtins
 import collections
 import contextlib
 import copy
+import dataclasses
 import dis
 import functools
 import gc
@@ -38,13 +39,14 @@ import warnings
 import weakref
 from types import CodeType, FunctionType
 from typing import (AbstractSet, Any, ContextManager, Dict, Iterator, List, Mapping, Optional,
-                    Set, Tuple)
+                    Sequence, Set, Tuple)
 
 from . import _codes, _commit, _defs, _hook
 from ._commit import MISSING, Call, Op
 from .errors import (BaselineMismatch, HookFailed, NeedsHook, NotQuiescent,
                      PatchFormatError, RefusedError, RestartRequired, RevertOrderError,
                      RolledBack, SutureError, UnknownPatch)
+from . import patchfile
 from .patchfile import ModulePatch, Patch
 
 _LOCK = threading.RLock()  # every engine entry point; take it through _lock()
@@ -278,6 +280,7 @@ def _apply(patch: Patch, wait_quiescent: Optional[float]) -> Result:
         if patch.id in _applied:
             rec = _applied[patch.id]
             return Result(patch.id, "already applied", modules=dict(rec.modules))
+        patch = _with_sources(patch)
         plans = _check(patch)
         replaced = _replaced_by(patch)
         hooks = _load_hooks(patch)
@@ -431,29 +434,16 @@ def _check(patch: Patch) -> Dict[str, _defs.ModulePlan]:
     restart: List[str] = []
     hooks: List[str] = []
     for mp in patch.modules:
-        try:
-            if mp.action == "add":
-                plan = _defs.added_module_plan(mp.fixed.text)
-            else:
-                assert mp.baseline is not None
-                plan = _defs.diff_module(mp.baseline.text, mp.fixed.text, mp.name)
-        except SyntaxError as exc:
-            raise PatchFormatError(f"Patch {patch.short_id}: the source of {mp.name} does not "
-                                   f"parse on Python {sys.version.split()[0]}: {exc}",
-                                   details={"module": mp.name}) from exc
-        derived = sorted((c.kind, c.qualname, c.verdict) for c in plan.changes)
-        declared = sorted((c.kind, c.qualname, c.verdict) for c in mp.changes)
-        if derived != declared:
-            raise PatchFormatError(
-                f"Patch {patch.short_id}: the change list of {mp.name} does not match its "
-                "sources (built by another Suture version, or edited). Rebuild the patch.",
-                details={"module": mp.name, "derived": derived, "declared": declared})
-        for c in plan.changes:
+        if mp.compact:   # not loaded: its sources are rebuilt and checked when it is imported
+            changes: Sequence[Any] = mp.changes
+        else:
+            plans[mp.name] = _plan(patch, mp)
+            changes = plans[mp.name].changes
+        for c in changes:
             if c.verdict == "restart":
                 restart.append(f"{mp.name}:{c.qualname} ({c.kind}: {c.reason})")
             elif c.verdict == "hook" and patch.hooks is None:
                 hooks.append(f"{mp.name}:{c.qualname} ({c.kind})")
-        plans[mp.name] = plan
     if not patch.meta.get("partial"):   # a partial patch left those out on purpose
         restart += [f"{f.get('path')} ({f.get('kind')}: {f.get('reason')})"
                     for f in patch.files if f.get("verdict") == "restart"]
@@ -504,11 +494,11 @@ def _load_hooks(patch: Patch) -> Optional[types.ModuleType]:
         return None
     name = f"suture_hooks_{patch.short_id}"
     filename = f"<suture hooks {patch.short_id}>"
-    _register_source(filename, patch.hooks.text)
+    _register_source(filename, patch.hooks.whole)
     mod = types.ModuleType(name)
     mod.__file__ = filename
     try:
-        exec(compile(patch.hooks.text, filename, "exec", dont_inherit=True), mod.__dict__)
+        exec(compile(patch.hooks.whole, filename, "exec", dont_inherit=True), mod.__dict__)
     except Exception as exc:
         raise HookFailed(f"The hooks of patch {patch.short_id} failed to load: "
                          f"{type(exc).__name__}: {exc}. Nothing was changed.",
@@ -539,6 +529,78 @@ def _module_functions(module: types.ModuleType, files: Set[str]) -> List[Functio
             if type(f) is FunctionType and f.__code__.co_filename in files]
 
 
+def _plan(patch: Patch, mp: ModulePatch) -> _defs.ModulePlan:
+    """The module's changes derived from its (whole) sources; they must be the declared ones."""
+    try:
+        if mp.action == "add":
+            plan = _defs.added_module_plan(mp.fixed.text or "")
+        else:
+            assert mp.baseline is not None
+            plan = _defs.diff_module(mp.baseline.text or "", mp.fixed.text or "", mp.name)
+    except SyntaxError as exc:
+        raise PatchFormatError(f"Patch {patch.short_id}: the source of {mp.name} does not "
+                               f"parse on Python {sys.version.split()[0]}: {exc}",
+                               details={"module": mp.name}) from exc
+    derived = sorted((c.kind, c.qualname, c.verdict) for c in plan.changes)
+    declared = sorted((c.kind, c.qualname, c.verdict) for c in mp.changes)
+    if derived != declared:
+        raise PatchFormatError(
+            f"Patch {patch.short_id}: the change list of {mp.name} does not match its "
+            "sources (built by another Suture version, or edited). Rebuild the patch.",
+            details={"module": mp.name, "derived": derived, "declared": declared})
+    return plan
+
+
+def _with_sources(patch: Patch) -> Patch:
+    """``patch`` with the sources of its compact modules rebuilt, for those loaded here.
+
+    A compact module carries hashes and the changed lines only; its whole sources come
+    from the process: the fixed source of an applied patch (stacking), else the module's
+    own file, each accepted only if it hashes to the baseline or to the fixed source.
+    """
+    if not any(mp.compact for mp in patch.modules):
+        return patch
+    modules = [_resolved(patch, mp, sys.modules[mp.name]) if mp.compact
+               and mp.name in sys.modules else mp for mp in patch.modules]
+    return dataclasses.replace(patch, modules=tuple(modules))
+
+
+def _resolved(patch: Patch, mp: ModulePatch, module: types.ModuleType) -> ModulePatch:
+    texts = [m.fixed.text for r in _applied.values() for m in r.patch.modules
+             if m.name == mp.name and m.fixed.text is not None]
+    for text in texts + [_file_text(module)]:
+        full = patchfile.resolve(mp, text)
+        if full is not None:
+            return full
+    assert mp.baseline is not None
+    raise BaselineMismatch(
+        f"Refused patch {patch.short_id} ({patch.describe()}): {mp.name} does not match the "
+        f"baseline: its source file ({getattr(module, '__file__', None) or 'none'}) is neither "
+        f"the baseline (sha256 {mp.baseline.sha256[:12]}\u2026) nor the fixed version, and "
+        "this patch carries only the changed lines, so the running code cannot be checked "
+        "against the baseline. Nothing was changed. If another version was installed under "
+        "the running process, rebuild the patch with `suture build --embed-sources`, which "
+        "carries the whole baseline.",
+        details={"module": mp.name, "baseline_sha256": mp.baseline.sha256, "first": None})
+
+
+def _file_text(module: types.ModuleType) -> Optional[str]:
+    """The module's source file as bytes on disk decoded like the builder does, or None."""
+    file = getattr(module, "__file__", None)
+    if not isinstance(file, str) or not file.endswith(".py"):
+        return None
+    loader = getattr(module, "__loader__", None)
+    try:
+        if loader is not None and hasattr(loader, "get_data"):   # also zip imports
+            data = loader.get_data(file)
+        else:
+            with open(file, "rb") as f:
+                data = f.read()
+    except (OSError, ImportError):
+        return None
+    return patchfile.decode_source(bytes(data))
+
+
 def _module_files(name: str, module: types.ModuleType) -> Set[str]:
     files = {module.__file__} if getattr(module, "__file__", None) else set()
     for r in _applied.values():
@@ -565,11 +627,11 @@ def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
     # show the *vulnerable* version's lines at the fixed code's line numbers. For
     # "<...>" names linecache has no fallback: no line is shown rather than a wrong one.
     txn.filename = f"<suture {patch.short_id} {file}>"
-    txn.sources = {m.name: m.fixed.text for m in patch.modules}
+    txn.sources = {m.name: m.fixed.text for m in patch.modules if m.fixed.text is not None}
     try:
         # from the trees _check parsed: each source is parsed once per apply
-        b_code = compile(plan.old_tree or mp.baseline.text, file, "exec", dont_inherit=True)
-        f_code = compile(plan.new_tree or mp.fixed.text, txn.filename, "exec", dont_inherit=True)
+        b_code = compile(plan.old_tree or mp.baseline.whole, file, "exec", dont_inherit=True)
+        f_code = compile(plan.new_tree or mp.fixed.whole, txn.filename, "exec", dont_inherit=True)
     except (SyntaxError, ValueError) as exc:
         raise PatchFormatError(f"Patch {patch.short_id}: {mp.name} does not compile on Python "
                                f"{sys.version.split()[0]}: {exc}. Nothing was changed.",
@@ -698,10 +760,10 @@ def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
                     and id(getattr(w, "__wrapped__", None)) in changed_ids]
         txn.ops.extend(Call(w.cache_clear, f"cache_clear {mp.name}") for w in wrappers)
         txn.cleared.update(id(w) for w in wrappers)
-    _register_source(txn.filename, mp.fixed.text)
+    _register_source(txn.filename, mp.fixed.whole)
 
     txn.plan = plan
-    txn.fixed_tree = plan.new_tree or ast.parse(mp.fixed.text)
+    txn.fixed_tree = plan.new_tree or ast.parse(mp.fixed.whole)
     _check_run_time_state(txn, module, plan)
     txn.swapped = [f for f, _, _ in swaps]
     early, txn.late_stmts = _late_split(
@@ -1813,7 +1875,7 @@ def _added_index() -> Dict[str, Tuple[str, str, bool]]:
 
 def _added_entries(patch: Patch) -> Dict[str, Tuple[str, str, bool]]:
     names = [m.name for m in patch.modules if m.action == "add"]
-    return {m.name: (m.fixed.text, patch.short_id, any(n.startswith(m.name + ".") for n in names))
+    return {m.name: (m.fixed.whole, patch.short_id, any(n.startswith(m.name + ".") for n in names))
             for m in patch.modules if m.action == "add"}
 
 
@@ -1835,8 +1897,11 @@ def patch_on_import(name: str, module: types.ModuleType) -> None:
                 continue
             mp = next(m for m in rec.patch.modules if m.name == name)
             try:
-                plan = _defs.diff_module(mp.baseline.text, mp.fixed.text, name)  # type: ignore[union-attr]
-                txn = _prepare(rec, mp, module, plan)
+                if mp.compact:
+                    mp = _resolved(rec.patch, mp, module)
+                    rec.patch = dataclasses.replace(rec.patch, modules=tuple(
+                        mp if m.name == name else m for m in rec.patch.modules))
+                txn = _prepare(rec, mp, module, _plan(rec.patch, mp))
                 if txn.state == "applied":
                     ops = txn.first_ops + txn.ops
                     _commit_ops(ops, [txn])

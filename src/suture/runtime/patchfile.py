@@ -1,4 +1,4 @@
-"""Read, write and validate the patch artifact (format v1).
+"""Read, write and validate the patch artifact (formats 1 and 2).
 
 A patch file is a DSSE-shaped JSON envelope around canonical payload bytes::
 
@@ -10,12 +10,19 @@ sign the payload bytes, never the envelope (tooling/trust.py checks them; the
 runtime cannot, being stdlib-only: docs/security.md). This module is the
 only reader of the format; tooling writes through ``dump``. See
 docs/patch-format.md.
+
+Format 2 adds *compact* modules: the baseline travels as its sha256 only and
+the fixed source as line hunks against it (``make_delta``). The engine reads
+the module's source file in the target process and rebuilds both sources with
+``resolve``, which accepts the file only if its hash is the baseline's or the
+fixed source's: the patch stays exact while carrying only what changed.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import difflib
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -24,7 +31,8 @@ from typing import Any, Dict, List, Optional, Tuple
 from .errors import PatchFormatError
 
 PAYLOAD_TYPE = "application/vnd.suture.patch+json; version=1"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2          # written when a module is compact; 1 otherwise
+FORMATS = (1, 2)
 MAX_PATCH_BYTES = 64 * 1024 * 1024
 
 VERDICTS = ("live", "caveat", "restart", "hook")
@@ -45,12 +53,22 @@ class Change:
 
 @dataclass(frozen=True)
 class Source:
-    text: str
+    text: Optional[str]          # None: known by its hash only (a compact module)
     sha256: str
 
     @classmethod
     def of(cls, text: str) -> "Source":
         return cls(text, sha256_text(text))
+
+    @property
+    def whole(self) -> str:
+        """The text; only for sources known whole (hooks, added or resolved modules)."""
+        if self.text is None:
+            raise ValueError("source known by its hash only: resolve() the module first")
+        return self.text
+
+
+Hunk = Tuple[int, str, str]      # (first baseline line, lines removed, lines inserted)
 
 
 @dataclass(frozen=True)
@@ -60,6 +78,13 @@ class ModulePatch:
     baseline: Optional[Source]
     fixed: Source
     changes: Tuple[Change, ...] = ()
+    delta: Optional[Tuple[Hunk, ...]] = None   # the fixed source as hunks against the baseline
+
+    @property
+    def compact(self) -> bool:
+        """Its sources must be rebuilt from the target's own source file (``resolve``)."""
+        return self.baseline is not None and (self.baseline.text is None
+                                              or self.fixed.text is None)
 
 
 @dataclass(frozen=True)
@@ -86,22 +111,108 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def decode_source(data: bytes) -> str:
+    """A source file's text, exactly as the builder and the engine both read it.
+
+    No newline translation (unlike ``importlib``'s loaders), so the hash covers the
+    file's bytes: UTF-8, else Latin-1 (which decodes any bytes).
+    """
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def make_delta(baseline: str, fixed: str) -> Tuple[Hunk, ...]:
+    """The hunks that turn ``baseline`` into ``fixed`` (whole lines, in order)."""
+    a, b = baseline.splitlines(keepends=True), fixed.splitlines(keepends=True)
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    return tuple((i1, "".join(a[i1:i2]), "".join(b[j1:j2]))
+                 for op, i1, i2, j1, j2 in matcher.get_opcodes() if op != "equal")
+
+
+def _splice(text: str, hunks: Tuple[Hunk, ...], reverse: bool) -> Optional[str]:
+    """Apply ``hunks`` to ``text`` (backwards: from the fixed source to the baseline);
+    None when a hunk's removed lines are not where it says."""
+    lines = text.splitlines(keepends=True)
+    out: List[str] = []
+    pos = shift = 0
+    for line, removed, inserted in hunks:
+        n_removed = len(removed.splitlines(keepends=True))
+        n_inserted = len(inserted.splitlines(keepends=True))
+        if reverse:   # positions in the fixed text move by what earlier hunks changed
+            line, removed, inserted = line + shift, inserted, removed
+            shift += n_inserted - n_removed
+            n_removed, n_inserted = n_inserted, n_removed
+        if line < pos or "".join(lines[line:line + n_removed]) != removed:
+            return None
+        out.append("".join(lines[pos:line]))
+        out.append(inserted)
+        pos = line + n_removed
+    out.append("".join(lines[pos:]))
+    return "".join(out)
+
+
+def resolve(mp: ModulePatch, text: Optional[str]) -> Optional[ModulePatch]:
+    """``mp`` with both sources whole, rebuilt from ``text``, the target's own copy of
+    the module's source (may be None). None if ``text`` is neither the baseline nor
+    the fixed source. A delta that does not rebuild its hash is a corrupt patch.
+    """
+    if not mp.compact:
+        return mp
+    assert mp.baseline is not None
+    base, fixed = mp.baseline.text, mp.fixed.text
+    digest = None if text is None else sha256_text(text)
+    if base is None and digest == mp.baseline.sha256:
+        base = text
+    elif base is None and digest == mp.fixed.sha256 and mp.delta is not None:
+        fixed = text
+        base = _splice(text, mp.delta, reverse=True)  # type: ignore[arg-type]
+    if base is None:
+        return None
+    if fixed is None and mp.delta is not None:
+        fixed = _splice(base, mp.delta, reverse=False)
+    if base is None or fixed is None or sha256_text(base) != mp.baseline.sha256 \
+            or sha256_text(fixed) != mp.fixed.sha256:
+        raise _fail(f"patch is corrupt: the delta of module {mp.name} does not rebuild "
+                    "its sources", module=mp.name)
+    return ModulePatch(mp.name, mp.action, Source(base, mp.baseline.sha256),
+                       Source(fixed, mp.fixed.sha256), mp.changes)
+
+
+def compacted(mp: ModulePatch) -> ModulePatch:
+    """``mp`` (whole sources) as a compact module: baseline hash and hunks."""
+    if mp.baseline is None or mp.compact:
+        return mp
+    assert mp.baseline.text is not None and mp.fixed.text is not None
+    return ModulePatch(mp.name, mp.action, Source(None, mp.baseline.sha256),
+                       Source(None, mp.fixed.sha256), mp.changes,
+                       make_delta(mp.baseline.text, mp.fixed.text))
+
+
 def canonical_json(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"),
                       ensure_ascii=False).encode("utf-8")
 
 
 def _payload_dict(patch: Patch) -> Dict[str, Any]:
-    def src(s: Optional[Source]) -> Optional[Dict[str, str]]:
-        return None if s is None else {"sha256": s.sha256, "source": s.text}
+    def src(s: Optional[Source], delta: Optional[Tuple[Hunk, ...]] = None) -> Any:
+        if s is None:
+            return None
+        if s.text is not None:
+            return {"sha256": s.sha256, "source": s.text}
+        if delta is not None:
+            return {"sha256": s.sha256, "delta": [list(h) for h in delta]}
+        return {"sha256": s.sha256}
 
+    compact = any(m.compact for m in patch.modules)
     return {
-        "format": FORMAT_VERSION,
+        "format": FORMAT_VERSION if compact else 1,
         "target": patch.target,
         "meta": patch.meta,
         "modules": [
             {"name": m.name, "action": m.action, "baseline": src(m.baseline),
-             "fixed": src(m.fixed), "changes": [c.to_dict() for c in m.changes]}
+             "fixed": src(m.fixed, m.delta), "changes": [c.to_dict() for c in m.changes]}
             for m in sorted(patch.modules, key=lambda m: m.name)
         ],
         "files": sorted(patch.files, key=lambda f: (f.get("path", ""), f.get("kind", ""))),
@@ -160,15 +271,36 @@ def _file_row(obj: Any, where: str) -> Dict[str, str]:
     return obj
 
 
-def _source(obj: Any, where: str) -> Optional[Source]:
+def _source(obj: Any, where: str, compact: bool = False) -> Optional[Source]:
+    """A whole source; with ``compact`` (format 2 baselines and deltas) also a bare hash."""
     if obj is None:
         return None
-    text = _need(obj, "source", str, where)
     digest = _need(obj, "sha256", str, where)
+    if compact and "source" not in obj:
+        if len(digest) != 64 or any(ch not in "0123456789abcdef" for ch in digest):
+            raise _fail(f"patch is malformed: {where}.sha256 is not a sha256", where=where)
+        return Source(None, digest)
+    text = _need(obj, "source", str, where)
     if sha256_text(text) != digest:
         raise _fail(f"patch is corrupt: {where} does not match its sha256 "
                     f"{digest[:12]}\u2026", where=where)
     return Source(text, digest)
+
+
+def _delta(obj: Any, where: str) -> Optional[Tuple[Hunk, ...]]:
+    if not isinstance(obj, dict) or "delta" not in obj:
+        return None
+    raw = _need(obj, "delta", list, where)
+    hunks: List[Hunk] = []
+    last = 0
+    for i, h in enumerate(raw):
+        if not (isinstance(h, list) and len(h) == 3 and type(h[0]) is int
+                and isinstance(h[1], str) and isinstance(h[2], str)) or h[0] < last:
+            raise _fail(f"patch is malformed: {where}.delta[{i}] is not a hunk "
+                        "[line, removed, inserted] in order", where=where)
+        last = h[0] + len(h[1].splitlines(keepends=True))
+        hunks.append((h[0], h[1], h[2]))
+    return tuple(hunks)
 
 
 def read_envelope(data: bytes) -> Tuple[Dict[str, Any], bytes]:
@@ -207,9 +339,10 @@ def load(data: bytes) -> Patch:
     if canonical_json(body) != payload:
         raise _fail("patch payload is not in canonical form (edited by hand?)")
     version = _need(body, "format", int, "payload")
-    if version != FORMAT_VERSION:
+    if version not in FORMATS:
         raise _fail(f"patch format {version} is not supported (this Suture reads "
-                    f"{FORMAT_VERSION})", format=version)
+                    f"{', '.join(map(str, FORMATS))})", format=version)
+    compact = version >= 2
     target = _need(body, "target", dict, "payload")
     _need(target, "name", str, "target")
     _need(target, "kind", str, "target")
@@ -232,13 +365,20 @@ def load(data: bytes) -> Patch:
         action = _need(m, "action", str, where)
         if action not in MODULE_ACTIONS:
             raise _fail(f"patch is malformed: {where} has unknown action {action!r}")
-        baseline = _source(m.get("baseline"), f"{name} baseline")
-        fixed = _source(m.get("fixed"), f"{name} fixed")
+        baseline = _source(m.get("baseline"), f"{name} baseline", compact)
+        delta = _delta(m.get("fixed"), f"{name} fixed") if compact else None
+        fixed = _source(m.get("fixed"), f"{name} fixed", delta is not None)
         if fixed is None:
             raise _fail(f"patch is malformed: module {name} has no fixed source")
         if (baseline is None) != (action == "add"):
             raise _fail(f"patch is malformed: module {name} ({action}) "
                         f"{'lacks' if baseline is None else 'has'} a baseline")
+        if delta is not None and baseline is None:
+            raise _fail(f"patch is malformed: module {name} ({action}) has a delta "
+                        "but no baseline")
+        if fixed.text is None and delta is None or delta is not None and fixed.text is not None:
+            raise _fail(f"patch is malformed: module {name}'s fixed source needs "
+                        "exactly one of source and delta")
         changes = []
         for j, c in enumerate(_need(m, "changes", list, where)):
             cw = f"{where}.changes[{j}]"
@@ -247,7 +387,10 @@ def load(data: bytes) -> Patch:
                 raise _fail(f"patch is malformed: {cw} has unknown verdict {verdict!r}")
             changes.append(Change(_need(c, "kind", str, cw), _need(c, "qualname", str, cw),
                                   verdict, _need(c, "reason", str, cw)))
-        modules.append(ModulePatch(name, action, baseline, fixed, tuple(changes)))
+        mp = ModulePatch(name, action, baseline, fixed, tuple(changes), delta)
+        if mp.compact and mp.baseline is not None and mp.baseline.text is not None:
+            mp = resolve(mp, None) or mp   # baseline whole, fixed as hunks: rebuild now
+        modules.append(mp)
     files = tuple(_file_row(f, f"files[{i}]")
                   for i, f in enumerate(_need(body, "files", list, "payload")))
     hooks = _source(body.get("hooks"), "hooks")

@@ -18,7 +18,8 @@ from typing import Any, Dict, List, Optional, Sequence
 from .. import __version__
 from ..runtime import _defs
 from ..runtime.errors import SutureError
-from ..runtime.patchfile import Change, ModulePatch, Patch, Source, dump, load
+from ..runtime.patchfile import (Change, ModulePatch, Patch, Source, compacted, decode_source,
+                                 dump, load)
 from .sources import SourceTree, materialize
 
 NATIVE_SUFFIXES = (".so", ".pyd", ".dylib", ".dll")
@@ -84,17 +85,24 @@ class BuildReport:
 def build(old: str, new: str, *, cves: Sequence[str] = (), summary: str = "",
           hooks: Optional[Path] = None, allow_restart: bool = False,
           cache_dir: Optional[Path] = None, find_links: Sequence[str] = (),
-          index_url: Optional[str] = None, no_index: bool = False) -> BuildReport:
+          index_url: Optional[str] = None, no_index: bool = False,
+          embed_sources: bool = False) -> BuildReport:
     """Materialise OLD and NEW (dir, wheel, sdist or name==version) and build."""
     kw = dict(cache_dir=cache_dir, find_links=find_links, index_url=index_url, no_index=no_index)
     return build_trees(materialize(old, **kw), materialize(new, **kw), cves=cves,  # type: ignore[arg-type]
-                       summary=summary, hooks=hooks, allow_restart=allow_restart)
+                       summary=summary, hooks=hooks, allow_restart=allow_restart,
+                       embed_sources=embed_sources)
 
 
 def build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str] = (),
                 summary: str = "", hooks: Optional[Path] = None,
-                allow_restart: bool = False, refuse: bool = True) -> BuildReport:
+                allow_restart: bool = False, refuse: bool = True,
+                embed_sources: bool = False) -> BuildReport:
     """Diff two trees into a report and, unless refused, a patch.
+
+    A changed module travels compact (its baseline's hash and the changed lines;
+    the engine rebuilds both sources from the target's own file) unless
+    ``embed_sources``, which carries both sources whole (docs/patch-format.md).
 
     ``refuse=False`` writes the patch whatever the verdicts: only tests use it,
     to prove that the engine refuses on its own (defence in depth).
@@ -121,14 +129,14 @@ def build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str] = (),
         report.meta["partial"] = True
         report.meta["excluded"] = report.excluded + [c["qualname"] for c in restart
                                                      if not c["module"]]
+    whole = [ModulePatch(m.name, "add" if m.status == "added" else "change",
+                         None if m.status == "added" else Source.of(m.baseline or ""),
+                         Source.of(m.fixed or ""),
+                         tuple(Change(c.kind, c.qualname, c.verdict, c.reason) for c in m.changes))
+             for m in modules if m.status != "removed"]
     patch = Patch(
         target=report.target,
-        modules=tuple(
-            ModulePatch(m.name, "add" if m.status == "added" else "change",
-                        None if m.status == "added" else Source.of(m.baseline or ""),
-                        Source.of(m.fixed or ""),
-                        tuple(Change(c.kind, c.qualname, c.verdict, c.reason) for c in m.changes))
-            for m in modules if m.status != "removed"),
+        modules=tuple(whole if embed_sources else map(compacted, whole)),
         meta=report.meta,
         # removed modules travel with the files, so the engine sees their verdicts too
         files=tuple(report.files) + tuple(
@@ -276,11 +284,7 @@ def _version_test(test: ast.expr) -> Optional[bool]:
 
 
 def _read(path: Path) -> str:
-    data = Path(path).read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
+    return decode_source(Path(path).read_bytes())   # as the engine reads the target's file
 
 
 def _diff_files(old: Dict[str, Path], new: Dict[str, Path]) -> List[Dict[str, str]]:

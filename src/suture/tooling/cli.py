@@ -96,6 +96,10 @@ def main() -> None:
               help="Hook module attached to the patch (pre/post apply/revert, MIGRATIONS).")
 @click.option("--allow-restart", is_flag=True,
               help="Build a PARTIAL patch that leaves out modules whose changes need a restart.")
+@click.option("--embed-sources", is_flag=True,
+              help="Carry each changed module's whole baseline and fixed source (format 1), "
+                   "for processes whose source files were replaced by another version. "
+                   "Default: only the changed lines and the baseline's hash.")
 @click.option("--find-links", multiple=True, help="Passed to pip for name==version.")
 @click.option("--index-url", default=None, help="Passed to pip for name==version.")
 @click.option("--no-index", is_flag=True, help="Passed to pip for name==version.")
@@ -105,9 +109,9 @@ def main() -> None:
               help="Sign the patch with this private key (repeatable; see `suture keygen`).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def build(old: str, new: str, output: Optional[Path], cves: Sequence[str], summary: str,
-          hooks: Optional[Path], allow_restart: bool, find_links: Sequence[str],
-          index_url: Optional[str], no_index: bool, cache_dir: Optional[Path],
-          keys: Sequence[Path], as_json: bool) -> None:
+          hooks: Optional[Path], allow_restart: bool, embed_sources: bool,
+          find_links: Sequence[str], index_url: Optional[str], no_index: bool,
+          cache_dir: Optional[Path], keys: Sequence[Path], as_json: bool) -> None:
     """Build a hotpatch from OLD (vulnerable) to NEW (fixed).
 
     OLD and NEW are each a source directory, a wheel, an sdist, or name==version.
@@ -121,7 +125,8 @@ def build(old: str, new: str, output: Optional[Path], cves: Sequence[str], summa
         signers = _signing_keys(keys)
         report = do_build(old, new, cves=cves, summary=summary, hooks=hooks,
                           allow_restart=allow_restart, cache_dir=cache_dir,
-                          find_links=find_links, index_url=index_url, no_index=no_index)
+                          find_links=find_links, index_url=index_url, no_index=no_index,
+                          embed_sources=embed_sources)
     except BuildRefused as exc:
         if as_json:
             _emit_json({**exc.report.to_dict(), "error": exc.to_dict()})
