@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from suture.runtime import store
 from suture.runtime.errors import PatchFormatError
 from suture.runtime.patchfile import (PAYLOAD_TYPE, Patch, canonical_json, dump, load,
-                                     sha256_text)
+                                     read_envelope, resolve, sha256_text)
 from suture.tooling import trust
 from suture.tooling.build import build_trees
 from suture.tooling.sources import materialize
@@ -67,11 +67,21 @@ def source(text: Any) -> Any:
                      text, st.booleans())
 
 
+# Format 2's compact forms: a baseline known by its hash, a fixed source as hunks.
+digest = st.sampled_from([sha256_text("X = 1\n"), sha256_text("X = 2\n"), "0" * 64, "abc"])
+hunk = st.tuples(st.integers(-1, 3), st.sampled_from(["", "X = 1\n", "X = 2\n", "\r"]),
+                 st.sampled_from(["", "X = 2\n", "def f(:\n"])).map(list)
+compact_baseline = st.builds(lambda d: {"sha256": d}, digest)
+delta = st.builds(lambda d, hunks: {"sha256": d, "delta": hunks}, digest,
+                  maybe(st.lists(maybe(hunk), max_size=3)))
+
 module = st.fixed_dictionaries({
     "name": maybe(st.sampled_from(["fz.m", "fz", "", "a..b", "1x", "fz.m"])),
     "action": maybe(st.sampled_from(["change", "add", "remove"])),
-    "baseline": maybe(st.none() | source(st.sampled_from(["X = 1\n", "def f(:\n", ""]))),
-    "fixed": maybe(st.none() | source(st.sampled_from(["X = 2\n", "def f():\n  return 1\n"]))),
+    "baseline": maybe(st.none() | compact_baseline
+                      | source(st.sampled_from(["X = 1\n", "def f(:\n", ""]))),
+    "fixed": maybe(st.none() | delta
+                   | source(st.sampled_from(["X = 2\n", "def f():\n  return 1\n"]))),
     "changes": maybe(st.lists(st.fixed_dictionaries({
         "kind": maybe(st.sampled_from(["changed function", "added"])),
         "qualname": maybe(st.text(max_size=5)),
@@ -79,8 +89,14 @@ module = st.fixed_dictionaries({
         "reason": maybe(st.text(max_size=5))}), max_size=2)),
 })
 
+# A compact module with each part right more often, so that accepted ones reach resolve().
+compact_module = st.fixed_dictionaries({
+    "name": st.just("fz.m"), "action": st.just("change"),
+    "baseline": maybe(compact_baseline), "fixed": maybe(delta),
+    "changes": st.just([])})
+
 payload = st.fixed_dictionaries({
-    "format": maybe(st.just(1)),
+    "format": maybe(st.sampled_from([1, 2])),
     "target": maybe(st.fixed_dictionaries({
         "name": maybe(st.sampled_from(["fz", "requests", ""])),
         "kind": maybe(st.sampled_from(["tree", "distribution"])),
@@ -119,6 +135,13 @@ def readers_agree(data: bytes) -> None:
         assert [m.name for m in again.modules] == sorted(m.name for m in patch.modules)
         json.dumps([patch.target.get("from_version"), patch.target.get("to_version"),
                     list(patch.meta.get("cves") or []), [f.get("verdict") for f in patch.files]])
+        # the engine's first step on a compact module: rebuild it from the target's file
+        for mp in patch.modules:
+            for text in ("X = 1\n", "X = 2\n", "", None):
+                try:
+                    resolve(mp, text)
+                except PatchFormatError:
+                    pass
     try:
         verdict = trust.check(data, trust.Policy("fuzz", ()))
     except PatchFormatError:  # also a malformed signature list, on a payload load() accepts
@@ -180,3 +203,15 @@ def test_the_store_refuses_or_keeps_what_load_accepts(tmp_path_factory: Any, bod
         json.dumps(store.installed())
     finally:
         os.environ["SUTURE_STATE_DIR"] = saved
+
+
+@FUZZ
+@given(compact_module)
+def test_compact_modules_in_a_real_patch(module: Any):
+    # The real patch (compact, format 2) with its module replaced: the rest stays valid, so
+    # every draw reaches the compact validators and, when accepted, resolve().
+    body = json.loads(read_envelope(REAL)[1])
+    assert body["format"] == 2
+    module["changes"] = body["modules"][0]["changes"]
+    body["modules"] = [module]
+    readers_agree(envelope(body, []))

@@ -183,7 +183,9 @@ def inspect(file: Path, as_json: bool) -> None:
             "id": patch.id, "target": patch.target, "meta": patch.meta,
             "modules": [{"name": m.name, "action": m.action,
                          "baseline_sha256": m.baseline.sha256 if m.baseline else None,
-                         "fixed_sha256": m.fixed.sha256} for m in patch.modules],
+                         "fixed_sha256": m.fixed.sha256,
+                         "sources": "changed lines" if m.compact else "whole"}
+                        for m in patch.modules],
             "changes": rows, "files": list(patch.files), "hooks": patch.hooks is not None,
             "signature_keyids": keyids,
         })
@@ -203,7 +205,9 @@ def inspect(file: Path, as_json: bool) -> None:
     click.echo("modules")
     for m in patch.modules:
         base = m.baseline.sha256[:12] if m.baseline else "(new)"
-        click.echo(f"  {m.action:<7} {m.name:<40} {base} \u2192 {m.fixed.sha256[:12]}")
+        n = len(m.delta or ())
+        lines = f" ({n} hunk{'' if n == 1 else 's'})" if m.compact else ""
+        click.echo(f"  {m.action:<7} {m.name:<40} {base} \u2192 {m.fixed.sha256[:12]}{lines}")
     click.echo("changes")
     _render_changes(rows)
 
