@@ -77,8 +77,8 @@ def test_signing_keeps_the_payload_and_the_id_and_allows_several_signatures(data
     assert read_envelope(twice)[1] == read_envelope(data)[1]
     assert load(twice).id == load(data).id
     sigs = read_envelope(twice)[0]["signatures"]
-    assert [s["keyid"] for s in sigs] == [trust._keyid(other.public_key()),
-                                          trust._keyid(KEY.public_key())]
+    assert [s["keyid"] for s in sigs] == [trust.keyid(other.public_key()),
+                                          trust.keyid(KEY.public_key())]
     # The signature is over DSSE's PAE, checkable with nothing but the public key.
     envelope, payload = read_envelope(once)
     KEY.public_key().verify(base64.b64decode(envelope["signatures"][0]["sig"]),
@@ -101,7 +101,7 @@ def test_each_signature_gets_a_status(tmp_path: Path, data: bytes):
     assert [s["status"] for s in verdict.signatures] == ["unknown key", "valid"]
     assert verdict.trusted and verdict.trusted_by == ["publisher"]
     assert verdict.record() == {"signers": [{"name": "publisher",
-                                             "keyid": trust._keyid(KEY.public_key())}]}
+                                             "keyid": trust.keyid(KEY.public_key())}]}
 
 
 def test_a_valid_signature_over_other_bytes_is_invalid(tmp_path: Path, data: bytes):
@@ -305,4 +305,4 @@ def test_apply_refuses_untrusted_patches_before_contacting_any_process(host: Pat
 def test_the_suite_key_is_what_the_suite_trusts():
     # tests/conftest.py: the suite-wide policy trusts exactly the suite's key.
     policy = trust.load_policy()
-    assert [(k.name, k.keyid) for k in policy.keys] == [(NAME, trust._keyid(KEY.public_key()))]
+    assert [(k.name, k.keyid) for k in policy.keys] == [(NAME, trust.keyid(KEY.public_key()))]

@@ -126,7 +126,10 @@ def decode_source(data: bytes) -> str:
 def make_delta(baseline: str, fixed: str) -> Tuple[Hunk, ...]:
     """The hunks that turn ``baseline`` into ``fixed`` (whole lines, in order)."""
     a, b = baseline.splitlines(keepends=True), fixed.splitlines(keepends=True)
-    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    # autojunk (difflib's default) skips lines frequent in ``b`` as match anchors: hunks may
+    # come out a little larger, never wrong (resolve() checks both hashes), and the time
+    # stays near-linear on repetitive sources (without it: 39 s for 1000 small functions).
+    matcher = difflib.SequenceMatcher(None, a, b)
     return tuple((i1, "".join(a[i1:i2]), "".join(b[j1:j2]))
                  for op, i1, i2, j1, j2 in matcher.get_opcodes() if op != "equal")
 

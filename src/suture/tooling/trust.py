@@ -43,7 +43,8 @@ else:  # pragma: no cover - exercised on 3.9/3.10 by the same tests
 
 __all__ = ["TrustPolicyError", "KeyFileError", "TrustedKey", "Policy", "Verdict",
            "config_dir", "policy_path", "load_policy", "add_key", "keygen", "load_private_key",
-           "public_key_line", "sign", "check", "require", "POLICY_FILE"]
+           "public_key_line", "sign", "check", "require", "POLICY_FILE", "seal",
+           "signers", "keyid"]
 
 POLICY_FILE = "trust.toml"
 _PUB_PREFIX = "suture-ed25519"
@@ -84,7 +85,7 @@ def policy_path() -> str:
 
 # ---------------------------------------------------------------- keys
 
-def _keyid(public: Ed25519PublicKey) -> str:
+def keyid(public: Ed25519PublicKey) -> str:
     raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()
 
@@ -131,7 +132,7 @@ def keygen(prefix: Path, name: str = "") -> Tuple[Path, Path, str]:
     except OSError as exc:
         raise KeyFileError(f"cannot write the key pair {prefix}.key/.pub: {exc}",
                            details={"path": str(prefix)}) from exc
-    return key_path, pub_path, _keyid(private.public_key())
+    return key_path, pub_path, keyid(private.public_key())
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
@@ -227,7 +228,7 @@ def load_policy(path: Optional[str] = None) -> Policy:
                                   or not all(isinstance(d, str) and d for d in dists)):
             raise TrustPolicyError(f"{where}: distributions must be a list of names",
                                    details={"path": path})
-        keys.append(TrustedKey(str(entry.get("name") or _keyid(public)[:12]), _keyid(public),
+        keys.append(TrustedKey(str(entry.get("name") or keyid(public)[:12]), keyid(public),
                                public, None if dists is None
                                else tuple(sorted({canonicalize_name(d) for d in dists}))))
     return Policy(path, tuple(keys))
@@ -244,13 +245,13 @@ def add_key(public_text: str, name: str = "", distributions: Sequence[str] = (),
     path = path or policy_path()
     public = _parse_public(public_text, "the public key")
     policy = load_policy(path)
-    keyid = _keyid(public)
-    listed = policy.by_id(keyid)
+    kid = keyid(public)
+    listed = policy.by_id(kid)
     if listed is not None:
-        raise TrustPolicyError(f"the key {keyid[:12]} is already in {path} (as "
+        raise TrustPolicyError(f"the key {kid[:12]} is already in {path} (as "
                                f"{listed.name!r}); edit the file to change it",
-                               details={"path": path, "keyid": keyid})
-    name = name or (public_text.split()[2] if len(public_text.split()) > 2 else keyid[:12])
+                               details={"path": path, "keyid": kid})
+    name = name or (public_text.split()[2] if len(public_text.split()) > 2 else kid[:12])
     block = ["\n[[keys]]", f"name = {_toml_str(name)}",
              f"public_key = {_toml_str(public_key_line(public))}"]
     if distributions:
@@ -265,7 +266,7 @@ def add_key(public_text: str, name: str = "", distributions: Sequence[str] = (),
     except OSError as exc:
         raise TrustPolicyError(f"cannot write the trust policy {path}: {exc}",
                                details={"path": path}) from exc
-    added = load_policy(path).by_id(keyid)
+    added = load_policy(path).by_id(kid)
     assert added is not None
     return added
 
@@ -292,11 +293,37 @@ def sign(data: bytes, key: Ed25519PrivateKey) -> bytes:
     """``data`` with one more signature (a signature by the same key is replaced)."""
     load(data)  # sign only what is a valid patch
     envelope, payload = read_envelope(data)
-    keyid = _keyid(key.public_key())
+    kid = keyid(key.public_key())
     sig = base64.b64encode(key.sign(_pae(PAYLOAD_TYPE, payload))).decode("ascii")
-    kept = [s for s in _signatures(envelope) if s.get("keyid") != keyid]
-    envelope["signatures"] = kept + [{"keyid": keyid, "sig": sig}]
+    kept = [s for s in _signatures(envelope) if s.get("keyid") != kid]
+    envelope["signatures"] = kept + [{"keyid": kid, "sig": sig}]
     return canonical_json(envelope) + b"\n"
+
+
+def seal(payload_type: str, payload: bytes, keys: Sequence[Ed25519PrivateKey]) -> bytes:
+    """A DSSE envelope of another payload type (a feed's index), signed by ``keys``."""
+    sigs = [{"keyid": keyid(k.public_key()),
+             "sig": base64.b64encode(k.sign(_pae(payload_type, payload))).decode("ascii")}
+            for k in keys]
+    return canonical_json({"payload": base64.b64encode(payload).decode("ascii"),
+                           "payloadType": payload_type, "signatures": sigs}) + b"\n"
+
+
+def signers(envelope: Dict[str, Any], payload: bytes, policy: Policy) -> List[TrustedKey]:
+    """The policy's keys with a valid signature over ``payload`` in ``envelope``, whatever
+    their distribution restrictions (the caller decides what a restricted key may sign)."""
+    message = _pae(str(envelope["payloadType"]), payload)
+    out: List[TrustedKey] = []
+    for s in _signatures(envelope):
+        key = policy.by_id(s.get("keyid", ""))
+        if key is None or key in out:
+            continue
+        try:
+            key.public.verify(base64.b64decode(s["sig"], validate=True), message)
+        except (InvalidSignature, binascii.Error, ValueError):
+            continue
+        out.append(key)
+    return out
 
 
 @dataclass
@@ -363,9 +390,9 @@ def check(data: bytes, policy: Optional[Policy] = None) -> Verdict:
     message = _pae(str(envelope["payloadType"]), payload)
     rows: List[Dict[str, Any]] = []
     for s in _signatures(envelope):
-        keyid = s.get("keyid", "")
-        key = policy.by_id(keyid)
-        row: Dict[str, Any] = {"keyid": keyid, "name": key.name if key else None}
+        kid = s.get("keyid", "")
+        key = policy.by_id(kid)
+        row: Dict[str, Any] = {"keyid": kid, "name": key.name if key else None}
         if key is None:
             row["status"] = "unknown key"
         else:

@@ -1,0 +1,112 @@
+"""CLI commands for fleets: `suture feed publish`, `suture sync` (logic in feed.py).
+
+Registered on the main group by cli.py; shares its output helpers.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Dict, Sequence
+
+import click
+
+from ..runtime.errors import SutureError
+
+
+def _cli() -> Any:
+    from . import cli   # the helpers of the main CLI module (imported late: it imports us)
+    return cli
+
+
+@click.group()
+def feed() -> None:
+    """Maintain a patch feed: a directory of signed patches and a signed index."""
+
+
+@feed.command("publish")
+@click.argument("files", nargs=-1,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--to", "to", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="The feed directory (created if missing).")
+@click.option("--key", "key_path", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Private key that signs the index (see `suture keygen`).")
+@click.option("--channel", type=click.Choice(["canary", "early", "broad"]), default="broad",
+              show_default=True, help="Release to hosts of this ring and earlier ones.")
+@click.option("--name", "feed_name", default=None,
+              help="Feed name for a new feed (default: the directory's name).")
+@click.option("--valid-days", type=click.IntRange(min=1), default=30, show_default=True,
+              help="The new index expires after this many days; hosts refuse an expired "
+                   "index, so publish (with no FILES to renew it) at least that often.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def feed_publish(files: Sequence[Path], to: Path, key_path: Path, channel: str,
+                 feed_name: str, valid_days: int, as_json: bool) -> None:
+    """Add signed patch FILES to the feed in --to, released to --channel, and sign a new index.
+
+    Each patch must be trusted by this host's own trust policy or signed by --key.
+    Publishing a patch already in the feed to a wider channel promotes it; publishing no
+    FILES renews the index (a new version and expiry, same patches).
+    Exit codes: 0 published, 2 a patch is not trusted, 1 other errors.
+    """
+    from . import feed as feed_mod
+    from .trust import load_private_key
+
+    cli = _cli()
+    try:
+        key = load_private_key(key_path)
+        report = feed_mod.publish(files, to, key, channel=channel, feed=feed_name,
+                                  valid_days=valid_days)
+    except SutureError as exc:
+        cli._fail(exc, as_json, 2 if exc.code == "SUT-E110" else 1)
+    if as_json:
+        cli._emit_json(report)
+        return
+    for p in report["published"]:
+        click.echo(f"published {p['id'][:12]} ({p['describe']}) to {p['channel']}")
+    click.echo(f"feed {report['feed']} in {report['dir']}: index version {report['version']}, "
+               f"{report['patches']} patch(es), expires {report['expires']}")
+
+
+@click.command()
+@click.argument("source")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def sync(source: str, as_json: bool) -> None:
+    """Pull new patches from the feed at SOURCE (http(s) URL or directory) to this host.
+
+    Checks the index's signature and that it is not older than the last one accepted,
+    and each patch's own signatures, against the trust policy. Patches go to the host's
+    feed mirror; the daemon installs them when they are due. Exit codes: 0 synced,
+    2 a patch was refused (not trusted or not matching the index), 3 the index is older
+    than one already accepted (rollback), 1 a download failed or the feed is unusable.
+    """
+    from . import feed as feed_mod
+
+    cli = _cli()
+    try:
+        report = feed_mod.sync(source)
+    except feed_mod.FeedRollback as exc:
+        cli._fail(exc, as_json, 3)
+    except SutureError as exc:
+        cli._fail(exc, as_json)
+    rows = report["patches"]
+    code = (1 if any(r["outcome"] == "failed" for r in rows)
+            else 2 if any(r["outcome"] == "refused" for r in rows) else 0)
+    if as_json:
+        cli._emit_json(report)
+        sys.exit(code)
+    click.echo(f"feed {report['feed']} from {report['source']}: index version "
+               f"{report['version']} (signed by {', '.join(report['signed_by'])})")
+    for r in rows:
+        click.echo(f"  {r['outcome']:<8} {r['id'][:12]}  {_describe(r['target'])}"
+                   + (f"  {r['reason']}" if r["reason"] else ""))
+    if not report["recorded"]:
+        click.echo("some downloads failed: the index version was not recorded; run "
+                   "`suture sync` again to fetch what is missing", err=True)
+    sys.exit(code)
+
+
+def _describe(target: Dict[str, Any]) -> str:
+    if target.get("from_version"):
+        return f"{target.get('name')} {target['from_version']}\u2192{target.get('to_version')}"
+    return str(target.get("name"))
