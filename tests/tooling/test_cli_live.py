@@ -422,3 +422,91 @@ def test_status_cannot_tell_who_needs_a_patch_built_from_directories(
     assert cli(rundir, "apply", str(versions["patch"]), "--pid", str(target.pid)).returncode == 0
     code, doc = report(rundir, "--pid", str(target.pid))
     assert code == 0 and states(doc, str(versions["id"])) == {target.pid: ("fixed", "")}
+
+
+# -- suture vex: the same view, as OpenVEX for scanners -----------------------------------
+
+def vex_statements(rundir: str) -> Dict[str, Dict[str, Any]]:
+    out = cli(rundir, "vex")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["@context"] == "https://openvex.dev/ns/v0.2.0"
+    assert doc["@id"].startswith("urn:suture:vex:") and doc["version"] == 1
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", doc["timestamp"])
+    by_cve: Dict[str, Dict[str, Any]] = {}
+    for s in doc["statements"]:
+        assert s["products"] == [{"@id": f"pkg:pypi/{PKG}@1.0"}]
+        assert s["status"] in ("affected", "fixed", "not_affected", "under_investigation")
+        by_cve[s["vulnerability"]["name"]] = s
+    return by_cve
+
+
+def test_vex_says_affected_then_fixed_then_not_affected(
+        dists: Dict[str, Path], rundir: str, state: Path,
+        start_target: Callable[..., Target]) -> None:
+    exposed = start_target(dists["1.0"])
+    other = start_target(dists["2.0"])
+    out = cli(rundir, "install", str(dists["fix"]))
+    assert out.returncode == 0, out.stderr
+    fid = patch_id(dists["fix"])
+
+    (s,) = vex_statements(rundir).values()
+    assert s["vulnerability"]["name"] == "CVE-2099-101" and s["status"] == "affected"
+    assert s["action_statement"].startswith(
+        f"1 running process(es) (pids {exposed.pid}) run {PKG} 1.0 without Suture patch "
+        f"{fid[:12]}: apply it")
+
+    out = cli(rundir, "apply", str(dists["fix"]), "--pid", str(exposed.pid))
+    assert out.returncode == 0, out.stdout + out.stderr
+    (s,) = vex_statements(rundir).values()
+    assert s["status"] == "fixed"
+    assert s["status_notes"].startswith(
+        f"Fixed in memory by Suture patch {fid[:12]} in every running process that loads "
+        f"{PKG} 1.0 (1: pids {exposed.pid}).")
+    assert str(other.pid) not in s["status_notes"].split("without the Suture agent")[0]
+
+    exposed.proc.kill()
+    exposed.proc.wait()
+    (s,) = vex_statements(rundir).values()
+    assert (s["status"], s["justification"]) == ("not_affected",
+                                                 "vulnerable_code_not_in_execute_path")
+
+
+# -- suture metrics: the same view for Prometheus ------------------------------------------
+
+def scrape(rundir: str, *args: str) -> Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = cli(rundir, "metrics", *args)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout if not args else Path(args[-1]).read_text()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_metrics_follow_the_exposure_of_processes(
+        dists: Dict[str, Path], rundir: str, state: Path, tmp_path: Path,
+        start_target: Callable[..., Target]) -> None:
+    exposed = start_target(dists["1.0"])
+    start_target(dists["2.0"])
+    assert cli(rundir, "install", str(dists["fix"])).returncode == 0
+    fid = patch_id(dists["fix"])[:12]
+
+    m = scrape(rundir)
+    assert m[("suture_exposed_processes", (("cve", "CVE-2099-101"),))] == 1
+    assert m[("suture_processes", (("state", "exposed"),))] == 1
+    assert m[("suture_processes", (("state", "ok"),))] == 1
+    assert m[("suture_patch_processes", (("patch", fid), ("state", "not affected")))] == 1
+    assert m[("suture_operations_total", (("op", "install"), ("result", "installed")))] == 1
+    assert m[("suture_apply_pause_seconds_count", ())] == 0
+
+    assert cli(rundir, "apply", str(dists["fix"]), "--pid", str(exposed.pid)).returncode == 0
+    prom = tmp_path / "suture.prom"
+    m = scrape(rundir, "--textfile", str(prom))
+    assert m[("suture_exposed_processes", (("cve", "CVE-2099-101"),))] == 0
+    assert m[("suture_processes", (("state", "exposed"),))] == 0
+    assert m[("suture_patch_processes", (("patch", fid), ("state", "fixed")))] == 1
+    assert m[("suture_operations_total", (("op", "apply"), ("result", "applied")))] == 1
+    assert m[("suture_apply_pause_seconds_count", ())] == 1
+    assert 0 < m[("suture_apply_pause_seconds_sum", ())] < 0.1
+    assert m[("suture_apply_pause_seconds_bucket", (("le", "+Inf"),))] == 1

@@ -967,10 +967,10 @@ def _fail(exc: SutureError, as_json: bool, code: int = 1) -> NoReturn:
     sys.exit(code)
 
 
-from .cli_fleet import feed, sync  # noqa: E402  (uses the helpers above)
+from .cli_fleet import feed, metrics, sync, vex  # noqa: E402  (uses the helpers above)
 
-main.add_command(feed)
-main.add_command(sync)
+for _command in (feed, metrics, sync, vex):
+    main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

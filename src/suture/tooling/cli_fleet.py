@@ -110,3 +110,61 @@ def _describe(target: Dict[str, Any]) -> str:
     if target.get("from_version"):
         return f"{target.get('name')} {target['from_version']}\u2192{target.get('to_version')}"
     return str(target.get("name"))
+
+
+@click.command()
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the document here (default: standard output).")
+def vex(output: Path) -> None:
+    """Write an OpenVEX document for this host: per CVE of the installed patches and the
+    release it affects, whether the running processes are fixed in memory, still affected
+    (or need a restart), or not affected. Built from what `suture status` sees.
+    Exit codes: 0 written, 1 the store cannot be read."""
+    import json
+
+    from ..runtime import store
+    from ..runtime.patchfile import load
+    from . import fleet
+    from . import vex as vex_mod
+
+    cli = _cli()
+    try:
+        known = [load(d) for d, _ in store.load_installed()]
+        report = fleet.status(patches=known)
+    except SutureError as exc:
+        cli._fail(exc, True)
+    partial = {p.id: [str(x) for x in p.meta.get("excluded") or []]
+               for p in known if p.meta.get("partial")}
+    text = json.dumps(vex_mod.document(report, partial=partial), indent=2, sort_keys=True)
+    if output is None:
+        click.echo(text)
+    else:
+        output.write_text(text + "\n", encoding="utf-8")
+
+
+@click.command()
+@click.option("--textfile", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write to this .prom file atomically (node-exporter's textfile "
+                   "collector) instead of standard output.")
+def metrics(textfile: Path) -> None:
+    """Print this host's Prometheus metrics: processes by state, exposed processes per CVE,
+    per-patch states, audited operations, apply pauses, feed syncs.
+    Exit codes: 0 written, 1 the store cannot be read."""
+    from ..runtime import store
+    from ..runtime.patchfile import load
+    from . import fleet
+    from . import metrics as metrics_mod
+
+    cli = _cli()
+    try:
+        known = [load(d) for d, _ in store.load_installed()]
+        report = fleet.status(patches=known)
+        audit = store.audit_log()
+    except SutureError as exc:
+        cli._fail(exc, False)
+    text = metrics_mod.render(report, audit,
+                              metrics_mod.feed_states(Path(store.state_dir()) / "feeds"))
+    if textfile is None:
+        click.echo(text, nl=False)
+    else:
+        metrics_mod.write_textfile(textfile, text)
