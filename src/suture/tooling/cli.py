@@ -536,11 +536,10 @@ def apply(file: Path, pids: Sequence[int], select_all: bool, wait_quiescent: Opt
     patch was reverted everywhere this command applied it; 1 some process failed, a
     revert after --watch failed, or an error.
     """
-    import os
 
     from ..runtime import store
     from ..runtime.errors import MarkedBad
-    from . import fleet, rollout
+    from . import rollout
 
     data = file.read_bytes()
     patch, _ = _verified(data, allow_unsigned, as_json)
@@ -556,51 +555,42 @@ def apply(file: Path, pids: Sequence[int], select_all: bool, wait_quiescent: Opt
     if health is not None and watch_s is None:
         watch_s = 30.0
     targets = _targets(pids, select_all, as_json)
-    starts = {pid: rollout.start_time(pid) for pid in targets}   # before: see watch()
-    rows = fleet.apply(data, patch, targets, select_all=select_all,
-                       wait_quiescent=wait_quiescent, progress=_progress, parallel=parallel)
-    code = fleet.exit_code(rows)
-    out: Dict[str, Any] = {"patch": patch.id, "target": patch.target,
-                           "processes": [r.to_dict() for r in rows]}
-    if not as_json:
+    check = rollout.HealthCheck(health, health_timeout) if health else None
+    watched = [0]
+
+    def show_rows(rows: List[Any], n: int = 0) -> None:
+        watched[0] = n
+        if as_json:
+            return
         click.echo(f"patch {patch.short_id} ({patch.describe()})")
         _render_rows(rows, "apply to")
-    # A "failed" row may be a process the patch killed before it could answer: watched
-    # too (dead: the watch fails at once; alive: the revert skips it if nothing applied).
-    watched = [r.pid for r in rows if r.outcome in ("applied", "pending import", "failed")]
-    if watch_s and watched:
-        check = rollout.HealthCheck(health, health_timeout) if health else None
-        if not as_json:
-            click.echo(f"watching {len(watched)} process(es) for {watch_s:g} s"
+        if n:
+            click.echo(f"watching {n} process(es) for {watch_s:g} s"
                        + (f", health check {health!r} every {health_interval:g} s"
                           if health else ""), err=True)
-        report = rollout.watch(watched, watch_s, check, health_interval, starts)
-        out["watch"] = report.to_dict()
-        try:
-            store.audit("watch", patch.id, report.result, os.getpid(), os.getuid(),
-                        report.reason)
-        except SutureError:
-            pass  # the outcome below does not depend on the log
-        if report.failed:
-            alive = [pid for pid in watched if pid not in report.died]
-            reverted = fleet.revert(patch.id, alive, select_all=True, progress=_progress,
-                                    parallel=parallel)
-            out["watch"]["reverted"] = [r.to_dict() for r in reverted]
-            try:
-                store.mark_bad(patch.id, report.reason, os.getuid())
-                out["watch"]["marked_bad"] = True
-            except SutureError as exc:
-                out["watch"]["marked_bad"] = False
-                click.echo(f"error: the patch could not be marked bad: {exc}", err=True)
-            code = 1 if any(r.outcome == "failed" for r in reverted) else 3
-            if not as_json:
-                click.echo(f"WATCH FAILED: {report.reason}", err=True)
-                _render_rows(reverted, "revert in")
-                click.echo(f"patch {patch.short_id} marked bad on this host: not applied again "
-                           f"until `suture bad clear {patch.short_id}`", err=True)
-        elif not as_json:
-            click.echo(f"watch passed: {len(watched)} process(es) alive for {watch_s:g} s"
-                       + (f", {report.checks} health check(s) passed" if check else ""))
+
+    done = rollout.apply_watched(
+        data, patch, targets, select_all=select_all, wait_quiescent=wait_quiescent,
+        parallel=parallel, check=check, watch_s=watch_s, interval=health_interval,
+        progress=_progress, on_watch=show_rows)
+    out: Dict[str, Any] = {"patch": patch.id, "target": patch.target, **done.to_dict()}
+    code = done.exit_code()
+    w = done.watch
+    if w is None:
+        show_rows(done.rows)
+    elif as_json:
+        pass
+    elif w.failed:
+        click.echo(f"WATCH FAILED: {w.reason}", err=True)
+        _render_rows(done.reverted, "revert in")
+        if done.marked_bad:
+            click.echo(f"patch {patch.short_id} marked bad on this host: not applied again "
+                       f"until `suture bad clear {patch.short_id}`", err=True)
+        else:
+            click.echo("error: the patch could not be marked bad", err=True)
+    else:
+        click.echo(f"watch passed: {watched[0]} process(es) alive for {watch_s:g} s"
+                   + (f", {w.checks} health check(s) passed" if check else ""))
     if as_json:
         _emit_json(out)
     sys.exit(code)
@@ -967,9 +957,9 @@ def _fail(exc: SutureError, as_json: bool, code: int = 1) -> NoReturn:
     sys.exit(code)
 
 
-from .cli_fleet import feed, metrics, sync, vex  # noqa: E402  (uses the helpers above)
+from .cli_fleet import daemon, feed, metrics, sync, vex  # noqa: E402  (uses the helpers above)
 
-for _command in (feed, metrics, sync, vex):
+for _command in (daemon, feed, metrics, sync, vex):
     main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Dict, Sequence
+from typing import Any, Sequence
 
 import click
 
@@ -98,18 +98,12 @@ def sync(source: str, as_json: bool) -> None:
     click.echo(f"feed {report['feed']} from {report['source']}: index version "
                f"{report['version']} (signed by {', '.join(report['signed_by'])})")
     for r in rows:
-        click.echo(f"  {r['outcome']:<8} {r['id'][:12]}  {_describe(r['target'])}"
+        click.echo(f"  {r['outcome']:<8} {r['id'][:12]}  {feed_mod.describe(r['target'])}"
                    + (f"  {r['reason']}" if r["reason"] else ""))
     if not report["recorded"]:
         click.echo("some downloads failed: the index version was not recorded; run "
                    "`suture sync` again to fetch what is missing", err=True)
     sys.exit(code)
-
-
-def _describe(target: Dict[str, Any]) -> str:
-    if target.get("from_version"):
-        return f"{target.get('name')} {target['from_version']}\u2192{target.get('to_version')}"
-    return str(target.get("name"))
 
 
 @click.command()
@@ -168,3 +162,42 @@ def metrics(textfile: Path) -> None:
         click.echo(text, nl=False)
     else:
         metrics_mod.write_textfile(textfile, text)
+
+
+@click.command()
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="daemon.toml (default: in the config directory, beside trust.toml).")
+@click.option("--once", is_flag=True, help="Run one cycle and exit (cron, tests).")
+@click.option("--json", "as_json", is_flag=True, help="With --once: print the cycle's report.")
+def daemon(config_file: str, once: bool, as_json: bool) -> None:
+    """Keep this host patched: sync the feeds, install patches when they are due for this
+    host's ring (delay, maintenance window), apply them to exposed processes (health watch,
+    revert and mark bad on failure). State: <state dir>/daemon.json. See docs/fleet.md.
+    Exit codes: 0 stopped (SIGTERM) or --once done, 1 configuration or cycle error."""
+    import json
+    import signal
+    import threading
+
+    from . import daemon as daemon_mod
+
+    cli = _cli()
+    try:
+        cfg = daemon_mod.load_config(config_file)
+    except SutureError as exc:
+        cli._fail(exc, as_json)
+    if once:
+        try:
+            report = daemon_mod.cycle(cfg, log=lambda m: click.echo(m, err=True))
+        except SutureError as exc:
+            cli._fail(exc, as_json)
+        if as_json:
+            cli._emit_json(report)
+        else:
+            click.echo(json.dumps(report["processes"], indent=1))
+        return
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    click.echo(f"suture daemon: ring {cfg.ring}, {len(cfg.feeds)} feed(s), every "
+               f"{cfg.interval:g} s ({cfg.path})", err=True)
+    sys.exit(daemon_mod.run(cfg, stop=stop))

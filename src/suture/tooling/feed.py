@@ -252,6 +252,13 @@ def publish(files: Sequence[Path], to: Path, key: Ed25519PrivateKey, *,
 
 # ------------------------------------------------------------------------------- sync
 
+def describe(target: Dict[str, Any]) -> str:
+    """``name old→new`` of an index entry's target."""
+    if target.get("from_version"):
+        return f"{target.get('name')} {target['from_version']}\u2192{target.get('to_version')}"
+    return str(target.get("name"))
+
+
 def mirror_dir(feed: str) -> Path:
     return Path(store.state_dir()) / "feeds" / feed
 

@@ -128,3 +128,73 @@ def watch(pids: Sequence[int], seconds: float, check: Optional[HealthCheck] = No
         if now >= end:
             return report
         time.sleep(max(0.0, min(interval, end - now)))
+
+
+@dataclass
+class Rollout:
+    """What ``apply_watched`` did: the apply's rows, and the watch with its aftermath."""
+    rows: List[Any]
+    watch: Optional[WatchReport] = None
+    reverted: List[Any] = field(default_factory=list)
+    marked_bad: Optional[bool] = None     # None: no failure; False: the mark failed
+
+    def exit_code(self) -> int:
+        """``fleet.exit_code`` of the apply; after a failed watch 3 (1 if a revert failed)."""
+        from . import fleet
+
+        if self.watch is not None and self.watch.failed:
+            return 1 if any(r.outcome == "failed" for r in self.reverted) else 3
+        return fleet.exit_code(self.rows)
+
+    def to_dict(self) -> Dict[str, Any]:
+        out: Dict[str, Any] = {"processes": [r.to_dict() for r in self.rows]}
+        if self.watch is not None:
+            out["watch"] = self.watch.to_dict()
+            if self.watch.failed:
+                out["watch"]["reverted"] = [r.to_dict() for r in self.reverted]
+                out["watch"]["marked_bad"] = bool(self.marked_bad)
+        return out
+
+
+def apply_watched(data: bytes, patch: Any, pids: Sequence[int], *, select_all: bool = False,
+                  wait_quiescent: Optional[float] = None, parallel: Optional[int] = None,
+                  check: Optional[HealthCheck] = None, watch_s: Optional[float] = None,
+                  interval: float = 1.0, progress: Optional[Callable[..., None]] = None,
+                  on_watch: Optional[Callable[[List[Any], int], None]] = None) -> Rollout:
+    """Apply to ``pids``; with ``watch_s``, watch them (and ``check``) that long, and on a
+    failure revert everywhere this apply reached and mark the patch bad on this host.
+    ``on_watch(rows, n)`` is called when the watch of ``n`` processes starts. The one
+    implementation behind ``suture apply --watch`` and the daemon."""
+    import os
+
+    from ..runtime import store
+    from ..runtime.errors import SutureError
+    from . import fleet
+
+    starts = {pid: start_time(pid) for pid in pids}      # before: see watch()
+    done = Rollout(fleet.apply(data, patch, pids, select_all=select_all,
+                               wait_quiescent=wait_quiescent, progress=progress,
+                               parallel=parallel))
+    # A "failed" row may be a process the patch killed before it could answer: watched
+    # too (dead: the watch fails at once; alive: the revert skips it if nothing applied).
+    watched = [r.pid for r in done.rows if r.outcome in ("applied", "pending import", "failed")]
+    if not watch_s or not watched:
+        return done
+    if on_watch is not None:
+        on_watch(done.rows, len(watched))
+    done.watch = watch(watched, watch_s, check, interval, starts)
+    try:
+        store.audit("watch", patch.id, done.watch.result, os.getpid(), os.getuid(),
+                    done.watch.reason)
+    except SutureError:
+        pass  # the outcome does not depend on the log
+    if done.watch.failed:
+        alive = [pid for pid in watched if pid not in done.watch.died]
+        done.reverted = fleet.revert(patch.id, alive, select_all=True, progress=progress,
+                                     parallel=parallel)
+        try:
+            store.mark_bad(patch.id, done.watch.reason, os.getuid())
+            done.marked_bad = True
+        except SutureError:
+            done.marked_bad = False
+    return done

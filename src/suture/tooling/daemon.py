@@ -1,0 +1,333 @@
+"""The host daemon: sync feeds, install patches when due, apply them to running processes.
+
+One ``cycle`` (docs/fleet.md, "Host daemon"):
+
+1. sync every configured feed (``feed.sync``) into the host's feed mirrors;
+2. for each patch of the mirrors: due when it was released to this host's ring (or an
+   earlier one) at least ``delay[ring]`` ago, inside the maintenance window if one is
+   set, and not marked bad. A due patch is installed in the store (so agents of
+   processes started later apply it) after its signatures are checked again;
+3. every process still exposed to an installed patch gets it (``rollout.apply_watched``:
+   with ``health``, watched, reverted everywhere and marked bad on failure). A process
+   that refused a patch is not asked again for that patch (the refusal stays in the
+   daemon's state, keyed by pid and start time, so a new process with a reused pid is);
+4. the per-process view is written to ``<state dir>/daemon.json`` and, if configured,
+   the Prometheus textfile.
+
+The daemon holds nothing in memory that matters: the store (installs, audit, bad marks),
+the mirrors and ``daemon.json`` say where it was, so a restarted daemon carries on.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import re
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from ..runtime import store
+from ..runtime.errors import SutureError
+from ..runtime.patchfile import load
+from . import feed, fleet, rollout, trust
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.9/3.10 by the same tests
+    import tomli as tomllib
+
+CONFIG_FILE = "daemon.toml"
+STATE_FILE = "daemon.json"
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d)?$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+_WINDOW = re.compile(r"^(?:(?P<days>[A-Za-z,]+)\s+)?(?P<a>\d\d):(?P<b>\d\d)-(?P<c>\d\d):(?P<d>\d\d)$")
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class DaemonConfigError(trust.TrustPolicyError):
+    """``daemon.toml`` cannot be used (unsafe file, not TOML, a bad field)."""
+
+    code = "SUT-E115"
+
+
+def duration(value: Any, what: str) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    m = _DURATION.match(str(value).strip())
+    if not m:
+        raise DaemonConfigError(f"{what}: {value!r} is not a duration like 30s, 5m, 2h, 1d")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+@dataclass(frozen=True)
+class Window:
+    """Daily (or on some weekdays) local-time window, e.g. ``"sat,sun 02:00-04:00"``."""
+    days: Tuple[int, ...]
+    start: int               # minutes after midnight
+    end: int
+
+    @classmethod
+    def parse(cls, text: str) -> "Window":
+        m = _WINDOW.match(text.strip())
+        if not m:
+            raise DaemonConfigError(f"window: {text!r} is not like \"02:00-04:00\" or "
+                                    "\"sat,sun 02:00-04:00\"")
+        names = [d.strip().lower()[:3] for d in (m.group("days") or "").split(",") if d.strip()]
+        if any(n not in _DAYS for n in names):
+            raise DaemonConfigError(f"window: unknown day in {text!r}")
+        start = int(m.group("a")) * 60 + int(m.group("b"))
+        end = int(m.group("c")) * 60 + int(m.group("d"))
+        if not (0 <= start < 1440 and 0 < end <= 1440 and start != end):
+            raise DaemonConfigError(f"window: {text!r} is not a time range")
+        return cls(tuple(_DAYS.index(n) for n in names) or tuple(range(7)), start, end)
+
+    def contains(self, when: _dt.datetime) -> bool:
+        local = when.astimezone()
+        minute = local.hour * 60 + local.minute
+        if self.start < self.end:
+            return local.weekday() in self.days and self.start <= minute < self.end
+        # over midnight: the part after midnight belongs to the previous day's window
+        if minute >= self.start:
+            return local.weekday() in self.days
+        return minute < self.end and (local.weekday() - 1) % 7 in self.days
+
+
+@dataclass
+class Config:
+    feeds: List[str]
+    interval: float = 300.0
+    ring: str = "broad"
+    delays: Dict[str, float] = field(default_factory=lambda: {c: 0.0 for c in feed.CHANNELS})
+    window: Optional[Window] = None
+    health: Optional[str] = None
+    watch: float = 0.0
+    health_interval: float = 1.0
+    textfile: Optional[Path] = None
+    path: str = ""
+
+
+def config_path() -> str:
+    return os.path.join(trust.config_dir(), CONFIG_FILE)
+
+
+def load_config(path: Optional[str] = None) -> Config:
+    path = path or config_path()
+    try:
+        trust._check_owned(path)
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError as exc:
+        raise DaemonConfigError(f"no daemon configuration at {path} (docs/fleet.md)",
+                                details={"path": path}) from exc
+    except trust.TrustPolicyError as exc:
+        raise DaemonConfigError(exc.message.replace("trust policy", "daemon configuration"),
+                                details=exc.details) from exc
+    except (OSError, ValueError) as exc:
+        raise DaemonConfigError(f"cannot read {path}: {exc}", details={"path": path}) from exc
+    known = {"feeds", "interval", "ring", "delay", "window", "health", "watch",
+             "health_interval", "textfile"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise DaemonConfigError(f"{path}: unknown field(s) {', '.join(unknown)}",
+                                details={"path": path, "unknown": unknown})
+    feeds = raw.get("feeds", [])
+    if not isinstance(feeds, list) or not all(isinstance(f, str) for f in feeds):
+        raise DaemonConfigError(f"{path}: feeds must be a list of URLs or directories")
+    ring = raw.get("ring", "broad")
+    if ring not in feed.CHANNELS:
+        raise DaemonConfigError(f"{path}: ring must be one of {', '.join(feed.CHANNELS)}")
+    delay = raw.get("delay", {})
+    if not isinstance(delay, dict) or set(delay) - set(feed.CHANNELS):
+        raise DaemonConfigError(f"{path}: delay must map rings ({', '.join(feed.CHANNELS)}) "
+                                "to durations")
+    cfg = Config(feeds=list(feeds), ring=ring, path=path,
+                 interval=duration(raw.get("interval", "5m"), "interval"),
+                 watch=duration(raw.get("watch", 0), "watch"),
+                 health_interval=duration(raw.get("health_interval", 1), "health_interval"))
+    cfg.delays.update({k: duration(v, f"delay.{k}") for k, v in delay.items()})
+    if raw.get("window"):
+        cfg.window = Window.parse(str(raw["window"]))
+    if raw.get("health"):
+        cfg.health = str(raw["health"])
+        cfg.watch = cfg.watch or 30.0
+    if raw.get("textfile"):
+        cfg.textfile = Path(str(raw["textfile"]))
+    return cfg
+
+
+# ------------------------------------------------------------------------------- a cycle
+
+def _state_path() -> Path:
+    return Path(store.state_dir()) / STATE_FILE
+
+
+def _read_state() -> Dict[str, Any]:
+    try:
+        state = json.loads(_state_path().read_text(encoding="utf-8"))
+        return state if isinstance(state, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _due(entry: Dict[str, Any], cfg: Config, now: _dt.datetime) -> Tuple[bool, str]:
+    released = feed.released(entry, cfg.ring)
+    if released is None:
+        return False, f"not released to the {cfg.ring} ring yet"
+    due = feed.parse_time(released) + _dt.timedelta(seconds=cfg.delays.get(cfg.ring, 0.0))
+    if now < due:
+        return False, f"due at {due.strftime('%Y-%m-%dT%H:%M:%SZ')} ({cfg.ring} ring delay)"
+    if cfg.window is not None and not cfg.window.contains(now):
+        return False, "due, waiting for the maintenance window"
+    return True, "due"
+
+
+def cycle(cfg: Config, *, now: Optional[_dt.datetime] = None,
+          policy: Optional[trust.Policy] = None,
+          log: Callable[[str], None] = lambda _: None) -> Dict[str, Any]:
+    """One pass: sync, install what is due, apply to exposed processes. Returns the report
+    also written to ``daemon.json``."""
+    now = now or _dt.datetime.now(_dt.timezone.utc)
+    policy = policy if policy is not None else trust.load_policy()
+    state = _read_state()
+    refused: Dict[str, str] = dict(state.get("refused") or {})
+    report: Dict[str, Any] = {"at": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "ring": cfg.ring,
+                              "feeds": [], "patches": [], "applied": [], "processes": []}
+    for source in cfg.feeds:
+        try:
+            synced = feed.sync(source, policy=policy, now=report["at"])
+            report["feeds"].append({"source": source, "feed": synced["feed"],
+                                    "version": synced["version"], "ok": synced["recorded"],
+                                    "refused": [r["id"] for r in synced["patches"]
+                                                if r["outcome"] == "refused"]})
+        except SutureError as exc:
+            report["feeds"].append({"source": source, "ok": False, "error": exc.message})
+            log(f"sync {source}: {exc.message}")
+    bad = store.bad_patches()
+    installed = {row["id"] for row in store.installed()}
+    for mirror in sorted((Path(store.state_dir()) / "feeds").glob("*/" + feed.INDEX_FILE)):
+        try:
+            index = feed.read_index(mirror.read_bytes(), policy, report["at"])
+        except SutureError as exc:
+            log(f"{mirror}: {exc.message}")
+            continue
+        for entry in index.patches:
+            row = {"id": entry["id"], "feed": index.feed, "target": entry["target"],
+                   "cves": entry["cves"]}
+            ok, why = _due(entry, cfg, now)
+            if ok and entry["id"] in bad:
+                ok, why = False, f"marked bad: {bad[entry['id']]['reason']}"
+            path = mirror.parent / entry["path"]
+            if ok and entry["id"] not in installed:
+                try:
+                    data = path.read_bytes()
+                    _, record = trust.require(data, policy=policy)
+                    store.install(data, record)
+                    store.audit("install", entry["id"], "installed", os.getpid(),
+                                os.getuid(), f"daemon, ring {cfg.ring}")
+                    installed.add(entry["id"])
+                    log(f"installed {entry['id'][:12]} ({feed.describe(entry['target'])})")
+                except (OSError, SutureError) as exc:
+                    ok, why = False, f"not installed: {getattr(exc, 'message', exc)}"
+            report["patches"].append(dict(row, state="installed" if ok else "waiting",
+                                          reason="" if ok else why))
+    _apply_exposed(cfg, report, refused, log)
+    state = {"at": report["at"], "refused": refused, "report": report}
+    feed._write_atomic(_state_path(), json.dumps(state, indent=1).encode("utf-8"), 0o600)
+    if cfg.textfile is not None:
+        from . import metrics
+        text = metrics.render(report["status"], store.audit_log(),
+                              metrics.feed_states(Path(store.state_dir()) / "feeds"))
+        metrics.write_textfile(cfg.textfile, text)
+    report.pop("status", None)
+    return report
+
+
+def _apply_exposed(cfg: Config, report: Dict[str, Any], refused: Dict[str, str],
+                   log: Callable[[str], None]) -> None:
+    files: Dict[str, Tuple[bytes, Any]] = {}
+    bad = store.bad_patches()
+    for data, record in store.load_installed():
+        if record is not None:          # agents refuse rows without a trust record too
+            patch = load(data)
+            files[patch.id] = (data, patch)
+    known = {pid: patch for pid, (_, patch) in files.items()}
+    for pid in bad:                     # installed, then marked bad: never applied again
+        files.pop(pid, None)
+    status = fleet.status(patches=list(known.values()))
+    for entry in status["patches"]:
+        if entry["id"] not in files:
+            continue
+        data, patch = files[entry["id"]]
+        targets = []
+        for proc in entry["processes"]:
+            key = f"{entry['id']}:{proc['pid']}:{rollout.start_time(proc['pid'])}"
+            if proc["state"] == "exposed" and key not in refused:
+                targets.append(proc["pid"])
+        if not targets:
+            continue
+        check = rollout.HealthCheck(cfg.health) if cfg.health else None
+        done = rollout.apply_watched(data, patch, targets, check=check,
+                                     watch_s=cfg.watch or None, interval=cfg.health_interval)
+        for r in done.rows:
+            if r.outcome == "refused":
+                refused[f"{entry['id']}:{r.pid}:{rollout.start_time(r.pid)}"] = r.reason
+        report["applied"].append({"patch": entry["id"], **done.to_dict()})
+        log(f"applied {entry['id'][:12]} to {len(targets)} process(es): "
+            + ", ".join(f"{r.pid} {r.outcome}" for r in done.rows)
+            + (f"; watch {done.watch.result}" if done.watch else ""))
+    status = fleet.status(patches=list(known.values()))
+    report["status"] = status
+    for proc in status["processes"]:
+        if proc["state"] == "unknown":
+            continue
+        report["processes"].append({"pid": proc["pid"], "command": proc["command"],
+                                    "patches": _process_view(proc["pid"], status, refused,
+                                                             known)})
+
+
+def _process_view(pid: int, status: Dict[str, Any], refused: Dict[str, str],
+                  known: Dict[str, Any]) -> List[Dict[str, str]]:
+    """Per known patch: applied, pending import, refused (why), restart required, exposed,
+    not affected."""
+    out = []
+    for entry in status["patches"]:
+        for p in entry["processes"]:
+            if p["pid"] != pid:
+                continue
+            state, reason = p["state"], p["reason"]
+            why = next((v for k, v in refused.items() if k.startswith(f"{entry['id']}:{pid}:")),
+                       None)
+            if state == "exposed" and why:
+                state, reason = "refused", why
+            elif state == "fixed":
+                patch = known.get(entry["id"])
+                excluded = list(patch.meta.get("excluded") or []) if patch is not None else []
+                state = "restart required" if excluded else "applied"
+                reason = f"left out of the patch: {', '.join(excluded)}" if excluded else ""
+            out.append({"patch": entry["id"], "state": state, "reason": reason})
+    return out
+
+
+def run(cfg: Config, *, once: bool = False, stop: Optional[threading.Event] = None,
+        log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)) -> int:
+    """Cycle every ``cfg.interval`` until ``stop`` is set (SIGTERM/SIGINT in the CLI)."""
+    stop = stop or threading.Event()
+    while True:
+        started = time.monotonic()
+        try:
+            report = cycle(cfg, log=log)
+            log(f"cycle done: {len(report['patches'])} patch(es) known, "
+                f"{len(report['applied'])} apply run(s)")
+        except SutureError as exc:
+            log(f"cycle failed: {exc}")
+            if once:
+                return 1
+        if once:
+            return 0
+        if stop.wait(max(0.0, cfg.interval - (time.monotonic() - started))):
+            return 0

@@ -1,0 +1,125 @@
+"""`suture daemon --once` end to end: a feed, real target processes with the agent, the
+host's ring, delays and health check (suture.tooling.daemon)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+from typing import Any, Callable, Dict, List
+
+import pytest
+
+from suture.runtime import store
+from suture.tooling import feed
+
+from signing import KEY
+from test_cli_live import (Target, cli, dists, patch_id, rundir, start_target,  # noqa: F401
+                           state, write_dist)
+
+pytestmark = pytest.mark.slow
+
+
+def ago(hours: float) -> str:
+    return (datetime.datetime.now(datetime.timezone.utc)
+            - datetime.timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def config(tmp_path: Path, feed_dir: Path, **fields: Any) -> Path:
+    lines = [f"feeds = [{json.dumps(str(feed_dir))}]"]
+    for key, value in fields.items():
+        if isinstance(value, dict):
+            lines.append(f"[{key}]")
+            lines += [f"{k} = {json.dumps(v)}" for k, v in value.items()]
+        else:
+            lines.insert(1, f"{key} = {json.dumps(value)}")
+    path = tmp_path / f"daemon-{len(list(tmp_path.glob('daemon-*')))}.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def once(rundir: str, path: Path) -> Dict[str, Any]:
+    out = cli(rundir, "daemon", "--config", str(path), "--once", "--json")
+    assert out.returncode == 0, out.stdout + out.stderr
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+def view(report: Dict[str, Any], pid: int) -> List[Any]:
+    (proc,) = [p for p in report["processes"] if p["pid"] == pid]
+    return [(p["state"], p["reason"]) for p in proc["patches"]]
+
+
+def test_a_patch_reaches_a_host_when_its_ring_and_delay_say_so(
+        dists: Dict[str, Path], rundir: str, state: Path, tmp_path: Path,
+        start_target: Callable[..., Target]) -> None:
+    target = start_target(dists["1.0"])
+    fid = patch_id(dists["fix"])
+    src = tmp_path / "feed"
+    feed.publish([dists["fix"]], src, KEY, channel="canary", feed="acme", now=ago(2))
+
+    # A broad host: released to canary only, so not even installed.
+    report = once(rundir, config(tmp_path, src, ring="broad"))
+    (p,) = report["patches"]
+    assert (p["id"], p["state"], p["reason"]) == (fid, "waiting",
+                                                   "not released to the broad ring yet")
+    assert store.installed() == [] and report["applied"] == []
+
+    # Promoted to broad an hour ago; broad hosts wait 2 h after a release.
+    feed.publish([dists["fix"]], src, KEY, channel="broad", feed="acme", now=ago(1))
+    report = once(rundir, config(tmp_path, src, ring="broad", delay={"broad": "2h"}))
+    (p,) = report["patches"]
+    assert p["state"] == "waiting" and p["reason"].startswith("due at ")
+    assert store.installed() == []
+
+    # Due: installed, applied to the exposed process, which now runs the fix.
+    report = once(rundir, config(tmp_path, src, ring="broad", delay={"broad": "30m"}))
+    assert [r["id"] for r in store.installed()] == [fid]
+    ((applied,),) = [a["processes"] for a in report["applied"]]
+    assert (applied["pid"], applied["outcome"]) == (target.pid, "applied")
+    target.wait_for("new")
+    assert view(report, target.pid) == [("applied", "")]
+
+    # The next cycle (or a restarted daemon) has nothing to do.
+    report = once(rundir, config(tmp_path, src, ring="broad"))
+    assert report["applied"] == [] and view(report, target.pid) == [("applied", "")]
+
+
+def test_a_failed_health_check_reverts_marks_bad_and_stops_the_rollout(
+        dists: Dict[str, Path], rundir: str, state: Path, tmp_path: Path,
+        start_target: Callable[..., Target]) -> None:
+    target = start_target(dists["1.0"])
+    fid = patch_id(dists["fix"])
+    src = tmp_path / "feed"
+    feed.publish([dists["fix"]], src, KEY, feed="acme", now=ago(1))
+    path = config(tmp_path, src, health="exit 1", watch="1s", health_interval="0.2s")
+    report = once(rundir, path)
+    (run,) = report["applied"]
+    assert run["watch"]["result"] == "failed" and run["watch"]["marked_bad"] is True
+    assert [r["outcome"] for r in run["watch"]["reverted"]] == ["reverted"]
+    assert target.observed() == "old"
+    assert fid in store.bad_patches()
+
+    report = once(rundir, path)
+    (p,) = report["patches"]
+    assert p["state"] == "waiting" and p["reason"].startswith("marked bad: health check failed")
+    assert report["applied"] == []
+
+
+def test_a_process_that_refuses_is_reported_and_not_asked_again(
+        dists: Dict[str, Path], rundir: str, state: Path, tmp_path: Path,
+        start_target: Callable[..., Target]) -> None:
+    # The release's version, but other code: the agent refuses (baseline mismatch).
+    edited = write_dist(tmp_path / "edited", "edited locally", "1.0")
+    target = start_target(edited)
+    src = tmp_path / "feed"
+    feed.publish([dists["fix"]], src, KEY, feed="acme", now=ago(1))
+    path = config(tmp_path, src)
+    report = once(rundir, path)
+    ((row,),) = [a["processes"] for a in report["applied"]]
+    assert (row["pid"], row["outcome"], row["code"]) == (target.pid, "refused", "SUT-E201")
+    ((st, why),) = view(report, target.pid)
+    assert st == "refused" and "does not match the baseline" in why
+
+    report = once(rundir, path)
+    assert report["applied"] == []
+    assert view(report, target.pid)[0][0] == "refused"
