@@ -13,9 +13,12 @@ import pytest
 from suture.runtime import store
 from suture.tooling import feed
 
+import test_cli_live as live
 from signing import KEY
-from test_cli_live import (Target, cli, dists, patch_id, rundir, start_target,  # noqa: F401
-                           state, write_dist)
+from test_cli_live import Target, cli, patch_id, write_dist
+
+# The live processes of test_cli_live.py: its fixtures, shared by name.
+dists, rundir, state, start_target = live.dists, live.rundir, live.state, live.start_target
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ import re
 import shutil
 import threading
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Set
+from typing import Any, Dict, Iterator, List
 
 import pytest
 from click.testing import CliRunner
