@@ -70,8 +70,10 @@ def feed_publish(files: Sequence[Path], to: Path, key_path: Path, channel: str,
 
 @click.command()
 @click.argument("source")
+@click.option("--check", "dry_run", is_flag=True,
+              help="Check the index and list what is missing; download and write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-def sync(source: str, as_json: bool) -> None:
+def sync(source: str, dry_run: bool, as_json: bool) -> None:
     """Pull new patches from the feed at SOURCE (http(s) URL or directory) to this host.
 
     Checks the index's signature and that it is not older than the last one accepted,
@@ -84,7 +86,7 @@ def sync(source: str, as_json: bool) -> None:
 
     cli = _cli()
     try:
-        report = feed_mod.sync(source)
+        report = feed_mod.sync(source, dry_run=dry_run)
     except feed_mod.FeedRollback as exc:
         cli._fail(exc, as_json, 3)
     except SutureError as exc:
@@ -100,7 +102,7 @@ def sync(source: str, as_json: bool) -> None:
     for r in rows:
         click.echo(f"  {r['outcome']:<8} {r['id'][:12]}  {feed_mod.describe(r['target'])}"
                    + (f"  {r['reason']}" if r["reason"] else ""))
-    if not report["recorded"]:
+    if not report["recorded"] and not dry_run:
         click.echo("some downloads failed: the index version was not recorded; run "
                    "`suture sync` again to fetch what is missing", err=True)
     sys.exit(code)
@@ -168,8 +170,10 @@ def metrics(textfile: Path) -> None:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="daemon.toml (default: in the config directory, beside trust.toml).")
 @click.option("--once", is_flag=True, help="Run one cycle and exit (cron, tests).")
+@click.option("--check", "dry_run", is_flag=True,
+              help="With --once: say what the cycle would install and apply; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="With --once: print the cycle's report.")
-def daemon(config_file: str, once: bool, as_json: bool) -> None:
+def daemon(config_file: str, once: bool, dry_run: bool, as_json: bool) -> None:
     """Keep this host patched: sync the feeds, install patches when they are due for this
     host's ring (delay, maintenance window), apply them to exposed processes (health watch,
     revert and mark bad on failure). State: <state dir>/daemon.json. See docs/fleet.md.
@@ -187,7 +191,8 @@ def daemon(config_file: str, once: bool, as_json: bool) -> None:
         cli._fail(exc, as_json)
     if once:
         try:
-            report = daemon_mod.cycle(cfg, log=lambda m: click.echo(m, err=True))
+            report = daemon_mod.cycle(cfg, dry_run=dry_run,
+                                      log=lambda m: click.echo(m, err=True))
         except SutureError as exc:
             cli._fail(exc, as_json)
         if as_json:

@@ -187,19 +187,22 @@ def _due(entry: Dict[str, Any], cfg: Config, now: _dt.datetime) -> Tuple[bool, s
 
 
 def cycle(cfg: Config, *, now: Optional[_dt.datetime] = None,
-          policy: Optional[trust.Policy] = None,
+          policy: Optional[trust.Policy] = None, dry_run: bool = False,
           log: Callable[[str], None] = lambda _: None) -> Dict[str, Any]:
     """One pass: sync, install what is due, apply to exposed processes. Returns the report
-    also written to ``daemon.json``."""
+    also written to ``daemon.json``. ``dry_run`` changes nothing (no download, install,
+    apply or state): patches that would be installed say ``would install``, and
+    ``would_apply`` lists the processes that would be patched."""
     now = now or _dt.datetime.now(_dt.timezone.utc)
     policy = policy if policy is not None else trust.load_policy()
     state = _read_state()
     refused: Dict[str, str] = dict(state.get("refused") or {})
     report: Dict[str, Any] = {"at": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "ring": cfg.ring,
-                              "feeds": [], "patches": [], "applied": [], "processes": []}
+                              "dry_run": dry_run, "feeds": [], "patches": [], "applied": [],
+                              "would_apply": [], "processes": []}
     for source in cfg.feeds:
         try:
-            synced = feed.sync(source, policy=policy, now=report["at"])
+            synced = feed.sync(source, policy=policy, now=report["at"], dry_run=dry_run)
             report["feeds"].append({"source": source, "feed": synced["feed"],
                                     "version": synced["version"], "ok": synced["recorded"],
                                     "refused": [r["id"] for r in synced["patches"]
@@ -222,7 +225,9 @@ def cycle(cfg: Config, *, now: Optional[_dt.datetime] = None,
             if ok and entry["id"] in bad:
                 ok, why = False, f"marked bad: {bad[entry['id']]['reason']}"
             path = mirror.parent / entry["path"]
-            if ok and entry["id"] not in installed:
+            if ok and entry["id"] not in installed and dry_run:
+                ok, why = False, "would install"
+            elif ok and entry["id"] not in installed:
                 try:
                     data = path.read_bytes()
                     _, record = trust.require(data, policy=policy)
@@ -230,12 +235,16 @@ def cycle(cfg: Config, *, now: Optional[_dt.datetime] = None,
                     store.audit("install", entry["id"], "installed", os.getpid(),
                                 os.getuid(), f"daemon, ring {cfg.ring}")
                     installed.add(entry["id"])
+                    row["installed_now"] = True
                     log(f"installed {entry['id'][:12]} ({feed.describe(entry['target'])})")
                 except (OSError, SutureError) as exc:
                     ok, why = False, f"not installed: {getattr(exc, 'message', exc)}"
             report["patches"].append(dict(row, state="installed" if ok else "waiting",
                                           reason="" if ok else why))
-    _apply_exposed(cfg, report, refused, log)
+    _apply_exposed(cfg, report, refused, log, dry_run)
+    if dry_run:
+        report.pop("status", None)
+        return report
     state = {"at": report["at"], "refused": refused, "report": report}
     feed._write_atomic(_state_path(), json.dumps(state, indent=1).encode("utf-8"), 0o600)
     if cfg.textfile is not None:
@@ -248,7 +257,7 @@ def cycle(cfg: Config, *, now: Optional[_dt.datetime] = None,
 
 
 def _apply_exposed(cfg: Config, report: Dict[str, Any], refused: Dict[str, str],
-                   log: Callable[[str], None]) -> None:
+                   log: Callable[[str], None], dry_run: bool = False) -> None:
     files: Dict[str, Tuple[bytes, Any]] = {}
     bad = store.bad_patches()
     for data, record in store.load_installed():
@@ -269,6 +278,9 @@ def _apply_exposed(cfg: Config, report: Dict[str, Any], refused: Dict[str, str],
             if proc["state"] == "exposed" and key not in refused:
                 targets.append(proc["pid"])
         if not targets:
+            continue
+        if dry_run:
+            report["would_apply"].append({"patch": entry["id"], "pids": targets})
             continue
         check = rollout.HealthCheck(cfg.health) if cfg.health else None
         done = rollout.apply_watched(data, patch, targets, check=check,

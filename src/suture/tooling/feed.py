@@ -316,14 +316,16 @@ def _state(mirror: Path) -> Dict[str, Any]:
 
 
 def sync(source: str, *, policy: Optional[trust.Policy] = None,
-         fetch: Optional[Fetch] = None, now: Optional[str] = None) -> Dict[str, Any]:
+         fetch: Optional[Fetch] = None, now: Optional[str] = None,
+         dry_run: bool = False) -> Dict[str, Any]:
     """Bring the feed at ``source`` (URL or directory) to this host's mirror.
 
     Returns a report: the index version, and one row per patch with its outcome
     (``held`` already here, ``new`` downloaded and verified, ``refused`` not trusted or
     not matching its entry, ``failed`` not downloaded). The index version is recorded,
     and the mirror's index replaced, only when no download failed, so the next sync
-    fetches exactly what is missing.
+    fetches exactly what is missing. ``dry_run`` checks the index the same way but
+    downloads and writes nothing: patches not held are ``missing``.
     """
     policy = policy if policy is not None else trust.load_policy()
     name, fetch_fn = _fetcher(source)
@@ -342,29 +344,40 @@ def sync(source: str, *, policy: Optional[trust.Policy] = None,
             f"version {seen} this host accepted (from {state.get('source')}). Refusing a "
             "replayed or forked index; nothing was synced.",
             details={"feed": index.feed, "version": index.version, "accepted": seen})
-    mirror.mkdir(parents=True, exist_ok=True, mode=0o700)
     rows: List[Dict[str, Any]] = []
+    if not dry_run:
+        mirror.mkdir(parents=True, exist_ok=True, mode=0o700)
     for entry in index.patches:
-        rows.append(_sync_one(entry, mirror, fetch, policy))
+        rows.append(_held(entry, mirror) if dry_run else _sync_one(entry, mirror, fetch, policy))
     failed = any(r["outcome"] == "failed" for r in rows)
-    if not failed:
+    if not failed and not dry_run:
         _write_atomic(mirror / INDEX_FILE, index.data, 0o600)
         _write_atomic(mirror / "state.json", json.dumps(
             {"source": name, "version": index.version, "index_sha256": digest,
              "synced": _now()}).encode("utf-8"), 0o600)
     return {"feed": index.feed, "source": name, "version": index.version,
-            "expires": index.expires,
+            "expires": index.expires, "dry_run": dry_run,
             "previous_version": seen, "mirror": str(mirror), "signed_by": index.signed_by,
-            "recorded": not failed, "patches": rows}
+            "recorded": not failed and not dry_run, "patches": rows}
+
+
+def _row(entry: Dict[str, Any]) -> Dict[str, Any]:
+    return {"id": entry["id"], "target": entry["target"], "cves": entry["cves"],
+            "channels": entry["channels"]}
+
+
+def _held(entry: Dict[str, Any], mirror: Path) -> Dict[str, Any]:
+    path = mirror / entry["path"]
+    held = path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
+    return dict(_row(entry), outcome="held" if held else "missing", reason="")
 
 
 def _sync_one(entry: Dict[str, Any], mirror: Path, fetch: Fetch,
               policy: trust.Policy) -> Dict[str, Any]:
-    row: Dict[str, Any] = {"id": entry["id"], "target": entry["target"],
-                           "cves": entry["cves"], "channels": entry["channels"]}
+    row = _row(entry)
     path = mirror / entry["path"]
     try:
-        if path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]:
+        if _held(entry, mirror)["outcome"] == "held":
             return dict(row, outcome="held", reason="")
         data = fetch(entry["path"], entry["bytes"])
     except (FeedError, OSError) as exc:
