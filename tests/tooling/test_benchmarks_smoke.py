@@ -48,11 +48,13 @@ def test_build_time_quick(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_zero_downtime_quick(tmp_path: Path) -> None:
     # Real servers, short windows, a low rate: what is checked is behaviour, not speed.
+    # 10 s after the operation: a restart of uvicorn on a loaded 2-CPU machine took over
+    # 4 s, and state can only be judged from requests after the window.
     out = tmp_path / "zd.json"
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONDONTWRITEBYTECODE="1")
     proc = subprocess.run([sys.executable, "-m", "benchmarks.zero_downtime", "--servers",
                            "fastapi-uvicorn", "--methods", "suture,restart", "--seconds-before",
-                           "1", "--seconds-after", "5", "--rate", "100", "--json", str(out)],
+                           "1", "--seconds-after", "10", "--rate", "100", "--json", str(out)],
                           capture_output=True, text=True, env=env, timeout=300, cwd=str(REPO))
     assert proc.returncode == 0, proc.stderr[-3000:]
     suture, restart = json.loads(out.read_text())["results"]

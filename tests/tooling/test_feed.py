@@ -284,3 +284,15 @@ def test_an_expired_index_is_refused_until_the_publisher_renews_it(tmp_path: Pat
     assert code == 0 and out["version"] == 2 and out["published"] == []     # renewed
     code, out = run("sync", str(src))
     assert code == 0 and [r["outcome"] for r in out["patches"]] == ["new"]
+
+
+def test_check_mode_reads_the_index_and_writes_nothing(tmp_path: Path, patches: List[Path]):
+    src = tmp_path / "acme"
+    publish(patches, src)
+    code, out = run("sync", str(src), "--check")
+    assert code == 0 and out["dry_run"] and not out["recorded"]
+    assert [r["outcome"] for r in out["patches"]] == ["missing", "missing"]
+    assert not feed.mirror_dir("acme").exists()
+    feed.sync(str(src))
+    code, out = run("sync", str(src), "--check")
+    assert [r["outcome"] for r in out["patches"]] == ["held", "held"]

@@ -153,7 +153,8 @@ def socket_candidates(pid: int, runtime_dir: Optional[str] = None) -> List[str]:
     /proc/<pid>/environ when we may read it (else /run/user/<uid> is assumed).
     Our own $SUTURE_RUNTIME_DIR (or ``runtime_dir``) overrides everything, as in the docs.
     """
-    name = f"{pid}.sock"
+    inner, root = _namespace_view(pid)
+    name = f"{inner}.sock"
     override = runtime_dir or os.environ.get("SUTURE_RUNTIME_DIR")
     if override:
         return [os.path.join(override, name)]
@@ -171,7 +172,32 @@ def socket_candidates(pid: int, runtime_dir: Optional[str] = None) -> List[str]:
         dirs.append(f"/run/user/{uid}/suture")
     for uid in uids or [os.getuid()]:
         dirs.append(f"/tmp/suture-{uid}")
-    return [os.path.join(d, name) for d in dict.fromkeys(dirs)]
+    return [root + os.path.join(d, name) for d in dict.fromkeys(dirs)]
+
+
+def _namespace_view(pid: int) -> Tuple[int, str]:
+    """(the pid the target sees as its own, a prefix for paths as the target sees them).
+
+    A process in a container (another pid and mount namespace) names its socket by its
+    own pid (the last ``NSpid`` of /proc/<pid>/status) under its own filesystem, which
+    the node reaches through /proc/<pid>/root. Outside any container: (pid, "").
+    """
+    inner = pid
+    try:
+        with open(f"/proc/{pid}/status", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("NSpid:"):
+                    inner = int(line.split()[-1])
+                    break
+    except (OSError, ValueError):
+        pass
+    root = ""
+    try:
+        if os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt"):
+            root = f"/proc/{pid}/root"
+    except OSError:
+        pass
+    return inner, root
 
 
 def socket_path(pid: int, runtime_dir: Optional[str] = None) -> str:
