@@ -126,3 +126,52 @@ def test_a_process_that_refuses_is_reported_and_not_asked_again(
     report = once(rundir, path)
     assert report["applied"] == []
     assert view(report, target.pid)[0][0] == "refused"
+
+
+def test_the_running_daemon_serves_metrics_and_stops_on_sigterm(
+        dists: Dict[str, Path], rundir: str, state: Path, tmp_path: Path,
+        start_target: Callable[..., Target]) -> None:
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    target = start_target(dists["1.0"])
+    src = tmp_path / "feed"
+    feed.publish([dists["fix"]], src, KEY, feed="acme", now=ago(1))
+    path = config(tmp_path, src, interval="0.2s", metrics_listen="127.0.0.1:0")
+    env = dict(os.environ, PYTHONPATH=str(live.SRC), SUTURE_RUNTIME_DIR=rundir)
+    proc = subprocess.Popen([sys.executable, "-m", "suture", "daemon", "--config", str(path)],
+                            env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 30
+        url = None
+        while url is None:
+            line = proc.stderr.readline()
+            assert line and time.monotonic() < deadline, "no metrics address logged"
+            m = re.search(r"metrics on (http://\S+/metrics)", line)
+            url = m.group(1) if m else None
+        target.wait_for("new")
+        while True:
+            text = urllib.request.urlopen(url, timeout=5).read().decode()
+            values = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                      for f in text_string_to_metric_families(text) for s in f.samples}
+            if values.get(("suture_exposed_processes", (("cve", "CVE-2099-101"),))) == 0:
+                break
+            assert time.monotonic() < deadline, text
+            time.sleep(0.1)
+        assert values[("suture_feed_index_version", (("feed", "acme"),))] == 1
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr:
+            proc.stderr.close()

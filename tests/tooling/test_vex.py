@@ -60,3 +60,4 @@ def test_patches_without_a_release_or_a_cve_make_no_statement():
     tree = dict(TARGET, kind="tree", from_version=None)
     assert vex.document(report(["exposed"], target=tree))["statements"] == []
     assert vex.document(report(["exposed"], cves=[]))["statements"] == []
+

@@ -108,6 +108,7 @@ class Config:
     watch: float = 0.0
     health_interval: float = 1.0
     textfile: Optional[Path] = None
+    metrics_listen: Optional[Tuple[str, int]] = None     # serve /metrics here
     path: str = ""
 
 
@@ -130,7 +131,7 @@ def load_config(path: Optional[str] = None) -> Config:
     except (OSError, ValueError) as exc:
         raise DaemonConfigError(f"cannot read {path}: {exc}", details={"path": path}) from exc
     known = {"feeds", "interval", "ring", "delay", "window", "health", "watch",
-             "health_interval", "textfile"}
+             "health_interval", "textfile", "metrics_listen"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise DaemonConfigError(f"{path}: unknown field(s) {', '.join(unknown)}",
@@ -157,6 +158,12 @@ def load_config(path: Optional[str] = None) -> Config:
         cfg.watch = cfg.watch or 30.0
     if raw.get("textfile"):
         cfg.textfile = Path(str(raw["textfile"]))
+    if raw.get("metrics_listen"):
+        host, _, port = str(raw["metrics_listen"]).rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) < 65536:   # 0: any port
+            raise DaemonConfigError(f"{path}: metrics_listen must be HOST:PORT, like "
+                                    "127.0.0.1:9464")
+        cfg.metrics_listen = (host.strip("[]"), int(port))
     return cfg
 
 
@@ -247,11 +254,13 @@ def cycle(cfg: Config, *, now: Optional[_dt.datetime] = None,
         return report
     state = {"at": report["at"], "refused": refused, "report": report}
     feed._write_atomic(_state_path(), json.dumps(state, indent=1).encode("utf-8"), 0o600)
-    if cfg.textfile is not None:
+    if cfg.textfile is not None or cfg.metrics_listen is not None:
         from . import metrics
         text = metrics.render(report["status"], store.audit_log(),
                               metrics.feed_states(Path(store.state_dir()) / "feeds"))
-        metrics.write_textfile(cfg.textfile, text)
+        report["metrics"] = text
+        if cfg.textfile is not None:
+            metrics.write_textfile(cfg.textfile, text)
     report.pop("status", None)
     return report
 
@@ -327,12 +336,53 @@ def _process_view(pid: int, status: Dict[str, Any], refused: Dict[str, str],
 
 def run(cfg: Config, *, once: bool = False, stop: Optional[threading.Event] = None,
         log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)) -> int:
-    """Cycle every ``cfg.interval`` until ``stop`` is set (SIGTERM/SIGINT in the CLI)."""
+    """Cycle every ``cfg.interval`` until ``stop`` is set (SIGTERM/SIGINT in the CLI).
+    With ``metrics_listen``, serves the last cycle's metrics on ``/metrics``."""
     stop = stop or threading.Event()
+    server = _serve_metrics(cfg.metrics_listen, log) if cfg.metrics_listen and not once else None
+    try:
+        return _loop(cfg, once, stop, log, server)
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+
+def _serve_metrics(where: Tuple[str, int], log: Callable[[str], None]) -> Any:
+    import http.server
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        text = "# no cycle has finished yet\n"
+
+        def do_GET(self) -> None:
+            if self.path.split("?")[0] != "/metrics":
+                self.send_error(404)
+                return
+            body = Handler.text.encode("utf-8")
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(where, Handler)
+    server.handler = Handler  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, name="suture-metrics", daemon=True).start()
+    log(f"metrics on http://{where[0]}:{server.server_address[1]}/metrics")
+    return server
+
+
+def _loop(cfg: Config, once: bool, stop: threading.Event, log: Callable[[str], None],
+          server: Any) -> int:
     while True:
         started = time.monotonic()
         try:
             report = cycle(cfg, log=log)
+            if server is not None and "metrics" in report:
+                server.handler.text = report["metrics"]
             log(f"cycle done: {len(report['patches'])} patch(es) known, "
                 f"{len(report['applied'])} apply run(s)")
         except SutureError as exc:

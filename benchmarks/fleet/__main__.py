@@ -1,0 +1,3 @@
+from .proof import main
+
+raise SystemExit(main())
