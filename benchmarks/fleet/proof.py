@@ -267,22 +267,34 @@ def collect(fleet: Fleet, t_canary: float, t_broad: float,
                 rows += [dict(json.loads(line), port=port) for line in f]
         failed = sum(1 for r in rows if r.get("error"))
         # exposure: until every request sent later got the fix, per process
+        end = max(r["t0"] for r in rows)
         per_pid: Dict[int, Dict[str, Any]] = {}
         for r in rows:
             if r.get("pid") is None:
                 continue
-            p = per_pid.setdefault(r["pid"], {"old_after": None, "new": False, "hits": [],
-                                              "port": r["port"]})
-            p["hits"].append((r["t0"], r["hits"]))
-            if r.get("v") == 2:
-                p["new"] = True
-            elif r["t0"] >= release:
+            p = per_pid.setdefault(r["pid"], {"old_after": None, "first_new": None,
+                                              "last": None, "before": 0, "late": []})
+            if r.get("v") == 2 and p["first_new"] is None:
+                p["first_new"] = r["t0"]
+            if r.get("v") != 2 and r["t0"] >= release:
                 p["old_after"] = max(p["old_after"] or 0.0, r["t0"])
-        fixed_after = [None if not p["new"] else
-                       round((p["old_after"] or release) - release, 3) for p in per_pid.values()]
-        still_new = all(p["new"] for p in per_pid.values())
-        kept = all(all(b[1] > a[1] for a, b in zip(sorted(p["hits"]), sorted(p["hits"])[1:]))
-                   for p in per_pid.values())
+            if p["last"] is None or r["t0"] >= p["last"][0]:
+                p["last"] = (r["t0"], r.get("v"))
+            if r["t1"] < release:
+                p["before"] = max(p["before"], r["hits"])
+            if r["t0"] > end - 2.0:
+                p["late"].append(r["hits"])
+        outcome = []
+        for p in per_pid.values():
+            if p["first_new"] is None:
+                outcome.append("never fixed")
+            elif p["last"][1] != 2:
+                outcome.append(f"fixed after {p['first_new'] - release:.2f} s, then reverted")
+            else:
+                outcome.append(f"{(p['old_after'] or release) - release:.2f}")
+        # state: the same processes answer at the end, their counters past where they were
+        kept = bool(per_pid) and all(p["before"] > 0 and p["late"] and min(p["late"]) > p["before"]
+                                     for p in per_pid.values())
         prom = (fleet.work / host / "suture.prom")
         samples = {}
         if prom.exists():
@@ -293,8 +305,7 @@ def collect(fleet: Fleet, t_canary: float, t_broad: float,
         bad = fleet.suture(host, "bad", "--json")
         hosts[host] = {
             "ring": ring, "health": health, "requests": len(rows), "failed": failed,
-            "processes": len(per_pid), "fixed_after_release_s": fixed_after,
-            "all_fixed": still_new and all(x is not None for x in fixed_after),
+            "processes": len(per_pid), "fixed_after_release_s": outcome,
             "state_kept": kept,
             "exposed_metric": samples.get('suture_exposed_processes{"cve": "%s"}' % CVE),
             "processes_metric": {k: v for k, v in samples.items()
@@ -345,7 +356,7 @@ def markdown(report: Dict[str, Any]) -> str:
         ans = h.get("ansible")
         ans_s = "-" if ans is None else (str(len(ans["exposed"])) if ans.get("rc") == 0
                                          else f"error {ans.get('rc')}")
-        fixed = ", ".join("never" if x is None else f"{x:.2f}" for x in h["fixed_after_release_s"])
+        fixed = "; ".join(h["fixed_after_release_s"])
         lines.append(f"| {host} | {h['ring']} | {h['health'] or '-'} | {h['requests']} | "
                      f"{h['failed']} | {h['processes']} | {fixed} | "
                      f"{'yes' if h['state_kept'] else 'no'} | {h['exposed_metric']} | {marked} | "

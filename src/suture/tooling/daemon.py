@@ -308,11 +308,11 @@ def _apply_exposed(cfg: Config, report: Dict[str, Any], refused: Dict[str, str],
             continue
         report["processes"].append({"pid": proc["pid"], "command": proc["command"],
                                     "patches": _process_view(proc["pid"], status, refused,
-                                                             known)})
+                                                             known, bad)})
 
 
 def _process_view(pid: int, status: Dict[str, Any], refused: Dict[str, str],
-                  known: Dict[str, Any]) -> List[Dict[str, str]]:
+                  known: Dict[str, Any], bad: Dict[str, Any]) -> List[Dict[str, str]]:
     """Per known patch: applied, pending import, refused (why), restart required, exposed,
     not affected."""
     out = []
@@ -325,6 +325,8 @@ def _process_view(pid: int, status: Dict[str, Any], refused: Dict[str, str],
                        None)
             if state == "exposed" and why:
                 state, reason = "refused", why
+            elif state == "exposed" and entry["id"] in bad:
+                reason += f"; the patch is marked bad on this host ({bad[entry['id']]['reason']})"
             elif state == "fixed":
                 patch = known.get(entry["id"])
                 excluded = list(patch.meta.get("excluded") or []) if patch is not None else []

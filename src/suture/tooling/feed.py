@@ -58,7 +58,12 @@ class FeedRollback(FeedError):
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Now, in the index's one-second resolution, rounded *up*: a release time is never
+    earlier than the release, so a host's delay after it is never shorter than set."""
+    now = _dt.datetime.now(_dt.timezone.utc)
+    if now.microsecond:
+        now = now.replace(microsecond=0) + _dt.timedelta(seconds=1)
+    return now.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_time(text: str) -> _dt.datetime:
