@@ -119,15 +119,16 @@ def config_path() -> str:
 def load_config(path: Optional[str] = None) -> Config:
     path = path or config_path()
     try:
-        trust._check_owned(path)
+        trust._check_owned(path, "the daemon configuration",
+                           "choose which feeds and health checks this host uses",
+                           DaemonConfigError)
         with open(path, "rb") as f:
             raw = tomllib.load(f)
     except FileNotFoundError as exc:
         raise DaemonConfigError(f"no daemon configuration at {path} (docs/fleet.md)",
                                 details={"path": path}) from exc
-    except trust.TrustPolicyError as exc:
-        raise DaemonConfigError(exc.message.replace("trust policy", "daemon configuration"),
-                                details=exc.details) from exc
+    except DaemonConfigError:
+        raise
     except (OSError, ValueError) as exc:
         raise DaemonConfigError(f"cannot read {path}: {exc}", details={"path": path}) from exc
     known = {"feeds", "interval", "ring", "delay", "window", "health", "watch",

@@ -179,21 +179,21 @@ class Policy:
         return next((k for k in self.keys if k.keyid == keyid), None)
 
 
-def _check_owned(path: str) -> None:
+def _check_owned(path: str, what: str = "the trust policy",
+                 risk: str = "choose which keys this host trusts",
+                 error: type = TrustPolicyError) -> None:
+    """``path`` is a plain file of this user or root that others may not write."""
     st = os.lstat(path)
     euid = os.geteuid()
     if stat.S_ISLNK(st.st_mode):
-        raise TrustPolicyError(f"refusing the trust policy {path}: it is a symlink",
-                               details={"path": path})
+        raise error(f"refusing {what} {path}: it is a symlink", details={"path": path})
     if st.st_uid not in (euid, 0):
-        raise TrustPolicyError(f"refusing the trust policy {path}: it is owned by uid "
-                               f"{st.st_uid}, not by this user ({euid}) or root",
-                               details={"path": path, "owner": st.st_uid})
+        raise error(f"refusing {what} {path}: it is owned by uid {st.st_uid}, not by this "
+                    f"user ({euid}) or root", details={"path": path, "owner": st.st_uid})
     if st.st_mode & 0o022:
-        raise TrustPolicyError(f"refusing the trust policy {path}: mode "
-                               f"{stat.S_IMODE(st.st_mode):04o} lets other users choose which "
-                               f"keys this host trusts. Run `chmod go-w {path}`.",
-                               details={"path": path, "mode": stat.S_IMODE(st.st_mode)})
+        raise error(f"refusing {what} {path}: mode {stat.S_IMODE(st.st_mode):04o} lets other "
+                    f"users {risk}. Run `chmod go-w {path}`.",
+                    details={"path": path, "mode": stat.S_IMODE(st.st_mode)})
 
 
 def load_policy(path: Optional[str] = None) -> Policy:
