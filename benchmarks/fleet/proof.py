@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -183,7 +184,8 @@ class Fleet:
             p.wait()
 
 
-def run(seconds_after: float = 20.0, ansible: Optional[Path] = None) -> Dict[str, Any]:
+def run(seconds_after: float = 20.0, ansible: Optional[Path] = None,
+        prometheus: Optional[str] = None) -> Dict[str, Any]:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from suture.tooling import feed, trust
@@ -205,8 +207,10 @@ def run(seconds_after: float = 20.0, ansible: Optional[Path] = None) -> Dict[str
                 (h / d).mkdir(parents=True, mode=0o700)
             trust.add_key(trust.public_key_line(key.public_key()), "publisher",
                           path=str(h / "config" / trust.POLICY_FILE))
+            i = names.index(host) + 1
             lines = [f'feeds = ["http://{NET}.1:8000/"]', 'interval = "1s"', f'ring = "{ring}"',
-                     f'textfile = "{h / "suture.prom"}"']
+                     f'textfile = "{h / "suture.prom"}"',
+                     f'metrics_listen = "{NET}.{10 + i}:9464"']
             if health:
                 lines += [f"health = {json.dumps(health)}", 'watch = "2s"',
                           'health_interval = "0.5s"']
@@ -215,6 +219,15 @@ def run(seconds_after: float = 20.0, ansible: Optional[Path] = None) -> Dict[str
         feed.publish([], feed_dir, key, feed="acme")             # an empty feed to start
         fleet.start("feed", "feed", [sys.executable, "-m", "http.server", "8000", "--bind",
                                      f"{NET}.1", "--directory", str(feed_dir)])
+        if prometheus:
+            targets = ", ".join(f'"{NET}.{10 + i}:9464"' for i in range(1, len(names) + 1))
+            (work / "prometheus.yml").write_text(
+                "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+                "scrape_configs:\n  - job_name: suture\n"
+                f"    static_configs: [{{targets: [{targets}]}}]\n")
+            fleet.start("prometheus", "feed", [
+                prometheus, f"--config.file={work / 'prometheus.yml'}",
+                f"--storage.tsdb.path={work / 'tsdb'}", f"--web.listen-address={NET}.1:9090"])
         total = 8 + 9 + seconds_after
         for host, _, _ in HOSTS:
             for port in PORTS:
@@ -245,6 +258,8 @@ def run(seconds_after: float = 20.0, ansible: Optional[Path] = None) -> Dict[str
         for name in [n for n in list(fleet.procs) if n.startswith("load-")]:
             fleet.procs.pop(name).wait(60)
         report = collect(fleet, t_canary, t_broad, ansible)
+        if prometheus:
+            report["prometheus"] = scrape_prometheus(fleet.mark("query Prometheus") - t_canary)
     finally:
         for name in list(fleet.procs):
             fleet.stop(name, signal.SIGKILL if name.startswith("svc") else signal.SIGTERM)
@@ -318,6 +333,29 @@ def collect(fleet: Fleet, t_canary: float, t_broad: float,
     return {"hosts": hosts, "delay_broad_s": DELAY}
 
 
+def scrape_prometheus(since: float) -> Dict[str, Any]:
+    """What a real Prometheus server scraped from the daemons' /metrics: exposed processes
+    per host now, and the most exposed during the run."""
+    def query(q: str) -> Dict[str, float]:
+        url = f"http://{NET}.1:9090/api/v1/query?" + urllib.parse.urlencode({"query": q})
+        run = subprocess.run(["ip", "netns", "exec", "sut-feed", sys.executable, "-c",
+                              "import sys, urllib.request; sys.stdout.write(urllib.request."
+                              "urlopen(sys.argv[1], timeout=10).read().decode())", url],
+                             capture_output=True, text=True, timeout=60)
+        doc = json.loads(run.stdout)
+        return {r["metric"].get("instance", ""): float(r["value"][1])
+                for r in doc["data"]["result"]}
+
+    window = f"{int(since) + 10}s"
+    return {"exposed_now": query(f'sum by (instance) (suture_exposed_processes{{cve="{CVE}"}})'),
+            "exposed_max": query(f'max_over_time(sum by (instance) '
+                                 f'(suture_exposed_processes{{cve="{CVE}"}})[{window}:1s])'),
+            "applied_total": query('sum by (instance) '
+                                   '(suture_operations_total{op="apply",result="applied"})'),
+            "reverted_total": query('sum by (instance) '
+                                    '(suture_operations_total{op="revert",result="reverted"})')}
+
+
 def ansible_status(fleet: Fleet, host: str, venv: Path) -> Dict[str, Any]:
     """`suture.fleet.suture` action status run by ansible-playbook inside the host."""
     d = fleet.work / host / "ansible"
@@ -370,12 +408,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--markdown", type=Path)
     ap.add_argument("--ansible", type=Path, help="a venv with ansible-core (bin/ansible-playbook)")
     ap.add_argument("--seconds-after", type=float, default=20.0)
+    ap.add_argument("--prometheus", default=shutil.which("prometheus"),
+                    help="a Prometheus server binary to scrape the daemons (default: on PATH)")
     a = ap.parse_args(argv)
     if os.geteuid() != 0 or shutil.which("ip") is None:
         print("needs root and iproute2 (ip netns)", file=sys.stderr)
         return 2
-    report = run(a.seconds_after, a.ansible)
+    report = run(a.seconds_after, a.ansible, a.prometheus)
     text = markdown(report)
+    if report.get("prometheus"):
+        text += "\nPrometheus: " + json.dumps(report["prometheus"], sort_keys=True) + "\n"
     print(text)
     if a.json:
         a.json.write_text(json.dumps(report, indent=1, default=str))

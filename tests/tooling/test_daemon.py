@@ -73,6 +73,9 @@ def test_a_patch_reaches_a_host_when_its_ring_and_delay_say_so(
     (p,) = report["patches"]
     assert p["state"] == "waiting" and p["reason"].startswith("due at ")
     assert store.installed() == []
+    # synced but not due: not installed, yet its exposure shows while the host waits
+    assert view(report, target.pid) == [("exposed", f"runs {live.PKG} 1.0 (imported) "
+                                                    "without this patch")]
 
     # Due: installed, applied to the exposed process, which now runs the fix.
     report = once(rundir, config(tmp_path, src, ring="broad", delay={"broad": "30m"}))

@@ -220,6 +220,7 @@ def cycle(cfg: Config, *, now: Optional[_dt.datetime] = None,
             log(f"sync {source}: {exc.message}")
     bad = store.bad_patches()
     installed = {row["id"] for row in store.installed()}
+    mirrored: Dict[str, Path] = {}
     for mirror in sorted((Path(store.state_dir()) / "feeds").glob("*/" + feed.INDEX_FILE)):
         try:
             index = feed.read_index(mirror.read_bytes(), policy, report["at"])
@@ -247,9 +248,11 @@ def cycle(cfg: Config, *, now: Optional[_dt.datetime] = None,
                     log(f"installed {entry['id'][:12]} ({feed.describe(entry['target'])})")
                 except (OSError, SutureError) as exc:
                     ok, why = False, f"not installed: {getattr(exc, 'message', exc)}"
+            if not ok and path.exists():
+                mirrored[entry["id"]] = path
             report["patches"].append(dict(row, state="installed" if ok else "waiting",
                                           reason="" if ok else why))
-    _apply_exposed(cfg, report, refused, log, dry_run)
+    _apply_exposed(cfg, report, refused, log, dry_run, mirrored)
     if dry_run:
         report.pop("status", None)
         return report
@@ -267,7 +270,11 @@ def cycle(cfg: Config, *, now: Optional[_dt.datetime] = None,
 
 
 def _apply_exposed(cfg: Config, report: Dict[str, Any], refused: Dict[str, str],
-                   log: Callable[[str], None], dry_run: bool = False) -> None:
+                   log: Callable[[str], None], dry_run: bool = False,
+                   mirrored: Optional[Dict[str, Path]] = None) -> None:
+    """Apply installed patches to the processes exposed to them. Patches synced but not
+    due yet (``mirrored``) count in the status too, so their exposure shows (metrics,
+    ``daemon.json``) while the host waits for them."""
     files: Dict[str, Tuple[bytes, Any]] = {}
     bad = store.bad_patches()
     for data, record in store.load_installed():
@@ -275,6 +282,11 @@ def _apply_exposed(cfg: Config, report: Dict[str, Any], refused: Dict[str, str],
             patch = load(data)
             files[patch.id] = (data, patch)
     known = {pid: patch for pid, (_, patch) in files.items()}
+    for pid, path in (mirrored or {}).items():
+        try:
+            known.setdefault(pid, load(path.read_bytes()))
+        except (OSError, SutureError):
+            continue
     for pid in bad:                     # installed, then marked bad: never applied again
         files.pop(pid, None)
     status = fleet.status(patches=list(known.values()))
