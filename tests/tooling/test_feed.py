@@ -296,3 +296,18 @@ def test_check_mode_reads_the_index_and_writes_nothing(tmp_path: Path, patches: 
     feed.sync(str(src))
     code, out = run("sync", str(src), "--check")
     assert [r["outcome"] for r in out["patches"]] == ["held", "held"]
+
+
+def test_install_puts_every_synced_patch_in_the_store_but_not_bad_ones(
+        tmp_path: Path, patches: List[Path]):
+    from suture.runtime import store
+
+    src = tmp_path / "acme"
+    publish(patches, src)
+    ids = sorted(load(p.read_bytes()).id for p in patches)
+    store.mark_bad(ids[0], "crashed a canary", 0)
+    code, out = run("sync", str(src), "--install")
+    assert code == 0 and out["installed"] == [ids[1]]
+    assert [r["id"] for r in store.installed()] == [ids[1]]
+    code, out = run("sync", str(src), "--install")          # again: nothing new
+    assert code == 0 and out["installed"] == []

@@ -72,13 +72,16 @@ def feed_publish(files: Sequence[Path], to: Path, key_path: Path, channel: str,
 @click.argument("source")
 @click.option("--check", "dry_run", is_flag=True,
               help="Check the index and list what is missing; download and write nothing.")
+@click.option("--install", is_flag=True,
+              help="Also install every synced patch in the store now (agents started later "
+                   "apply it), instead of leaving that to the daemon's ring policy.")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-def sync(source: str, dry_run: bool, as_json: bool) -> None:
+def sync(source: str, dry_run: bool, install: bool, as_json: bool) -> None:
     """Pull new patches from the feed at SOURCE (http(s) URL or directory) to this host.
 
     Checks the index's signature and that it is not older than the last one accepted,
     and each patch's own signatures, against the trust policy. Patches go to the host's
-    feed mirror; the daemon installs them when they are due. Exit codes: 0 synced,
+    feed mirror; the daemon installs them when due (--install: now). Exit codes: 0 synced,
     2 a patch was refused (not trusted or not matching the index), 3 the index is older
     than one already accepted (rollback), 1 a download failed or the feed is unusable.
     """
@@ -87,6 +90,8 @@ def sync(source: str, dry_run: bool, as_json: bool) -> None:
     cli = _cli()
     try:
         report = feed_mod.sync(source, dry_run=dry_run)
+        if install and not dry_run:
+            report["installed"] = feed_mod.install_synced(report)
     except feed_mod.FeedRollback as exc:
         cli._fail(exc, as_json, 3)
     except SutureError as exc:

@@ -366,6 +366,27 @@ def sync(source: str, *, policy: Optional[trust.Policy] = None,
             "recorded": not failed and not dry_run, "patches": rows}
 
 
+def install_synced(report: Dict[str, Any], policy: Optional[trust.Policy] = None) -> List[str]:
+    """Install every patch ``sync`` holds for this feed in the host's store, at once (no
+    ring, delay or window: that is the daemon's job). Skips patches marked bad and those
+    already installed; each is verified again. Returns the ids installed now."""
+    policy = policy if policy is not None else trust.load_policy()
+    mirror = Path(report["mirror"])
+    bad = store.bad_patches()
+    have = {row["id"] for row in store.installed()}
+    done = []
+    for row in report["patches"]:
+        if row["outcome"] not in ("new", "held") or row["id"] in bad or row["id"] in have:
+            continue
+        data = (mirror / "patches" / f"{row['id']}.suture").read_bytes()
+        _, record = trust.require(data, policy=policy)
+        store.install(data, record)
+        store.audit("install", row["id"], "installed", os.getpid(), os.getuid(),
+                    f"suture sync --install from {report['source']}")
+        done.append(row["id"])
+    return done
+
+
 def _row(entry: Dict[str, Any]) -> Dict[str, Any]:
     return {"id": entry["id"], "target": entry["target"], "cves": entry["cves"],
             "channels": entry["channels"]}
