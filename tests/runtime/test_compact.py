@@ -6,8 +6,6 @@ or backwards from the fixed version, and accepts nothing whose hash is not the p
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import textwrap
 
@@ -19,7 +17,7 @@ from suture import runtime
 from suture.runtime import patchfile
 from suture.runtime.patchfile import ModulePatch, Source, compacted, resolve
 
-from test_baseline import SNAPSHOT, V1, V2, _refused
+from test_baseline import SNAPSHOT, V1, V2, _payload, _refused, _repack
 
 V2_TEXT = textwrap.dedent(V2["tgt_bank.py"]).lstrip("\n")   # as the workspace writes it
 EXAMPLES = int(os.environ.get("SUTURE_FUZZ_EXAMPLES", "300"))
@@ -84,17 +82,6 @@ def test_a_hunk_whose_lines_are_not_there_rebuilds_nothing():
 
 
 # -- the reader ---------------------------------------------------------------------------
-
-def _payload(data: bytes) -> dict:
-    return json.loads(base64.b64decode(json.loads(data)["payload"]))
-
-
-def _repack(payload: dict) -> bytes:
-    raw = patchfile.canonical_json(payload)
-    return patchfile.canonical_json({"payload": base64.b64encode(raw).decode("ascii"),
-                                     "payloadType": patchfile.PAYLOAD_TYPE,
-                                     "signatures": []}) + b"\n"
-
 
 @pytest.fixture
 def compact_bytes(ws) -> bytes:

@@ -8,8 +8,6 @@ node-exporter's textfile collector, atomically to a ``.prom`` file.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Sequence, Tuple
@@ -107,15 +105,6 @@ def feed_states(root: Path) -> List[Dict[str, Any]]:
 
 def write_textfile(path: Path, text: str) -> None:
     """Atomically, as node-exporter's textfile collector requires (it may read any time)."""
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    from .feed import _write_atomic
+
+    _write_atomic(path, text.encode("utf-8"), 0o644)
