@@ -144,8 +144,8 @@ def build_patch(work: Path, key: Any) -> Path:
 
 
 class Fleet:
-    def __init__(self, work: Path, ansible: Optional[Path]) -> None:
-        self.work, self.ansible = work, ansible
+    def __init__(self, work: Path) -> None:
+        self.work = work
         self.procs: Dict[str, subprocess.Popen] = {}
         self.events: List[Dict[str, Any]] = []
         self.t0 = time.monotonic()
@@ -195,7 +195,7 @@ def run(seconds_after: float = 20.0, ansible: Optional[Path] = None,
     key = Ed25519PrivateKey.generate()
     netns_down(names)
     netns_up(names)
-    fleet = Fleet(work, ansible)
+    fleet = Fleet(work)
     try:
         patch = build_patch(work, key)
         pkgs = write_dist(work / "pkgs", 1, "1.0")

@@ -105,10 +105,6 @@ class Index:
                                "published": self.published, "expires": self.expires,
                                "patches": sorted(self.patches, key=lambda e: e["id"])})
 
-    def to_dict(self) -> Dict[str, Any]:
-        return {"feed": self.feed, "version": self.version, "published": self.published,
-                "expires": self.expires, "patches": self.patches, "signed_by": self.signed_by}
-
 
 def _bad(msg: str, **details: Any) -> FeedError:
     return FeedError(f"feed index is malformed: {msg}", details=details)
