@@ -183,12 +183,12 @@ def apply_worker(cfg: Dict[str, Any]) -> Dict[str, Any]:
                  if type(f) is types.FunctionType and f.__code__.co_filename == mod.__file__]
         calls[mp.name] = {
             "source_lines": text.count("\n"), "functions": len(funcs),
-            "ast.parse": min(once(lambda: ast.parse(text)) for _ in range(3)),
-            "compile": min(once(lambda: compile(text, "x", "exec", dont_inherit=True))
+            "ast.parse": min(once(lambda text=text: ast.parse(text)) for _ in range(3)),
+            "compile": min(once(lambda text=text: compile(text, "x", "exec", dont_inherit=True))
                            for _ in range(3)),
-            "get_referrers(dict)": min(once(lambda: gc.get_referrers(mod.__dict__))
+            "get_referrers(dict)": min(once(lambda mod=mod: gc.get_referrers(mod.__dict__))
                                        for _ in range(3)),
-            "get_referrers(*funcs)": min(once(lambda: gc.get_referrers(*funcs))
+            "get_referrers(*funcs)": min(once(lambda funcs=funcs: gc.get_referrers(*funcs))
                                          for _ in range(3)),
         }
     out["c_calls"] = calls

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Run the whole test suite on every supported CPython (3.9-3.13), each in its own
-# virtual environment built from uv.lock. Extra arguments go to pytest.
+# Run the static checks and the whole test suite on every supported CPython (3.9-3.13),
+# each in its own virtual environment built from uv.lock. Extra arguments go to pytest.
+# The checks (mypy --strict and ruff, configured in pyproject.toml) run in every
+# environment: the runtime must type-check against each version's stdlib.
 #   bash scripts/test.sh                 # everything, every version
 #   SUTURE_PYTHONS="3.11" bash scripts/test.sh -k cases
 # A missing interpreter is a failure, never a skip.
@@ -19,8 +21,9 @@ versions="${SUTURE_PYTHONS:-3.9 3.10 3.11 3.12 3.13}"
 failed=""
 for v in $versions; do
     echo "=== Python $v"
-    if ! UV_PROJECT_ENVIRONMENT=".venvs/py$v" uv run --quiet --locked --python "$v" \
-            --extra test -- python -m pytest "$@"; then
+    run=(env UV_PROJECT_ENVIRONMENT=".venvs/py$v" uv run --quiet --locked --python "$v" --extra test --)
+    if ! "${run[@]}" python -m mypy || ! "${run[@]}" python -m ruff check --quiet . \
+            || ! "${run[@]}" python -m pytest "$@"; then
         failed="$failed $v"
     fi
 done

@@ -266,8 +266,8 @@ def test_clean_exits_and_survivors_are_no_crash_loop(targets: Targets, state: Pa
     assert [r["result"] for r in store.audit_log() if r["op"] == "exited"] == ["clean"] * 3
     for _ in range(3):   # long-lived ones killed after they survived with the patch
         proc = run_patched(targets, tmp_path, "stay", SUTURE_SURVIVE_SECONDS="0.3")
-        wait_for(lambda: [r for r in store.audit_log()
-                          if r["pid"] == proc.pid and r["op"] == "survived"],
+        wait_for(lambda proc=proc: [r for r in store.audit_log()
+                                    if r["pid"] == proc.pid and r["op"] == "survived"],
                  "the survived row", proc=proc)
         proc.kill()
         proc.wait(30)

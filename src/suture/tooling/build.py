@@ -242,7 +242,8 @@ def _live_nodes(tree: ast.AST) -> List[ast.AST]:
             for child in [*node.body, *node.orelse, *node.finalbody]:
                 visit(child)
             for h in node.handlers:
-                names = h.type.elts if isinstance(h.type, ast.Tuple) else [h.type]
+                names: List[Optional[ast.expr]] = (
+                    list(h.type.elts) if isinstance(h.type, ast.Tuple) else [h.type])
                 if not all(isinstance(n, ast.Name) and n.id in ("ImportError",
                                                                  "ModuleNotFoundError")
                            for n in names):
