@@ -281,6 +281,34 @@ def test_says_so_when_gdb_is_missing(targets: Targets):
     assert finish(proc) == ["end"]
 
 
+def _gdb_cannot_write_registers(gdb: str) -> bool:
+    """Whether ``gdb`` fails an inferior call for want of writing the XSAVE state (gdb 13 on
+    CPUs with AMX), tried on a throwaway process of our own."""
+    victim = subprocess.Popen(["sleep", "30"])
+    try:
+        out = subprocess.run([gdb, "-nx", "-batch", "-p", str(victim.pid), "-ex",
+                              "call (int)getpid()"], capture_output=True, text=True, timeout=60)
+    finally:
+        victim.kill()
+        victim.wait()
+    return "extended state" in out.stdout + out.stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/gdb")
+                    or not _gdb_cannot_write_registers("/usr/bin/gdb"),
+                    reason="the system gdb can write this CPU's registers: nothing to refuse")
+def test_a_gdb_that_cannot_write_registers_is_refused_before_any_call(targets: Targets):
+    # Before the probe, the half-made call left the registers changed: the target's
+    # time.sleep raised OSError(514) and the program died.
+    proc, _ = start(targets, "import time\nprint('ready', flush=True)\nt = time.monotonic()\n"
+                             "time.sleep(3)\nprint('slept', time.monotonic() - t >= 3)\n")
+    rc, row = attach(proc.pid, env=dict(os.environ, PATH="/usr/bin:/bin"))
+    assert rc == 1 and row["error"]["code"] == "SUT-E632", row
+    assert "cannot write the registers" in row["error"]["message"]
+    assert finish(proc) == ["slept True"]
+    assert not os.path.exists(targets.sock(proc.pid))
+
+
 def test_no_such_process():
     rc, row = attach(2 ** 22 + 12345)
     assert rc == 1 and row["error"]["code"] == "SUT-E630"

@@ -126,6 +126,32 @@ def holds_pending_lock():
     return False
 
 
+def registers_unwritable(target):
+    """Why gdb cannot write this thread's registers, or None when it can; tried before
+    any call.
+
+    An inferior call saves, replaces and restores every register, the extended (XSAVE)
+    state included. Some gdb releases cannot write that state on some CPUs (gdb 13 with
+    AMX: a fixed-size buffer, "Couldn't write extended state status: Bad address"), and a
+    call that fails half-way leaves the general registers changed: the target then sees
+    a corrupted syscall return (seen: time.sleep raising errno 514). So flip one bit of a
+    vector register and put it back, both while the target is stopped. gdb skips writes
+    of an unchanged value, hence the flip; a refused write changes nothing (the kernel
+    takes the whole state or none of it). Rejected: judging by gdb's version and the
+    CPU's flags (a guess, where this is a measurement of the very operation a call needs).
+    """
+    if target.regs is None:
+        return None  # not x86-64: no XSAVE state to write
+    register = "$xmm15.v4_int32[0]"
+    before = int(gdb.parse_and_eval(register))
+    try:
+        ex(f"set var {register} = {before ^ 1}")
+    except gdb.error as exc:
+        return str(exc)
+    ex(f"set var {register} = {before}")
+    return None
+
+
 def cpython_syscall(target):
     """True when the main thread sits in a restartable syscall that CPython itself made."""
     if target.regs is None:
@@ -294,6 +320,9 @@ def main():
         if main is None:
             return done(state="error", message="the main thread is gone (the process is exiting)")
         main.switch()
+        unwritable = registers_unwritable(target)
+        if unwritable:
+            return done(state="registers-unwritable", message=unwritable)
         ex("set scheduler-locking on")  # this call runs at an arbitrary point: nobody else moves
         try:
             queued = target.call("int (*)(void *, void *)", "Py_AddPendingCall",

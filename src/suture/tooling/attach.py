@@ -358,6 +358,13 @@ def _explain(pid: int, result: Dict[str, Any], timeout: float) -> SutureError:
         return UnsupportedTarget(f"PID {pid} runs Python {hv >> 24}.{(hv >> 16) & 255}; Suture "
                                  f"supports CPython 3.9 to 3.14. Nothing was changed.",
                                  details=details)
+    if state == "registers-unwritable":
+        return NoInjector(
+            f"this gdb cannot write the registers of PID {pid} on this CPU ({message.strip()}), "
+            f"so it cannot call into the process safely; nothing was changed. gdb 13 has this "
+            f"bug on CPUs with AMX: use gdb 14 or newer (scripts/get-gdb.sh makes one), Python "
+            f"3.14's sys.remote_exec, or start the program under `suture run`.",
+            details=details)
     if state == "timeout":
         return AttachTimeout(
             f"PID {pid} reached no safe point within {timeout:g} s: its main thread is in a "
