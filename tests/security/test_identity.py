@@ -166,7 +166,7 @@ def test_a_directory_created_by_another_user_is_refused_for_a_live_process(
         try:
             wait_for(lambda: client._proc_environ(victim.pid), "the victim's environment")
             (trap / "TARGET.sock").rename(trap / f"{victim.pid}.sock")
-            with pytest.raises(client.UnsafeSocketPath, match=rf"{trap} is owned by uid "
+            with pytest.raises(client.UnsafeSocketPath, match=rf": {trap} is owned by uid "
                                rf"{NOBODY} .*Nothing was sent"):
                 client.call(victim.pid, "revert", 5, patch_id=patch["id"])
         finally:
@@ -283,9 +283,9 @@ def test_a_listener_in_another_process_gets_nothing(tmp_path: Path, caller_env: 
             conn.settimeout(2)
             try:
                 received.append(conn.recv(4096))
+                conn.sendall(protocol.encode(protocol.ok({"pid": target.pid})))
             except OSError:
-                pass
-            conn.sendall(protocol.encode(protocol.ok({"pid": target.pid})))
+                pass   # the client hung up without sending: what it should do
 
     try:
         wait_for(lambda: client._proc_environ(target.pid), "the target's environment")
@@ -341,6 +341,10 @@ def test_the_real_agent_passes_every_check(targets: Targets, patch: Dict[str, An
     assert info["pid"] == pid and info["pidns"] == os.readlink(f"/proc/{pid}/ns/pid")
     assert info["start"] == client._start_ticks(pid)
     assert client.call(pid, "list", 5) == {"patches": []}
+    # A directory named through the target's /proc/PID/root (as `suture attach` does) is
+    # resolved in the target's root.
+    inside = f"/proc/{pid}/root{targets.rundir}"
+    assert client.call(pid, "hello", 5, runtime_dir=inside)["pid"] == pid
 
 
 # -- finding 11: many clients of one agent ------------------------------------------------
@@ -372,3 +376,55 @@ def test_concurrent_clients_all_get_an_answer(targets: Targets, patch: Dict[str,
         assert outcomes.count("applied") == 1
     else:
         assert set(outcomes) == {"ok"}, outcomes
+
+
+# -- the path rules, one at a time --------------------------------------------------------
+
+@pytest.fixture
+def sleeper(tmp_path: Path) -> Iterator[Tuple[int, Path]]:
+    """A process (our uid) whose SUTURE_RUNTIME_DIR is tmp_path/run/dir."""
+    run = tmp_path / "run" / "dir"
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"],
+                            env=dict(os.environ, SUTURE_RUNTIME_DIR=str(run)))
+    try:
+        wait_for(lambda: client._proc_environ(proc.pid), "the sleeper's environment")
+        yield proc.pid, run
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.slow
+def test_a_directory_others_may_write_is_refused(sleeper: Tuple[int, Path],
+                                                 caller_env: None) -> None:
+    pid, run = sleeper
+    run.mkdir(parents=True, mode=0o700)
+    run.parent.chmod(0o777)           # not sticky: anyone could swap `dir` for their own
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(run / f"{pid}.sock"))
+        s.listen(1)
+        with pytest.raises(client.UnsafeSocketPath, match=rf"{run.parent} has mode 0777: "
+                           r"users other than its owner may create entries in it"):
+            client.call(pid, "hello", 2)
+
+
+@pytest.mark.slow
+def test_a_symlink_loop_is_refused(sleeper: Tuple[int, Path], caller_env: None) -> None:
+    pid, run = sleeper
+    run.parent.mkdir(mode=0o700)
+    os.symlink("dir", str(run))       # dir -> dir
+    with pytest.raises(client.UnsafeSocketPath, match=r"leads through more than 40 "
+                                                      r"symlinks"):
+        client.call(pid, "hello", 2)
+
+
+@pytest.mark.slow
+def test_dotdot_never_climbs_above_the_targets_root(sleeper: Tuple[int, Path],
+                                                    caller_env: None) -> None:
+    # A relative symlink with more ".." than there are directories ends at the root ("/"),
+    # as openat2's RESOLVE_IN_ROOT does: here that finds no socket, so NoAgent.
+    pid, run = sleeper
+    run.parent.mkdir(mode=0o700)
+    os.symlink("../" * 40 + "nonexistent-suture-dir", str(run))
+    with pytest.raises(client.NoAgent):
+        client.call(pid, "hello", 2)

@@ -525,7 +525,7 @@ def _resolve(target: _Target, place: _Place) -> Tuple[int, str]:
                     walked.pop()
                 continue
             walked.append(name)
-            where = place.root + "/" + "/".join(walked)
+            where = place.shown_root + "/" + "/".join(walked)
             st = os.stat(name, dir_fd=stack[-1], follow_symlinks=False)
             if st.st_uid not in owners:
                 raise _unsafe(target, place, where,
