@@ -505,6 +505,27 @@ def _unsafe(target: _Target, place: _Place, where: str, what: str) -> UnsafeSock
         details={"pid": target.pid, "socket": place.shown(), "where": where})
 
 
+def _check_owner(target: _Target, place: _Place, where: str, st: os.stat_result,
+                 owners: FrozenSet[int]) -> None:
+    if st.st_uid not in owners:
+        raise _unsafe(target, place, where, f"is owned by {_who(st.st_uid)}, neither the "
+                                            f"process's user nor root")
+
+
+def _check_same(target: _Target, place: _Place, where: str, looked: os.stat_result,
+                opened: os.stat_result) -> None:
+    if (opened.st_dev, opened.st_ino) != (looked.st_dev, looked.st_ino):
+        raise _unsafe(target, place, where, "was replaced while it was resolved")
+
+
+def _check_dir_mode(target: _Target, place: _Place, where: str, st: os.stat_result) -> None:
+    # Sticky (/tmp): others may add names but not replace ours, and what they add is
+    # theirs, which _check_owner refuses on the next step.
+    if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+        raise _unsafe(target, place, where, f"has mode {stat.S_IMODE(st.st_mode):04o}: users "
+                                            f"other than its owner may create entries in it")
+
+
 def _resolve(target: _Target, place: _Place) -> Tuple[int, str]:
     """(an O_PATH fd of the directory holding the socket, the socket's name).
 
@@ -527,10 +548,7 @@ def _resolve(target: _Target, place: _Place) -> Tuple[int, str]:
             walked.append(name)
             where = place.shown_root + "/" + "/".join(walked)
             st = os.stat(name, dir_fd=stack[-1], follow_symlinks=False)
-            if st.st_uid not in owners:
-                raise _unsafe(target, place, where,
-                              f"is owned by {_who(st.st_uid)}, neither the process's user "
-                              f"nor root")
+            _check_owner(target, place, where, st, owners)
             if stat.S_ISLNK(st.st_mode):
                 links += 1
                 if links > _MAX_LINKS:
@@ -554,12 +572,8 @@ def _resolve(target: _Target, place: _Place) -> Tuple[int, str]:
             fd = os.open(name, _PATH_FLAGS | os.O_DIRECTORY, dir_fd=stack[-1])
             stack.append(fd)
             opened = os.fstat(fd)
-            if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino):
-                raise _unsafe(target, place, where, "was replaced while it was resolved")
-            if opened.st_mode & 0o022 and not opened.st_mode & stat.S_ISVTX:
-                raise _unsafe(target, place, where,
-                              f"has mode {stat.S_IMODE(opened.st_mode):04o}: users other "
-                              f"than its owner may create entries in it")
+            _check_same(target, place, where, st, opened)
+            _check_dir_mode(target, place, where, opened)
         raise FileNotFoundError(errno.ENOENT, f"{place.shown()} names no socket")
     finally:
         for fd in stack:
