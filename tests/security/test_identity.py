@@ -350,7 +350,7 @@ def test_the_real_agent_passes_every_check(targets: Targets, patch: Dict[str, An
 # -- finding 11: many clients of one agent ------------------------------------------------
 
 @pytest.mark.slow
-@pytest.mark.parametrize("clients,op", [(20, "apply"), (200, "status")])
+@pytest.mark.parametrize("clients,op", [(20, "apply"), (200, "apply"), (200, "status")])
 def test_concurrent_clients_all_get_an_answer(targets: Targets, patch: Dict[str, Any],
                                               caller_env: None, clients: int,
                                               op: str) -> None:
