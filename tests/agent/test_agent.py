@@ -144,8 +144,12 @@ def test_hello_answers_with_the_documented_fields(targets: Targets):
     assert reply["v"] == 1 and reply["ok"] is True
     hello = reply["result"]
     assert set(hello) == {"pid", "python", "implementation", "agent", "protocol", "uid", "argv",
-                          "executable"}
+                          "executable", "pidns", "start"}
     assert hello["pid"] == proc.pid
+    # Identity (issue 13): what a client checks against /proc/PID.
+    assert hello["pidns"] == os.readlink(f"/proc/{proc.pid}/ns/pid")
+    stat = open(f"/proc/{proc.pid}/stat").read()
+    assert hello["start"] == stat[stat.rfind(")") + 2:].split()[19]
     assert hello["python"] == platform.python_version()
     assert hello["implementation"] == "cpython"
     assert hello["agent"] == "0.1.0" and hello["protocol"] == [1]

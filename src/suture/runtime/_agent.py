@@ -296,12 +296,23 @@ class _Agent:
 
 # ---------------------------------------------------------------- requests
 
+def _pid_namespace() -> str:
+    """``pid:[inode]`` of this process's pid namespace, "" when /proc does not say."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
 def _op_hello(frame: Dict[str, Any]) -> Dict[str, Any]:
+    # pid (as this process sees itself), pidns and start let a client prove that the
+    # process that answers is the one it was asked about (docs/protocol.md, "Identity").
     version = getattr(sys.modules.get("suture"), "__version__", "unknown")
     return {"pid": os.getpid(), "python": platform.python_version(),
             "implementation": sys.implementation.name, "agent": version,
             "protocol": list(protocol.SUPPORTED), "uid": os.geteuid(),
-            "argv": list(getattr(sys, "argv", [])), "executable": sys.executable}
+            "argv": list(getattr(sys, "argv", [])), "executable": sys.executable,
+            "pidns": _pid_namespace(), "start": _start_ticks("self")}
 
 
 def _op_status(frame: Dict[str, Any]) -> Dict[str, Any]:
@@ -636,8 +647,11 @@ def _survive_seconds() -> float:
         return 60.0
 
 
-def _start_ticks(pid: int) -> str:
-    """The start time of ``pid`` (/proc/PID/stat field 22), "" if it is gone or a zombie."""
+def _start_ticks(pid: Any) -> str:
+    """The start time of ``pid`` (/proc/PID/stat field 22), "" if it is gone or a zombie.
+
+    ``pid`` may be "self": in a container whose /proc is the node's, /proc/<our pid>
+    names another process."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
@@ -740,7 +754,10 @@ def start(runtime_dir: Optional[str] = None) -> str:
                 pass
             sock.bind(temp)
             os.chmod(temp, 0o600)
-            sock.listen(8)
+            # The kernel's maximum: clients wait in the backlog while one request runs
+            # (docs/protocol.md, "Framing"); with listen(8), the 9th concurrent client
+            # was refused at once (issue 13, finding 11).
+            sock.listen(socket.SOMAXCONN)
             os.rename(temp, path)
             agent = _Agent(path, sock)
         except OSError as exc:

@@ -17,9 +17,10 @@ import pwd
 import re
 import socket
 import stat
+import struct
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Type
+from typing import Any, Dict, FrozenSet, Iterator, List, Optional, Tuple, Type
 
 from ..runtime import errors as _errors
 from ..runtime import protocol
@@ -31,6 +32,7 @@ __all__ = [
     "PythonProcess", "rebuild_error",
     # errors
     "AgentError", "NoAgent", "AgentUnreachable", "AgentTimeout", "AgentPermissionDenied",
+    "TargetExited", "UnsafeSocketPath", "WrongAgent",
 ]
 
 DEFAULT_TIMEOUT = 30.0
@@ -81,6 +83,29 @@ class AgentPermissionDenied(protocol.PeerRefused):
 
     Shares ``SUT-E600`` with the agent's own peer refusal: the remedy is the same.
     """
+
+
+class TargetExited(SutureError, ProcessLookupError):
+    """The process exited (or its PID now names another process, started later) while we
+    were finding or connecting to its agent; nothing was sent."""
+
+    code = "SUT-E614"
+
+
+class UnsafeSocketPath(SutureError, PermissionError):
+    """A directory, symlink or socket on the way to the agent's socket belongs to a user
+    other than the process's own or root, or a directory is writable by others: another
+    user could have put it there. Nothing was sent."""
+
+    code = "SUT-E615"
+
+
+class WrongAgent(SutureError, ConnectionError):
+    """The socket is served by another process than the one asked about (its peer
+    credentials, or its ``hello``: pid, pid namespace, start time). Nothing but a
+    ``hello`` was sent."""
+
+    code = "SUT-E616"
 
 
 def _known_classes() -> Dict[str, Type[SutureError]]:
@@ -158,6 +183,16 @@ def socket_candidates(pid: int, runtime_dir: Optional[str] = None) -> List[str]:
     override = runtime_dir or os.environ.get("SUTURE_RUNTIME_DIR")
     if override:
         return [os.path.join(override, name)]
+    return [root + os.path.join(d, name) for d in _candidate_dirs(pid)]
+
+
+def _candidate_dirs(pid: int) -> List[str]:
+    """The socket directories of docs/protocol.md for ``pid``, as the target sees them.
+
+    These say where to look, not what to trust: ``call`` refuses a process it cannot
+    identify before looking, and a directory another user could have made (issue 13,
+    finding 1: /tmp/suture-0 created by anyone) is refused where it is resolved.
+    """
     env = _proc_environ(pid)
     uids = _proc_uids(pid)
     dirs: List[str] = []
@@ -172,7 +207,7 @@ def socket_candidates(pid: int, runtime_dir: Optional[str] = None) -> List[str]:
         dirs.append(f"/run/user/{uid}/suture")
     for uid in uids or [os.getuid()]:
         dirs.append(f"/tmp/suture-{uid}")
-    return [root + os.path.join(d, name) for d in dict.fromkeys(dirs)]
+    return list(dict.fromkeys(dirs))
 
 
 def _namespace_view(pid: int) -> Tuple[int, str]:
@@ -287,42 +322,423 @@ def _timeout(pid: int, path: str, op: str, timeout: float) -> AgentTimeout:
         details={"pid": pid, "socket": path, "op": op, "timeout": timeout})
 
 
+# -- identity: the process that answers is the one asked about (issue 13) -------------
+#
+# One rule: a client connects only to a socket it can prove belongs to the process it was
+# asked about, and sends nothing before it has. For every connection:
+#
+# 1. The target: /proc/PID/stat's start time (field 22), its uids, the pid it sees as its
+#    own (NSpid) and its pid namespace are read first. No such process: NoAgent.
+# 2. The path is resolved inside the target's own root (/proc/PID/root), one component at
+#    a time with O_PATH|O_NOFOLLOW directory fds: an absolute symlink restarts at that
+#    root, ".." stops there (openat2's RESOLVE_IN_ROOT, which Python's stdlib lacks).
+#    Every directory, symlink and the socket met on the way must belong to root, to the
+#    target's effective uid or to the owner of the target's root directory (a container's
+#    root), and no directory may be writable by group or others unless it is sticky (then
+#    the entry in it must be owned as above). So /tmp/suture-0 made by uid 65534 is
+#    refused, whatever it holds. connect() goes through /proc/self/fd/<dir fd>/<name>:
+#    the checked directory, and AF_UNIX's 108-byte limit holds for any depth.
+# 3. After connect() and before a byte is sent, SO_PEERCRED names the process that listens
+#    (as our pid namespace sees it): it must be PID itself (a forked child's agent listens
+#    in the child) with one of its uids or root; PID's start time must still be the one
+#    read in 1 (it did not exit and its number was not reused).
+# 4. A `hello` (its own connection, checked the same way) must name the pid the target
+#    sees as its own, its pid namespace and start time; only then is another op sent.
+#    An agent older than these fields is checked on pid only (the rest is still 1-3).
+#
+# Rejected: trusting hello alone (any listener can claim any pid, and the request is
+# already sent to it); the start time alone (does not say who listens); connecting by the
+# path string (symlinks resolve against our root, not the container's: finding 2); a
+# fallback to our own uid's directory for a process we cannot identify (finding 1: a
+# directory any user may create under /tmp).
+#
+# A stand-in agent (a test's server answering for PIDs that are not its own) passes none
+# of this: with SUTURE_TEST_UNVERIFIED_AGENTS=1 in our environment *and* a runtime
+# directory of our own choosing (SUTURE_RUNTIME_DIR or runtime_dir=), steps 1, 3 and 4
+# are skipped; step 2 still applies. Never set it outside tests.
+
+UNVERIFIED_ENV = "SUTURE_TEST_UNVERIFIED_AGENTS"
+_MAX_LINKS = 40          # symlinks followed in one resolution, as the kernel's limit
+_PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+@dataclass(frozen=True)
+class _Target:
+    """What we know of the process we were asked about, read before connecting."""
+
+    pid: int
+    verify: bool                 # False only for stand-ins (see above)
+    start: str = ""              # /proc/PID/stat field 22
+    uids: Tuple[int, ...] = ()   # real, effective, saved
+    euid: int = -1
+    gid: int = -1
+    groups: Tuple[int, ...] = ()
+    inner: int = 0               # the pid it sees as its own
+    pidns: str = ""
+    same_time_ns: bool = True    # its start time reads the same from it as from us
+    root: str = ""               # where its paths resolve: "/proc/PID/root", "" = ours
+    shown_root: str = ""         # how they are shown: "" when its root is ours
+
+
+def _start_ticks(pid: int) -> Optional[str]:
+    """Field 22 of /proc/PID/stat; None if no such process, "" if it exited (zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    fields = raw[raw.rfind(b")") + 2:].split()
+    if len(fields) < 20 or fields[0] in (b"Z", b"X"):
+        return ""
+    return fields[19].decode("ascii", "replace")
+
+
+def _ns(pid: Any, kind: str) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/{kind}")
+    except OSError:
+        return ""
+
+
+def _roots(pid: int) -> Tuple[str, str]:
+    """(where the target's paths resolve, how to show them): its /proc/PID/root, shown
+    only when that is not our root (a container, a chroot). A root we may not look at
+    (another user's process, and we are not root) resolves in ours: the kernel's checks
+    and the listener's identity decide then."""
+    root = f"/proc/{pid}/root"
+    try:
+        mine, theirs = os.stat("/"), os.stat(root)
+    except OSError:
+        return "", ""
+    return root, ("" if (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino)
+                  else root)
+
+
+def _read_target(pid: int, verify: bool) -> _Target:
+    start = _start_ticks(pid)
+    if start is None and not verify:
+        return _Target(pid, False, inner=pid)
+    if start is None:
+        raise NoAgent(f"No process has PID {pid} (nothing at /proc/{pid}). Check the PID with "
+                      "`suture ps`.", details={"pid": pid, "running": False})
+    if not start:
+        raise _exited(pid, "it has exited (a zombie waiting for its parent)")
+    status: Dict[str, str] = {}
+    try:
+        with open(f"/proc/{pid}/status", encoding="utf-8", errors="replace") as f:
+            status = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+        uids = tuple(int(x) for x in status["Uid"].split())
+        gid = int(status["Gid"].split()[1])
+        groups = tuple(int(g) for g in status.get("Groups", "").split())
+        nspid = status.get("NSpid", str(pid)).split()
+        inner = int(nspid[-1]) if nspid else pid
+    except (OSError, KeyError, IndexError, ValueError) as exc:
+        if _start_ticks(pid) != start:
+            raise _exited(pid, "it exited while we read /proc") from exc
+        raise NoAgent(f"PID {pid} cannot be identified: /proc/{pid}/status is unreadable "
+                      f"({exc}). Nothing was sent.", details={"pid": pid}) from exc
+    root, shown = _roots(pid)
+    return _Target(pid, verify, start=start, uids=tuple(dict.fromkeys(uids)), euid=uids[1],
+                   gid=gid, groups=groups, inner=inner, pidns=_ns(pid, "pid"),
+                   same_time_ns=_ns(pid, "time") == _ns("self", "time"),
+                   root=root, shown_root=shown)
+
+
+def _exited(pid: int, why: str) -> TargetExited:
+    return TargetExited(
+        f"PID {pid} is not the process it was: {why}. Nothing was sent to any process; "
+        "nothing was applied or reverted. Check the PID with `suture ps`.",
+        details={"pid": pid, "running": False})
+
+
+def _still_there(target: _Target) -> None:
+    if target.verify and _start_ticks(target.pid) != target.start:
+        raise _exited(target.pid, "it exited (or its PID was reused by a newer process) "
+                                  "while we connected")
+
+
+# -- identity: resolving the socket's path inside the target's root ----------------------
+
+class _Place:
+    """A path to resolve inside ``root`` ("/proc/PID/root", or "" for ours), shown with
+    ``shown_root`` in front."""
+
+    def __init__(self, root: str, shown_root: str, path: str, ours: bool) -> None:
+        self.root, self.shown_root, self.path, self.ours = root, shown_root, path, ours
+
+    def shown(self) -> str:
+        return self.shown_root + self.path
+
+
+def _places(target: _Target, runtime_dir: Optional[str]) -> List[_Place]:
+    name = f"{target.inner}.sock"
+    override = runtime_dir or os.environ.get("SUTURE_RUNTIME_DIR")
+    if override:
+        # Ours to choose, so in our root; attach names a container's directory through
+        # /proc/PID/root, which is the target's root.
+        prefix = f"/proc/{target.pid}/root"
+        if override.startswith(prefix + "/"):
+            return [_Place(prefix, prefix, os.path.join(override[len(prefix):], name), True)]
+        return [_Place("", "", os.path.join(override, name), True)]
+    return [_Place(target.root, target.shown_root, os.path.join(d, name), False)
+            for d in _candidate_dirs(target.pid)]
+
+
+def _owners(target: _Target, root_fd: int, place: _Place) -> FrozenSet[int]:
+    """Who may own what is on the path: root, the target's effective uid, and the owner
+    of the root it is resolved in (a container's root, mapped or not); for a directory
+    of our own choosing, also ourselves."""
+    owners = {0, os.fstat(root_fd).st_uid}
+    if target.euid >= 0:
+        owners.add(target.euid)
+    if place.ours:
+        owners.add(os.geteuid())
+    return frozenset(owners)
+
+
+def _unsafe(target: _Target, place: _Place, where: str, what: str) -> UnsafeSocketPath:
+    return UnsafeSocketPath(
+        f"Refusing the socket of PID {target.pid} at {place.shown()}: {where} {what}; another "
+        f"user could have put it there, so it may lead to another process's agent. Nothing "
+        f"was sent. Remove it (the agent recreates its directory), or give the process a "
+        f"SUTURE_RUNTIME_DIR that only its user can write.",
+        details={"pid": target.pid, "socket": place.shown(), "where": where})
+
+
+def _check_owner(target: _Target, place: _Place, where: str, st: os.stat_result,
+                 owners: FrozenSet[int]) -> None:
+    if st.st_uid not in owners:
+        raise _unsafe(target, place, where, f"is owned by {_who(st.st_uid)}, neither the "
+                                            f"process's user nor root")
+
+
+def _check_same(target: _Target, place: _Place, where: str, looked: os.stat_result,
+                opened: os.stat_result) -> None:
+    if (opened.st_dev, opened.st_ino) != (looked.st_dev, looked.st_ino):
+        raise _unsafe(target, place, where, "was replaced while it was resolved")
+
+
+def _check_dir_mode(target: _Target, place: _Place, where: str, st: os.stat_result) -> None:
+    # Sticky (/tmp): others may add names but not replace ours, and what they add is
+    # theirs, which _check_owner refuses on the next step.
+    if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+        raise _unsafe(target, place, where, f"has mode {stat.S_IMODE(st.st_mode):04o}: users "
+                                            f"other than its owner may create entries in it")
+
+
+def _resolve(target: _Target, place: _Place) -> Tuple[int, str]:
+    """(an O_PATH fd of the directory holding the socket, the socket's name).
+
+    Raises FileNotFoundError / NotADirectoryError (nothing there), PermissionError (not
+    ours to look into), UnsafeSocketPath (see the comment above ``_Target``)."""
+    root_fd = os.open(place.root or "/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    stack = [root_fd]
+    try:
+        owners = _owners(target, root_fd, place)
+        parts = [p for p in place.path.split("/") if p not in ("", ".")]
+        walked: List[str] = []
+        links = 0
+        while parts:
+            name = parts.pop(0)
+            if name == "..":
+                if len(stack) > 1:
+                    os.close(stack.pop())
+                    walked.pop()
+                continue
+            walked.append(name)
+            where = place.shown_root + "/" + "/".join(walked)
+            st = os.stat(name, dir_fd=stack[-1], follow_symlinks=False)
+            _check_owner(target, place, where, st, owners)
+            if stat.S_ISLNK(st.st_mode):
+                links += 1
+                if links > _MAX_LINKS:
+                    raise _unsafe(target, place, where, f"leads through more than "
+                                                        f"{_MAX_LINKS} symlinks")
+                link = os.readlink(name, dir_fd=stack[-1])
+                walked.pop()
+                if link.startswith("/"):   # re-rooted at the target's root, not ours
+                    for fd in stack[1:]:
+                        os.close(fd)
+                    del stack[1:], walked[:]
+                parts[:0] = [p for p in link.split("/") if p not in ("", ".")]
+                continue
+            if not parts:
+                if not stat.S_ISSOCK(st.st_mode):
+                    raise FileNotFoundError(errno.ENOENT, f"{where} is not a socket")
+                dir_fd = os.dup(stack[-1])
+                return dir_fd, name
+            if not stat.S_ISDIR(st.st_mode):
+                raise NotADirectoryError(errno.ENOTDIR, f"{where} is not a directory")
+            fd = os.open(name, _PATH_FLAGS | os.O_DIRECTORY, dir_fd=stack[-1])
+            stack.append(fd)
+            opened = os.fstat(fd)
+            _check_same(target, place, where, st, opened)
+            _check_dir_mode(target, place, where, opened)
+        raise FileNotFoundError(errno.ENOENT, f"{place.shown()} names no socket")
+    finally:
+        for fd in stack:
+            os.close(fd)
+
+
+def _locate(target: _Target, op: str, runtime_dir: Optional[str]) -> Tuple[int, str, str]:
+    """(dir fd, name, the path as shown) of the first place where a safe socket exists.
+
+    An unsafe candidate is passed over (an agent never starts in one: ensure_dir); if no
+    safe one exists, its refusal is raised, else a candidate we may not look into, else
+    NoAgent for the first one (where the agent would be)."""
+    places = _places(target, runtime_dir)
+    refused: Optional[UnsafeSocketPath] = None
+    blocked: Optional[Tuple[str, OSError]] = None
+    for place in places:
+        try:
+            dir_fd, name = _resolve(target, place)
+        except UnsafeSocketPath as exc:
+            refused = refused or exc
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except PermissionError as exc:
+            blocked = blocked or (place.shown(), exc)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                refused = refused or _unsafe(target, place, place.shown(), "loops")
+            else:
+                blocked = blocked or (place.shown(), exc)
+        else:
+            return dir_fd, name, place.shown()
+    if refused is not None:
+        raise refused
+    if blocked is not None:
+        raise _permission_error(target.pid, blocked[0], op, blocked[1])
+    raise _no_agent(target.pid, places[0].shown())
+
+
+# -- identity: who listens --------------------------------------------------------------
+
+def _wrong(target: _Target, path: str, found: str) -> WrongAgent:
+    return WrongAgent(
+        f"The socket {path} is not the agent of PID {target.pid}: {found}. Nothing was sent "
+        f"to it{' but a hello' if 'hello' in found else ''}; no process was changed. Another "
+        f"process (or a symlink to its socket) holds this name: check `suture ps` and remove "
+        f"the file if the process has no agent.",
+        details={"pid": target.pid, "socket": path, "found": found})
+
+
+def _check_peer(sock: socket.socket, target: _Target, path: str) -> None:
+    """SO_PEERCRED, before anything is sent: the listener must be PID, still the same."""
+    if not target.verify:
+        return
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, uid, _gid = struct.unpack("3i", raw)
+    if pid != target.pid:
+        raise _wrong(target, path, f"PID {pid} ({_who(uid)}) listens on it" if pid > 0 else
+                     "its listener is in a pid namespace we cannot see")
+    if uid not in target.uids and uid != 0:
+        raise _wrong(target, path, f"its listener runs as {_who(uid)}, not as the process's "
+                                   f"user")
+    _still_there(target)
+
+
+def _check_hello(target: _Target, path: str, info: Dict[str, Any]) -> None:
+    """The agent's own word, after SO_PEERCRED: the pid it sees as its own, its pid
+    namespace and start time must be the target's."""
+    if not target.verify:
+        return
+    checks: List[Tuple[str, Any, Any]] = [("pid", info.get("pid"), target.inner)]
+    if info.get("pidns") and target.pidns:
+        checks.append(("pid namespace", info.get("pidns"), target.pidns))
+    if info.get("start") and target.same_time_ns:
+        checks.append(("start time", str(info.get("start")), target.start))
+    for what, said, expected in checks:
+        if said != expected:
+            raise _wrong(target, path, f"its hello names {what} {said!r}, the process has "
+                                       f"{expected!r}")
+    _still_there(target)
+
+
 # -- one call ---------------------------------------------------------------------------
+
+def _verifying(runtime_dir: Optional[str]) -> bool:
+    override = runtime_dir or os.environ.get("SUTURE_RUNTIME_DIR")
+    return not (override and os.environ.get(UNVERIFIED_ENV) == "1")
+
 
 def call(pid: int, op: str, timeout: float = DEFAULT_TIMEOUT, *,
          runtime_dir: Optional[str] = None, **fields: Any) -> Dict[str, Any]:
     """Send one ``op`` request to ``pid``'s agent and return its ``result``.
 
-    Raises the agent's error rebuilt from its code, or ``NoAgent``,
+    The agent is first proven to be ``pid``'s (see "identity" above): a ``hello``
+    precedes any other op. Raises the agent's error rebuilt from its code, or
+    ``NoAgent``, ``TargetExited``, ``UnsafeSocketPath``, ``WrongAgent``,
     ``AgentPermissionDenied``, ``AgentUnreachable``, ``AgentTimeout``, ``ProtocolError``.
     """
-    path = socket_path(pid, runtime_dir)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    target = _read_target(pid, _verifying(runtime_dir))
+    if target.verify and op != "hello":
+        path, info = _request(target, "hello", timeout, runtime_dir, {})
+        _check_hello(target, path, info)
+    path, result = _request(target, op, timeout, runtime_dir, fields)
+    if op == "hello":
+        _check_hello(target, path, result)
+    return result
+
+
+def _request(target: _Target, op: str, timeout: float, runtime_dir: Optional[str],
+             fields: Dict[str, Any]) -> Tuple[str, Dict[str, Any]]:
+    pid = target.pid
+    dir_fd, name, path = _locate(target, op, runtime_dir)
     try:
-        sock.settimeout(timeout)
+        # The directory we checked, whatever its depth: AF_UNIX paths stay short.
+        via = f"/proc/self/fd/{dir_fd}/{name}"
         try:
-            identity = _identity(pid) if os.geteuid() == 0 else None
-            if identity is not None and identity[0] != 0:
-                sock.close()
-                sock = _connect_as(identity, path, timeout)
+            if os.geteuid() == 0 and target.euid > 0:
+                sock = _connect_as((target.euid, target.gid, list(target.groups)), via,
+                                   timeout)
             else:
-                sock.connect(path)
+                sock = _dial(via, timeout)
         except FileNotFoundError as exc:
             raise _no_agent(pid, path) from exc
         except PermissionError as exc:
             raise _permission_error(pid, path, op, exc) from exc
         except ConnectionRefusedError as exc:
             raise _unreachable(pid, path, "connection refused", exc) from exc
-        except socket.timeout as exc:
+        except (socket.timeout, BlockingIOError) as exc:
             raise _timeout(pid, path, op, timeout) from exc
         except OSError as exc:
             if exc.errno == errno.ENOENT:
                 raise _no_agent(pid, path) from exc
+            if exc.errno in (errno.EAGAIN, errno.ETIMEDOUT):
+                raise _timeout(pid, path, op, timeout) from exc
             raise _unreachable(pid, path, exc.strerror or str(exc), exc) from exc
-        frame = _exchange(sock, pid, path, op, timeout, protocol.encode(protocol.request(op, **fields)))
+    finally:
+        os.close(dir_fd)
+    try:
+        _check_peer(sock, target, path)
+        frame = _exchange(sock, pid, path, op, timeout,
+                          protocol.encode(protocol.request(op, **fields)))
     finally:
         sock.close()
-    return _result(frame, pid, op)
+    return path, _result(frame, pid, op)
+
+
+def _dial(path: str, timeout: float) -> socket.socket:
+    """A socket connected to ``path`` that waited in the agent's backlog up to ``timeout``.
+
+    A socket with a Python timeout is non-blocking, and a non-blocking connect() to a
+    Unix socket whose backlog is full fails at once with EAGAIN (issue 13, finding 11).
+    So connect() blocks, bounded by SO_SNDTIMEO (which the kernel applies to a Unix
+    connect), and EAGAIN then means "still full after the timeout"."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        wait = max(timeout, 0.001)
+        sock.settimeout(None)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
+                        struct.pack("ll", int(wait), int((wait % 1) * 1_000_000)))
+        sock.connect(path)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", 0, 0))
+        sock.settimeout(timeout)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 # Root talking to another user's process connects *as that user*: the socket's path comes
@@ -333,21 +749,13 @@ def call(pid: int, op: str, timeout: float = DEFAULT_TIMEOUT, *,
 # hands the connected socket back over SCM_RIGHTS; everything else is unchanged.
 # The child runs a handful of system calls and _exit()s, never Python code that could
 # wait on a lock another thread of this (threaded) client held at fork time.
+# The path is /proc/self/fd/<dir fd>/<name> (see "identity" above): the child inherits
+# the fd, and may use it although it no longer has our uid (a process may always follow
+# its own fds); the kernel still checks the user's rights on that directory and socket.
+# The identity checks (SO_PEERCRED, hello) run here, in the parent, on the socket it gets.
 # Rejected: seteuid around connect() (process-wide: every thread would act as the user);
 # a helper interpreter (the user may not be allowed to run ours: it can live under
-# /root); a peer-pid check after connecting (the connection, and our first bytes,
-# already reached whatever listens there).
-
-def _identity(pid: int) -> Optional[Tuple[int, int, List[int]]]:
-    """Effective uid, gid and groups of ``pid`` (None when /proc does not say)."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="utf-8", errors="replace") as f:
-            status = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
-        return (int(status["Uid"].split()[1]), int(status["Gid"].split()[1]),
-                [int(g) for g in status.get("Groups", "").split()])
-    except (OSError, KeyError, IndexError, ValueError):
-        return None
-
+# /root).
 
 def _connect_as(identity: Tuple[int, int, List[int]], path: str,
                 timeout: float) -> socket.socket:
@@ -363,10 +771,8 @@ def _connect_as(identity: Tuple[int, int, List[int]], path: str,
             os.setgroups(groups)
             os.setresgid(gid, gid, gid)
             os.setresuid(uid, uid, uid)
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.settimeout(timeout)
             try:
-                s.connect(path)
+                s = _dial(path, timeout)
             except OSError as exc:
                 theirs.sendall(b"%d %s" % (exc.errno or errno.ETIMEDOUT,
                                            str(exc.strerror or exc).encode("utf-8", "replace")))
