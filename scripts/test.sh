@@ -17,6 +17,21 @@ if ! command -v uv >/dev/null 2>&1; then
     hash -r
 fi
 
+# `suture attach` (tests/agent/test_attach.py) needs a gdb that can make inferior calls.
+# Debian 12's gdb 13.1 cannot on CPUs with AMX ("Couldn't write extended state status:
+# Bad address."), so when the gdb on PATH fails scripts/get-gdb.sh's self-check (or there
+# is none), put trixie's gdb, unpacked into .cache/gdb, first on PATH for the runs below.
+# A gdb that passes is used as it is. If get-gdb.sh cannot help (no network, not
+# Debian), say so and go on: the attach tests then skip (no gdb) or fail with gdb's error.
+if ! why=$(bash scripts/get-gdb.sh --check); then
+    echo "test.sh: $why: using trixie's gdb from scripts/get-gdb.sh (.cache/gdb)"
+    if gdb_path=$(bash scripts/get-gdb.sh .cache/gdb); then
+        export PATH="$(dirname "$gdb_path"):$PATH"
+    else
+        echo "test.sh: scripts/get-gdb.sh failed (above); the attach tests will fail or skip"
+    fi
+fi
+
 versions="${SUTURE_PYTHONS:-3.9 3.10 3.11 3.12 3.13}"
 failed=""
 for v in $versions; do
