@@ -21,7 +21,8 @@
 #
 # Result:  DEST/bin/gdb, a small wrapper (see the end of this file) around
 #          DEST/libexec/gdb/gdb: it gives the embedded Python its standard library
-#          (PYTHONHOME=DEST, removed again from what gdb passes to programs it starts)
+#          (PYTHONHOME=DEST) and its libc its iconv modules (GCONV_PATH), both removed
+#          again from the environment gdb gives programs it starts,
 #          and gdb its data directory (DEST/share/gdb: the `gdb` Python package, syscall
 #          names). Put DEST/bin first on PATH and `suture attach` uses it unchanged.
 #          DEST is readable and executable by every user: `suture attach` run by root
@@ -52,8 +53,8 @@ works() {
     out=$(cd / && timeout 60 "$1" -nx -nh -batch \
               -ex 'python import gdb; print("py-ok", gdb.VERSION)' \
               -ex 'set startup-with-shell off' \
-              -ex 'catch syscall clock_nanosleep nanosleep' -ex run \
-              -ex 'print (int)getpid()' -ex kill --args "$sleep" 30 </dev/null 2>&1) || true
+              -ex 'catch syscall clock_nanosleep' -ex run \
+              -ex 'print (int)getpid()' -ex kill --args "$sleep" 5 </dev/null 2>&1) || true
     if ! grep -q '^py-ok ' <<<"$out"; then
         WHY="$1 has no working Python ($(grep -m1 -i 'python' <<<"$out" || tail -n1 <<<"$out"))"
         return 1
@@ -78,7 +79,10 @@ DEST=$(realpath -m -- "$1")
 GDB=$DEST/bin/gdb
 REAL=$DEST/libexec/gdb/gdb
 
-if [ -x "$GDB" ] && [ -x "$REAL" ]; then
+# What a finished DEST records in .get-gdb-done; bump it when the layout or the wrapper
+# changes, so that an older DEST is rebuilt rather than reused.
+LAYOUT="get-gdb layout 2"
+if [ "$(cat "$DEST/.get-gdb-done" 2>/dev/null)" = "$LAYOUT" ] && [ -x "$GDB" ]; then
     if works "$GDB"; then
         log "reusing $GDB ($("$GDB" -nx -batch -ex 'python print(gdb.VERSION)' 2>/dev/null))"
         echo "$GDB"
@@ -192,6 +196,7 @@ LDSO=$(ls "$LIBDIR"/ld-linux*.so.* 2>/dev/null | head -n1)
 [ -f "$DEST/bin/gdb" ] || die "no bin/gdb in the gdb package"
 PYVER=$(cd "$DEST/lib" && ls -d python3.* 2>/dev/null | sort -V | tail -n1)
 [ -n "$PYVER" ] && [ -f "$DEST/lib/$PYVER/os.py" ] || die "no Python standard library in $DEST/lib"
+[ -d "$LIBDIR/gconv" ] || die "no $LIBDIR/gconv (libc6's iconv modules)"
 [ -d "$DEST/share/gdb/python/gdb" ] || die "no share/gdb/python/gdb (gdb's data directory)"
 
 # ---- patchelf: from PATH, else bookworm's .deb via the system's apt lists, else via a
@@ -223,17 +228,21 @@ mv "$DEST/bin/gdb" "$REAL"
 
 # ---- the wrapper. PYTHONHOME: trixie's libpython would otherwise look for its standard
 # library in /usr/lib/python3.13 (absent on bookworm) and gdb would abort at start.
-# `-iex 'unset environment PYTHONHOME'` keeps it from the programs gdb starts itself
-# (`run`; `suture attach` starts none: the target already runs and its environment is
-# not touched). Rejected: LD_LIBRARY_PATH (it would leak to the shell and programs gdb
-# starts, giving them trixie's libc), a copy of the stdlib at /usr/lib (the system).
-# The wrapper is plain sh and resolves nothing at run time: the paths are fixed now.
+# GCONV_PATH: trixie's libc would otherwise load bookworm's iconv modules (gdb converts
+# target strings with iconv), built against another glibc's private ABI.
+# `-iex 'unset environment ...'` keeps both from the programs gdb starts itself (`run`;
+# `suture attach` starts none: the target already runs, its environment is its own);
+# gdb's `shell` command does see them. Rejected: LD_LIBRARY_PATH (it would give the
+# shell and every program gdb starts trixie's libc), a copy of the stdlib under /usr/lib
+# (the system). The wrapper is plain sh and computes nothing: the paths are fixed now.
 cat > "$GDB" <<EOF
 #!/bin/sh
 # Made by scripts/get-gdb.sh: Debian $SUITE's gdb with its own libc and Python.
 PYTHONHOME='$DEST'
-export PYTHONHOME
-exec '$REAL' --data-directory='$DEST/share/gdb' -iex 'unset environment PYTHONHOME' "\$@"
+GCONV_PATH='$LIBDIR/gconv'
+export PYTHONHOME GCONV_PATH
+exec '$REAL' --data-directory='$DEST/share/gdb' \\
+    -iex 'unset environment PYTHONHOME' -iex 'unset environment GCONV_PATH' "\$@"
 EOF
 chmod 0755 "$GDB"
 
@@ -249,5 +258,6 @@ done
 
 works "$GDB" || die "the new gdb fails its self-check: $WHY"
 [ "${KEEP_DEBS:-0}" = 1 ] || rm -rf "$WORK"
+echo "$LAYOUT" > "$DEST/.get-gdb-done"
 log "ready: $GDB ($("$GDB" -nx -batch -ex 'python print(gdb.VERSION)' 2>/dev/null))"
 echo "$GDB"
