@@ -17,6 +17,37 @@ if ! command -v uv >/dev/null 2>&1; then
     hash -r
 fi
 
+# `suture attach` (tests/agent/test_attach.py) needs a gdb that can make inferior calls.
+# Debian 12's gdb 13.1 cannot on CPUs with AMX ("Couldn't write extended state status:
+# Bad address."), so when the gdb on PATH fails scripts/get-gdb.sh's self-check (or there
+# is none), put trixie's gdb, unpacked into .cache/gdb, first on PATH for the runs below.
+# A gdb that passes is used as it is. If get-gdb.sh cannot help (no network, not
+# Debian), say so and go on: the attach tests then skip (no gdb) or fail with gdb's error.
+# Root's attach tests run gdb as uid 65534, which must reach it: when the checkout's
+# directories are not searchable by others (a clone under /root), the gdb goes to a
+# private temporary directory removed at exit (downloaded each run) rather than a fixed
+# shared path another user could have prepared.
+searchable() {   # every directory from / to $1 has o+x
+    local d=$1
+    while [ "$d" != / ]; do
+        [ -n "$(find "$d" -maxdepth 0 -perm -o+x 2>/dev/null)" ] || return 1
+        d=$(dirname "$d")
+    done
+}
+if ! why=$(bash scripts/get-gdb.sh --check); then
+    gdb_dest=.cache/gdb
+    if [ "$(id -u)" = 0 ] && ! searchable "$PWD"; then
+        gdb_tmp=$(mktemp -d) && chmod 0755 "$gdb_tmp" && trap 'rm -rf "$gdb_tmp"' EXIT
+        gdb_dest=$gdb_tmp/gdb
+    fi
+    echo "test.sh: $why: using trixie's gdb from scripts/get-gdb.sh ($gdb_dest)"
+    if gdb_path=$(bash scripts/get-gdb.sh "$gdb_dest"); then
+        export PATH="$(dirname "$gdb_path"):$PATH"
+    else
+        echo "test.sh: scripts/get-gdb.sh failed (above); the attach tests will fail or skip"
+    fi
+fi
+
 versions="${SUTURE_PYTHONS:-3.9 3.10 3.11 3.12 3.13}"
 failed=""
 for v in $versions; do
