@@ -2,11 +2,15 @@
 
 One ``cycle`` (docs/fleet.md, "Host daemon"):
 
-1. sync every configured feed (``feed.sync``) into the host's feed mirrors;
-2. for each patch of the mirrors: due when it was released to this host's ring (or an
-   earlier one) at least ``delay[ring]`` ago, inside the maintenance window if one is
-   set, and not marked bad. A due patch is installed in the store (so agents of
-   processes started later apply it) after its signatures are checked again;
+1. for each configured feed, one after another: sync it (``feed.sync``, all its
+   downloads under ``download_deadline``) into its mirror; a failure is recorded with
+   its code in the report and the log, and never stops the other feeds;
+2. then, from that feed's mirror only, each patch its current index lists: due when it
+   was released to this host's ring (or an earlier one) at least ``delay[ring]`` ago,
+   inside the maintenance window if one is set, and not marked bad. A due patch is
+   installed in the store (so agents of processes started later apply it) if the
+   mirrored file is exactly the entry's patch (sha256 and id) and trusted on its own
+   (``feed.mirror_patch``);
 3. every process still exposed to an installed patch gets it (``rollout.apply_watched``:
    with ``health``, watched, reverted everywhere and marked bad on failure). A process
    that refused a patch is not asked again for that patch (the refusal stays in the
