@@ -98,7 +98,7 @@ def test_the_playbook_syncs_installs_and_patches_and_reports_changes_honestly(
     # Check mode: would change, changes nothing.
     sync, daemon, status = play(ansible, tmp_path, rundir, tasks, check=True)
     assert sync["changed"] and sync["new"] == [patch_id(dists["fix"])]
-    assert not feed.mirror_dir("acme").exists()
+    assert not feed.mirror_dir(str(src)).exists()
     assert not status["changed"]
     assert store.installed() == [] and target.observed() == "old"
 

@@ -44,6 +44,7 @@ broad = "1d"
     assert cfg.watch == 30.0                      # a health check without watch: 30 s
     assert cfg.metrics_listen == ("127.0.0.1", 9464)
     assert cfg.window == Window((5, 6), 22 * 60, 2 * 60)
+    assert cfg.deadline == 300.0                  # download_deadline: 5 min by default
 
 
 @pytest.mark.parametrize("text, message", [
@@ -56,7 +57,10 @@ broad = "1d"
     ('feeds = []\nwindow = "funday 01:00-02:00"\n', "unknown day"),
     ('feeds = []\nmetrics_listen = "9464"\n', "metrics_listen must be HOST:PORT"),
     ('feeds = [\n', "cannot read"),
-], ids=["typo", "ring", "feeds", "duration", "delay", "window", "day", "listen", "toml"])
+    ('feeds = []\ndownload_deadline = "0s"\n', "download_deadline must be more than 0 s"),
+    ('feeds = []\ndownload_deadline = "forever"\n', "download_deadline: 'forever' is not a"),
+], ids=["typo", "ring", "feeds", "duration", "delay", "window", "day", "listen", "toml",
+        "deadline 0", "deadline"])
 def test_a_bad_configuration_is_refused_with_its_reason(tmp_path: Path, text: str,
                                                         message: str) -> None:
     with pytest.raises(DaemonConfigError, match=message):

@@ -193,7 +193,10 @@ def test_sync_refuses_an_older_index_and_a_forked_one(tmp_path: Path, patches: L
     shutil.copytree(src, fork)
     (fork / feed.INDEX_FILE).write_bytes(old)
     publish(patches[:1], fork, channel="canary", now=T1)           # version 2 again
-    code, out = run("sync", str(fork))
+    # served where the host gets this feed: rollback state belongs to the source (issue
+    # 13, finding 7), so the fork is refused there
+    (src / feed.INDEX_FILE).write_bytes((fork / feed.INDEX_FILE).read_bytes())
+    code, out = run("sync", str(src))
     assert code == 3 and "the same version as, but different from," in out["error"]["message"]
 
 
@@ -269,7 +272,7 @@ def test_a_malformed_index_is_refused(tmp_path: Path, patches: List[Path], edit:
     (src / feed.INDEX_FILE).write_bytes(trust.seal(feed.INDEX_TYPE, canonical_json(body), [KEY]))
     with pytest.raises(feed.FeedError, match=message):
         feed.sync(str(src))
-    assert not feed.mirror_dir("acme").exists()
+    assert not feed.mirror_dir(str(src)).exists()
 
 
 def test_an_expired_index_is_refused_until_the_publisher_renews_it(tmp_path: Path,
@@ -292,7 +295,7 @@ def test_check_mode_reads_the_index_and_writes_nothing(tmp_path: Path, patches: 
     code, out = run("sync", str(src), "--check")
     assert code == 0 and out["dry_run"] and not out["recorded"]
     assert [r["outcome"] for r in out["patches"]] == ["missing", "missing"]
-    assert not feed.mirror_dir("acme").exists()
+    assert not feed.mirror_dir(str(src)).exists()
     feed.sync(str(src))
     code, out = run("sync", str(src), "--check")
     assert [r["outcome"] for r in out["patches"]] == ["held", "held"]

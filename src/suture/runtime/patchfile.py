@@ -28,6 +28,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
+from . import _bounded
 from .errors import PatchFormatError
 
 PAYLOAD_TYPE = "application/vnd.suture.patch+json; version=1"
@@ -310,13 +311,9 @@ def read_envelope(data: bytes) -> Tuple[Dict[str, Any], bytes]:
     """Parse the envelope; returns it and the decoded payload bytes."""
     if not isinstance(data, (bytes, bytearray)):
         raise _fail("patch must be bytes")
-    if len(data) > MAX_PATCH_BYTES:
-        raise _fail(f"patch is too large: {len(data)} bytes, limit {MAX_PATCH_BYTES}",
-                    size=len(data))
-    try:
-        envelope = json.loads(bytes(data).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise _fail(f"patch is not a Suture patch file (not JSON: {exc})") from exc
+    envelope = _bounded.loads(data, error=PatchFormatError,
+                              what="patch is not a Suture patch file: it",
+                              max_bytes=MAX_PATCH_BYTES)
     if not isinstance(envelope, dict):
         raise _fail("patch is not a Suture patch file (no envelope)")
     ptype = _need(envelope, "payloadType", str, "envelope")
@@ -335,10 +332,8 @@ def read_envelope(data: bytes) -> Tuple[Dict[str, Any], bytes]:
 def load(data: bytes) -> Patch:
     """Validate ``data`` completely and return the patch. Never compiles anything."""
     _, payload = read_envelope(data)
-    try:
-        body = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise _fail(f"patch payload is not JSON: {exc}") from exc
+    body = _bounded.loads(payload, error=PatchFormatError, what="patch payload",
+                          max_bytes=MAX_PATCH_BYTES)
     if canonical_json(body) != payload:
         raise _fail("patch payload is not in canonical form (edited by hand?)")
     version = _need(body, "format", int, "payload")

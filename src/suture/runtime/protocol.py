@@ -9,6 +9,7 @@ import json
 import socket
 from typing import Any, Dict, Optional
 
+from . import _bounded
 from .errors import SutureError
 
 VERSION = 1
@@ -33,6 +34,12 @@ def encode(obj: Dict[str, Any]) -> bytes:
     return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode("utf-8") + b"\n"
 
 
+def loads(data: bytes, limit: int = MAX_LINE) -> Any:
+    """One frame's JSON, through the bounded reader (depth, numbers, duplicate keys,
+    UTF-8, NUL): anything else is a ProtocolError (SUT-E601), never an internal error."""
+    return _bounded.loads(data, error=ProtocolError, what="frame", max_bytes=limit)
+
+
 def read_frame(sock: socket.socket, limit: int = MAX_LINE) -> Dict[str, Any]:
     """Read one newline-terminated JSON object; raise ProtocolError on anything else."""
     chunks = []
@@ -52,10 +59,7 @@ def read_frame(sock: socket.socket, limit: int = MAX_LINE) -> Dict[str, Any]:
         size += len(chunk)
         if size > limit:
             raise ProtocolError(f"frame larger than {limit} bytes")
-    try:
-        obj = json.loads(b"".join(chunks).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ProtocolError(f"frame is not JSON: {exc}") from exc
+    obj = loads(b"".join(chunks), limit)
     if not isinstance(obj, dict):
         raise ProtocolError("frame is not a JSON object")
     return obj

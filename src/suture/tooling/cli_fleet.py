@@ -75,21 +75,29 @@ def feed_publish(files: Sequence[Path], to: Path, key_path: Path, channel: str,
 @click.option("--install", is_flag=True,
               help="Also install every synced patch in the store now (agents started later "
                    "apply it), instead of leaving that to the daemon's ring policy.")
+@click.option("--deadline", default="5m", show_default=True,
+              help="All downloads of this sync together must finish within this "
+                   "duration (30s, 5m): a slow or dripping server is cut off (SUT-E102).")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-def sync(source: str, dry_run: bool, install: bool, as_json: bool) -> None:
+def sync(source: str, dry_run: bool, install: bool, deadline: str, as_json: bool) -> None:
     """Pull new patches from the feed at SOURCE (http(s) URL or directory) to this host.
 
     Checks the index's signature and that it is not older than the last one accepted,
     and each patch's own signatures, against the trust policy. Patches go to the host's
     feed mirror; the daemon installs them when due (--install: now). Exit codes: 0 synced,
     2 a patch was refused (not trusted or not matching the index), 3 the index is older
-    than one already accepted (rollback), 1 a download failed or the feed is unusable.
+    than one already accepted (rollback), 1 a download failed, did not finish by the
+    deadline, or the feed is unusable (malformed, unsigned, expired).
     """
     from . import feed as feed_mod
+    from .daemon import duration
 
     cli = _cli()
     try:
-        report = feed_mod.sync(source, dry_run=dry_run)
+        seconds = duration(deadline, "--deadline")
+        if seconds <= 0:
+            raise feed_mod.FeedError("--deadline must be more than 0 s")
+        report = feed_mod.sync(source, dry_run=dry_run, deadline=seconds)
         if install and not dry_run:
             report["installed"] = feed_mod.install_synced(report)
     except feed_mod.FeedRollback as exc:

@@ -2,11 +2,15 @@
 
 One ``cycle`` (docs/fleet.md, "Host daemon"):
 
-1. sync every configured feed (``feed.sync``) into the host's feed mirrors;
-2. for each patch of the mirrors: due when it was released to this host's ring (or an
-   earlier one) at least ``delay[ring]`` ago, inside the maintenance window if one is
-   set, and not marked bad. A due patch is installed in the store (so agents of
-   processes started later apply it) after its signatures are checked again;
+1. for each configured feed, one after another: sync it (``feed.sync``, all its
+   downloads under ``download_deadline``) into its mirror; a failure is recorded with
+   its code in the report and the log, and never stops the other feeds;
+2. then, from that feed's mirror only, each patch its current index lists: due when it
+   was released to this host's ring (or an earlier one) at least ``delay[ring]`` ago,
+   inside the maintenance window if one is set, and not marked bad. A due patch is
+   installed in the store (so agents of processes started later apply it) if the
+   mirrored file is exactly the entry's patch (sha256 and id) and trusted on its own
+   (``feed.mirror_patch``);
 3. every process still exposed to an installed patch gets it (``rollout.apply_watched``:
    with ``health``, watched, reverted everywhere and marked bad on failure). A process
    that refused a patch is not asked again for that patch (the refusal stays in the
@@ -29,7 +33,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from ..runtime import store
 from ..runtime.errors import SutureError
@@ -109,6 +113,7 @@ class Config:
     health_interval: float = 1.0
     textfile: Optional[Path] = None
     metrics_listen: Optional[Tuple[str, int]] = None     # serve /metrics here
+    deadline: float = feed.DEADLINE     # per feed and cycle: all of its downloads
     path: str = ""
 
 
@@ -132,7 +137,7 @@ def load_config(path: Optional[str] = None) -> Config:
     except (OSError, ValueError) as exc:
         raise DaemonConfigError(f"cannot read {path}: {exc}", details={"path": path}) from exc
     known = {"feeds", "interval", "ring", "delay", "window", "health", "watch",
-             "health_interval", "textfile", "metrics_listen"}
+             "health_interval", "textfile", "metrics_listen", "download_deadline"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise DaemonConfigError(f"{path}: unknown field(s) {', '.join(unknown)}",
@@ -150,7 +155,11 @@ def load_config(path: Optional[str] = None) -> Config:
     cfg = Config(feeds=list(feeds), ring=ring, path=path,
                  interval=duration(raw.get("interval", "5m"), "interval"),
                  watch=duration(raw.get("watch", 0), "watch"),
-                 health_interval=duration(raw.get("health_interval", 1), "health_interval"))
+                 health_interval=duration(raw.get("health_interval", 1), "health_interval"),
+                 deadline=duration(raw.get("download_deadline", feed.DEADLINE),
+                                   "download_deadline"))
+    if cfg.deadline <= 0:
+        raise DaemonConfigError(f"{path}: download_deadline must be more than 0 s")
     cfg.delays.update({k: duration(v, f"delay.{k}") for k, v in delay.items()})
     if raw.get("window"):
         cfg.window = Window.parse(str(raw["window"]))
@@ -208,50 +217,16 @@ def cycle(cfg: Config, *, now: Optional[_dt.datetime] = None,
     report: Dict[str, Any] = {"at": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "ring": cfg.ring,
                               "dry_run": dry_run, "feeds": [], "patches": [], "applied": [],
                               "would_apply": [], "processes": []}
-    for source in cfg.feeds:
-        try:
-            synced = feed.sync(source, policy=policy, now=report["at"], dry_run=dry_run)
-            report["feeds"].append({"source": source, "feed": synced["feed"],
-                                    "version": synced["version"], "ok": synced["recorded"],
-                                    "refused": [r["id"] for r in synced["patches"]
-                                                if r["outcome"] == "refused"]})
-        except SutureError as exc:
-            report["feeds"].append({"source": source, "ok": False, "error": exc.message})
-            log(f"sync {source}: {exc.message}")
     bad = store.bad_patches()
     installed = {row["id"] for row in store.installed()}
-    mirrored: Dict[str, Path] = {}
-    for mirror in sorted((Path(store.state_dir()) / "feeds").glob("*/" + feed.INDEX_FILE)):
-        try:
-            index = feed.read_index(mirror.read_bytes(), policy, report["at"])
-        except SutureError as exc:
-            log(f"{mirror}: {exc.message}")
-            continue
-        for entry in index.patches:
-            row = {"id": entry["id"], "feed": index.feed, "target": entry["target"],
-                   "cves": entry["cves"]}
-            ok, why = _due(entry, cfg, now)
-            if ok and entry["id"] in bad:
-                ok, why = False, f"marked bad: {bad[entry['id']]['reason']}"
-            path = mirror.parent / entry["path"]
-            if ok and entry["id"] not in installed and dry_run:
-                ok, why = False, "would install"
-            elif ok and entry["id"] not in installed:
-                try:
-                    data = path.read_bytes()
-                    _, record = trust.require(data, policy=policy)
-                    store.install(data, record)
-                    store.audit("install", entry["id"], "installed", os.getpid(),
-                                os.getuid(), f"daemon, ring {cfg.ring}")
-                    installed.add(entry["id"])
-                    row["installed_now"] = True
-                    log(f"installed {entry['id'][:12]} ({feed.describe(entry['target'])})")
-                except (OSError, SutureError) as exc:
-                    ok, why = False, f"not installed: {getattr(exc, 'message', exc)}"
-            if not ok and path.exists():
-                mirrored[entry["id"]] = path
-            report["patches"].append(dict(row, state="installed" if ok else "waiting",
-                                          reason="" if ok else why))
+    mirrored: Dict[str, bytes] = {}
+    for source in cfg.feeds:
+        # One feed at a time, synced then installed from: a feed that is down, slow
+        # (bounded by its deadline) or hostile delays the others by at most its deadline
+        # and never stops them (issue 13, findings 5 and 6); its error is in the report.
+        _sync_feed(source, cfg, policy, report, dry_run, log)
+        _install_due(source, cfg, policy, report, dry_run, log, now, bad, installed,
+                     mirrored)
     _apply_exposed(cfg, report, refused, log, dry_run, mirrored)
     if dry_run:
         report.pop("status", None)
@@ -269,9 +244,75 @@ def cycle(cfg: Config, *, now: Optional[_dt.datetime] = None,
     return report
 
 
+def _sync_feed(source: str, cfg: Config, policy: trust.Policy, report: Dict[str, Any],
+               dry_run: bool, log: Callable[[str], None]) -> None:
+    try:
+        synced = feed.sync(source, policy=policy, now=report["at"], dry_run=dry_run,
+                           deadline=cfg.deadline)
+    except SutureError as exc:      # every failure of a feed's input is one (feed.py)
+        report["feeds"].append({"source": source, "ok": False, "error": exc.message,
+                                "code": exc.code})
+        log(f"sync {source}: {exc}")
+        return
+    report["feeds"].append({"source": source, "feed": synced["feed"],
+                            "version": synced["version"], "ok": synced["recorded"],
+                            "refused": [r["id"] for r in synced["patches"]
+                                        if r["outcome"] == "refused"],
+                            "failed": [r["id"] for r in synced["patches"]
+                                       if r["outcome"] == "failed"]})
+
+
+def _install_due(source: str, cfg: Config, policy: trust.Policy, report: Dict[str, Any],
+                 dry_run: bool, log: Callable[[str], None], now: _dt.datetime,
+                 bad: Dict[str, Any], installed: Set[str], mirrored: Dict[str, bytes]) -> None:
+    """Install what is due from the mirror of the configured feed ``source``.
+
+    Only mirrors of feeds configured now are read (a feed removed from daemon.toml is
+    not installed from any more), only what their current index lists, and only a file
+    that is exactly the entry's patch (id and sha256, ``feed.mirror_patch``): issue 13,
+    finding 8. A patch marked bad is never installed."""
+    mirror = feed.mirror_dir(source)
+    try:
+        index = feed.read_index((mirror / feed.INDEX_FILE).read_bytes(), policy,
+                                report["at"], where=f"mirrored in {mirror}")
+    except FileNotFoundError:
+        return                          # never synced completely: nothing to install yet
+    except (OSError, SutureError) as exc:
+        log(f"{mirror}: {getattr(exc, 'message', exc)}")
+        return
+    for entry in index.patches:
+        row = {"id": entry["id"], "feed": index.feed, "source": source,
+               "target": entry["target"], "cves": entry["cves"]}
+        ok, why = _due(entry, cfg, now)
+        if ok and entry["id"] in bad:
+            ok, why = False, f"marked bad: {bad[entry['id']]['reason']}"
+        try:
+            data, record = feed.mirror_patch(mirror, entry, policy)
+        except (OSError, SutureError) as exc:
+            data, record = b"", None
+            if ok and entry["id"] not in installed:
+                ok, why = False, f"not installed: {getattr(exc, 'message', exc)}"
+        if ok and entry["id"] not in installed and dry_run:
+            ok, why = False, "would install"
+        elif ok and entry["id"] not in installed:
+            try:
+                store.install(data, record)
+                store.audit("install", entry["id"], "installed", os.getpid(),
+                            os.getuid(), f"daemon, ring {cfg.ring}, feed {source}")
+                installed.add(entry["id"])
+                row["installed_now"] = True
+                log(f"installed {entry['id'][:12]} ({feed.describe(entry['target'])})")
+            except (OSError, SutureError) as exc:
+                ok, why = False, f"not installed: {getattr(exc, 'message', exc)}"
+        if not ok and data:
+            mirrored[entry["id"]] = data
+        report["patches"].append(dict(row, state="installed" if ok else "waiting",
+                                      reason="" if ok else why))
+
+
 def _apply_exposed(cfg: Config, report: Dict[str, Any], refused: Dict[str, str],
                    log: Callable[[str], None], dry_run: bool = False,
-                   mirrored: Optional[Dict[str, Path]] = None) -> None:
+                   mirrored: Optional[Dict[str, bytes]] = None) -> None:
     """Apply installed patches to the processes exposed to them. Patches synced but not
     due yet (``mirrored``) count in the status too, so their exposure shows (metrics,
     ``daemon.json``) while the host waits for them."""
@@ -282,10 +323,10 @@ def _apply_exposed(cfg: Config, report: Dict[str, Any], refused: Dict[str, str],
             patch = load(data)
             files[patch.id] = (data, patch)
     known = {pid: patch for pid, (_, patch) in files.items()}
-    for pid, path in (mirrored or {}).items():
+    for pid, data in (mirrored or {}).items():
         try:
-            known.setdefault(pid, load(path.read_bytes()))
-        except (OSError, SutureError):
+            known.setdefault(pid, load(data))
+        except SutureError:
             continue
     for pid in bad:                     # installed, then marked bad: never applied again
         files.pop(pid, None)

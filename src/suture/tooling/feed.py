@@ -13,10 +13,14 @@ import base64
 import binascii
 import datetime as _dt
 import hashlib
+import http.client
 import json
 import os
 import re
+import socket
 import tempfile
+import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -26,19 +30,21 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ..runtime import store
+from ..runtime import _bounded, store
 from ..runtime.errors import PatchFormatError, SutureError
 from ..runtime.patchfile import MAX_PATCH_BYTES, canonical_json
 from . import trust
 
-__all__ = ["FeedError", "FeedRollback", "INDEX_FILE", "INDEX_TYPE", "CHANNELS", "publish",
-           "sync", "read_index", "released", "mirror_dir"]
+__all__ = ["FeedError", "FeedRollback", "FeedDownloadError", "FeedDeadline", "MirrorMismatch",
+           "INDEX_FILE", "INDEX_TYPE", "CHANNELS", "publish",
+           "sync", "read_index", "released", "mirror_dir", "source_name", "mirror_patch"]
 
 INDEX_FILE = "index.suture-index"
 INDEX_TYPE = "application/vnd.suture.feed-index+json; version=1"
 CHANNELS = ("canary", "early", "broad")     # from the first hosts to all of them
 MAX_INDEX_BYTES = 16 * 1024 * 1024
-FETCH_TIMEOUT = 30.0
+FETCH_TIMEOUT = 30.0        # per read (and connect), as before
+DEADLINE = 300.0            # per sync of one feed: every download of it together
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -55,6 +61,30 @@ class FeedRollback(FeedError):
     version with other contents: a replayed or forked index."""
 
     code = "SUT-E114"
+
+
+class FeedDownloadError(FeedError):
+    """A download from a feed failed: no connection, TLS, not HTTP, an error status, a
+    malformed or oversized header, a wrong Content-Length, a body over its limit. Names
+    the URL; the next sync tries again."""
+
+    code = "SUT-E101"
+
+
+class FeedDeadline(FeedDownloadError):
+    """A download did not finish within its overall deadline (``--deadline``,
+    ``download_deadline`` in daemon.toml): a server too slow, or one that drips bytes to
+    hold the host."""
+
+    code = "SUT-E102"
+
+
+class MirrorMismatch(FeedError):
+    """A file in this host's feed mirror is not the patch its feed's current index names
+    (another id or sha256): changed after the sync. Not installed; the next sync fetches
+    the right one."""
+
+    code = "SUT-E103"
 
 
 def _now() -> str:
@@ -99,6 +129,7 @@ class Index:
     patches: List[Dict[str, Any]]
     data: bytes = b""                       # the signed envelope, as read or written
     signed_by: List[str] = field(default_factory=list)
+    keyids: List[str] = field(default_factory=list)     # of the keys in signed_by
 
     def payload(self) -> bytes:
         return canonical_json({"format": 1, "feed": self.feed, "version": self.version,
@@ -138,26 +169,33 @@ def _entry(e: Any, i: int) -> Dict[str, Any]:
     return e
 
 
-def read_index(data: bytes, policy: trust.Policy, now: Optional[str] = None) -> Index:
+def read_index(data: bytes, policy: trust.Policy, now: Optional[str] = None,
+               where: str = "") -> Index:
     """Parse and verify a signed index: signed by a trusted key that is not restricted to
     some distributions (an index may list any), canonical, every field checked, and not
-    expired at ``now`` (default: the current time)."""
-    if len(data) > MAX_INDEX_BYTES:
-        raise _bad(f"{len(data)} bytes, limit {MAX_INDEX_BYTES}")
+    expired at ``now`` (default: the current time). The bytes go through the bounded
+    reader (runtime/_bounded.py): too large, too deep, duplicate keys, huge numbers, NaN,
+    bad UTF-8 or NUL bytes are a FeedError naming the limit. ``where`` (``from URL``)
+    goes into those messages."""
+    envelope = _bounded.loads(data, error=FeedError, what=f"feed index {where}".rstrip(),
+                              max_bytes=MAX_INDEX_BYTES)
+    if not isinstance(envelope, dict) or envelope.get("payloadType") != INDEX_TYPE:
+        raise _bad(f"not a Suture feed index (payloadType must be {INDEX_TYPE!r})")
+    if not isinstance(envelope.get("payload"), str):
+        raise _bad("payload is not a string")
+    if not isinstance(envelope.get("signatures"), list):
+        raise _bad("signatures is not a list")
     try:
-        envelope = json.loads(data.decode("utf-8"))
-        if not isinstance(envelope, dict) or envelope.get("payloadType") != INDEX_TYPE:
-            raise _bad(f"not a Suture feed index (payloadType must be {INDEX_TYPE!r})")
-        payload = base64.b64decode(str(envelope.get("payload", "")).encode("ascii"),
-                                   validate=True)
-        body = json.loads(payload.decode("utf-8"))
-        if not isinstance(envelope.get("signatures"), list):
-            raise _bad("signatures is not a list")
+        payload = base64.b64decode(envelope["payload"].encode("ascii"), validate=True)
+    except (UnicodeEncodeError, binascii.Error) as exc:
+        raise _bad("payload is not base64") from exc
+    body = _bounded.loads(payload, error=FeedError,
+                          what=f"feed index payload {where}".rstrip(),
+                          max_bytes=MAX_INDEX_BYTES)
+    try:
         keys = trust.signers(envelope, payload, policy)
-    except (UnicodeError, ValueError, binascii.Error, PatchFormatError) as exc:
-        if isinstance(exc, FeedError):
-            raise
-        raise _bad(f"not valid JSON/base64 or bad signature entries ({exc})") from exc
+    except PatchFormatError as exc:
+        raise _bad(f"bad signature entries ({exc.message})") from exc
     if not isinstance(body, dict) or canonical_json(body) != payload:
         raise _bad("payload is not canonical JSON (edited by hand?)")
     if body.get("format") != 1:
@@ -193,7 +231,7 @@ def read_index(data: bytes, policy: trust.Policy, now: Optional[str] = None) -> 
                         "what a feed frozen by an attacker looks like)",
                         details={"feed": feed, "version": version, "expires": expires})
     return Index(feed, version, str(published), str(expires), entries, bytes(data),
-                 [k.name for k in unrestricted])
+                 [k.name for k in unrestricted], [k.keyid for k in unrestricted])
 
 
 # ------------------------------------------------------------------------------- publish
@@ -260,8 +298,27 @@ def describe(target: Dict[str, Any]) -> str:
     return str(target.get("name"))
 
 
-def mirror_dir(feed: str) -> Path:
-    return Path(store.state_dir()) / "feeds" / feed
+def source_name(source: str) -> str:
+    """The canonical name of a feed source: its URL with a final ``/``, or its directory
+    resolved. Mirrors and rollback state are keyed by it."""
+    parsed = urllib.parse.urlparse(source)
+    if parsed.scheme in ("http", "https"):
+        return source if source.endswith("/") else source + "/"
+    return str(Path(parsed.path if parsed.scheme == "file" else source).resolve())
+
+
+def mirror_dir(source: str) -> Path:
+    """This host's mirror of the feed at ``source`` (a URL or directory, as configured).
+
+    Keyed by the source, not by the feed name inside its index: two feeds may carry the
+    same name (``feed publish`` names a feed after its directory, so a staging and a
+    production feed are often both "acme"), and one must never overwrite or wedge the
+    other's mirror or rollback state (issue 13, finding 7). The readable part of the name
+    is for people; the hash makes it unique."""
+    name = source_name(source)
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-")[-48:] or "feed"
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:12]
+    return Path(store.state_dir()) / "feeds" / f"{slug}-{digest}"
 
 
 def released(entry: Dict[str, Any], ring: str) -> Optional[str]:
@@ -275,23 +332,148 @@ def released(entry: Dict[str, Any], ring: str) -> Optional[str]:
 Fetch = Callable[[str, int], bytes]
 
 
-def _fetcher(source: str) -> Tuple[str, Fetch]:
+class _Deadline:
+    """An overall deadline for every socket of one sync, enforced from outside the read.
+
+    A per-read timeout (``FETCH_TIMEOUT``) is not a deadline: a server that sends one byte
+    every few seconds never trips it (issue 13, finding 6). Checking the clock between
+    reads does not help either while ``http.client`` reads the status line and headers,
+    byte by byte if the server wants. So each socket is registered when it is created,
+    and a timer shuts it down when the deadline passes: the blocked read returns at once,
+    whatever it was reading, and the caller sees ``expired``. Rejected: a worker thread per
+    download (the thread would stay blocked; the daemon would leak one per cycle);
+    ``signal.alarm`` (main thread only, and process-wide).
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+        self.expired = False
+        self._socks: List[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.expired = True
+            socks = list(self._socks)
+        for sock in socks:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:             # already closed: nothing left to unblock
+                pass
+
+    def register(self, sock: socket.socket) -> socket.socket:
+        with self._lock:
+            self._socks.append(sock)
+            late = self.expired
+        if late:
+            self._fire()
+        return sock
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    def watch(self, http_class: Any) -> Callable[..., Any]:
+        """A factory like ``http_class`` whose connections register their socket.
+
+        ``_create_connection`` is the hook ``http.client`` itself uses to open the TCP
+        socket (3.9-3.13; HTTPS wraps that socket afterwards, so the TLS handshake is
+        covered too). Its timeout (per operation) is capped by what is left."""
+        def make(*args: Any, **kwargs: Any) -> Any:
+            conn = http_class(*args, **kwargs)
+            create = conn._create_connection
+
+            def create_connection(address: Any, timeout: Any = None, *a: Any,
+                                  **kw: Any) -> socket.socket:
+                left = max(0.001, self.remaining())
+                timeout = left if not isinstance(timeout, (int, float)) else min(timeout, left)
+                return self.register(create(address, timeout, *a, **kw))
+            conn._create_connection = create_connection
+            return conn
+        return make
+
+
+def _opener(deadline: _Deadline) -> urllib.request.OpenerDirector:
+    """urllib's usual opener (proxies, redirects, TLS verification), with every HTTP(S)
+    connection under ``deadline``."""
+    class HTTP(urllib.request.HTTPHandler):
+        def do_open(self, http_class: Any, req: Any, **kw: Any) -> Any:
+            return super().do_open(deadline.watch(http_class), req, **kw)
+
+    class HTTPS(urllib.request.HTTPSHandler):
+        def do_open(self, http_class: Any, req: Any, **kw: Any) -> Any:
+            return super().do_open(deadline.watch(http_class), req, **kw)
+
+    return urllib.request.build_opener(HTTP(), HTTPS())
+
+
+def _download(opener: urllib.request.OpenerDirector, deadline: _Deadline, url: str,
+              limit: int) -> bytes:
+    """The body at ``url``, at most ``limit`` bytes, before the deadline; else a
+    FeedDownloadError (FeedDeadline) naming the URL. Every failure of the network, of
+    TLS and of HTTP is one of those, never an exception of http.client."""
+    def failed(why: str) -> FeedDownloadError:
+        if deadline.expired:
+            return FeedDeadline(f"cannot download {url}: not finished within the "
+                                f"{deadline.seconds:g} s deadline (a server too slow, or "
+                                "one that sends a few bytes at a time)",
+                                details={"url": url, "deadline": deadline.seconds})
+        return FeedDownloadError(f"cannot download {url}: {why}", details={"url": url})
+
+    chunks: List[bytes] = []
+    size = 0
+    try:
+        with opener.open(url, timeout=min(FETCH_TIMEOUT, max(0.001, deadline.remaining()))) \
+                as resp:
+            length = resp.headers.get("Content-Length")
+            if length is not None and (not length.strip().isdigit()
+                                       or int(length.strip()[:20]) > limit):
+                raise failed(f"Content-Length {length[:40]!r} is not a size up to {limit}")
+            while size <= limit:
+                chunk = resp.read(min(65536, limit + 1 - size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+                if deadline.expired:
+                    raise failed("deadline")
+    except FeedDownloadError:
+        raise
+    except urllib.error.HTTPError as exc:           # an answer, but not 200
+        exc.close()
+        raise failed(f"HTTP {exc.code} {exc.reason}") from exc
+    # http.client.HTTPException: BadStatusLine ("NOT HTTP"), LineTooLong (a header over
+    # 64 KiB), IncompleteRead (fewer bytes than Content-Length), too many headers.
+    # OSError: URLError, refused or reset connections, ssl.SSLError, socket.timeout.
+    # ValueError: a URL or a header http.client cannot use.
+    except (http.client.HTTPException, OSError, ValueError) as exc:
+        raise failed(f"{type(exc).__name__}: {str(exc)[:200]}") from exc
+    if deadline.expired:
+        raise failed("deadline")
+    if size > limit:
+        raise failed(f"larger than {limit} bytes")
+    # http.client's read(n) returns what came before the server closed, without checking
+    # the Content-Length (its read() would); a short body is a failed download, not a file.
+    if length is not None and size != int(length.strip()):
+        raise failed(f"{size} bytes, fewer than its Content-Length {length.strip()}")
+    return b"".join(chunks)
+
+
+def _fetcher(source: str, deadline: _Deadline) -> Tuple[str, Fetch]:
     """(a canonical name of the source, a function reading a file of it)."""
     parsed = urllib.parse.urlparse(source)
     if parsed.scheme in ("http", "https"):
         base = source if source.endswith("/") else source + "/"
+        opener = _opener(deadline)
 
         def fetch_url(rel: str, limit: int) -> bytes:
-            try:
-                with urllib.request.urlopen(urllib.parse.urljoin(base, rel),
-                                            timeout=FETCH_TIMEOUT) as resp:
-                    data: bytes = resp.read(limit + 1)
-            except (urllib.error.URLError, OSError) as exc:
-                raise FeedError(f"cannot download {rel} from {base}: {exc}",
-                                details={"url": base + rel}) from exc
-            if len(data) > limit:
-                raise FeedError(f"{base}{rel} is larger than {limit} bytes")
-            return data
+            return _download(opener, deadline, urllib.parse.urljoin(base, rel), limit)
         return base, fetch_url
     root = Path(parsed.path if parsed.scheme == "file" else source)
 
@@ -308,17 +490,85 @@ def _fetcher(source: str) -> Tuple[str, Fetch]:
     return str(root.resolve()), fetch_file
 
 
-def _state(mirror: Path) -> Dict[str, Any]:
+STATE_FORMAT = 2
+
+
+def _read_json(path: Path) -> Dict[str, Any]:
+    """A JSON object this host wrote (state files), or {} if missing or unreadable."""
     try:
-        state = json.loads((mirror / "state.json").read_text(encoding="utf-8"))
-        return state if isinstance(state, dict) else {}
-    except (OSError, ValueError):
+        value = _bounded.loads(path.read_bytes(), error=FeedError, what=str(path),
+                               max_bytes=MAX_INDEX_BYTES)
+    except (OSError, FeedError):
         return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _state(mirror: Path, name: str, feed: str) -> Dict[str, Any]:
+    """The rollback state of the feed at ``name``: per signing key id, the index version
+    (and sha256, expiry) last accepted from that source signed by that key.
+
+    Migration: state format 1 lived in ``feeds/<feed name>/`` with one version for the
+    name. It is adopted only if it was recorded for this very source, for every key (its
+    expiry is unknown, so it never lapses; the next accepted index replaces it). A
+    format 1 state recorded for another source is ignored: that is the wedge of finding 7.
+    """
+    state = _read_json(mirror / "state.json")
+    if state.get("format") == STATE_FORMAT and isinstance(state.get("keys"), dict):
+        return state
+    legacy = _read_json(Path(store.state_dir()) / "feeds" / feed / "state.json")
+    if legacy.get("source") == name and isinstance(legacy.get("version"), int) \
+            and "format" not in legacy:
+        return {"format": STATE_FORMAT, "source": name, "legacy": {
+            "version": legacy["version"], "index_sha256": legacy.get("index_sha256"),
+            "expires": None}, "keys": {}}
+    return {"format": STATE_FORMAT, "source": name, "keys": {}}
+
+
+def _check_rollback(index: Index, name: str, state: Dict[str, Any], digest: str,
+                    now: str) -> Optional[int]:
+    """Refuse ``index`` if a key that signed it signed a newer index (or the same version
+    with other bytes) that this host accepted from this same source and that has not
+    expired yet. Returns the highest version so compared (None: first sync).
+
+    Why the state lapses when the index it records expires: a wrongly accepted index (a
+    staging index served at the production URL by mistake) would otherwise wedge the feed
+    until the publisher's version passes it, whereas an index an attacker replays must be
+    unexpired itself, and older indexes expire first when the publisher keeps one
+    validity period. The cost, documented in docs/fleet.md: a publisher who *shortens*
+    ``--valid-days`` lets an older, longer-lived index be replayed after the newer one
+    expires, until the older one expires too."""
+    seen: List[Tuple[str, Dict[str, Any]]] = []
+    keys = state.get("keys") or {}
+    for keyid in index.keyids:
+        if isinstance(keys.get(keyid), dict):
+            seen.append((keyid, keys[keyid]))
+    if isinstance(state.get("legacy"), dict):
+        seen.append(("(state format 1)", state["legacy"]))
+    highest: Optional[int] = None
+    for keyid, row in seen:
+        version, expires = row.get("version"), row.get("expires")
+        if not isinstance(version, int):
+            continue
+        if isinstance(expires, str) and parse_time(expires) <= parse_time(now):
+            continue    # lapsed with the index it recorded
+        highest = version if highest is None else max(highest, version)
+        if index.version < version or (index.version == version
+                                       and digest != row.get("index_sha256")):
+            what = ("older than" if index.version < version else
+                    "the same version as, but different from,")
+            raise FeedRollback(
+                f"feed {index.feed!r} from {name}: index version {index.version} is {what} "
+                f"the version {version} this host accepted from this source (signed by key "
+                f"{keyid[:16]}, valid until {expires or 'its successor'}). Refusing a "
+                "replayed or forked index; nothing was synced.",
+                details={"feed": index.feed, "source": name, "version": index.version,
+                         "accepted": version, "keyid": keyid})
+    return highest
 
 
 def sync(source: str, *, policy: Optional[trust.Policy] = None,
          fetch: Optional[Fetch] = None, now: Optional[str] = None,
-         dry_run: bool = False) -> Dict[str, Any]:
+         dry_run: bool = False, deadline: float = DEADLINE) -> Dict[str, Any]:
     """Bring the feed at ``source`` (URL or directory) to this host's mirror.
 
     Returns a report: the index version, and one row per patch with its outcome
@@ -327,24 +577,29 @@ def sync(source: str, *, policy: Optional[trust.Policy] = None,
     and the mirror's index replaced, only when no download failed, so the next sync
     fetches exactly what is missing. ``dry_run`` checks the index the same way but
     downloads and writes nothing: patches not held are ``missing``.
+
+    Every download of this sync together must finish within ``deadline`` seconds
+    (FeedDeadline, SUT-E102, otherwise); any other failure to download the index is a
+    FeedDownloadError (SUT-E101) naming the URL.
     """
     policy = policy if policy is not None else trust.load_policy()
-    name, fetch_fn = _fetcher(source)
+    timer = _Deadline(deadline)
+    try:
+        return _sync(source, policy, fetch, now, dry_run, timer)
+    finally:
+        timer.cancel()
+
+
+def _sync(source: str, policy: trust.Policy, fetch: Optional[Fetch], now: Optional[str],
+          dry_run: bool, deadline: _Deadline) -> Dict[str, Any]:
+    name, fetch_fn = _fetcher(source, deadline)
     fetch = fetch or fetch_fn
-    index = read_index(fetch(INDEX_FILE, MAX_INDEX_BYTES), policy, now)
-    mirror = mirror_dir(index.feed)
-    state = _state(mirror)
-    seen = state.get("version")
+    now = now or _now()
+    index = read_index(fetch(INDEX_FILE, MAX_INDEX_BYTES), policy, now, where=f"from {name}")
+    mirror = mirror_dir(source)
+    state = _state(mirror, name, index.feed)
     digest = hashlib.sha256(index.data).hexdigest()
-    if isinstance(seen, int) and (index.version < seen or index.version == seen
-                                  and digest != state.get("index_sha256")):
-        what = ("older than" if index.version < seen else
-                "the same version as, but different from,")
-        raise FeedRollback(
-            f"feed {index.feed!r} from {name}: index version {index.version} is {what} the "
-            f"version {seen} this host accepted (from {state.get('source')}). Refusing a "
-            "replayed or forked index; nothing was synced.",
-            details={"feed": index.feed, "version": index.version, "accepted": seen})
+    seen = _check_rollback(index, name, state, digest, now)
     rows: List[Dict[str, Any]] = []
     if not dry_run:
         mirror.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -353,29 +608,57 @@ def sync(source: str, *, policy: Optional[trust.Policy] = None,
     failed = any(r["outcome"] == "failed" for r in rows)
     if not failed and not dry_run:
         _write_atomic(mirror / INDEX_FILE, index.data, 0o600)
+        keys = {k: v for k, v in (state.get("keys") or {}).items() if isinstance(v, dict)}
+        keys.update({k: {"version": index.version, "index_sha256": digest,
+                         "expires": index.expires} for k in index.keyids})
         _write_atomic(mirror / "state.json", json.dumps(
-            {"source": name, "version": index.version, "index_sha256": digest,
-             "synced": _now()}).encode("utf-8"), 0o600)
+            {"format": STATE_FORMAT, "source": name, "feed": index.feed,
+             "version": index.version, "index_sha256": digest, "expires": index.expires,
+             "synced": _now(), "keys": keys}).encode("utf-8"), 0o600)
     return {"feed": index.feed, "source": name, "version": index.version,
             "expires": index.expires, "dry_run": dry_run,
             "previous_version": seen, "mirror": str(mirror), "signed_by": index.signed_by,
             "recorded": not failed and not dry_run, "patches": rows}
 
 
+def mirror_patch(mirror: Path, entry: Dict[str, Any], policy: trust.Policy) -> Tuple[bytes, Any]:
+    """The mirrored file of index ``entry``, if it is exactly that entry's patch: the
+    sha256 the index lists, the patch id it lists, and trusted on its own. Returns
+    ``(data, trust record)`` for ``store.install``; else MirrorMismatch (or the trust
+    refusal). What sits in a mirror is never installed just because it is signed (issue
+    13, finding 8): another validly signed patch swapped in would be."""
+    path = mirror / entry["path"]
+    with open(path, "rb") as f:
+        data = f.read(entry["bytes"] + 1)
+    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        raise MirrorMismatch(f"{path} is not the file the feed's index lists for patch "
+                             f"{entry['id'][:12]} (its sha256 differs): changed since the "
+                             "sync; not installed, the next sync fetches it again",
+                             details={"path": str(path), "id": entry["id"]})
+    patch, record = trust.require(data, policy=policy)
+    if patch.id != entry["id"]:
+        raise MirrorMismatch(f"{path} holds patch {patch.short_id}, not {entry['id'][:12]} "
+                             "as the feed's index lists", details={"path": str(path),
+                                                                   "id": entry["id"]})
+    return data, record
+
+
 def install_synced(report: Dict[str, Any], policy: Optional[trust.Policy] = None) -> List[str]:
     """Install every patch ``sync`` holds for this feed in the host's store, at once (no
     ring, delay or window: that is the daemon's job). Skips patches marked bad and those
-    already installed; each is verified again. Returns the ids installed now."""
+    already installed; each is checked again against its index entry (``mirror_patch``).
+    Returns the ids installed now."""
     policy = policy if policy is not None else trust.load_policy()
     mirror = Path(report["mirror"])
     bad = store.bad_patches()
     have = {row["id"] for row in store.installed()}
+    entries = {e["id"]: e for e in read_index((mirror / INDEX_FILE).read_bytes(), policy,
+                                              where=f"mirrored in {mirror}").patches}
     done = []
     for row in report["patches"]:
         if row["outcome"] not in ("new", "held") or row["id"] in bad or row["id"] in have:
             continue
-        data = (mirror / "patches" / f"{row['id']}.suture").read_bytes()
-        _, record = trust.require(data, policy=policy)
+        data, record = mirror_patch(mirror, entries[row["id"]], policy)
         store.install(data, record)
         store.audit("install", row["id"], "installed", os.getpid(), os.getuid(),
                     f"suture sync --install from {report['source']}")
@@ -402,8 +685,10 @@ def _sync_one(entry: Dict[str, Any], mirror: Path, fetch: Fetch,
         if _held(entry, mirror)["outcome"] == "held":
             return dict(row, outcome="held", reason="")
         data = fetch(entry["path"], entry["bytes"])
-    except (FeedError, OSError) as exc:
-        return dict(row, outcome="failed", reason=getattr(exc, "message", str(exc)))
+    except FeedError as exc:
+        return dict(row, outcome="failed", reason=exc.message, code=exc.code)
+    except OSError as exc:
+        return dict(row, outcome="failed", reason=str(exc))
     try:
         if hashlib.sha256(data).hexdigest() != entry["sha256"]:
             raise FeedError(f"patch {entry['id'][:12]}: the file's sha256 is not the one the "

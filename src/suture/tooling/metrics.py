@@ -88,19 +88,23 @@ def _histogram(name: str, values: Sequence[float]) -> List[Sample]:
 
 
 def feed_states(root: Path) -> List[Dict[str, Any]]:
-    """The state of every feed mirror under ``root`` (``<state dir>/feeds``)."""
+    """The state of every feed mirror under ``root`` (``<state dir>/feeds``), labelled
+    with the feed's name. Mirrors are keyed by source (feed.mirror_dir); a mirror of the
+    old layout (``feeds/<feed name>/``, state format 1) counts only while no mirror of
+    the new layout has that feed's name, so an upgraded host does not report it twice."""
     from .feed import parse_time
 
     out = []
     for state_file in sorted(root.glob("*/state.json")):
         try:
             state = json.loads(state_file.read_text(encoding="utf-8"))
-            state["feed"] = state_file.parent.name
+            state.setdefault("feed", state_file.parent.name)
             state["synced_unix"] = parse_time(state["synced"]).timestamp()
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
         out.append(state)
-    return out
+    current = {s["feed"] for s in out if "format" in s}
+    return [s for s in out if "format" in s or s["feed"] not in current]
 
 
 def write_textfile(path: Path, text: str) -> None:
