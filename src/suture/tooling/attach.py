@@ -34,7 +34,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
-from ..runtime import _agent, _bootstrap
+from ..runtime import _agent, _bootstrap, _bounded
 from ..runtime.errors import SutureError
 from . import client
 
@@ -266,10 +266,11 @@ def _wait_answer(path: str, deadline: float) -> Optional[Dict[str, Any]]:
             os.unlink(path)
         except OSError:
             pass
-        try:
-            answer = json.loads(raw)
-        except ValueError:
-            return {"ok": False, "error": "the answer file is not JSON"}
+        try:   # the target wrote it: untrusted, like any frame
+            answer = _bounded.loads(raw, error=AttachError, what="the answer file",
+                                    max_bytes=65536)
+        except AttachError as exc:
+            return {"ok": False, "error": exc.message}
         return answer if isinstance(answer, dict) else {"ok": False, "error": "bad answer"}
 
 
