@@ -515,3 +515,14 @@ def test_fuzz_the_index_parser_raises_only_feed_error(tmp_path_factory: Any, evi
     except feed.FeedError:
         return
     assert index.version >= 1 and index.feed
+
+
+def test_a_deep_answer_file_from_an_attach_target_is_a_clean_refusal(tmp_path: Path):
+    # The bootstrap inside the target writes this file; a hostile target can write anything.
+    import time
+
+    from suture.tooling import attach
+    answer = tmp_path / "answer"
+    answer.write_bytes(b"[" * 30000 + b"]" * 30000)
+    got = attach._wait_answer(str(answer), time.monotonic() + 1)
+    assert got is not None and got["ok"] is False and "levels deep" in got["error"]
