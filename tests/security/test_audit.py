@@ -260,7 +260,7 @@ def test_root_applying_to_a_users_process_whose_store_fails_records_in_roots_sto
         proc.communicate()
 
 
-# ---------------------------------------------------------------- finding 10: "no chain" is not intact
+# ------------------------------------------------------- finding 10: "no chain" is not intact
 
 @pytest.fixture
 def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
