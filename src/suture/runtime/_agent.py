@@ -450,9 +450,10 @@ def _dists(names: Optional[List[str]]) -> Dict[str, Any]:
 #
 # Everything here is best effort and never raises: the store is an SQLite file
 # that may be missing, locked, unreadable or refused as unsafe (store.py), and
-# none of that may break the target or change an apply's answer. A failure to
-# read the store leaves one line on stderr; a failure to write an audit row is
-# dropped (the apply itself happened, or was refused, either way).
+# none of that may break the target or change an apply's outcome. A failure to
+# read the store leaves one line on stderr; a failure to write the audit row of
+# an apply or revert is reported in the answer (``audit``), for the client to
+# record elsewhere (the apply itself happened, or was refused, either way).
 
 _AUDITED = ("apply", "revert")
 
@@ -487,12 +488,35 @@ def _warn(message: str) -> None:
         pass
 
 
-def _record(op: str, patch_id: str, result: str, uid: int, detail: str = "") -> None:
+def _record(op: str, patch_id: str, result: str, uid: int,
+            detail: str = "") -> Optional[Dict[str, Any]]:
+    """Append an audit row; None when written, else why not (the ``audit`` field of
+    docs/protocol.md: data for the client, which records it in its own store)."""
     try:
         from . import store
         store.audit(op, patch_id, result, os.getpid(), uid, detail[:2000])
-    except BaseException:  # noqa: BLE001 - an audit row is not worth breaking the target
-        pass
+        return None
+    except BaseException as exc:  # noqa: BLE001 - an audit row is not worth breaking the target
+        return _unrecorded(exc, uid)
+
+
+def _unrecorded(exc: BaseException, uid: int) -> Dict[str, Any]:
+    """Why an audit row was not written, as JSON data: the error's code and message, the
+    errno of the OSError under it (EACCES, ENOSPC...), the store's path, the peer's uid."""
+    number = None
+    cause: Optional[BaseException] = exc
+    while cause is not None and number is None:
+        if isinstance(cause, OSError) and isinstance(cause.errno, int):
+            number = cause.errno
+        cause = cause.__cause__
+    details = getattr(exc, "details", None)
+    path = details.get("path") if isinstance(details, dict) else None
+    return {"recorded": False, "why": str(getattr(exc, "message", exc))[:2000],
+            "code": getattr(exc, "code", None) if isinstance(exc, SutureError) else None,
+            "error": type(exc).__name__, "errno": number,
+            "errno_name": errno.errorcode.get(number) if number is not None else None,
+            "store": path if isinstance(path, str) else None, "pid": os.getpid(),
+            "uid": os.geteuid(), "peer_uid": uid}
 
 
 def _frame_patch_id(op: str, frame: Dict[str, Any]) -> str:
@@ -510,13 +534,22 @@ def _frame_patch_id(op: str, frame: Dict[str, Any]) -> str:
 
 def _audited(op: str, handler: Callable[[Dict[str, Any]], Dict[str, Any]],
              frame: Dict[str, Any], uid: int) -> Dict[str, Any]:
-    """Run an apply/revert request and append its outcome, with the peer's uid, to the log."""
+    """Run an apply/revert request and append its outcome, with the peer's uid, to the log.
+
+    The answer says whether the row was written: ``audit`` in the result, or in the
+    error's details when the request failed (docs/protocol.md). A row this process could
+    not write (its store corrupt, unreadable, full, too new) is then the client's to
+    record in its own store; dropping it silently would leave a change recorded nowhere.
+    """
     try:
         out = handler(frame)
     except BaseException as exc:
-        _record(op, _frame_patch_id(op, frame), _outcome(exc), uid, str(exc))
+        missed = _record(op, _frame_patch_id(op, frame), _outcome(exc), uid, str(exc))
+        if missed is not None and isinstance(exc, SutureError):
+            exc.details["audit"] = missed
         raise
-    _record(op, str(out.get("patch", "")), str(out.get("state", "")), uid)
+    missed = _record(op, str(out.get("patch", "")), str(out.get("state", "")), uid)
+    out["audit"] = missed if missed is not None else {"recorded": True}
     return out
 
 

@@ -15,7 +15,11 @@ Constraints, because the agent reads this inside other people's processes:
   directory and a file owned by this user (or root) and not writable by group
   or others; anything else is refused, never "fixed" with a chmod;
 * every failure is a ``StoreError`` (SUT-E620); callers in the agent catch it
-  and carry on (the target must never break because of the store).
+  and carry on (the target must never break because of the store);
+* a store whose schema version (SQLite's ``user_version``) is newer than
+  ``SCHEMA_VERSION`` is refused before anything is read or written
+  (``StoreTooNew``, SUT-E621): a newer Suture may have changed what a row means,
+  and "migrating" it back would silently drop what we do not understand.
 
 WAL mode and a short busy timeout: many agents may append audit rows at the
 same moment; a writer that cannot get the lock within ``BUSY_TIMEOUT`` fails
@@ -34,11 +38,21 @@ from typing import Any, Dict, List, Optional, Tuple
 from .errors import SutureError, UnknownPatch
 from .patchfile import Patch, load
 
-__all__ = ["StoreError", "state_dir", "db_path", "install", "remove", "installed",
-           "load_installed", "mark_bad", "clear_bad", "bad_patches", "audit", "audit_log",
-           "audit_for", "verify_audit", "BUSY_TIMEOUT"]
+__all__ = ["StoreError", "StoreTooNew", "SCHEMA_VERSION", "state_dir", "db_path", "install",
+           "remove", "installed", "load_installed", "mark_bad", "clear_bad", "bad_patches",
+           "audit", "audit_log", "audit_for", "verify_audit", "BUSY_TIMEOUT", "CHAIN_STATES"]
 
 BUSY_TIMEOUT = 2.0  # seconds a writer waits for the database lock
+
+# The store's schema version, kept in SQLite's ``PRAGMA user_version`` (a header field:
+# reading it reads nothing else and writes nothing). 0 is a store made before the version
+# was recorded (same tables; a writer adds the columns it lacks); every writer of this
+# Suture stamps 1. A Suture that changes the meaning of a table bumps it, and older ones
+# then refuse the store instead of writing rows the newer one would misread.
+# Rejected: a "meta" table with the version (a store made by a future Suture might not
+# have it, or use another name; the header field always exists) and guessing from the
+# columns (a newer Suture may change semantics without adding columns).
+SCHEMA_VERSION = 1
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS patches (id TEXT PRIMARY KEY, target_name TEXT, "
@@ -54,6 +68,13 @@ class StoreError(SutureError, OSError):
     """The patch store cannot be used: unsafe or unreadable directory, broken database."""
 
     code = "SUT-E620"
+
+
+class StoreTooNew(StoreError):
+    """The store was written by a newer Suture (its schema version is above ours): it is
+    neither read nor written, and never migrated back; upgrade Suture."""
+
+    code = "SUT-E621"
 
 
 # ---------------------------------------------------------------- where the store is
@@ -133,15 +154,34 @@ def _connect(create: bool) -> Any:
                          details={"path": path}) from exc
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+        # Checked before anything else, WAL and the schema included: both write.
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        _check_version(path, version)
         if fresh or create:
             conn.execute("PRAGMA journal_mode = WAL")
             for statement in _SCHEMA:
                 conn.execute(statement)
+            if version < SCHEMA_VERSION:
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except StoreTooNew:
+        conn.close()
+        raise
     except sqlite3.Error as exc:
         conn.close()
         raise StoreError(f"cannot use the patch store {path}: {exc}",
                          details={"path": path}) from exc
     return conn
+
+
+def _check_version(path: str, version: int) -> None:
+    """One check: the store's schema is not newer than this Suture's."""
+    if version > SCHEMA_VERSION:
+        raise StoreTooNew(f"refusing the patch store {path}: it was written by a newer Suture "
+                          f"(schema version {version}; this Suture knows up to "
+                          f"{SCHEMA_VERSION}). Nothing was read or changed. Upgrade Suture, "
+                          f"or set SUTURE_STATE_DIR to another store.",
+                          details={"path": path, "version": version,
+                                   "supported": SCHEMA_VERSION})
 
 
 def _run(create: bool, fn: Any, default: Any = None) -> Any:
@@ -367,19 +407,20 @@ def audit(op: str, patch_id: str, result: str, pid: int, actor_uid: int,
 _KEYS = ("seq",) + _FIELDS + ("prev", "hash")
 
 
+def _audit_rows(conn: Any, limit: Optional[int] = None) -> List[Dict[str, Any]]:
+    query = f"SELECT {_select(conn, 'audit', _KEYS)} FROM audit ORDER BY seq DESC"
+    args: Tuple[int, ...] = ()
+    if limit is not None:
+        query += " LIMIT ?"
+        args = (max(0, int(limit)),)
+    rows = list(conn.execute(query, args))
+    rows.reverse()
+    return [dict(zip(_KEYS, r)) for r in rows]
+
+
 def audit_log(limit: Optional[int] = None) -> List[Dict[str, Any]]:
     """Audit rows, oldest first; with ``limit``, only the newest ``limit`` of them."""
-    def go(conn: Any) -> List[Dict[str, Any]]:
-        query = f"SELECT {_select(conn, 'audit', _KEYS)} FROM audit ORDER BY seq DESC"
-        args: Tuple[int, ...] = ()
-        if limit is not None:
-            query += " LIMIT ?"
-            args = (max(0, int(limit)),)
-        rows = list(conn.execute(query, args))
-        rows.reverse()
-        return [dict(zip(_KEYS, r)) for r in rows]
-
-    return list(_run(False, go, []))
+    return list(_run(False, lambda conn: _audit_rows(conn, limit), []))
 
 
 def audit_for(patch_id: str, ops: Tuple[str, ...], limit: int = 200) -> List[Dict[str, Any]]:
@@ -394,13 +435,40 @@ def audit_for(patch_id: str, ops: Tuple[str, ...], limit: int = 200) -> List[Dic
     return list(_run(False, go, []))
 
 
+# What ``verify_audit`` can say. "no chain" is not "intact": with no store, no audit
+# table, an empty log or only rows from before the chain there is nothing to verify, and
+# calling that intact would bless a log that was deleted (finding 10 of issue 13).
+CHAIN_STATES = ("intact", "tampered", "no chain")
+
+
+def _when(at: Any) -> str:
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(at)))
+    except (TypeError, ValueError, OverflowError, OSError):
+        return "?"
+
+
 def verify_audit(head: Optional[str] = None) -> Dict[str, Any]:
-    """Check the whole chain. ``ok`` is False with ``problems`` (seq and what is wrong) when a
-    row was edited, removed or reordered; ``head`` (a hash recorded earlier) must be in the
-    chain, which also catches the removal of the newest rows since it was recorded."""
-    rows = audit_log()
+    """Check the whole chain.
+
+    ``state`` is "intact", "tampered" (``problems`` name each row that was edited, removed,
+    reordered or inserted; and ``head``, a hash recorded earlier, must be in the chain,
+    which also catches the removal of the newest rows and a store deleted and recreated
+    since it was recorded) or "no chain" (``why``: no store, no audit table, an empty log,
+    only rows from before the chain). ``started`` is the chain's first entry (``prev`` is
+    GENESIS): a chain that starts later than the store's history should is a recreated
+    store, visible even without a recorded head. ``ok`` is ``state == "intact"``.
+    """
+    missing = object()
+
+    def read(conn: Any) -> Optional[List[Dict[str, Any]]]:
+        return _audit_rows(conn) if _has_table(conn, "audit") else None
+
+    got = _run(False, read, missing)
+    rows: List[Dict[str, Any]] = [] if got is missing or got is None else list(got)
     problems: List[Dict[str, Any]] = []
     prev, chained, unchained = GENESIS, 0, 0
+    started: Optional[Dict[str, Any]] = None
     for r in rows:
         if r["hash"] is None:
             if chained:
@@ -409,6 +477,8 @@ def verify_audit(head: Optional[str] = None) -> Dict[str, Any]:
             else:
                 unchained += 1
             continue
+        if started is None:
+            started = {k: r[k] for k in ("seq", "at", "actor_uid", "pid", "op")}
         if r["prev"] != prev:
             problems.append({"seq": r["seq"], "problem": "does not follow the row before it "
                              "(a row was removed or the rows were reordered)"})
@@ -416,9 +486,26 @@ def verify_audit(head: Optional[str] = None) -> Dict[str, Any]:
             problems.append({"seq": r["seq"], "problem": "its content does not match its hash "
                              "(edited)"})
         prev, chained = r["hash"], chained + 1
+    why: Optional[str] = None
+    if got is missing:
+        why = "there is no store"
+    elif got is None:
+        why = "the store has no audit table"
+    elif not rows:
+        why = "the audit log is empty"
+    elif not chained:
+        why = f"its {unchained} entries were all written before the chain existed"
     if head is not None and head not in {r["hash"] for r in rows}:
+        if why is not None:
+            found = f"there is no chain here ({why})"
+        else:
+            assert started is not None
+            found = (f"rows removed since it was recorded, or the store was deleted and "
+                     f"recreated: this chain starts at entry {started['seq']}, written "
+                     f"{_when(started['at'])}")
         problems.append({"seq": None, "problem": f"the recorded head {head[:16]}... is not in "
-                         "the chain (rows removed since it was recorded)"})
-    return {"ok": not problems, "rows": len(rows), "chained": chained,
-            "before_chain": unchained, "head": prev if chained else None,
-            "problems": problems, "store": db_path()}
+                         f"the chain ({found})"})
+    state = "no chain" if why is not None else "tampered" if problems else "intact"
+    return {"state": state, "ok": state == "intact", "why": why, "rows": len(rows),
+            "chained": chained, "before_chain": unchained, "head": prev if chained else None,
+            "started": started, "problems": problems, "store": db_path()}

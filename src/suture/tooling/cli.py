@@ -426,6 +426,29 @@ def _render_rows(rows: Sequence[Any], verb: str) -> None:
                + f" (of {len(rows)} process{'es' if len(rows) != 1 else ''})")
 
 
+def _audit_notes(rows: Sequence[Any], code: int) -> int:
+    """Say on stderr which rows the target's own store did not record (fleet.py wrote them
+    in ours), and which no store recorded: then the exit code is 1 unless already 1 or 3
+    (docs/errors.md), because a change recorded nowhere must not pass for a clean run."""
+    for r in rows:
+        a = r.audit
+        if a is None:
+            continue
+        why = f"{a.get('why', '?')}" + (f" [{a['code']}]" if a.get("code") else "")
+        theirs = f"its store {a.get('store') or '?'} (uid {a.get('uid', '?')}): {why}"
+        fb = a["fallback"]
+        if fb["recorded"]:
+            click.echo(f"warning: PID {r.pid}: not recorded in the process's own audit log, "
+                       f"{theirs}; recorded in yours instead ({fb['store']})", err=True)
+        else:
+            click.echo(f"error: PID {r.pid}: {r.outcome} but recorded in NO audit log: {theirs}; "
+                       f"and yours ({fb['store']}): {fb['why']} [{fb['code']}]. Record it by "
+                       f"hand and repair a store (`suture audit verify`).", err=True)
+    if any(r.unaudited for r in rows) and code in (0, 2):
+        return 1
+    return code
+
+
 @main.command()
 @click.option("--dist", "dists", multiple=True, metavar="NAME",
               help="Only report these distributions (repeatable; default: all, "
@@ -574,7 +597,7 @@ def apply(file: Path, pids: Sequence[int], select_all: bool, wait_quiescent: Opt
         parallel=parallel, check=check, watch_s=watch_s, interval=health_interval,
         progress=_progress, on_watch=show_rows)
     out: Dict[str, Any] = {"patch": patch.id, "target": patch.target, **done.to_dict()}
-    code = done.exit_code()
+    code = _audit_notes([*done.rows, *done.reverted], done.exit_code())
     w = done.watch
     if w is None:
         show_rows(done.rows)
@@ -619,7 +642,7 @@ def revert(patch_id: str, pids: Sequence[int], select_all: bool, parallel: Optio
         _emit_json({"patch": patch_id, "processes": [r.to_dict() for r in rows]})
     else:
         _render_rows(rows, "revert in")
-    sys.exit(fleet.exit_code(rows))
+    sys.exit(_audit_notes(rows, fleet.exit_code(rows)))
 
 
 @main.command()
@@ -841,8 +864,10 @@ def audit(ctx: click.Context, limit: Optional[int], as_json: bool) -> None:
         return
     click.echo(f"{'WHEN':<19}  {'UID':>6} {'PID':>7}  {'OP':<10} {'PATCH':<12}  RESULT")
     for r in rows:
+        # The first entry of a chain says so: a store deleted and recreated shows here.
+        start = "  (chain starts here)" if r["prev"] == store.GENESIS else ""
         click.echo(f"{_when(r['at']):<19}  {r['actor_uid']:>6} {r['pid']:>7}  {r['op']:<10} "
-                   f"{(r['patch_id'] or '-')[:12]:<12}  {r['result']}")
+                   f"{(r['patch_id'] or '-')[:12]:<12}  {r['result']}{start}")
         if r["detail"]:
             click.echo(f"{'':<21}\u2514 {r['detail'][:200]}")
 
@@ -853,7 +878,13 @@ def audit(ctx: click.Context, limit: Optional[int], as_json: bool) -> None:
                    "removal of the newest entries since then).")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def audit_verify(head: Optional[str], as_json: bool) -> None:
-    """Check the audit log's hash chain. Exit 0 intact, 2 tampered, 1 unreadable."""
+    """Check the audit log's hash chain.
+
+    Exit codes: 0 intact (and holds --head, if given); 2 tampered (an entry edited,
+    removed, reordered or inserted, or --head not in the chain); 3 no chain here (no
+    store, no audit log, an empty one, or only entries from before the chain: nothing
+    was verified); 1 the store cannot be read (or was written by a newer Suture).
+    """
     from ..runtime import store
 
     try:
@@ -862,19 +893,29 @@ def audit_verify(head: Optional[str], as_json: bool) -> None:
         _fail(exc, as_json)
     if as_json:
         _emit_json(report)
-    elif report["ok"]:
+    elif report["state"] == "intact":
+        started = report["started"]
         click.echo(f"audit log intact: {report['chained']} chained entries"
                    + (f" (after {report['before_chain']} written before the chain)"
                       if report["before_chain"] else "")
+                   + f"; chain started {_when(started['at'])} (entry {started['seq']}, "
+                     f"{started['op']} by uid {started['actor_uid']})"
                    + (f"; head {report['head']}" if report["head"] else "")
                    + f" ({report['store']})")
+    elif report["state"] == "no chain":
+        click.echo(f"NO AUDIT CHAIN here: {report['why']} ({report['store']}); nothing was "
+                   f"verified", err=True)
+        for p in report["problems"]:
+            click.echo(f"  {p['problem']}", err=True)
     else:
         click.echo(f"audit log TAMPERED ({report['store']}):", err=True)
         for p in report["problems"]:
             click.echo(f"  entry {p['seq'] if p['seq'] is not None else '-'}: {p['problem']}",
                        err=True)
-    if not report["ok"]:
-        sys.exit(2)
+    sys.exit(_VERIFY_EXIT[report["state"]])
+
+
+_VERIFY_EXIT = {"intact": 0, "tampered": 2, "no chain": 3}
 
 
 @main.group(invoke_without_command=True)

@@ -353,7 +353,9 @@ def _apply_exposed(cfg: Config, report: Dict[str, Any], refused: Dict[str, str],
                 refused[f"{entry['id']}:{r.pid}:{rollout.start_time(r.pid)}"] = r.reason
         report["applied"].append({"patch": entry["id"], **done.to_dict()})
         log(f"applied {entry['id'][:12]} to {len(targets)} process(es): "
-            + ", ".join(f"{r.pid} {r.outcome}" for r in done.rows)
+            + ", ".join(f"{r.pid} {r.outcome}"
+                        + (" (RECORDED IN NO AUDIT LOG)" if r.unaudited else "")
+                        for r in done.rows)
             + (f"; watch {done.watch.result}" if done.watch else ""))
     status = fleet.status(patches=list(known.values()))
     report["status"] = status

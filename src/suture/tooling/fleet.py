@@ -12,6 +12,14 @@ own row. A row is plain data (``Row.to_dict()`` is what ``--json`` prints). Outc
 
 ``status`` is not one row per process but one report: every process against the patches
 of the local store (see the comment above it).
+
+Audit: the agent records each apply and revert in its process's own store and says in its
+answer whether it could (``audit``, docs/protocol.md). When it could not (that store is
+corrupt, unreadable, full or too new: common when root acts on another user's process,
+whose store is that user's), the row is written here, in the store of the user running
+this, with the target's pid, the peer uid the agent saw and why its store failed
+(``Row.audit``). If that fails too, ``Row.audit["fallback"]`` says so and the CLI exits
+non-zero: an apply recorded nowhere is never silent.
 """
 
 from __future__ import annotations
@@ -53,15 +61,54 @@ class Row:
     code: Optional[str] = None
     result: Dict[str, Any] = field(default_factory=dict)
     error: Optional[Dict[str, Any]] = None
+    # None: recorded by the target (or an agent too old to say); else the agent's report of
+    # why its row was not written, with "fallback": what became of our own row.
+    audit: Optional[Dict[str, Any]] = None
+
+    @property
+    def unaudited(self) -> bool:
+        """The target could not record this, and neither could we."""
+        return self.audit is not None and not self.audit["fallback"]["recorded"]
 
     def to_dict(self) -> Dict[str, Any]:
         return {"pid": self.pid, "outcome": self.outcome, "reason": self.reason,
-                "code": self.code, "result": self.result, "error": self.error}
+                "code": self.code, "result": self.result, "error": self.error,
+                "audit": self.audit}
 
 
 def _error_row(pid: int, exc: SutureError) -> Row:
     outcome = "refused" if isinstance(exc, _REFUSALS) else "failed"
     return Row(pid, outcome, reason=exc.message, code=exc.code, error=exc.to_dict())
+
+
+def _missed(answer: Any) -> Optional[Dict[str, Any]]:
+    """The agent's report that its audit row was not written (None: written, or not said)."""
+    report = answer.get("audit") if isinstance(answer, dict) else None
+    if isinstance(report, dict) and report.get("recorded") is False:
+        return dict(report)
+    return None
+
+
+def _fallback(op: str, pid: int, patch_id: str, row: Row, answer: Any) -> Row:
+    """If the target's store did not take the audit row of ``row``, write it in ours.
+    ``answer`` is where the agent said so: its result, or its error's details."""
+    missed = _missed(answer)
+    if missed is None:
+        return row
+    result = f"{row.outcome} {row.code}" if row.outcome in ("refused", "failed") else row.outcome
+    detail = (f"not recorded by pid {pid} in its own store {missed.get('store') or '?'} "
+              f"(uid {missed.get('uid', '?')}): {missed.get('why', '?')}; the agent saw peer "
+              f"uid {missed.get('peer_uid', '?')}; recorded here by suture pid {os.getpid()}")
+    try:
+        store.audit(op, str((row.result or {}).get("patch") or patch_id), result, pid,
+                    os.getuid(), detail)
+    except SutureError as exc:
+        missed["fallback"] = {"recorded": False, "store": store.db_path(), "why": exc.message,
+                              "code": exc.code}
+    else:
+        missed["fallback"] = {"recorded": True, "store": store.db_path()}
+    row.audit = missed
+    return row
 
 
 def exit_code(rows: Sequence[Row]) -> int:
@@ -140,10 +187,14 @@ def apply(data: bytes, patch: Patch, pids: Sequence[int], *, select_all: bool = 
                                 names=[dist]).get("dists", {})
             if not _has_dist(found if isinstance(found, dict) else {}, dist):
                 return Row(pid, "skipped", reason=f"does not use {dist}")
-        result = client.call(pid, "apply", timeout, runtime_dir=runtime_dir, patch=encoded,
-                             wait_quiescent=wait_quiescent)
+        try:
+            result = client.call(pid, "apply", timeout, runtime_dir=runtime_dir,
+                                 patch=encoded, wait_quiescent=wait_quiescent)
+        except SutureError as exc:
+            return _fallback("apply", pid, patch.id, _error_row(pid, exc), exc.details)
         state = str(result.get("state", "?"))
-        return Row(pid, state, reason=_summary(result), result=result)
+        return _fallback("apply", pid, patch.id,
+                         Row(pid, state, reason=_summary(result), result=result), result)
 
     return _fan_out(pids, work, progress, parallel or default_parallel())
 
@@ -157,10 +208,16 @@ def revert(patch_id: str, pids: Sequence[int], *, select_all: bool = False,
                                  patch_id=patch_id)
         except UnknownPatch as exc:
             if select_all:
-                return Row(pid, "skipped", reason=f"patch {patch_id} is not applied here",
-                           code=exc.code)
-            raise
-        return Row(pid, str(result.get("state", "?")), reason=_summary(result), result=result)
+                return _fallback("revert", pid, patch_id,
+                                 Row(pid, "skipped", code=exc.code,
+                                     reason=f"patch {patch_id} is not applied here"),
+                                 exc.details)
+            return _fallback("revert", pid, patch_id, _error_row(pid, exc), exc.details)
+        except SutureError as exc:
+            return _fallback("revert", pid, patch_id, _error_row(pid, exc), exc.details)
+        return _fallback("revert", pid, patch_id, Row(pid, str(result.get("state", "?")),
+                                                      reason=_summary(result), result=result),
+                         result)
 
     return _fan_out(pids, work, progress, parallel or default_parallel())
 
