@@ -63,8 +63,11 @@ def test_ctrl_c_exits_130(tmp_path: Path) -> None:
     # The demo pauses between its steps: interrupt it after the first one is shown.
     env = dict(os.environ, PYTHONPATH=str(SRC), SUTURE_RUNTIME_DIR=str(tmp_path / "run"),
                TMPDIR=str(tmp_path))
+    # As from a terminal: a runner started in the background (bash without job control)
+    # hands its children SIGINT ignored, and Python then installs no KeyboardInterrupt.
     proc = subprocess.Popen([sys.executable, "-m", "suture", "demo"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
         seen = ""
