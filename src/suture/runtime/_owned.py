@@ -31,6 +31,7 @@ passes its own error class (one ``SutureError`` subclass per file it protects).
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from typing import BinaryIO, List, Optional, Type
@@ -40,6 +41,7 @@ from .errors import SutureError
 __all__ = ["open_owned", "check_dir", "check_file"]
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+_LINK_ERRNOS = (errno.ELOOP, errno.EMLINK)   # O_NOFOLLOW met a symlink (EMLINK: FreeBSD)
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -101,7 +103,7 @@ def _walk(directory: str, path: str, what: str, error: Type[SutureError], euid: 
             try:
                 nxt = os.open(part, _DIR_FLAGS, dir_fd=fd)
             except OSError as exc:
-                if os.path.islink(walked):
+                if exc.errno in _LINK_ERRNOS or os.path.islink(walked):
                     raise error(f"refusing {what} {path}: the directory {walked} became a "
                                 f"symlink while it was checked",
                                 details={"path": path, "directory": walked}) from exc
@@ -129,7 +131,9 @@ def open_owned(path: str, what: str, risk: str, error: Type[SutureError],
         try:
             fd = os.open(os.path.basename(path), _FILE_FLAGS, dir_fd=dir_fd)
         except OSError as exc:
-            if os.path.islink(path):   # ELOOP from O_NOFOLLOW (EMLINK on some BSDs)
+            # Decided by the open's own error, not by a second look at the path: the
+            # path may have changed back in between (seen in the swap test).
+            if exc.errno in _LINK_ERRNOS:
                 raise error(f"refusing {what} {path}: it is a symlink",
                             details={"path": path}) from exc
             raise
