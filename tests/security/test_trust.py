@@ -394,8 +394,20 @@ def test_a_fifo_in_place_of_the_policy_is_refused_without_blocking(tmp_path: Pat
     cfg = tmp_path / "cfg"
     cfg.mkdir(mode=0o700)
     os.mkfifo(cfg / trust.POLICY_FILE, 0o600)
-    with pytest.raises(trust.TrustPolicyError, match="it is not a regular file"):
-        trust.load_policy(str(cfg / trust.POLICY_FILE))
+    # In a child process, so that an open that blocks (no writer ever comes) fails the
+    # test after a bounded time instead of hanging it.
+    code = ("from suture.tooling import trust\n"
+            "try:\n"
+            f"    trust.load_policy({str(cfg / trust.POLICY_FILE)!r})\n"
+            "except trust.TrustPolicyError as exc:\n"
+            "    print(exc.code, exc.message)\n")
+    try:
+        got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=10, env=dict(os.environ, PYTHONPATH=str(SRC)))
+    except subprocess.TimeoutExpired:
+        pytest.fail("reading a FIFO in place of trust.toml blocked")
+    assert got.stdout.startswith("SUT-E111 refusing the trust policy "), got.stdout + got.stderr
+    assert got.stdout.rstrip().endswith("it is not a regular file")
 
 
 def test_the_daemon_configuration_is_checked_the_same_way(tmp_path: Path):
