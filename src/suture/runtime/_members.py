@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Sequence, Set, Tuple
 
 from .errors import NotInDistribution, UnprovenDistribution
 from .patchfile import ModulePatch, Patch
@@ -119,7 +119,7 @@ def find(name: str) -> Optional[Owner]:
     versions: List[str] = []
     roots: List[str] = []
     records: List[str] = []
-    files = set()
+    files: Set[str] = set()
     for path, dist in seen.items():
         listed = dist.files
         if listed is None:      # no RECORD (or installed-files.txt): proves nothing
