@@ -306,3 +306,21 @@ def test_the_suite_key_is_what_the_suite_trusts():
     # tests/conftest.py: the suite-wide policy trusts exactly the suite's key.
     policy = trust.load_policy()
     assert [(k.name, k.keyid) for k in policy.keys] == [(NAME, trust.keyid(KEY.public_key()))]
+
+
+def test_trust_only_through_restricted_keys_is_recorded_for_the_agents(tmp_path: Path):
+    # Agents must then prove that the modules are the distribution's files (issue 13).
+    dist = trust.sign(make_patch(tmp_path, dist="Tiny_Calc"), KEY)
+    scoped = policy_with(tmp_path / "a", {"key": KEY, "name": "p", "distributions": ["tiny-calc"]})
+    _, record = trust.require(dist, policy=scoped)
+    assert record == {"signers": [{"name": "p", "keyid": trust.keyid(KEY.public_key())}],
+                      "restricted_to": "tiny-calc"}
+    # One unrestricted signer is enough to lift it.
+    other = Ed25519PrivateKey.generate()
+    both = policy_with(tmp_path / "b", {"key": KEY, "distributions": ["tiny-calc"]},
+                       {"key": other})
+    assert "restricted_to" not in trust.require(trust.sign(dist, other), policy=both)[1]
+    # Nothing installed here: verify says membership is left to the targets.
+    verdict = trust.check(dist, scoped)
+    assert verdict.trusted and not verdict.membership.checked
+    assert verdict.membership.reason.startswith("Tiny_Calc is not installed here")

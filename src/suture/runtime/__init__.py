@@ -14,9 +14,9 @@ from typing import Any, Dict, List, Optional, Union
 
 from . import _engine
 from ._engine import HookContext, Result, drop_shadow, shadow
-from .errors import (BaselineMismatch, HookFailed, NeedsHook, NotQuiescent, PatchFormatError,
-                     RefusedError, RestartRequired, RevertOrderError, RolledBack, SutureError,
-                     UnknownPatch)
+from .errors import (BaselineMismatch, HookFailed, NeedsHook, NotInDistribution, NotQuiescent,
+                     PatchFormatError, RefusedError, RestartRequired, RevertOrderError,
+                     RolledBack, SutureError, UnknownPatch, UnprovenDistribution)
 from .patchfile import Patch, load as load_patch
 
 __all__ = [
@@ -27,18 +27,25 @@ __all__ = [
     # errors
     "SutureError", "PatchFormatError", "RefusedError", "BaselineMismatch", "RestartRequired",
     "NeedsHook", "HookFailed", "NotQuiescent", "RolledBack", "UnknownPatch", "RevertOrderError",
+    "NotInDistribution", "UnprovenDistribution",
 ]
 
 
-def apply(patch: Union[Patch, bytes], *, wait_quiescent: Optional[float] = None) -> Result:
+def apply(patch: Union[Patch, bytes], *, wait_quiescent: Optional[float] = None,
+          restricted: bool = False) -> Result:
     """Apply ``patch`` to this process: all of it, or nothing.
+
+    Every module it touches must belong to the distribution it names, when that
+    distribution is installed here with metadata. ``restricted``: the patch is trusted
+    only through keys restricted to its distribution, so a distribution without
+    metadata here (or no distribution) is refused too (``_members``).
 
     Raises a ``RefusedError`` subclass (nothing changed) or ``RolledBack``
     (started, failed, every change undone).
     """
     if isinstance(patch, (bytes, bytearray)):
         patch = load_patch(bytes(patch))
-    return _engine.apply(patch, wait_quiescent=wait_quiescent)
+    return _engine.apply(patch, wait_quiescent=wait_quiescent, restricted=restricted)
 
 
 def revert(patch_id: str) -> Result:

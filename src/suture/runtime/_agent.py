@@ -334,7 +334,15 @@ def _op_apply(frame: Dict[str, Any]) -> Dict[str, Any]:
                              or wait < 0):
         raise ProtocolError(f"'wait_quiescent' must be null or a number of seconds >= 0, "
                             f"not {wait!r}")
-    return runtime.apply(data, wait_quiescent=None if wait is None else float(wait)).to_dict()
+    # Set by the tooling when only keys restricted to the patch's distribution trust it:
+    # membership in that distribution must then be proven here (_members). Absent: a
+    # client that checked no restriction (the socket admits only this uid and root).
+    restricted_to = frame.get("restricted_to")
+    if restricted_to is not None and (not isinstance(restricted_to, str) or not restricted_to):
+        raise ProtocolError(f"'restricted_to' must be null or a distribution name, "
+                            f"not {restricted_to!r}")
+    return runtime.apply(data, wait_quiescent=None if wait is None else float(wait),
+                         restricted=restricted_to is not None).to_dict()
 
 
 def _op_revert(frame: Dict[str, Any]) -> Dict[str, Any]:
@@ -634,7 +642,7 @@ def _auto_apply() -> None:
             _record("auto-apply", patch.id, "applying", uid,
                     f"start={_start_ticks(os.getpid())}")
             _survival.append(patch.id)
-            result = runtime.apply(patch)
+            result = runtime.apply(patch, restricted=bool(trust.get("restricted_to")))
         except BaseException as exc:  # noqa: BLE001 - a refusal is recorded, never raised
             refused_id = _frame_patch_id("apply", {"patch": base64.b64encode(data)
                                                    .decode("ascii")})

@@ -41,7 +41,7 @@ from types import CodeType, FunctionType
 from typing import (AbstractSet, Any, ContextManager, Dict, Iterator, List, Mapping, Optional,
                     Sequence, Set, Tuple)
 
-from . import _codes, _commit, _defs, _hook
+from . import _codes, _commit, _defs, _hook, _members
 from ._commit import MISSING, Call, Op
 from .errors import (BaselineMismatch, HookFailed, NeedsHook, NotQuiescent,
                      PatchFormatError, RefusedError, RestartRequired, RevertOrderError,
@@ -162,6 +162,9 @@ class _Record:
         self.migrated: List[Tuple[Any, Dict[str, Any], List[Tuple[Any, Any]]]] = []
         self.rewind: Dict[Tuple[int, str], Any] = {}   # original values under replaced patches
         self.rewound_files: Set[str] = set()
+        # The distribution the patch names, as checked at apply (None: not checked, see
+        # _members); modules imported later are checked against it too (patch_on_import).
+        self.owner: Optional[_members.Owner] = None
 
     def pending(self) -> List[str]:
         return [m for m, s in self.modules.items() if s in ("pending import", "pending add")]
@@ -240,12 +243,13 @@ def _after_fork() -> None:
 
 # -- public entry points -------------------------------------------------------
 
-def apply(patch: Patch, *, wait_quiescent: Optional[float] = None) -> Result:
+def apply(patch: Patch, *, wait_quiescent: Optional[float] = None,
+          restricted: bool = False) -> Result:
     with _lock(), _fine_switching():
         _walks.clear()
         _walks["scope"] = True
         try:
-            return _apply_locked(patch, wait_quiescent)
+            return _apply_locked(patch, wait_quiescent, restricted)
         finally:
             _walks.clear()   # heap walks are shared within one apply, never across
 
@@ -257,10 +261,13 @@ def apply(patch: Patch, *, wait_quiescent: Optional[float] = None) -> Result:
 _walks: Dict[str, Any] = {}
 
 
-def _apply_locked(patch: Patch, wait_quiescent: Optional[float]) -> Result:
+def _apply_locked(patch: Patch, wait_quiescent: Optional[float], restricted: bool) -> Result:
+    # Step 0, before anything (even the hook below) changes: every module the patch
+    # touches must belong to the distribution it names (_members; docs/security.md).
+    owner, note = (None, "") if patch.id in _applied else _members.check(patch, restricted)
     added = [m.name for m in patch.modules if m.action == "add"]
     if patch.id in _applied or not added:
-        return _apply(patch, wait_quiescent)
+        return _apply(patch, wait_quiescent, owner, note)
     # A fixed module may import, at module level, a module this same patch adds;
     # that import runs while the patch is prepared (step 2), before the patch is
     # recorded, so the hook serves the added modules from the start. If the patch
@@ -268,14 +275,15 @@ def _apply_locked(patch: Patch, wait_quiescent: Optional[float]) -> Result:
     loaded = set(sys.modules)
     _hook.refresh(_pending_index(), dict(_added_index(), **_added_entries(patch)))
     try:
-        return _apply(patch, wait_quiescent)
+        return _apply(patch, wait_quiescent, owner, note)
     finally:
         if patch.id not in _applied:
             _forget_modules([n for n in added if n not in loaded])
             _hook.refresh(_pending_index(), _added_index())
 
 
-def _apply(patch: Patch, wait_quiescent: Optional[float]) -> Result:
+def _apply(patch: Patch, wait_quiescent: Optional[float],
+           owner: Optional[_members.Owner] = None, note: str = "") -> Result:
     with _lock():
         if patch.id in _applied:
             rec = _applied[patch.id]
@@ -285,6 +293,9 @@ def _apply(patch: Patch, wait_quiescent: Optional[float]) -> Result:
         replaced = _replaced_by(patch)
         hooks = _load_hooks(patch)
         rec = _Record(patch, hooks)
+        rec.owner = owner
+        if note:
+            rec.notes.append(note)
         rec.rewind = {(id(o.obj), o.key): o.old for r in replaced for o in r.ops
                       if o.kind != "call"}
         rec.rewound_files = {f for r in replaced for f in r.filenames.values()}
@@ -1897,6 +1908,8 @@ def patch_on_import(name: str, module: types.ModuleType) -> None:
                 continue
             mp = next(m for m in rec.patch.modules if m.name == name)
             try:
+                if rec.owner is not None:   # the file found may not be the one checked at apply
+                    _members.check_loaded(rec.patch, rec.owner, name, module)
                 if mp.compact:
                     mp = _resolved(rec.patch, mp, module)
                     rec.patch = dataclasses.replace(rec.patch, modules=tuple(

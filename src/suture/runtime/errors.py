@@ -93,6 +93,22 @@ class MarkedBad(RefusedError):
     code = "SUT-E207"
 
 
+class NotInDistribution(UntrustedPatch, RefusedError):
+    """The patch names a distribution, but a module it touches is not one of that
+    distribution's files (its ``RECORD`` in the target does not list it): a key trusted
+    for one distribution may not patch another. Refused before anything changed."""
+
+    code = "SUT-E116"
+
+
+class UnprovenDistribution(UntrustedPatch, RefusedError):
+    """The patch is trusted only through keys restricted to its distribution, and the
+    target cannot prove its modules are that distribution's files (no installed metadata
+    with a RECORD, or no distribution named at all). Refused before anything changed."""
+
+    code = "SUT-E117"
+
+
 class UnknownPatch(SutureError, LookupError):
     """No applied patch has this id."""
 

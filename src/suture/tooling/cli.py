@@ -285,8 +285,13 @@ def sign_(file: Path, keys: Sequence[Path], output: Optional[Path], as_json: boo
 def verify_(file: Path, as_json: bool) -> None:
     """Check the patch FILE's signatures against this host's trust policy.
 
+    A key restricted to distributions vouches for the distribution the patch names;
+    whether its modules are that distribution's files is checked by each target process
+    against its own RECORD, and here too when this environment has the patch's baseline
+    release installed (the output says which).
     Exit codes: 0 a trusted key signed it, 2 not trusted (unsigned, unknown or
-    restricted key, or a signature that does not match), 1 bad file or policy.
+    restricted key, a signature that does not match, or a module that is not the named
+    distribution's file here), 1 bad file or policy.
     """
     from .trust import check
 
@@ -304,6 +309,13 @@ def verify_(file: Path, as_json: bool) -> None:
                        f"{sig['status']}")
         if verdict.trusted:
             click.echo(f"trusted: signed by {', '.join(verdict.trusted_by)}")
+            m = verdict.membership
+            if m.distribution is not None:
+                scope = (f"only for {verdict.restricted_to}: each target refuses it unless "
+                         f"its modules are {m.distribution}'s files there" if
+                         verdict.restricted_to else "by a key trusted for any patch")
+                click.echo(f"modules: {m.reason if m.checked else 'not checked here: ' + m.reason}"
+                           f"; trusted {scope}")
         else:
             click.echo(f"NOT TRUSTED: {verdict.refusal().message}", err=True)
     sys.exit(0 if verdict.trusted else 2)
@@ -565,7 +577,7 @@ def apply(file: Path, pids: Sequence[int], select_all: bool, wait_quiescent: Opt
     from . import rollout
 
     data = file.read_bytes()
-    patch, _ = _verified(data, allow_unsigned, as_json)
+    patch, record = _verified(data, allow_unsigned, as_json)
     try:
         bad = store.bad_patches().get(patch.id)
     except SutureError as exc:
@@ -595,7 +607,7 @@ def apply(file: Path, pids: Sequence[int], select_all: bool, wait_quiescent: Opt
     done = rollout.apply_watched(
         data, patch, targets, select_all=select_all, wait_quiescent=wait_quiescent,
         parallel=parallel, check=check, watch_s=watch_s, interval=health_interval,
-        progress=_progress, on_watch=show_rows)
+        progress=_progress, on_watch=show_rows, restricted_to=record.get("restricted_to"))
     out: Dict[str, Any] = {"patch": patch.id, "target": patch.target, **done.to_dict()}
     code = _audit_notes([*done.rows, *done.reverted], done.exit_code())
     w = done.watch

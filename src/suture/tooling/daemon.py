@@ -124,10 +124,9 @@ def config_path() -> str:
 def load_config(path: Optional[str] = None) -> Config:
     path = path or config_path()
     try:
-        trust._check_owned(path, "the daemon configuration",
-                           "choose which feeds and health checks this host uses",
-                           DaemonConfigError)
-        with open(path, "rb") as f:
+        with trust.open_owned(path, "the daemon configuration",
+                              "choose which feeds and health checks this host uses",
+                              DaemonConfigError) as f:
             raw = tomllib.load(f)
     except FileNotFoundError as exc:
         raise DaemonConfigError(f"no daemon configuration at {path} (docs/fleet.md)",
@@ -316,13 +315,13 @@ def _apply_exposed(cfg: Config, report: Dict[str, Any], refused: Dict[str, str],
     """Apply installed patches to the processes exposed to them. Patches synced but not
     due yet (``mirrored``) count in the status too, so their exposure shows (metrics,
     ``daemon.json``) while the host waits for them."""
-    files: Dict[str, Tuple[bytes, Any]] = {}
+    files: Dict[str, Tuple[bytes, Any, Optional[str]]] = {}
     bad = store.bad_patches()
     for data, record in store.load_installed():
         if record is not None:          # agents refuse rows without a trust record too
             patch = load(data)
-            files[patch.id] = (data, patch)
-    known = {pid: patch for pid, (_, patch) in files.items()}
+            files[patch.id] = (data, patch, record.get("restricted_to"))
+    known = {pid: patch for pid, (_, patch, _) in files.items()}
     for pid, data in (mirrored or {}).items():
         try:
             known.setdefault(pid, load(data))
@@ -334,7 +333,7 @@ def _apply_exposed(cfg: Config, report: Dict[str, Any], refused: Dict[str, str],
     for entry in status["patches"]:
         if entry["id"] not in files:
             continue
-        data, patch = files[entry["id"]]
+        data, patch, restricted_to = files[entry["id"]]
         targets = []
         for proc in entry["processes"]:
             key = f"{entry['id']}:{proc['pid']}:{rollout.start_time(proc['pid'])}"
@@ -347,7 +346,8 @@ def _apply_exposed(cfg: Config, report: Dict[str, Any], refused: Dict[str, str],
             continue
         check = rollout.HealthCheck(cfg.health) if cfg.health else None
         done = rollout.apply_watched(data, patch, targets, check=check,
-                                     watch_s=cfg.watch or None, interval=cfg.health_interval)
+                                     watch_s=cfg.watch or None, interval=cfg.health_interval,
+                                     restricted_to=restricted_to)
         for r in done.rows:
             if r.outcome == "refused":
                 refused[f"{entry['id']}:{r.pid}:{rollout.start_time(r.pid)}"] = r.reason

@@ -175,8 +175,13 @@ def _has_dist(dists: Dict[str, Any], name: str) -> bool:
 
 def apply(data: bytes, patch: Patch, pids: Sequence[int], *, select_all: bool = False,
           wait_quiescent: Optional[float] = None, runtime_dir: Optional[str] = None,
-          progress: Optional[Progress] = None, parallel: Optional[int] = None) -> List[Row]:
-    """Apply the (already validated) patch ``data`` to each of ``pids`` in parallel."""
+          progress: Optional[Progress] = None, parallel: Optional[int] = None,
+          restricted_to: Optional[str] = None) -> List[Row]:
+    """Apply the (already validated) patch ``data`` to each of ``pids`` in parallel.
+
+    ``restricted_to`` (from the trust record): only keys restricted to the patch's
+    distribution trust it, so each agent must prove its modules are that distribution's
+    files (runtime/_members.py); sent only when set, as older agents ignore it anyway."""
     encoded = base64.b64encode(data).decode("ascii")
     timeout = APPLY_TIMEOUT + (wait_quiescent or 0.0)
     dist = patch.target.get("name") if patch.target.get("kind") == "distribution" else None
@@ -187,9 +192,10 @@ def apply(data: bytes, patch: Patch, pids: Sequence[int], *, select_all: bool = 
                                 names=[dist]).get("dists", {})
             if not _has_dist(found if isinstance(found, dict) else {}, dist):
                 return Row(pid, "skipped", reason=f"does not use {dist}")
+        extra = {"restricted_to": restricted_to} if restricted_to else {}
         try:
-            result = client.call(pid, "apply", timeout, runtime_dir=runtime_dir,
-                                 patch=encoded, wait_quiescent=wait_quiescent)
+            result = client.call(pid, "apply", timeout, runtime_dir=runtime_dir, patch=encoded,
+                                 wait_quiescent=wait_quiescent, **extra)
         except SutureError as exc:
             return _fallback("apply", pid, patch.id, _error_row(pid, exc), exc.details)
         state = str(result.get("state", "?"))

@@ -160,11 +160,13 @@ def apply_watched(data: bytes, patch: Any, pids: Sequence[int], *, select_all: b
                   wait_quiescent: Optional[float] = None, parallel: Optional[int] = None,
                   check: Optional[HealthCheck] = None, watch_s: Optional[float] = None,
                   interval: float = 1.0, progress: Optional[Callable[..., None]] = None,
-                  on_watch: Optional[Callable[[List[Any], int], None]] = None) -> Rollout:
+                  on_watch: Optional[Callable[[List[Any], int], None]] = None,
+                  restricted_to: Optional[str] = None) -> Rollout:
     """Apply to ``pids``; with ``watch_s``, watch them (and ``check``) that long, and on a
     failure revert everywhere this apply reached and mark the patch bad on this host.
     ``on_watch(rows, n)`` is called when the watch of ``n`` processes starts. The one
-    implementation behind ``suture apply --watch`` and the daemon."""
+    implementation behind ``suture apply --watch`` and the daemon. ``restricted_to``: the
+    trust record's (tooling/trust.py ``Verdict.record``), passed on to every agent."""
     import os
 
     from ..runtime import store
@@ -174,7 +176,7 @@ def apply_watched(data: bytes, patch: Any, pids: Sequence[int], *, select_all: b
     starts = {pid: start_time(pid) for pid in pids}      # before: see watch()
     done = Rollout(fleet.apply(data, patch, pids, select_all=select_all,
                                wait_quiescent=wait_quiescent, progress=progress,
-                               parallel=parallel))
+                               parallel=parallel, restricted_to=restricted_to))
     # A "failed" row may be a process the patch killed before it could answer: watched
     # too (dead: the watch fails at once; alive: the revert skips it if nothing applied).
     watched = [r.pid for r in done.rows if r.outcome in ("applied", "pending import", "failed")]

@@ -8,7 +8,8 @@ several publishers can sign one file. Signature entries are
 
 The trust policy is ``trust.toml`` in the host's config directory: the keys whose
 signatures this host accepts, each optionally restricted to some distributions. It is
-read only when owned by this user (or root) and not writable by others, like the store.
+read only when it and every directory above it are owned by this user (or root) and not
+writable by others: opened first, then checked (runtime/_owned.py).
 
 Tooling side only: this module uses ``cryptography``, which the runtime may not import.
 Verification therefore happens here, before the CLI sends a patch to an agent or keeps
@@ -22,18 +23,18 @@ import binascii
 import hashlib
 import json
 import os
-import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, BinaryIO, Dict, List, Mapping, Optional, Sequence, Tuple, Type
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from packaging.utils import canonicalize_name
 
-from ..runtime.errors import PatchFormatError, SutureError, UntrustedPatch
+from ..runtime import _members, _owned
+from ..runtime.errors import NotInDistribution, PatchFormatError, SutureError, UntrustedPatch
 from ..runtime.patchfile import PAYLOAD_TYPE, Patch, canonical_json, load, read_envelope
 
 if sys.version_info >= (3, 11):
@@ -44,7 +45,7 @@ else:  # pragma: no cover - exercised on 3.9/3.10 by the same tests
 __all__ = ["TrustPolicyError", "KeyFileError", "TrustedKey", "Policy", "Verdict",
            "config_dir", "policy_path", "load_policy", "add_key", "keygen", "load_private_key",
            "public_key_line", "sign", "check", "require", "POLICY_FILE", "seal",
-           "signers", "keyid"]
+           "signers", "keyid", "open_owned", "Membership", "membership_here"]
 
 POLICY_FILE = "trust.toml"
 _PUB_PREFIX = "suture-ed25519"
@@ -179,32 +180,23 @@ class Policy:
         return next((k for k in self.keys if k.keyid == keyid), None)
 
 
-def _check_owned(path: str, what: str = "the trust policy",
-                 risk: str = "choose which keys this host trusts",
-                 error: type = TrustPolicyError) -> None:
-    """``path`` is a plain file of this user or root that others may not write."""
-    st = os.lstat(path)
-    euid = os.geteuid()
-    if stat.S_ISLNK(st.st_mode):
-        raise error(f"refusing {what} {path}: it is a symlink", details={"path": path})
-    if st.st_uid not in (euid, 0):
-        raise error(f"refusing {what} {path}: it is owned by uid {st.st_uid}, not by this "
-                    f"user ({euid}) or root", details={"path": path, "owner": st.st_uid})
-    if st.st_mode & 0o022:
-        raise error(f"refusing {what} {path}: mode {stat.S_IMODE(st.st_mode):04o} lets other "
-                    f"users {risk}. Run `chmod go-w {path}`.",
-                    details={"path": path, "mode": stat.S_IMODE(st.st_mode)})
+def open_owned(path: str, what: str = "the trust policy",
+               risk: str = "choose which keys this host trusts",
+               error: Type[SutureError] = TrustPolicyError) -> BinaryIO:
+    """``path`` opened for reading, once the opened file and every directory above it are
+    this user's or root's and not writable by others (runtime/_owned.py: open first,
+    then check what was opened, as sudo does for sudoers). FileNotFoundError: no file."""
+    return _owned.open_owned(path, what, risk, error)
 
 
 def load_policy(path: Optional[str] = None) -> Policy:
     """The trust policy at ``path`` (default: ``policy_path()``); no file trusts no key."""
     path = path or policy_path()
-    if not os.path.lexists(path):
-        return Policy(path, (), exists=False)
     try:
-        _check_owned(path)
-        with open(path, "rb") as f:
+        with open_owned(path) as f:
             doc = tomllib.load(f)
+    except FileNotFoundError:
+        return Policy(path, (), exists=False)
     except OSError as exc:
         raise TrustPolicyError(f"cannot read the trust policy {path}: {exc}",
                                details={"path": path}) from exc
@@ -260,7 +252,7 @@ def add_key(public_text: str, name: str = "", distributions: Sequence[str] = (),
         os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
         header = "" if policy.exists else ("# Suture trust policy: keys whose signatures this "
                                            "host accepts (docs/security.md).\n")
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         with os.fdopen(fd, "a") as f:
             f.write(header + "\n".join(block) + "\n")
     except OSError as exc:
@@ -327,15 +319,68 @@ def signers(envelope: Dict[str, Any], payload: bytes, policy: Policy) -> List[Tr
 
 
 @dataclass
+class Membership:
+    """Whether the patch's modules are files of the distribution it names, as far as this
+    environment can tell (``_members``, the check every target runs itself).
+
+    ``checked`` is True only when this environment has the distribution installed, with a
+    RECORD, at the patch's baseline version (``from_version``): any other version may have
+    other files, and the processes that matter may use another environment. Otherwise
+    ``reason`` says why it was not checked here; each target checks anyway."""
+
+    distribution: Optional[str]
+    checked: bool
+    reason: str
+    refusal: Optional[NotInDistribution] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"distribution": self.distribution, "checked_here": self.checked,
+                "reason": self.reason, "refused": None if self.refusal is None
+                else self.refusal.to_dict()}
+
+
+def membership_here(patch: Patch) -> Membership:
+    """Check the patch's module names against this environment's copy of its distribution,
+    when that copy is the patch's baseline release (see ``Membership``)."""
+    t = patch.target
+    if t.get("kind") != "distribution":
+        return Membership(None, False, "the patch names no distribution")
+    name = str(t.get("name", ""))
+    owner = _members.find(name)
+    base = str(t.get("from_version"))
+    if owner is None:
+        return Membership(name, False, f"{name} is not installed here (with a RECORD); each "
+                                       f"target process checks against its own copy")
+    if base not in owner.versions:
+        return Membership(name, False, f"{name} {'/'.join(owner.versions)} is installed here, "
+                                       f"not {base} (the patch's baseline); each target "
+                                       f"process checks against its own copy")
+    try:  # by name only: this process has not imported the target's modules
+        _members.check(patch, restricted=False, modules={})
+    except NotInDistribution as exc:
+        return Membership(name, True, f"checked here against {name} {base}'s RECORD",
+                          refusal=exc)
+    return Membership(name, True, f"checked here against {name} {base}'s RECORD; each target "
+                                  f"process checks again against its own copy")
+
+
+@dataclass
 class Verdict:
     """What the policy makes of a patch's signatures. ``trusted_by`` names the keys whose
     valid signatures make it trusted; each signature has a ``status``: ``valid``,
     ``not allowed`` (valid, but the key may not sign this distribution), ``invalid`` (does
-    not match the patch's bytes), ``unknown key`` (not in the policy)."""
+    not match the patch's bytes), ``unknown key`` (not in the policy).
+
+    A valid signature by a restricted key vouches only for the *name* in the patch's
+    target. Whether the modules are that distribution's files is decided in each target
+    process (``_members``; the record carries ``restricted_to`` there), and here too when
+    this environment has the baseline release (``membership``): a patch refused here is
+    not trusted, whoever signed it."""
 
     patch: Patch
     policy: Policy
     signatures: List[Dict[str, Any]]
+    membership: Membership = field(default_factory=lambda: Membership(None, False, ""))
 
     @property
     def trusted_by(self) -> List[str]:
@@ -343,18 +388,35 @@ class Verdict:
 
     @property
     def trusted(self) -> bool:
-        return bool(self.trusted_by)
+        return bool(self.trusted_by) and self.membership.refusal is None
+
+    @property
+    def restricted_to(self) -> Optional[str]:
+        """The patch's distribution (normalised) when every key that trusts it is restricted
+        to distributions; None when an unrestricted key trusts it (or none does)."""
+        valid = [s for s in self.signatures if s["status"] == "valid"]
+        if not valid or any(s.get("distributions") is None for s in valid):
+            return None
+        return canonicalize_name(str(self.patch.target.get("name", "")))
 
     def record(self) -> Dict[str, Any]:
-        """What the store keeps about this verification (runtime/store.py ``trust``)."""
-        return {"signers": [{"name": s["name"], "keyid": s["keyid"]}
-                            for s in self.signatures if s["status"] == "valid"]}
+        """What the store keeps about this verification (runtime/store.py ``trust``), and
+        what ``apply`` tells agents: ``restricted_to`` only when restricted keys alone
+        trust the patch (agents then require proof of membership: runtime/_members.py)."""
+        out: Dict[str, Any] = {"signers": [{"name": s["name"], "keyid": s["keyid"]}
+                                           for s in self.signatures if s["status"] == "valid"]}
+        if self.restricted_to is not None:
+            out["restricted_to"] = self.restricted_to
+        return out
 
     def to_dict(self) -> Dict[str, Any]:
         return {"patch": self.patch.id, "trusted": self.trusted, "trusted_by": self.trusted_by,
-                "policy": self.policy.path, "signatures": self.signatures}
+                "policy": self.policy.path, "signatures": self.signatures,
+                "restricted_to": self.restricted_to, "membership": self.membership.to_dict()}
 
     def refusal(self) -> UntrustedPatch:
+        if self.trusted_by and self.membership.refusal is not None:
+            return self.membership.refusal
         who = f"patch {self.patch.short_id} ({self.patch.describe()})"
         details = {"patch_id": self.patch.id, "policy": self.policy.path,
                    "signatures": self.signatures}
@@ -403,7 +465,7 @@ def check(data: bytes, policy: Optional[Policy] = None) -> Verdict:
             except (InvalidSignature, binascii.Error, ValueError):
                 row["status"] = "invalid"
         rows.append(row)
-    return Verdict(patch, policy, rows)
+    return Verdict(patch, policy, rows, membership_here(patch))
 
 
 def require(data: bytes, allow_unsigned: bool = False,
@@ -412,6 +474,8 @@ def require(data: bytes, allow_unsigned: bool = False,
     no trusted key signed passes as ``{"unsigned": True}`` (an invalid signature by a trusted
     key is refused even then: that is tampering, not development)."""
     verdict = check(data, policy)
+    if verdict.membership.refusal is not None:  # not a signature question: no flag waives it
+        raise verdict.membership.refusal
     if verdict.trusted:
         return verdict.patch, verdict.record()
     if allow_unsigned and not any(s["status"] == "invalid" for s in verdict.signatures):
