@@ -45,7 +45,7 @@ from . import _codes, _commit, _defs, _hook
 from ._commit import MISSING, Call, Op
 from .errors import (BaselineMismatch, HookFailed, NeedsHook, NotQuiescent,
                      PatchFormatError, RefusedError, RestartRequired, RevertOrderError,
-                     RolledBack, SutureError, UnknownPatch)
+                     RolledBack, SutureError, UnknownPatch, os_cause, os_failure)
 from . import patchfile
 from .patchfile import ModulePatch, Patch
 
@@ -596,9 +596,21 @@ def _file_text(module: types.ModuleType) -> Optional[str]:
         else:
             with open(file, "rb") as f:
                 data = f.read()
-    except (OSError, ImportError):
-        return None
+    except (OSError, ImportError) as exc:
+        _raise_os_failure(exc, file, f"reading the source file of {module.__name__}")
+        return None   # absent (deleted, or in no file): the caller refuses with SUT-E201
     return patchfile.decode_source(bytes(data))
+
+
+def _raise_os_failure(exc: BaseException, path: Optional[str], doing: str) -> None:
+    """The one rule for reads the engine makes in the target: a file that is absent is a
+    fact about the module and the caller decides; any other OSError (EMFILE, ENFILE,
+    EACCES, EIO...) is raised as ``SystemCallFailed`` (SUT-E640), never turned into "no
+    source" (which would read as a baseline mismatch, SUT-E201, and send the operator to
+    rebuild a patch that is fine)."""
+    cause = os_cause(exc)
+    if cause is not None:
+        raise os_failure(cause, path, doing) from exc
 
 
 def _module_files(name: str, module: types.ModuleType) -> Set[str]:
@@ -1709,7 +1721,9 @@ def _source_tree(module: types.ModuleType) -> Optional[ast.Module]:
     try:
         if loader is not None and hasattr(loader, "get_source"):
             source = loader.get_source(module.__name__)
-    except Exception:  # no source (extension module, zip without it): nothing derived to find
+    except Exception as exc:  # no source (extension module, zip without it): nothing to find
+        _raise_os_failure(exc, getattr(module, "__file__", None),
+                          f"reading the source of {module.__name__}")
         source = None
     if source is None:
         return None
