@@ -59,28 +59,38 @@ def b64(data: bytes) -> str:
 
 # ---------------------------------------------------------------- finding 12: EMFILE
 
-# Imports tiny.calc, then fills its descriptor table up to a low limit and frees exactly
-# one descriptor (the agent needs it to accept the connection; every open() after that
-# fails with EMFILE). "free" on stdin closes the filler descriptors.
+# Imports tiny.calc, then runs out of file descriptors at the moment the agent opens
+# calc.py: an audit hook on "open" lowers RLIMIT_NOFILE and fills the table (the apply's
+# connection is already accepted). Filling at that moment, rather than before the test
+# connects, keeps the test exact when other clients on the host (`suture ps`, `--all`)
+# connect to every agent and take a descriptor for a while. "free" closes the fillers.
 FULL_FD_TABLE = r'''
-import os, resource, sys
+import os, resource, sys, threading
 import suture.agent
-suture.agent.start()
 from tiny import calc
-resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 held = []
-while True:
-    try:
-        held.append(os.open(os.devnull, os.O_RDONLY))
-    except OSError as exc:
-        assert exc.errno == 24, exc
-        break
-os.close(held.pop())
-print("full", len(held), flush=True)
+armed = threading.Event()
+armed.set()
+
+def hook(event, args):
+    if (event == "open" and armed.is_set() and threading.current_thread().name == "suture-agent"
+            and str(args[0]).endswith(os.path.join("tiny", "calc.py"))):
+        armed.clear()
+        resource.setrlimit(resource.RLIMIT_NOFILE,
+                           (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+        while True:
+            try:
+                held.append(os.open(os.devnull, os.O_RDONLY))
+            except OSError as exc:
+                assert exc.errno == 24, exc
+                return
+
+sys.addaudithook(hook)
+suture.agent.start()
 sys.stdin.readline()
 for fd in held:
     os.close(fd)
-print("freed", flush=True)
+print("freed", len(held), flush=True)
 sys.stdin.readline()
 print("value", calc.value(), flush=True)
 sys.stdin.read()
@@ -95,7 +105,6 @@ def test_a_process_out_of_file_descriptors_gets_emfile_not_a_baseline_mismatch(
     proc = targets.start([sys.executable, str(targets.script(FULL_FD_TABLE))],
                          targets.env([str(tmp_path / "v1")]), stdin=subprocess.PIPE)
     sock = targets.wait_agent(proc.pid, proc)
-    assert proc.stdout.readline().startswith("full ")
 
     reply = call(sock, "apply", patch=b64(data))
     assert reply["ok"] is False, reply
@@ -111,8 +120,60 @@ def test_a_process_out_of_file_descriptors_gets_emfile_not_a_baseline_mismatch(
     # Once descriptors are free again, the same patch applies: it was never the patch.
     proc.stdin.write("free\n")
     proc.stdin.flush()
-    assert proc.stdout.readline() == "freed\n"
+    assert proc.stdout.readline().startswith("freed ")
     assert result(sock, "apply", patch=b64(data))["state"] == "applied"
     proc.stdin.write("go\n")
     proc.stdin.flush()
     assert proc.stdout.readline() == "value 2\n"
+
+
+# ---------------------------------------------------------------- finding 13: no SUT-E999
+
+# The patch changes tiny.calc (imported) and tiny.other (not yet). Once the agent has read
+# calc.py (the compact patch's sources) and compiles anything, an audit hook makes the
+# main thread import tiny.other and waits until it is in sys.modules: the import lands in
+# the middle of the apply, deterministically (found by 100-process parallel applies, where
+# it happened by chance).
+IMPORT_DURING_APPLY = r'''
+import os, sys, threading
+import suture.agent
+from tiny import calc
+read, go = threading.Event(), threading.Event()
+
+def hook(event, args):
+    if threading.current_thread().name != "suture-agent" or go.is_set():
+        return
+    if event == "open" and str(args[0]).endswith(os.path.join("tiny", "calc.py")):
+        read.set()
+    elif event == "compile" and read.is_set():
+        go.set()
+        for _ in range(500):   # bounded: 5 s
+            if "tiny.other" in sys.modules:
+                break
+            read.wait(0.01)
+
+sys.addaudithook(hook)
+suture.agent.start()
+print("ready", flush=True)
+go.wait(20)
+from tiny import other
+print("values", calc.value(), other.value(), flush=True)
+sys.stdin.read()
+'''
+
+
+@pytest.mark.slow
+def test_a_module_imported_during_an_apply_is_patched_not_an_internal_error(
+        targets: Targets, tmp_path: Path):
+    data = build(tmp_path, "1", "2", other=True)
+    assert sorted(m.name for m in load(data).modules) == ["tiny.calc", "tiny.other"]
+    proc = targets.start([sys.executable, str(targets.script(IMPORT_DURING_APPLY))],
+                         targets.env([str(tmp_path / "v1")]), stdin=subprocess.PIPE)
+    sock = targets.wait_agent(proc.pid, proc)
+    assert proc.stdout.readline() == "ready\n"
+    reply = call(sock, "apply", patch=b64(data))
+    assert reply["ok"] is True, reply
+    assert reply["result"]["state"] == "applied"
+    assert proc.stdout.readline() == "values 2 2\n"
+    modules = result(sock, "status")["patches"][0]["modules"]
+    assert modules == {"tiny.calc": "applied", "tiny.other": "applied"}

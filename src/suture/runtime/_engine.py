@@ -258,15 +258,25 @@ _walks: Dict[str, Any] = {}
 
 
 def _apply_locked(patch: Patch, wait_quiescent: Optional[float]) -> Result:
-    added = [m.name for m in patch.modules if m.action == "add"]
-    if patch.id in _applied or not added:
+    if patch.id in _applied:
         return _apply(patch, wait_quiescent)
-    # A fixed module may import, at module level, a module this same patch adds;
-    # that import runs while the patch is prepared (step 2), before the patch is
-    # recorded, so the hook serves the added modules from the start. If the patch
-    # does not end up applied, those imported meanwhile are forgotten again.
+    added = [m.name for m in patch.modules if m.action == "add"]
+    # Imports do not wait for the engine lock: any thread (the application's, or this one
+    # running a hook or a fixed module's top level) may import a module of this patch while
+    # it is applied. So the hook serves the patch's modules *before* _apply takes its one
+    # look at sys.modules (``_loaded``): a module imported after that look goes through the
+    # hook and is patched by ``patch_on_import`` once the patch is recorded (it waits for
+    # the engine lock); one imported before it is prepared like any loaded module.
+    # A fixed module may also import, at module level, a module this same patch adds: the
+    # hook serves the added modules from the start too. If the patch does not end up
+    # applied, the added modules imported meanwhile are forgotten again.
+    # Rejected: holding the import lock for the whole apply (an application thread that
+    # holds a module lock while our hooks import that module deadlocks with us).
     loaded = set(sys.modules)
-    _hook.refresh(_pending_index(), dict(_added_index(), **_added_entries(patch)))
+    pending = {m.name: patch.id for m in patch.modules
+               if m.action != "add" and m.name not in loaded}
+    _hook.refresh(dict(_pending_index(), **pending),
+                  dict(_added_index(), **_added_entries(patch)))
     try:
         return _apply(patch, wait_quiescent)
     finally:
@@ -280,7 +290,11 @@ def _apply(patch: Patch, wait_quiescent: Optional[float]) -> Result:
         if patch.id in _applied:
             rec = _applied[patch.id]
             return Result(patch.id, "already applied", modules=dict(rec.modules))
-        patch = _with_sources(patch)
+        # One look at which modules are loaded, used by every step below: a module
+        # imported while we work must not be "not loaded" to one step and "loaded" to the
+        # next (a compact module then had no plan: SUT-E999 KeyError, issue 13).
+        loaded = _loaded(patch)
+        patch = _with_sources(patch, loaded)
         plans = _check(patch)
         replaced = _replaced_by(patch)
         hooks = _load_hooks(patch)
@@ -290,7 +304,7 @@ def _apply(patch: Patch, wait_quiescent: Optional[float]) -> Result:
         rec.rewound_files = {f for r in replaced for f in r.filenames.values()}
         txns: List[_ModuleTxn] = []
         for mp in patch.modules:
-            module = sys.modules.get(mp.name)
+            module = loaded.get(mp.name)
             if mp.action == "add":
                 rec.modules[mp.name] = "applied" if module is not None else "pending add"
                 continue
@@ -369,9 +383,37 @@ def _apply(patch: Patch, wait_quiescent: Optional[float]) -> Result:
         rec.rewind = {}
         _applied[patch.id] = rec
         _hook.refresh(_pending_index(), _added_index())
-        return Result(patch.id, "applied" if live else "pending import",
+        _imported_meanwhile(rec)
+        return Result(patch.id, "applied" if live or "applied" in rec.modules.values()
+                      else "pending import",
                       modules=dict(rec.modules), pause_ns=rec.pause_ns, ops=len(rec.ops),
                       caveats=rec.caveats, notes=rec.notes)
+
+
+def _loaded(patch: Patch) -> Dict[str, types.ModuleType]:
+    """The modules of ``patch`` in sys.modules now: the apply's one look at them."""
+    out: Dict[str, types.ModuleType] = {}
+    for mp in patch.modules:
+        module = sys.modules.get(mp.name)
+        if module is not None:
+            out[mp.name] = module
+    return out
+
+
+def _imported_meanwhile(rec: _Record) -> None:
+    """Patch the modules of ``rec`` still "pending import" that were imported, and have
+    finished executing, while it was applied: by this thread (a hook, a fixed module's top
+    level), or by a thread whose import began before the hook served them. One still
+    executing in another thread came through the hook and is patched when it finishes.
+    A refusal here is the module's state, as with the hook (``patch_on_import``)."""
+    for name, state in list(rec.modules.items()):
+        module = sys.modules.get(name)
+        if state != "pending import" or module is None:
+            continue
+        spec = getattr(module, "__spec__", None)
+        if spec is not None and getattr(spec, "_initializing", False):
+            continue
+        patch_on_import(name, module)
 
 
 def revert(patch_id: str) -> Result:
@@ -551,7 +593,7 @@ def _plan(patch: Patch, mp: ModulePatch) -> _defs.ModulePlan:
     return plan
 
 
-def _with_sources(patch: Patch) -> Patch:
+def _with_sources(patch: Patch, loaded: Mapping[str, types.ModuleType]) -> Patch:
     """``patch`` with the sources of its compact modules rebuilt, for those loaded here.
 
     A compact module carries hashes and the changed lines only; its whole sources come
@@ -560,8 +602,8 @@ def _with_sources(patch: Patch) -> Patch:
     """
     if not any(mp.compact for mp in patch.modules):
         return patch
-    modules = [_resolved(patch, mp, sys.modules[mp.name]) if mp.compact
-               and mp.name in sys.modules else mp for mp in patch.modules]
+    modules = [_resolved(patch, mp, loaded[mp.name]) if mp.compact
+               and mp.name in loaded else mp for mp in patch.modules]
     return dataclasses.replace(patch, modules=tuple(modules))
 
 
