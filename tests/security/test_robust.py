@@ -177,3 +177,116 @@ def test_a_module_imported_during_an_apply_is_patched_not_an_internal_error(
     assert proc.stdout.readline() == "values 2 2\n"
     modules = result(sock, "status")["patches"][0]["modules"]
     assert modules == {"tiny.calc": "applied", "tiny.other": "applied"}
+
+
+# ---------------------------------------------------------------- finding 14: full disk
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tmpfs: needs root")
+
+# Starts the agent (which reads the store and applies what concerns it), imports
+# tiny.calc, and prints calc.value() for each line on stdin.
+AUTO_APPLY = r'''
+import sys
+import suture.agent
+suture.agent.start()
+from tiny import calc
+for _ in sys.stdin:
+    print("value", calc.value(), flush=True)
+'''
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path):
+    """A 1 MiB tmpfs of our own at tmp_path/fs, unmounted at the end."""
+    mnt = tmp_path / "fs"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs",
+                           str(mnt)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def fill(directory: Path) -> None:
+    """Write zeros into ``directory`` until its filesystem is full (ENOSPC)."""
+    with open(directory / "filler", "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError as exc:
+            assert exc.errno == 28, exc
+    # What sqlite could still take is gone too: small files fill the last blocks and inodes.
+    for i in range(10000):
+        try:
+            (directory / f"f{i}").write_bytes(b"\0" * 512)
+        except OSError:
+            break
+
+
+def install_in(state: Path, data: bytes, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("SUTURE_STATE_DIR", str(state))
+    _, record = trust.require(data, False)
+    patch = store.install(data, record)
+    store.audit("install", patch.id, "installed", os.getpid(), os.geteuid())
+    return patch.id
+
+
+def start_and_check(targets: Targets, tmp_path: Path, state: Path, patch_id: str) -> str:
+    """A new process gets the installed patch; returns its stderr."""
+    proc = targets.start([sys.executable, str(targets.script(AUTO_APPLY))],
+                         targets.env([str(tmp_path / "v1")], SUTURE_STATE_DIR=str(state)),
+                         stdin=subprocess.PIPE)
+    sock = targets.wait_agent(proc.pid, proc)
+
+    def applied() -> bool:
+        patches = result(sock, "status")["patches"]
+        return bool(patches) and patches[0]["modules"] == {"tiny.calc": "applied"}
+
+    wait_for(applied, "the installed patch applied by the new process", timeout=15, proc=proc)
+    assert result(sock, "status")["patches"][0]["id"] == patch_id
+    proc.stdin.write("?\n")
+    proc.stdin.flush()
+    assert proc.stdout.readline() == "value 2\n"
+    proc.stdin.close()   # the target's loop ends: it exits
+    proc.wait(timeout=10)
+    return str(proc.stderr.read())
+
+
+@needs_root
+@pytest.mark.slow
+def test_a_full_state_disk_still_gives_new_processes_their_installed_patch(
+        targets: Targets, tmp_path: Path, small_fs: Path, monkeypatch: pytest.MonkeyPatch):
+    state = small_fs / "state"
+    patch_id = install_in(state, build(tmp_path, "1", "2"), monkeypatch)
+    fill(small_fs)
+    with pytest.raises(store.StoreError):   # writes fail, as they must
+        store.audit("probe", patch_id, "x", os.getpid(), os.geteuid())
+
+    err = start_and_check(targets, tmp_path, state, patch_id)
+    assert "is full (ENOSPC)" in err, err
+    assert "installed patch(es) were read read-only and are applied" in err, err
+    assert "not applied" not in err, err
+    assert [r["op"] for r in store.audit_log()] == ["install"]   # the CLI reads too
+    blocked = store.write_blocked(str(state))
+    assert blocked is not None and blocked.errno == 28
+
+
+@needs_root
+@pytest.mark.slow
+def test_a_read_only_state_directory_still_gives_new_processes_their_installed_patch(
+        targets: Targets, tmp_path: Path, small_fs: Path, monkeypatch: pytest.MonkeyPatch):
+    state = small_fs / "state"
+    patch_id = install_in(state, build(tmp_path, "1", "2"), monkeypatch)
+    subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], check=True)
+    assert os.statvfs(state).f_flag & os.ST_RDONLY
+
+    err = start_and_check(targets, tmp_path, state, patch_id)
+    assert "is read-only (EROFS)" in err, err
+    assert "installed patch(es) were read read-only and are applied" in err, err
+    assert [r["op"] for r in store.audit_log()] == ["install"]   # the CLI reads too
+    blocked = store.write_blocked(str(state))
+    assert blocked is not None and blocked.errno == 30

@@ -39,7 +39,7 @@ import threading
 from typing import Any, Callable, Dict, List, Optional
 
 from . import protocol
-from .errors import InternalError, SutureError, os_cause, os_failure
+from .errors import InternalError, SutureError, explain, os_cause, os_failure
 from .protocol import PeerRefused, ProtocolError
 
 __all__ = ["start", "stop", "running", "socket_dir", "socket_path", "AgentStartError",
@@ -558,6 +558,7 @@ def _auto_apply() -> None:
     """
     try:
         from . import store
+        blocked = store.write_blocked()
         rows = store.load_installed()
         bad = store.bad_patches() if rows else {}
     except BaseException as exc:  # noqa: BLE001 - never break the target
@@ -565,6 +566,14 @@ def _auto_apply() -> None:
         return
     if not rows:
         return
+    if blocked is not None:
+        # The store was read without writing (store._read); say why writes will fail and
+        # that the patches still apply, so that a full disk is not mistaken for a fix.
+        name, what, remedy = explain(blocked)
+        _warn(f"pid {os.getpid()}: the Suture state directory {blocked.filename} cannot be "
+              f"written: {what} ({name}). Its {len(rows)} installed patch(es) were read "
+              f"read-only and are applied; audit rows, crash-loop marks and `suture install` "
+              f"fail there until then: {remedy}.")
     uid = os.geteuid()
     try:
         from .. import runtime

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 
 class SutureError(Exception):
@@ -158,6 +158,15 @@ _OS_CAUSES = {
 }
 
 
+def explain(exc: OSError) -> Tuple[str, str, str]:
+    """(errno name, what it means here, what to do) for ``exc``."""
+    code = exc.errno if isinstance(exc.errno, int) else None
+    if code is None:
+        return "no errno", str(exc), "fix the cause, then retry"
+    what, remedy = _OS_CAUSES.get(code, (exc.strerror or str(exc), "fix the cause, then retry"))
+    return _errno.errorcode.get(code, f"errno {code}"), what, remedy
+
+
 def os_failure(exc: OSError, path: Optional[str], doing: str,
                state: str = "Nothing was changed.") -> SystemCallFailed:
     """``exc`` as a ``SystemCallFailed`` that names its cause: raise it ``from exc``.
@@ -166,9 +175,7 @@ def os_failure(exc: OSError, path: Optional[str], doing: str,
     what the process looks like now.
     """
     code = exc.errno if isinstance(exc.errno, int) else None
-    name = _errno.errorcode.get(code, f"errno {code}") if code is not None else "no errno"
-    what, remedy = _OS_CAUSES.get(code, (exc.strerror or str(exc), "fix the cause, then retry")
-                                  ) if code is not None else (str(exc), "fix the cause, then retry")
+    name, what, remedy = explain(exc)
     where = path if path is not None else exc.filename
     return SystemCallFailed(
         f"{doing[:1].upper()}{doing[1:]} failed in pid {os.getpid()}: {what} ({name}"

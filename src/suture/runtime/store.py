@@ -24,6 +24,7 @@ same moment; a writer that cannot get the lock within ``BUSY_TIMEOUT`` fails
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -36,7 +37,7 @@ from .patchfile import Patch, load
 
 __all__ = ["StoreError", "state_dir", "db_path", "install", "remove", "installed",
            "load_installed", "mark_bad", "clear_bad", "bad_patches", "audit", "audit_log",
-           "audit_for", "verify_audit", "BUSY_TIMEOUT"]
+           "audit_for", "verify_audit", "write_blocked", "BUSY_TIMEOUT"]
 
 BUSY_TIMEOUT = 2.0  # seconds a writer waits for the database lock
 
@@ -98,8 +99,12 @@ def _check_owned(path: str, what: str) -> None:
                          details={"path": path, "mode": stat.S_IMODE(st.st_mode)})
 
 
-def _connect(create: bool) -> Any:
-    """An open connection, or None when ``create`` is false and there is no store yet."""
+def _connect(create: bool, read_only: str = "") -> Any:
+    """An open connection, or None when ``create`` is false and there is no store yet.
+
+    ``read_only`` ("mode=ro" or "immutable=1") opens the file through an SQLite URI that
+    writes nothing: see ``_read``. The ownership checks are the same either way.
+    """
     directory = state_dir()
     path = db_path(directory)
     try:
@@ -125,15 +130,20 @@ def _connect(create: bool) -> Any:
             except FileExistsError:
                 pass  # another process created it first: checked below like any other
         _check_owned(path, "database")
-        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
+        if read_only:
+            from urllib.parse import quote
+            conn = sqlite3.connect(f"file:{quote(os.path.abspath(path))}?{read_only}",
+                                   timeout=BUSY_TIMEOUT, isolation_level=None, uri=True)
+        else:
+            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
     except (OSError, sqlite3.Error) as exc:
         if isinstance(exc, StoreError):
             raise
-        raise StoreError(f"cannot open the patch store {path}: {exc}",
-                         details={"path": path}) from exc
+        raise StoreError(f"cannot open the patch store {path}: {exc}{_blocked_note(path)}",
+                         details=_blocked_details(path)) from exc
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
-        if fresh or create:
+        if (fresh or create) and not read_only:
             conn.execute("PRAGMA journal_mode = WAL")
             for statement in _SCHEMA:
                 conn.execute(statement)
@@ -144,19 +154,90 @@ def _connect(create: bool) -> Any:
     return conn
 
 
-def _run(create: bool, fn: Any, default: Any = None) -> Any:
+def _run(create: bool, fn: Any, default: Any = None, read_only: str = "") -> Any:
     """Call ``fn(conn)`` on a fresh connection; sqlite3 errors become StoreError."""
-    conn = _connect(create)
+    conn = _connect(create, read_only)
     if conn is None:
         return default
     import sqlite3  # importable: _connect succeeded
     try:
         return fn(conn)
     except sqlite3.Error as exc:
-        raise StoreError(f"the patch store {db_path()} failed: {exc}",
-                         details={"path": db_path()}) from exc
+        raise StoreError(f"the patch store {db_path()} failed: {exc}"
+                         f"{_blocked_note(db_path())}",
+                         details=_blocked_details(db_path())) from exc
     finally:
         conn.close()
+
+
+# Reading must work when writing cannot: a full disk (ENOSPC) or a read-only filesystem
+# (EROFS) under the state directory must not cost a new process its installed patches.
+# A plain connection to a WAL database writes even to read (the -shm index, the -wal
+# file), so it fails there with "disk I/O error" or "unable to open database file". Reads
+# then retry with SQLite URIs that write less: "mode=ro" (still maps -shm: works when it
+# exists) and, last, "immutable=1" (no lock, no -shm, no -wal: it sees what is in
+# store.db itself; a write still in the -wal file, not yet checkpointed, is not seen).
+# Only reads fall back; a write (install, audit, a bad mark) fails as before, and the
+# agent says so (``write_blocked``). Rejected: copying the database to a writable
+# temporary directory (more I/O on a host already in trouble, and a second copy of code
+# that agents run, outside the checked directory).
+_READ_FALLBACKS = ("mode=ro", "immutable=1")
+
+
+def _read(fn: Any, default: Any) -> Any:
+    """``_run`` for a read: on an SQLite failure, again through each read-only URI."""
+    try:
+        return _run(False, fn, default)
+    except StoreError as exc:
+        import sqlite3  # a StoreError caused by sqlite3.Error means it was importable
+        if not isinstance(exc.__cause__, sqlite3.Error):
+            raise                        # refused (ownership), or no sqlite3: not ours to retry
+        first = exc
+    for how in _READ_FALLBACKS:
+        try:
+            return _run(False, fn, default, read_only=how)
+        except StoreError:
+            continue
+    raise first
+
+
+def write_blocked(directory: Optional[str] = None) -> Optional[OSError]:
+    """Why nothing can be written under the state directory now, as the OSError a write
+    would raise (EROFS, ENOSPC, EACCES), or None if nothing is seen. One ``statvfs`` and
+    one ``access``: no write is attempted."""
+    directory = directory or state_dir()
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return None                      # absent: a write would create it, or say why
+    if st.f_flag & os.ST_RDONLY:
+        return OSError(errno.EROFS, os.strerror(errno.EROFS), directory)
+    free = st.f_bfree if os.geteuid() == 0 else st.f_bavail
+    if free * st.f_frsize < _MIN_FREE or st.f_favail == 0:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), directory)
+    if not os.access(directory, os.W_OK):
+        return OSError(errno.EACCES, os.strerror(errno.EACCES), directory)
+    return None
+
+
+_MIN_FREE = 64 * 1024   # bytes: below this an SQLite write (a page, a WAL frame) fails
+
+
+def _blocked_note(path: str) -> str:
+    blocked = write_blocked(os.path.dirname(path))
+    if blocked is None:
+        return ""
+    return (f" ({errno.errorcode.get(blocked.errno or 0, '?')}: {blocked.strerror} under "
+            f"{blocked.filename})")
+
+
+def _blocked_details(path: str) -> Dict[str, Any]:
+    blocked = write_blocked(os.path.dirname(path))
+    details: Dict[str, Any] = {"path": path}
+    if blocked is not None:
+        details.update(errno=blocked.errno,
+                       errno_name=errno.errorcode.get(blocked.errno or 0, "?"))
+    return details
 
 
 # ---------------------------------------------------------------- patches
@@ -257,7 +338,7 @@ def installed() -> List[Dict[str, Any]]:
         return [dict(zip(keys, r[:4] + (json.loads(r[4] or "[]"), r[5], _trust(r[6]))))
                 for r in rows]
 
-    return list(_run(False, go, []))
+    return list(_read(go, []))
 
 
 def load_installed() -> List[Tuple[bytes, Optional[Dict[str, Any]]]]:
@@ -268,7 +349,7 @@ def load_installed() -> List[Tuple[bytes, Optional[Dict[str, Any]]]]:
                             f"FROM patches ORDER BY installed_at, id")
         return [(bytes(r[0]), _trust(r[1])) for r in rows]
 
-    return list(_run(False, go, []))
+    return list(_read(go, []))
 
 
 # ---------------------------------------------------------------- patches marked bad
@@ -315,7 +396,7 @@ def bad_patches() -> Dict[str, Dict[str, Any]]:
         return {r[0]: {"at": r[1], "reason": r[2], "by_uid": r[3]}
                 for r in conn.execute("SELECT id, at, reason, by_uid FROM bad ORDER BY at")}
 
-    return dict(_run(False, go, {}))
+    return dict(_read(go, {}))
 
 
 def _has_table(conn: Any, name: str) -> bool:
@@ -379,7 +460,7 @@ def audit_log(limit: Optional[int] = None) -> List[Dict[str, Any]]:
         rows.reverse()
         return [dict(zip(_KEYS, r)) for r in rows]
 
-    return list(_run(False, go, []))
+    return list(_read(go, []))
 
 
 def audit_for(patch_id: str, ops: Tuple[str, ...], limit: int = 200) -> List[Dict[str, Any]]:
@@ -391,7 +472,7 @@ def audit_for(patch_id: str, ops: Tuple[str, ...], limit: int = 200) -> List[Dic
                             (patch_id, *ops, int(limit)))
         return [dict(zip(_KEYS, r)) for r in rows]
 
-    return list(_run(False, go, []))
+    return list(_read(go, []))
 
 
 def verify_audit(head: Optional[str] = None) -> Dict[str, Any]:
