@@ -573,7 +573,7 @@ def _auto_apply() -> None:
         _warn(f"pid {os.getpid()}: the Suture state directory {blocked.filename} cannot be "
               f"written: {what} ({name}). Its {len(rows)} installed patch(es) were read "
               f"read-only and are applied; audit rows, crash-loop marks and `suture install` "
-              f"fail there until then: {remedy}.")
+              f"fail there. To fix: {remedy}.")
     uid = os.geteuid()
     try:
         from .. import runtime
