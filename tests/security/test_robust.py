@@ -15,18 +15,22 @@ Every target is a real process with a real agent; filesystems are real tmpfs mou
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import os
+import pickle
 import socket
 import subprocess
 import sys
 import threading
+import types
 from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
 
 from suture.runtime import store
+from suture.runtime.errors import SystemCallFailed, os_failure
 from suture.runtime.patchfile import load
 from suture.tooling import trust
 from suture.tooling.build import build_trees
@@ -125,6 +129,35 @@ def test_a_process_out_of_file_descriptors_gets_emfile_not_a_baseline_mismatch(
     proc.stdin.write("go\n")
     proc.stdin.flush()
     assert proc.stdout.readline() == "value 2\n"
+
+
+@pytest.mark.parametrize("code, words", [
+    (errno.EMFILE, "out of file descriptors"), (errno.ENFILE, "host is out of file descriptors"),
+    (errno.ENOSPC, "filesystem is full"), (errno.EROFS, "read-only"),
+    (errno.EACCES, "permission denied"), (errno.EIO, "I/O error"),
+    (errno.EISDIR, "Is a directory")])
+def test_every_os_error_is_named_and_survives_the_socket(code: int, words: str):
+    exc = os_failure(OSError(code, os.strerror(code), "/srv/app/m.py"), None,
+                     "reading the source file of m")
+    assert isinstance(exc, OSError) and exc.code == "SUT-E640"
+    assert words in exc.message and errno.errorcode[code] in exc.message
+    assert "/srv/app/m.py" in exc.message and "Nothing was changed." in exc.message
+    again = pickle.loads(pickle.dumps(exc))
+    assert (type(again), again.errno, again.filename, again.message) \
+        == (SystemCallFailed, code, "/srv/app/m.py", exc.message)
+
+
+def test_a_source_that_cannot_be_read_is_e640_and_an_absent_one_is_no_source(tmp_path: Path):
+    from suture.runtime import _engine
+    unreadable = types.ModuleType("m")
+    unreadable.__file__ = str(tmp_path / "m.py")
+    (tmp_path / "m.py").mkdir()          # open() fails with EISDIR: not "absent"
+    with pytest.raises(SystemCallFailed, match=r"^Reading the source file of m failed in pid "
+                       r"\d+: Is a directory \(EISDIR, .*m\.py\)\. Nothing was changed\."):
+        _engine._file_text(unreadable)
+    absent = types.ModuleType("n")
+    absent.__file__ = str(tmp_path / "n.py")
+    assert _engine._file_text(absent) is None   # the caller refuses with SUT-E201
 
 
 # ---------------------------------------------------------------- finding 13: no SUT-E999

@@ -32,7 +32,7 @@ import stat
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from .errors import SutureError, UnknownPatch
+from .errors import SutureError, UnknownPatch, explain
 from .patchfile import Patch, load
 
 __all__ = ["StoreError", "state_dir", "db_path", "install", "remove", "installed",
@@ -139,6 +139,11 @@ def _connect(create: bool, read_only: str = "") -> Any:
     except (OSError, sqlite3.Error) as exc:
         if isinstance(exc, StoreError):
             raise
+        if isinstance(exc, OSError):   # EMFILE, EACCES...: named like any OSError (errors.py)
+            name, what, remedy = explain(exc)
+            raise StoreError(f"cannot open the patch store {path}: {what} ({name}). To fix: "
+                             f"{remedy}.", details={"path": path, "errno": exc.errno,
+                                                   "errno_name": name}) from exc
         raise StoreError(f"cannot open the patch store {path}: {exc}{_blocked_note(path)}",
                          details=_blocked_details(path)) from exc
     try:
