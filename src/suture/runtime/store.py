@@ -131,9 +131,12 @@ def _connect(create: bool, read_only: str = "") -> Any:
                 pass  # another process created it first: checked below like any other
         _check_owned(path, "database")
         if read_only:
-            from urllib.parse import quote
-            conn = sqlite3.connect(f"file:{quote(os.path.abspath(path))}?{read_only}",
-                                   timeout=BUSY_TIMEOUT, isolation_level=None, uri=True)
+            # An SQLite URI: "%", "?" and "#" in the path must be escaped. By hand, not with
+            # urllib.parse: no import on the agent thread (see _agent._preload).
+            uri = os.path.abspath(path).replace("%", "%25").replace("?", "%3f") \
+                .replace("#", "%23")
+            conn = sqlite3.connect(f"file:{uri}?{read_only}", timeout=BUSY_TIMEOUT,
+                                   isolation_level=None, uri=True)
         else:
             conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
     except (OSError, sqlite3.Error) as exc:
