@@ -160,6 +160,27 @@ def test_a_source_that_cannot_be_read_is_e640_and_an_absent_one_is_no_source(tmp
     assert _engine._file_text(absent) is None   # the caller refuses with SUT-E201
 
 
+def test_new_code_that_runs_out_of_descriptors_is_e640_but_its_own_eacces_is_a_refusal():
+    from suture.runtime import _engine
+    from suture.runtime.errors import RefusedError
+
+    def failure(code: int) -> BaseException:
+        try:
+            try:
+                raise OSError(code, os.strerror(code), "/srv/app/table.txt")
+            except OSError as exc:
+                raise RuntimeError("while building the table") from exc
+        except RuntimeError as exc:
+            return exc
+
+    refusal = RefusedError("Evaluating the new definitions of m failed: ...")
+    got = _engine._unless_exhausted(failure(errno.EMFILE), "evaluating the new definitions "
+                                    "of m", refusal)
+    assert isinstance(got, SystemCallFailed) and got.errno == errno.EMFILE
+    assert got.message.startswith("Evaluating the new definitions of m failed in pid ")
+    assert _engine._unless_exhausted(failure(errno.EACCES), "x", refusal) is refusal
+
+
 # ---------------------------------------------------------------- finding 13: no SUT-E999
 
 # The patch changes tiny.calc (imported) and tiny.other (not yet). Once the agent has read

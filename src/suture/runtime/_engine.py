@@ -45,7 +45,8 @@ from . import _codes, _commit, _defs, _hook
 from ._commit import MISSING, Call, Op
 from .errors import (BaselineMismatch, HookFailed, NeedsHook, NotQuiescent,
                      PatchFormatError, RefusedError, RestartRequired, RevertOrderError,
-                     RolledBack, SutureError, UnknownPatch, os_cause, os_failure)
+                     RolledBack, SutureError, UnknownPatch, EXHAUSTED, os_cause,
+                     os_failure)
 from . import patchfile
 from .patchfile import ModulePatch, Patch
 
@@ -542,9 +543,10 @@ def _load_hooks(patch: Patch) -> Optional[types.ModuleType]:
     try:
         exec(compile(patch.hooks.whole, filename, "exec", dont_inherit=True), mod.__dict__)
     except Exception as exc:
-        raise HookFailed(f"The hooks of patch {patch.short_id} failed to load: "
-                         f"{type(exc).__name__}: {exc}. Nothing was changed.",
-                         details={"patch": patch.id}) from exc
+        raise _unless_exhausted(exc, f"the hooks of patch {patch.short_id}", HookFailed(
+            f"The hooks of patch {patch.short_id} failed to load: "
+            f"{type(exc).__name__}: {exc}. Nothing was changed.",
+            details={"patch": patch.id})) from exc
     return mod
 
 
@@ -642,6 +644,18 @@ def _file_text(module: types.ModuleType) -> Optional[str]:
         _raise_os_failure(exc, file, f"reading the source file of {module.__name__}")
         return None   # absent (deleted, or in no file): the caller refuses with SUT-E201
     return patchfile.decode_source(bytes(data))
+
+
+def _unless_exhausted(exc: BaseException, doing: str, refusal: SutureError) -> SutureError:
+    """``refusal`` for an exception raised by code evaluated before the commit (new
+    definitions, defaults, hooks), unless an OSError behind it says the process or host ran
+    out of something (EMFILE, ENFILE, ENOSPC, EDQUOT, ENOMEM): that is SUT-E640, since the
+    same patch will apply once the resource is back. Other OSErrors (EACCES on a file the
+    new code opens...) may well be the patch's doing and stay refusals."""
+    cause = os_cause(exc)
+    if cause is not None and cause.errno in EXHAUSTED:
+        return os_failure(cause, None, doing)
+    return refusal
 
 
 def _raise_os_failure(exc: BaseException, path: Optional[str], doing: str) -> None:
@@ -1195,9 +1209,10 @@ def _exec_stmts(txn: _ModuleTxn, module: types.ModuleType,
                     cls = eval(cls, module.__dict__, ns)
             txn.ops.extend(_register_op(dispatcher, cls, func, f"{txn.name}.{name}"))
     except Exception as exc:
-        raise RefusedError(f"Evaluating the new definitions of {txn.name} failed: "
-                           f"{type(exc).__name__}: {exc}. Nothing was changed.",
-                           details={"module": txn.name}) from exc
+        raise _unless_exhausted(exc, f"evaluating the new definitions of {txn.name}", RefusedError(
+            f"Evaluating the new definitions of {txn.name} failed: "
+            f"{type(exc).__name__}: {exc}. Nothing was changed.",
+            details={"module": txn.name})) from exc
     finally:
         delattr(builtins, channel)
         delattr(builtins, setter)
@@ -1472,9 +1487,11 @@ def _prepare_class(txn: _ModuleTxn, module: types.ModuleType, cp: _defs.ClassPla
         try:
             exec(body, module.__dict__, scope)
         except Exception as exc:
-            raise RefusedError(f"Evaluating the new members of {txn.name}:{cp.qualname} failed: "
-                               f"{type(exc).__name__}: {exc}. Nothing was changed.",
-                               details={"module": txn.name, "class": cp.qualname}) from exc
+            raise _unless_exhausted(
+                exc, f"evaluating the new members of {txn.name}:{cp.qualname}", RefusedError(
+                    f"Evaluating the new members of {txn.name}:{cp.qualname} failed: "
+                    f"{type(exc).__name__}: {exc}. Nothing was changed.",
+                    details={"module": txn.name, "class": cp.qualname})) from exc
         cell = ns.get("__classcell__")
         if cell is not None:
             cell.cell_contents = cls
@@ -1505,9 +1522,11 @@ def _prepare_class(txn: _ModuleTxn, module: types.ModuleType, cp: _defs.ClassPla
         try:
             bases = evaluate(cp.new_bases, collections.ChainMap(mod_ns))
         except Exception as exc:
-            raise RefusedError(f"Evaluating the new bases of {txn.name}:{cp.qualname} failed: "
-                               f"{type(exc).__name__}: {exc}. Nothing was changed.",
-                               details={"module": txn.name, "class": cp.qualname}) from exc
+            raise _unless_exhausted(
+                exc, f"evaluating the new bases of {txn.name}:{cp.qualname}", RefusedError(
+                    f"Evaluating the new bases of {txn.name}:{cp.qualname} failed: "
+                    f"{type(exc).__name__}: {exc}. Nothing was changed.",
+                    details={"module": txn.name, "class": cp.qualname})) from exc
         old_cls = dict(_defs.iter_classes(plan.old_tree.body)).get(cp.qualname) \
             if plan.old_tree is not None else None
         try:
@@ -1560,9 +1579,10 @@ def _regenerate_dataclass(txn: _ModuleTxn, module: types.ModuleType, cls: type,
         if repr(new.__dataclass_params__) != repr(cls.__dict__.get("__dataclass_params__")):
             raise TypeError("the dataclass parameters differ from the live class's")
     except Exception as exc:
-        raise RefusedError(f"Regenerating dataclass {label} failed: {type(exc).__name__}: "
-                           f"{exc}. Nothing was changed.",
-                           details={"module": txn.name, "class": cp.qualname}) from exc
+        raise _unless_exhausted(exc, f"regenerating dataclass {label}", RefusedError(
+            f"Regenerating dataclass {label} failed: {type(exc).__name__}: "
+            f"{exc}. Nothing was changed.",
+            details={"module": txn.name, "class": cp.qualname})) from exc
     fields = set(vars(cls).get("__dataclass_fields__", {})) | set(new.__dataclass_fields__)
     for name in [*_DATACLASS_MADE, *sorted(fields)]:
         if name in written:
@@ -1676,9 +1696,11 @@ def _eval_defaults(module: types.ModuleType, q: str, node: _defs.FuncNode,
         kwdefaults = eval(compile(kw_expr, filename, "eval", dont_inherit=True),
                           module.__dict__, scope)
     except Exception as exc:
-        raise RefusedError(f"Evaluating the new defaults of {module.__name__}:{q} failed: "
-                           f"{type(exc).__name__}: {exc}. Nothing was changed.",
-                           details={"module": module.__name__, "function": q}) from exc
+        raise _unless_exhausted(
+            exc, f"evaluating the new defaults of {module.__name__}:{q}", RefusedError(
+                f"Evaluating the new defaults of {module.__name__}:{q} failed: "
+                f"{type(exc).__name__}: {exc}. Nothing was changed.",
+                details={"module": module.__name__, "function": q})) from exc
     return defaults or None, kwdefaults or None
 
 
@@ -1725,9 +1747,11 @@ def _propagate(txn: _ModuleTxn, copies: List[Tuple[Dict[str, Any], str, Any]],
                 txn.ops.append(Op("attr", cls, targets[0].id, value,
                                   f"{mod.__name__}:{q}.{targets[0].id} (from {txn.name})"))
         except Exception as exc:
-            raise RefusedError(f"Recomputing what {mod.__name__} derived from {txn.name} failed: "
-                               f"{type(exc).__name__}: {exc}. Nothing was changed.",
-                               details={"module": mod.__name__}) from exc
+            raise _unless_exhausted(
+                exc, f"recomputing what {mod.__name__} derived from {txn.name}", RefusedError(
+                    f"Recomputing what {mod.__name__} derived from {txn.name} failed: "
+                    f"{type(exc).__name__}: {exc}. Nothing was changed.",
+                    details={"module": mod.__name__})) from exc
         rebound: Dict[str, Any] = {}
         for name in sorted(dep.names):
             old = d.get(name, MISSING)

@@ -185,6 +185,10 @@ def os_failure(exc: OSError, path: Optional[str], doing: str,
                  "path": None if where is None else str(where), "doing": doing})
 
 
+# The process or host ran out of something: the same request succeeds once it is back.
+EXHAUSTED = (_errno.EMFILE, _errno.ENFILE, _errno.ENOSPC, _errno.EDQUOT, _errno.ENOMEM)
+
+
 # A file that is not there is a fact about the module (deleted, or never had a source),
 # not a failure of the host: callers handle it as "no source", as before.
 ABSENT = (_errno.ENOENT, _errno.ENOTDIR)
