@@ -39,7 +39,7 @@ import threading
 from typing import Any, Callable, Dict, List, Optional
 
 from . import protocol
-from .errors import InternalError, SutureError
+from .errors import InternalError, SutureError, explain, os_cause, os_failure
 from .protocol import PeerRefused, ProtocolError
 
 __all__ = ["start", "stop", "running", "socket_dir", "socket_path", "AgentStartError",
@@ -164,6 +164,17 @@ def _send_all(conn: socket.socket, data: bytes) -> None:
         view = view[sent:]
 
 
+def _unexpected(exc: BaseException) -> SutureError:
+    """An exception no step named: an OSError behind it (EMFILE while importing, ENOSPC...)
+    is reported as what it is (SUT-E640); anything else is our bug (SUT-E999)."""
+    cause = os_cause(exc, absent=True)
+    if cause is not None:
+        return os_failure(cause, None, "serving the request",
+                          state="The request did not complete; check the process with "
+                                "`suture status --pid PID`.")
+    return _internal(exc)
+
+
 def _internal(exc: BaseException) -> InternalError:
     return InternalError(f"Suture bug; process state unknown; please report: "
                          f"{type(exc).__name__}: {exc}",
@@ -233,8 +244,8 @@ class _Agent:
             return  # the peer went away: nobody to answer
         except SutureError as exc:
             reply = protocol.error(exc)
-        except Exception as exc:  # noqa: BLE001 - becomes SUT-E999 on the wire
-            reply = protocol.error(_internal(exc))
+        except Exception as exc:  # noqa: BLE001 - becomes SUT-E640 or SUT-E999 on the wire
+            reply = protocol.error(_unexpected(exc))
         try:
             data = protocol.encode(reply)
         except Exception as exc:  # noqa: BLE001 - e.g. a result that is not JSON
@@ -599,6 +610,7 @@ def _auto_apply() -> None:
     """
     try:
         from . import store
+        blocked = store.write_blocked()
         rows = store.load_installed()
         bad = store.bad_patches() if rows else {}
     except BaseException as exc:  # noqa: BLE001 - never break the target
@@ -606,6 +618,14 @@ def _auto_apply() -> None:
         return
     if not rows:
         return
+    if blocked is not None:
+        # The store was read without writing (store._read); say why writes will fail and
+        # that the patches still apply, so that a full disk is not mistaken for a fix.
+        name, what, remedy = explain(blocked)
+        _warn(f"pid {os.getpid()}: the Suture state directory {blocked.filename} cannot be "
+              f"written: {what} ({name}). Its {len(rows)} installed patch(es) were read "
+              f"read-only and are applied; audit rows, crash-loop marks and `suture install` "
+              f"fail there. To fix: {remedy}.")
     uid = os.geteuid()
     try:
         from .. import runtime

@@ -45,7 +45,8 @@ from . import _codes, _commit, _defs, _hook, _members
 from ._commit import MISSING, Call, Op
 from .errors import (BaselineMismatch, HookFailed, NeedsHook, NotQuiescent,
                      PatchFormatError, RefusedError, RestartRequired, RevertOrderError,
-                     RolledBack, SutureError, UnknownPatch)
+                     RolledBack, SutureError, UnknownPatch, EXHAUSTED, os_cause,
+                     os_failure)
 from . import patchfile
 from .patchfile import ModulePatch, Patch
 
@@ -262,18 +263,28 @@ _walks: Dict[str, Any] = {}
 
 
 def _apply_locked(patch: Patch, wait_quiescent: Optional[float], restricted: bool) -> Result:
+    if patch.id in _applied:
+        return _apply(patch, wait_quiescent)
     # Step 0, before anything (even the hook below) changes: every module the patch
     # touches must belong to the distribution it names (_members; docs/security.md).
-    owner, note = (None, "") if patch.id in _applied else _members.check(patch, restricted)
+    owner, note = _members.check(patch, restricted)
     added = [m.name for m in patch.modules if m.action == "add"]
-    if patch.id in _applied or not added:
-        return _apply(patch, wait_quiescent, owner, note)
-    # A fixed module may import, at module level, a module this same patch adds;
-    # that import runs while the patch is prepared (step 2), before the patch is
-    # recorded, so the hook serves the added modules from the start. If the patch
-    # does not end up applied, those imported meanwhile are forgotten again.
+    # Imports do not wait for the engine lock: any thread (the application's, or this one
+    # running a hook or a fixed module's top level) may import a module of this patch while
+    # it is applied. So the hook serves the patch's modules *before* _apply takes its one
+    # look at sys.modules (``_loaded``): a module imported after that look goes through the
+    # hook and is patched by ``patch_on_import`` once the patch is recorded (it waits for
+    # the engine lock); one imported before it is prepared like any loaded module.
+    # A fixed module may also import, at module level, a module this same patch adds: the
+    # hook serves the added modules from the start too. If the patch does not end up
+    # applied, the added modules imported meanwhile are forgotten again.
+    # Rejected: holding the import lock for the whole apply (an application thread that
+    # holds a module lock while our hooks import that module deadlocks with us).
     loaded = set(sys.modules)
-    _hook.refresh(_pending_index(), dict(_added_index(), **_added_entries(patch)))
+    pending = {m.name: patch.id for m in patch.modules
+               if m.action != "add" and m.name not in loaded}
+    _hook.refresh(dict(_pending_index(), **pending),
+                  dict(_added_index(), **_added_entries(patch)))
     try:
         return _apply(patch, wait_quiescent, owner, note)
     finally:
@@ -288,7 +299,11 @@ def _apply(patch: Patch, wait_quiescent: Optional[float],
         if patch.id in _applied:
             rec = _applied[patch.id]
             return Result(patch.id, "already applied", modules=dict(rec.modules))
-        patch = _with_sources(patch)
+        # One look at which modules are loaded, used by every step below: a module
+        # imported while we work must not be "not loaded" to one step and "loaded" to the
+        # next (a compact module then had no plan: SUT-E999 KeyError, issue 13).
+        loaded = _loaded(patch)
+        patch = _with_sources(patch, loaded)
         plans = _check(patch)
         replaced = _replaced_by(patch)
         hooks = _load_hooks(patch)
@@ -301,7 +316,7 @@ def _apply(patch: Patch, wait_quiescent: Optional[float],
         rec.rewound_files = {f for r in replaced for f in r.filenames.values()}
         txns: List[_ModuleTxn] = []
         for mp in patch.modules:
-            module = sys.modules.get(mp.name)
+            module = loaded.get(mp.name)
             if mp.action == "add":
                 rec.modules[mp.name] = "applied" if module is not None else "pending add"
                 continue
@@ -380,9 +395,37 @@ def _apply(patch: Patch, wait_quiescent: Optional[float],
         rec.rewind = {}
         _applied[patch.id] = rec
         _hook.refresh(_pending_index(), _added_index())
-        return Result(patch.id, "applied" if live else "pending import",
+        _imported_meanwhile(rec)
+        return Result(patch.id, "applied" if live or "applied" in rec.modules.values()
+                      else "pending import",
                       modules=dict(rec.modules), pause_ns=rec.pause_ns, ops=len(rec.ops),
                       caveats=rec.caveats, notes=rec.notes)
+
+
+def _loaded(patch: Patch) -> Dict[str, types.ModuleType]:
+    """The modules of ``patch`` in sys.modules now: the apply's one look at them."""
+    out: Dict[str, types.ModuleType] = {}
+    for mp in patch.modules:
+        module = sys.modules.get(mp.name)
+        if module is not None:
+            out[mp.name] = module
+    return out
+
+
+def _imported_meanwhile(rec: _Record) -> None:
+    """Patch the modules of ``rec`` still "pending import" that were imported, and have
+    finished executing, while it was applied: by this thread (a hook, a fixed module's top
+    level), or by a thread whose import began before the hook served them. One still
+    executing in another thread came through the hook and is patched when it finishes.
+    A refusal here is the module's state, as with the hook (``patch_on_import``)."""
+    for name, state in list(rec.modules.items()):
+        module = sys.modules.get(name)
+        if state != "pending import" or module is None:
+            continue
+        spec = getattr(module, "__spec__", None)
+        if spec is not None and getattr(spec, "_initializing", False):
+            continue
+        patch_on_import(name, module)
 
 
 def revert(patch_id: str) -> Result:
@@ -511,9 +554,10 @@ def _load_hooks(patch: Patch) -> Optional[types.ModuleType]:
     try:
         exec(compile(patch.hooks.whole, filename, "exec", dont_inherit=True), mod.__dict__)
     except Exception as exc:
-        raise HookFailed(f"The hooks of patch {patch.short_id} failed to load: "
-                         f"{type(exc).__name__}: {exc}. Nothing was changed.",
-                         details={"patch": patch.id}) from exc
+        raise _unless_exhausted(exc, f"the hooks of patch {patch.short_id}", HookFailed(
+            f"The hooks of patch {patch.short_id} failed to load: "
+            f"{type(exc).__name__}: {exc}. Nothing was changed.",
+            details={"patch": patch.id})) from exc
     return mod
 
 
@@ -562,7 +606,7 @@ def _plan(patch: Patch, mp: ModulePatch) -> _defs.ModulePlan:
     return plan
 
 
-def _with_sources(patch: Patch) -> Patch:
+def _with_sources(patch: Patch, loaded: Mapping[str, types.ModuleType]) -> Patch:
     """``patch`` with the sources of its compact modules rebuilt, for those loaded here.
 
     A compact module carries hashes and the changed lines only; its whole sources come
@@ -571,8 +615,8 @@ def _with_sources(patch: Patch) -> Patch:
     """
     if not any(mp.compact for mp in patch.modules):
         return patch
-    modules = [_resolved(patch, mp, sys.modules[mp.name]) if mp.compact
-               and mp.name in sys.modules else mp for mp in patch.modules]
+    modules = [_resolved(patch, mp, loaded[mp.name]) if mp.compact
+               and mp.name in loaded else mp for mp in patch.modules]
     return dataclasses.replace(patch, modules=tuple(modules))
 
 
@@ -607,9 +651,33 @@ def _file_text(module: types.ModuleType) -> Optional[str]:
         else:
             with open(file, "rb") as f:
                 data = f.read()
-    except (OSError, ImportError):
-        return None
+    except (OSError, ImportError) as exc:
+        _raise_os_failure(exc, file, f"reading the source file of {module.__name__}")
+        return None   # absent (deleted, or in no file): the caller refuses with SUT-E201
     return patchfile.decode_source(bytes(data))
+
+
+def _unless_exhausted(exc: BaseException, doing: str, refusal: SutureError) -> SutureError:
+    """``refusal`` for an exception raised by code evaluated before the commit (new
+    definitions, defaults, hooks), unless an OSError behind it says the process or host ran
+    out of something (EMFILE, ENFILE, ENOSPC, EDQUOT, ENOMEM): that is SUT-E640, since the
+    same patch will apply once the resource is back. Other OSErrors (EACCES on a file the
+    new code opens...) may well be the patch's doing and stay refusals."""
+    cause = os_cause(exc)
+    if cause is not None and cause.errno in EXHAUSTED:
+        return os_failure(cause, None, doing)
+    return refusal
+
+
+def _raise_os_failure(exc: BaseException, path: Optional[str], doing: str) -> None:
+    """The one rule for reads the engine makes in the target: a file that is absent is a
+    fact about the module and the caller decides; any other OSError (EMFILE, ENFILE,
+    EACCES, EIO...) is raised as ``SystemCallFailed`` (SUT-E640), never turned into "no
+    source" (which would read as a baseline mismatch, SUT-E201, and send the operator to
+    rebuild a patch that is fine)."""
+    cause = os_cause(exc)
+    if cause is not None:
+        raise os_failure(cause, path, doing) from exc
 
 
 def _module_files(name: str, module: types.ModuleType) -> Set[str]:
@@ -1152,9 +1220,10 @@ def _exec_stmts(txn: _ModuleTxn, module: types.ModuleType,
                     cls = eval(cls, module.__dict__, ns)
             txn.ops.extend(_register_op(dispatcher, cls, func, f"{txn.name}.{name}"))
     except Exception as exc:
-        raise RefusedError(f"Evaluating the new definitions of {txn.name} failed: "
-                           f"{type(exc).__name__}: {exc}. Nothing was changed.",
-                           details={"module": txn.name}) from exc
+        raise _unless_exhausted(exc, f"evaluating the new definitions of {txn.name}", RefusedError(
+            f"Evaluating the new definitions of {txn.name} failed: "
+            f"{type(exc).__name__}: {exc}. Nothing was changed.",
+            details={"module": txn.name})) from exc
     finally:
         delattr(builtins, channel)
         delattr(builtins, setter)
@@ -1429,9 +1498,11 @@ def _prepare_class(txn: _ModuleTxn, module: types.ModuleType, cp: _defs.ClassPla
         try:
             exec(body, module.__dict__, scope)
         except Exception as exc:
-            raise RefusedError(f"Evaluating the new members of {txn.name}:{cp.qualname} failed: "
-                               f"{type(exc).__name__}: {exc}. Nothing was changed.",
-                               details={"module": txn.name, "class": cp.qualname}) from exc
+            raise _unless_exhausted(
+                exc, f"evaluating the new members of {txn.name}:{cp.qualname}", RefusedError(
+                    f"Evaluating the new members of {txn.name}:{cp.qualname} failed: "
+                    f"{type(exc).__name__}: {exc}. Nothing was changed.",
+                    details={"module": txn.name, "class": cp.qualname})) from exc
         cell = ns.get("__classcell__")
         if cell is not None:
             cell.cell_contents = cls
@@ -1462,9 +1533,11 @@ def _prepare_class(txn: _ModuleTxn, module: types.ModuleType, cp: _defs.ClassPla
         try:
             bases = evaluate(cp.new_bases, collections.ChainMap(mod_ns))
         except Exception as exc:
-            raise RefusedError(f"Evaluating the new bases of {txn.name}:{cp.qualname} failed: "
-                               f"{type(exc).__name__}: {exc}. Nothing was changed.",
-                               details={"module": txn.name, "class": cp.qualname}) from exc
+            raise _unless_exhausted(
+                exc, f"evaluating the new bases of {txn.name}:{cp.qualname}", RefusedError(
+                    f"Evaluating the new bases of {txn.name}:{cp.qualname} failed: "
+                    f"{type(exc).__name__}: {exc}. Nothing was changed.",
+                    details={"module": txn.name, "class": cp.qualname})) from exc
         old_cls = dict(_defs.iter_classes(plan.old_tree.body)).get(cp.qualname) \
             if plan.old_tree is not None else None
         try:
@@ -1517,9 +1590,10 @@ def _regenerate_dataclass(txn: _ModuleTxn, module: types.ModuleType, cls: type,
         if repr(new.__dataclass_params__) != repr(cls.__dict__.get("__dataclass_params__")):
             raise TypeError("the dataclass parameters differ from the live class's")
     except Exception as exc:
-        raise RefusedError(f"Regenerating dataclass {label} failed: {type(exc).__name__}: "
-                           f"{exc}. Nothing was changed.",
-                           details={"module": txn.name, "class": cp.qualname}) from exc
+        raise _unless_exhausted(exc, f"regenerating dataclass {label}", RefusedError(
+            f"Regenerating dataclass {label} failed: {type(exc).__name__}: "
+            f"{exc}. Nothing was changed.",
+            details={"module": txn.name, "class": cp.qualname})) from exc
     fields = set(vars(cls).get("__dataclass_fields__", {})) | set(new.__dataclass_fields__)
     for name in [*_DATACLASS_MADE, *sorted(fields)]:
         if name in written:
@@ -1633,9 +1707,11 @@ def _eval_defaults(module: types.ModuleType, q: str, node: _defs.FuncNode,
         kwdefaults = eval(compile(kw_expr, filename, "eval", dont_inherit=True),
                           module.__dict__, scope)
     except Exception as exc:
-        raise RefusedError(f"Evaluating the new defaults of {module.__name__}:{q} failed: "
-                           f"{type(exc).__name__}: {exc}. Nothing was changed.",
-                           details={"module": module.__name__, "function": q}) from exc
+        raise _unless_exhausted(
+            exc, f"evaluating the new defaults of {module.__name__}:{q}", RefusedError(
+                f"Evaluating the new defaults of {module.__name__}:{q} failed: "
+                f"{type(exc).__name__}: {exc}. Nothing was changed.",
+                details={"module": module.__name__, "function": q})) from exc
     return defaults or None, kwdefaults or None
 
 
@@ -1682,9 +1758,11 @@ def _propagate(txn: _ModuleTxn, copies: List[Tuple[Dict[str, Any], str, Any]],
                 txn.ops.append(Op("attr", cls, targets[0].id, value,
                                   f"{mod.__name__}:{q}.{targets[0].id} (from {txn.name})"))
         except Exception as exc:
-            raise RefusedError(f"Recomputing what {mod.__name__} derived from {txn.name} failed: "
-                               f"{type(exc).__name__}: {exc}. Nothing was changed.",
-                               details={"module": mod.__name__}) from exc
+            raise _unless_exhausted(
+                exc, f"recomputing what {mod.__name__} derived from {txn.name}", RefusedError(
+                    f"Recomputing what {mod.__name__} derived from {txn.name} failed: "
+                    f"{type(exc).__name__}: {exc}. Nothing was changed.",
+                    details={"module": mod.__name__})) from exc
         rebound: Dict[str, Any] = {}
         for name in sorted(dep.names):
             old = d.get(name, MISSING)
@@ -1720,7 +1798,9 @@ def _source_tree(module: types.ModuleType) -> Optional[ast.Module]:
     try:
         if loader is not None and hasattr(loader, "get_source"):
             source = loader.get_source(module.__name__)
-    except Exception:  # no source (extension module, zip without it): nothing derived to find
+    except Exception as exc:  # no source (extension module, zip without it): nothing to find
+        _raise_os_failure(exc, getattr(module, "__file__", None),
+                          f"reading the source of {module.__name__}")
         source = None
     if source is None:
         return None

@@ -7,7 +7,9 @@ docs/errors.md.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+import errno as _errno
+import os
+from typing import Any, Dict, Optional, Tuple
 
 
 class SutureError(Exception):
@@ -125,6 +127,101 @@ class RolledBack(SutureError):
     """Applying started, failed, and every change was undone."""
 
     code = "SUT-E400"
+
+
+class SystemCallFailed(SutureError, OSError):
+    """A system call failed for a reason outside Suture and the patch: the process is out of
+    file descriptors (EMFILE), the host too (ENFILE), a disk is full (ENOSPC, EDQUOT), access
+    is denied (EACCES, EPERM), a filesystem is read-only (EROFS), memory or I/O failed.
+
+    ``errno`` and ``filename`` are the failed call's, also after pickling (``details``
+    carries them). Build one with ``os_failure`` so that every OSError is named the same
+    way wherever the runtime meets it.
+    """
+
+    code = "SUT-E640"
+
+    def __init__(self, message: str, *, details: Optional[Dict[str, Any]] = None) -> None:
+        super().__init__(message, details=details)
+        # OSError's own slots: SutureError.__init__ passed (message, details) as its args,
+        # which OSError would read as (errno, strerror).
+        self.errno = self.details.get("errno")
+        self.strerror = self.details.get("strerror")
+        self.filename = self.details.get("path")
+
+
+# What each errno means for the operator, and what to do. One table for the whole runtime:
+# an OSError is never reported as something else (a baseline mismatch, an internal error).
+_OS_CAUSES = {
+    _errno.EMFILE: ("the process is out of file descriptors",
+                    "close descriptors in the application or raise its limit (`ulimit -n`, "
+                    "LimitNOFILE=), then retry"),
+    _errno.ENFILE: ("the host is out of file descriptors (system-wide table full)",
+                    "free descriptors on the host or raise fs.file-max, then retry"),
+    _errno.ENOSPC: ("the filesystem is full",
+                    "free space on that filesystem, then retry"),
+    _errno.EDQUOT: ("the disk quota of this user is exhausted",
+                    "free space or raise the quota, then retry"),
+    _errno.EROFS: ("the filesystem is read-only",
+                   "remount it read-write or point Suture at a writable directory"),
+    _errno.EACCES: ("permission denied", "check the owner and mode of the path, or retry as "
+                    "the process's user"),
+    _errno.EPERM: ("operation not permitted", "check the owner and mode of the path, or retry "
+                   "as the process's user"),
+    _errno.ENOMEM: ("the process is out of memory", "free memory, then retry"),
+    _errno.EIO: ("an I/O error occurred (failing disk or network filesystem)",
+                 "check the kernel log (`dmesg`) for the device, then retry"),
+}
+
+
+def explain(exc: OSError) -> Tuple[str, str, str]:
+    """(errno name, what it means here, what to do) for ``exc``."""
+    code = exc.errno if isinstance(exc.errno, int) else None
+    if code is None:
+        return "no errno", str(exc), "fix the cause, then retry"
+    what, remedy = _OS_CAUSES.get(code, (exc.strerror or str(exc), "fix the cause, then retry"))
+    return _errno.errorcode.get(code, f"errno {code}"), what, remedy
+
+
+def os_failure(exc: OSError, path: Optional[str], doing: str,
+               state: str = "Nothing was changed.") -> SystemCallFailed:
+    """``exc`` as a ``SystemCallFailed`` that names its cause: raise it ``from exc``.
+
+    ``doing`` says what was being done ("reading the source of shop.billing"), ``state``
+    what the process looks like now.
+    """
+    code = exc.errno if isinstance(exc.errno, int) else None
+    name, what, remedy = explain(exc)
+    where = path if path is not None else exc.filename
+    return SystemCallFailed(
+        f"{doing[:1].upper()}{doing[1:]} failed in pid {os.getpid()}: {what} ({name}"
+        f"{f', {where}' if where else ''}). {state} This is not a problem with the patch: "
+        f"{remedy}.",
+        details={"errno": code, "errno_name": name, "strerror": exc.strerror,
+                 "path": None if where is None else str(where), "doing": doing})
+
+
+# The process or host ran out of something: the same request succeeds once it is back.
+EXHAUSTED = (_errno.EMFILE, _errno.ENFILE, _errno.ENOSPC, _errno.EDQUOT, _errno.ENOMEM)
+
+
+# A file that is not there is a fact about the module (deleted, or never had a source),
+# not a failure of the host: callers handle it as "no source", as before.
+ABSENT = (_errno.ENOENT, _errno.ENOTDIR)
+
+
+def os_cause(exc: BaseException, absent: bool = False) -> Optional[OSError]:
+    """The OSError behind ``exc`` (itself, or along ``__cause__``/``__context__``: importlib
+    turns a failed read into ImportError); None if there is none, or if it only says that
+    the file is absent and ``absent`` is false."""
+    seen = 0
+    cur: Optional[BaseException] = exc
+    while cur is not None and seen < 8:
+        if isinstance(cur, OSError) and not isinstance(cur, SutureError):
+            return None if cur.errno in ABSENT and not absent else cur
+        cur = cur.__cause__ or cur.__context__
+        seen += 1
+    return None
 
 
 class InternalError(SutureError):

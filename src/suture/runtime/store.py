@@ -28,6 +28,7 @@ same moment; a writer that cannot get the lock within ``BUSY_TIMEOUT`` fails
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -35,12 +36,13 @@ import stat
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from .errors import SutureError, UnknownPatch
+from .errors import SutureError, UnknownPatch, explain
 from .patchfile import Patch, load
 
 __all__ = ["StoreError", "StoreTooNew", "SCHEMA_VERSION", "state_dir", "db_path", "install",
            "remove", "installed", "load_installed", "mark_bad", "clear_bad", "bad_patches",
-           "audit", "audit_log", "audit_for", "verify_audit", "BUSY_TIMEOUT", "CHAIN_STATES"]
+           "audit", "audit_log", "audit_for", "verify_audit", "write_blocked", "BUSY_TIMEOUT",
+           "CHAIN_STATES"]
 
 BUSY_TIMEOUT = 2.0  # seconds a writer waits for the database lock
 
@@ -119,8 +121,12 @@ def _check_owned(path: str, what: str) -> None:
                          details={"path": path, "mode": stat.S_IMODE(st.st_mode)})
 
 
-def _connect(create: bool) -> Any:
-    """An open connection, or None when ``create`` is false and there is no store yet."""
+def _connect(create: bool, read_only: str = "") -> Any:
+    """An open connection, or None when ``create`` is false and there is no store yet.
+
+    ``read_only`` ("mode=ro" or "immutable=1") opens the file through an SQLite URI that
+    writes nothing: see ``_read``. The ownership checks are the same either way.
+    """
     directory = state_dir()
     path = db_path(directory)
     try:
@@ -146,18 +152,31 @@ def _connect(create: bool) -> Any:
             except FileExistsError:
                 pass  # another process created it first: checked below like any other
         _check_owned(path, "database")
-        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
+        if read_only:
+            # An SQLite URI: "%", "?" and "#" in the path must be escaped. By hand, not with
+            # urllib.parse: no import on the agent thread (see _agent._preload).
+            uri = os.path.abspath(path).replace("%", "%25").replace("?", "%3f") \
+                .replace("#", "%23")
+            conn = sqlite3.connect(f"file:{uri}?{read_only}", timeout=BUSY_TIMEOUT,
+                                   isolation_level=None, uri=True)
+        else:
+            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
     except (OSError, sqlite3.Error) as exc:
         if isinstance(exc, StoreError):
             raise
-        raise StoreError(f"cannot open the patch store {path}: {exc}",
-                         details={"path": path}) from exc
+        if isinstance(exc, OSError):   # EMFILE, EACCES...: named like any OSError (errors.py)
+            name, what, remedy = explain(exc)
+            raise StoreError(f"cannot open the patch store {path}: {what} ({name}). To fix: "
+                             f"{remedy}.", details={"path": path, "errno": exc.errno,
+                                                   "errno_name": name}) from exc
+        raise StoreError(f"cannot open the patch store {path}: {exc}{_blocked_note(path)}",
+                         details=_blocked_details(path)) from exc
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
         # Checked before anything else, WAL and the schema included: both write.
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
         _check_version(path, version)
-        if fresh or create:
+        if (fresh or create) and not read_only:
             conn.execute("PRAGMA journal_mode = WAL")
             for statement in _SCHEMA:
                 conn.execute(statement)
@@ -184,19 +203,90 @@ def _check_version(path: str, version: int) -> None:
                                    "supported": SCHEMA_VERSION})
 
 
-def _run(create: bool, fn: Any, default: Any = None) -> Any:
+def _run(create: bool, fn: Any, default: Any = None, read_only: str = "") -> Any:
     """Call ``fn(conn)`` on a fresh connection; sqlite3 errors become StoreError."""
-    conn = _connect(create)
+    conn = _connect(create, read_only)
     if conn is None:
         return default
     import sqlite3  # importable: _connect succeeded
     try:
         return fn(conn)
     except sqlite3.Error as exc:
-        raise StoreError(f"the patch store {db_path()} failed: {exc}",
-                         details={"path": db_path()}) from exc
+        raise StoreError(f"the patch store {db_path()} failed: {exc}"
+                         f"{_blocked_note(db_path())}",
+                         details=_blocked_details(db_path())) from exc
     finally:
         conn.close()
+
+
+# Reading must work when writing cannot: a full disk (ENOSPC) or a read-only filesystem
+# (EROFS) under the state directory must not cost a new process its installed patches.
+# A plain connection to a WAL database writes even to read (the -shm index, the -wal
+# file), so it fails there with "disk I/O error" or "unable to open database file". Reads
+# then retry with SQLite URIs that write less: "mode=ro" (still maps -shm: works when it
+# exists) and, last, "immutable=1" (no lock, no -shm, no -wal: it sees what is in
+# store.db itself; a write still in the -wal file, not yet checkpointed, is not seen).
+# Only reads fall back; a write (install, audit, a bad mark) fails as before, and the
+# agent says so (``write_blocked``). Rejected: copying the database to a writable
+# temporary directory (more I/O on a host already in trouble, and a second copy of code
+# that agents run, outside the checked directory).
+_READ_FALLBACKS = ("mode=ro", "immutable=1")
+
+
+def _read(fn: Any, default: Any) -> Any:
+    """``_run`` for a read: on an SQLite failure, again through each read-only URI."""
+    try:
+        return _run(False, fn, default)
+    except StoreError as exc:
+        import sqlite3  # a StoreError caused by sqlite3.Error means it was importable
+        if not isinstance(exc.__cause__, sqlite3.Error):
+            raise                        # refused (ownership), or no sqlite3: not ours to retry
+        first = exc
+    for how in _READ_FALLBACKS:
+        try:
+            return _run(False, fn, default, read_only=how)
+        except StoreError:
+            continue
+    raise first
+
+
+def write_blocked(directory: Optional[str] = None) -> Optional[OSError]:
+    """Why nothing can be written under the state directory now, as the OSError a write
+    would raise (EROFS, ENOSPC, EACCES), or None if nothing is seen. One ``statvfs`` and
+    one ``access``: no write is attempted."""
+    directory = directory or state_dir()
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return None                      # absent: a write would create it, or say why
+    if st.f_flag & os.ST_RDONLY:
+        return OSError(errno.EROFS, os.strerror(errno.EROFS), directory)
+    free = st.f_bfree if os.geteuid() == 0 else st.f_bavail
+    if free * st.f_frsize < _MIN_FREE or st.f_favail == 0:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), directory)
+    if not os.access(directory, os.W_OK):
+        return OSError(errno.EACCES, os.strerror(errno.EACCES), directory)
+    return None
+
+
+_MIN_FREE = 64 * 1024   # bytes: below this an SQLite write (a page, a WAL frame) fails
+
+
+def _blocked_note(path: str) -> str:
+    blocked = write_blocked(os.path.dirname(path))
+    if blocked is None:
+        return ""
+    return (f" ({errno.errorcode.get(blocked.errno or 0, '?')}: {blocked.strerror} under "
+            f"{blocked.filename})")
+
+
+def _blocked_details(path: str) -> Dict[str, Any]:
+    blocked = write_blocked(os.path.dirname(path))
+    details: Dict[str, Any] = {"path": path}
+    if blocked is not None:
+        details.update(errno=blocked.errno,
+                       errno_name=errno.errorcode.get(blocked.errno or 0, "?"))
+    return details
 
 
 # ---------------------------------------------------------------- patches
@@ -297,7 +387,7 @@ def installed() -> List[Dict[str, Any]]:
         return [dict(zip(keys, r[:4] + (json.loads(r[4] or "[]"), r[5], _trust(r[6]))))
                 for r in rows]
 
-    return list(_run(False, go, []))
+    return list(_read(go, []))
 
 
 def load_installed() -> List[Tuple[bytes, Optional[Dict[str, Any]]]]:
@@ -308,7 +398,7 @@ def load_installed() -> List[Tuple[bytes, Optional[Dict[str, Any]]]]:
                             f"FROM patches ORDER BY installed_at, id")
         return [(bytes(r[0]), _trust(r[1])) for r in rows]
 
-    return list(_run(False, go, []))
+    return list(_read(go, []))
 
 
 # ---------------------------------------------------------------- patches marked bad
@@ -355,7 +445,7 @@ def bad_patches() -> Dict[str, Dict[str, Any]]:
         return {r[0]: {"at": r[1], "reason": r[2], "by_uid": r[3]}
                 for r in conn.execute("SELECT id, at, reason, by_uid FROM bad ORDER BY at")}
 
-    return dict(_run(False, go, {}))
+    return dict(_read(go, {}))
 
 
 def _has_table(conn: Any, name: str) -> bool:
@@ -420,7 +510,7 @@ def _audit_rows(conn: Any, limit: Optional[int] = None) -> List[Dict[str, Any]]:
 
 def audit_log(limit: Optional[int] = None) -> List[Dict[str, Any]]:
     """Audit rows, oldest first; with ``limit``, only the newest ``limit`` of them."""
-    return list(_run(False, lambda conn: _audit_rows(conn, limit), []))
+    return list(_read(lambda conn: _audit_rows(conn, limit), []))
 
 
 def audit_for(patch_id: str, ops: Tuple[str, ...], limit: int = 200) -> List[Dict[str, Any]]:
@@ -432,7 +522,7 @@ def audit_for(patch_id: str, ops: Tuple[str, ...], limit: int = 200) -> List[Dic
                             (patch_id, *ops, int(limit)))
         return [dict(zip(_KEYS, r)) for r in rows]
 
-    return list(_run(False, go, []))
+    return list(_read(go, []))
 
 
 # What ``verify_audit`` can say. "no chain" is not "intact": with no store, no audit
