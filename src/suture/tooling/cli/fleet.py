@@ -11,11 +11,11 @@ from typing import Any, Sequence
 
 import click
 
-from ..runtime.errors import SutureError
+from ...runtime.errors import SutureError
 
 
 def _cli() -> Any:
-    from . import cli   # the helpers of the main CLI module (imported late: it imports us)
+    from .. import cli   # the helpers of the main CLI module (imported late: it imports us)
     return cli
 
 
@@ -49,8 +49,8 @@ def feed_publish(files: Sequence[Path], to: Path, key_path: Path, channel: str,
     FILES renews the index (a new version and expiry, same patches).
     Exit codes: 0 published, 2 a patch is not trusted, 1 other errors.
     """
-    from . import feed as feed_mod
-    from .trust import load_private_key
+    from ..fleet import feed as feed_mod
+    from ..trust import load_private_key
 
     cli = _cli()
     try:
@@ -89,8 +89,8 @@ def sync(source: str, dry_run: bool, install: bool, deadline: str, as_json: bool
     than one already accepted (rollback), 1 a download failed, did not finish by the
     deadline, or the feed is unusable (malformed, unsigned, expired).
     """
-    from . import feed as feed_mod
-    from .daemon import duration
+    from ..fleet import feed as feed_mod
+    from ..fleet.daemon import duration
 
     cli = _cli()
     try:
@@ -131,15 +131,15 @@ def vex(output: Path) -> None:
     Exit codes: 0 written, 1 the store cannot be read."""
     import json
 
-    from ..runtime import store
-    from ..runtime.patchfile import load
-    from . import fleet
-    from . import vex as vex_mod
+    from ...runtime import store
+    from ...runtime.patchfile import load
+    from ..fleet import fanout
+    from ..fleet import vex as vex_mod
 
     cli = _cli()
     try:
         known = [load(d) for d, _ in store.load_installed()]
-        report = fleet.status(patches=known)
+        report = fanout.status(patches=known)
     except SutureError as exc:
         cli._fail(exc, True)
     partial = {p.id: [str(x) for x in p.meta.get("excluded") or []]
@@ -159,15 +159,15 @@ def metrics(textfile: Path) -> None:
     """Print this host's Prometheus metrics: processes by state, exposed processes per CVE,
     per-patch states, audited operations, apply pauses, feed syncs.
     Exit codes: 0 written, 1 the store cannot be read."""
-    from ..runtime import store
-    from ..runtime.patchfile import load
-    from . import fleet
-    from . import metrics as metrics_mod
+    from ...runtime import store
+    from ...runtime.patchfile import load
+    from ..fleet import fanout
+    from ..fleet import metrics as metrics_mod
 
     cli = _cli()
     try:
         known = [load(d) for d, _ in store.load_installed()]
-        report = fleet.status(patches=known)
+        report = fanout.status(patches=known)
         audit = store.audit_log()
     except SutureError as exc:
         cli._fail(exc, False)
@@ -195,7 +195,7 @@ def daemon(config_file: str, once: bool, dry_run: bool, as_json: bool) -> None:
     import signal
     import threading
 
-    from . import daemon as daemon_mod
+    from ..fleet import daemon as daemon_mod
 
     cli = _cli()
     try:

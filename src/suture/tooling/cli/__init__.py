@@ -9,9 +9,9 @@ from typing import Any, Dict, List, NoReturn, Optional, Sequence, Tuple
 
 import click
 
-from .. import __version__
-from ..runtime.errors import SutureError, UntrustedPatch
-from ..runtime.patchfile import Patch, load, read_envelope
+from ... import __version__
+from ...runtime.errors import SutureError, UntrustedPatch
+from ...runtime.patchfile import Patch, load, read_envelope
 
 _VERDICT_LABEL = {"live": "live", "caveat": "caveat", "hook": "needs hook",
                   "restart": "RESTART REQUIRED"}
@@ -117,9 +117,9 @@ def build(old: str, new: str, output: Optional[Path], cves: Sequence[str], summa
     OLD and NEW are each a source directory, a wheel, an sdist, or name==version.
     Exit codes: 0 built, 3 a change needs a restart, 4 a change needs a hook, 1 error.
     """
-    from .build import BuildRefused
-    from .build import build as do_build
-    from .trust import sign as sign_patch
+    from ..build import BuildRefused
+    from ..build import build as do_build
+    from ..trust import sign as sign_patch
 
     try:
         signers = _signing_keys(keys)
@@ -215,7 +215,7 @@ def inspect(file: Path, as_json: bool) -> None:
 # -- signed patches: keygen, sign, verify, trust (logic in trust.py) --------------------
 
 def _signing_keys(paths: Sequence[Path]) -> List[Any]:
-    from .trust import load_private_key
+    from ..trust import load_private_key
 
     return [load_private_key(p) for p in paths]
 
@@ -236,7 +236,7 @@ def _signed_by(record: Optional[Dict[str, Any]]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def keygen(prefix: Path, name: str, as_json: bool) -> None:
     """Make an Ed25519 key pair for signing patches; never overwrites a key."""
-    from .trust import keygen as do_keygen
+    from ..trust import keygen as do_keygen
 
     try:
         key, pub, keyid = do_keygen(prefix, name)
@@ -260,7 +260,7 @@ def keygen(prefix: Path, name: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def sign_(file: Path, keys: Sequence[Path], output: Optional[Path], as_json: bool) -> None:
     """Add a signature to the patch FILE (its bytes and id do not change)."""
-    from .trust import sign
+    from ..trust import sign
 
     try:
         data = file.read_bytes()
@@ -293,7 +293,7 @@ def verify_(file: Path, as_json: bool) -> None:
     restricted key, a signature that does not match, or a module that is not the named
     distribution's file here), 1 bad file or policy.
     """
-    from .trust import check
+    from ..trust import check
 
     try:
         verdict = check(file.read_bytes())
@@ -332,7 +332,7 @@ def trust(ctx: click.Context, as_json: bool) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
-    from .trust import load_policy
+    from ..trust import load_policy
 
     try:
         policy = load_policy()
@@ -361,7 +361,7 @@ def trust(ctx: click.Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def trust_add(public_key: Path, name: str, dists: Sequence[str], as_json: bool) -> None:
     """Trust the key in PUBLIC_KEY (a .pub file from `suture keygen`) on this host."""
-    from .trust import add_key, policy_path
+    from ..trust import add_key, policy_path
 
     try:
         key = add_key(public_key.read_text().strip(), name, dists)
@@ -374,7 +374,7 @@ def trust_add(public_key: Path, name: str, dists: Sequence[str], as_json: bool) 
     click.echo(f"trusted {key.name} ({key.keyid[:12]}) for {scope} in {policy_path()}")
 
 
-# -- live processes: ps, apply, revert, status (logic in client.py and fleet.py) ---------
+# -- live processes: ps, apply, revert, status (logic in client.py and fanout.py) ---------
 
 _PARALLEL_OPT = click.option(
     "--parallel", type=click.IntRange(min=1), default=None, metavar="N",
@@ -387,8 +387,8 @@ _UNSIGNED_OPT = click.option(
 
 
 def _verified(data: bytes, allow_unsigned: bool, as_json: bool) -> Tuple[Patch, Dict[str, Any]]:
-    """The patch and its trust record (tooling/trust.py), or exit: 2 untrusted, 1 bad file."""
-    from .trust import require
+    """The patch and its trust record (tooling/trust), or exit: 2 untrusted, 1 bad file."""
+    from ..trust import require
 
     try:
         patch, record = require(data, allow_unsigned)
@@ -410,7 +410,7 @@ _ALL_OPT = click.option("--all", "select_all", is_flag=True,
 
 
 def _targets(pids: Sequence[int], select_all: bool, as_json: bool) -> List[int]:
-    from .fleet import agent_pids
+    from ..fleet.fanout import agent_pids
 
     if bool(pids) == select_all:
         _fail(SutureError("Give the target processes with --pid PID (repeatable) or --all, "
@@ -439,7 +439,7 @@ def _render_rows(rows: Sequence[Any], verb: str) -> None:
 
 
 def _audit_notes(rows: Sequence[Any], code: int) -> int:
-    """Say on stderr which rows the target's own store did not record (fleet.py wrote them
+    """Say on stderr which rows the target's own store did not record (fanout.py wrote them
     in ours), and which no store recorded: then the exit code is 1 unless already 1 or 3
     (docs/errors.md), because a change recorded nowhere must not pass for a clean run."""
     for r in rows:
@@ -471,7 +471,7 @@ def ps(dists: Sequence[str], as_json: bool) -> None:
 
     Processes of other users are listed only when you are root.
     """
-    from .fleet import ps as do_ps
+    from ..fleet.fanout import ps as do_ps
 
     rows = do_ps(dists=dists)
     if as_json:
@@ -511,7 +511,7 @@ def attach(pids: Sequence[int], timeout: float, as_json: bool) -> None:
     codes: 0 every process has an agent now, 1 some could not be attached
     (the row says why; those processes run on unchanged).
     """
-    from .attach import attach as do_attach
+    from ..host.attach import attach as do_attach
 
     rows: List[Dict[str, Any]] = []
     for pid in dict.fromkeys(pids):
@@ -572,9 +572,9 @@ def apply(file: Path, pids: Sequence[int], select_all: bool, wait_quiescent: Opt
     revert after --watch failed, or an error.
     """
 
-    from ..runtime import store
-    from ..runtime.errors import MarkedBad
-    from . import rollout
+    from ...runtime import store
+    from ...runtime.errors import MarkedBad
+    from ..fleet import rollout
 
     data = file.read_bytes()
     patch, record = _verified(data, allow_unsigned, as_json)
@@ -645,16 +645,16 @@ def revert(patch_id: str, pids: Sequence[int], select_all: bool, parallel: Optio
     Exit codes: 0 reverted or skipped; 2 some process refused (e.g. a newer patch must be
     reverted first, or the id is unknown); 1 some process failed or an error.
     """
-    from . import fleet
+    from ..fleet import fanout
 
     targets = _targets(pids, select_all, as_json)
-    rows = fleet.revert(patch_id, targets, select_all=select_all, progress=_progress,
+    rows = fanout.revert(patch_id, targets, select_all=select_all, progress=_progress,
                         parallel=parallel)
     if as_json:
         _emit_json({"patch": patch_id, "processes": [r.to_dict() for r in rows]})
     else:
         _render_rows(rows, "revert in")
-    sys.exit(_audit_notes(rows, fleet.exit_code(rows)))
+    sys.exit(_audit_notes(rows, fanout.exit_code(rows)))
 
 
 @main.command()
@@ -674,10 +674,10 @@ def status(pids: Sequence[int], as_json: bool) -> None:
     Exit codes: 2 some process is exposed (even if another could not be asked); 1 a
     process could not be asked, or the store cannot be read; 0 otherwise.
     """
-    from . import fleet
+    from ..fleet import fanout
 
     try:
-        report = fleet.status(pids)
+        report = fanout.status(pids)
     except SutureError as exc:
         _fail(exc, as_json)
     if as_json:
@@ -756,7 +756,7 @@ def _render_status(report: Dict[str, Any]) -> None:
 @click.option("--fast", is_flag=True, help="No pauses between steps.")
 def demo(fast: bool) -> None:
     """Live-patch a vulnerable example app, step by step, then revert."""
-    from .demo import run
+    from ..demo import run
 
     sys.exit(run(fast=fast))
 
@@ -778,7 +778,7 @@ def install(file: Path, allow_unsigned: bool, as_json: bool) -> None:
     """
     import os
 
-    from ..runtime import store
+    from ...runtime import store
 
     data = file.read_bytes()
     _, record = _verified(data, allow_unsigned, as_json)
@@ -805,7 +805,7 @@ def install(file: Path, allow_unsigned: bool, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def list_(as_json: bool) -> None:
     """List the patches installed on this host (see `suture install`)."""
-    from ..runtime import store
+    from ...runtime import store
 
     try:
         rows = store.installed()
@@ -836,7 +836,7 @@ def remove(patch_id: str, as_json: bool) -> None:
     """
     import os
 
-    from ..runtime import store
+    from ...runtime import store
 
     try:
         full = store.remove(patch_id)
@@ -862,7 +862,7 @@ def audit(ctx: click.Context, limit: Optional[int], as_json: bool) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
-    from ..runtime import store
+    from ...runtime import store
 
     try:
         rows = store.audit_log(limit)
@@ -897,7 +897,7 @@ def audit_verify(head: Optional[str], as_json: bool) -> None:
     store, no audit log, an empty one, or only entries from before the chain: nothing
     was verified); 1 the store cannot be read (or was written by a newer Suture).
     """
-    from ..runtime import store
+    from ...runtime import store
 
     try:
         report = store.verify_audit(head)
@@ -941,7 +941,7 @@ def bad(ctx: click.Context, as_json: bool) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
-    from ..runtime import store
+    from ...runtime import store
 
     try:
         marks = store.bad_patches()
@@ -964,7 +964,7 @@ def bad_clear(patch_id: str, as_json: bool) -> None:
     """Allow the patch PATCH_ID (or a unique prefix) again after it was marked bad."""
     import os
 
-    from ..runtime import store
+    from ...runtime import store
 
     try:
         full = store.clear_bad(patch_id)
@@ -994,7 +994,7 @@ def run(command: Sequence[str]) -> None:
     The command replaces suture (same pid, its own signals and exit status).
     Use `--` before a command whose options suture should not read.
     """
-    from .run import run as do_run
+    from ..host.run import run as do_run
 
     try:
         do_run(list(command))
@@ -1010,7 +1010,7 @@ def _fail(exc: SutureError, as_json: bool, code: int = 1) -> NoReturn:
     sys.exit(code)
 
 
-from .cli_fleet import daemon, feed, metrics, sync, vex  # noqa: E402  (uses the helpers above)
+from .fleet import daemon, feed, metrics, sync, vex  # noqa: E402  (uses the helpers above)
 
 for _command in (daemon, feed, metrics, sync, vex):
     main.add_command(_command)
