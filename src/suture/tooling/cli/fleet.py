@@ -1,22 +1,20 @@
-"""CLI commands for fleets: `suture feed publish`, `suture sync` (logic in feed.py).
+"""CLI, fleets: ``suture feed publish``, ``sync``, ``daemon``, ``metrics``, ``vex`` (logic in
+tooling/fleet).
 
-Registered on the main group by cli.py; shares its output helpers.
+Registered on the ``suture`` group by ``cli/__init__.py``; its output helpers come from
+``_common``.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import click
 
 from ...runtime.errors import SutureError
-
-
-def _cli() -> Any:
-    from .. import cli   # the helpers of the main CLI module (imported late: it imports us)
-    return cli
+from ._common import _emit_json, _fail
 
 
 @click.group()
@@ -52,15 +50,14 @@ def feed_publish(files: Sequence[Path], to: Path, key_path: Path, channel: str,
     from ..fleet import feed as feed_mod
     from ..trust import load_private_key
 
-    cli = _cli()
     try:
         key = load_private_key(key_path)
         report = feed_mod.publish(files, to, key, channel=channel, feed=feed_name,
                                   valid_days=valid_days)
     except SutureError as exc:
-        cli._fail(exc, as_json, 2 if exc.code == "SUT-E110" else 1)
+        _fail(exc, as_json, 2 if exc.code == "SUT-E110" else 1)
     if as_json:
-        cli._emit_json(report)
+        _emit_json(report)
         return
     for p in report["published"]:
         click.echo(f"published {p['id'][:12]} ({p['describe']}) to {p['channel']}")
@@ -92,7 +89,6 @@ def sync(source: str, dry_run: bool, install: bool, deadline: str, as_json: bool
     from ..fleet import feed as feed_mod
     from ..fleet.daemon import duration
 
-    cli = _cli()
     try:
         seconds = duration(deadline, "--deadline")
         if seconds <= 0:
@@ -101,14 +97,14 @@ def sync(source: str, dry_run: bool, install: bool, deadline: str, as_json: bool
         if install and not dry_run:
             report["installed"] = feed_mod.install_synced(report)
     except feed_mod.FeedRollback as exc:
-        cli._fail(exc, as_json, 3)
+        _fail(exc, as_json, 3)
     except SutureError as exc:
-        cli._fail(exc, as_json)
+        _fail(exc, as_json)
     rows = report["patches"]
     code = (1 if any(r["outcome"] == "failed" for r in rows)
             else 2 if any(r["outcome"] == "refused" for r in rows) else 0)
     if as_json:
-        cli._emit_json(report)
+        _emit_json(report)
         sys.exit(code)
     click.echo(f"feed {report['feed']} from {report['source']}: index version "
                f"{report['version']} (signed by {', '.join(report['signed_by'])})")
@@ -136,12 +132,11 @@ def vex(output: Path) -> None:
     from ..fleet import fanout
     from ..fleet import vex as vex_mod
 
-    cli = _cli()
     try:
         known = [load(d) for d, _ in store.load_installed()]
         report = fanout.status(patches=known)
     except SutureError as exc:
-        cli._fail(exc, True)
+        _fail(exc, True)
     partial = {p.id: [str(x) for x in p.meta.get("excluded") or []]
                for p in known if p.meta.get("partial")}
     text = json.dumps(vex_mod.document(report, partial=partial), indent=2, sort_keys=True)
@@ -164,13 +159,12 @@ def metrics(textfile: Path) -> None:
     from ..fleet import fanout
     from ..fleet import metrics as metrics_mod
 
-    cli = _cli()
     try:
         known = [load(d) for d, _ in store.load_installed()]
         report = fanout.status(patches=known)
         audit = store.audit_log()
     except SutureError as exc:
-        cli._fail(exc, False)
+        _fail(exc, False)
     text = metrics_mod.render(report, audit,
                               metrics_mod.feed_states(Path(store.state_dir()) / "feeds"))
     if textfile is None:
@@ -197,19 +191,18 @@ def daemon(config_file: str, once: bool, dry_run: bool, as_json: bool) -> None:
 
     from ..fleet import daemon as daemon_mod
 
-    cli = _cli()
     try:
         cfg = daemon_mod.load_config(config_file)
     except SutureError as exc:
-        cli._fail(exc, as_json)
+        _fail(exc, as_json)
     if once:
         try:
             report = daemon_mod.cycle(cfg, dry_run=dry_run,
                                       log=lambda m: click.echo(m, err=True))
         except SutureError as exc:
-            cli._fail(exc, as_json)
+            _fail(exc, as_json)
         if as_json:
-            cli._emit_json(report)
+            _emit_json(report)
         else:
             click.echo(json.dumps(report["processes"], indent=1))
         return
