@@ -81,7 +81,7 @@ def stop_all(procs: List[subprocess.Popen]) -> None:
         p.wait()
 
 
-def apply_costs(work: Path, fanout: List[int], reps: int) -> Dict[str, Any]:
+def apply_costs(work: Path, sizes: List[int], reps: int) -> Dict[str, Any]:
     from suture.runtime.patchfile import load
     from suture.tooling.fleet import fanout
     from suture.tooling import trust
@@ -128,7 +128,7 @@ def apply_costs(work: Path, fanout: List[int], reps: int) -> Dict[str, Any]:
         out["one"] = {"fleet_apply_ms": summary(one), "cli_apply_ms": summary(cli),
                       "cli_startup_and_imports_ms": round(startup, 1)}
         out["fanout"] = []
-        for n in fanout:
+        for n in sizes:
             procs = start_targets(n, work, env)
             pids = [p.pid for p in procs]
             row: Dict[str, Any] = {"processes": n}
