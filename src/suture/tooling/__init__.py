@@ -1,6 +1,6 @@
 """Suture's host side: everything that runs outside the patched processes.
 
-One package per concern (docs/architecture.md, "The tooling"):
+One package per concern (docs/architecture.md, "The tooling's layers"):
 
 * ``build``: sources of two versions, the diff report, patch writing;
 * ``trust``: keys, signatures, the host's trust policy;
@@ -9,6 +9,7 @@ One package per concern (docs/architecture.md, "The tooling"):
 * ``demo``: the ``suture demo`` story and its example app;
 * ``cli``: argument parsing and rendering only, one module per command group.
 
-Imports run one way: cli -> demo -> fleet -> host/trust/build -> suture.runtime
-(tests/tooling/test_layers.py). The runtime never imports this package.
+Imports run one way: cli -> demo, fleet -> build, host, trust -> suture.runtime (demo
+uses build, host and trust; fleet uses host and trust; tests/tooling/test_layers.py
+holds the table). The runtime never imports this package.
 """
