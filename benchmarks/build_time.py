@@ -245,7 +245,7 @@ def pypi_wheel(project: str, version: str, path: Path) -> Path:
 def bench_pair(pair: Dict[str, Any], cache: Path, reps: int, apply: bool,
                apply_reps: int, spin_reps: int, src: str) -> Dict[str, Any]:
     from suture.tooling.build import BuildRefused, build_trees, diff_trees
-    from suture.tooling.sources import materialize
+    from suture.tooling.build.sources import materialize
 
     pc = time.perf_counter_ns
     old_whl, new_whl = wheel_path(pair, pair["old"], cache), wheel_path(pair, pair["new"], cache)

@@ -434,7 +434,7 @@ def _spin_test(cfg: Dict[str, Any], runtime: Any, patch: Any, old_codes: List[An
 
 def build_patches(sizes: Sequence[int], work: Path) -> Dict[int, Dict[str, Any]]:
     from suture.tooling.build import build_trees
-    from suture.tooling.sources import materialize
+    from suture.tooling.build.sources import materialize
 
     out: Dict[int, Dict[str, Any]] = {}
     for n in sizes:

@@ -4,7 +4,7 @@
     PYTHONPATH=src python3 benchmarks/costs.py [--fanout 50,200] [--json OUT] [--quick]
 
 1. **Apply to one process, end to end.** A target with the agent and a small module;
-   ``fleet.apply`` (what ``suture apply`` runs after parsing its arguments: signature
+   ``fanout.apply`` (what ``suture apply`` runs after parsing its arguments: signature
    check not included, socket, the agent's apply, the answer) timed in this process,
    revert in between, and the whole ``suture apply`` command for comparison, whose
    difference is interpreter start-up and imports.
@@ -81,11 +81,12 @@ def stop_all(procs: List[subprocess.Popen]) -> None:
         p.wait()
 
 
-def apply_costs(work: Path, fanout: List[int], reps: int) -> Dict[str, Any]:
+def apply_costs(work: Path, sizes: List[int], reps: int) -> Dict[str, Any]:
     from suture.runtime.patchfile import load
-    from suture.tooling import fleet, trust
+    from suture.tooling.fleet import fanout
+    from suture.tooling import trust
     from suture.tooling.build import build_trees
-    from suture.tooling.sources import materialize
+    from suture.tooling.build.sources import materialize
 
     report = build_trees(materialize(str(tree(work / "v1", "1"))),
                          materialize(str(tree(work / "v2", "2"))))
@@ -108,17 +109,17 @@ def apply_costs(work: Path, fanout: List[int], reps: int) -> Dict[str, Any]:
         one, cli = [], []
         for _ in range(reps):
             t0 = time.perf_counter()
-            rows = fleet.apply(data, patch, [pid])
+            rows = fanout.apply(data, patch, [pid])
             one.append((time.perf_counter() - t0) * 1e3)
             assert rows[0].outcome == "applied", rows[0]
-            fleet.revert(patch.id, [pid])
+            fanout.revert(patch.id, [pid])
         for _ in range(max(3, reps // 4)):
             t0 = time.perf_counter()
             done = subprocess.run([sys.executable, "-m", "suture", "apply", str(work / "fix.suture"),
                                    "--pid", str(pid), "--json"], env=env, capture_output=True)
             cli.append((time.perf_counter() - t0) * 1e3)
             assert done.returncode == 0, done.stderr
-            fleet.revert(patch.id, [pid])
+            fanout.revert(patch.id, [pid])
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-c", "import suture.tooling.cli, suture.tooling.trust"],
                        env=env, check=True)
@@ -127,18 +128,18 @@ def apply_costs(work: Path, fanout: List[int], reps: int) -> Dict[str, Any]:
         out["one"] = {"fleet_apply_ms": summary(one), "cli_apply_ms": summary(cli),
                       "cli_startup_and_imports_ms": round(startup, 1)}
         out["fanout"] = []
-        for n in fanout:
+        for n in sizes:
             procs = start_targets(n, work, env)
             pids = [p.pid for p in procs]
             row: Dict[str, Any] = {"processes": n}
             for label, parallel in (("default", None), ("32", 32)):
                 t0 = time.perf_counter()
-                rows = fleet.apply(data, patch, pids, parallel=parallel)
+                rows = fanout.apply(data, patch, pids, parallel=parallel)
                 row[f"apply_s_{label}"] = round(time.perf_counter() - t0, 3)
                 assert all(r.outcome == "applied" for r in rows), [r.reason for r in rows
                                                                    if r.outcome != "applied"]
-                fleet.revert(patch.id, pids, parallel=32)
-            row["parallel_default"] = fleet.default_parallel()
+                fanout.revert(patch.id, pids, parallel=32)
+            row["parallel_default"] = fanout.default_parallel()
             stop_all(procs)
             out["fanout"].append(row)
     finally:
@@ -197,7 +198,7 @@ def import_hook_costs(work: Path, rounds: int) -> Dict[str, Any]:
     applied patch whose module is not imported yet) and without, fresh processes,
     alternating."""
     from suture.tooling.build import build_trees
-    from suture.tooling.sources import materialize
+    from suture.tooling.build.sources import materialize
 
     report = build_trees(materialize(str(tree(work / "v1", "1"))),
                          materialize(str(tree(work / "v2", "2"))))
@@ -306,7 +307,7 @@ def main(argv: Any = None) -> int:
         print(json.dumps(result, indent=1))
         return 0
     one, idle = result["apply"]["one"], result["idle"]
-    print(f"apply to one process: fleet.apply median {one['fleet_apply_ms']['median']} ms "
+    print(f"apply to one process: fanout.apply median {one['fleet_apply_ms']['median']} ms "
           f"(min {one['fleet_apply_ms']['min']}, max {one['fleet_apply_ms']['max']}); "
           f"`suture apply` median {one['cli_apply_ms']['median']} ms, of which start-up and "
           f"imports ~{one['cli_startup_and_imports_ms']} ms")

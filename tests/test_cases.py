@@ -12,7 +12,7 @@ from typing import Any, Dict
 import pytest
 
 from suture.tooling.build import BuildRefused, build_trees
-from suture.tooling.sources import materialize
+from suture.tooling.build.sources import materialize
 
 CASES = Path(__file__).parent / "cases"
 SRC = Path(__file__).resolve().parents[1] / "src"

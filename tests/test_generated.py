@@ -24,7 +24,7 @@ from typing import Any, Dict, List
 import pytest
 
 from suture.tooling.build import BuildRefused, build_trees
-from suture.tooling.sources import materialize
+from suture.tooling.build.sources import materialize
 from test_cases import run_case
 
 _GEN = Path(__file__).parent / "generated" / "gen.py"

@@ -130,7 +130,7 @@ def write_dist(root: Path, v: int, version: str) -> Path:
 def build_patch(work: Path, key: Any) -> Path:
     from suture.tooling import trust
     from suture.tooling.build import build_trees
-    from suture.tooling.sources import materialize
+    from suture.tooling.build.sources import materialize
 
     v1 = write_dist(work / "build" / "1.0", 1, "1.0")
     v2 = write_dist(work / "build" / "1.1", 2, "1.1")
@@ -188,7 +188,8 @@ def run(seconds_after: float = 20.0, ansible: Optional[Path] = None,
         prometheus: Optional[str] = None) -> Dict[str, Any]:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from suture.tooling import feed, trust
+    from suture.tooling.fleet import feed
+    from suture.tooling import trust
 
     names = [h for h, _, _ in HOSTS]
     work = Path(tempfile.mkdtemp(prefix="suture-fleet-"))

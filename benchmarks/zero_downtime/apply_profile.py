@@ -71,7 +71,7 @@ def main(argv: List[str] = None) -> int:  # type: ignore[assignment]
     ap.add_argument("--runs", type=int, default=5)
     a = ap.parse_args(argv)
     from suture.tooling.build import build_trees
-    from suture.tooling.sources import materialize
+    from suture.tooling.build.sources import materialize
 
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)

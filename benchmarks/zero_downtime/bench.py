@@ -159,7 +159,7 @@ class Host:
     def __init__(self, name: str, root: Path) -> None:
         from suture.tooling import trust
         from suture.tooling.build import build_trees
-        from suture.tooling.sources import materialize
+        from suture.tooling.build.sources import materialize
 
         self.name, self.root, self.spec = name, root, SERVERS[name]
         v1, v2 = self.spec["src"], fixed(self.spec["src"])

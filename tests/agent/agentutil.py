@@ -3,7 +3,7 @@
 Every test gets its own SUTURE_RUNTIME_DIR under tmp_path. Targets are fresh
 ``sys.executable`` processes; we wait for files and sockets by polling with a
 deadline (never a fixed sleep) and kill every process we started in finally.
-The client here is deliberately tiny and independent of suture.tooling.client:
+The client here is deliberately tiny and independent of suture.tooling.host.client:
 these tests pin the wire format itself.
 """
 

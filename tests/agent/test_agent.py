@@ -18,7 +18,7 @@ import pytest
 
 from suture.runtime import _agent
 from suture.tooling.build import build_trees
-from suture.tooling.sources import materialize
+from suture.tooling.build.sources import materialize
 
 from agentutil import Targets, call, exchange, result, wait_for
 

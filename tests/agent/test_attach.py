@@ -317,7 +317,7 @@ def test_no_such_process():
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to have a second uid")
 def test_non_root_caller_may_not_attach_to_roots_process(targets: Targets):
-    from suture.tooling.attach import AttachRefused, attach as do_attach
+    from suture.tooling.host.attach import AttachRefused, attach as do_attach
 
     proc, _ = start(targets, "import time\nprint('ready', flush=True)\ntime.sleep(30)\n")
     r, w = os.pipe()

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from suture.runtime import _agent
 from suture.tooling.build import build_trees
-from suture.tooling.sources import materialize
+from suture.tooling.build.sources import materialize
 
 from agentutil import Targets, exchange, result
 

@@ -28,7 +28,7 @@ import pytest
 
 from suture.runtime.patchfile import Source, canonical_json, dump, load, read_envelope
 from suture.tooling.build import build_trees
-from suture.tooling.sources import materialize
+from suture.tooling.build.sources import materialize
 
 from agentutil import Targets, exchange, result, wait_for
 from signing import signed

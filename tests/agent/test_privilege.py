@@ -20,9 +20,9 @@ from typing import Dict, Iterator, List
 
 import pytest
 
-from suture.tooling import client
+from suture.tooling.host import client
 from suture.tooling.build import build_trees
-from suture.tooling.sources import materialize
+from suture.tooling.build.sources import materialize
 
 from agentutil import wait_for
 from signing import signed

@@ -21,9 +21,9 @@ import pytest
 
 from suture.runtime import store
 from suture.runtime.patchfile import load
-from suture.tooling import rollout
+from suture.tooling.fleet import rollout
 from suture.tooling.build import build_trees
-from suture.tooling.sources import materialize
+from suture.tooling.build.sources import materialize
 
 from agentutil import Targets, result, wait_for
 from signing import signed

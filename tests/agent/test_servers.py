@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import pytest
 
 from suture.tooling.build import build_trees
-from suture.tooling.sources import materialize
+from suture.tooling.build.sources import materialize
 
 from agentutil import Targets, result, wait_for
 from signing import signed

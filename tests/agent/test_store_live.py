@@ -17,7 +17,7 @@ from suture.runtime.errors import UntrustedPatch
 from suture.runtime.patchfile import Patch
 from suture.tooling import trust
 from suture.tooling.build import build_trees
-from suture.tooling.sources import materialize
+from suture.tooling.build.sources import materialize
 
 from agentutil import Targets, call, result, wait_for
 from signing import signed

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from suture.tooling.build import build_trees
-from suture.tooling.sources import materialize
+from suture.tooling.build.sources import materialize
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 SRC = Path(__file__).resolve().parents[2] / "src"

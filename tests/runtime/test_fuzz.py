@@ -25,7 +25,7 @@ from suture.runtime.patchfile import (PAYLOAD_TYPE, Patch, canonical_json, dump,
                                      read_envelope, resolve, sha256_text)
 from suture.tooling import trust
 from suture.tooling.build import build_trees
-from suture.tooling.sources import materialize
+from suture.tooling.build.sources import materialize
 
 EXAMPLES = int(os.environ.get("SUTURE_FUZZ_EXAMPLES", "300"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from suture.tooling.build import build_trees
-from suture.tooling.sources import materialize
+from suture.tooling.build.sources import materialize
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 

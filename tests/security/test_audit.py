@@ -31,7 +31,7 @@ from click.testing import CliRunner
 from suture.runtime import store
 from suture.tooling.build import build_trees
 from suture.tooling.cli import main
-from suture.tooling.sources import materialize
+from suture.tooling.build.sources import materialize
 
 from agentutil import Targets, call, result, wait_for
 from signing import signed

@@ -34,9 +34,9 @@ import pytest
 
 from suture.runtime import protocol
 from suture.runtime.errors import SutureError
-from suture.tooling import client
+from suture.tooling.host import client
 from suture.tooling.build import build_trees
-from suture.tooling.sources import materialize
+from suture.tooling.build.sources import materialize
 
 from agentutil import SRC, Targets, wait_for
 from signing import signed

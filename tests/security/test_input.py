@@ -35,7 +35,8 @@ from hypothesis import strategies as st
 from suture.runtime import _bounded, store
 from suture.runtime.errors import PatchFormatError
 from suture.runtime.patchfile import canonical_json, load
-from suture.tooling import daemon, feed, trust
+from suture.tooling.fleet import daemon, feed
+from suture.tooling import trust
 
 from signing import KEY, signed
 
@@ -521,7 +522,7 @@ def test_a_deep_answer_file_from_an_attach_target_is_a_clean_refusal(tmp_path: P
     # The bootstrap inside the target writes this file; a hostile target can write anything.
     import time
 
-    from suture.tooling import attach
+    from suture.tooling.host import attach
     answer = tmp_path / "answer"
     answer.write_bytes(b"[" * 30000 + b"]" * 30000)
     got = attach._wait_answer(str(answer), time.monotonic() + 1)

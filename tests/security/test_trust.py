@@ -31,9 +31,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from suture.runtime import store
 from suture.runtime.patchfile import dump, load
-from suture.tooling import daemon, trust
+from suture.tooling.fleet import daemon
+from suture.tooling import trust
 from suture.tooling.build import build_trees
-from suture.tooling.sources import materialize
+from suture.tooling.build.sources import materialize
 
 from agentutil import SRC, Targets, result, wait_for
 

@@ -22,7 +22,7 @@ import pytest
 import test_cli_live as live
 from signing import KEY
 from suture.runtime import store
-from suture.tooling import feed
+from suture.tooling.fleet import feed
 
 from test_cli_live import Target, patch_id
 

@@ -13,7 +13,7 @@ import pytest
 
 from suture.runtime import patchfile
 from suture.tooling.build import BuildRefused, build_trees
-from suture.tooling.sources import materialize
+from suture.tooling.build.sources import materialize
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 CASES = Path(__file__).resolve().parents[1] / "cases"

@@ -23,9 +23,9 @@ import pytest
 
 from suture.runtime.errors import SutureError
 from suture.runtime.patchfile import load
-from suture.tooling import client
+from suture.tooling.host import client
 from suture.tooling.build import build_trees
-from suture.tooling.sources import materialize
+from suture.tooling.build.sources import materialize
 
 from signing import signed
 

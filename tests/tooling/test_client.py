@@ -1,4 +1,4 @@
-"""suture.tooling.client / fleet and the ps/apply/revert/status commands, against a stand-in agent.
+"""suture.tooling.host.client / fleet.fanout and the ps/apply/revert/status commands, against a stand-in agent.
 
 The stand-in (``FakeAgent``) is a real Unix-socket server on a thread of the test process,
 speaking docs/protocol.md with scripted answers: it does not depend on the real agent.
@@ -28,9 +28,10 @@ import pytest
 from suture.runtime import protocol
 from suture.runtime.errors import BaselineMismatch, UnknownPatch
 from suture.runtime.patchfile import Patch
-from suture.tooling import client, fleet
+from suture.tooling.host import client
+from suture.tooling.fleet import fanout
 from suture.tooling.build import build_trees
-from suture.tooling.sources import materialize
+from suture.tooling.build.sources import materialize
 
 from signing import signed
 
@@ -377,14 +378,14 @@ def test_apply_all_skips_processes_without_the_distribution(agent: FakeAgent) ->
                 apply=applied())
     patch = Patch(target={"kind": "distribution", "name": "shop-lib", "from_version": "2.4.0",
                           "to_version": "2.4.1"}, modules=(), id="ab" * 32)
-    rows = fleet.apply(b"PATCH", patch, [1000001, 1000002], select_all=True)
+    rows = fanout.apply(b"PATCH", patch, [1000001, 1000002], select_all=True)
     assert [(r.pid, r.outcome, r.reason) for r in rows] == [
         (1000001, "skipped", "does not use shop-lib"),
         (1000002, "applied", "sutclientdemo: applied; pause 0.12 ms")]
     assert agent.ops(1000001) == ["dists"]
     sent = [r for r in agent.requests if r["op"] == "apply"][0]
     assert sent["patch"] == "UEFUQ0g=" and sent["wait_quiescent"] is None
-    assert fleet.exit_code(rows) == 0
+    assert fanout.exit_code(rows) == 0
 
 
 def test_fleet_reports_progress_when_over_ten_processes(agent: FakeAgent) -> None:
@@ -393,23 +394,23 @@ def test_fleet_reports_progress_when_over_ten_processes(agent: FakeAgent) -> Non
         agent.serve(pid, apply=applied())
     seen: List[int] = []
     patch = Patch(target={"kind": "tree", "name": "x"}, modules=(), id="cd" * 32)
-    rows = fleet.apply(b"P", patch, pids, progress=lambda done, total, row: seen.append(done))
+    rows = fanout.apply(b"P", patch, pids, progress=lambda done, total, row: seen.append(done))
     assert [r.pid for r in rows] == pids and {r.outcome for r in rows} == {"applied"}
     assert sorted(seen) == list(range(1, 12))
 
 
 def test_exit_code_failed_over_refused_over_ok() -> None:
-    rows = [fleet.Row(1, "applied"), fleet.Row(2, "refused")]
-    assert fleet.exit_code(rows) == 2
-    assert fleet.exit_code(rows + [fleet.Row(3, "failed")]) == 1
-    assert fleet.exit_code([fleet.Row(1, "pending import"), fleet.Row(2, "skipped")]) == 0
+    rows = [fanout.Row(1, "applied"), fanout.Row(2, "refused")]
+    assert fanout.exit_code(rows) == 2
+    assert fanout.exit_code(rows + [fanout.Row(3, "failed")]) == 1
+    assert fanout.exit_code([fanout.Row(1, "pending import"), fanout.Row(2, "skipped")]) == 0
 
 
 def test_revert_unknown_patch_is_refused_for_a_pid_and_skipped_with_all(agent: FakeAgent) -> None:
     agent.serve(1000201, revert=lambda r: err("UnknownPatch", "SUT-E300", "no patch abc"))
-    [row] = fleet.revert("abc", [1000201])
+    [row] = fanout.revert("abc", [1000201])
     assert (row.outcome, row.code, row.reason) == ("refused", "SUT-E300", "no patch abc")
-    [row] = fleet.revert("abc", [1000201], select_all=True)
+    [row] = fanout.revert("abc", [1000201], select_all=True)
     assert (row.outcome, row.code) == ("skipped", UnknownPatch.code)
 
 

@@ -1,5 +1,5 @@
 """`suture daemon --once` end to end: a feed, real target processes with the agent, the
-host's ring, delays and health check (suture.tooling.daemon)."""
+host's ring, delays and health check (suture.tooling.fleet.daemon)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, List
 import pytest
 
 from suture.runtime import store
-from suture.tooling import feed
+from suture.tooling.fleet import feed
 
 import test_cli_live as live
 from signing import KEY

@@ -1,4 +1,4 @@
-"""daemon.toml, maintenance windows and the per-process view of suture.tooling.daemon:
+"""daemon.toml, maintenance windows and the per-process view of suture.tooling.fleet.daemon:
 the parts that need no live process (those are in test_daemon.py)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any, Dict
 import pytest
 
 from suture.runtime.patchfile import load
-from suture.tooling import daemon
-from suture.tooling.daemon import DaemonConfigError, Window
+from suture.tooling.fleet import daemon
+from suture.tooling.fleet.daemon import DaemonConfigError, Window
 
 from test_trust import make_patch
 

@@ -1,4 +1,4 @@
-"""Patch feeds (suture.tooling.feed): `suture feed publish` and `suture sync`, over a
+"""Patch feeds (suture.tooling.fleet.feed): `suture feed publish` and `suture sync`, over a
 directory and over real HTTP, with rollback, fork, tampering and resumed downloads."""
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from suture.runtime.patchfile import canonical_json, load
-from suture.tooling import feed, trust
+from suture.tooling.fleet import feed
+from suture.tooling import trust
 from suture.tooling.cli import main
 
 from signing import KEY, signed

@@ -18,7 +18,7 @@ from typing import Any, Dict, List
 
 import pytest
 
-from suture.tooling import daemon
+from suture.tooling.fleet import daemon
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "integrations" / "kubernetes" / "suture-daemonset.yaml"

@@ -1,4 +1,4 @@
-"""suture.tooling.metrics and the Grafana dashboard shipped with it. The metrics of live
+"""suture.tooling.fleet.metrics and the Grafana dashboard shipped with it. The metrics of live
 processes are tested in test_cli_live.py and test_daemon.py."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import json
 import re
 from pathlib import Path
 
-from suture.tooling import metrics
+from suture.tooling.fleet import metrics
 
 
 def test_the_grafana_dashboard_queries_only_metrics_suture_writes():

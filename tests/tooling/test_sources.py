@@ -1,4 +1,4 @@
-"""Tests for suture.tooling.sources: real wheels, sdists and directories in tmp_path.
+"""Tests for suture.tooling.build.sources: real wheels, sdists and directories in tmp_path.
 
 The only network-free pip runs are marked slow; they use --no-index and a
 local --find-links directory, with the user's pip configuration switched off.
@@ -21,7 +21,7 @@ from typing import Dict, Iterable, Mapping, Optional, Sequence, Set, Tuple
 
 import pytest
 
-from suture.tooling.sources import (
+from suture.tooling.build.sources import (
     DownloadFailed,
     SourceError,
     SourceNotFound,
@@ -384,7 +384,7 @@ def test_sdist_links_inside_the_archive_become_copies(tmp_path: Path, cache: Pat
         ("lnk-1.0/lnk/subdir", "sub", tarfile.SYMTYPE),
     ])
 
-    with caplog.at_level(logging.WARNING, logger="suture.tooling.sources"):
+    with caplog.at_level(logging.WARNING, logger="suture.tooling.build.sources"):
         tree = materialize(str(sdist), cache_dir=cache)
 
     for name in ("alias", "hard", "chain"):

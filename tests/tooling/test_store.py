@@ -14,7 +14,7 @@ from suture.runtime import store
 from suture.runtime.errors import PatchFormatError, UnknownPatch
 from suture.tooling.build import build_trees
 from suture.tooling.cli import main
-from suture.tooling.sources import materialize
+from suture.tooling.build.sources import materialize
 
 from signing import signed
 

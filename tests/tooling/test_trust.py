@@ -23,7 +23,7 @@ from suture.runtime.patchfile import canonical_json, dump, load, read_envelope
 from suture.tooling import trust
 from suture.tooling.build import build_trees
 from suture.tooling.cli import main
-from suture.tooling.sources import materialize
+from suture.tooling.build.sources import materialize
 
 from signing import KEY, NAME, signed
 

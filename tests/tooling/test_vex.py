@@ -1,11 +1,11 @@
-"""suture.tooling.vex on reports of the shape `suture status --json` prints: the cases the
+"""suture.tooling.fleet.vex on reports of the shape `suture status --json` prints: the cases the
 live test (test_cli_live.py) does not reach."""
 
 from __future__ import annotations
 
 from typing import Any, Dict, List
 
-from suture.tooling import vex
+from suture.tooling.fleet import vex
 
 TARGET = {"kind": "distribution", "name": "Jinja2", "from_version": "3.1.5",
           "to_version": "3.1.6"}

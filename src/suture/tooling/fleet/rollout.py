@@ -21,7 +21,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from ..runtime._agent import _start_ticks
+from ...runtime._agent import _start_ticks
 
 __all__ = ["HealthCheck", "WatchReport", "start_time", "watch"]
 
@@ -139,12 +139,12 @@ class Rollout:
     marked_bad: Optional[bool] = None     # None: no failure; False: the mark failed
 
     def exit_code(self) -> int:
-        """``fleet.exit_code`` of the apply; after a failed watch 3 (1 if a revert failed)."""
-        from . import fleet
+        """``fanout.exit_code`` of the apply; after a failed watch 3 (1 if a revert failed)."""
+        from . import fanout
 
         if self.watch is not None and self.watch.failed:
             return 1 if any(r.outcome == "failed" for r in self.reverted) else 3
-        return fleet.exit_code(self.rows)
+        return fanout.exit_code(self.rows)
 
     def to_dict(self) -> Dict[str, Any]:
         out: Dict[str, Any] = {"processes": [r.to_dict() for r in self.rows]}
@@ -166,15 +166,15 @@ def apply_watched(data: bytes, patch: Any, pids: Sequence[int], *, select_all: b
     failure revert everywhere this apply reached and mark the patch bad on this host.
     ``on_watch(rows, n)`` is called when the watch of ``n`` processes starts. The one
     implementation behind ``suture apply --watch`` and the daemon. ``restricted_to``: the
-    trust record's (tooling/trust.py ``Verdict.record``), passed on to every agent."""
+    trust record's (tooling/trust ``Verdict.record``), passed on to every agent."""
     import os
 
-    from ..runtime import store
-    from ..runtime.errors import SutureError
-    from . import fleet
+    from ...runtime import store
+    from ...runtime.errors import SutureError
+    from . import fanout
 
     starts = {pid: start_time(pid) for pid in pids}      # before: see watch()
-    done = Rollout(fleet.apply(data, patch, pids, select_all=select_all,
+    done = Rollout(fanout.apply(data, patch, pids, select_all=select_all,
                                wait_quiescent=wait_quiescent, progress=progress,
                                parallel=parallel, restricted_to=restricted_to))
     # A "failed" row may be a process the patch killed before it could answer: watched
@@ -192,7 +192,7 @@ def apply_watched(data: bytes, patch: Any, pids: Sequence[int], *, select_all: b
         pass  # the outcome does not depend on the log
     if done.watch.failed:
         alive = [pid for pid in watched if pid not in done.watch.died]
-        done.reverted = fleet.revert(patch.id, alive, select_all=True, progress=progress,
+        done.reverted = fanout.revert(patch.id, alive, select_all=True, progress=progress,
                                      parallel=parallel)
         try:
             store.mark_bad(patch.id, done.watch.reason, os.getuid())

@@ -32,11 +32,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from packaging.version import InvalidVersion, Version
 
-from ..runtime import store
-from ..runtime.errors import (PatchFormatError, RefusedError, RevertOrderError, SutureError,
+from ...runtime import store
+from ...runtime.errors import (PatchFormatError, RefusedError, RevertOrderError, SutureError,
                               UnknownPatch)
-from ..runtime.patchfile import Patch, load
-from . import client
+from ...runtime.patchfile import Patch, load
+from ..host import client
 
 __all__ = ["Row", "apply", "revert", "status", "status_exit_code", "ps", "agent_pids",
            "exit_code", "OK_OUTCOMES", "PATCH_STATES", "PROCESS_STATES", "STATUS_TIMEOUT"]

@@ -35,10 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
-from ..runtime import store
-from ..runtime.errors import SutureError
-from ..runtime.patchfile import load
-from . import feed, fleet, rollout, trust
+from ...runtime import store
+from ...runtime.errors import SutureError
+from ...runtime.patchfile import load
+from . import feed, fanout, rollout
+from .. import trust
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -329,7 +330,7 @@ def _apply_exposed(cfg: Config, report: Dict[str, Any], refused: Dict[str, str],
             continue
     for pid in bad:                     # installed, then marked bad: never applied again
         files.pop(pid, None)
-    status = fleet.status(patches=list(known.values()))
+    status = fanout.status(patches=list(known.values()))
     for entry in status["patches"]:
         if entry["id"] not in files:
             continue
@@ -357,7 +358,7 @@ def _apply_exposed(cfg: Config, report: Dict[str, Any], refused: Dict[str, str],
                         + (" (RECORDED IN NO AUDIT LOG)" if r.unaudited else "")
                         for r in done.rows)
             + (f"; watch {done.watch.result}" if done.watch else ""))
-    status = fleet.status(patches=list(known.values()))
+    status = fanout.status(patches=list(known.values()))
     report["status"] = status
     for proc in status["processes"]:
         if proc["state"] == "unknown":

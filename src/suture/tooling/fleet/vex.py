@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from packaging.utils import canonicalize_name
 
-from .. import __version__
+from ... import __version__
 
 CONTEXT = "https://openvex.dev/ns/v0.2.0"
 

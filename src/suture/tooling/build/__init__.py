@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from .. import __version__
-from ..runtime import _defs
-from ..runtime.errors import SutureError
-from ..runtime.patchfile import (Change, ModulePatch, Patch, Source, compacted, decode_source,
+from ... import __version__
+from ...runtime import _defs
+from ...runtime.errors import SutureError
+from ...runtime.patchfile import (Change, ModulePatch, Patch, Source, compacted, decode_source,
                                  dump, load)
 from .sources import SourceTree, materialize
 

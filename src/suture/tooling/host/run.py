@@ -16,7 +16,7 @@ import os
 import sys
 from typing import Dict, Mapping, NoReturn, Sequence
 
-from ..runtime._bootstrap import prepare
+from ...runtime._bootstrap import prepare
 
 
 def environment(base: Mapping[str, str], bootstrap: str) -> Dict[str, str]:

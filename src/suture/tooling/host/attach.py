@@ -34,8 +34,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
-from ..runtime import _agent, _bootstrap, _bounded
-from ..runtime.errors import SutureError
+from ...runtime import _agent, _bootstrap, _bounded
+from ...runtime.errors import SutureError
 from . import client
 
 __all__ = ["attach", "Attached", "AttachError", "AttachRefused", "NoInjector",

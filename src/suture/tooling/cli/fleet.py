@@ -1,22 +1,20 @@
-"""CLI commands for fleets: `suture feed publish`, `suture sync` (logic in feed.py).
+"""CLI, fleets: ``suture feed publish``, ``sync``, ``daemon``, ``metrics``, ``vex`` (logic in
+tooling/fleet).
 
-Registered on the main group by cli.py; shares its output helpers.
+Registered on the ``suture`` group by ``cli/__init__.py``; its output helpers come from
+``_common``.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import click
 
-from ..runtime.errors import SutureError
-
-
-def _cli() -> Any:
-    from . import cli   # the helpers of the main CLI module (imported late: it imports us)
-    return cli
+from ...runtime.errors import SutureError
+from ._common import _emit_json, _fail
 
 
 @click.group()
@@ -49,18 +47,17 @@ def feed_publish(files: Sequence[Path], to: Path, key_path: Path, channel: str,
     FILES renews the index (a new version and expiry, same patches).
     Exit codes: 0 published, 2 a patch is not trusted, 1 other errors.
     """
-    from . import feed as feed_mod
-    from .trust import load_private_key
+    from ..fleet import feed as feed_mod
+    from ..trust import load_private_key
 
-    cli = _cli()
     try:
         key = load_private_key(key_path)
         report = feed_mod.publish(files, to, key, channel=channel, feed=feed_name,
                                   valid_days=valid_days)
     except SutureError as exc:
-        cli._fail(exc, as_json, 2 if exc.code == "SUT-E110" else 1)
+        _fail(exc, as_json, 2 if exc.code == "SUT-E110" else 1)
     if as_json:
-        cli._emit_json(report)
+        _emit_json(report)
         return
     for p in report["published"]:
         click.echo(f"published {p['id'][:12]} ({p['describe']}) to {p['channel']}")
@@ -89,10 +86,9 @@ def sync(source: str, dry_run: bool, install: bool, deadline: str, as_json: bool
     than one already accepted (rollback), 1 a download failed, did not finish by the
     deadline, or the feed is unusable (malformed, unsigned, expired).
     """
-    from . import feed as feed_mod
-    from .daemon import duration
+    from ..fleet import feed as feed_mod
+    from ..fleet.daemon import duration
 
-    cli = _cli()
     try:
         seconds = duration(deadline, "--deadline")
         if seconds <= 0:
@@ -101,14 +97,14 @@ def sync(source: str, dry_run: bool, install: bool, deadline: str, as_json: bool
         if install and not dry_run:
             report["installed"] = feed_mod.install_synced(report)
     except feed_mod.FeedRollback as exc:
-        cli._fail(exc, as_json, 3)
+        _fail(exc, as_json, 3)
     except SutureError as exc:
-        cli._fail(exc, as_json)
+        _fail(exc, as_json)
     rows = report["patches"]
     code = (1 if any(r["outcome"] == "failed" for r in rows)
             else 2 if any(r["outcome"] == "refused" for r in rows) else 0)
     if as_json:
-        cli._emit_json(report)
+        _emit_json(report)
         sys.exit(code)
     click.echo(f"feed {report['feed']} from {report['source']}: index version "
                f"{report['version']} (signed by {', '.join(report['signed_by'])})")
@@ -131,17 +127,16 @@ def vex(output: Path) -> None:
     Exit codes: 0 written, 1 the store cannot be read."""
     import json
 
-    from ..runtime import store
-    from ..runtime.patchfile import load
-    from . import fleet
-    from . import vex as vex_mod
+    from ...runtime import store
+    from ...runtime.patchfile import load
+    from ..fleet import fanout
+    from ..fleet import vex as vex_mod
 
-    cli = _cli()
     try:
         known = [load(d) for d, _ in store.load_installed()]
-        report = fleet.status(patches=known)
+        report = fanout.status(patches=known)
     except SutureError as exc:
-        cli._fail(exc, True)
+        _fail(exc, True)
     partial = {p.id: [str(x) for x in p.meta.get("excluded") or []]
                for p in known if p.meta.get("partial")}
     text = json.dumps(vex_mod.document(report, partial=partial), indent=2, sort_keys=True)
@@ -159,18 +154,17 @@ def metrics(textfile: Path) -> None:
     """Print this host's Prometheus metrics: processes by state, exposed processes per CVE,
     per-patch states, audited operations, apply pauses, feed syncs.
     Exit codes: 0 written, 1 the store cannot be read."""
-    from ..runtime import store
-    from ..runtime.patchfile import load
-    from . import fleet
-    from . import metrics as metrics_mod
+    from ...runtime import store
+    from ...runtime.patchfile import load
+    from ..fleet import fanout
+    from ..fleet import metrics as metrics_mod
 
-    cli = _cli()
     try:
         known = [load(d) for d, _ in store.load_installed()]
-        report = fleet.status(patches=known)
+        report = fanout.status(patches=known)
         audit = store.audit_log()
     except SutureError as exc:
-        cli._fail(exc, False)
+        _fail(exc, False)
     text = metrics_mod.render(report, audit,
                               metrics_mod.feed_states(Path(store.state_dir()) / "feeds"))
     if textfile is None:
@@ -195,21 +189,20 @@ def daemon(config_file: str, once: bool, dry_run: bool, as_json: bool) -> None:
     import signal
     import threading
 
-    from . import daemon as daemon_mod
+    from ..fleet import daemon as daemon_mod
 
-    cli = _cli()
     try:
         cfg = daemon_mod.load_config(config_file)
     except SutureError as exc:
-        cli._fail(exc, as_json)
+        _fail(exc, as_json)
     if once:
         try:
             report = daemon_mod.cycle(cfg, dry_run=dry_run,
                                       log=lambda m: click.echo(m, err=True))
         except SutureError as exc:
-            cli._fail(exc, as_json)
+            _fail(exc, as_json)
         if as_json:
-            cli._emit_json(report)
+            _emit_json(report)
         else:
             click.echo(json.dumps(report["processes"], indent=1))
         return

@@ -33,9 +33,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from packaging.utils import canonicalize_name
 
-from ..runtime import _members, _owned
-from ..runtime.errors import NotInDistribution, PatchFormatError, SutureError, UntrustedPatch
-from ..runtime.patchfile import PAYLOAD_TYPE, Patch, canonical_json, load, read_envelope
+from ...runtime import _members, _owned
+from ...runtime.errors import NotInDistribution, PatchFormatError, SutureError, UntrustedPatch
+from ...runtime.patchfile import PAYLOAD_TYPE, Patch, canonical_json, load, read_envelope
 
 if sys.version_info >= (3, 11):
     import tomllib

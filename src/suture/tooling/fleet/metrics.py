@@ -1,6 +1,6 @@
 """Prometheus metrics for a host, in the text exposition format (docs/fleet.md).
 
-Built from ``fleet.status()`` (what ``suture status --json`` prints), the store's audit
+Built from ``fanout.status()`` (what ``suture status --json`` prints), the store's audit
 log and the feed mirrors. Written by ``suture metrics`` to standard output or, for
 node-exporter's textfile collector, atomically to a ``.prom`` file.
 """
@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Sequence, Tuple
 
-from . import fleet
+from . import fanout
 
 # Commit pauses in seconds: under 10 µs is the usual case, a millisecond is a heavy patch.
 PAUSE_BUCKETS = (1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 1e-2, 0.1)
@@ -42,7 +42,7 @@ def render(report: Dict[str, Any], audit: Sequence[Dict[str, Any]],
                      "Python processes by state (exposed: runs a release a known patch fixes, "
                      "without it; unknown: no agent, not inspected).",
                      [("suture_processes", {"state": s}, procs.get(s, 0))
-                      for s in fleet.PROCESS_STATES])
+                      for s in fanout.PROCESS_STATES])
     per_cve: "Counter[str]" = Counter()
     for p in report["processes"]:
         for cve in sorted({c for x in p.get("exposed", []) for c in x["cves"]}):
@@ -54,7 +54,7 @@ def render(report: Dict[str, Any], audit: Sequence[Dict[str, Any]],
                       for c in known_cves])
     patch_states = [("suture_patch_processes", {"patch": e["id"][:12], "state": s},
                      sum(1 for p in e["processes"] if p["state"] == s))
-                    for e in report["patches"] for s in fleet.PATCH_STATES]
+                    for e in report["patches"] for s in fanout.PATCH_STATES]
     lines += _family("suture_patch_processes", "gauge",
                      "Processes per known patch and state.", patch_states)
     ops = Counter((str(r.get("op")), str(r.get("result"))) for r in audit)

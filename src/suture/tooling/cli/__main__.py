@@ -1,0 +1,5 @@
+"""``python -m suture.tooling.cli`` is the ``suture`` command."""
+
+from . import main
+
+main()

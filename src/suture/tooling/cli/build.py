@@ -1,0 +1,215 @@
+"""CLI, building patches: ``suture build``, ``inspect``, ``keygen``, ``sign`` (logic in
+tooling/build and tooling/trust)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import click
+
+from ...runtime.errors import SutureError
+from ...runtime.patchfile import load, read_envelope
+from ._common import _emit_json, _fail
+
+
+_VERDICT_LABEL = {"live": "live", "caveat": "caveat", "hook": "needs hook",
+                  "restart": "RESTART REQUIRED"}
+
+
+def _render_changes(rows: List[Dict[str, str]]) -> None:
+    if not rows:
+        click.echo("  no changes (the two versions run the same code)")
+    for r in rows:
+        where = f"{r['module']}:{r['qualname']}" if r["module"] else r["qualname"]
+        if where.endswith(":"):
+            where = where[:-1]
+        line = f"  {_VERDICT_LABEL[r['verdict']]:<16} {r['kind']:<28} {where}"
+        click.echo(line)
+        if r["reason"] and r["verdict"] != "live":
+            click.echo(f"  {'':<16} {'':<28} \u2514 {r['reason']}")
+
+
+@click.command()
+@click.argument("old")
+@click.argument("new")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the patch here (default: NAME-FROM-TO.suture or patch.suture).")
+@click.option("--cve", "cves", multiple=True, help="CVE id this patch fixes (repeatable).")
+@click.option("--summary", default="", help="One line saying what the fix does.")
+@click.option("--hooks", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Hook module attached to the patch (pre/post apply/revert, MIGRATIONS).")
+@click.option("--allow-restart", is_flag=True,
+              help="Build a PARTIAL patch that leaves out modules whose changes need a restart.")
+@click.option("--embed-sources", is_flag=True,
+              help="Carry each changed module's whole baseline and fixed source (format 1), "
+                   "for processes whose source files were replaced by another version. "
+                   "Default: only the changed lines and the baseline's hash.")
+@click.option("--find-links", multiple=True, help="Passed to pip for name==version.")
+@click.option("--index-url", default=None, help="Passed to pip for name==version.")
+@click.option("--no-index", is_flag=True, help="Passed to pip for name==version.")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.option("--sign", "keys", multiple=True, metavar="KEY",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Sign the patch with this private key (repeatable; see `suture keygen`).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def build(old: str, new: str, output: Optional[Path], cves: Sequence[str], summary: str,
+          hooks: Optional[Path], allow_restart: bool, embed_sources: bool,
+          find_links: Sequence[str], index_url: Optional[str], no_index: bool,
+          cache_dir: Optional[Path], keys: Sequence[Path], as_json: bool) -> None:
+    """Build a hotpatch from OLD (vulnerable) to NEW (fixed).
+
+    OLD and NEW are each a source directory, a wheel, an sdist, or name==version.
+    Exit codes: 0 built, 3 a change needs a restart, 4 a change needs a hook, 1 error.
+    """
+    from ..build import BuildRefused
+    from ..build import build as do_build
+    from ..trust import sign as sign_patch
+
+    try:
+        signers = _signing_keys(keys)
+        report = do_build(old, new, cves=cves, summary=summary, hooks=hooks,
+                          allow_restart=allow_restart, cache_dir=cache_dir,
+                          find_links=find_links, index_url=index_url, no_index=no_index,
+                          embed_sources=embed_sources)
+    except BuildRefused as exc:
+        if as_json:
+            _emit_json({**exc.report.to_dict(), "error": exc.to_dict()})
+        else:
+            _header(exc.report.target)
+            _render_changes(exc.report.changes())
+            click.echo(f"\nrefused: {exc.message}", err=True)
+        sys.exit(exc.exit_code)
+    except SutureError as exc:
+        _fail(exc, as_json)
+    assert report.patch is not None and report.data is not None
+    if output is None:
+        t = report.target
+        output = Path(f"{t['name']}-{t.get('from_version')}-{t.get('to_version')}.suture"
+                      if t.get("from_version") else "patch.suture")
+    data = report.data
+    for key in signers:
+        data = sign_patch(data, key)
+    output.write_bytes(data)
+    if as_json:
+        _emit_json({**report.to_dict(), "output": str(output), "signatures": len(signers)})
+        return
+    _header(report.target)
+    _render_changes(report.changes())
+    partial = " (PARTIAL: left out " + ", ".join(report.excluded) + ")" if report.excluded else ""
+    signed = f", signed by {len(signers)} key(s)" if signers else ", unsigned"
+    click.echo(f"\nwrote {output} ({len(data)} bytes), id {report.patch.id[:12]}{partial}"
+               f"{signed}")
+
+
+def _header(target: Dict[str, Any]) -> None:
+    if target.get("from_version"):
+        click.echo(f"{target['name']} {target['from_version']} \u2192 {target['to_version']}")
+    else:
+        click.echo(f"{target['name']}")
+
+
+@click.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def inspect(file: Path, as_json: bool) -> None:
+    """Show what a patch file holds, including its id."""
+    try:
+        data = file.read_bytes()
+        patch = load(data)
+        keyids = [str(sig.get("keyid", "")) for sig in read_envelope(data)[0]["signatures"]
+                  if isinstance(sig, dict)]
+    except SutureError as exc:
+        _fail(exc, as_json)
+    rows = [{"module": m.name, "kind": c.kind, "qualname": c.qualname, "verdict": c.verdict,
+             "reason": c.reason} for m in patch.modules for c in m.changes]
+    if as_json:
+        _emit_json({
+            "id": patch.id, "target": patch.target, "meta": patch.meta,
+            "modules": [{"name": m.name, "action": m.action,
+                         "baseline_sha256": m.baseline.sha256 if m.baseline else None,
+                         "fixed_sha256": m.fixed.sha256,
+                         "sources": "changed lines" if m.compact else "whole"}
+                        for m in patch.modules],
+            "changes": rows, "files": list(patch.files), "hooks": patch.hooks is not None,
+            "signature_keyids": keyids,
+        })
+        return
+    click.echo(f"id       {patch.id}")
+    click.echo(f"target   {patch.describe()} ({patch.target.get('kind')})")
+    meta = patch.meta
+    if meta.get("cves"):
+        click.echo(f"cves     {', '.join(meta['cves'])}")
+    if meta.get("summary"):
+        click.echo(f"summary  {meta['summary']}")
+    click.echo(f"builder  {meta.get('builder', '?')}, python {meta.get('python', '?')}"
+               + (", PARTIAL (left out: " + ", ".join(meta.get("excluded", [])) + ")"
+                  if meta.get("partial") else ""))
+    click.echo(f"hooks    {'yes' if patch.hooks else 'no'}")
+    click.echo(f"signed   {', '.join(k[:12] for k in keyids) + ' (keyids)' if keyids else 'no'}")
+    click.echo("modules")
+    for m in patch.modules:
+        base = m.baseline.sha256[:12] if m.baseline else "(new)"
+        n = len(m.delta or ())
+        lines = f" ({n} hunk{'' if n == 1 else 's'})" if m.compact else ""
+        click.echo(f"  {m.action:<7} {m.name:<40} {base} \u2192 {m.fixed.sha256[:12]}{lines}")
+    click.echo("changes")
+    _render_changes(rows)
+
+
+def _signing_keys(paths: Sequence[Path]) -> List[Any]:
+    from ..trust import load_private_key
+
+    return [load_private_key(p) for p in paths]
+
+
+@click.command()
+@click.option("--out", "prefix", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("suture-signing"), show_default=True,
+              help="Write PREFIX.key (private, mode 0600) and PREFIX.pub.")
+@click.option("--name", default="", help="A label for the key, kept in PREFIX.pub.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def keygen(prefix: Path, name: str, as_json: bool) -> None:
+    """Make an Ed25519 key pair for signing patches; never overwrites a key."""
+    from ..trust import keygen as do_keygen
+
+    try:
+        key, pub, keyid = do_keygen(prefix, name)
+    except SutureError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        _emit_json({"private_key": str(key), "public_key": str(pub), "keyid": keyid})
+        return
+    click.echo(f"wrote {key} (private: keep it secret) and {pub}; keyid {keyid[:12]}")
+    click.echo(f"sign with:   suture sign FILE --key {key}")
+    click.echo(f"trust with:  suture trust add {pub}   (on each host that applies patches)")
+
+
+@click.command(name="sign")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--key", "keys", multiple=True, required=True, metavar="KEY",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Private key file (repeatable: one signature each).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the signed patch here (default: FILE, in place).")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def sign_(file: Path, keys: Sequence[Path], output: Optional[Path], as_json: bool) -> None:
+    """Add a signature to the patch FILE (its bytes and id do not change)."""
+    from ..trust import sign
+
+    try:
+        data = file.read_bytes()
+        for key in _signing_keys(keys):
+            data = sign(data, key)
+        patch = load(data)
+    except SutureError as exc:
+        _fail(exc, as_json)
+    output = output or file
+    tmp = output.with_name(output.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(output)  # a reader never sees half a file
+    if as_json:
+        _emit_json({"id": patch.id, "output": str(output), "signatures": len(keys)})
+        return
+    click.echo(f"signed {patch.short_id} ({patch.describe()}) with {len(keys)} key(s): {output}")

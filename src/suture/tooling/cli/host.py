@@ -1,0 +1,384 @@
+"""CLI, live processes on this host: ``suture ps``, ``attach``, ``apply``, ``revert``,
+``status``, ``run`` (logic in tooling/host and tooling/fleet/fanout.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import click
+
+from ...runtime.errors import SutureError
+from ._common import _UNSIGNED_OPT, _emit_json, _fail, _verified, _when
+
+
+_PARALLEL_OPT = click.option(
+    "--parallel", type=click.IntRange(min=1), default=None, metavar="N",
+    help="Processes patched at once (default: one per CPU; each apply is CPU work in its "
+         "process, and more at once only makes every target stall longer).")
+
+_PID_OPT = click.option("--pid", "pids", type=int, multiple=True, metavar="PID",
+                        help="A target process (repeatable).")
+_ALL_OPT = click.option("--all", "select_all", is_flag=True,
+                        help="Every visible Python process whose agent answers.")
+
+
+def _targets(pids: Sequence[int], select_all: bool, as_json: bool) -> List[int]:
+    from ..fleet.fanout import agent_pids
+
+    if bool(pids) == select_all:
+        _fail(SutureError("Give the target processes with --pid PID (repeatable) or --all, "
+                          "not both and not neither. Nothing was changed."), as_json)
+    return list(dict.fromkeys(pids)) if pids else agent_pids()
+
+
+def _progress(done: int, total: int, row: Any) -> None:
+    click.echo(f"[{done}/{total}] PID {row.pid}: {row.outcome}", err=True)
+
+
+def _render_rows(rows: Sequence[Any], verb: str) -> None:
+    if not rows:
+        click.echo(f"no process to {verb} (none given, or no Python process with an agent "
+                   "answered; see `suture ps`)")
+        return
+    click.echo(f"{'PID':>7}  {'RESULT':<18} DETAIL")
+    for r in rows:
+        label = f"{r.outcome} {r.code}" if r.outcome in ("refused", "failed") else r.outcome
+        click.echo(f"{r.pid:>7}  {label:<18} {r.reason}")
+    counts: Dict[str, int] = {}
+    for r in rows:
+        counts[r.outcome] = counts.get(r.outcome, 0) + 1
+    click.echo("\n" + ", ".join(f"{n} {o}" for o, n in sorted(counts.items()))
+               + f" (of {len(rows)} process{'es' if len(rows) != 1 else ''})")
+
+
+def _audit_notes(rows: Sequence[Any], code: int) -> int:
+    """Say on stderr which rows the target's own store did not record (fanout.py wrote them
+    in ours), and which no store recorded: then the exit code is 1 unless already 1 or 3
+    (docs/errors.md), because a change recorded nowhere must not pass for a clean run."""
+    for r in rows:
+        a = r.audit
+        if a is None:
+            continue
+        why = f"{a.get('why', '?')}" + (f" [{a['code']}]" if a.get("code") else "")
+        theirs = f"its store {a.get('store') or '?'} (uid {a.get('uid', '?')}): {why}"
+        fb = a["fallback"]
+        if fb["recorded"]:
+            click.echo(f"warning: PID {r.pid}: not recorded in the process's own audit log, "
+                       f"{theirs}; recorded in yours instead ({fb['store']})", err=True)
+        else:
+            click.echo(f"error: PID {r.pid}: {r.outcome} but recorded in NO audit log: {theirs}; "
+                       f"and yours ({fb['store']}): {fb['why']} [{fb['code']}]. Record it by "
+                       f"hand and repair a store (`suture audit verify`).", err=True)
+    if any(r.unaudited for r in rows) and code in (0, 2):
+        return 1
+    return code
+
+
+@click.command()
+@click.option("--dist", "dists", multiple=True, metavar="NAME",
+              help="Only report these distributions (repeatable; default: all, "
+                   "shown when imported).")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def ps(dists: Sequence[str], as_json: bool) -> None:
+    """List the Python processes you may see, their agents and applied patches.
+
+    Processes of other users are listed only when you are root.
+    """
+    from ..fleet.fanout import ps as do_ps
+
+    rows = do_ps(dists=dists)
+    if as_json:
+        _emit_json({"processes": rows})
+        return
+    if not rows:
+        click.echo("no Python process visible")
+        return
+    click.echo(f"{'PID':>7}  {'USER':<10} {'PYTHON':<8} {'AGENT':<6} {'PATCHES':<14} COMMAND")
+    hint = False
+    for r in rows:
+        agent = "yes" if r["agent"] else ("stale" if r.get("socket") else "no")
+        patches = ",".join(p[:12] for p in r["patches"]) or "-"
+        click.echo(f"{r['pid']:>7}  {r['user']:<10} {r['python']:<8} {agent:<6} {patches:<14} "
+                   f"{r['command'][:80]}")
+        used = {n: v for n, v in r["dists"].items() if dists or r["loaded"].get(n)}
+        if used:
+            click.echo(f"{'':>9}uses " + ", ".join(f"{n} {v}" for n, v in sorted(used.items())))
+        if r.get("agent_error"):
+            click.echo(f"{'':>9}\u2514 {r['agent_error']}")
+        hint = hint or not r["agent"]
+    if hint:
+        click.echo("\nProcesses without an agent cannot be patched: start them under "
+                   "`suture run`, call suture.agent.start() in them, or `suture attach PID`.")
+
+
+@click.command()
+@click.argument("pids", type=int, nargs=-1, required=True, metavar="PID...")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+              metavar="SECONDS", help="Longest wait for each process to reach a safe point.")
+@click.option("--json", "as_json", is_flag=True, help="Print one row per process as JSON.")
+def attach(pids: Sequence[int], timeout: float, as_json: bool) -> None:
+    """Load the agent into running Python processes started without Suture.
+
+    Uses gdb (sys.remote_exec on Python 3.14) to run a tiny bootstrap at a safe
+    point, bounded by --timeout; acts with each target's own uid and gid. Exit
+    codes: 0 every process has an agent now, 1 some could not be attached
+    (the row says why; those processes run on unchanged).
+    """
+    from ..host.attach import attach as do_attach
+
+    rows: List[Dict[str, Any]] = []
+    for pid in dict.fromkeys(pids):
+        try:
+            rows.append(do_attach(pid, timeout).to_dict())
+        except SutureError as exc:
+            rows.append({"pid": pid, "outcome": "failed", "error": exc.to_dict()})
+        if not as_json:
+            r = rows[-1]
+            if r["outcome"] == "failed":
+                click.echo(f"PID {pid}: not attached: {r['error']['message']} "
+                           f"[{r['error']['code']}]")
+            elif r["outcome"] == "already":
+                click.echo(f"PID {pid}: already has an agent ({r['socket']})")
+            else:
+                click.echo(f"PID {pid}: attached with {r['method']} in {r['seconds']:.2f} s, "
+                           f"Python {r['python']}; agent at {r['socket']}")
+    if as_json:
+        _emit_json({"processes": rows})
+    sys.exit(1 if any(r["outcome"] == "failed" for r in rows) else 0)
+
+
+@click.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_PID_OPT
+@_ALL_OPT
+@click.option("--wait-quiescent", type=float, default=None, metavar="SECONDS",
+              help="Wait up to SECONDS for old code to leave every stack, else refuse.")
+@click.option("--health", default=None, metavar="URL|CMD",
+              help="Health check after applying: a URL (healthy on 2xx/3xx) or a shell "
+                   "command (healthy on exit 0), run every --health-interval during --watch.")
+@click.option("--watch", "watch_s", type=click.FloatRange(min=0), default=None,
+              metavar="SECONDS",
+              help="Watch the patched processes this long (default 30 with --health): if "
+                   "one dies or the health check fails, revert everywhere and mark the "
+                   "patch bad on this host.")
+@click.option("--health-interval", type=click.FloatRange(min=0.05), default=1.0,
+              show_default=True, metavar="SECONDS")
+@click.option("--health-timeout", type=click.FloatRange(min=0.1), default=10.0,
+              show_default=True, metavar="SECONDS")
+@_PARALLEL_OPT
+@_UNSIGNED_OPT
+@click.option("--json", "as_json", is_flag=True, help="Print one row per process as JSON.")
+def apply(file: Path, pids: Sequence[int], select_all: bool, wait_quiescent: Optional[float],
+          health: Optional[str], watch_s: Optional[float], health_interval: float,
+          health_timeout: float, parallel: Optional[int], allow_unsigned: bool,
+          as_json: bool) -> None:
+    """Apply the patch FILE to running processes, in parallel.
+
+    The file is checked here first, signatures included (trust policy: `suture trust`);
+    a bad or untrusted file contacts no process, nor does a patch marked bad on this host
+    (`suture bad`). With --all, processes that do not have the patch's distribution
+    installed are skipped.
+    Exit codes: 0 every process applied, already fixed, pending import or skipped;
+    2 some process refused (it is unchanged), no trusted key signed the patch, or it is
+    marked bad; 3 a process died or the health check failed during --watch, and the
+    patch was reverted everywhere this command applied it; 1 some process failed, a
+    revert after --watch failed, or an error.
+    """
+
+    from ...runtime import store
+    from ...runtime.errors import MarkedBad
+    from ..fleet import rollout
+
+    data = file.read_bytes()
+    patch, record = _verified(data, allow_unsigned, as_json)
+    try:
+        bad = store.bad_patches().get(patch.id)
+    except SutureError as exc:
+        _fail(exc, as_json)
+    if bad is not None:
+        _fail(MarkedBad(f"patch {patch.short_id} ({patch.describe()}) is marked bad on this "
+                        f"host since {_when(bad['at'])}: {bad['reason']}. Run `suture bad "
+                        f"clear {patch.short_id}` once the cause is understood.",
+                        details={"patch_id": patch.id, **bad}), as_json, code=2)
+    if health is not None and watch_s is None:
+        watch_s = 30.0
+    targets = _targets(pids, select_all, as_json)
+    check = rollout.HealthCheck(health, health_timeout) if health else None
+    watched = [0]
+
+    def show_rows(rows: List[Any], n: int = 0) -> None:
+        watched[0] = n
+        if as_json:
+            return
+        click.echo(f"patch {patch.short_id} ({patch.describe()})")
+        _render_rows(rows, "apply to")
+        if n:
+            click.echo(f"watching {n} process(es) for {watch_s:g} s"
+                       + (f", health check {health!r} every {health_interval:g} s"
+                          if health else ""), err=True)
+
+    done = rollout.apply_watched(
+        data, patch, targets, select_all=select_all, wait_quiescent=wait_quiescent,
+        parallel=parallel, check=check, watch_s=watch_s, interval=health_interval,
+        progress=_progress, on_watch=show_rows, restricted_to=record.get("restricted_to"))
+    out: Dict[str, Any] = {"patch": patch.id, "target": patch.target, **done.to_dict()}
+    code = _audit_notes([*done.rows, *done.reverted], done.exit_code())
+    w = done.watch
+    if w is None:
+        show_rows(done.rows)
+    elif as_json:
+        pass
+    elif w.failed:
+        click.echo(f"WATCH FAILED: {w.reason}", err=True)
+        _render_rows(done.reverted, "revert in")
+        if done.marked_bad:
+            click.echo(f"patch {patch.short_id} marked bad on this host: not applied again "
+                       f"until `suture bad clear {patch.short_id}`", err=True)
+        else:
+            click.echo("error: the patch could not be marked bad", err=True)
+    else:
+        click.echo(f"watch passed: {watched[0]} process(es) alive for {watch_s:g} s"
+                   + (f", {w.checks} health check(s) passed" if check else ""))
+    if as_json:
+        _emit_json(out)
+    sys.exit(code)
+
+
+@click.command()
+@click.argument("patch_id")
+@_PID_OPT
+@_ALL_OPT
+@_PARALLEL_OPT
+@click.option("--json", "as_json", is_flag=True, help="Print one row per process as JSON.")
+def revert(patch_id: str, pids: Sequence[int], select_all: bool, parallel: Optional[int],
+           as_json: bool) -> None:
+    """Revert PATCH_ID (or a unique prefix) in running processes, in parallel.
+
+    With --all, processes where the patch is not applied are skipped.
+    Exit codes: 0 reverted or skipped; 2 some process refused (e.g. a newer patch must be
+    reverted first, or the id is unknown); 1 some process failed or an error.
+    """
+    from ..fleet import fanout
+
+    targets = _targets(pids, select_all, as_json)
+    rows = fanout.revert(patch_id, targets, select_all=select_all, progress=_progress,
+                        parallel=parallel)
+    if as_json:
+        _emit_json({"patch": patch_id, "processes": [r.to_dict() for r in rows]})
+    else:
+        _render_rows(rows, "revert in")
+    sys.exit(_audit_notes(rows, fanout.exit_code(rows)))
+
+
+@click.command()
+@_PID_OPT
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def status(pids: Sequence[int], as_json: bool) -> None:
+    """What is applied where, and which processes are still exposed.
+
+    Compares every process with an agent (default: every visible one) with the patches
+    installed on this host (`suture install`, the store of the user running this). Per
+    patch and process: fixed, pending import (patched when imported), exposed (it runs
+    the patch's baseline release without the patch, or a module was refused at import),
+    not affected (another version, or not installed). Python processes without an agent
+    are listed as not inspected and do not change the exit code: what they loaded cannot
+    be told. With --pid, a process without an agent is an error.
+
+    Exit codes: 2 some process is exposed (even if another could not be asked); 1 a
+    process could not be asked, or the store cannot be read; 0 otherwise.
+    """
+    from ..fleet import fanout
+
+    try:
+        report = fanout.status(pids)
+    except SutureError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        _emit_json(report)
+    else:
+        _render_status(report)
+    sys.exit(report["exit_code"])
+
+
+def _one_line(text: str, width: int) -> str:
+    return " ".join(text.split())[:width]
+
+
+_NO_FILE_HINT = ("FILE: the patch file with that id (`suture list` shows the installed ones).\n"
+                 "Installed patches are applied automatically only when an agent starts;\n"
+                 "processes already running need `suture apply`.")
+
+
+def _render_status(report: Dict[str, Any]) -> None:
+    procs = {p["pid"]: p for p in report["processes"]}
+    asked = [p for p in report["processes"] if p["state"] in ("ok", "exposed")]
+    if not report["patches"]:
+        click.echo(f"no patch installed ({report['store']}) and none applied in the "
+                   f"{len(asked)} process{'es' if len(asked) != 1 else ''} asked")
+    for entry in report["patches"]:
+        t = entry["target"]
+        what = (f"{t.get('name')} {t.get('from_version')}\u2192{t.get('to_version')}"
+                if t.get("kind") == "distribution" else str(t.get("name", "?")))
+        cves = ", ".join(entry["cves"]) or "no CVE"
+        extra = "" if entry["installed"] else "  (applied by hand, not installed)"
+        click.echo(f"patch {entry['id'][:12]}  {what}  {cves}{extra}")
+        if not entry["processes"]:
+            click.echo("  no process with an agent was asked")
+        for row in entry["processes"]:
+            click.echo(f"  {row['pid']:>7}  {row['state']:<15} {row['reason']}".rstrip())
+            if row["fix"]:
+                click.echo(f"  {'':>7}  {'':<15} fix: {row['fix']}")
+        click.echo()
+    active = [(p["pid"], a) for p in asked for a in p["active"]]
+    if active:
+        click.echo("old code still running (it finishes on the code it started with):")
+        for pid, a in active:
+            where = a.get("thread") or a.get("where", "?")
+            click.echo(f"  {pid:>7}  {a.get('qualname', '?'):<40} in {where} "
+                       f"(patch {str(a.get('patch', '?'))[:12]})")
+        click.echo()
+    failed = [p for p in report["processes"] if p["state"] == "error"]
+    if failed:
+        click.echo("could not be asked:")
+        for p in failed:
+            code = (p["error"] or {}).get("code") or ""
+            click.echo(f"  {p['pid']:>7}  {code} {p['reason']}")
+        click.echo()
+    unknown = [p for p in report["processes"] if p["state"] == "unknown"]
+    if unknown:
+        click.echo("not inspected (no agent; `suture attach PID`):")
+        for p in unknown:
+            click.echo(f"  {p['pid']:>7}  {_one_line(p['command'], 100)}")
+        click.echo()
+    if report["exposed"]:
+        pids = sorted({x["pid"] for x in report["exposed"]})
+        click.echo(f"EXPOSED: {len(pids)} process{'es' if len(pids) != 1 else ''}")
+        for x in report["exposed"]:
+            cves = ", ".join(x["cves"]) or "no CVE listed"
+            command = _one_line(procs[x["pid"]]["command"], 60) or "?"
+            click.echo(f"  PID {x['pid']} ({command}): {cves} (patch {x['patch'][:12]})")
+        if any((e["fix"] or "").startswith("suture apply FILE") for p in report["processes"]
+               for e in p["exposed"]):
+            click.echo(_NO_FILE_HINT)
+    else:
+        click.echo(f"nothing exposed ({len(asked)} process{'es' if len(asked) != 1 else ''} "
+                   f"asked, {len(failed)} could not be, {len(unknown)} not inspected)")
+
+
+@click.command(context_settings={"ignore_unknown_options": True,
+                                "allow_interspersed_args": False})
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def run(command: Sequence[str]) -> None:
+    """Run COMMAND with the Suture agent loaded into it and into its Python children.
+
+    The command replaces suture (same pid, its own signals and exit status).
+    Use `--` before a command whose options suture should not read.
+    """
+    from ..host.run import run as do_run
+
+    try:
+        do_run(list(command))
+    except SutureError as exc:
+        _fail(exc, False)
