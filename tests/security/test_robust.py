@@ -34,7 +34,7 @@ from suture.runtime.errors import SystemCallFailed, os_failure
 from suture.runtime.patchfile import load
 from suture.tooling import trust
 from suture.tooling.build import build_trees
-from suture.tooling.sources import materialize
+from suture.tooling.build.sources import materialize
 
 from agentutil import Targets, call, result, wait_for
 from signing import signed
