@@ -236,7 +236,7 @@ def test_a_module_imported_during_an_apply_is_patched_not_an_internal_error(
 def blocking_call(path: str, op: str, **fields: Any) -> Dict[str, Any]:
     """One request with a *blocking* connect: it waits in the agent's backlog however long
     the queue is (docs/protocol.md), so this does not depend on the client's connect wait
-    (tooling/client.py, finding 11)."""
+    (tooling/host/client.py, finding 11)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.connect(path)
         s.settimeout(60)
