@@ -142,3 +142,25 @@ def test_engine_imports_run_downward_and_steps_forward():
             elif level[other] == level[me] and other != me and me not in STEPS:
                 wrong.append(f"{module} imports {dep} of its own layer")
     assert wrong == []
+
+
+def test_the_definition_diff_imports_its_facts_and_rules_not_the_reverse():
+    # _defs: syntax (facts) <- verdicts (rules) <- diff (the walk) <- the package's exports.
+    order = ["syntax", "verdicts", "diff", ""]
+    wrong = []
+    for module, deps in GRAPH.items():
+        if not (module + ".").startswith("suture.runtime._defs."):
+            continue
+        me = module[len("suture.runtime._defs") + 1:]
+        for dep in deps:
+            if not (dep + ".").startswith("suture.runtime._defs."):
+                if dep.startswith("suture.runtime"):
+                    wrong.append(f"{module} imports {dep}: the diff stands alone")
+                continue
+            other = dep[len("suture.runtime._defs") + 1:]
+            if order.index(other) >= order.index(me):
+                wrong.append(f"{module} imports {dep}")
+    assert {m for m in GRAPH if m.startswith("suture.runtime._defs")} == {
+        "suture.runtime._defs", "suture.runtime._defs.syntax", "suture.runtime._defs.verdicts",
+        "suture.runtime._defs.diff"}
+    assert wrong == []

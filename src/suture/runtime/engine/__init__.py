@@ -64,6 +64,7 @@ from .prepare import _prepare
 from . import revert as _revert, status as _status
 from .revert import _added_module_removals
 
+
 __all__ = ["apply", "revert", "status", "applied_ids", "patch_on_import", "shadow", "drop_shadow",
            "HookContext", "Result"]
 

@@ -23,6 +23,7 @@ import weakref
 from types import CodeType, FunctionType
 from typing import AbstractSet, Any, Dict, List, Optional, Set, Tuple
 
+from .._defs import syntax as _syntax
 from .. import _codes, _defs
 from .commit import MISSING, Call, Op
 from ..errors import RefusedError
@@ -44,15 +45,15 @@ def _late_split(plan: _defs.ModulePlan, package: str = "", patched: AbstractSet[
     # Functions and classes this batch defines have the live module as globals, where the
     # batch's other new names do not exist before the commit (requests 2.32:
     # ``chardet = _resolve_char_detection()`` and its new ``import importlib``).
-    batch = {n for s in plan.exec_stmts for n in _defs.bound_names(s)}
+    batch = {n for s in plan.exec_stmts for n in _syntax.bound_names(s)}
     construct |= {s.name for s in plan.exec_stmts   # type: ignore[attr-defined]
-                  if _defs.stmt_category(s) in ("def", "class")
-                  and _defs._names_in(s.body) & batch}  # type: ignore[attr-defined]
+                  if _syntax.stmt_category(s) in ("def", "class")
+                  and _syntax._names_in(s.body) & batch}  # type: ignore[attr-defined]
     early: List[ast.stmt] = []
     late: List[ast.stmt] = []
     late_names: Set[str] = set()
     for s in plan.exec_stmts:
-        cat = _defs.stmt_category(s)
+        cat = _syntax.stmt_category(s)
         if isinstance(s, ast.ImportFrom) and _new_names(s, package, patched):
             new = _new_names(s, package, patched)
             for part, names in ((early, [a for a in s.names if a.name not in new]),
@@ -62,11 +63,11 @@ def _late_split(plan: _defs.ModulePlan, package: str = "", patched: AbstractSet[
                         module=s.module, names=names, level=s.level), s))
             late_names.update(a.asname or a.name for a in s.names if a.name in new)
         elif (cat in ("assign", "binding-block", "mutation")
-              and _defs._called_roots(s) & construct
+              and _syntax._called_roots(s) & construct
               or cat in ("assign", "binding-block", "mutation", "class")
-              and _defs._names_in([s]) & late_names):
+              and _syntax._names_in([s]) & late_names):
             late.append(s)   # a statement that builds on a late name runs after it
-            late_names.update(_defs.bound_names(s))
+            late_names.update(_syntax.bound_names(s))
         else:
             early.append(s)
     return early, late
@@ -180,7 +181,7 @@ def _deferred_set(stmt: ast.stmt, setter: str) -> ast.stmt:
     object this batch created.
     """
     if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
-            and _defs.stmt_category(stmt) == "mutation"):
+            and _syntax.stmt_category(stmt) == "mutation"):
         return stmt
     t = stmt.targets[0]
     if isinstance(t, ast.Attribute):
@@ -196,7 +197,7 @@ def _deferred_set(stmt: ast.stmt, setter: str) -> ast.stmt:
         if isinstance(getattr(node, "ctx", None), ast.Store):
             node.ctx = ast.Load()  # type: ignore[attr-defined]
     call = ast.Call(func=ast.Name(setter, ast.Load()),
-                    args=[ast.Constant(_defs._root(t)), obj, key, stmt.value,
+                    args=[ast.Constant(_syntax._root(t)), obj, key, stmt.value,
                           ast.Constant(isinstance(t, ast.Subscript))], keywords=[])
     return ast.fix_missing_locations(ast.copy_location(ast.Expr(call), stmt))
 
@@ -225,7 +226,7 @@ class _ScratchReads(ast.NodeTransformer):
                 stmt = ast.fix_missing_locations(
                     cls(set(bound), channel).visit(copy.deepcopy(stmt)))
             out.append(stmt)
-            bound.update(_defs.bound_names(stmt))
+            bound.update(_syntax.bound_names(stmt))
         return out
 
     def visit_Name(self, node: ast.Name) -> ast.expr:
@@ -259,7 +260,7 @@ class _ScratchReads(ast.NodeTransformer):
         node.bases = [self.visit(b) for b in node.bases]
         node.keywords = [self.visit(k) for k in node.keywords]
         # A name the class body binds itself is read from the class namespace first.
-        inner = self._inner({n for st in node.body for n in _defs.bound_names(st)})
+        inner = self._inner({n for st in node.body for n in _syntax.bound_names(st)})
         node.body = [inner.visit(st) for st in node.body]
         return node
 
@@ -345,7 +346,7 @@ def _defaults(txn: _ModuleTxn, module: types.ModuleType, wanted: List[str],
     if not wanted:
         return
     assert txn.fixed_tree is not None
-    nodes = dict(_defs.iter_functions(txn.fixed_tree.body))
+    nodes = dict(_syntax.iter_functions(txn.fixed_tree.body))
     for f in txn.swapped:
         q = quals.get(id(f.__code__))
         if q not in wanted:
@@ -364,7 +365,7 @@ def _defaults(txn: _ModuleTxn, module: types.ModuleType, wanted: List[str],
                           f"{txn.name}:{q} kwdefaults"))
 
 
-def _eval_defaults(module: types.ModuleType, q: str, node: _defs.FuncNode,
+def _eval_defaults(module: types.ModuleType, q: str, node: _syntax.FuncNode,
                    ns: Dict[str, Any], filename: str,
                    pending: Optional[Dict[str, Any]] = None) -> Tuple[Any, Any]:
     """Evaluate a def's default expressions as its module (or class body) would.

@@ -17,7 +17,8 @@ import types
 from types import FunctionType
 from typing import Any, Dict, List
 
-from .. import _codes, _defs
+from .._defs import syntax as _syntax
+from .. import _codes
 from .commit import Op
 from ._scratch import _bind_module, _defaults, _exec_stmts
 from ._state import _IMMUTABLE, _ModuleTxn, _Record, _isa
@@ -41,9 +42,9 @@ def _late(rec: _Record, live: List[_ModuleTxn]) -> List[Any]:
         ns = _exec_stmts(t, module, t.late_stmts)
         _bind_module(t, module, t.plan, ns, late=True)
         quals = _codes.live_qualnames(t.swapped)
-        wanted = [q for q, fn in _defs.iter_functions(t.fixed_tree.body)
+        wanted = [q for q, fn in _syntax.iter_functions(t.fixed_tree.body)
                   if "<locals>" not in q
-                  and _defs._names_in([*fn.args.defaults, *fn.args.kw_defaults]) & set(ns)]
+                  and _syntax._names_in([*fn.args.defaults, *fn.args.kw_defaults]) & set(ns)]
         _defaults(t, module, wanted, ns, quals)
         ops.extend(t.ops[before:])
     return ops

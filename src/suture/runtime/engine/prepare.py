@@ -27,6 +27,7 @@ import types
 from types import CodeType, FunctionType
 from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 
+from .._defs import syntax as _syntax
 from .. import _codes, _defs
 from .commit import MISSING, Call, Op
 from ..errors import BaselineMismatch, NeedsHook, PatchFormatError, RefusedError, RestartRequired
@@ -244,17 +245,17 @@ def _check_run_time_state(txn: _ModuleTxn, module: types.ModuleType,
     """
     if plan.old_tree is None or plan.new_tree is None:
         return
-    old_k = _defs._keyed(plan.old_tree.body)
+    old_k = _syntax._keyed(plan.old_tree.body)
     run = {id(s) for s in plan.exec_stmts}
     live_ns = _own_dict(module) or {}
-    for key, stmt in _defs._keyed(plan.new_tree.body).items():
+    for key, stmt in _syntax._keyed(plan.new_tree.body).items():
         before = old_k.get(key)
         if id(stmt) not in run or not isinstance(before, ast.Assign) \
-                or _defs.stmt_category(stmt) != "assign" or len(before.targets) != 1 \
+                or _syntax.stmt_category(stmt) != "assign" or len(before.targets) != 1 \
                 or not isinstance(before.targets[0], ast.Name):
             continue
         name = before.targets[0].id
-        if sum(name in _defs.touched_names(st) for st in plan.old_tree.body) != 1:
+        if sum(name in _syntax.touched_names(st) for st in plan.old_tree.body) != 1:
             continue   # built by several statements: its value is not this literal alone
         try:
             value = ast.literal_eval(before.value)
@@ -262,7 +263,7 @@ def _check_run_time_state(txn: _ModuleTxn, module: types.ModuleType,
             continue
         if name in live_ns and not txn.has_hooks and not _same_literal(live_ns[name], value):
             raise NeedsHook(
-                f"Refused: {txn.name}.{name} was set to {_defs._text(before).split('=', 1)[1].strip()}"
+                f"Refused: {txn.name}.{name} was set to {_syntax._text(before).split('=', 1)[1].strip()}"
                 f" at import, but now holds a {type(live_ns[name]).__name__} the process built "
                 f"since; the patch changes its statement, and rebinding it would throw that "
                 "state away. Nothing was changed; rebuild with a hook that carries the state "
@@ -273,8 +274,8 @@ def _drop_overloads(codes: Dict[str, List[CodeType]], tree: Optional[ast.Module]
                     ) -> Tuple[Dict[str, List[CodeType]], Dict[str, List[CodeType]]]:
     """Split the code of ``@overload`` stubs off ``codes`` (qualname -> code, in order)."""
     flags: Dict[str, List[bool]] = {}
-    for q, fn in _defs.iter_functions(tree.body if tree is not None else [], overloads=True):
-        flags.setdefault(q, []).append(_defs.is_overload(fn))
+    for q, fn in _syntax.iter_functions(tree.body if tree is not None else [], overloads=True):
+        flags.setdefault(q, []).append(_syntax.is_overload(fn))
     stubs: Dict[str, List[CodeType]] = {}
     for q, marks in flags.items():
         if any(marks) and len(codes.get(q, ())) == len(marks):
@@ -420,7 +421,7 @@ def _prepare_class(txn: _ModuleTxn, module: types.ModuleType, cp: _defs.ClassPla
                     f"Evaluating the new bases of {txn.name}:{cp.qualname} failed: "
                     f"{type(exc).__name__}: {exc}. Nothing was changed.",
                     details={"module": txn.name, "class": cp.qualname})) from exc
-        old_cls = dict(_defs.iter_classes(plan.old_tree.body)).get(cp.qualname) \
+        old_cls = dict(_syntax.iter_classes(plan.old_tree.body)).get(cp.qualname) \
             if plan.old_tree is not None else None
         try:
             before = evaluate(old_cls.bases, {}) if old_cls is not None else None
@@ -451,7 +452,7 @@ def _regenerate_dataclass(txn: _ModuleTxn, module: types.ModuleType, cls: type,
     class body are not taken from the scratch class: their code is swapped in place.
     """
     assert plan.new_tree is not None
-    node = dict(_defs.iter_classes(plan.new_tree.body))[cp.qualname]
+    node = dict(_syntax.iter_classes(plan.new_tree.body))[cp.qualname]
     label = f"{txn.name}:{cp.qualname}"
     children: List[type] = type.__subclasses__(cls)
     subs = [sub for sub in children if "__dataclass_fields__" in vars(sub)]
