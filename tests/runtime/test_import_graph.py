@@ -105,7 +105,7 @@ LAYERS = [
     {"_state", "commit"},
     {"_refgraph", "_activeness"},
     {"_scratch", "_patchhooks"},
-    {"check", "prepare", "post", "revert", "status"},
+    {"check", "prepare", "post", "reverting", "reporting"},
     {""},   # the package: apply, revert, status, the lock
 ]
 STEPS = ["check", "prepare", "commit", "post"]

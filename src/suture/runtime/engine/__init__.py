@@ -19,13 +19,13 @@ apply(patch) runs in four steps, and nothing is changed before step 3:
 Modules the patch names but the process has not imported are *pending*: the import
 hook (``_hook``) patches them the moment they are imported, by calling
 ``patch_on_import`` here, which it receives with every ``_hook.refresh`` (the hook
-never imports the engine). revert (``revert.py``) and status (``status.py``) are the
+never imports the engine). revert (``reverting.py``) and status (``reporting.py``) are the
 other entry points.
 
 Layers (imports run downward only; ``tests/runtime/test_import_graph.py``):
   this package            the entry points, the lock, the order of the steps
   check, prepare, post,   the steps; each hands its result forward as data and
-  revert, status          never imports a later step
+  reverting, reporting    never imports a later step
   _scratch, _refgraph,    shared analysis: evaluating statements in scratch
   _activeness,            namespaces, the reference graph (importers, lru wrappers,
   _patchhooks             stale caches, from-imports), running old code, patch hooks
@@ -61,8 +61,11 @@ from ._state import (HookContext, Result, _ModuleTxn, _Record, _added_entries, _
 from .check import _check, _load_hooks, _loaded, _plan, _replaced_by, _resolved, _with_sources
 from .post import _late, _leftovers
 from .prepare import _prepare
-from . import revert as _revert, status as _status
-from .revert import _added_module_removals
+# The modules of revert and status are named reverting and reporting: a submodule named
+# like a function of this package would be shadowed by it (``import
+# suture.runtime.engine.revert as m`` would give the function).
+from . import reporting as _reporting, reverting as _reverting
+from .reverting import _added_module_removals
 
 
 __all__ = ["apply", "revert", "status", "applied_ids", "patch_on_import", "shadow", "drop_shadow",
@@ -310,7 +313,7 @@ def _imported_meanwhile(rec: _Record) -> None:
 
 def revert(patch_id: str) -> Result:
     with _lock():
-        return _revert.revert(_find(patch_id), _serve)
+        return _reverting.revert(_find(patch_id), _serve)
 
 
 def applied_ids() -> List[str]:
@@ -320,7 +323,7 @@ def applied_ids() -> List[str]:
 
 def status() -> Dict[str, Any]:
     with _lock():
-        patches, old = _status.records()
+        patches, old = _reporting.records()
     return {"patches": patches, "active": active(old)}   # the heap walk runs unlocked
 
 
