@@ -8,7 +8,7 @@ For patches that change 1, 10, 100 and 1000 functions this script
    (``suture.tooling.build.build_trees(materialize(v1), materialize(v2))``);
 2. for every interpreter under test, starts a FRESH subprocess per N that
    imports v1 and then, R times: applies the patch, records ``Result.pause_ns``
-   (the time inside the single C call of ``suture.runtime._commit``; no other
+   (the time inside the single C call of ``suture.runtime.engine.commit``; no other
    thread can run Python code during it), the apply wall time split into
    prepare / commit / post, and reverts (``revert`` pause and wall time);
 3. in the same process measures the physical floor: N ``f.__code__ = c``
@@ -104,7 +104,7 @@ def worker(cfg: Dict[str, Any]) -> Dict[str, Any]:
     import types
 
     import suture.runtime as runtime
-    from suture.runtime import _commit
+    from suture.runtime.engine import commit as _commit
 
     pc = time.perf_counter_ns
     n = cfg["n"]

@@ -188,7 +188,7 @@ def test_prepare_builds_once_and_holds_only_the_runtime(tmp_path: Path):
     assert sorted(os.listdir(os.path.join(a, "suture"))) == ["__init__.py", "runtime"]
     copied = {str(p.relative_to(Path(a) / "suture" / "runtime"))
               for p in (Path(a) / "suture" / "runtime").rglob("*.py")}
-    assert {"__init__.py", "_agent.py", "_engine.py", "protocol.py"} <= copied
+    assert {"__init__.py", "_agent.py", "engine/__init__.py", "engine/commit.py", "protocol.py"} <= copied
 
 
 def test_a_bootstrapped_process_can_apply_through_its_agent(targets: Targets, tmp_path: Path):

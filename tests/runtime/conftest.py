@@ -31,7 +31,7 @@ import json
 import sys
 
 from suture import runtime
-from suture.runtime import _engine, _hook
+from suture.runtime import _hook, engine
 
 ARGS = json.loads(sys.argv[1])
 

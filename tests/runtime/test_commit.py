@@ -1,4 +1,4 @@
-"""Unit tests of suture.runtime._commit: one atomic commit, one exact undo.
+"""Unit tests of suture.runtime.engine.commit: one atomic commit, one exact undo.
 
 Only plain objects made here are changed (no module is imported or patched),
 so these tests run in-process.
@@ -14,8 +14,8 @@ import types
 
 import pytest
 
-from suture.runtime import _commit
-from suture.runtime._commit import MISSING, Call, Op
+from suture.runtime.engine import commit as _commit
+from suture.runtime.engine.commit import MISSING, Call, Op
 
 
 def _f():

@@ -472,7 +472,7 @@ def test_fork_hooks_are_registered_on_first_use_not_on_import(ws):
             held, release = threading.Event(), threading.Event()
 
             def holder():
-                with _engine._LOCK:
+                with engine._LOCK:
                     held.set()
                     release.wait(seconds)
 

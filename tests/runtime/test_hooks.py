@@ -13,7 +13,7 @@ import weakref
 import pytest
 
 from suture import runtime
-from suture.runtime import _engine
+from suture.runtime.engine import _state
 
 V1 = {"tgt_hooked.py": '''
     CALLS = []
@@ -397,21 +397,21 @@ def test_shadow_attaches_data_to_an_object_with_slots_and_no_weakref():
 
 
 def test_shadow_of_a_weakly_referenceable_object_dies_with_it():
-    before = len(_engine._shadows)
+    before = len(_state._shadows)
     obj = _SlottedWeak()
     runtime.shadow(obj)["x"] = 1
     ref = weakref.ref(obj)
-    assert len(_engine._shadows) == before + 1
+    assert len(_state._shadows) == before + 1
     del obj
     gc.collect()
     assert ref() is None
-    assert len(_engine._shadows) == before
+    assert len(_state._shadows) == before
 
 
 def test_hook_context_shadow_is_the_same_data():
     obj = _Slotted()
     try:
-        ctx = _engine.HookContext.__new__(_engine.HookContext)
+        ctx = _state.HookContext.__new__(_state.HookContext)
         assert ctx.shadow(obj) is runtime.shadow(obj)
     finally:
         runtime.drop_shadow(obj)

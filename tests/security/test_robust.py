@@ -148,20 +148,20 @@ def test_every_os_error_is_named_and_survives_the_socket(code: int, words: str):
 
 
 def test_a_source_that_cannot_be_read_is_e640_and_an_absent_one_is_no_source(tmp_path: Path):
-    from suture.runtime import _engine
+    from suture.runtime.engine import check
     unreadable = types.ModuleType("m")
     unreadable.__file__ = str(tmp_path / "m.py")
     (tmp_path / "m.py").mkdir()          # open() fails with EISDIR: not "absent"
     with pytest.raises(SystemCallFailed, match=r"^Reading the source file of m failed in pid "
                        r"\d+: Is a directory \(EISDIR, .*m\.py\)\. Nothing was changed\."):
-        _engine._file_text(unreadable)
+        check._file_text(unreadable)
     absent = types.ModuleType("n")
     absent.__file__ = str(tmp_path / "n.py")
-    assert _engine._file_text(absent) is None   # the caller refuses with SUT-E201
+    assert check._file_text(absent) is None   # the caller refuses with SUT-E201
 
 
 def test_new_code_that_runs_out_of_descriptors_is_e640_but_its_own_eacces_is_a_refusal():
-    from suture.runtime import _engine
+    from suture.runtime.engine import _state
     from suture.runtime.errors import RefusedError
 
     def failure(code: int) -> BaseException:
@@ -174,11 +174,11 @@ def test_new_code_that_runs_out_of_descriptors_is_e640_but_its_own_eacces_is_a_r
             return exc
 
     refusal = RefusedError("Evaluating the new definitions of m failed: ...")
-    got = _engine._unless_exhausted(failure(errno.EMFILE), "evaluating the new definitions "
+    got = _state._unless_exhausted(failure(errno.EMFILE), "evaluating the new definitions "
                                     "of m", refusal)
     assert isinstance(got, SystemCallFailed) and got.errno == errno.EMFILE
     assert got.message.startswith("Evaluating the new definitions of m failed in pid ")
-    assert _engine._unless_exhausted(failure(errno.EACCES), "x", refusal) is refusal
+    assert _state._unless_exhausted(failure(errno.EACCES), "x", refusal) is refusal
 
 
 # ---------------------------------------------------------------- finding 13: no SUT-E999

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Union
 
-from . import _engine
-from ._engine import HookContext, Result, drop_shadow, shadow
+from . import engine as _engine
+from .engine import HookContext, Result, drop_shadow, shadow
 from .errors import (BaselineMismatch, HookFailed, NeedsHook, NotInDistribution, NotQuiescent,
                      PatchFormatError, RefusedError, RestartRequired, RevertOrderError,
                      RolledBack, SutureError, UnknownPatch, UnprovenDistribution)

@@ -7,7 +7,8 @@ never raises for those. Two kinds of module are served:
 
 * pending modules (patched but not yet imported): found by the finders after
   this one, executed by their own loader, then patched before the import
-  statement returns (``_engine.patch_on_import``);
+  statement returns, by the engine's entry point that ``refresh`` was given
+  (``engine.patch_on_import``);
 * modules a patch adds: executed from the patch's source, registered in
   linecache under ``<suture PATCH>/a/b.py`` so tracebacks show their lines.
 """
@@ -21,13 +22,18 @@ import linecache
 import sys
 import threading
 import types
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 # Only ever taken inside the engine lock (every refresh() caller holds it), so the
 # engine's before-fork hook, which takes the engine lock, also keeps it free at fork.
 _state_lock = threading.Lock()
 _pending: Dict[str, str] = {}
 _added: Dict[str, Tuple[str, str, bool]] = {}
+# The engine's entry point for a pending module that just executed. The engine hands it
+# over with every refresh() rather than this module importing the engine back: the engine
+# imports this module, and an import the other way closed a circle (issue 14). Set before
+# the finder is first installed, so a pending module never executes without it.
+_on_import: Optional[Callable[[str, types.ModuleType], None]] = None
 
 
 class SutureFinder(importlib.abc.MetaPathFinder):
@@ -93,9 +99,8 @@ class _PatchingLoader(importlib.abc.Loader):
         if module.__spec__ is not None:
             module.__spec__.loader = self.real
         self.real.exec_module(module)
-        from . import _engine  # the engine imports this module; import late to avoid a cycle
-
-        _engine.patch_on_import(module.__name__, module)
+        if _on_import is not None:   # always set once a module is pending (refresh)
+            _on_import(module.__name__, module)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)
@@ -104,9 +109,16 @@ class _PatchingLoader(importlib.abc.Loader):
 _finder = SutureFinder()
 
 
-def refresh(pending: Dict[str, str], added: Dict[str, Tuple[str, str, bool]]) -> None:
-    """Serve exactly these modules; install or remove the finder to match."""
+def refresh(pending: Dict[str, str], added: Dict[str, Tuple[str, str, bool]],
+            on_import: Callable[[str, types.ModuleType], None]) -> None:
+    """Serve exactly these modules; install or remove the finder to match.
+
+    ``on_import(name, module)`` is called after a pending module executed: the engine's
+    entry point that patches it.
+    """
+    global _on_import
     with _state_lock:
+        _on_import = on_import
         _pending.clear()
         _pending.update(pending)
         _added.clear()

@@ -11,7 +11,7 @@ the ``RECORD`` of the distribution the patch names (issue 13, finding 3):
   must be a file that the distribution's RECORD lists;
 * a module not loaded yet (pending import): the file its name maps to under the
   distribution's root (``a/b.py`` or ``a/b/__init__.py``) must be listed, and when it
-  is imported its real file is checked again (``_engine.patch_on_import``): what the
+  is imported its real file is checked again (``engine.patch_on_import``): what the
   import system finds first may be another file of the same name;
 * a module the patch adds: its parent package's directory must hold files of the
   distribution (so a top-level module can never be added under a restriction), and no

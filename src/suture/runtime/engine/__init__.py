@@ -1,0 +1,382 @@
+"""The engine: apply, revert and status under one lock; the path of an apply reads here.
+
+apply(patch) runs in four steps, and nothing is changed before step 3:
+
+1. check (``check.py``): every module plan is derived again from the patch's own
+   sources (``_defs.diff_module``) and must equal the change list the builder wrote;
+   restart-required changes, and hook-needing changes without hooks, refuse.
+   Leaves: ``{module: ModulePlan}``, the applied patches it replaces, its hooks.
+2. prepare (``prepare.py``), per loaded module: compile baseline and fixed source
+   here, match every live function of the module to the baseline by qualname and
+   structure (run-pre matching), evaluate new and changed definitions into scratch
+   namespaces, and turn all of it into a list of ``commit.Op``. Leaves: one
+   ``_ModuleTxn`` per module (its ops, its late statements, what to watch).
+3. commit (``commit.py``): ``commit.run`` performs every op in one C call.
+4. post (``post.py``): re-evaluate module objects whose construction changed (a
+   second, equally atomic commit), run post-apply hooks, report what still refers
+   to the old objects; any failure undoes 3 and 4.
+
+Modules the patch names but the process has not imported are *pending*: the import
+hook (``_hook``) patches them the moment they are imported, by calling
+``patch_on_import`` here, which it receives with every ``_hook.refresh`` (the hook
+never imports the engine). revert (``reverting.py``) and status (``reporting.py``) are the
+other entry points.
+
+Layers (imports run downward only; ``tests/runtime/test_import_graph.py``):
+  this package            the entry points, the lock, the order of the steps
+  check, prepare, post,   the steps; each hands its result forward as data and
+  reverting, reporting    never imports a later step
+  _scratch, _refgraph,    shared analysis: evaluating statements in scratch
+  _activeness,            namespaces, the reference graph (importers, lru wrappers,
+  _patchhooks             stale caches, from-imports), running old code, patch hooks
+  _state, commit          the records (Result, _ModuleTxn, _Record, _applied), the
+                          ops and the one-C-call commit; they import no other
+                          engine module
+Enters: a verified ``patchfile.Patch``. Leaves: a ``Result`` (or a ``RefusedError``:
+nothing changed; ``RolledBack``: started, failed, every change undone).
+Invariant: every entry point holds ``_LOCK``; a fork waits for it (below).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import threading
+import types
+import warnings
+from typing import Any, ContextManager, Dict, List, Optional
+
+from .. import _hook, _members
+from . import commit as _commit
+from .commit import MISSING
+from ..errors import RestartRequired, RolledBack, SutureError
+from ..patchfile import Patch
+from ._activeness import _settle, _wait_quiescent, active
+from ._patchhooks import _migrate, _run_hook, _unmigrate
+from ._refgraph import _stale_caches
+from ._state import (HookContext, Result, _ModuleTxn, _Record, _added_entries, _added_index,
+                     _applied, _fine_switching, _find, _forget_modules, _pending_index, _walks,
+                     drop_shadow, shadow)
+from .check import _check, _load_hooks, _loaded, _plan, _replaced_by, _resolved, _with_sources
+from .post import _late, _leftovers
+from .prepare import _prepare
+# The modules of revert and status are named reverting and reporting: a submodule named
+# like a function of this package would be shadowed by it (``import
+# suture.runtime.engine.revert as m`` would give the function).
+from . import reporting as _reporting, reverting as _reverting
+from .reverting import _added_module_removals
+
+
+__all__ = ["apply", "revert", "status", "applied_ids", "patch_on_import", "shadow", "drop_shadow",
+           "HookContext", "Result"]
+
+_LOCK = threading.RLock()  # every engine entry point; take it through _lock()
+
+
+# -- the engine lock and fork -------------------------------------------------------
+#
+# A fork while another thread holds _LOCK would give the child a lock held forever by
+# a thread that does not exist there (every apply, revert and status then blocks),
+# and, between a commit and its bookkeeping, patched code with no record. So a fork
+# waits for the apply/revert in progress, as CPython's logging and concurrent.futures
+# do for their locks: before=acquire, after_in_parent=release; but after_in_child
+# releases too, where they re-initialise (docs/engine.md, "Fork").
+#
+# * The child releases; it does not re-create the lock. The thread that forks is the
+#   child's only thread and keeps its ident there, so it owns what its before-hook
+#   acquired. If it held the lock already (a hook or migration that forks), the
+#   re-entrant acquire does not block, and after the release the child still holds it
+#   once: it finishes the same apply/revert from where it forked, then lets go. A new
+#   lock would break that (its final release would fail, and the rest of the apply
+#   would run unlocked). Also, the agent's own after_in_child hook, registered earlier
+#   when the agent starts first, already runs a new agent thread that may be waiting on
+#   this very lock object: it must be released, not replaced.
+# * Registered once, lazily, on the first use of the engine (importing the runtime
+#   registers nothing). Two threads using the engine for the first time at once may
+#   both register: harmless, since every before is paired with its after, and a
+#   thread never holds _LOCK before the hooks are registered.
+# * A fork therefore waits as long as an apply/revert holds the lock: milliseconds
+#   normally; the hooks' own time; up to ``wait_quiescent`` seconds, and up to
+#   SETTLE_SECONDS for deferred deletions, when threads keep running old code
+#   (holding the lock while waiting keeps what was prepared valid). A forking thread
+#   that itself runs that old code makes those waits time out, then it forks.
+# * _hook's state lock is only ever taken under _LOCK, so it is free at fork too.
+
+_fork_hooks = False
+_fork_holds: Dict[int, int] = {}   # thread ident -> acquisitions made by before-fork hooks
+
+
+def _lock() -> ContextManager[bool]:
+    """The engine lock, with the fork hooks registered (on first use)."""
+    if not _fork_hooks:
+        _register_fork_hooks()
+    return _LOCK
+
+
+def _register_fork_hooks() -> None:
+    global _fork_hooks
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(before=_before_fork, after_in_parent=_after_fork,
+                            after_in_child=_after_fork)
+    _fork_hooks = True
+
+
+def _before_fork() -> None:
+    # Counted before acquiring: if a signal handler raises while this waits, CPython
+    # forks anyway and runs the after-hooks, whose release then fails harmlessly.
+    me = threading.get_ident()
+    _fork_holds[me] = _fork_holds.get(me, 0) + 1
+    _LOCK.acquire()
+
+
+def _after_fork() -> None:
+    me = threading.get_ident()
+    held = _fork_holds.pop(me, 0)
+    if held > 1:
+        _fork_holds[me] = held - 1
+    if held:
+        try:
+            _LOCK.release()
+        except RuntimeError:  # the before-hook was interrupted before it got the lock
+            pass
+
+
+# -- public entry points -------------------------------------------------------
+
+def apply(patch: Patch, *, wait_quiescent: Optional[float] = None,
+          restricted: bool = False) -> Result:
+    with _lock(), _fine_switching():
+        _walks.clear()
+        _walks["scope"] = True
+        try:
+            return _apply_locked(patch, wait_quiescent, restricted)
+        finally:
+            _walks.clear()   # heap walks are shared within one apply, never across
+
+
+def _apply_locked(patch: Patch, wait_quiescent: Optional[float], restricted: bool) -> Result:
+    if patch.id in _applied:
+        return _apply(patch, wait_quiescent)
+    # Step 0, before anything (even the hook below) changes: every module the patch
+    # touches must belong to the distribution it names (_members; docs/security.md).
+    owner, note = _members.check(patch, restricted)
+    added = [m.name for m in patch.modules if m.action == "add"]
+    # Imports do not wait for the engine lock: any thread (the application's, or this one
+    # running a hook or a fixed module's top level) may import a module of this patch while
+    # it is applied. So the hook serves the patch's modules *before* _apply takes its one
+    # look at sys.modules (``_loaded``): a module imported after that look goes through the
+    # hook and is patched by ``patch_on_import`` once the patch is recorded (it waits for
+    # the engine lock); one imported before it is prepared like any loaded module.
+    # A fixed module may also import, at module level, a module this same patch adds: the
+    # hook serves the added modules from the start too. If the patch does not end up
+    # applied, the added modules imported meanwhile are forgotten again.
+    # Rejected: holding the import lock for the whole apply (an application thread that
+    # holds a module lock while our hooks import that module deadlocks with us).
+    loaded = set(sys.modules)
+    pending = {m.name: patch.id for m in patch.modules
+               if m.action != "add" and m.name not in loaded}
+    _hook.refresh(dict(_pending_index(), **pending),
+                  dict(_added_index(), **_added_entries(patch)), patch_on_import)
+    try:
+        return _apply(patch, wait_quiescent, owner, note)
+    finally:
+        if patch.id not in _applied:
+            _forget_modules([n for n in added if n not in loaded])
+            _serve()
+
+
+def _apply(patch: Patch, wait_quiescent: Optional[float],
+           owner: Optional[_members.Owner] = None, note: str = "") -> Result:
+    with _lock():
+        if patch.id in _applied:
+            rec = _applied[patch.id]
+            return Result(patch.id, "already applied", modules=dict(rec.modules))
+        # One look at which modules are loaded, used by every step below: a module
+        # imported while we work must not be "not loaded" to one step and "loaded" to the
+        # next (a compact module then had no plan: SUT-E999 KeyError, issue 13).
+        loaded = _loaded(patch)
+        patch = _with_sources(patch, loaded)
+        plans = _check(patch)
+        replaced = _replaced_by(patch)
+        hooks = _load_hooks(patch)
+        rec = _Record(patch, hooks)
+        rec.owner = owner
+        if note:
+            rec.notes.append(note)
+        rec.rewind = {(id(o.obj), o.key): o.old for r in replaced for o in r.ops
+                      if o.kind != "call"}
+        rec.rewound_files = {f for r in replaced for f in r.filenames.values()}
+        txns: List[_ModuleTxn] = []
+        for mp in patch.modules:
+            module = loaded.get(mp.name)
+            if mp.action == "add":
+                rec.modules[mp.name] = "applied" if module is not None else "pending add"
+                continue
+            if module is None:
+                rec.modules[mp.name] = "pending import"
+                continue
+            txns.append(_prepare(rec, mp, module, plans[mp.name]))
+        for t in txns:
+            rec.modules[t.name] = t.state
+        live = [t for t in txns if t.state == "applied"]
+        if txns and not live and not rec.pending():
+            return Result(patch.id, "already fixed", modules=dict(rec.modules),
+                          notes=["the running code already equals the fixed code; nothing "
+                                 "was changed"])
+        if live:
+            live[-1].ops.extend(_stale_caches(live))
+        for t in live:
+            rec.old_codes.update(t.old_codes)
+            rec.filenames[t.name] = t.filename
+        if wait_quiescent is not None:
+            _wait_quiescent(rec, wait_quiescent)
+        ctx = HookContext(patch)
+        _run_hook(rec, "pre_apply", ctx, refuse=True)
+        _migrate(rec)
+        ops = [o for t in live for o in t.first_ops] + [o for t in live for o in t.ops]
+        # Replacing a cumulative patch: its undo and our changes form one commit, and
+        # our undo log must lead back to the original objects, not to its versions.
+        before = [o for r in reversed(replaced) for o in r.ops + _added_module_removals(r, patch)]
+        for o in ops:
+            if o.kind != "call" and (id(o.obj), o.key) in rec.rewind:
+                o.old = rec.rewind[(id(o.obj), o.key)]
+        # Deleting a name that a running frame of the old code may still read would
+        # raise NameError/AttributeError in that frame: deletions wait for quiescence.
+        deletions = [o for o in ops if o.kind != "call" and o.new is MISSING
+                     and o.old is not MISSING]
+        dropped = {id(o) for o in deletions}
+        try:
+            rec.pause_ns = _commit_ops([o for o in ops if id(o) not in dropped], live, before)
+            rec.ops = ops
+            late_ops = _late(rec, live)
+            if late_ops:
+                rec.pause_ns = max(rec.pause_ns, _commit_ops(late_ops, live))
+                rec.ops = ops + late_ops
+        except BaseException as exc:
+            _commit.restore(ops)
+            _commit.reapply(before)
+            _unmigrate(rec)
+            if isinstance(exc, SutureError):
+                raise
+            if isinstance(exc, TypeError) and any(o.key == "__bases__" for t in live
+                                                  for o in t.first_ops):
+                raise RestartRequired(
+                    f"Patch {patch.short_id} ({patch.describe()}) cannot be applied live: "
+                    f"a class cannot take its new bases ({exc}). Nothing was changed.",
+                    details={"patch": patch.id}) from exc
+            raise RolledBack(f"Applying patch {patch.short_id} failed and was rolled back: "
+                             f"{type(exc).__name__}: {exc}", details={"patch": patch.id}) from exc
+        try:
+            _run_hook(rec, "post_apply", ctx, refuse=False)
+        except BaseException as exc:
+            _commit.undo(rec.ops)
+            _commit.reapply(before)
+            _unmigrate(rec)
+            raise RolledBack(f"post_apply hook of patch {patch.short_id} failed; the patch was "
+                             f"rolled back: {type(exc).__name__}: {exc}",
+                             details={"patch": patch.id}) from exc
+        for t in live:
+            rec.notes.extend(t.notes)
+            rec.notes.extend(_leftovers(t))
+        rec.notes.extend(_settle(deletions, rec.old_codes, undo=False))
+        rec.caveats = [f"{m.name}:{c.qualname}: {c.reason}" for m in patch.modules
+                       for c in m.changes if c.verdict == "caveat"]
+        for r in replaced:
+            del _applied[r.patch.id]
+            rec.notes.append(f"replaced patch {r.patch.short_id} (same target and baseline)")
+        rec.rewind = {}
+        _applied[patch.id] = rec
+        _serve()
+        _imported_meanwhile(rec)
+        return Result(patch.id, "applied" if live or "applied" in rec.modules.values()
+                      else "pending import",
+                      modules=dict(rec.modules), pause_ns=rec.pause_ns, ops=len(rec.ops),
+                      caveats=rec.caveats, notes=rec.notes)
+
+
+def _imported_meanwhile(rec: _Record) -> None:
+    """Patch the modules of ``rec`` still "pending import" that were imported, and have
+    finished executing, while it was applied: by this thread (a hook, a fixed module's top
+    level), or by a thread whose import began before the hook served them. One still
+    executing in another thread came through the hook and is patched when it finishes.
+    A refusal here is the module's state, as with the hook (``patch_on_import``)."""
+    for name, state in list(rec.modules.items()):
+        module = sys.modules.get(name)
+        if state != "pending import" or module is None:
+            continue
+        spec = getattr(module, "__spec__", None)
+        if spec is not None and getattr(spec, "_initializing", False):
+            continue
+        patch_on_import(name, module)
+
+
+def revert(patch_id: str) -> Result:
+    with _lock():
+        return _reverting.revert(_find(patch_id), _serve)
+
+
+def applied_ids() -> List[str]:
+    with _lock():
+        return list(_applied)
+
+
+def status() -> Dict[str, Any]:
+    with _lock():
+        patches, old = _reporting.records()
+    return {"patches": patches, "active": active(old)}   # the heap walk runs unlocked
+
+
+def _serve() -> None:
+    """Bring the import hook in line with ``_applied``: what is pending, what is added."""
+    _hook.refresh(_pending_index(), _added_index(), patch_on_import)
+
+
+# -- step 3 as apply calls it; import-time patching (check, prepare, commit, post) --
+
+def _commit_ops(ops: List[Any], live: List[_ModuleTxn], before: List[Any] = ()) -> int:  # type: ignore[assignment]
+    if any("plain and generator" in n for t in live for n in t.notes):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return _commit.run(ops, before)
+    return _commit.run(ops, before)
+
+
+def patch_on_import(name: str, module: types.ModuleType) -> None:
+    """Called by the import hook right after a pending module executed."""
+    with _lock():
+        for rec in _applied.values():
+            if rec.modules.get(name) != "pending import":
+                continue
+            mp = next(m for m in rec.patch.modules if m.name == name)
+            try:
+                if rec.owner is not None:   # the file found may not be the one checked at apply
+                    _members.check_loaded(rec.patch, rec.owner, name, module)
+                if mp.compact:
+                    mp = _resolved(rec.patch, mp, module)
+                    rec.patch = dataclasses.replace(rec.patch, modules=tuple(
+                        mp if m.name == name else m for m in rec.patch.modules))
+                txn = _prepare(rec, mp, module, _plan(rec.patch, mp))
+                if txn.state == "applied":
+                    ops = txn.first_ops + txn.ops
+                    _commit_ops(ops, [txn])
+                    try:
+                        late = _late(rec, [txn])
+                        if late:
+                            _commit_ops(late, [txn])
+                    except BaseException:
+                        _commit.restore(ops)
+                        raise
+                    rec.ops.extend(ops + late)
+                    rec.old_codes.update(txn.old_codes)
+                    rec.filenames[name] = txn.filename
+                rec.modules[name] = txn.state
+            except SutureError as exc:
+                rec.modules[name] = f"refused at import: {exc.message}"
+            _serve()
+
+
+def _reset_for_tests() -> None:  # pragma: no cover - used by in-process tests only
+    with _lock():
+        _applied.clear()
+        _hook.refresh({}, {}, patch_on_import)

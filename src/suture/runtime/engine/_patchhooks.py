@@ -1,0 +1,93 @@
+"""The patch's own hooks: pre/post apply and revert, and instance migrations.
+
+Enters: a ``_Record`` whose ``hooks`` module was loaded by check. Leaves: nothing, or
+``HookFailed`` (a pre-hook or migration refused: nothing changed).
+Invariant: a failed migration restores every migrated instance's attributes and slots
+(``_unmigrate``) before the refusal leaves.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import types
+from typing import Any, Dict, List
+
+from .commit import MISSING
+from ..errors import HookFailed
+from ._refgraph import _resolve_class
+from ._state import HookContext, _Record
+
+
+def _migrate(rec: _Record) -> None:
+    migrations = getattr(rec.hooks, "MIGRATIONS", None) if rec.hooks else None
+    if not migrations:
+        return
+    targets: Dict[type, Any] = {}
+    for key, fn in migrations.items():
+        modname, _, qual = key.partition(":")
+        module = sys.modules.get(modname)
+        cls = _resolve_class(module, qual) if module else None
+        if cls is not None:
+            targets[cls] = fn
+    if not targets:
+        return
+    objs = [o for cls in targets for o in gc.get_referrers(cls) if type(o) is cls]
+    slots = {cls: _slot_descriptors(cls) for cls in targets}
+    for o in objs:
+        snapshot = dict(o.__dict__) if hasattr(o, "__dict__") else {}
+        rec.migrated.append((o, snapshot, [(d, _slot_get(d, o)) for d in slots[type(o)]]))
+        try:
+            targets[type(o)](o)
+        except Exception as exc:
+            _unmigrate(rec)
+            raise HookFailed(f"Migration of {type(o).__qualname__} instances failed in patch "
+                             f"{rec.patch.short_id}: {type(exc).__name__}: {exc}. Every "
+                             "migrated instance's attributes were restored and the patch was "
+                             "not applied (what a migration changed inside the objects those "
+                             "attributes refer to, such as a list.append, is not undone).",
+                             details={"patch": rec.patch.id}) from exc
+
+
+def _unmigrate(rec: _Record) -> None:
+    for obj, snapshot, slot_values in reversed(rec.migrated):
+        if hasattr(obj, "__dict__"):
+            obj.__dict__.clear()
+            obj.__dict__.update(snapshot)
+        for desc, value in slot_values:
+            if _slot_get(desc, obj) is value:
+                continue
+            if value is MISSING:
+                desc.__delete__(obj)
+            else:
+                desc.__set__(obj, value)
+    rec.migrated.clear()
+
+
+# A migration may set slots as well as __dict__ entries (instances with __slots__ have
+# no __dict__ at all), so both are snapshotted. Slots are read and written through their
+# descriptors, so a class's own __getattribute__/__setattr__ cannot get in the way.
+def _slot_descriptors(cls: type) -> List[Any]:
+    return [d for c in cls.__mro__ for d in vars(c).values()
+            if type(d) is types.MemberDescriptorType]
+
+
+def _slot_get(desc: Any, obj: Any) -> Any:
+    try:
+        return desc.__get__(obj, type(obj))
+    except AttributeError:  # an empty slot
+        return MISSING
+
+
+def _run_hook(rec: _Record, name: str, ctx: "HookContext", refuse: bool) -> None:
+    fn = getattr(rec.hooks, name, None) if rec.hooks else None
+    if fn is None:
+        return
+    try:
+        fn(ctx)
+    except Exception as exc:
+        if refuse:
+            raise HookFailed(f"{name} hook of patch {rec.patch.short_id} refused: "
+                             f"{type(exc).__name__}: {exc}. Nothing was changed.",
+                             details={"patch": rec.patch.id, "hook": name}) from exc
+        raise

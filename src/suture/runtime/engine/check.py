@@ -1,0 +1,185 @@
+"""Step 1: check the patch against itself and against the applied patches.
+
+Enters: a verified ``Patch`` and the apply's one look at ``sys.modules`` (``_loaded``).
+Leaves: the patch with compact modules resolved (``_with_sources``), one
+``_defs.ModulePlan`` per module derived again from the patch's own sources
+(``_check``), the applied patches it replaces (``_replaced_by``), its hooks module
+(``_load_hooks``). Nothing in the process is changed here.
+Invariant: a plan that differs from the change list the builder wrote, a
+restart-required change, or a hook-needing change without hooks refuses the patch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import types
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+from .. import _defs
+from ..errors import (BaselineMismatch, HookFailed, NeedsHook, PatchFormatError, RestartRequired,
+                      RevertOrderError)
+from .. import patchfile
+from ..patchfile import ModulePatch, Patch
+from ._state import _Record, _applied, _raise_os_failure, _register_source, _unless_exhausted
+
+
+def _loaded(patch: Patch) -> Dict[str, types.ModuleType]:
+    """The modules of ``patch`` in sys.modules now: the apply's one look at them."""
+    out: Dict[str, types.ModuleType] = {}
+    for mp in patch.modules:
+        module = sys.modules.get(mp.name)
+        if module is not None:
+            out[mp.name] = module
+    return out
+
+
+def _check(patch: Patch) -> Dict[str, _defs.ModulePlan]:
+    plans: Dict[str, _defs.ModulePlan] = {}
+    restart: List[str] = []
+    hooks: List[str] = []
+    for mp in patch.modules:
+        if mp.compact:   # not loaded: its sources are rebuilt and checked when it is imported
+            changes: Sequence[Any] = mp.changes
+        else:
+            plans[mp.name] = _plan(patch, mp)
+            changes = plans[mp.name].changes
+        for c in changes:
+            if c.verdict == "restart":
+                restart.append(f"{mp.name}:{c.qualname} ({c.kind}: {c.reason})")
+            elif c.verdict == "hook" and patch.hooks is None:
+                hooks.append(f"{mp.name}:{c.qualname} ({c.kind})")
+    if not patch.meta.get("partial"):   # a partial patch left those out on purpose
+        restart += [f"{f.get('path')} ({f.get('kind')}: {f.get('reason')})"
+                    for f in patch.files if f.get("verdict") == "restart"]
+    if restart:
+        raise RestartRequired(
+            f"Patch {patch.short_id} ({patch.describe()}) cannot be applied live: "
+            + "; ".join(restart) + ". Nothing was changed; deploy the fixed version with a restart.",
+            details={"patch": patch.id, "changes": restart})
+    if hooks:
+        raise NeedsHook(
+            f"Patch {patch.short_id} ({patch.describe()}) needs a hook for: " + "; ".join(hooks)
+            + ". Nothing was changed; rebuild with `suture build --hooks FILE`.",
+            details={"patch": patch.id, "changes": hooks})
+    return plans
+
+
+def _replaced_by(patch: Patch) -> List[_Record]:
+    """Applied patches that ``patch`` supersedes (a cumulative patch: same target, same baseline).
+
+    A patch built from the same baseline of the same target as an applied one
+    replaces it in one commit (kernel livepatch's "atomic replace"). A patch
+    whose baseline is an applied patch's *fixed* code stacks on it instead.
+    """
+    mine = {m.name: m.baseline.sha256 for m in patch.modules if m.baseline is not None}
+    out = []
+    for r in _applied.values():
+        theirs = {m.name: m.baseline.sha256 for m in r.patch.modules if m.baseline is not None}
+        common = mine.keys() & theirs.keys()
+        if (r.patch.target.get("name") == patch.target.get("name")
+                and r.patch.target.get("from_version") == patch.target.get("from_version")
+                and common and all(mine[n] == theirs[n] for n in common)):
+            out.append(r)
+    for r in out:
+        ids = list(_applied)
+        touched = set(r.modules)
+        newer = [n for n in ids[ids.index(r.patch.id) + 1:] if _applied[n] not in out
+                 and touched & set(_applied[n].modules)]
+        if newer:
+            raise RevertOrderError(
+                f"Patch {patch.short_id} would replace {r.patch.short_id}, but newer patch "
+                f"{newer[-1][:12]} patches the same modules; revert it first. Nothing was "
+                "changed.", details={"patch": patch.id, "newer": newer})
+    return out
+
+
+def _load_hooks(patch: Patch) -> Optional[types.ModuleType]:
+    if patch.hooks is None:
+        return None
+    name = f"suture_hooks_{patch.short_id}"
+    filename = f"<suture hooks {patch.short_id}>"
+    _register_source(filename, patch.hooks.whole)
+    mod = types.ModuleType(name)
+    mod.__file__ = filename
+    try:
+        exec(compile(patch.hooks.whole, filename, "exec", dont_inherit=True), mod.__dict__)
+    except Exception as exc:
+        raise _unless_exhausted(exc, f"the hooks of patch {patch.short_id}", HookFailed(
+            f"The hooks of patch {patch.short_id} failed to load: "
+            f"{type(exc).__name__}: {exc}. Nothing was changed.",
+            details={"patch": patch.id})) from exc
+    return mod
+
+
+def _plan(patch: Patch, mp: ModulePatch) -> _defs.ModulePlan:
+    """The module's changes derived from its (whole) sources; they must be the declared ones."""
+    try:
+        if mp.action == "add":
+            plan = _defs.added_module_plan(mp.fixed.text or "")
+        else:
+            assert mp.baseline is not None
+            plan = _defs.diff_module(mp.baseline.text or "", mp.fixed.text or "", mp.name)
+    except SyntaxError as exc:
+        raise PatchFormatError(f"Patch {patch.short_id}: the source of {mp.name} does not "
+                               f"parse on Python {sys.version.split()[0]}: {exc}",
+                               details={"module": mp.name}) from exc
+    derived = sorted((c.kind, c.qualname, c.verdict) for c in plan.changes)
+    declared = sorted((c.kind, c.qualname, c.verdict) for c in mp.changes)
+    if derived != declared:
+        raise PatchFormatError(
+            f"Patch {patch.short_id}: the change list of {mp.name} does not match its "
+            "sources (built by another Suture version, or edited). Rebuild the patch.",
+            details={"module": mp.name, "derived": derived, "declared": declared})
+    return plan
+
+
+def _with_sources(patch: Patch, loaded: Mapping[str, types.ModuleType]) -> Patch:
+    """``patch`` with the sources of its compact modules rebuilt, for those loaded here.
+
+    A compact module carries hashes and the changed lines only; its whole sources come
+    from the process: the fixed source of an applied patch (stacking), else the module's
+    own file, each accepted only if it hashes to the baseline or to the fixed source.
+    """
+    if not any(mp.compact for mp in patch.modules):
+        return patch
+    modules = [_resolved(patch, mp, loaded[mp.name]) if mp.compact
+               and mp.name in loaded else mp for mp in patch.modules]
+    return dataclasses.replace(patch, modules=tuple(modules))
+
+
+def _resolved(patch: Patch, mp: ModulePatch, module: types.ModuleType) -> ModulePatch:
+    texts = [m.fixed.text for r in _applied.values() for m in r.patch.modules
+             if m.name == mp.name and m.fixed.text is not None]
+    for text in texts + [_file_text(module)]:
+        full = patchfile.resolve(mp, text)
+        if full is not None:
+            return full
+    assert mp.baseline is not None
+    raise BaselineMismatch(
+        f"Refused patch {patch.short_id} ({patch.describe()}): {mp.name} does not match the "
+        f"baseline: its source file ({getattr(module, '__file__', None) or 'none'}) is neither "
+        f"the baseline (sha256 {mp.baseline.sha256[:12]}\u2026) nor the fixed version, and "
+        "this patch carries only the changed lines, so the running code cannot be checked "
+        "against the baseline. Nothing was changed. If another version was installed under "
+        "the running process, rebuild the patch with `suture build --embed-sources`, which "
+        "carries the whole baseline.",
+        details={"module": mp.name, "baseline_sha256": mp.baseline.sha256, "first": None})
+
+
+def _file_text(module: types.ModuleType) -> Optional[str]:
+    """The module's source file as bytes on disk decoded like the builder does, or None."""
+    file = getattr(module, "__file__", None)
+    if not isinstance(file, str) or not file.endswith(".py"):
+        return None
+    loader = getattr(module, "__loader__", None)
+    try:
+        if loader is not None and hasattr(loader, "get_data"):   # also zip imports
+            data = loader.get_data(file)
+        else:
+            with open(file, "rb") as f:
+                data = f.read()
+    except (OSError, ImportError) as exc:
+        _raise_os_failure(exc, file, f"reading the source file of {module.__name__}")
+        return None   # absent (deleted, or in no file): the caller refuses with SUT-E201
+    return patchfile.decode_source(bytes(data))

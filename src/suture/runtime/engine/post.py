@@ -1,0 +1,80 @@
+"""Step 4: what happens after the first commit.
+
+Enters: the applied ``_Record`` and its live ``_ModuleTxn``. Leaves: the ops of the
+second commit (``_late``: module objects whose construction the patch changed, built
+by the new code), and notes on references to replaced objects the patch could not
+reach (``_leftovers``).
+Invariant: the late ops are committed as one C call like the first; if they fail the
+caller undoes both commits.
+"""
+
+from __future__ import annotations
+
+import gc
+import re
+import sys
+import types
+from types import FunctionType
+from typing import Any, Dict, List
+
+from .._defs import syntax as _syntax
+from .. import _codes
+from .commit import Op
+from ._scratch import _bind_module, _defaults, _exec_stmts
+from ._state import _IMMUTABLE, _ModuleTxn, _Record, _isa
+
+
+def _late(rec: _Record, live: List[_ModuleTxn]) -> List[Any]:
+    """Second phase: evaluate module objects whose construction the patch changed.
+
+    They must be built by the *new* code, which only exists after the first
+    commit. Between the two commits other threads may see new code next to the
+    old object, exactly as they would through any reference the old object
+    still has; the builder reports these as caveats.
+    """
+    ops: List[Any] = []
+    for t in live:
+        if not t.late_stmts:
+            continue
+        assert t.plan is not None and t.fixed_tree is not None
+        module = sys.modules[t.name]
+        before = len(t.ops)   # _exec_stmts adds the ops of attribute/item assignments
+        ns = _exec_stmts(t, module, t.late_stmts)
+        _bind_module(t, module, t.plan, ns, late=True)
+        quals = _codes.live_qualnames(t.swapped)
+        wanted = [q for q, fn in _syntax.iter_functions(t.fixed_tree.body)
+                  if "<locals>" not in q
+                  and _syntax._names_in([*fn.args.defaults, *fn.args.kw_defaults]) & set(ns)]
+        _defaults(t, module, wanted, ns, quals)
+        ops.extend(t.ops[before:])
+    return ops
+
+
+def _leftovers(txn: _ModuleTxn) -> List[str]:
+    """Report references to replaced objects that the patch could not reach.
+
+    Runs after the commit, so the module dicts the patch rebound no longer
+    count. One ``gc.get_referrers`` heap walk per module, and only when the
+    patch rebound objects that are not plain values (ints, strings, tuples...),
+    compiled regexes (shared through ``re``'s cache by design), functions or
+    classes (patched in place).
+    """
+    watched = [(label, o) for label, o in txn.watch
+               if not _isa(o, _IMMUTABLE + (type, FunctionType, type(re.compile(""))))][:20]
+    if not watched:
+        return []
+    targets = tuple(o for _, o in watched)   # passed as is: this tuple is ours too
+    ours = {id(txn.watch), id(watched), id(targets)} | {id(p) for p in txn.watch} | {
+        id(p) for p in watched}
+    by_id = {id(o): label for label, o in watched}
+    counts: Dict[str, List[str]] = {}
+    for r in gc.get_referrers(*targets):
+        if id(r) in ours or _isa(r, (Op, types.FrameType)):
+            continue
+        for target in gc.get_referents(r):
+            label = by_id.get(id(target))
+            if label is not None:
+                counts.setdefault(label, []).append(type(r).__name__)
+    return [f"{label}: {len(kinds)} reference(s) to the old object remain "
+            f"({', '.join(sorted(set(kinds)))}); they keep seeing the old object"
+            for label, kinds in sorted(counts.items())]
