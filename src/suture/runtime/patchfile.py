@@ -6,7 +6,7 @@ A patch file is a DSSE-shaped JSON envelope around canonical payload bytes::
 
 The payload is JSON with sorted keys and no insignificant white space, so the
 same patch always has the same bytes; its sha256 is the patch id. Signatures
-sign the payload bytes, never the envelope (tooling/trust.py checks them; the
+sign the payload bytes, never the envelope (tooling/trust/__init__.py checks them; the
 runtime cannot, being stdlib-only: docs/security.md). This module is the
 only reader of the format; tooling writes through ``dump``. See
 docs/patch-format.md.

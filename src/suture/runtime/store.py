@@ -293,7 +293,7 @@ def _blocked_details(path: str) -> Dict[str, Any]:
 
 def install(data: bytes, trust: Optional[Dict[str, Any]] = None) -> Patch:
     """Validate ``data`` (a patch file) and keep it with ``trust``, the record of its
-    verification (tooling/trust.py: ``{"signers": [...]}`` or ``{"unsigned": true}``).
+    verification (tooling/trust/__init__.py: ``{"signers": [...]}`` or ``{"unsigned": true}``).
     Installing the same patch again refreshes its data and record. Agents apply only rows
     that have a record: this module cannot check signatures (stdlib only), so the record
     is what the verifying tool wrote, and the store's ownership checks are what protect it.
