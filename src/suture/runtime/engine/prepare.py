@@ -359,10 +359,13 @@ def _prepare_class(txn: _ModuleTxn, module: types.ModuleType, cp: _defs.ClassPla
         _regenerate_dataclass(txn, module, cls, cp, plan)
     if cp.exec_members:
         path = cp.qualname.split(".")
-        inner: ast.stmt = ast.ClassDef(name=path[-1], bases=[], keywords=[],
-                                       body=list(cp.exec_members), decorator_list=[])
+        # type_params (3.12+) is set below, after construction: typeshed requires it of
+        # ClassDef() on 3.12 only, and older Pythons have no such field.
+        inner: ast.stmt = ast.ClassDef(  # type: ignore[call-arg]
+            name=path[-1], bases=[], keywords=[], body=list(cp.exec_members), decorator_list=[])
         for part in reversed(path[:-1]):
-            inner = ast.ClassDef(name=part, bases=[], keywords=[], body=[inner], decorator_list=[])
+            inner = ast.ClassDef(  # type: ignore[call-arg]
+                name=part, bases=[], keywords=[], body=[inner], decorator_list=[])
         for node in ast.walk(inner):
             if isinstance(node, ast.ClassDef) and not hasattr(node, "lineno"):
                 node.lineno = node.col_offset = 0  # type: ignore[attr-defined]
