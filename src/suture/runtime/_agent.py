@@ -383,16 +383,6 @@ _HANDLERS: Dict[str, Callable[[Dict[str, Any]], Dict[str, Any]]] = {
 }
 
 
-def _canonical(name: str) -> str:
-    out = []
-    for ch in name.lower():
-        out.append("-" if ch in "-_." else ch)
-    canon = "".join(out)
-    while "--" in canon:
-        canon = canon.replace("--", "-")
-    return canon
-
-
 def _top_level(dist: Any) -> List[str]:
     """Import names a distribution provides (3.9: top_level.txt, else its RECORD)."""
     text = None
@@ -425,6 +415,8 @@ def _dists(names: Optional[List[str]]) -> Dict[str, Any]:
     cannot be found reports ``loaded: null``.
     """
     import importlib.metadata as md
+
+    from ._members import canonical as _canonical  # one normalisation for dist names
 
     found: Dict[str, Any] = {}  # key (requested name, or the installed name) -> Distribution
     if names is None:
