@@ -377,11 +377,11 @@ def small_fs(tmp_path: Path):
 
 def fill(directory: Path) -> None:
     """Write zeros into ``directory`` until its filesystem is full (ENOSPC)."""
-    with open(directory / "filler", "wb") as f:
+    # Unbuffered: a buffered file could still fail in close(), outside the try (3.14 does).
+    with open(directory / "filler", "wb", buffering=0) as f:
         try:
             while True:
                 f.write(b"\0" * 65536)
-                f.flush()
         except OSError as exc:
             assert exc.errno == 28, exc
     # What sqlite could still take is gone too: small files fill the last blocks and inodes.
