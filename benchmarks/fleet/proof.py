@@ -300,9 +300,18 @@ def collect(fleet: Fleet, t_canary: float, t_broad: float,
                 p["before"] = max(p["before"], r["hits"])
             if r["t0"] > end - 2.0:
                 p["late"].append(r["hits"])
+        # What the store recorded per process: a fix applied and reverted by the health watch
+        # within one load interval is invisible to the load generator, but not to the audit.
+        audit = fleet.suture(host, "audit", "--json")
+        ops: Dict[int, List[str]] = {}
+        for e in (json.loads(audit.stdout)["entries"] if audit.returncode == 0 else []):
+            if e["op"] in ("apply", "revert"):
+                ops.setdefault(e["pid"], []).append(e["result"])
         outcome = []
-        for p in per_pid.values():
-            if p["first_new"] is None:
+        for pid, p in per_pid.items():
+            if p["first_new"] is None and ops.get(pid) == ["applied", "reverted"]:
+                outcome.append("applied, then reverted before a request saw it")
+            elif p["first_new"] is None:
                 outcome.append("never fixed")
             elif p["last"][1] != 2:
                 outcome.append(f"fixed after {p['first_new'] - release:.2f} s, then reverted")

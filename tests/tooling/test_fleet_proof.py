@@ -44,6 +44,9 @@ def test_rings_delays_a_killed_daemon_and_a_failing_health_check(tmp_path: Path)
     assert min(float(x) for x in hosts["h2"]["fixed_after_release_s"]) >= 5.0
     assert max(float(x) for x in hosts["h1"]["fixed_after_release_s"]) < 5.0
     h3 = hosts["h3"]
-    assert all(x.endswith("then reverted") for x in h3["fixed_after_release_s"]), h3
+    # The health watch may revert before any request reaches the fixed code; the audit then
+    # says what happened ("applied, then reverted before a request saw it").
+    assert all(x.endswith(("then reverted", "before a request saw it"))
+               for x in h3["fixed_after_release_s"]), h3
     assert h3["exposed_metric"] == 2 and h3["bad"]["bad"][0]["reason"].startswith(
         "health check failed")
