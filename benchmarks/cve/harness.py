@@ -11,15 +11,17 @@ header), results in docs/real-world.md):
    (``uv``; cached under ``--cache``, default ``~/.cache/suture-cve``);
 2. the NEW release's tests laid out as ``tests`` says, in a fresh folder outside any
    source tree;
-3. a long-running process in that environment under ``suture run`` (``host.py``) that
-   imports the patched modules and keeps using the package;
-4. the tests run *inside* it must fail (vulnerable); entries whose OLD run hangs or
-   crashes are checked in a sibling process of the same environment instead;
-5. ``suture build PKG==OLD PKG==NEW`` (with ``--hooks hooks/PKG-NEW.py`` when the
+3. ``suture build PKG==OLD PKG==NEW`` (with ``--hooks hooks/PKG-NEW.py`` when the
    harness has one: what a user would write for a change that needs a hook);
-   ``suture apply`` to the live process;
-6. the same tests in the same process must pass; then ``suture revert`` and they must
-   fail again (the revert is exact).
+4. the proof itself, by ``suture prove`` (``suture.tooling.prove``): a long-running
+   process in that environment, under ``suture run``, imports the patched modules and
+   keeps using the package; the tests run *inside* it must fail (vulnerable; entries
+   whose OLD run hangs or crashes are checked in a sibling process of the same
+   environment instead); ``suture apply``; the same tests in the same process must pass;
+   ``suture revert``, and they must fail again (the revert is exact).
+
+This module keeps only what is about the corpus: environments, test trees, hooks and
+probes, expectations per role, and the tables.
 
 ``native-or-data`` entries must be refused by the builder as "restart required";
 ``unverified`` entries must build and apply. A row per entry records each step's
@@ -33,8 +35,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -45,6 +45,8 @@ import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
+
+from suture.tooling import prove
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CORPUS = HERE.parents[2] / "shared" / "corpus" / "public.json"
@@ -228,6 +230,8 @@ def lay_out(e: Dict[str, Any], root: Path, work: Path) -> Path:
 
 
 def passed(tests: Dict[str, Any], rc: Optional[int], log: str) -> bool:
+    """The entry's rule for a passing run (``pass_when``): exit 0, and for runners that exit
+    0 whatever happens, no ``FAILURES:`` line and some ``TESTS:``."""
     if rc != 0:
         return False
     if tests.get("pass_when", "exit0") == "no-FAILURES-line":
@@ -236,90 +240,6 @@ def passed(tests: Dict[str, Any], rc: Optional[int], log: str) -> bool:
         m = re.search(r"^TESTS: *(\d+)", log, re.M)
         return bool(m and int(m.group(1)))
     return True
-
-
-# -- 3-6. the live process --------------------------------------------------------------
-
-class Host:
-    def __init__(self, venv: Path, work: Path, modules: List[str], usage: str,
-                 logs: Path, config: Path) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="suture-cve-host-"))
-        self.logs = logs
-        logs.mkdir(parents=True, exist_ok=True)
-        self.ctl = str(self.dir / "ctl.sock")
-        self.env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-        self.env.update(SUTURE_RUNTIME_DIR=str(self.dir / "run"),
-                        SUTURE_STATE_DIR=str(self.dir / "state"),
-                        SUTURE_CONFIG_DIR=str(config), PYTHONDONTWRITEBYTECODE="1")
-        argv = [sys.executable, "-m", "suture", "run", "--", str(venv / "bin" / "python"),
-                str(HERE / "host.py"), self.ctl, str(work), ",".join(modules)]
-        self.proc = subprocess.Popen(argv + ([usage] if usage else []), env=self.env,
-                                     cwd=str(self.dir), stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
-        end = time.monotonic() + 120
-        while not os.path.exists(self.ctl):
-            if self.proc.poll() is not None or time.monotonic() > end:
-                raise RuntimeError(f"host did not start: {self.proc.communicate()[1][-800:]}")
-            time.sleep(0.05)
-
-    def ask(self, timeout: float, **req: Any) -> Dict[str, Any]:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(timeout)
-            s.connect(self.ctl)
-            s.sendall(json.dumps(req).encode() + b"\n")
-            return json.loads(s.makefile().readline())  # type: ignore[no-any-return]
-
-    def run_tests(self, tests: Dict[str, Any], cwd: Path, name: str) -> Tuple[bool, Dict[str, Any]]:
-        log = self.logs / f"{name}.log"
-        answer = self.ask(tests.get("timeout_s", 300), op="run", runner=tests["runner"],
-                          args=tests["args"], cwd=str(cwd), env=tests.get("env") or {},
-                          log=str(log))
-        text = log.read_text(errors="replace") if log.exists() else ""
-        answer["tail"] = text.strip().splitlines()[-3:]
-        answer["log"] = str(log)
-        return passed(tests, answer["rc"], text), answer
-
-    def suture(self, *args: str) -> Tuple[int, Dict[str, Any]]:
-        out = sh([sys.executable, "-m", "suture", *args, "--pid", str(self.proc.pid), "--json"],
-                 env=self.env, timeout=300)
-        try:
-            return out.returncode, json.loads(out.stdout)
-        except ValueError:
-            return out.returncode, {"stderr": out.stderr[-800:]}
-
-    def close(self) -> Dict[str, Any]:
-        info: Dict[str, Any] = {}
-        try:
-            info = self.ask(10, op="info")
-            self.ask(10, op="quit")
-            self.proc.wait(timeout=30)
-        except (OSError, ValueError, subprocess.TimeoutExpired):
-            self.proc.kill()
-        _, err = self.proc.communicate()
-        info["stderr"] = err.strip().splitlines()[-3:]
-        shutil.rmtree(self.dir, ignore_errors=True)
-        return info
-
-
-def sibling(venv: Path, tests: Dict[str, Any], cwd: Path) -> Tuple[bool, str]:
-    """Run the tests in a separate process of the same environment, bounded."""
-    argv = [str(venv / "bin" / "python")] + (["-m", "pytest"] if tests["runner"] == "pytest"
-                                             else []) + tests["args"]
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env.update(tests.get("env") or {})
-    p = subprocess.Popen(argv, cwd=str(cwd), env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        out, _ = p.communicate(timeout=tests.get("timeout_s", 300))
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        p.communicate()
-        return False, f"timed out after {tests.get('timeout_s', 300)} s"
-    ok = passed(tests, p.returncode, out)
-    errors = [line.strip() for line in out.splitlines()
-              if re.match(r"\s*(E\s+)?\w*(Error|Exception)\b", line)]
-    return ok, f"exit status {p.returncode}" + (f"; {errors[0][:200]}" if errors and not ok
-                                                  else "")
 
 
 def publisher(cache: Path) -> Tuple[Path, Path]:
@@ -371,6 +291,13 @@ def wheel_size(e: Dict[str, Any], cache: Path) -> Optional[int]:
     return files[0].stat().st_size if files else None
 
 
+def spec_of(tests: Dict[str, Any], cwd: Path) -> prove.Tests:
+    """The corpus entry's ``tests`` as ``suture prove`` runs them."""
+    return prove.Tests(tests["runner"], list(tests["args"]), cwd, dict(tests.get("env") or {}),
+                       float(tests.get("timeout_s", 300)),
+                       judge=lambda rc, log: passed(tests, rc, log))
+
+
 def run_entry(e: Dict[str, Any], cache: Path, python: str = "") -> Row:
     role = e.get("role", "verified")
     expected = {"native-or-data": "build refuses: restart required",
@@ -392,11 +319,6 @@ def run_entry(e: Dict[str, Any], cache: Path, python: str = "") -> Row:
             "; ".join(refused[:3]) or (report.get("error") or {}).get("message", "")[:300])
         return row
     tests = e.get("tests")
-    # The patched modules, imported up front so the patch meets them live; not __main__
-    # modules, which are scripts (importing gunicorn.__main__ starts a server).
-    modules = sorted({m["name"] for m in json.loads(sh(
-        [sys.executable, "-m", "suture", "inspect", str(patch), "--json"]).stdout)["modules"]
-        if not m["name"].endswith(".__main__")})
     try:
         venv, secs = ensure_venv(e, cache, python)
         row.step("venv", seconds=secs)
@@ -420,76 +342,39 @@ def run_entry(e: Dict[str, Any], cache: Path, python: str = "") -> Row:
             if python and python.split(".")[:2] != own:
                 # The corpus verified its oracle on the entry's own Python only.
                 fixed, _ = ensure_venv(e, cache, python, release="new")
-                ok, why = sibling(fixed, tests, cwd)
+                ok, why = prove.sibling(str(fixed / "bin" / "python"), spec_of(tests, cwd))
                 row.step("oracle", python=python, new_passes=ok, why=why)
                 if not ok:
                     row.outcome, row.why = "skipped", (
                         f"the fixed release's own tests do not pass on Python {python} "
                         f"here ({why}): no oracle on this version")
                     return row
-        host = Host(venv, work, modules, USAGE.get(e["package"], ""), cache / "logs" / slug(e),
-                    publisher(cache)[1])
     except Unavailable as exc:
         row.outcome, row.why = "skipped", str(exc)[:600]
         return row
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
         row.outcome, row.why = "error", str(exc)[:600]
         return row
+    once = e["package"] in RUN_ONCE
+    hangs = re.search(r"hang|SIGSEGV|crash", e.get("old_failure_mode") or "", re.I)
+    spec = spec_of(tests, cwd) if tests and cwd is not None else None
     try:
-        if tests and cwd is not None:
-            hangs = re.search(r"hang|SIGSEGV|crash", e.get("old_failure_mode") or "", re.I)
-            if hangs or e["package"] in RUN_ONCE:
-                ok, why = sibling(venv, tests, cwd)
-                row.step("before", where="sibling process", passed=ok, why=why)
-            else:
-                ok, answer = host.run_tests(tests, cwd, "before")
-                row.step("before", where="live process", passed=ok, **answer)
-            if ok:
-                row.outcome, row.why = "not met", "the tests pass on the vulnerable release"
-                return row
-        rc, applied = host.suture("apply", str(patch))
-        rows = applied.get("processes") or [{}]
-        row.step("apply", rc=rc, outcome=rows[0].get("outcome"), reason=rows[0].get("reason"),
-                 result={k: rows[0].get("result", {}).get(k) for k in ("state", "modules",
-                                                                        "pause_ns")})
-        if rc != 0:
-            row.outcome, row.why = "not met", f"apply: {rows[0].get('reason') or applied}"
-            return row
-        if not tests or cwd is None:
-            row.outcome, row.why = "met", "built and applied (no regression test, no probe)"
-            return row
-        ok, answer = host.run_tests(tests, cwd, "after")
-        row.step("after", passed=ok, **answer)
-        if not ok:
-            row.outcome, row.why = "not met", "the fixed release's tests fail in the patched process"
-            return row
-        patch_id = rows[0].get("result", {}).get("patch", "")
-        if e["package"] in RUN_ONCE:
-            row.outcome, row.why = "met", ("failed in a sibling process, passed live after "
-                                           "apply (revert not re-tested: runner runs once)")
-            return row
-        rc, reverted = host.suture("revert", patch_id)
-        try:
-            ok_rev, answer = host.run_tests(tests, cwd, "reverted") if rc == 0 else (True, {})
-        except socket.timeout:
-            # the vulnerable code hangs again: bounded by the entry's timeout, it fails
-            ok_rev, answer = False, {"timed_out": True}
-        row.step("revert", revert_rc=rc, passed=ok_rev, **answer)
-        if rc != 0 or ok_rev:
-            row.outcome, row.why = "not met", ("revert failed" if rc else
-                                               "the tests still pass after revert")
-            return row
-        row.outcome, row.why = "met", "failed live, passed after apply, failed after revert"
-        return row
+        proof = prove.prove(patch, str(venv / "bin" / "python"), spec,
+                            usage=USAGE.get(e["package"], ""),
+                            before="sibling" if hangs or once else "live",
+                            check_revert=not once, logs=cache / "logs" / slug(e),
+                            config_dir=publisher(cache)[1])
     finally:
-        row.step("host", **host.close())
         shutil.rmtree(work.parent, ignore_errors=True)
-        used = row.steps["host"].get("usage") or {}
-        if row.outcome == "met" and used.get("errors"):
-            # the process's own use of the package broke somewhere along the way
-            row.outcome, row.why = "not met", (
-                f"the live process's own use of the package failed {used['errors']} times "
-                f"(last: {used.get('last_error', '')[:200]})")
+    row.steps.update(proof.steps)
+    row.outcome = {"proven": "met", "not proven": "not met"}.get(proof.outcome, "error")
+    row.why = proof.why
+    if row.outcome == "met" and spec is None:
+        row.why = "built, applied and reverted (no regression test, no probe)"
+    elif row.outcome == "met" and once:
+        row.why = ("failed in a sibling process, passed live after apply (revert not "
+                   "re-tested: runner runs once)")
+    return row
 
 
 def markdown(rows: List[Row]) -> str:

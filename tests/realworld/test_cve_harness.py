@@ -7,7 +7,8 @@
 Each gets a fresh virtual environment from PyPI with the old release and its test
 dependencies, the new release's own regression test laid out from its sdist, and a
 long-running process under `suture run`; the test must fail in that process, pass after
-`suture apply`, and fail again after `suture revert`. The whole corpus runs with
+`suture apply`, and fail again after `suture revert` (the proof is `suture prove`'s,
+tests/tooling/prove/test_prove.py). The whole corpus runs with
 `python -m benchmarks.cve` (results in docs/real-world.md); this keeps the machinery
 honest in CI. Needs PyPI and uv (scripts/test.sh installs uv); runs on one Python
 version only, since the target's Python is the entry's (3.11), not the suite's.
@@ -52,6 +53,7 @@ def test_cve_fails_live_passes_after_apply_fails_after_revert(tmp_path: Path, on
     assert steps["before"] == {**steps["before"], "where": "live process", "passed": False}
     assert steps["apply"]["outcome"] == "applied"
     assert steps["after"]["passed"] is True and steps["after"]["rc"] == 0
-    assert steps["revert"]["passed"] is False and steps["revert"]["revert_rc"] == 0
-    host = steps["host"]
+    assert steps["revert"]["rc"] == 0 and steps["revert"]["outcome"] == "reverted"
+    assert steps["reverted"]["passed"] is False
+    host = steps["target"]
     assert host["failed"] == {} and host["usage"]["calls"] > 0 and host["usage"]["errors"] == 0

@@ -6,8 +6,8 @@ function is still a dependency: lazy imports were how the old ``cli`` <-> ``cli_
 circle was hidden), becomes an edge between two modules. Then:
 
 * the graph of tooling modules has no cycle;
-* between concerns (the packages ``build``, ``trust``, ``host``, ``fleet``, ``demo``,
-  ``cli``), every edge is one that ``LAYERS`` allows (docs/architecture.md draws it);
+* between concerns (the packages ``build``, ``trust``, ``host``, ``prove``, ``fleet``,
+  ``demo``, ``cli``), every edge is one that ``LAYERS`` allows (docs/architecture.md draws it);
 * inside ``cli``, a command-group module imports only ``_common``, and no module but
   the package itself (which registers the groups) imports a command group.
 """
@@ -27,9 +27,10 @@ LAYERS: Dict[str, Set[str]] = {
     "build": set(),
     "trust": set(),
     "host": set(),
+    "prove": set(),
     "fleet": {"host", "trust"},
     "demo": {"build", "host", "trust"},
-    "cli": {"build", "demo", "fleet", "host", "trust"},
+    "cli": {"build", "demo", "fleet", "host", "prove", "trust"},
 }
 
 

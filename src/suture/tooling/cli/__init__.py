@@ -6,6 +6,7 @@ One module per command group, each registered on the ``suture`` group here:
 * ``trust``: verify, trust;
 * ``host``: ps, attach, apply, revert, status, run;
 * ``store``: install, list, remove, audit, bad;
+* ``prove``: prove;
 * ``fleet``: feed, sync, daemon, metrics, vex;
 * ``demo``: demo.
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 import click
 
 from ... import __version__
-from . import build, demo, fleet, host, store, trust
+from . import build, demo, fleet, host, prove, store, trust
 from ._common import _Suture
 
 @click.group(cls=_Suture, context_settings={"help_option_names": ["-h", "--help"]})
@@ -36,5 +37,5 @@ for _command in (build.build, build.inspect, build.keygen, build.sign_,
                  host.ps, host.attach, host.apply, host.revert, host.status, host.run,
                  store.install, store.list_, store.remove, store.audit, store.bad,
                  fleet.daemon, fleet.feed, fleet.metrics, fleet.sync, fleet.vex,
-                 demo.demo):
+                 prove.prove, demo.demo):
     main.add_command(_command)

@@ -1,17 +1,19 @@
-"""The long-running target of the CVE harness (benchmarks/cve/harness.py).
+"""The live process that ``suture prove`` patches (tooling/prove/__init__.py).
 
-Runs in the entry's own virtual environment, started under ``suture run`` (so
-Suture is not installed there: the runtime comes from the bootstrap directory).
-It imports the package's modules that the patch touches, keeps calling the
-entry's usage snippet on a background thread, and serves one control socket
-in its main thread: each request runs the entry's regression tests *in this
-process* (``pytest.main`` or ``runpy``), so they exercise whatever code is live
-here, patched or not. Test modules stay imported between runs, as a long-lived
-program's own modules would: names they imported from the package before the
-patch must see the fix too.
+Runs under ``suture run`` in the *target's* Python (any environment with the vulnerable
+release installed; Suture itself need not be installed there: the runtime comes from the
+bootstrap directory). The prover copies this file into a private directory and runs it
+from there, so nothing else of Suture lands on the target's ``sys.path``.
+
+It imports the modules that the patch touches, keeps calling a usage snippet on a
+background thread (when given one), and serves one control socket in its main thread:
+each request runs the tests *in this process* (``pytest.main`` or ``runpy``), so they
+exercise whatever code is live here, patched or not. Test modules stay imported between
+runs, as a long-lived program's own modules would: names they imported from the package
+before the patch must see the fix too.
 
 argv: CONTROL_SOCKET WORK_DIR MODULES(comma-separated) [USAGE_SNIPPET]
-Stdlib only (plus pytest, from the entry's own dependencies, when asked to run it).
+Stdlib only (plus pytest, from the target's own environment, when asked to run it).
 """
 
 import importlib
@@ -23,24 +25,14 @@ import sys
 import threading
 import time
 import traceback
+from typing import Any, Dict, List
 
-CTL, WORK, MODULES = sys.argv[1], os.path.realpath(sys.argv[2]), sys.argv[3].split(",")
-USAGE = sys.argv[4] if len(sys.argv) > 4 else ""
-
-imported, failed = [], {}
-for name in MODULES:
-    try:
-        importlib.import_module(name)
-        imported.append(name)
-    except Exception as exc:  # optional dependencies of the package may be missing
-        failed[name] = f"{type(exc).__name__}: {exc}"
-
-usage = {"calls": 0, "errors": 0, "last_error": ""}
+usage: Dict[str, Any] = {"calls": 0, "errors": 0, "last_error": ""}
 
 
-def keep_using():
-    code = compile(USAGE, "<usage>", "exec")
-    kept = {}   # one namespace for every call: a snippet may keep objects across the patch
+def keep_using(snippet: str) -> None:
+    code = compile(snippet, "<usage>", "exec")
+    kept: Dict[str, Any] = {}   # one namespace for all calls: objects may live across a patch
     while True:
         try:
             exec(code, kept)
@@ -51,11 +43,7 @@ def keep_using():
         time.sleep(0.01)
 
 
-if USAGE:
-    threading.Thread(target=keep_using, name="usage", daemon=True).start()
-
-
-def run_tests(req):
+def run_tests(req: Dict[str, Any]) -> Dict[str, Any]:
     """Run the entry's tests here; output goes to req['log'] (fd-level, as pytest captures)."""
     cwd, env, argv = req["cwd"], req.get("env") or {}, req["args"]
     saved = (os.getcwd(), dict(os.environ), list(sys.argv), list(sys.path))
@@ -70,8 +58,7 @@ def run_tests(req):
         os.chdir(cwd)
         os.environ.update(env)
         if req["runner"] == "pytest":
-            import pytest
-
+            pytest = importlib.import_module("pytest")   # the target's own
             rc = int(pytest.main(list(argv)))
         else:
             sys.argv = list(argv)
@@ -99,15 +86,27 @@ def run_tests(req):
     return {"rc": rc, "seconds": round(time.monotonic() - started, 3)}
 
 
-def main():
+def main(argv: List[str]) -> None:
+    ctl, modules = argv[0], [m for m in argv[2].split(",") if m]
+    imported: List[str] = []
+    failed: Dict[str, str] = {}
+    for name in modules:
+        try:
+            importlib.import_module(name)
+            imported.append(name)
+        except Exception as exc:  # optional dependencies of the package may be missing
+            failed[name] = f"{type(exc).__name__}: {exc}"
+    if len(argv) > 3 and argv[3]:
+        threading.Thread(target=keep_using, args=(argv[3],), name="usage", daemon=True).start()
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(CTL + ".tmp")
+    srv.bind(ctl + ".tmp")
     srv.listen(1)
-    os.rename(CTL + ".tmp", CTL)
+    os.rename(ctl + ".tmp", ctl)
     while True:
         conn, _ = srv.accept()
         with conn:
             req = json.loads(conn.makefile().readline())
+            answer: Dict[str, Any]
             if req["op"] == "run":
                 answer = run_tests(req)
             elif req["op"] == "info":
@@ -121,4 +120,5 @@ def main():
                 return
 
 
-main()
+if __name__ == "__main__":
+    main(sys.argv[1:])
