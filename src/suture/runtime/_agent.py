@@ -22,6 +22,14 @@ agent thread (threads do not survive fork) but holds copies of the parent's
 listening socket; it closes its copies (close, never shutdown: shutdown acts
 on the shared socket and would stop the parent's agent), leaves the parent's
 socket file alone, and starts a fresh agent on ``<its pid>.sock``.
+
+Size: about 880 lines, over the ~500-line rule of thumb. Three parts share the agent's
+private state (the agent object, the lock, the list of patches not yet survived) and its
+audit helpers (``_record``, ``_warn``, ``_outcome``): serving requests, applying installed
+patches at start (``_auto_apply``), and crash-loop detection. The split that keeps them
+apart without an import circle moves the audit helpers into a module of their own and
+auto-apply with crash loops into another that the agent imports; not done in issue 14,
+whose runtime work was the engine.
 """
 
 from __future__ import annotations
