@@ -1,0 +1,437 @@
+"""Structural fingerprints of a module's state, for the fresh-import equivalence check.
+
+Enters: a module's namespace (its ``__dict__``) and its name. Leaves: for every *path*
+reachable from the module's globals (module attributes, the members of classes defined
+in the module, the ``__dict__`` and slots of instances, the items of containers, to a
+bounded depth), a fingerprint: a short digest of the value's structure. The builder
+records them for the baseline and the fixed release, each imported in fresh interpreters
+(tooling/build/state.py); the engine computes them again in the live process, before and
+after the commit, and compares (docs/engine.md, "State equivalence").
+
+Invariants:
+* **No application code runs.** Values are read only through C-level slots of exact
+  built-in types: the ``__dict__`` getset and member descriptors found on the type's MRO,
+  ``dict.items``/``list``/``tuple`` storage of the built-in bases. Nothing here calls
+  ``__eq__``, ``__hash__``, ``__repr__``, ``__getattr__``, ``__iter__`` of a user type or a
+  property; ``repr`` is applied to exact ``int``/``float``/``complex``/``bool``/``None``
+  only.
+* **Same structure, same fingerprint, in any process.** No ids, addresses or hash
+  orders: sets are fingerprinted order-free, dicts in insertion order, cycles by their
+  distance up the current path. A value that is unstable anyway (a time, a random
+  number) differs between two imports of the same release; the builder drops such paths.
+* **Functions by name, not bytecode.** A function is fingerprinted by its module and
+  qualified name plus its defaults and attributes, never by its code: bytecode differs
+  between Python versions, and which code each live function runs is checked separately
+  (run-pre matching on code structure, engine/prepare.py). So a registry that swaps
+  ``f`` for ``g`` differs; a body that changed does not here.
+* **Bounded.** Paths deeper than ``DEPTH``, or below a container of more than
+  ``FANOUT`` items, are not recorded; their content still counts in the fingerprint of
+  the path above. A walk that meets more than ``BUDGET`` values raises ``TooLarge``.
+
+Self-contained (standard library, no relative imports): the builder loads this file by
+path into the interpreters it imports releases in, without importing Suture there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import types
+from typing import Any, Dict, List, Optional, Tuple
+
+DEPTH = 5          # path segments below a module global (the global itself is 1)
+FANOUT = 256       # containers with more items are one path (their items still count)
+BUDGET = 400_000   # values visited per walk
+
+# Module globals that name where the module was loaded from, not what it holds.
+SKIP_GLOBALS = frozenset(("__builtins__", "__file__", "__cached__", "__loader__", "__spec__",
+                          "__path__", "__name__", "__package__"))
+# Class members that caches fill at run time (copyreg, abc), or that are descriptors of
+# the layout itself.
+SKIP_MEMBERS = frozenset(("__dict__", "__weakref__", "__slotnames__", "_abc_impl",
+                          "_abc_registry", "_abc_cache", "_abc_negative_cache",
+                          "_abc_negative_cache_version"))
+
+Segment = Tuple[str, Any]   # ("g", name) global, ("a", name) attribute, ("s", name) slot,
+#                             ("k", key) dict item by str/int key, ("n", i) i-th dict item,
+#                             ("i", i) sequence item
+Entry = Tuple[List[Segment], str, str]   # segments, fingerprint, short description
+
+_DICT_OF = type.__dict__["__dict__"]                 # class -> mappingproxy (C getset)
+_QUALNAME = type.__dict__["__qualname__"]            # the C getters of type itself: no
+_TYPE_MODULE = type.__dict__["__module__"]           # metaclass code runs
+_BASES_OF = type.__dict__["__bases__"]
+_MRO = type.__dict__["__mro__"]
+_MODULE_DICT = _DICT_OF.__get__(types.ModuleType)["__dict__"]
+_MEMBER = types.MemberDescriptorType
+_GETSET = types.GetSetDescriptorType
+_PATTERN = type(re.compile(""))
+_ATOMS = (int, float, complex, bool, type(None))
+_BUILTIN = (types.BuiltinFunctionType, types.BuiltinMethodType, types.WrapperDescriptorType,
+            types.MethodDescriptorType, types.MethodWrapperType, types.ClassMethodDescriptorType)
+MISSING = object()
+
+
+class TooLarge(Exception):
+    """The module's state is larger than ``BUDGET`` values: not fingerprinted."""
+
+
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=10).hexdigest()
+
+
+def _type_name(t: type) -> str:
+    try:
+        module = _TYPE_MODULE.__get__(t)
+    except Exception:  # noqa: BLE001 - no __module__ at all
+        module = "?"
+    return f"{module if type(module) is str else '?'}.{_QUALNAME.__get__(t)}"
+
+
+def _class_dict(cls: type) -> Dict[str, Any]:
+    return dict(_DICT_OF.__get__(cls))
+
+
+def _instance_parts(obj: Any) -> Tuple[Optional[Dict[str, Any]], List[Tuple[str, Any]]]:
+    """(the instance ``__dict__`` or None, [(slot name, value or MISSING)]) read through the
+    C descriptors of ``type(obj)``'s MRO; no Python-level attribute access."""
+    instance_dict: Optional[Dict[str, Any]] = None
+    slots: List[Tuple[str, Any]] = []
+    seen = set()
+    for klass in _MRO.__get__(type(obj)):
+        for name, desc in _DICT_OF.__get__(klass).items():
+            if name in seen:
+                continue
+            seen.add(name)
+            kind = type(desc)
+            if kind is _GETSET and name == "__dict__" and instance_dict is None:
+                try:
+                    d = desc.__get__(obj, type(obj))
+                except Exception:  # noqa: BLE001 - a C getter that refuses: no dict
+                    continue
+                if type(d) is dict:
+                    instance_dict = d
+            elif kind is _MEMBER and name not in SKIP_MEMBERS:
+                try:
+                    slots.append((name, desc.__get__(obj, type(obj))))
+                except AttributeError:
+                    slots.append((name, MISSING))
+    slots.sort(key=lambda s: s[0])
+    return instance_dict, slots
+
+
+def _base_content(obj: Any) -> Optional[Tuple[str, Any]]:
+    """For an instance of a subclass of a built-in container or atom, its built-in part,
+    read through the base type's C methods."""
+    o: Any = obj   # isinstance() below narrows nothing for the C calls that follow
+    if isinstance(obj, dict):
+        return "dict", list(dict.items(o))
+    if isinstance(obj, (list, tuple)):
+        base: Any = list if isinstance(obj, list) else tuple
+        return base.__name__, [base.__getitem__(o, i) for i in range(base.__len__(o))]
+    if isinstance(obj, (set, frozenset)):
+        kind: Any = set if isinstance(obj, set) else frozenset
+        return "set", list(kind.__iter__(o))
+    if isinstance(obj, str):
+        return "str", str.__str__(o)
+    if isinstance(obj, (bytes, bytearray)):
+        return "bytes", bytes(memoryview(o))
+    if isinstance(obj, int):
+        return "int", int.__repr__(o)
+    if isinstance(obj, float):
+        return "float", float.hex(o)
+    return None
+
+
+def _key_segment(key: Any, index: int) -> Segment:
+    if type(key) is str or (type(key) is int):
+        return ("k", key)
+    return ("n", index)
+
+
+def label(segments: List[Segment]) -> str:
+    """``DEFAULT.limit``, ``CONF['x'][0]``, ``REG[#2]``: a path as a reader writes it."""
+    out = ""
+    for kind, key in segments:
+        if kind == "g":
+            out += str(key)
+        elif kind in ("a", "s"):
+            out += f".{key}"
+        elif kind == "k":
+            out += f"[{key!r}]"
+        elif kind == "n":
+            out += f"[#{key}]"
+        else:
+            out += f"[{key}]"
+    return out
+
+
+def describe(value: Any) -> str:
+    """A short, safe description of ``value`` for messages (no user ``__repr__``)."""
+    t = type(value)
+    if t in _ATOMS:
+        return repr(value)
+    if t is str or t is bytes:
+        text = repr(value)
+        return text if len(text) <= 60 else text[:57] + "..."
+    if value is MISSING:
+        return "(absent)"
+    if t in (list, tuple, dict, set, frozenset):
+        return f"{t.__name__} of {len(value)} item(s)"
+    if t is types.FunctionType:
+        return f"function {value.__qualname__}"
+    if isinstance(value, type):
+        return f"class {_type_name(value)}"
+    if t is _PATTERN:
+        return f"re.compile({describe(value.pattern)})"
+    if isinstance(value, types.ModuleType):
+        return "module"
+    return f"{_type_name(t)} instance"
+
+
+class _Walk:
+    """One walk: fingerprints bottom-up, recording each path until the depth bound."""
+
+    def __init__(self, module: str, record: bool) -> None:
+        self.module = module
+        self.record = record
+        self.paths: Dict[str, Entry] = {}
+        self.visited = 0
+        self.stack: List[int] = []
+
+    def fp(self, value: Any, path: Optional[List[Segment]], depth_left: int,
+           owner_qual: str) -> str:
+        """The fingerprint of ``value`` seen ``depth_left`` levels above the depth bound.
+        ``owner_qual`` is the qualified name a class defined right here would have (a class
+        met where it was defined is walked; met anywhere else, it is a reference)."""
+        self.visited += 1
+        if self.visited > BUDGET:
+            raise TooLarge(f"more than {BUDGET} values reachable from module {self.module}")
+        text = self._fp(value, path, depth_left, owner_qual)
+        fp = _digest(text) if len(text) > 40 else text
+        if self.record and path is not None:
+            self.paths[label(path)] = (list(path), fp, describe(value))
+        return fp
+
+    def _children(self, items: List[Tuple[Segment, Any, str]], path: Optional[List[Segment]],
+                  depth_left: int, many: bool) -> List[str]:
+        out = []
+        keep = self.record
+        if many:
+            self.record = False   # too many items: one path for the container
+        try:
+            for seg, child, qual in items:
+                out.append(self.fp(child, None if path is None else path + [seg],
+                                   depth_left - 1, qual))
+        finally:
+            self.record = keep
+        return out
+
+    def _fp(self, value: Any, path: Optional[List[Segment]], depth_left: int,
+            owner_qual: str) -> str:
+        t = type(value)
+        if value is MISSING:
+            return "absent"
+        if t in _ATOMS:
+            return f"{t.__name__}:{value!r}"
+        if t is str:
+            return "str:" + (value if len(value) <= 32 else _digest(value))
+        if t is bytes:
+            return "bytes:" + _digest(value.hex())
+        if t is _PATTERN:
+            return (f"re:{_digest(repr(type(value.pattern)) + str(value.pattern))}:"
+                    f"{int(value.flags)}")
+        if isinstance(value, types.ModuleType):
+            name = _MODULE_DICT.__get__(value).get("__name__")
+            return f"module:{name if type(name) is str else '?'}"
+        if t in _BUILTIN:
+            try:
+                qual = _DICT_OF.__get__(t)["__qualname__"].__get__(value, t)
+            except Exception:  # noqa: BLE001
+                qual = "?"
+            return f"builtin:{t.__name__}:{qual if type(qual) is str else '?'}"
+        if depth_left <= 0:
+            return f"deep:{_type_name(t) if not isinstance(value, type) else 'class'}"
+        me = id(value)
+        if me in self.stack:
+            return f"cycle:{len(self.stack) - self.stack.index(me)}"
+        self.stack.append(me)
+        try:
+            return self._compound(value, t, path, depth_left, owner_qual)
+        finally:
+            self.stack.pop()
+
+    def _compound(self, value: Any, t: type, path: Optional[List[Segment]], depth_left: int,
+                  owner_qual: str) -> str:
+        if t in (list, tuple):
+            n = len(value)
+            kids = self._children([(("i", i), value[i], "") for i in range(n)], path,
+                                  depth_left, n > FANOUT)
+            return f"{t.__name__}({','.join(kids)})"
+        if t is dict:
+            items = list(value.items())
+            kids = self._key_value(items, path, depth_left)
+            return f"dict({','.join(kids)})"
+        if t in (set, frozenset):
+            kids = sorted(self.fp(v, None, depth_left - 1, "") for v in value)
+            return f"set({','.join(kids)})"
+        if t is types.FunctionType:
+            return self._function(value, path, depth_left)
+        if t is types.MethodType:
+            return (f"method({self.fp(value.__func__, None, depth_left - 1, '')},"
+                    f"{_type_name(type(value.__self__))})")
+        if isinstance(value, type):
+            name = _type_name(value)
+            here = (_DICT_OF.__get__(value).get("__module__") == self.module
+                    and _QUALNAME.__get__(value) == owner_qual)
+            if not here:
+                return f"class:{name}"
+            qual = _QUALNAME.__get__(value)
+            members = [(("a", k), v, f"{qual}.{k}") for k, v in _class_dict(value).items()
+                       if k not in SKIP_MEMBERS]
+            kids = self._children(members, path, depth_left, False)
+            names = [str(k) for (_, k), _, _ in members]
+            bases = ",".join(_type_name(b) for b in _BASES_OF.__get__(value))
+            return (f"class:{name}({bases}):{_type_name(type(value))}{{"
+                    + ",".join(f"{n}={k}" for n, k in zip(names, kids)) + "}")
+        return self._instance(value, t, path, depth_left)
+
+    def _key_value(self, items: List[Tuple[Any, Any]], path: Optional[List[Segment]],
+                   depth_left: int) -> List[str]:
+        keys = [self.fp(k, None, depth_left - 1, "") for k, _ in items]
+        values = self._children([(_key_segment(k, i), v, "") for i, (k, v) in enumerate(items)],
+                                path, depth_left, len(items) > FANOUT)
+        return [f"{k}:{v}" for k, v in zip(keys, values)]
+
+    def _function(self, fn: Any, path: Optional[List[Segment]], depth_left: int) -> str:
+        module = fn.__module__
+        parts = [f"fn:{module if type(module) is str else '?'}.{fn.__qualname__}"]
+        extra: List[Tuple[Segment, Any, str]] = []
+        if fn.__defaults__ is not None:
+            extra.append((("a", "__defaults__"), fn.__defaults__, ""))
+        if fn.__kwdefaults__ is not None:
+            extra.append((("a", "__kwdefaults__"), fn.__kwdefaults__, ""))
+        attrs = fn.__dict__
+        extra += [(("a", k), v, "") for k, v in attrs.items() if k != "__wrapped__"]
+        if "__wrapped__" in attrs:
+            parts.append("wraps:" + self.fp(attrs["__wrapped__"], None, depth_left - 1, ""))
+        kids = self._children(extra, path, depth_left, False)
+        return "(".join(parts) + "(" + ",".join(f"{s[1]}={k}" for (s, _, _), k in
+                                                   zip(extra, kids)) + ")"
+
+    def _instance(self, obj: Any, t: type, path: Optional[List[Segment]],
+                  depth_left: int) -> str:
+        parts = [f"obj:{_type_name(t)}"]
+        base = _base_content(obj)
+        if base is not None:
+            kind, content = base
+            if kind == "dict":
+                parts.append("dict(" + ",".join(self._key_value(content, path, depth_left)) + ")")
+            elif kind in ("list", "tuple"):
+                kids = self._children([(("i", i), v, "") for i, v in enumerate(content)], path,
+                                      depth_left, len(content) > FANOUT)
+                parts.append(f"{kind}(" + ",".join(kids) + ")")
+            elif kind == "set":
+                parts.append("set(" + ",".join(sorted(self.fp(v, None, depth_left - 1, "")
+                                                      for v in content)) + ")")
+            else:
+                parts.append(f"{kind}:{_digest(str(content))}")
+        try:
+            instance_dict, slots = _instance_parts(obj)
+        except Exception:  # noqa: BLE001 - an exotic C type: its type is all we say
+            return parts[0]
+        if instance_dict is not None:
+            items = [(("a", k), v, "") for k, v in instance_dict.items() if type(k) is str]
+            kids = self._children(items, path, depth_left, False)
+            parts.append("{" + ",".join(f"{s[1]}={k}" for (s, _, _), k in zip(items, kids)) + "}")
+        if slots:
+            items = [(("s", k), v, "") for k, v in slots]
+            kids = self._children(items, path, depth_left, False)
+            parts.append("<" + ",".join(f"{s[1]}={k}" for (s, _, _), k in zip(items, kids)) + ">")
+        return "|".join(parts)
+
+
+def module_state(namespace: Dict[str, Any], module: str) -> Dict[str, Entry]:
+    """Every recorded path of the module whose globals are ``namespace``:
+    ``{label: (segments, fingerprint, description)}``."""
+    walk = _Walk(module, record=True)
+    for name, value in list(namespace.items()):
+        if type(name) is not str or name in SKIP_GLOBALS:
+            continue
+        walk.fp(value, [("g", name)], DEPTH, name)
+    return walk.paths
+
+
+def value_at(namespace: Dict[str, Any], segments: List[Segment]) -> Any:
+    """The value at a path, or ``MISSING``; read as ``module_state`` reads (no user code)."""
+    value: Any = namespace
+    for n, (kind, key) in enumerate(segments):
+        if n == 0:
+            value = namespace.get(key, MISSING) if kind == "g" else MISSING
+        elif kind == "a":
+            value = _attribute(value, key)
+        elif kind == "s":
+            slots = dict(_instance_parts(value)[1]) if not isinstance(value, type) else {}
+            value = slots.get(key, MISSING)
+        elif kind in ("k", "n"):
+            items = _items(value)
+            if items is None:
+                return MISSING
+            if kind == "n":
+                value = items[key][1] if 0 <= key < len(items) else MISSING
+            else:
+                value = next((v for k, v in items if type(k) is type(key) and k == key),
+                             MISSING)
+        elif kind == "i":
+            seq: Any = value if type(value) in (list, tuple) else (
+                (_base_content(value) or ("", None))[1])
+            if type(seq) not in (list, tuple) or not 0 <= key < len(seq):
+                return MISSING
+            value = seq[key]
+        else:
+            return MISSING
+        if value is MISSING:
+            return MISSING
+    return value
+
+
+def _items(value: Any) -> Optional[List[Tuple[Any, Any]]]:
+    if type(value) is dict:
+        return list(value.items())
+    base = _base_content(value)
+    return base[1] if base is not None and base[0] == "dict" else None
+
+
+def _attribute(value: Any, key: str) -> Any:
+    if isinstance(value, type):
+        return _class_dict(value).get(key, MISSING)
+    if type(value) is types.FunctionType:
+        if key == "__defaults__":
+            return value.__defaults__ if value.__defaults__ is not None else MISSING
+        if key == "__kwdefaults__":
+            return value.__kwdefaults__ if value.__kwdefaults__ is not None else MISSING
+        return value.__dict__.get(key, MISSING)
+    try:
+        instance_dict, _ = _instance_parts(value)
+    except Exception:  # noqa: BLE001
+        return MISSING
+    return MISSING if instance_dict is None else instance_dict.get(key, MISSING)
+
+
+def fingerprint_at(namespace: Dict[str, Any], module: str, segments: List[Segment]) -> str:
+    """The fingerprint ``module_state`` gives the path, computed for this one path."""
+    value = value_at(namespace, segments)
+    if value is MISSING:
+        return "absent"
+    # The qualified name a class defined at this path would have: the walk passes one
+    # down through the members of classes only.
+    # The walk also had every value above this one on its stack (a cycle back to one of
+    # them is fingerprinted by its distance).
+    walk = _Walk(module, record=False)
+    qual = str(segments[0][1]) if segments else ""
+    for n in range(1, len(segments)):
+        parent = value_at(namespace, segments[:n])
+        walk.stack.append(id(parent))
+        kind, key = segments[n]
+        qual = f"{qual}.{key}" if qual and kind == "a" and isinstance(parent, type) else ""
+    return walk.fp(value, None, DEPTH - (len(segments) - 1), qual)
