@@ -105,10 +105,10 @@ LAYERS = [
     {"_state", "commit"},
     {"_refgraph", "_activeness"},
     {"_scratch", "_patchhooks"},
-    {"check", "prepare", "post", "reverting", "reporting"},
+    {"check", "prepare", "post", "verify", "reverting", "reporting"},
     {""},   # the package: apply, revert, status, the lock
 ]
-STEPS = ["check", "prepare", "commit", "post"]
+STEPS = ["check", "prepare", "commit", "post", "verify"]
 
 
 def _engine_part(module: str) -> Optional[str]:

@@ -16,14 +16,18 @@ Invariants:
   property; ``repr`` is applied to exact ``int``/``float``/``complex``/``bool``/``None``
   only.
 * **Same structure, same fingerprint, in any process.** No ids, addresses or hash
-  orders: sets are fingerprinted order-free, dicts in insertion order, cycles by their
-  distance up the current path. A value that is unstable anyway (a time, a random
-  number) differs between two imports of the same release; the builder drops such paths.
-* **Functions by name, not bytecode.** A function is fingerprinted by its module and
-  qualified name plus its defaults and attributes, never by its code: bytecode differs
-  between Python versions, and which code each live function runs is checked separately
-  (run-pre matching on code structure, engine/prepare.py). So a registry that swaps
-  ``f`` for ``g`` differs; a body that changed does not here.
+  orders: sets are fingerprinted order-free, the members of a class and the attributes
+  of an instance by name (a member a patch adds lands last in the live class's dict),
+  other dicts in insertion order, cycles by their distance up the current path. A value
+  that is unstable anyway (a time, a random number) differs between two imports of the
+  same release; the builder drops such paths.
+* **Functions by name and line, not bytecode.** A function is fingerprinted by its
+  module, qualified name and first line, plus its defaults and attributes, never by its
+  bytecode, which differs between Python versions (which code each live function runs is
+  checked separately: run-pre matching on code structure, engine/prepare.py). So a
+  registry that swaps ``f`` for ``g`` differs, and so does a function that runs the code
+  of the wrong ``def`` of two with one name (a class-body ``if``); a body that changed in
+  place does not here.
 * **Bounded.** Paths deeper than ``DEPTH``, or below a container of more than
   ``FANOUT`` items, are not recorded; their content still counts in the fingerprint of
   the path above. A walk that meets more than ``BUDGET`` values raises ``TooLarge``.
@@ -192,9 +196,11 @@ def describe(value: Any) -> str:
 class _Walk:
     """One walk: fingerprints bottom-up, recording each path until the depth bound."""
 
-    def __init__(self, module: str, record: bool) -> None:
+    def __init__(self, module: str, record: bool,
+                 gone: "frozenset[Tuple[int, Any]]" = frozenset()) -> None:
         self.module = module
         self.record = record
+        self.gone = gone   # (id(container), key): bindings counted as already deleted
         self.paths: Dict[str, Entry] = {}
         self.visited = 0
         self.stack: List[int] = []
@@ -269,7 +275,8 @@ class _Walk:
                                   depth_left, n > FANOUT)
             return f"{t.__name__}({','.join(kids)})"
         if t is dict:
-            items = list(value.items())
+            items = [kv for kv in value.items() if (id(value), kv[0]) not in self.gone] \
+                if self.gone else list(value.items())
             kids = self._key_value(items, path, depth_left)
             return f"dict({','.join(kids)})"
         if t in (set, frozenset):
@@ -287,8 +294,11 @@ class _Walk:
             if not here:
                 return f"class:{name}"
             qual = _QUALNAME.__get__(value)
-            members = [(("a", k), v, f"{qual}.{k}") for k, v in _class_dict(value).items()
-                       if k not in SKIP_MEMBERS]
+            # by name: a member that a patch adds lands last in the live class's dict
+            members = [(("a", k), v, f"{qual}.{k}") for k, v in sorted(
+                (kv for kv in _class_dict(value).items() if type(kv[0]) is str
+                 and kv[0] not in SKIP_MEMBERS and (id(value), kv[0]) not in self.gone),
+                key=lambda kv: kv[0])]
             kids = self._children(members, path, depth_left, False)
             names = [str(k) for (_, k), _, _ in members]
             bases = ",".join(_type_name(b) for b in _BASES_OF.__get__(value))
@@ -305,7 +315,10 @@ class _Walk:
 
     def _function(self, fn: Any, path: Optional[List[Segment]], depth_left: int) -> str:
         module = fn.__module__
-        parts = [f"fn:{module if type(module) is str else '?'}.{fn.__qualname__}"]
+        # The line of its code, which the source fixes in every Python version: after a
+        # patch, each live function runs the fixed code at the fixed source's lines.
+        parts = [f"fn:{module if type(module) is str else '?'}.{fn.__qualname__}"
+                 f"@{fn.__code__.co_firstlineno}"]
         extra: List[Tuple[Segment, Any, str]] = []
         if fn.__defaults__ is not None:
             extra.append((("a", "__defaults__"), fn.__defaults__, ""))
@@ -341,7 +354,9 @@ class _Walk:
         except Exception:  # noqa: BLE001 - an exotic C type: its type is all we say
             return parts[0]
         if instance_dict is not None:
-            items = [(("a", k), v, "") for k, v in instance_dict.items() if type(k) is str]
+            items = [(("a", k), v, "") for k, v in sorted(
+                (kv for kv in instance_dict.items() if type(kv[0]) is str
+                 and (id(obj), kv[0]) not in self.gone), key=lambda kv: kv[0])]
             kids = self._children(items, path, depth_left, False)
             parts.append("{" + ",".join(f"{s[1]}={k}" for (s, _, _), k in zip(items, kids)) + "}")
         if slots:
@@ -418,8 +433,11 @@ def _attribute(value: Any, key: str) -> Any:
     return MISSING if instance_dict is None else instance_dict.get(key, MISSING)
 
 
-def fingerprint_at(namespace: Dict[str, Any], module: str, segments: List[Segment]) -> str:
-    """The fingerprint ``module_state`` gives the path, computed for this one path."""
+def fingerprint_at(namespace: Dict[str, Any], module: str, segments: List[Segment],
+                   gone: "frozenset[Tuple[int, Any]]" = frozenset()) -> str:
+    """The fingerprint ``module_state`` gives the path, computed for this one path.
+    ``gone``: ``(id(container), key)`` bindings to count as deleted already (deletions
+    the engine defers until old code has left every stack)."""
     value = value_at(namespace, segments)
     if value is MISSING:
         return "absent"
@@ -427,7 +445,7 @@ def fingerprint_at(namespace: Dict[str, Any], module: str, segments: List[Segmen
     # down through the members of classes only.
     # The walk also had every value above this one on its stack (a cycle back to one of
     # them is fingerprinted by its distance).
-    walk = _Walk(module, record=False)
+    walk = _Walk(module, record=False, gone=gone)
     qual = str(segments[0][1]) if segments else ""
     for n in range(1, len(segments)):
         parent = value_at(namespace, segments[:n])
@@ -435,3 +453,95 @@ def fingerprint_at(namespace: Dict[str, Any], module: str, segments: List[Segmen
         kind, key = segments[n]
         qual = f"{qual}.{key}" if qual and kind == "a" and isinstance(parent, type) else ""
     return walk.fp(value, None, DEPTH - (len(segments) - 1), qual)
+
+
+# -- literals: values a manifest can carry, so that the engine can set them -----------
+
+LITERAL_BYTES = 4096
+
+
+def literal(value: Any, budget: int = LITERAL_BYTES) -> Optional[List[Any]]:
+    """``value`` as tagged JSON when it is built of exact built-in atoms and containers
+    (what a fresh import would bind for ``X = "2.1"``, ``__doc__``, ``LIMITS = (1, 2)``), in
+    at most ``budget`` characters; else None. ``from_literal`` gives it back."""
+    out = _literal(value, [budget])
+    return out
+
+
+def _literal(value: Any, budget: List[int]) -> Optional[List[Any]]:
+    t = type(value)
+    budget[0] -= 8
+    if budget[0] < 0:
+        return None
+    if value is None:
+        return ["none"]
+    if t is bool:
+        return ["bool", value]
+    if t is int:
+        text = int.__repr__(value)
+        budget[0] -= len(text)
+        return ["int", text] if budget[0] >= 0 else None
+    if t is float:
+        return ["float", float.hex(value)]
+    if t is str:
+        budget[0] -= len(value)
+        return ["str", value] if budget[0] >= 0 else None
+    if t is bytes:
+        budget[0] -= 2 * len(value)
+        return ["bytes", value.hex()] if budget[0] >= 0 else None
+    if t in (tuple, list, frozenset):
+        items = []
+        for v in (sorted(value, key=lambda x: fingerprint_value(x)) if t is frozenset
+                  else value):
+            enc = _literal(v, budget)
+            if enc is None:
+                return None
+            items.append(enc)
+        return [t.__name__, items]
+    if t is dict:
+        pairs = []
+        for k, v in value.items():
+            ek, ev = _literal(k, budget), _literal(v, budget)
+            if ek is None or ev is None:
+                return None
+            pairs.append([ek, ev])
+        return ["dict", pairs]
+    return None
+
+
+def from_literal(enc: Any) -> Any:
+    """The value ``literal`` encoded; ValueError for anything else."""
+    if not isinstance(enc, list) or not enc or not isinstance(enc[0], str):
+        raise ValueError(f"not a literal: {enc!r}"[:200])
+    tag = enc[0]
+    if tag == "none" and len(enc) == 1:
+        return None
+    if len(enc) != 2:
+        raise ValueError(f"not a literal: {enc!r}"[:200])
+    arg = enc[1]
+    if tag == "bool" and type(arg) is bool:
+        return arg
+    if tag == "int" and type(arg) is str:
+        return int(arg)
+    if tag == "float" and type(arg) is str:
+        return float.fromhex(arg)
+    if tag == "str" and type(arg) is str:
+        return arg
+    if tag == "bytes" and type(arg) is str:
+        return bytes.fromhex(arg)
+    if tag in ("tuple", "list", "frozenset") and type(arg) is list:
+        items = [from_literal(v) for v in arg]
+        return {"tuple": tuple, "list": list, "frozenset": frozenset}[tag](items)
+    if tag == "dict" and type(arg) is list:
+        out = {}
+        for pair in arg:
+            if not isinstance(pair, list) or len(pair) != 2:
+                raise ValueError("not a literal dict item")
+            out[from_literal(pair[0])] = from_literal(pair[1])
+        return out
+    raise ValueError(f"not a literal: {enc!r}"[:200])
+
+
+def fingerprint_value(value: Any) -> str:
+    """The fingerprint of a value on its own (no path, the full depth)."""
+    return _Walk("", record=False).fp(value, None, DEPTH, "")

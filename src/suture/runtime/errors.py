@@ -95,6 +95,13 @@ class MarkedBad(RefusedError):
     code = "SUT-E207"
 
 
+class StateDiverges(RefusedError):
+    """After the commit, the process's state did not equal a fresh import of the fixed
+    release (the patch's state manifest); every change was undone."""
+
+    code = "SUT-E208"
+
+
 class NotInDistribution(UntrustedPatch, RefusedError):
     """The patch names a distribution, but a module it touches is not one of that
     distribution's files (its ``RECORD`` in the target does not list it): a key trusted

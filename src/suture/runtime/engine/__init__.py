@@ -15,6 +15,10 @@ apply(patch) runs in four steps, and nothing is changed before step 3:
 4. post (``post.py``): re-evaluate module objects whose construction changed (a
    second, equally atomic commit), run post-apply hooks, report what still refers
    to the old objects; any failure undoes 3 and 4.
+5. verify (``verify.py``): the state the patch's manifest names (fresh imports of
+   both releases, at build) must now equal the fixed release's, path by path, where
+   it equalled the baseline's before step 3 (taken after step 2); a path that does
+   not undoes 3 and 4 and refuses (``StateDiverges``).
 
 Modules the patch names but the process has not imported are *pending*: the import
 hook (``_hook``) patches them the moment they are imported, by calling
@@ -64,7 +68,7 @@ from .prepare import _prepare
 # The modules of revert and status are named reverting and reporting: a submodule named
 # like a function of this package would be shadowed by it (``import
 # suture.runtime.engine.revert as m`` would give the function).
-from . import reporting as _reporting, reverting as _reverting
+from . import reporting as _reporting, reverting as _reverting, verify as _verify
 from .reverting import _added_module_removals
 
 
@@ -229,6 +233,8 @@ def _apply(patch: Patch, wait_quiescent: Optional[float],
         for t in live:
             rec.old_codes.update(t.old_codes)
             rec.filenames[t.name] = t.filename
+        # Step 5's "before": the live state, taken before anything (hooks included) changes.
+        state_before = _verify.before(patch, {t.name: loaded[t.name] for t in live})
         if wait_quiescent is not None:
             _wait_quiescent(rec, wait_quiescent)
         ctx = HookContext(patch)
@@ -253,8 +259,17 @@ def _apply(patch: Patch, wait_quiescent: Optional[float],
             if late_ops:
                 rec.pause_ns = max(rec.pause_ns, _commit_ops(late_ops, live))
                 rec.ops = ops + late_ops
+            # What only the state manifest shows still differs from a fresh import of the
+            # fixed release, where its effect can be derived: a third atomic commit.
+            fix_ops = _verify.repair(state_before, live, loaded, deletions)
+            fix_dels = [o for o in fix_ops if o.new is MISSING and o.old is not MISSING]
+            deletions += fix_dels   # they wait too
+            fix_now = [o for o in fix_ops if o not in fix_dels]
+            if fix_now:
+                rec.pause_ns = max(rec.pause_ns, _commit_ops(fix_now, live))
+            rec.ops = rec.ops + fix_ops
         except BaseException as exc:
-            _commit.restore(ops)
+            _commit.restore(rec.ops or ops)   # what committed (a failed commit undid itself)
             _commit.reapply(before)
             _unmigrate(rec)
             if isinstance(exc, SutureError):
@@ -276,6 +291,15 @@ def _apply(patch: Patch, wait_quiescent: Optional[float],
             raise RolledBack(f"post_apply hook of patch {patch.short_id} failed; the patch was "
                              f"rolled back: {type(exc).__name__}: {exc}",
                              details={"patch": patch.id}) from exc
+        verdicts = _verify.after(state_before, {t.name: loaded[t.name] for t in live},
+                                 deletions)
+        diverged = _verify.refusal(patch, verdicts)
+        if diverged is not None:
+            _commit.undo(rec.ops)
+            _commit.reapply(before)
+            _unmigrate(rec)
+            raise diverged
+        rec.verified = {v.module: v.summary() for v in verdicts}
         for t in live:
             rec.notes.extend(t.notes)
             rec.notes.extend(_leftovers(t))
@@ -292,7 +316,7 @@ def _apply(patch: Patch, wait_quiescent: Optional[float],
         return Result(patch.id, "applied" if live or "applied" in rec.modules.values()
                       else "pending import",
                       modules=dict(rec.modules), pause_ns=rec.pause_ns, ops=len(rec.ops),
-                      caveats=rec.caveats, notes=rec.notes)
+                      caveats=rec.caveats, notes=rec.notes, verified=dict(rec.verified))
 
 
 def _imported_meanwhile(rec: _Record) -> None:
@@ -358,15 +382,26 @@ def patch_on_import(name: str, module: types.ModuleType) -> None:
                         mp if m.name == name else m for m in rec.patch.modules))
                 txn = _prepare(rec, mp, module, _plan(rec.patch, mp))
                 if txn.state == "applied":
+                    state_before = _verify.before(rec.patch, {name: module})
                     ops = txn.first_ops + txn.ops
                     _commit_ops(ops, [txn])
+                    late: List[Any] = []
                     try:
                         late = _late(rec, [txn])
                         if late:
                             _commit_ops(late, [txn])
+                        fix_ops = _verify.repair(state_before, [txn], {name: module})
+                        if fix_ops:
+                            _commit_ops(fix_ops, [txn])
+                            late = late + fix_ops
+                        verdicts = _verify.after(state_before, {name: module})
+                        diverged = _verify.refusal(rec.patch, verdicts)
+                        if diverged is not None:
+                            raise diverged
                     except BaseException:
-                        _commit.restore(ops)
+                        _commit.restore(ops + late)
                         raise
+                    rec.verified.update({v.module: v.summary() for v in verdicts})
                     rec.ops.extend(ops + late)
                     rec.old_codes.update(txn.old_codes)
                     rec.filenames[name] = txn.filename

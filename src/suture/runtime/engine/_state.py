@@ -83,7 +83,8 @@ class Result:
 
     def __init__(self, patch_id: str, state: str, *, modules: Optional[Dict[str, str]] = None,
                  pause_ns: int = 0, ops: int = 0, caveats: Optional[List[str]] = None,
-                 notes: Optional[List[str]] = None) -> None:
+                 notes: Optional[List[str]] = None,
+                 verified: Optional[Dict[str, str]] = None) -> None:
         self.patch_id = patch_id
         self.state = state
         self.modules = modules or {}
@@ -91,11 +92,12 @@ class Result:
         self.ops = ops
         self.caveats = caveats or []
         self.notes = notes or []
+        self.verified = verified or {}   # module -> the state check's summary (engine/verify)
 
     def to_dict(self) -> Dict[str, Any]:
         return {"patch": self.patch_id, "state": self.state, "modules": dict(self.modules),
                 "pause_ns": self.pause_ns, "ops": self.ops, "caveats": list(self.caveats),
-                "notes": list(self.notes)}
+                "notes": list(self.notes), "verified": dict(self.verified)}
 
     def __repr__(self) -> str:
         return f"<Result {self.patch_id[:12]} {self.state} modules={self.modules}>"
@@ -132,6 +134,7 @@ class _Record:
         self.hooks = hooks
         self.ops: List[Any] = []
         self.modules: Dict[str, str] = {}
+        self.verified: Dict[str, str] = {}   # module -> the state check's summary
         self.filenames: Dict[str, str] = {}
         self.old_codes: Dict[int, Tuple[CodeType, str]] = {}
         self.caveats: List[str] = []

@@ -2,14 +2,16 @@
 
 Enters: the applied ``_Record`` and its live ``_ModuleTxn``. Leaves: the ops of the
 second commit (``_late``: module objects whose construction the patch changed, built
-by the new code), and notes on references to replaced objects the patch could not
-reach (``_leftovers``).
+by the new code), the ops that build such objects again when only the state check
+(step 5) can see that their construction changed (``_rebuild``), and notes on
+references to replaced objects the patch could not reach (``_leftovers``).
 Invariant: the late ops are committed as one C call like the first; if they fail the
 caller undoes both commits.
 """
 
 from __future__ import annotations
 
+import ast
 import gc
 import re
 import sys
@@ -20,6 +22,7 @@ from typing import Any, Dict, List
 from .._defs import syntax as _syntax
 from .. import _codes
 from .commit import Op
+from ._refgraph import _importers
 from ._scratch import _bind_module, _defaults, _exec_stmts
 from ._state import _IMMUTABLE, _ModuleTxn, _Record, _isa
 
@@ -78,3 +81,38 @@ def _leftovers(txn: _ModuleTxn) -> List[str]:
     return [f"{label}: {len(kinds)} reference(s) to the old object remain "
             f"({', '.join(sorted(set(kinds)))}); they keep seeing the old object"
             for label, kinds in sorted(counts.items())]
+
+
+def _rebuild(t: _ModuleTxn, module: types.ModuleType, names: List[str]) -> List[Any]:
+    """Evaluate again, with the fixed code now live, the top-level statements of the fixed
+    source that bind ``names`` (``DEFAULT = Policy(3)``: objects a fresh import builds from
+    what the patch changed), and bind what they make; the ops of a third commit.
+
+    Only plain assignments (``NAME = expr``, ``NAME: T = expr``) at the top level of the
+    module are evaluated; a name bound any other way is left to the caller (whose check
+    then refuses). Modules that did ``from m import NAME`` get the new object too.
+    """
+    assert t.fixed_tree is not None
+    wanted = set(names)
+    stmts: List[ast.stmt] = []
+    for node in t.fixed_tree.body:
+        targets = (node.targets if isinstance(node, ast.Assign) else
+                   [node.target] if isinstance(node, ast.AnnAssign) and node.value is not None
+                   else [])
+        bound = {x.id for x in targets if isinstance(x, ast.Name)}
+        if bound & wanted and all(isinstance(x, ast.Name) for x in targets):
+            stmts.append(node)
+    if not stmts:
+        return []
+    before = len(t.ops)
+    ns = _exec_stmts(t, module, stmts)
+    d = module.__dict__
+    old = {}
+    for name in sorted(wanted & set(ns)):
+        t.ops.append(Op("item", d, name, ns[name], f"{t.name}.{name} (built again)"))
+        if name in d:
+            old[name] = d[name]
+            t.watch.append((f"{t.name}.{name}", d[name]))
+    for alias_dict, alias, name in _importers(t.name, old):
+        t.ops.append(Op("item", alias_dict, alias, ns[name], f"copy of {t.name}.{name}"))
+    return t.ops[before:]

@@ -1,0 +1,228 @@
+"""Step 5: the patched process must equal a fresh import of the fixed release.
+
+Enters: the patch's state manifest (``patch.meta["state"]``, written by the builder from
+fresh imports of both releases: tooling/build/state.py) and the live modules. Before the
+commit (``before``), every manifest path of every module about to be patched is
+fingerprinted in the live process (``_fingerprint``); after the commits and the
+post-apply hook (``after``), again. Leaves: a ``Verdict`` per module: the paths that do
+not equal the fixed release (the caller then undoes everything and refuses with
+``StateDiverges``), and the exceptions, paths that the application or the environment
+had already moved away from the baseline before the apply.
+
+The rule, per path:
+
+* live value before == the baseline's: after, it must equal the fixed release's;
+* live value before == the fixed release's: after, it must still equal it;
+* anything else before: the application changed it at run time, or this environment
+  computes it differently from the build's (another Python, another platform, an
+  optional dependency): it is listed as an exception, never silently passed, and not
+  held to the fixed value (an apply must not overwrite the application's own state).
+
+A module whose state the builder could not verify (it would not import there) is listed
+as "not verified" with the builder's reason; so is every module of a patch built before
+manifests existed.
+
+Invariant: no application code runs (``_fingerprint`` reads C-level slots only); this
+step changes nothing.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import AbstractSet, Any, Dict, List, Optional, Sequence, Tuple
+
+from .. import _fingerprint
+from ..errors import StateDiverges
+from ..patchfile import Patch
+from ._state import _ModuleTxn
+from .commit import MISSING, Op
+from .post import _rebuild
+
+
+class Verdict:
+    """The state check of one module: ``diverged`` refuses the apply."""
+
+    def __init__(self, module: str) -> None:
+        self.module = module
+        self.verified: Optional[bool] = None     # None: no manifest for it
+        self.reason = ""
+        self.paths = 0
+        self.diverged: List[Tuple[str, str, str]] = []   # label, live description, expected
+        self.exceptions: List[str] = []
+
+    def summary(self) -> str:
+        if self.verified is None:
+            return "state not verified: the patch carries no state manifest"
+        if not self.verified:
+            return f"state not verified: {self.reason}"
+        text = f"state verified equal to a fresh import of the fixed release ({self.paths} " \
+               f"path(s) checked)"
+        if self.exceptions:
+            text += f"; {len(self.exceptions)} path(s) hold run-time or environment " \
+                    f"state and were not held to it: " + "; ".join(self.exceptions[:5])
+        return text
+
+
+def _manifest(patch: Patch) -> Optional[Dict[str, Any]]:
+    state = patch.meta.get("state")
+    if not isinstance(state, dict) or not isinstance(state.get("modules"), dict):
+        return None
+    modules: Dict[str, Any] = state["modules"]
+    return modules
+
+
+def before(patch: Patch, modules: Dict[str, types.ModuleType]) -> Dict[str, Any]:
+    """Fingerprint the manifest paths of ``modules`` now (before anything changes)."""
+    manifest = _manifest(patch)
+    taken: Dict[str, Any] = {}
+    for name, module in modules.items():
+        entry = (manifest or {}).get(name)
+        if not isinstance(entry, dict) or not entry.get("verified"):
+            taken[name] = entry
+            continue
+        ns = vars(module)
+        taken[name] = (entry, [_fingerprint.fingerprint_at(ns, name, _segments(p["path"]))
+                               for p in entry["paths"]])
+    return taken
+
+
+def repair(taken: Dict[str, Any], txns: Sequence[_ModuleTxn],
+           modules: Dict[str, types.ModuleType], deferred: Sequence[Any] = ()) -> List[Any]:
+    """The ops that make what differs from the fixed release equal to it, where a fresh
+    import's effect can be derived (run after the first commits, so that the fixed code is
+    live; their ops form one more atomic commit):
+
+    * a global or class member that the fixed release does not bind: deleted;
+    * one whose fixed value the manifest carries as a literal (``__version__``, a
+      docstring, a table of strings): set to it;
+    * a global bound by a plain top-level assignment whose state still differs (an
+      object built at import by code or data the patch changed, ``DEFAULT = Policy(3)``):
+      that statement evaluated again and its result bound (``post._rebuild``).
+
+    Only paths that equalled the baseline before the apply, under a global none of whose
+    paths the application had moved away from the baseline: run-time state is never
+    overwritten. Whatever this cannot derive stays different, and ``after`` refuses.
+    ``deferred``: as for ``after`` (what they unbind needs no op)."""
+    gone = frozenset((id(o.obj), o.key) for o in deferred)
+    ops: List[Any] = []
+    for t in txns:
+        got, module = taken.get(t.name), modules.get(t.name)
+        if not isinstance(got, tuple) or module is None:
+            continue
+        entry, pre = got
+        ns = vars(module)
+        owned = {str(p["path"][0][1]) for p, was in zip(entry["paths"], pre)
+                 if was not in (p["baseline"], p["fixed"])}
+        todo = []
+        for p, was in zip(entry["paths"], pre):
+            segs = _segments(p["path"])
+            if (was == p["baseline"] and str(segs[0][1]) not in owned
+                    and not _unbound(module, segs, gone)
+                    and _fingerprint.fingerprint_at(ns, t.name, segs, gone) != p["fixed"]):
+                todo.append((p, segs))
+        rebuild = sorted({str(segs[0][1]) for p, segs in todo
+                          if not _settable(ns, segs, p) and _plain_global(ns, segs)})
+        for p, segs in todo:
+            if str(segs[0][1]) in rebuild or not _settable(ns, segs, p):
+                continue
+            parent = ns if len(segs) == 1 else _fingerprint.value_at(ns, segs[:-1])
+            key = segs[-1][1]
+            new = MISSING if p["fixed"] == "absent" else _fingerprint.from_literal(p["literal"])
+            kind = "attr" if isinstance(parent, type) else "item"
+            ops.append(Op(kind, parent, key, new, f"{t.name}.{p.get('label', key)} "
+                                                  "(as a fresh import of the fixed release)"))
+        ops += _rebuild(t, module, rebuild)
+    return ops
+
+
+def _settable(ns: Dict[str, Any], segs: List[_fingerprint.Segment], p: Dict[str, Any]) -> bool:
+    """A global, a class member or an item of a plain dict, whose fixed value is known
+    (absent, or carried as a literal)."""
+    if p["fixed"] != "absent" and not isinstance(p.get("literal"), list):
+        return False
+    if segs[0][0] != "g":
+        return False
+    for n in range(1, len(segs)):   # every step: a class member, or an item of a plain dict
+        parent = _fingerprint.value_at(ns, segs[:n])
+        kind = segs[n][0]
+        if not ((kind == "a" and isinstance(parent, type)) or
+                (kind == "k" and type(parent) is dict)):
+            return False
+    return True
+
+
+def _plain_global(ns: Dict[str, Any], segs: List[_fingerprint.Segment]) -> bool:
+    """A global that holds neither a class nor a function nor a module (those the engine
+    patches in place; building them again would orphan every reference to them)."""
+    value = ns.get(str(segs[0][1]), MISSING)
+    return value is not MISSING and not isinstance(
+        value, (type, types.FunctionType, types.ModuleType))
+
+
+def after(taken: Dict[str, Any], modules: Dict[str, types.ModuleType],
+          deferred: Sequence[Any] = ()) -> List[Verdict]:
+    """Compare the live state now with what ``before`` took and the manifest expects.
+    ``deferred``: deletion ops left out of the commit until old code has left every stack
+    (docs/engine.md, "Deletions wait"); the names they unbind count as absent."""
+    gone = frozenset((id(o.obj), o.key) for o in deferred)
+    verdicts: List[Verdict] = []
+    for name, module in modules.items():
+        v = Verdict(name)
+        verdicts.append(v)
+        got = taken.get(name)
+        if got is None:
+            continue
+        if isinstance(got, dict):          # the builder could not verify this module
+            v.verified, v.reason = False, str(got.get("reason") or "unknown reason")
+            continue
+        entry, pre = got
+        v.verified, v.paths = True, len(entry["paths"])
+        ns = vars(module)
+        for p, was in zip(entry["paths"], pre):
+            segments = _segments(p["path"])
+            now = ("absent" if _unbound(module, segments, gone) else
+                   _fingerprint.fingerprint_at(ns, name, segments, gone))
+            if was not in (p["baseline"], p["fixed"]):
+                v.exceptions.append(str(p.get("label", p["path"])))
+                continue
+            if now != p["fixed"]:
+                value = _fingerprint.value_at(ns, _segments(p["path"]))
+                desc = (p.get("describe") or ["", ""])[1] if isinstance(
+                    p.get("describe"), list) else ""
+                v.diverged.append((str(p.get("label", p["path"])),
+                                   _fingerprint.describe(value), str(desc or p["fixed"])))
+    return verdicts
+
+
+def refusal(patch: Patch, verdicts: List[Verdict]) -> Optional[StateDiverges]:
+    """The error for paths that do not equal the fixed release, or None."""
+    bad = [(v.module, d) for v in verdicts for d in v.diverged]
+    if not bad:
+        return None
+    shown = "; ".join(f"{m}.{label} is {live}, a fresh import of the fixed release has "
+                      f"{expected}" for m, (label, live, expected) in bad[:3])
+    more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
+    return StateDiverges(
+        f"Patch {patch.short_id} ({patch.describe()}) was rolled back: after the commit the "
+        f"process's state does not equal a fresh import of the fixed release: {shown}{more}. "
+        f"Nothing was changed; a restart runs the fixed release.",
+        details={"patch": patch.id, "paths": [
+            {"module": m, "path": label, "live": live, "expected": expected}
+            for m, (label, live, expected) in bad[:50]]})
+
+
+def _unbound(module: types.ModuleType, segments: List[_fingerprint.Segment],
+             gone: AbstractSet[Tuple[int, Any]]) -> bool:
+    """Whether a deferred deletion unbinds this path (or a path above it)."""
+    if not gone:
+        return False
+    ns = vars(module)
+    for n in range(len(segments)):
+        parents = (ns, module) if n == 0 else (_fingerprint.value_at(ns, segments[:n]),)
+        if any((id(parent), segments[n][1]) in gone for parent in parents):
+            return True
+    return False
+
+
+def _segments(path: Any) -> List[_fingerprint.Segment]:
+    return [(str(kind), key) for kind, key in path]
