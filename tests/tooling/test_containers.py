@@ -19,8 +19,8 @@ from typing import Dict, Iterator
 
 import pytest
 
-import test_cli_live as live
-from test_cli_live import PKG, SRC
+import livecli as live
+from livecli import PKG, SRC
 
 pytestmark = [
     pytest.mark.slow,
