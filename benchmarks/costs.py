@@ -226,7 +226,8 @@ def rss_kib(pid: int) -> int:
 
 
 def idle_costs(work: Path, seconds: float, rounds: int) -> Dict[str, Any]:
-    from benchmarks.zero_downtime.bench import FASTAPI_V1, answers, free_port
+    from benchmarks.procs import answers, free_port
+    from benchmarks.zero_downtime.bench import FASTAPI_V1
 
     (work / "app" / "zdapp").mkdir(parents=True)
     (work / "app" / "zdapp" / "__init__.py").write_text("")
@@ -244,7 +245,7 @@ def idle_costs(work: Path, seconds: float, rounds: int) -> Dict[str, Any]:
                                       env=env, cwd=str(work / "app"),
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             end = time.monotonic() + 60
-            while not answers(port):
+            while not answers(port, "/item/1"):
                 if time.monotonic() > end:
                     raise RuntimeError("uvicorn did not start")
                 time.sleep(0.02)

@@ -34,7 +34,6 @@ counter still counting up).
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import shutil
@@ -45,6 +44,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from benchmarks.procs import answers, children, free_port
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -111,38 +112,6 @@ METHODS = ("suture", "reload", "restart")
 
 # ---------------------------------------------------------------- processes
 
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def children(pid: int) -> List[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    stat = f.read()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(entry))
-    return sorted(out)
-
-
-def answers(port: int) -> bool:
-    try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-        conn.request("GET", "/item/1")
-        ok = conn.getresponse().status == 200
-        conn.close()
-        return ok
-    except OSError:
-        return False
-
-
 def wait(pred: Callable[[], Any], what: str, timeout: float = 60) -> Any:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -200,7 +169,7 @@ class Host:
                 raise RuntimeError(f"{self.name} exited {proc.returncode}: see {log.name}")
             # uvicorn's manager also has multiprocessing's resource tracker as a child
             kids = children(proc.pid)
-            if len(kids) < want or not answers(port):
+            if len(kids) < want or not answers(port, "/item/1"):
                 return None
             if not all((self.root / "run" / f"{p}.sock").exists() for p in [proc.pid, *kids]):
                 return None

@@ -16,7 +16,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +29,7 @@ from suture.tooling.build import build_trees
 from suture.tooling.build.sources import materialize
 
 from agentutil import Targets, result, wait_for
+from benchmarks.procs import answers, children, free_port
 from signing import signed
 
 pytestmark = pytest.mark.slow
@@ -146,38 +146,6 @@ class Load:
             t.join(WINDOW_LIMIT + 30)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def children(pid: int) -> List[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            out.append(int(entry))
-    return sorted(out)
-
-
-def answers(port: int) -> bool:
-    try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-        conn.request("GET", "/check?p=warmup")
-        ok = conn.getresponse().status == 200
-        conn.close()
-        return ok
-    except OSError:
-        return False
-
-
 def suture(targets: Targets, *args: str) -> Dict[str, Any]:
     proc = subprocess.run([sys.executable, "-m", "suture", *args, "--json"],
                           env=targets.env(), capture_output=True, text=True, timeout=120)
@@ -254,7 +222,7 @@ def run_server_scenario(targets: Targets, tmp_path: Path, v1_src: str, argv_tail
             want = 1 if n_workers == 0 else n_workers
             if len(kids) != want or not all(os.path.exists(targets.sock(k)) for k in kids):
                 return None
-            return kids if answers(port) else None
+            return kids if answers(port, "/check?p=warmup") else None
 
         workers[:] = wait_for(ready, "server workers with agents", timeout=60)
         all_pids = sorted(set(workers) | {proc.pid})

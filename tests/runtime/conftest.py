@@ -1,4 +1,4 @@
-"""Shared helpers for the engine tests (tests/runtime/).
+"""Shared helpers for the runtime and engine tests (tests/runtime/, tests/runtime/engine/).
 
 Target code is never imported into the pytest process: every test that loads
 target modules builds a real patch with the real builder, then runs a short

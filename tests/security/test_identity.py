@@ -39,6 +39,7 @@ from suture.tooling.build import build_trees
 from suture.tooling.build.sources import materialize
 
 from agentutil import SRC, Targets, wait_for
+from benchmarks.procs import first_child
 from signing import signed
 
 PKG = "sutidentitydemo"
@@ -179,17 +180,6 @@ def test_a_directory_created_by_another_user_is_refused_for_a_live_process(
 
 # -- finding 2: a container's absolute symlink -----------------------------------------
 
-def _child(pid: int) -> int:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            kids = Path(f"/proc/{pid}/task/{task}/children").read_text().split()
-            if kids:
-                return int(kids[0])
-        time.sleep(0.01)
-    raise AssertionError("unshare started no child")
-
-
 @pytest.mark.slow
 @needs_root
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="needs util-linux unshare")
@@ -212,7 +202,7 @@ def test_a_containers_absolute_symlink_never_reaches_a_host_agent(
                             env=dict(os.environ, SUTURE_RUNTIME_DIR=str(rt)),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        inner = _child(proc.pid)
+        inner = first_child(proc.pid)
         wait_for(lambda: os.path.lexists(f"/proc/{inner}/root{rt}/1.sock")
                  and "python" in os.readlink(f"/proc/{inner}/exe"), "the container")
         done = cli("apply", str(patch["file"]), "--pid", str(inner), "--json")

@@ -38,10 +38,8 @@ from suture.runtime.patchfile import canonical_json, load
 from suture.tooling.fleet import daemon, feed
 from suture.tooling import trust
 
-from signing import KEY, signed
+from signing import KEY, make_patch, signed
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tooling"))
-from test_trust import make_patch  # noqa: E402
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 EXAMPLES = int(os.environ.get("SUTURE_FUZZ_EXAMPLES", "300"))

@@ -35,7 +35,7 @@ from suture.tooling.build.sources import materialize
 
 from signing import signed
 
-SRC = Path(__file__).resolve().parents[2] / "src"
+SRC = Path(__file__).resolve().parents[3] / "src"
 ME = os.getpid()
 
 Handler = Callable[[Dict[str, Any]], Any]   # request -> frame dict, or raw bytes, or None

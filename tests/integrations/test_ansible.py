@@ -19,12 +19,12 @@ from typing import Any, Callable, Dict, List
 
 import pytest
 
-import test_cli_live as live
+import livecli as live
 from signing import KEY
 from suture.runtime import store
 from suture.tooling.fleet import feed
 
-from test_cli_live import Target, patch_id
+from livecli import Target, patch_id
 
 ROOT = Path(__file__).resolve().parents[2]
 COLLECTIONS = ROOT / "integrations" / "ansible"

@@ -19,8 +19,9 @@ from typing import Dict, Iterator
 
 import pytest
 
-import test_cli_live as live
-from test_cli_live import PKG, SRC
+import livecli as live
+from benchmarks.procs import first_child
+from livecli import PKG, SRC
 
 pytestmark = [
     pytest.mark.slow,
@@ -29,17 +30,6 @@ pytestmark = [
 ]
 
 versions = live.versions
-
-
-def _child(pid: int) -> int:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            kids = Path(f"/proc/{pid}/task/{task}/children").read_text().split()
-            if kids:
-                return int(kids[0])
-        time.sleep(0.01)
-    raise AssertionError("unshare started no child")
 
 
 @pytest.fixture
@@ -56,7 +46,7 @@ def contained(versions: Dict[str, Path], tmp_path: Path) -> Iterator[Dict[str, o
                              "/bin/sh", "-c", shell], env=dict(env, SCRIPT=script),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        host_pid = _child(proc.pid)
+        host_pid = first_child(proc.pid)
         deadline = time.monotonic() + 20
         while not (out.exists() and out.read_text()):
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""

@@ -1,5 +1,5 @@
 """suture.tooling.fleet.vex on reports of the shape `suture status --json` prints: the cases the
-live test (test_cli_live.py) does not reach."""
+live test (tests/tooling/cli/test_cli_live.py) does not reach."""
 
 from __future__ import annotations
 

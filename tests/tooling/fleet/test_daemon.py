@@ -13,11 +13,11 @@ import pytest
 from suture.runtime import store
 from suture.tooling.fleet import feed
 
-import test_cli_live as live
+import livecli as live
 from signing import KEY
-from test_cli_live import Target, cli, patch_id, write_dist
+from livecli import Target, cli, patch_id, write_dist
 
-# The live processes of test_cli_live.py: its fixtures, shared by name.
+# The live processes of tests/livecli.py: its fixtures, used by name.
 dists, rundir, state, start_target = live.dists, live.rundir, live.state, live.start_target
 
 pytestmark = pytest.mark.slow

@@ -15,8 +15,8 @@ from suture.runtime import patchfile
 from suture.tooling.build import BuildRefused, build_trees
 from suture.tooling.build.sources import materialize
 
-SRC = Path(__file__).resolve().parents[2] / "src"
-CASES = Path(__file__).resolve().parents[1] / "cases"
+SRC = Path(__file__).resolve().parents[3] / "src"
+CASES = Path(__file__).resolve().parents[2] / "cases"
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -6,10 +6,9 @@ from __future__ import annotations
 import base64
 import json
 import os
-from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, List
 
 import pytest
 from click.testing import CliRunner
@@ -19,38 +18,11 @@ from hypothesis import strategies as st
 
 from suture.runtime import store
 from suture.runtime.errors import PatchFormatError, UntrustedPatch
-from suture.runtime.patchfile import canonical_json, dump, load, read_envelope
+from suture.runtime.patchfile import canonical_json, load, read_envelope
 from suture.tooling import trust
-from suture.tooling.build import build_trees
 from suture.tooling.cli import main
-from suture.tooling.build.sources import materialize
 
-from signing import KEY, NAME, signed
-
-
-def make_patch(tmp: Path, name: str = "tiny", body: str = "2", dist: str = "") -> bytes:
-    for tag, value in (("v1", "1"), ("v2", body)):
-        pkg = tmp / f"{name}-{body}-{tag}" / name
-        pkg.mkdir(parents=True)
-        (pkg / "__init__.py").write_text("", encoding="utf-8")
-        (pkg / "calc.py").write_text(f"def value():\n    return {value}\n", encoding="utf-8")
-    report = build_trees(materialize(str(tmp / f"{name}-{body}-v1")),
-                         materialize(str(tmp / f"{name}-{body}-v2")))
-    assert report.data is not None
-    if not dist:
-        return report.data
-    # As if built from two releases of the distribution ``dist`` (no wheel needed here).
-    return dump(replace(load(report.data), target={"kind": "distribution", "name": dist,
-                                                   "from_version": "1.1",
-                                                   "to_version": "1.2"}))
-
-
-def policy_with(tmp: Path, *entries: Dict[str, Any]) -> trust.Policy:
-    path = tmp / "cfg" / trust.POLICY_FILE
-    for e in entries:
-        trust.add_key(trust.public_key_line(e["key"].public_key()), e.get("name", ""),
-                      e.get("distributions", ()), path=str(path))
-    return trust.load_policy(str(path))
+from signing import KEY, NAME, make_patch, policy_with, signed
 
 
 def statuses(data: bytes, policy: trust.Policy) -> List[str]:

@@ -13,7 +13,7 @@ import pytest
 
 from suture.tooling import demo
 
-SRC = Path(__file__).resolve().parents[2] / "src"
+SRC = Path(__file__).resolve().parents[3] / "src"
 
 
 def _target_pid(out: str) -> int:

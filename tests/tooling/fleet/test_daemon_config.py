@@ -14,7 +14,8 @@ from suture.runtime.patchfile import load
 from suture.tooling.fleet import daemon
 from suture.tooling.fleet.daemon import DaemonConfigError, Window
 
-from test_trust import make_patch
+from signing import make_patch
+
 
 
 def write(tmp_path: Path, text: str, mode: int = 0o644) -> str:

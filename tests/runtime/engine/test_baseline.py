@@ -273,7 +273,7 @@ def _repack(payload: dict) -> bytes:
 
 @pytest.fixture
 def patch_bytes(ws) -> bytes:
-    """A patch with whole sources (compact ones: tests/runtime/test_compact.py)."""
+    """A patch with whole sources (compact ones: tests/runtime/engine/test_compact.py)."""
     hooks = "def pre_apply(ctx):\n    pass\n"
     return ws.patch(ws.tree("v1", V1), ws.tree("v2", V2), hooks=hooks, embed=True).read_bytes()
 

@@ -14,7 +14,7 @@ import pytest
 from suture.tooling.build import build_trees
 from suture.tooling.build.sources import materialize
 
-SRC = Path(__file__).resolve().parents[2] / "src"
+SRC = Path(__file__).resolve().parents[3] / "src"
 
 V1 = '''
 LIMIT = 100

@@ -32,7 +32,7 @@ from suture.tooling.build.sources import (
     materialize,
 )
 
-DATA = Path(__file__).resolve().parent.parent / "data"
+DATA = Path(__file__).resolve().parents[2] / "data"
 URLLIB3_OLD = DATA / "urllib3-1.26.17-py2.py3-none-any.whl"
 URLLIB3_NEW = DATA / "urllib3-1.26.18-py2.py3-none-any.whl"
 

@@ -22,8 +22,7 @@ from suture.tooling.fleet import feed
 from suture.tooling import trust
 from suture.tooling.cli import main
 
-from signing import KEY, signed
-from test_trust import make_patch, policy_with
+from signing import KEY, make_patch, policy_with, signed
 
 def ago(hours: float) -> str:
     return (datetime.datetime.now(datetime.timezone.utc)
