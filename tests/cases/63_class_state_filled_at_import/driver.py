@@ -1,12 +1,14 @@
 """Case 63: class state filled when the module was imported, which the change does not
-touch, next to a real fix in a method. ``Backend.registry`` is filled by
-``__init_subclass__`` as each backend class is defined (with a class keyword,
-``scheme="file"``), and ``Store(Generic[T])`` has ``__orig_bases__`` and
-``__parameters__`` set by typing; neither the registry, the keywords, nor those classes
-change. The fix is a path-traversal check in ``FileBackend.resolve`` (the shape of many
-storage/static-file CVEs). A fresh v2 import has the same registry and the checking
-``resolve``: a patch must swap the method and keep the registry (the same class objects),
-not refuse because class-creation machinery was involved somewhere in the module.
+touch, next to a real fix in a method. ``Backend(Generic[T])`` registers each subclass by
+scheme in ``__init_subclass__`` (a class keyword, ``scheme="file"``), and typing sets
+``__orig_bases__`` and ``__parameters__`` on each ``Backend[bytes]`` subclass as it is
+created. None of that changes. The fix is a path-traversal check in
+``FileBackend.resolve`` that calls a new method ``_inside_root`` (the shape of many
+storage/static-file CVEs). A fresh v2 import has the same registry, bases and the
+checking ``resolve``: a patch must swap the method, add ``_inside_root`` and keep the
+registry pointing at the same (live) class objects. Today the engine takes
+``__orig_bases__`` (which typing computes only when missing) for lazily derived state of
+the changed class and asks for a hook.
 """
 
 PATHS = ["file://a/b.txt", "file://../../etc/passwd", "file://a/../../x", "mem://k"]
@@ -30,5 +32,6 @@ def observe(state):
         "open": out,
         "registry": sorted(m.Backend.registry),
         "registry_same_class": m.Backend.registry["file"] is state["file_cls"],
-        "store_params": [p.__name__ for p in m.Store.__parameters__],
+        "orig_bases": repr(m.FileBackend.__orig_bases__),
+        "params": [p.__name__ for p in m.Backend.__parameters__],
     }

@@ -1,12 +1,12 @@
 """Case 66: a plugin module whose body is a chain of statements on an imported package
-(``import c66_app.codecs`` then ``c66_app.codecs.LOADERS = dict(...)``,
-``c66_app.codecs.LOADERS["pickle"] = pickle.loads``, ``c66_app.codecs.MAX_SIZE =
-c66_app.codecs.MAX_SIZE * 64``). The fix drops the pickle loader (arbitrary code
-execution on untrusted input) and lowers the size multiplier from 64 to 4 (memory
-exhaustion). A fresh v2 import: no ``pickle`` kind, MAX_SIZE 4096. Note the last
-statement reads the value it writes: evaluated again in a live v1 process it would start
-from 65536, not 1024, so re-running the fixed statement as it stands is not the same as
-a fresh import.
+(``import c66_app.codecs`` then ``c66_app.codecs.MAX_SIZE = ...``,
+``c66_app.codecs.LOADERS["pickle"] = ...``, ``c66_app.PLUGINS = ...``). The fix changes
+two of them: the size limit goes from 64 KiB to 4 KiB (memory exhaustion) and the
+``pickle`` kind gets a loader that refuses instead of ``pickle.loads`` (arbitrary code
+execution on untrusted input; the new ``_refuse_pickle`` is defined just above). Each
+statement sets a value that depends on nothing it changed before, so running the fixed
+statements as undoable attribute/item sets (as for ``Retry.DEFAULT = Retry(3)``, case 41)
+is exactly a fresh v2 import; case 66b is the shape where it is not.
 """
 
 import pickle

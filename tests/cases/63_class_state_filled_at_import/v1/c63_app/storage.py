@@ -6,7 +6,7 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 
-class Backend:
+class Backend(Generic[T]):
     registry = {}
 
     def __init_subclass__(cls, scheme=None, **kwargs):
@@ -14,23 +14,18 @@ class Backend:
         if scheme is not None:
             Backend.registry[scheme] = cls
 
-
-class Store(Generic[T]):
-    def __init__(self):
-        self.items = {}
-
-    def put(self, key, value: T):
-        self.items[key] = value
+    def resolve(self, path):
+        raise NotImplementedError
 
 
-class FileBackend(Backend, scheme="file"):
+class FileBackend(Backend[bytes], scheme="file"):
     root = "/srv/data"
 
     def resolve(self, path):
         return posixpath.join(self.root, path)
 
 
-class MemoryBackend(Backend, scheme="mem"):
+class MemoryBackend(Backend[str], scheme="mem"):
     def resolve(self, path):
         return "mem:" + path
 
