@@ -1,0 +1,15 @@
+"""Which URLs may be rendered as links."""
+
+_SAFE_SCHEMES = ("HTTP", "HTTPS", "MAILTO", "FTP")
+_BLOCKED = frozenset(("ftp",))
+ALLOWED = frozenset(filter(lambda s: s not in _BLOCKED, (s.lower() for s in _SAFE_SCHEMES)))
+
+
+def scheme_of(url):
+    head, sep, _ = url.partition(":")
+    return head.strip().lower() if sep else ""
+
+
+def is_safe(url):
+    scheme = scheme_of(url)
+    return not scheme or scheme in ALLOWED

@@ -1,0 +1,1 @@
+"""Header parsing (64_module_level_del)."""

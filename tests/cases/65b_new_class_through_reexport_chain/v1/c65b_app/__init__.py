@@ -1,0 +1,1 @@
+"""Templates (65b_new_class_through_reexport_chain)."""

@@ -1,0 +1,3 @@
+"""Template filters (re-exported from their submodules)."""
+
+from .text import upper

@@ -1,0 +1,2 @@
+def upper(value):
+    return value.upper()
