@@ -63,7 +63,7 @@ from ._state import (HookContext, Result, _ModuleTxn, _Record, _added_entries, _
                      _applied, _fine_switching, _find, _forget_modules, _pending_index, _walks,
                      drop_shadow, shadow)
 from .check import _check, _load_hooks, _loaded, _plan, _replaced_by, _resolved, _with_sources
-from .post import _late, _leftovers
+from .post import _late, _late_order, _leftovers
 from .prepare import _prepare
 # The modules of revert and status are named reverting and reporting: a submodule named
 # like a function of this package would be shadowed by it (``import
@@ -255,19 +255,13 @@ def _apply(patch: Patch, wait_quiescent: Optional[float],
         try:
             rec.pause_ns = _commit_ops([o for o in ops if id(o) not in dropped], live, before)
             rec.ops = ops
-            late_ops = _late(rec, live)
-            if late_ops:
-                rec.pause_ns = max(rec.pause_ns, _commit_ops(late_ops, live))
-                rec.ops = ops + late_ops
-            # What only the state manifest shows still differs from a fresh import of the
-            # fixed release, where its effect can be derived: a third atomic commit.
-            fix_ops = _verify.repair(state_before, live, loaded, deletions)
-            fix_dels = [o for o in fix_ops if o.new is MISSING and o.old is not MISSING]
-            deletions += fix_dels   # they wait too
-            fix_now = [o for o in fix_ops if o not in fix_dels]
-            if fix_now:
-                rec.pause_ns = max(rec.pause_ns, _commit_ops(fix_now, live))
-            rec.ops = rec.ops + fix_ops
+            # One late commit per module, in import order: a module's late statements
+            # may import what another module's late statements bind (a re-export chain).
+            for t in _late_order(live):
+                late_ops = _late(rec, [t])
+                if late_ops:
+                    rec.pause_ns = max(rec.pause_ns, _commit_ops(late_ops, [t]))
+                    rec.ops = rec.ops + late_ops
         except BaseException as exc:
             _commit.restore(rec.ops or ops)   # what committed (a failed commit undid itself)
             _commit.reapply(before)
@@ -291,6 +285,26 @@ def _apply(patch: Patch, wait_quiescent: Optional[float],
             raise RolledBack(f"post_apply hook of patch {patch.short_id} failed; the patch was "
                              f"rolled back: {type(exc).__name__}: {exc}",
                              details={"patch": patch.id}) from exc
+        try:
+            # What only the state manifest shows still differs from a fresh import of the
+            # fixed release (hooks included), where its effect can be derived: one more
+            # atomic commit.
+            fix_ops = _verify.repair(state_before, live, loaded, deletions)
+            fix_dels = [o for o in fix_ops if o.new is MISSING and o.old is not MISSING]
+            deletions += fix_dels   # they wait too
+            fix_now = [o for o in fix_ops if o not in fix_dels]
+            if fix_now:
+                rec.pause_ns = max(rec.pause_ns, _commit_ops(fix_now, live))
+            rec.ops = rec.ops + fix_ops
+        except BaseException as exc:
+            _commit.undo(rec.ops)
+            _commit.reapply(before)
+            _unmigrate(rec)
+            if isinstance(exc, SutureError):
+                raise
+            raise RolledBack(f"Making patch {patch.short_id}'s state equal a fresh import of the "
+                             f"fixed release failed, and the patch was rolled back: "
+                             f"{type(exc).__name__}: {exc}", details={"patch": patch.id}) from exc
         verdicts = _verify.after(state_before, {t.name: loaded[t.name] for t in live},
                                  deletions)
         diverged = _verify.refusal(patch, verdicts)

@@ -31,15 +31,18 @@ from ._refgraph import _importers, _resolve_class, _source_tree
 from ._state import _ModuleTxn, _own_dict, _unless_exhausted
 
 
-def _late_split(plan: _defs.ModulePlan, package: str = "", patched: AbstractSet[str] = frozenset()
-                ) -> Tuple[List[ast.stmt], List[ast.stmt]]:
+def _late_split(plan: _defs.ModulePlan, package: str = "", patched: AbstractSet[str] = frozenset(),
+                modules: Optional[Dict[str, str]] = None) -> Tuple[List[ast.stmt], List[ast.stmt]]:
     """Statements that call changed code must run after the code swap (second commit).
 
     So must the part of ``from M import ...`` that imports names ``M`` (another module of
     the same patch) does not have yet: the first commit binds them (gunicorn 22:
     ``http.message`` imports the new ``UnsupportedTransferCoding`` from ``http.errors``).
     Names ``M`` already has are imported early, as other new statements may need them
-    (Pygments 2.15.1: a new base class imported in the same statement).
+    (Pygments 2.15.1: a new base class imported in the same statement). And so must a
+    statement that reads a name another module of the patch does not have yet through
+    that module (``sql.Literal("x")``, where ``modules`` maps the local name ``sql`` to
+    the patched module it holds).
     """
     construct = _construct_names(plan)
     # Functions and classes this batch defines have the live module as globals, where the
@@ -62,6 +65,10 @@ def _late_split(plan: _defs.ModulePlan, package: str = "", patched: AbstractSet[
                     part.append(ast.copy_location(ast.ImportFrom(
                         module=s.module, names=names, level=s.level), s))
             late_names.update(a.asname or a.name for a in s.names if a.name in new)
+        elif (cat in ("assign", "binding-block", "mutation", "class")
+              and _reads_new_attribute(s, modules or {})):
+            late.append(s)
+            late_names.update(_syntax.bound_names(s))
         elif (cat in ("assign", "binding-block", "mutation")
               and _syntax._called_roots(s) & construct
               or cat in ("assign", "binding-block", "mutation", "class")
@@ -71,6 +78,19 @@ def _late_split(plan: _defs.ModulePlan, package: str = "", patched: AbstractSet[
         else:
             early.append(s)
     return early, late
+
+
+def _reads_new_attribute(stmt: ast.stmt, modules: Dict[str, str]) -> bool:
+    """Whether ``stmt`` reads ``alias.NAME`` where ``alias`` holds a module of the patch
+    (``modules``: local name -> module name) that has no ``NAME`` yet."""
+    for node in ast.walk(stmt):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                and node.value.id in modules):
+            source = modules[node.value.id]
+            live = _own_dict(sys.modules.get(source)) or {}
+            if node.attr not in live and f"{source}.{node.attr}" not in sys.modules:
+                return True
+    return False
 
 
 def _import_source(stmt: ast.ImportFrom, package: str) -> str:
@@ -202,6 +222,13 @@ def _deferred_set(stmt: ast.stmt, setter: str) -> ast.stmt:
     return ast.fix_missing_locations(ast.copy_location(ast.Expr(call), stmt))
 
 
+# Built-ins that consume an iterable they are handed before returning, and lazy ones
+# whose generators and functions then run as they are consumed.
+_LAZY = frozenset(("filter", "map", "zip", "reversed", "enumerate", "iter"))
+_EAGER = frozenset(("frozenset", "set", "tuple", "list", "dict", "sorted", "any", "all", "sum",
+                    "min", "max"))
+
+
 class _ScratchReads(ast.NodeTransformer):
     """Rewrite reads of ``names`` in scopes evaluated during the batch to ``channel[name]``.
 
@@ -222,7 +249,8 @@ class _ScratchReads(ast.NodeTransformer):
         bound: Set[str] = set()
         for stmt in stmts:
             if bound and any(isinstance(n, (ast.ClassDef, ast.ListComp, ast.SetComp,
-                                            ast.DictComp)) for n in ast.walk(stmt)):
+                                            ast.DictComp, ast.GeneratorExp, ast.Lambda))
+                             for n in ast.walk(stmt)):
                 stmt = ast.fix_missing_locations(
                     cls(set(bound), channel).visit(copy.deepcopy(stmt)))
             out.append(stmt)
@@ -251,6 +279,46 @@ class _ScratchReads(ast.NodeTransformer):
 
     def visit_GeneratorExp(self, node: ast.GeneratorExp) -> Any:
         return node  # may run after the batch (its first iterable reads ns anyway)
+
+    def visit_Call(self, node: ast.Call) -> Any:
+        """A generator handed straight to a built-in that consumes it at once
+        (``frozenset(s for s in NEW)``, ``", ".join(...)``), and a ``key=`` lambda of
+        ``sorted``/``min``/``max``, run during the batch: their reads are rewritten too.
+        Anywhere else they may run after it, when the names are bound in the module."""
+        func = node.func
+        eager = (isinstance(func, ast.Name) and func.id in _EAGER) or (
+            isinstance(func, ast.Attribute) and func.attr == "join")
+        node.func = self.visit(func)
+        node.args = [self._consumed(a) if eager else self.visit(a) for a in node.args]
+        keywords = []
+        for k in node.keywords:
+            if (isinstance(func, ast.Name) and func.id in ("sorted", "min", "max")
+                    and k.arg == "key" and isinstance(k.value, ast.Lambda)):
+                k.value = self._consumed(k.value)
+                keywords.append(k)
+            else:
+                keywords.append(self.visit(k))
+        node.keywords = keywords
+        return node
+
+    def _consumed(self, node: ast.expr) -> ast.expr:
+        """An argument that an eager built-in consumes now: a generator, or a lazy built-in
+        (``filter``, ``map``...) over generators and lambdas, all run during the batch."""
+        if isinstance(node, ast.GeneratorExp):
+            node.elt = self.visit(node.elt)
+            node.generators = [self.visit(g) for g in node.generators]
+            return node
+        if isinstance(node, ast.Lambda):
+            node.args = self.visit(node.args)
+            node.body = self._inner({a.arg for a in ast.walk(node.args)
+                                     if isinstance(a, ast.arg)}).visit(node.body)
+            return node
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                and node.func.id in _LAZY and not node.keywords):
+            node.args = [self._consumed(a) for a in node.args]
+            return node
+        out: ast.expr = self.visit(node)
+        return out
 
     def _inner(self, bound: Set[str]) -> "_ScratchReads":
         return type(self)(self.names - bound, self.channel)

@@ -17,14 +17,14 @@ import re
 import sys
 import types
 from types import FunctionType
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Set
 
 from .._defs import syntax as _syntax
 from .. import _codes
 from .commit import Op
 from ._refgraph import _importers
-from ._scratch import _bind_module, _defaults, _exec_stmts
-from ._state import _IMMUTABLE, _ModuleTxn, _Record, _isa
+from ._scratch import _bind_module, _defaults, _exec_stmts, _import_source
+from ._state import _IMMUTABLE, _ModuleTxn, _Record, _isa, _own_dict
 
 
 def _late(rec: _Record, live: List[_ModuleTxn]) -> List[Any]:
@@ -51,6 +51,31 @@ def _late(rec: _Record, live: List[_ModuleTxn]) -> List[Any]:
         _defaults(t, module, wanted, ns, quals)
         ops.extend(t.ops[before:])
     return ops
+
+
+def _late_order(live: List[_ModuleTxn]) -> List[_ModuleTxn]:
+    """``live`` with every module after the patched modules its late statements import
+    from (depth first; a cycle keeps the given order)."""
+    by_name = {t.name: t for t in live}
+    out: List[_ModuleTxn] = []
+    seen: Set[str] = set()
+
+    def visit(t: _ModuleTxn) -> None:
+        if t.name in seen:
+            return
+        seen.add(t.name)
+        package = (_own_dict(sys.modules.get(t.name)) or {}).get("__package__") or ""
+        for s in t.late_stmts:
+            for node in ast.walk(s):
+                if isinstance(node, ast.ImportFrom):
+                    source = _import_source(node, str(package))
+                    if source in by_name:
+                        visit(by_name[source])
+        out.append(t)
+
+    for t in live:
+        visit(t)
+    return out
 
 
 def _leftovers(txn: _ModuleTxn) -> List[str]:
@@ -116,3 +141,36 @@ def _rebuild(t: _ModuleTxn, module: types.ModuleType, names: List[str]) -> List[
     for alias_dict, alias, name in _importers(t.name, old):
         t.ops.append(Op("item", alias_dict, alias, ns[name], f"copy of {t.name}.{name}"))
     return t.ops[before:]
+
+
+def _annotations(t: _ModuleTxn, module: types.ModuleType, qual: str) -> Any:
+    """The ``__annotations__`` a fresh import of the fixed source gives the module (``qual``
+    "") or its class ``qual``: each top-level annotated name of that body, its annotation
+    evaluated in the live module (a string under ``from __future__ import annotations``).
+    None when the body annotates anything inside a block (its annotations then depend on
+    how the block ran) or the class is not found."""
+    assert t.fixed_tree is not None
+    body: List[ast.stmt] = t.fixed_tree.body
+    for part in qual.split(".") if qual else []:
+        node = next((n for n in body if isinstance(n, ast.ClassDef) and n.name == part), None)
+        if node is None:
+            return None
+        body = node.body
+    postponed = any(isinstance(n, ast.ImportFrom) and n.module == "__future__"
+                    and any(a.name == "annotations" for a in n.names)
+                    for n in t.fixed_tree.body)
+    nested = [n for stmt in body if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef,
+                                                           ast.ClassDef, ast.AnnAssign))
+              for n in ast.walk(stmt) if isinstance(n, ast.AnnAssign)]
+    if nested:
+        return None
+    out = {}
+    for stmt in body:
+        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.simple:
+            if postponed:
+                out[stmt.target.id] = ast.unparse(stmt.annotation)
+            else:
+                expr = ast.Expression(body=stmt.annotation)
+                ast.fix_missing_locations(expr)
+                out[stmt.target.id] = eval(compile(expr, t.filename, "eval"), module.__dict__)
+    return out

@@ -203,9 +203,12 @@ def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
     txn.fixed_tree = plan.new_tree or ast.parse(mp.fixed.whole)
     _check_run_time_state(txn, module, plan)
     txn.swapped = [f for f, _, _ in swaps]
+    others = {m.name for m in patch.modules if m.name != mp.name}
+    held = {k: v.__name__ for k, v in (_own_dict(module) or {}).items()
+            if type(v) is types.ModuleType and type(k) is str
+            and isinstance(getattr(v, "__name__", None), str) and v.__name__ in others}
     early, txn.late_stmts = _late_split(
-        plan, (_own_dict(module) or {}).get("__package__") or "",
-        {m.name for m in patch.modules if m.name != mp.name})
+        plan, (_own_dict(module) or {}).get("__package__") or "", others, held)
     mod_ns = _exec_stmts(txn, module, early)
     for cp in plan.classes:
         _prepare_class(txn, module, cp, plan, mod_ns)
@@ -518,6 +521,9 @@ def _absence_tested(cls: type) -> Set[str]:
     return names
 
 
+_FROM_BASES = frozenset(("__orig_bases__", "__parameters__", "__type_params__"))
+
+
 def _lazy_class_caches(cls: type, changed: Set[str]) -> List[Tuple[type, str]]:
     """(class, name) of lazily computed attributes that may derive from ``changed`` ones.
 
@@ -526,7 +532,10 @@ def _lazy_class_caches(cls: type, changed: Set[str]) -> List[Tuple[type, str]]:
     override it. Neither keeping them (old behaviour) nor dropping them (existing
     instances read them) is right in general, so the apply needs a hook.
     """
-    lazy = _absence_tested(cls) - changed
+    # What class creation computes from the bases alone (typing.Generic's bookkeeping)
+    # cannot derive from members; a change of bases is a change of its own ("changed
+    # class bases"), which the caller handles.
+    lazy = _absence_tested(cls) - changed - _FROM_BASES
     if not lazy:
         return []
     out: List[Tuple[type, str]] = []

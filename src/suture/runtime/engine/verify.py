@@ -36,7 +36,7 @@ from ..errors import StateDiverges
 from ..patchfile import Patch
 from ._state import _ModuleTxn
 from .commit import MISSING, Op
-from .post import _rebuild
+from .post import _annotations, _rebuild
 
 
 class Verdict:
@@ -120,6 +120,24 @@ def repair(taken: Dict[str, Any], txns: Sequence[_ModuleTxn],
                     and not _unbound(module, segs, gone)
                     and _fingerprint.fingerprint_at(ns, t.name, segs, gone) != p["fixed"]):
                 todo.append((p, segs))
+        notes = _annotated(ns, todo)
+        for (kind, qual), owner in notes.items():
+            new = _annotations(t, module, qual)
+            if new is not None:
+                ops.append(Op(kind, owner, "__annotations__", new,
+                              f"{t.name}{'.' + qual if qual else ''}.__annotations__ "
+                              "(as a fresh import of the fixed release)"))
+        todo = [(p, segs) for p, segs in todo if _annotation_owner(ns, segs) is None]
+        # A dataclass field's recorded type is its annotation (dataclasses copies it):
+        # an annotation change the builder found inert still changes ``Field.type``.
+        fields = _field_types(ns, todo)
+        for (qual, fname), field_obj in fields.items():
+            new = _annotations(t, module, qual)
+            if new is not None and fname in new:
+                ops.append(Op("attr", field_obj, "type", new[fname],
+                              f"{t.name}.{qual}.__dataclass_fields__[{fname!r}].type "
+                              "(as a fresh import of the fixed release)"))
+        todo = [(p, segs) for p, segs in todo if _field_at(ns, segs) is None]
         rebuild = sorted({str(segs[0][1]) for p, segs in todo
                           if not _settable(ns, segs, p) and _plain_global(ns, segs)})
         for p, segs in todo:
@@ -133,6 +151,54 @@ def repair(taken: Dict[str, Any], txns: Sequence[_ModuleTxn],
                                                   "(as a fresh import of the fixed release)"))
         ops += _rebuild(t, module, rebuild)
     return ops
+
+
+def _annotation_owner(ns: Dict[str, Any], segs: List[_fingerprint.Segment]) -> Any:
+    """(kind, qualname, owner) when the path runs through the ``__annotations__`` of the
+    module or of a class defined in it, else None."""
+    if segs[0] == ("g", "__annotations__"):
+        return ("item", "", ns)
+    for n in range(1, len(segs)):
+        if segs[n] == ("a", "__annotations__"):
+            owner = _fingerprint.value_at(ns, segs[:n])
+            if isinstance(owner, type) and all(k == "g" or k == "a" for k, _ in segs[:n]):
+                return ("attr", ".".join(str(key) for _, key in segs[:n]), owner)
+            return None
+    return None
+
+
+def _annotated(ns: Dict[str, Any], todo: List[Tuple[Dict[str, Any], List[Any]]]
+               ) -> Dict[Tuple[str, str], Any]:
+    out: Dict[Tuple[str, str], Any] = {}
+    for _, segs in todo:
+        hit = _annotation_owner(ns, segs)
+        if hit is not None:
+            out[(hit[0], hit[1])] = hit[2]
+    return out
+
+
+def _field_at(ns: Dict[str, Any], segs: List[_fingerprint.Segment]) -> Any:
+    """(class qualname, field name, Field) when the path runs through the ``type`` of a
+    dataclass field of a class defined in the module, else None."""
+    for n in range(1, len(segs) - 2):
+        if (segs[n] == ("a", "__dataclass_fields__") and segs[n + 1][0] == "k"
+                and segs[n + 2][1] == "type"
+                and all(k == "g" or k == "a" for k, _ in segs[:n])):
+            if not isinstance(_fingerprint.value_at(ns, segs[:n]), type):
+                return None
+            field_obj = _fingerprint.value_at(ns, segs[:n + 2])
+            return (".".join(str(key) for _, key in segs[:n]), str(segs[n + 1][1]), field_obj)
+    return None
+
+
+def _field_types(ns: Dict[str, Any], todo: List[Tuple[Dict[str, Any], List[Any]]]
+                 ) -> Dict[Tuple[str, str], Any]:
+    out: Dict[Tuple[str, str], Any] = {}
+    for _, segs in todo:
+        hit = _field_at(ns, segs)
+        if hit is not None:
+            out[(hit[0], hit[1])] = hit[2]
+    return out
 
 
 def _settable(ns: Dict[str, Any], segs: List[_fingerprint.Segment], p: Dict[str, Any]) -> bool:
