@@ -235,6 +235,18 @@ def _summary(result: Dict[str, Any]) -> str:
         parts.append(", ".join(f"{m}: {s}" for m, s in sorted(modules.items())))
     if result.get("pause_ns"):
         parts.append(f"pause {result['pause_ns'] / 1e6:.2f} ms")
+    # The state check (engine/verify.py): "applied" is "equal to a fresh import of the
+    # fixed release" only where it says so.
+    verified = result.get("verified") or {}
+    equal = sorted(m for m, v in verified.items() if str(v).startswith("state verified"))
+    if equal:
+        parts.append(f"state of {', '.join(equal)} verified equal to a fresh import of the "
+                     "fixed release")
+    parts += [f"{m}: {v}" for m, v in sorted(verified.items()) if m not in equal]
+    pending = sorted(m for m, s in modules.items() if s == "pending import")
+    if pending:
+        parts.append(f"{', '.join(pending)} will be checked against the baseline and verified "
+                     "when imported")
     return "; ".join(parts)
 
 
