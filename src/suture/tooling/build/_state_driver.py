@@ -25,7 +25,7 @@ from typing import Any, Dict, List
 
 # A script's own folder heads sys.path: this one (tooling/build/) must not shadow the
 # release's modules.
-if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
+if sys.path and os.path.realpath(sys.path[0] or ".") == os.path.dirname(os.path.realpath(__file__)):
     del sys.path[0]
 
 
