@@ -307,6 +307,38 @@ def _delta(obj: Any, where: str) -> Optional[Tuple[Hunk, ...]]:
     return tuple(hunks)
 
 
+def _state(obj: Any) -> None:
+    """``meta.state``, the state manifest (docs/patch-format.md): per module, verified with
+    its differing paths, or not verified with a reason."""
+    if not isinstance(obj, dict):
+        raise _fail("patch is malformed: meta.state must be an object", where="meta.state")
+    _optional(obj, "python", str, "meta.state")
+    modules = _need(obj, "modules", dict, "meta.state")
+    for name, entry in modules.items():
+        where = f"meta.state.modules[{name!r}]"
+        if not isinstance(entry, dict):
+            raise _fail(f"patch is malformed: {where} must be an object", where=where)
+        verified = _need(entry, "verified", bool, where)
+        if not verified:
+            _need(entry, "reason", str, where)
+            continue
+        _optional(entry, "unstable", int, where)
+        for i, row in enumerate(_need(entry, "paths", list, where)):
+            rw = f"{where}.paths[{i}]"
+            if not isinstance(row, dict):
+                raise _fail(f"patch is malformed: {rw} must be an object", where=rw)
+            segments = _need(row, "path", list, rw)
+            if not segments or not all(
+                    isinstance(seg, list) and len(seg) == 2 and isinstance(seg[0], str)
+                    and (isinstance(seg[1], str) or type(seg[1]) is int) for seg in segments):
+                raise _fail(f"patch is malformed: {rw}.path must be a non-empty list of "
+                            "[kind, key] pairs (key a string or an integer)", where=rw)
+            _need(row, "baseline", str, rw)
+            _need(row, "fixed", str, rw)
+            _optional(row, "label", str, rw)
+            _optional(row, "describe", list, rw)
+
+
 def read_envelope(data: bytes) -> Tuple[Dict[str, Any], bytes]:
     """Parse the envelope; returns it and the decoded payload bytes."""
     if not isinstance(data, (bytes, bytearray)):
@@ -350,6 +382,8 @@ def load(data: bytes) -> Patch:
     for key, typ in (("cves", list), ("excluded", list), ("summary", str), ("builder", str),
                      ("python", str), ("partial", bool)):
         _optional(meta, key, typ, "meta")
+    if "state" in meta:
+        _state(meta["state"])
     modules: List[ModulePatch] = []
     seen = set()
     for i, m in enumerate(_need(body, "modules", list, "payload")):

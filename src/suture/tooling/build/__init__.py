@@ -10,16 +10,16 @@ refuse.
 from __future__ import annotations
 
 import ast
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from ... import __version__
 from ...runtime import _defs
 from ...runtime.errors import SutureError
 from ...runtime.patchfile import (Change, ModulePatch, Patch, Source, compacted, decode_source,
                                  dump, load)
+from . import state as _state
 from .sources import SourceTree, materialize
 
 NATIVE_SUFFIXES = (".so", ".pyd", ".dylib", ".dll")
@@ -59,6 +59,8 @@ class BuildReport:
     patch: Optional[Patch] = None
     data: Optional[bytes] = None
     excluded: List[str] = field(default_factory=list)
+    state: Optional[Dict[str, Any]] = None
+    """``meta["state"]``, the state manifest (build/state.py); None when refused."""
 
     def changes(self) -> List[Dict[str, str]]:
         rows = [{"module": m.name, "kind": c.kind, "qualname": c.qualname,
@@ -77,6 +79,7 @@ class BuildReport:
             "target": self.target, "meta": self.meta,
             "changes": self.changes(),
             "excluded_modules": self.excluded,
+            "state": self.state,
             "refused": self.patch is None,
             "size": len(self.data) if self.data else 0,
         }
@@ -86,18 +89,23 @@ def build(old: str, new: str, *, cves: Sequence[str] = (), summary: str = "",
           hooks: Optional[Path] = None, allow_restart: bool = False,
           cache_dir: Optional[Path] = None, find_links: Sequence[str] = (),
           index_url: Optional[str] = None, no_index: bool = False,
-          embed_sources: bool = False) -> BuildReport:
+          embed_sources: bool = False, verify_state: bool = True,
+          import_path: Sequence[str] = (),
+          import_env: Optional[Mapping[str, str]] = None) -> BuildReport:
     """Materialise OLD and NEW (dir, wheel, sdist or name==version) and build."""
     kw = dict(cache_dir=cache_dir, find_links=find_links, index_url=index_url, no_index=no_index)
     return build_trees(materialize(old, **kw), materialize(new, **kw), cves=cves,  # type: ignore[arg-type]
                        summary=summary, hooks=hooks, allow_restart=allow_restart,
-                       embed_sources=embed_sources)
+                       embed_sources=embed_sources, verify_state=verify_state,
+                       import_path=import_path, import_env=import_env)
 
 
 def build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str] = (),
                 summary: str = "", hooks: Optional[Path] = None,
                 allow_restart: bool = False, refuse: bool = True,
-                embed_sources: bool = False) -> BuildReport:
+                embed_sources: bool = False, verify_state: bool = True,
+                import_path: Sequence[str] = (),
+                import_env: Optional[Mapping[str, str]] = None) -> BuildReport:
     """Diff two trees into a report and, unless refused, a patch.
 
     A changed module travels compact (its baseline's hash and the changed lines;
@@ -106,6 +114,11 @@ def build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str] = (),
 
     ``refuse=False`` writes the patch whatever the verdicts: only tests use it,
     to prove that the engine refuses on its own (defence in depth).
+
+    ``verify_state`` imports both releases in fresh interpreters (their import-time code
+    runs here) to record the state manifest, ``meta["state"]`` (build/state.py), with
+    ``import_path`` after each release's root on ``sys.path`` and ``import_env`` in the
+    environment; without it every changed module is recorded as not verified.
     """
     report = diff_trees(old, new, cves=cves, summary=summary, hooks=hooks)
     restart = report.blockers("restart")
@@ -134,6 +147,11 @@ def build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str] = (),
                          Source.of(m.fixed or ""),
                          tuple(Change(c.kind, c.qualname, c.verdict, c.reason) for c in m.changes))
              for m in modules if m.status != "removed"]
+    changed = [m.name for m in whole if m.action == "change"]
+    report.state = (_state.manifest(old.root, new.root, changed, import_path=import_path,
+                                    import_env=import_env) if verify_state
+                    else _state.not_imported(changed))
+    report.meta["state"] = report.state
     patch = Patch(
         target=report.target,
         modules=tuple(whole if embed_sources else map(compacted, whole)),
@@ -310,5 +328,4 @@ def _diff_files(old: Dict[str, Path], new: Dict[str, Path]) -> List[Dict[str, st
     return out
 
 
-def python_tag() -> str:
-    return f"{sys.version_info.major}.{sys.version_info.minor}"
+python_tag = _state.python_tag

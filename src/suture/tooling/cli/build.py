@@ -31,6 +31,27 @@ def _render_changes(rows: List[Dict[str, str]]) -> None:
             click.echo(f"  {'':<16} {'':<28} \u2514 {r['reason']}")
 
 
+def _render_state(state: Optional[Dict[str, Any]]) -> None:
+    """One line per changed module: is its state after an apply checked, and on how many
+    paths (meta.state, docs/patch-format.md)."""
+    if not isinstance(state, dict):
+        return
+    for name, entry in sorted(state.get("modules", {}).items()):
+        if not entry.get("verified"):
+            click.echo(f"  state    {name}: NOT verified: {entry.get('reason', '?')}")
+            continue
+        paths = entry.get("paths", [])
+        n, unstable = len(paths), entry.get("unstable", 0)
+        what = (f"{n} path{' differs' if n == 1 else 's differ'}" if n
+                else "no path differs")
+        extra = f" ({unstable} unstable ignored)" if unstable else ""
+        click.echo(f"  state    {name}: verified: {what}{extra}")
+        labels = [str(p.get("label", "?")) for p in paths]
+        if labels:
+            more = f", \u2026 ({len(labels) - 6} more)" if len(labels) > 6 else ""
+            click.echo(f"  {'':<8} \u2514 {', '.join(labels[:6])}{more}")
+
+
 @click.command()
 @click.argument("old")
 @click.argument("new")
@@ -50,6 +71,16 @@ def _render_changes(rows: List[Dict[str, str]]) -> None:
 @click.option("--index-url", default=None, help="Passed to pip for name==version.")
 @click.option("--no-index", is_flag=True, help="Passed to pip for name==version.")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.option("--no-import", is_flag=True,
+              help="Do not import the releases at build (their import-time code would run "
+                   "here): the patch records their state as not verified.")
+@click.option("--import-path", multiple=True, metavar="DIR",
+              type=click.Path(exists=True, file_okay=False),
+              help="Where the releases' dependencies are, for importing them at build "
+                   "(repeatable; after the release itself on sys.path).")
+@click.option("--import-env", multiple=True, metavar="NAME=VALUE",
+              help="Environment for importing the releases at build, e.g. "
+                   "DJANGO_SETTINGS_MODULE=site.settings (repeatable).")
 @click.option("--sign", "keys", multiple=True, metavar="KEY",
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Sign the patch with this private key (repeatable; see `suture keygen`).")
@@ -57,22 +88,33 @@ def _render_changes(rows: List[Dict[str, str]]) -> None:
 def build(old: str, new: str, output: Optional[Path], cves: Sequence[str], summary: str,
           hooks: Optional[Path], allow_restart: bool, embed_sources: bool,
           find_links: Sequence[str], index_url: Optional[str], no_index: bool,
-          cache_dir: Optional[Path], keys: Sequence[Path], as_json: bool) -> None:
+          cache_dir: Optional[Path], no_import: bool, import_path: Sequence[str],
+          import_env: Sequence[str], keys: Sequence[Path], as_json: bool) -> None:
     """Build a hotpatch from OLD (vulnerable) to NEW (fixed).
 
     OLD and NEW are each a source directory, a wheel, an sdist, or name==version.
+    Each release is imported at build, in fresh interpreters, to record which module
+    state the fix changes (the engine checks it after an apply): this runs their
+    import-time code here; --no-import does not.
     Exit codes: 0 built, 3 a change needs a restart, 4 a change needs a hook, 1 error.
     """
     from ..build import BuildRefused
     from ..build import build as do_build
     from ..trust import sign as sign_patch
 
+    env: Dict[str, str] = {}
+    for item in import_env:
+        name, eq, value = item.partition("=")
+        if not eq or not name:
+            raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--import-env")
+        env[name] = value
     try:
         signers = _signing_keys(keys)
         report = do_build(old, new, cves=cves, summary=summary, hooks=hooks,
                           allow_restart=allow_restart, cache_dir=cache_dir,
                           find_links=find_links, index_url=index_url, no_index=no_index,
-                          embed_sources=embed_sources)
+                          embed_sources=embed_sources, verify_state=not no_import,
+                          import_path=import_path, import_env=env)
     except BuildRefused as exc:
         if as_json:
             _emit_json({**exc.report.to_dict(), "error": exc.to_dict()})
@@ -97,6 +139,7 @@ def build(old: str, new: str, output: Optional[Path], cves: Sequence[str], summa
         return
     _header(report.target)
     _render_changes(report.changes())
+    _render_state(report.state)
     partial = " (PARTIAL: left out " + ", ".join(report.excluded) + ")" if report.excluded else ""
     signed = f", signed by {len(signers)} key(s)" if signers else ", unsigned"
     click.echo(f"\nwrote {output} ({len(data)} bytes), id {report.patch.id[:12]}{partial}"
@@ -154,6 +197,7 @@ def inspect(file: Path, as_json: bool) -> None:
         n = len(m.delta or ())
         lines = f" ({n} hunk{'' if n == 1 else 's'})" if m.compact else ""
         click.echo(f"  {m.action:<7} {m.name:<40} {base} \u2192 {m.fixed.sha256[:12]}{lines}")
+    _render_state(meta.get("state"))
     click.echo("changes")
     _render_changes(rows)
 

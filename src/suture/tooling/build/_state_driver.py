@@ -1,0 +1,97 @@
+"""Import some modules of one release and write their state fingerprints (runs in a child).
+
+Run by tooling/build/state.py as a script, in a fresh interpreter of the builder's Python::
+
+    python -s -B _state_driver.py FINGERPRINT_PY OUT_FILE TIMEOUT ROOT [IMPORT_PATH...] -- MODULE...
+
+It never imports Suture: ``runtime/_fingerprint.py`` is loaded by path under a private
+name. The release's code may print anything, so the results go to ``OUT_FILE``, one JSON
+object a line, written as they come (a process killed for hanging keeps what it wrote):
+``{"imported": NAME, "error": TEXT|null}`` per module, then ``{"module": NAME, "paths":
+[[label, segments, fingerprint, description], ...]}`` or ``{"module": NAME, "error":
+TEXT}``. Every module is imported first, then each is fingerprinted: the state compared is
+the state once all of them are loaded, in both releases alike.
+
+Standard library only, self-contained.
+"""
+
+import importlib
+import importlib.util
+import json
+import os
+import signal
+import sys
+from typing import Any, Dict, List
+
+# A script's own folder heads sys.path: this one (tooling/build/) must not shadow the
+# release's modules.
+if sys.path and os.path.realpath(sys.path[0] or ".") == os.path.dirname(os.path.realpath(__file__)):
+    del sys.path[0]
+
+
+class _Timeout(BaseException):
+    """The import took longer than the timeout (raised by SIGALRM)."""
+
+
+def _alarm(signum: int, frame: object) -> None:
+    raise _Timeout()
+
+
+def _error(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
+
+
+def main(argv: List[str]) -> int:
+    fingerprint_py, out_file, timeout = argv[0], argv[1], float(argv[2])
+    split = argv.index("--")
+    roots, modules = argv[3:split], argv[split + 1:]
+    spec = importlib.util.spec_from_file_location("_suture_state_fingerprint", fingerprint_py)
+    assert spec is not None and spec.loader is not None
+    fingerprint = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fingerprint)
+    sys.path[0:0] = roots
+    can_alarm = hasattr(signal, "setitimer")
+    if can_alarm:
+        signal.signal(signal.SIGALRM, _alarm)
+    loaded: Dict[str, Any] = {}
+    with open(out_file, "w", encoding="utf-8") as out:
+        def emit(obj: Dict[str, Any]) -> None:
+            out.write(json.dumps(obj, ensure_ascii=True) + "\n")
+            out.flush()
+
+        for name in modules:
+            error: Any = None
+            try:
+                if can_alarm:
+                    signal.setitimer(signal.ITIMER_REAL, timeout)
+                try:
+                    loaded[name] = importlib.import_module(name)
+                finally:
+                    if can_alarm:
+                        signal.setitimer(signal.ITIMER_REAL, 0)
+            except _Timeout:
+                error = f"import did not finish within {timeout:g}s"
+            except BaseException as exc:  # noqa: BLE001 - anything the release raises
+                error = _error(exc)
+            emit({"imported": name, "error": error})
+        for name in modules:
+            mod = loaded.get(name)
+            if mod is None:
+                continue
+            try:
+                state = fingerprint.module_state(vars(mod), name)
+            except fingerprint.TooLarge as exc:
+                emit({"module": name, "error": _error(exc)})
+                continue
+            except Exception as exc:  # noqa: BLE001 - a walk that fails: not verified
+                emit({"module": name, "error": "state could not be read: " + _error(exc)})
+                continue
+            emit({"module": name, "paths": [[label, segments, fp, desc] for label, (
+                segments, fp, desc) in state.items()]})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.stdout.flush()
+    os._exit(main(sys.argv[1:]))

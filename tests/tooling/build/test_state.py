@@ -1,0 +1,275 @@
+"""The state manifest (tooling/build/state.py, meta.state): real fresh imports of small
+releases written in tmp_path, the build's determinism, the reader's checks, the CLI."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict
+
+import pytest
+
+from suture.runtime import patchfile
+from suture.runtime.errors import PatchFormatError
+from suture.tooling.build import build_trees
+from suture.tooling.build.sources import materialize
+from suture.tooling.build.state import manifest
+
+SRC = Path(__file__).resolve().parents[3] / "src"
+
+BASE = '''\
+import random
+import time
+
+LIMIT = 10
+SAME = {"names": ["a", "b"], "n": 3}
+START = time.time()
+LUCKY = random.random()
+TAGS = {"x", "y", "z"}
+
+
+class Config:
+    limit = 5
+
+    def check(self, n):
+        return n <= self.limit
+'''
+FIXED = (BASE.replace("LIMIT = 10", "LIMIT = 20").replace("limit = 5", "limit = 6")
+         .replace("n <= self.limit", "0 <= n <= self.limit"))
+
+
+def tree(root: Path, files: Dict[str, str]) -> Path:
+    for rel, text in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    return root
+
+
+def releases(tmp_path: Path, base: Dict[str, str], fixed: Dict[str, str]):
+    return tree(tmp_path / "v1", base), tree(tmp_path / "v2", fixed)
+
+
+def labels(state: Dict[str, Any], module: str) -> Dict[str, Dict[str, Any]]:
+    entry = state["modules"][module]
+    assert entry["verified"] is True, entry
+    return {p["label"]: p for p in entry["paths"]}
+
+
+@pytest.mark.slow
+def test_changed_constant_and_class_attribute_are_paths_unchanged_values_are_not(tmp_path):
+    old, new = releases(tmp_path, {"app/conf.py": BASE}, {"app/conf.py": FIXED})
+    state = manifest(old, new, ["app.conf"])
+    assert state["python"] == f"{sys.version_info[0]}.{sys.version_info[1]}"
+    paths = labels(state, "app.conf")
+    assert paths["LIMIT"]["path"] == [["g", "LIMIT"]]
+    assert (paths["LIMIT"]["baseline"], paths["LIMIT"]["fixed"]) == ("int:10", "int:20")
+    assert paths["LIMIT"]["describe"] == ["10", "20"]
+    assert paths["Config.limit"]["path"] == [["g", "Config"], ["a", "limit"]]
+    assert (paths["Config.limit"]["baseline"], paths["Config.limit"]["fixed"]) == ("int:5",
+                                                                                   "int:6")
+    # the class holds the attribute, so it differs too; a changed method body does not
+    # (functions are fingerprinted by name: docs/engine.md)
+    assert set(paths) == {"Config", "Config.limit", "LIMIT"}
+    assert "SAME" not in paths and "TAGS" not in paths and "Config.check" not in paths
+    assert list(paths) == sorted(paths)
+    json.dumps(state)   # JSON as it stands: it goes into the patch as is
+
+
+@pytest.mark.slow
+def test_a_value_that_differs_between_two_imports_of_one_release_is_unstable(tmp_path):
+    fixed = FIXED.replace("START = time.time()", "START = time.time() + 1")
+    old, new = releases(tmp_path, {"app/conf.py": BASE}, {"app/conf.py": fixed})
+    entry = manifest(old, new, ["app.conf"])["modules"]["app.conf"]
+    assert entry["verified"] is True
+    assert not {"START", "LUCKY"} & {p["label"] for p in entry["paths"]}
+    assert entry["unstable"] == 2
+
+
+@pytest.mark.slow
+def test_an_added_path_is_absent_in_the_baseline(tmp_path):
+    old, new = releases(tmp_path, {"app.py": "A = 1\n"}, {"app.py": "A = 1\nB = (1, 2)\n"})
+    paths = labels(manifest(old, new, ["app"]), "app")
+    assert paths["B"]["baseline"] == "absent" and paths["B"]["describe"][0] == "(absent)"
+    assert paths["B"]["fixed"] != "absent" and "B[0]" in paths
+
+
+@pytest.mark.slow
+def test_a_module_that_fails_to_import_is_not_verified_and_says_why(tmp_path):
+    old, new = releases(
+        tmp_path,
+        {"app/__init__.py": "", "app/a.py": "X = 1\n", "app/b.py": "import not_installed_dep\n"},
+        {"app/__init__.py": "", "app/a.py": "raise RuntimeError('no config')\nX = 2\n",
+         "app/b.py": "import not_installed_dep\nY = 1\n"})
+    state = manifest(old, new, ["app.a", "app.b"])["modules"]
+    assert state["app.a"] == {"verified": False,
+                              "reason": "fixed release: RuntimeError: no config"}
+    assert state["app.b"]["verified"] is False
+    assert "ModuleNotFoundError: No module named 'not_installed_dep'" in state["app.b"]["reason"]
+
+
+@pytest.mark.slow
+def test_import_path_and_import_env_reach_the_imports(tmp_path):
+    deps = tree(tmp_path / "deps", {"thedep.py": "VALUE = 7\n"})
+    code = "import os, thedep\nMODE = os.environ['APP_MODE']\nN = thedep.VALUE + {}\n"
+    old, new = releases(tmp_path, {"app.py": code.format(1)}, {"app.py": code.format(2)})
+    state = manifest(old, new, ["app"], import_path=[str(deps)],
+                     import_env={"APP_MODE": "prod"})
+    paths = labels(state, "app")
+    assert (paths["N"]["baseline"], paths["N"]["fixed"]) == ("int:8", "int:9")
+    assert "MODE" not in paths
+
+
+@pytest.mark.slow
+def test_the_imports_do_not_see_the_callers_pythonpath(tmp_path, monkeypatch):
+    deps = tree(tmp_path / "deps", {"thedep.py": "VALUE = 7\n"})
+    monkeypatch.setenv("PYTHONPATH", str(deps))
+    old, new = releases(tmp_path, {"app.py": "import thedep\n"},
+                        {"app.py": "import thedep\nX = 1\n"})
+    entry = manifest(old, new, ["app"])["modules"]["app"]
+    assert entry["verified"] is False and "thedep" in entry["reason"]
+
+
+@pytest.mark.slow
+def test_a_hanging_import_is_bounded_by_the_timeout(tmp_path):
+    old, new = releases(tmp_path, {"app.py": "X = 1\n"},
+                        {"app.py": "while True:\n    pass\n"})
+    entry = manifest(old, new, ["app"], timeout=1.0)["modules"]["app"]
+    assert entry == {"verified": False,
+                     "reason": "fixed release: import did not finish within 1s"}
+
+
+@pytest.mark.slow
+def test_too_many_differing_paths_are_not_verified(tmp_path):
+    old, new = releases(tmp_path, {"app.py": "".join(f"V{i} = {i}\n" for i in range(2001))},
+                        {"app.py": "".join(f"V{i} = {i + 1}\n" for i in range(2001))})
+    entry = manifest(old, new, ["app"])["modules"]["app"]
+    assert entry == {"verified": False,
+                     "reason": "state differs in 2001 paths: too many to verify"}
+
+
+@pytest.mark.slow
+def test_build_records_the_state_of_changed_modules_only_and_no_import_skips_it(tmp_path):
+    old, new = releases(tmp_path, {"app/__init__.py": "", "app/conf.py": BASE},
+                        {"app/__init__.py": "", "app/conf.py": FIXED, "app/extra.py": "E = 1\n"})
+    report = build_trees(materialize(str(old)), materialize(str(new)))
+    assert report.state is not None and report.patch is not None
+    assert set(report.state["modules"]) == {"app.conf"}   # app.extra is added: no baseline
+    assert report.patch.meta["state"] == report.state
+    assert report.to_dict()["state"] == report.state
+    off = build_trees(materialize(str(old)), materialize(str(new)), verify_state=False)
+    assert off.patch is not None and off.patch.meta["state"]["modules"] == {
+        "app.conf": {"verified": False, "reason": "not imported at build (--no-import)"}}
+
+
+@pytest.mark.slow
+def test_building_twice_gives_the_same_bytes_with_the_state_manifest(tmp_path):
+    old, new = releases(tmp_path, {"app/conf.py": BASE}, {"app/conf.py": FIXED})
+    first = build_trees(materialize(str(old)), materialize(str(new)))
+    second = build_trees(materialize(str(old)), materialize(str(new)))
+    assert first.data == second.data
+    assert first.patch is not None and first.patch.meta["state"]["modules"]["app.conf"]["paths"]
+
+
+def _with_state(data: bytes, state: Any) -> bytes:
+    _, payload = patchfile.read_envelope(data)
+    body = json.loads(payload)
+    body["meta"]["state"] = state
+    raw = patchfile.canonical_json(body)
+    return patchfile.canonical_json({"payload": base64.b64encode(raw).decode("ascii"),
+                                     "payloadType": patchfile.PAYLOAD_TYPE,
+                                     "signatures": []}) + b"\n"
+
+
+GOOD_PATH = {"path": [["g", "Config"], ["a", "limit"]], "label": "Config.limit",
+             "baseline": "int:5", "fixed": "int:6", "describe": ["5", "6"]}
+
+
+@pytest.fixture(scope="module")
+def plain_patch(tmp_path_factory) -> bytes:
+    root = tmp_path_factory.mktemp("plain")
+    old, new = releases(root, {"app.py": "X = 1\n"}, {"app.py": "X = 2\n"})
+    report = build_trees(materialize(str(old)), materialize(str(new)), verify_state=False)
+    assert report.data is not None
+    return report.data
+
+
+def test_the_reader_accepts_a_well_formed_state(plain_patch):
+    state = {"python": "3.11", "modules": {
+        "app": {"verified": True, "paths": [GOOD_PATH, {**GOOD_PATH, "path": [["g", "R"],
+                                                                               ["i", 0]]}],
+                "unstable": 1},
+        "other": {"verified": False, "reason": "ImportError: x"}}}
+    assert patchfile.load(_with_state(plain_patch, state)).meta["state"] == state
+
+
+@pytest.mark.parametrize("state, message", [
+    ([], "meta.state must be an object"),
+    ({"python": "3.11"}, "meta.state has no 'modules'"),
+    ({"modules": []}, "meta.state.modules has the wrong type"),
+    ({"modules": {"app": "yes"}}, "must be an object"),
+    ({"modules": {"app": {}}}, "has no 'verified'"),
+    ({"modules": {"app": {"verified": 1, "paths": []}}}, "verified has the wrong type"),
+    ({"modules": {"app": {"verified": False}}}, "has no 'reason'"),
+    ({"modules": {"app": {"verified": True}}}, "has no 'paths'"),
+    ({"modules": {"app": {"verified": True, "paths": ["LIMIT"]}}}, "must be an object"),
+    ({"modules": {"app": {"verified": True, "paths": [{**GOOD_PATH, "path": [["g"]]}]}}},
+     "[kind, key] pairs"),
+    ({"modules": {"app": {"verified": True, "paths": [{**GOOD_PATH, "path": [["i", True]]}]}}},
+     "[kind, key] pairs"),
+    ({"modules": {"app": {"verified": True, "paths": [{**GOOD_PATH, "path": []}]}}},
+     "[kind, key] pairs"),
+    ({"modules": {"app": {"verified": True, "paths": [{**GOOD_PATH, "fixed": None}]}}},
+     "fixed has the wrong type"),
+    ({"modules": {"app": {"verified": True,
+                          "paths": [{k: v for k, v in GOOD_PATH.items() if k != "baseline"}]}}},
+     "has no 'baseline'"),
+    ({"modules": {"app": {"verified": True, "paths": [], "unstable": "2"}}},
+     "unstable has the wrong type"),
+])
+def test_the_reader_refuses_a_malformed_state(plain_patch, state, message):
+    with pytest.raises(PatchFormatError) as info:
+        patchfile.load(_with_state(plain_patch, state))
+    assert message in str(info.value)
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    return subprocess.run([sys.executable, "-m", "suture", *args], capture_output=True,
+                          text=True, env=env, cwd=str(cwd), timeout=120)
+
+
+@pytest.mark.slow
+def test_the_cli_shows_the_state_and_inspect_reads_it_back(tmp_path):
+    old, new = releases(tmp_path, {"app/__init__.py": "", "app/conf.py": BASE,
+                                   "app/web.py": "import not_installed_dep\nX = 1\n"},
+                        {"app/__init__.py": "", "app/conf.py": FIXED,
+                         "app/web.py": "import not_installed_dep\nX = 2\n"})
+    out = cli("build", str(old), str(new), "-o", "p.suture", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "  state    app.conf: verified: 3 paths differ (2 unstable ignored)" in out.stdout
+    assert "Config, Config.limit, LIMIT" in out.stdout
+    assert ("  state    app.web: NOT verified: baseline: ModuleNotFoundError: No module "
+            "named 'not_installed_dep'") in out.stdout
+    shown = cli("inspect", "p.suture", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "  state    app.conf: verified: 3 paths differ (2 unstable ignored)" in shown.stdout
+    assert "app.web: NOT verified" in shown.stdout
+
+    deps = tree(tmp_path / "deps", {"not_installed_dep.py": ""})
+    js = cli("build", str(old), str(new), "-o", "q.suture", "--json", "--import-path",
+             str(deps), "--import-env", "APP_MODE=prod", cwd=tmp_path)
+    assert js.returncode == 0, js.stderr
+    state = json.loads(js.stdout)["state"]
+    assert state["modules"]["app.web"]["verified"] is True
+    assert [p["label"] for p in state["modules"]["app.web"]["paths"]] == ["X"]
+
+    off = cli("build", str(old), str(new), "-o", "r.suture", "--no-import", cwd=tmp_path)
+    assert off.returncode == 0, off.stderr
+    assert "app.conf: NOT verified: not imported at build (--no-import)" in off.stdout
+    bad = cli("build", str(old), str(new), "--import-env", "NOEQUALS", cwd=tmp_path)
+    assert bad.returncode == 64 and "NAME=VALUE" in bad.stderr   # a usage error
