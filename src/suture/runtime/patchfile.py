@@ -28,7 +28,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from . import _bounded
+from . import _bounded, _fingerprint
 from .errors import PatchFormatError
 
 PAYLOAD_TYPE = "application/vnd.suture.patch+json; version=1"
@@ -337,6 +337,12 @@ def _state(obj: Any) -> None:
             _need(row, "fixed", str, rw)
             _optional(row, "label", str, rw)
             _optional(row, "describe", list, rw)
+            if "literal" in row:   # a list of any JSON: checked by decoding it
+                try:
+                    _fingerprint.from_literal(row["literal"])
+                except (ValueError, RecursionError) as exc:
+                    raise _fail(f"patch is malformed: {rw}.literal is not a literal value "
+                                f"({exc})", where=rw) from None
 
 
 def read_envelope(data: bytes) -> Tuple[Dict[str, Any], bytes]:

@@ -8,7 +8,7 @@ It never imports Suture: ``runtime/_fingerprint.py`` is loaded by path under a p
 name. The release's code may print anything, so the results go to ``OUT_FILE``, one JSON
 object a line, written as they come (a process killed for hanging keeps what it wrote):
 ``{"imported": NAME, "error": TEXT|null}`` per module, then ``{"module": NAME, "paths":
-[[label, segments, fingerprint, description], ...]}`` or ``{"module": NAME, "error":
+[[label, segments, fingerprint, description, literal or null], ...]}`` or ``{"module": NAME, "error":
 TEXT}``. Every module is imported first, then each is fingerprinted: the state compared is
 the state once all of them are loaded, in both releases alike.
 
@@ -87,8 +87,12 @@ def main(argv: List[str]) -> int:
             except Exception as exc:  # noqa: BLE001 - a walk that fails: not verified
                 emit({"module": name, "error": "state could not be read: " + _error(exc)})
                 continue
-            emit({"module": name, "paths": [[label, segments, fp, desc] for label, (
-                segments, fp, desc) in state.items()]})
+            ns = vars(mod)
+            # The value itself where it is a literal: the engine can then set it.
+            emit({"module": name, "paths": [
+                [label, segments, fp, desc,
+                 fingerprint.literal(fingerprint.value_at(ns, segments))]
+                for label, (segments, fp, desc) in state.items()]})
     return 0
 
 

@@ -35,7 +35,7 @@ DRIVER = Path(__file__).with_name("_state_driver.py")
 FINGERPRINT = Path(_fingerprint.__file__)
 NO_IMPORT = "not imported at build (--no-import)"
 
-Paths = Dict[str, Tuple[List[Any], str, str]]   # label -> (segments, fingerprint, description)
+Paths = Dict[str, Tuple[List[Any], str, str, Any]]   # label -> (segments, fp, description, literal)
 
 
 class _Run:
@@ -89,8 +89,8 @@ class _Run:
             elif "module" in row and "error" in row:
                 errors.setdefault(row["module"], row["error"])
             elif "module" in row:
-                states[row["module"]] = {label: (segs, fp, desc)
-                                         for label, segs, fp, desc in row["paths"]}
+                states[row["module"]] = {label: (segs, fp, desc, lit)
+                                         for label, segs, fp, desc, lit in row["paths"]}
         culprit = next((name for name in modules if name not in imported), None)
         ended = (f"did not finish within {timeout:g}s" if self.killed
                  else "crashed the interpreter" + self._tail())
@@ -163,9 +163,12 @@ def _compare(name: str, baseline: Tuple[Any, Any], fixed: Tuple[Any, Any]) -> Di
         if not _encodable(segments):
             unencodable.add(label)   # a key with a lone surrogate: not in a patch's UTF-8
             continue
-        paths.append({"path": [[kind, key] for kind, key in segments], "label": label,
-                      "baseline": old_fp, "fixed": new_fp,
-                      "describe": [old[2] if old else "(absent)", new[2] if new else "(absent)"]})
+        entry = {"path": [[kind, key] for kind, key in segments], "label": label,
+                 "baseline": old_fp, "fixed": new_fp,
+                 "describe": [old[2] if old else "(absent)", new[2] if new else "(absent)"]}
+        if new is not None and new[3] is not None:
+            entry["literal"] = new[3]   # the fixed value, for the engine to set
+        paths.append(entry)
     if len(paths) > MAX_PATHS:
         return {"verified": False,
                 "reason": f"state differs in {len(paths)} paths: too many to verify"}
