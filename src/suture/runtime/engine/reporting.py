@@ -22,7 +22,7 @@ def records() -> Tuple[List[Dict[str, Any]], Dict[int, Tuple[Any, ...]]]:
         "modules": {m: "applied" if st == "pending add" and m in sys.modules else st
                     for m, st in r.modules.items()},
         "applied_at": r.applied_at, "pause_ns": r.pause_ns, "ops": len(r.ops),
-        "caveats": list(r.caveats), "notes": list(r.notes),
+        "caveats": list(r.caveats), "notes": list(r.notes), "verified": dict(r.verified),
     } for r in _applied.values()]
     old = {k: (v[0], v[1], r.patch.id) for r in _applied.values()
            for k, v in r.old_codes.items()}

@@ -1,0 +1,141 @@
+"""Step 5 (engine/verify.py): after an apply, the state must equal a fresh import of the
+fixed release. Real patches from the real builder, whose state manifest comes from real
+imports of both releases; targets in fresh interpreters (tests/runtime/conftest.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import textwrap
+
+from suture.runtime import patchfile
+
+POLICY_V1 = '''
+"""Retry policy, version 1."""
+__version__ = "1.0"
+
+
+class Policy:
+    MAX_REDIRECTS = 30
+
+    def __init__(self, retries):
+        self.retries = retries
+        self.max_redirects = self.MAX_REDIRECTS
+
+
+DEFAULT = Policy(3)
+
+
+def limit():
+    return DEFAULT.max_redirects
+'''
+POLICY_V2 = (POLICY_V1.replace("version 1", "version 2").replace('"1.0"', '"1.1"')
+             .replace("MAX_REDIRECTS = 30", "MAX_REDIRECTS = 5"))
+
+OBSERVE = '''
+from rp import m
+def look():
+    return {"doc": m.__doc__, "version": m.__version__, "limit": m.limit(),
+            "new": m.Policy(1).max_redirects}
+'''
+
+
+def observing(body: str) -> str:
+    return OBSERVE + textwrap.dedent(body)
+
+
+def test_what_only_the_state_shows_is_derived_verified_and_reverted(ws):
+    v1 = ws.tree("v1", {"rp/__init__.py": "", "rp/m.py": POLICY_V1})
+    v2 = ws.tree("v2", {"rp/__init__.py": "", "rp/m.py": POLICY_V2})
+    patch = ws.patch(v1, v2)
+    out = ws.run(observing('''
+    before = look()
+    res = runtime.apply(load(ARGS["patch"]))
+    after = look()
+    status = runtime.status()["patches"][0]["verified"]
+    runtime.revert(res.patch_id)
+    emit({"before": before, "after": after, "reverted": look(), "verified": res.verified,
+          "status": status})
+    '''), [v1], {"patch": patch})
+    v1_view = {"doc": "Retry policy, version 1.", "version": "1.0", "limit": 30, "new": 30}
+    assert out["before"] == v1_view and out["reverted"] == v1_view
+    # the docstring and __version__ (literals), and DEFAULT, built at import by an
+    # unchanged __init__ from a changed class attribute (built again): as a fresh import
+    assert out["after"] == {"doc": "Retry policy, version 2.", "version": "1.1", "limit": 5,
+                            "new": 5}
+    summary = out["verified"]["rp.m"]
+    assert summary.startswith("state verified equal to a fresh import of the fixed release")
+    assert out["status"] == out["verified"]
+
+
+def test_a_difference_that_cannot_be_derived_refuses_and_changes_nothing(ws):
+    v1 = ws.tree("v1", {"rp/__init__.py": "", "rp/m.py": POLICY_V1})
+    v2 = ws.tree("v2", {"rp/__init__.py": "", "rp/m.py": POLICY_V2})
+    good = patchfile.load(ws.patch(v1, v2).read_bytes())
+    # A manifest whose fixed state no apply can reach (as if the fixed release computed
+    # Policy's table differently at import in a way the engine cannot see).
+    state = json.loads(json.dumps(good.meta["state"]))
+    for p in state["modules"]["rp.m"]["paths"]:
+        if p["label"] == "Policy.MAX_REDIRECTS":
+            p["fixed"] = "int:6"          # 5 in the fixed release; nothing sets 6
+            p.pop("literal", None)
+    bad = ws.root / "bad.suture"
+    bad.write_bytes(patchfile.dump(dataclasses.replace(good, meta=dict(good.meta, state=state))))
+    out = ws.run(observing('''
+    before = look()
+    held = (m.Policy, m.DEFAULT, m.limit.__code__, m.Policy.__init__)
+    err = refusal(runtime.apply, load(ARGS["patch"]))
+    emit({"err": err, "after": look(), "patches": runtime.status()["patches"],
+          "same": held == (m.Policy, m.DEFAULT, m.limit.__code__, m.Policy.__init__)})
+    '''), [v1], {"patch": bad})
+    assert out["err"]["code"] == "SUT-E208", out["err"]
+    assert out["err"]["error"] == "StateDiverges"
+    assert "Policy.MAX_REDIRECTS" in out["err"]["message"]
+    assert {"module": "rp.m", "path": "Policy.MAX_REDIRECTS", "live": "5"}.items() <= \
+        out["err"]["details"]["paths"][0].items()
+    assert out["after"] == {"doc": "Retry policy, version 1.", "version": "1.0", "limit": 30,
+                            "new": 30}
+    assert out["same"] and out["patches"] == []
+
+
+def test_state_the_application_changed_is_listed_not_held_to_the_fixed_release(ws):
+    v1 = ws.tree("v1", {"rp/__init__.py": "", "rp/m.py": POLICY_V1})
+    v2 = ws.tree("v2", {"rp/__init__.py": "", "rp/m.py": POLICY_V2})
+    patch = ws.patch(v1, v2)
+    out = ws.run(observing('''
+    m.DEFAULT.max_redirects = 2          # the application tuned its default policy
+    res = runtime.apply(load(ARGS["patch"]))
+    emit({"after": look(), "verified": res.verified})
+    '''), [v1], {"patch": patch})
+    # DEFAULT is the application's now: not built again, and said so
+    assert out["after"]["limit"] == 2 and out["after"]["new"] == 5
+    summary = out["verified"]["rp.m"]
+    assert "run-time or environment state" in summary and "DEFAULT" in summary, summary
+
+
+def test_a_module_imported_after_the_apply_is_verified_when_imported(ws):
+    v1 = ws.tree("v1", {"rp/__init__.py": "", "rp/m.py": POLICY_V1})
+    v2 = ws.tree("v2", {"rp/__init__.py": "", "rp/m.py": POLICY_V2})
+    patch = ws.patch(v1, v2)
+    out = ws.run('''
+    res = runtime.apply(load(ARGS["patch"]))
+    from rp import m
+    emit({"state": res.state, "limit": m.limit(),
+          "verified": runtime.status()["patches"][0]["verified"]})
+    ''', [v1], {"patch": patch})
+    assert out["state"] == "pending import" and out["limit"] == 5
+    assert out["verified"]["rp.m"].startswith("state verified"), out
+
+
+def test_a_patch_without_a_manifest_says_its_state_was_not_verified(ws):
+    v1 = ws.tree("v1", {"rp/__init__.py": "", "rp/m.py": POLICY_V1})
+    v2 = ws.tree("v2", {"rp/__init__.py": "", "rp/m.py": POLICY_V2})
+    good = patchfile.load(ws.patch(v1, v2).read_bytes())
+    meta = {k: v for k, v in good.meta.items() if k != "state"}
+    old = ws.root / "old.suture"
+    old.write_bytes(patchfile.dump(dataclasses.replace(good, meta=meta)))
+    out = ws.run(observing('''
+    res = runtime.apply(load(ARGS["patch"]))
+    emit({"verified": res.verified, "limit": m.limit()})
+    '''), [v1], {"patch": old})
+    assert out["verified"]["rp.m"] == "state not verified: the patch carries no state manifest"
