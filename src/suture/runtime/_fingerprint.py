@@ -74,6 +74,7 @@ _ATOMS = (int, float, complex, bool, type(None))
 _BUILTIN = (types.BuiltinFunctionType, types.BuiltinMethodType, types.WrapperDescriptorType,
             types.MethodDescriptorType, types.MethodWrapperType, types.ClassMethodDescriptorType)
 MISSING = object()
+ROOT = "\x00root\x00"   # what the directory a package was imported from reads as
 
 
 class TooLarge(Exception):
@@ -197,8 +198,9 @@ class _Walk:
     """One walk: fingerprints bottom-up, recording each path until the depth bound."""
 
     def __init__(self, module: str, record: bool,
-                 gone: "frozenset[Tuple[int, Any]]" = frozenset()) -> None:
+                 gone: "frozenset[Tuple[int, Any]]" = frozenset(), root: str = "") -> None:
         self.module = module
+        self.root = root   # where the package was imported from: the same text anywhere
         self.record = record
         self.gone = gone   # (id(container), key): bindings counted as already deleted
         self.paths: Dict[str, Entry] = {}
@@ -241,6 +243,8 @@ class _Walk:
         if t in _ATOMS:
             return f"{t.__name__}:{value!r}"
         if t is str:
+            if self.root and self.root in value:
+                value = value.replace(self.root, ROOT)
             return "str:" + (value if len(value) <= 32 else _digest(value))
         if t is bytes:
             return "bytes:" + _digest(value.hex())
@@ -366,10 +370,10 @@ class _Walk:
         return "|".join(parts)
 
 
-def module_state(namespace: Dict[str, Any], module: str) -> Dict[str, Entry]:
+def module_state(namespace: Dict[str, Any], module: str, root: str = "") -> Dict[str, Entry]:
     """Every recorded path of the module whose globals are ``namespace``:
     ``{label: (segments, fingerprint, description)}``."""
-    walk = _Walk(module, record=True)
+    walk = _Walk(module, record=True, root=root)
     for name, value in list(namespace.items()):
         if type(name) is not str or name in SKIP_GLOBALS:
             continue
@@ -434,7 +438,7 @@ def _attribute(value: Any, key: str) -> Any:
 
 
 def fingerprint_at(namespace: Dict[str, Any], module: str, segments: List[Segment],
-                   gone: "frozenset[Tuple[int, Any]]" = frozenset()) -> str:
+                   gone: "frozenset[Tuple[int, Any]]" = frozenset(), root: str = "") -> str:
     """The fingerprint ``module_state`` gives the path, computed for this one path.
     ``gone``: ``(id(container), key)`` bindings to count as deleted already (deletions
     the engine defers until old code has left every stack)."""
@@ -445,7 +449,7 @@ def fingerprint_at(namespace: Dict[str, Any], module: str, segments: List[Segmen
     # down through the members of classes only.
     # The walk also had every value above this one on its stack (a cycle back to one of
     # them is fingerprinted by its distance).
-    walk = _Walk(module, record=False, gone=gone)
+    walk = _Walk(module, record=False, gone=gone, root=root)
     qual = str(segments[0][1]) if segments else ""
     for n in range(1, len(segments)):
         parent = value_at(namespace, segments[:n])
@@ -460,15 +464,16 @@ def fingerprint_at(namespace: Dict[str, Any], module: str, segments: List[Segmen
 LITERAL_BYTES = 4096
 
 
-def literal(value: Any, budget: int = LITERAL_BYTES) -> Optional[List[Any]]:
+def literal(value: Any, budget: int = LITERAL_BYTES, root: str = "") -> Optional[List[Any]]:
     """``value`` as tagged JSON when it is built of exact built-in atoms and containers
     (what a fresh import would bind for ``X = "2.1"``, ``__doc__``, ``LIMITS = (1, 2)``), in
-    at most ``budget`` characters; else None. ``from_literal`` gives it back."""
-    out = _literal(value, [budget])
+    at most ``budget`` characters; else None. ``from_literal`` gives it back. Strings
+    holding ``root`` hold the placeholder instead (``from_literal`` puts the live one)."""
+    out = _literal(value, [budget], root)
     return out
 
 
-def _literal(value: Any, budget: List[int]) -> Optional[List[Any]]:
+def _literal(value: Any, budget: List[int], root: str = "") -> Optional[List[Any]]:
     t = type(value)
     budget[0] -= 8
     if budget[0] < 0:
@@ -485,6 +490,8 @@ def _literal(value: Any, budget: List[int]) -> Optional[List[Any]]:
         return ["float", float.hex(value)]
     if t is str:
         budget[0] -= len(value)
+        if root and root in value:
+            return ["strroot", value.split(root)] if budget[0] >= 0 else None
         return ["str", value] if budget[0] >= 0 else None
     if t is bytes:
         budget[0] -= 2 * len(value)
@@ -493,7 +500,7 @@ def _literal(value: Any, budget: List[int]) -> Optional[List[Any]]:
         items = []
         for v in (sorted(value, key=lambda x: fingerprint_value(x)) if t is frozenset
                   else value):
-            enc = _literal(v, budget)
+            enc = _literal(v, budget, root)
             if enc is None:
                 return None
             items.append(enc)
@@ -501,7 +508,7 @@ def _literal(value: Any, budget: List[int]) -> Optional[List[Any]]:
     if t is dict:
         pairs = []
         for k, v in value.items():
-            ek, ev = _literal(k, budget), _literal(v, budget)
+            ek, ev = _literal(k, budget, root), _literal(v, budget, root)
             if ek is None or ev is None:
                 return None
             pairs.append([ek, ev])
@@ -509,8 +516,9 @@ def _literal(value: Any, budget: List[int]) -> Optional[List[Any]]:
     return None
 
 
-def from_literal(enc: Any) -> Any:
-    """The value ``literal`` encoded; ValueError for anything else."""
+def from_literal(enc: Any, root: str = "") -> Any:
+    """The value ``literal`` encoded (``root`` where it held the placeholder); ValueError
+    for anything else."""
     if not isinstance(enc, list) or not enc or not isinstance(enc[0], str):
         raise ValueError(f"not a literal: {enc!r}"[:200])
     tag = enc[0]
@@ -527,17 +535,19 @@ def from_literal(enc: Any) -> Any:
         return float.fromhex(arg)
     if tag == "str" and type(arg) is str:
         return arg
+    if tag == "strroot" and type(arg) is list and all(type(a) is str for a in arg):
+        return root.join(arg)
     if tag == "bytes" and type(arg) is str:
         return bytes.fromhex(arg)
     if tag in ("tuple", "list", "frozenset") and type(arg) is list:
-        items = [from_literal(v) for v in arg]
+        items = [from_literal(v, root) for v in arg]
         return {"tuple": tuple, "list": list, "frozenset": frozenset}[tag](items)
     if tag == "dict" and type(arg) is list:
         out = {}
         for pair in arg:
             if not isinstance(pair, list) or len(pair) != 2:
                 raise ValueError("not a literal dict item")
-            out[from_literal(pair[0])] = from_literal(pair[1])
+            out[from_literal(pair[0], root)] = from_literal(pair[1], root)
         return out
     raise ValueError(f"not a literal: {enc!r}"[:200])
 
@@ -545,3 +555,22 @@ def from_literal(enc: Any) -> Any:
 def fingerprint_value(value: Any) -> str:
     """The fingerprint of a value on its own (no path, the full depth)."""
     return _Walk("", record=False).fp(value, None, DEPTH, "")
+
+
+def import_root(module: str) -> str:
+    """The ``sys.path`` directory the top-level package of ``module`` was imported from,
+    as its ``__file__`` spells it ("" when unknown): strings holding it (``__file__``,
+    Flask's ``root_path``, template folders) compare equal wherever the release lives."""
+    import os
+    import sys
+    top = sys.modules.get(module.split(".")[0])
+    if top is None:
+        return ""
+    ns = _MODULE_DICT.__get__(top)
+    path = ns.get("__file__")
+    if type(path) is not str or not path:
+        return ""
+    here = os.path.dirname(path)
+    root = os.path.dirname(here) if os.path.basename(path).startswith("__init__.") else here
+    # too short to stand for a place: "/" or a relative "" would match everywhere
+    return root if os.path.isabs(root) and len(root) > 1 else ""

@@ -139,3 +139,35 @@ def test_a_patch_without_a_manifest_says_its_state_was_not_verified(ws):
     emit({"verified": res.verified, "limit": m.limit()})
     '''), [v1], {"patch": old})
     assert out["verified"]["rp.m"] == "state not verified: the patch carries no state manifest"
+
+
+PATHS_V1 = '''
+import os
+HERE = os.path.dirname(__file__)
+TEMPLATES = os.path.join(HERE, "tpl")
+
+
+def templates():
+    return TEMPLATES
+'''
+PATHS_V2 = PATHS_V1.replace('"tpl"', '"templates"')
+
+
+def test_paths_under_the_import_location_compare_and_are_set_wherever_the_release_lives(ws):
+    v1 = ws.tree("v1", {"rp/__init__.py": "", "rp/m.py": PATHS_V1})
+    v2 = ws.tree("v2", {"rp/__init__.py": "", "rp/m.py": PATHS_V2})
+    patch = ws.patch(v1, v2)
+    meta = patchfile.load(patch.read_bytes()).meta["state"]["modules"]["rp.m"]
+    assert [p["label"] for p in meta["paths"]] == ["TEMPLATES"]   # HERE is not a difference
+    assert meta["paths"][0]["literal"][0] == "strroot"
+    # installed somewhere else than either tree the patch was built from
+    installed = ws.tree("site-packages", {"rp/__init__.py": "", "rp/m.py": PATHS_V1})
+    out = ws.run('''
+    from rp import m
+    res = runtime.apply(load(ARGS["patch"]))
+    emit({"templates": m.templates(), "here": m.HERE, "verified": res.verified["rp.m"]})
+    ''', [installed], {"patch": patch})
+    assert out["templates"] == str(installed / "rp" / "templates")
+    assert out["here"] == str(installed / "rp")
+    assert out["verified"].startswith("state verified"), out
+    assert "run-time or environment" not in out["verified"], out   # compared, not excused

@@ -448,8 +448,9 @@ def test_cli_apply_text_and_exit_1_when_a_process_cannot_be_reached(
     assert out.returncode == 1, out.stderr
     lines = out.stdout.splitlines()
     assert re.match(r"^patch [0-9a-f]{12} \(sutclientdemo\)$", lines[0])
-    assert re.match(r"^ *1000401  pending import +sutclientdemo: pending import; pause 0\.12 ms$",
-                    lines[2])
+    assert re.match(r"^ *1000401  pending import +sutclientdemo: pending import; pause 0\.12 ms; "
+                    r"sutclientdemo will be checked against the baseline and verified when "
+                    r"imported$", lines[2])
     assert re.match(rf"^ *{missing}  failed SUT-E610 +No process has PID {missing}", lines[3])
     assert lines[-1] == "1 failed, 1 pending import (of 2 processes)"
     assert [r["wait_quiescent"] for r in agent.requests if r["op"] == "apply"] == [2.5]

@@ -80,8 +80,9 @@ def before(patch: Patch, modules: Dict[str, types.ModuleType]) -> Dict[str, Any]
         if not isinstance(entry, dict) or not entry.get("verified"):
             taken[name] = entry
             continue
-        ns = vars(module)
-        taken[name] = (entry, [_fingerprint.fingerprint_at(ns, name, _segments(p["path"]))
+        ns, root = vars(module), _fingerprint.import_root(name)
+        taken[name] = (entry, [_fingerprint.fingerprint_at(ns, name, _segments(p["path"]),
+                                                           root=root)
                                for p in entry["paths"]])
     return taken
 
@@ -110,7 +111,7 @@ def repair(taken: Dict[str, Any], txns: Sequence[_ModuleTxn],
         if not isinstance(got, tuple) or module is None:
             continue
         entry, pre = got
-        ns = vars(module)
+        ns, root = vars(module), _fingerprint.import_root(t.name)
         owned = {str(p["path"][0][1]) for p, was in zip(entry["paths"], pre)
                  if was not in (p["baseline"], p["fixed"])}
         todo = []
@@ -118,7 +119,7 @@ def repair(taken: Dict[str, Any], txns: Sequence[_ModuleTxn],
             segs = _segments(p["path"])
             if (was == p["baseline"] and str(segs[0][1]) not in owned
                     and not _unbound(module, segs, gone)
-                    and _fingerprint.fingerprint_at(ns, t.name, segs, gone) != p["fixed"]):
+                    and _fingerprint.fingerprint_at(ns, t.name, segs, gone, root) != p["fixed"]):
                 todo.append((p, segs))
         notes = _annotated(ns, todo)
         for (kind, qual), owner in notes.items():
@@ -145,7 +146,8 @@ def repair(taken: Dict[str, Any], txns: Sequence[_ModuleTxn],
                 continue
             parent = ns if len(segs) == 1 else _fingerprint.value_at(ns, segs[:-1])
             key = segs[-1][1]
-            new = MISSING if p["fixed"] == "absent" else _fingerprint.from_literal(p["literal"])
+            new = MISSING if p["fixed"] == "absent" else _fingerprint.from_literal(
+                p["literal"], root)
             kind = "attr" if isinstance(parent, type) else "item"
             ops.append(Op(kind, parent, key, new, f"{t.name}.{p.get('label', key)} "
                                                   "(as a fresh import of the fixed release)"))
@@ -243,11 +245,11 @@ def after(taken: Dict[str, Any], modules: Dict[str, types.ModuleType],
             continue
         entry, pre = got
         v.verified, v.paths = True, len(entry["paths"])
-        ns = vars(module)
+        ns, root = vars(module), _fingerprint.import_root(name)
         for p, was in zip(entry["paths"], pre):
             segments = _segments(p["path"])
             now = ("absent" if _unbound(module, segments, gone) else
-                   _fingerprint.fingerprint_at(ns, name, segments, gone))
+                   _fingerprint.fingerprint_at(ns, name, segments, gone, root))
             if was not in (p["baseline"], p["fixed"]):
                 v.exceptions.append(str(p.get("label", p["path"])))
                 continue

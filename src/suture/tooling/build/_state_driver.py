@@ -80,7 +80,8 @@ def main(argv: List[str]) -> int:
             if mod is None:
                 continue
             try:
-                state = fingerprint.module_state(vars(mod), name)
+                root = fingerprint.import_root(name)
+                state = fingerprint.module_state(vars(mod), name, root)
             except fingerprint.TooLarge as exc:
                 emit({"module": name, "error": _error(exc)})
                 continue
@@ -91,7 +92,7 @@ def main(argv: List[str]) -> int:
             # The value itself where it is a literal: the engine can then set it.
             emit({"module": name, "paths": [
                 [label, segments, fp, desc,
-                 fingerprint.literal(fingerprint.value_at(ns, segments))]
+                 fingerprint.literal(fingerprint.value_at(ns, segments), root=root)]
                 for label, (segments, fp, desc) in state.items()]})
     return 0
 
