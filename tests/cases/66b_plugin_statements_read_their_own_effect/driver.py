@@ -6,8 +6,9 @@ memory exhaustion). A fresh v2 import ends with no ``pickle`` kind and MAX_SIZE 
 the live process the first statement would copy a dict that already holds ``pickle``, and
 the last would start from 65536, not 1024: running the fixed statements again is not a
 fresh import, and what the package held before the plugin ran is recorded only in the
-package's own source. Short of re-deriving it from there, only a hook can restore it, so the right outcome is the builder's SUT-E204 (and the
-engine's, for a patch forced past the builder), with the process left exactly as v1.
+package's own source. Short of re-deriving it from there, only a hook can restore it, so
+the right outcome is the builder's SUT-E204 (and the engine's, for a patch forced past the
+builder), with the process left exactly as v1.
 """
 
 import pickle
