@@ -162,6 +162,7 @@ class _Differ:
         self._del_names = new_unbound - old_unbound
         old_pairs = {(n, src) for st in self.old.body for n, src in _import_map([st]).items()}
         self._old_objects = import_objects(self.old.body)
+        self._rebinds: Set[int] = set()   # bind what a removed ``del`` unbound (same code)
         execd: Set[int] = set()
         for key, stmt in new_k.items():
             before = old_k.get(key)
@@ -224,9 +225,9 @@ class _Differ:
                 # layout, copyreg's cached ``__slotnames__`` and subclasses were made from
                 # them is not undone by unbinding a name.
                 gone_now = [n for n in deleted_names(stmt) if n in self._del_names]
-                dels = ", ".join(deleted_names(stmt))
+                # qualname "<module>": a name here would read as a change of that function
                 if gone_now:
-                    self.add(f"{verb} module-level del", dels, "caveat",
+                    self.add(f"{verb} module-level del", "<module>", "caveat",
                              f"`{_text(stmt)}`: a fresh import of the fixed version leaves "
                              f"{', '.join(gone_now)} unbound, so the patch unbinds "
                              f"{'it' if len(gone_now) == 1 else 'them'} (last, once no thread "
@@ -234,7 +235,7 @@ class _Differ:
                              "read it, as at import); references held elsewhere keep the "
                              "object, and revert binds the name again")
                 else:
-                    self.add(f"{verb} module-level del", dels, "live",
+                    self.add(f"{verb} module-level del", "<module>", "live",
                              f"`{_text(stmt)}`: the names it deletes are already unbound, or "
                              "bound again later in the module: nothing changes")
                 continue
@@ -329,23 +330,23 @@ class _Differ:
         """A module-level ``del NAME`` the fix drops: the fixed module keeps the names bound,
         so the statement that binds each last is evaluated and the name bound (a def, a
         class, an assignment or an import: anything else needs a hook)."""
-        dels = ", ".join(deleted_names(stmt))
         back = [n for n in deleted_names(stmt) if n in old_unbound and n not in new_unbound]
         binders = {n: [s for s in self.new.body if n in bound_names(s)] for n in back}
         if not back:
-            self.add("removed module-level del", dels, "live",
+            self.add("removed module-level del", "<module>", "live",
                      f"`{_text(stmt)}`: the fixed module still leaves them unbound")
             return
         bad = [n for n, ss in binders.items()
                if not ss or stmt_category(ss[-1]) not in ("def", "class", "assign", "import")]
         if bad:
-            self.add("removed module-level del", dels, "hook",
+            self.add("removed module-level del", "<module>", "hook",
                      f"`{_text(stmt)}`: the fixed module keeps {', '.join(bad)} bound, by "
                      "statements that cannot be evaluated again on their own; attach a hook")
             return
         for ss in binders.values():
             execd.add(id(ss[-1]))
-        self.add("removed module-level del", dels, "caveat",
+            self._rebinds.add(id(ss[-1]))
+        self.add("removed module-level del", "<module>", "caveat",
                  f"`{_text(stmt)}`: the fixed module keeps {', '.join(back)} bound: the "
                  "statement that binds each is evaluated again and the name bound, a new "
                  "object as at a fresh import")
@@ -543,7 +544,8 @@ class _Differ:
         execd = self._execd
         rebound: Set[str] = set()
         for s in self.new.body:
-            if id(s) in execd and stmt_category(s) not in ("def", "class"):
+            if id(s) in execd and stmt_category(s) not in ("def", "class") \
+                    and id(s) not in self._rebinds:
                 rebound.update(bound_names(s))
         constants = set(rebound)   # rebound by the patch's own statements, known before commit
         reasons: Dict[int, str] = {}
