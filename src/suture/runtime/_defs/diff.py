@@ -19,12 +19,12 @@ from typing import Dict, List, Optional, Set, Tuple
 from .syntax import (FuncNode, _base_names, _body_dump, _called_roots, _declared_global,
                      _defaults_dump, _defines, _import_call, _import_map, _keyed, _names_in,
                      _self_attrs, _shape, _text, _uses_class_cell, _uses_globals, bound_names,
-                     dump, dumps, iter_classes, iter_functions, mutated_root, normal_form,
-                     stmt_category, touched_names)
+                     deleted_names, dump, dumps, iter_classes, iter_functions, mutated_root,
+                     normal_form, stmt_category, touched_names, unbound_at_end)
 from .verdicts import (_FIELD_MARKERS, _LAYOUT_BUILTINS, _annotated_only, _annotation_only,
                        _annotations_are_metadata, _class_default, _class_kind, _field_order,
                        _fresh, _has_slots, _in_place, _is_field, _mentions, _never_runs,
-                       _plain_dataclass, _settable)
+                       _plain_dataclass, _replaced_by, _settable, import_objects)
 
 
 @dataclass(frozen=True)
@@ -157,6 +157,12 @@ class _Differ:
         new_only = ({n for st in self.new.body for n in bound_names(st)}
                     - {n for st in self.old.body for n in touched_names(st)})
         self._new_only = new_only
+        # ``del NAME`` at module level (a helper removed once used): names it leaves unbound
+        old_unbound, new_unbound = unbound_at_end(self.old.body), unbound_at_end(self.new.body)
+        self._del_names = new_unbound - old_unbound
+        old_pairs = {(n, src) for st in self.old.body for n, src in _import_map([st]).items()}
+        self._old_objects = import_objects(self.old.body)
+        self._rebinds: Set[int] = set()   # bind what a removed ``del`` unbound (same code)
         execd: Set[int] = set()
         for key, stmt in new_k.items():
             before = old_k.get(key)
@@ -182,7 +188,8 @@ class _Differ:
                     execd.add(id(stmt))
                 continue
             if cat == "import":
-                fresh = [n for n, src in _import_map([stmt]).items() if old_imports.get(n) != src]
+                # each statement on its own: ``import a`` and ``import a.b`` both bind ``a``
+                fresh = [n for n, src in _import_map([stmt]).items() if (n, src) not in old_pairs]
                 for n in fresh:
                     self.add("added import" if n not in old_imports else "changed import", n,
                              "live")
@@ -210,6 +217,28 @@ class _Differ:
             if cat == "annotation":
                 continue
             verb = "added" if before is None else "changed"
+            if cat == "del":
+                # Only ``del`` of plain names (syntax.deleted_names): its effect is that the
+                # fixed module does not bind them. ``del`` of an attribute or item acts on an
+                # object ("other", below); inside a class body ``del`` stays a class-body
+                # statement (hook), as deleting ``__slots__`` or a member after the class's
+                # layout, copyreg's cached ``__slotnames__`` and subclasses were made from
+                # them is not undone by unbinding a name.
+                gone_now = [n for n in deleted_names(stmt) if n in self._del_names]
+                # qualname "<module>": a name here would read as a change of that function
+                if gone_now:
+                    self.add(f"{verb} module-level del", "<module>", "caveat",
+                             f"`{_text(stmt)}`: a fresh import of the fixed version leaves "
+                             f"{', '.join(gone_now)} unbound, so the patch unbinds "
+                             f"{'it' if len(gone_now) == 1 else 'them'} (last, once no thread "
+                             "runs the old code: statements the patch evaluates again still "
+                             "read it, as at import); references held elsewhere keep the "
+                             "object, and revert binds the name again")
+                else:
+                    self.add(f"{verb} module-level del", "<module>", "live",
+                             f"`{_text(stmt)}`: the names it deletes are already unbound, or "
+                             "bound again later in the module: nothing changes")
+                continue
             if cat == "binding-block" and _defines(stmt):
                 self.add(f"{verb} conditional definitions", label, "caveat",
                          "the block runs again: the functions and classes it defines are new "
@@ -262,6 +291,20 @@ class _Differ:
             elif cat == "future":
                 self.add("removed __future__ import", key, "restart",
                          "a __future__ import changes how the whole module compiles")
+            elif cat == "del":
+                self._removed_del(stmt, old_unbound, new_unbound, execd)
+            elif _replaced_by(stmt, self.old.body, self.new.body)[0] is not None:
+                new_stmt, why = _replaced_by(stmt, self.old.body, self.new.body)
+                assert new_stmt is not None
+                if why:
+                    self.add("changed module statement", "<module>", "hook",
+                             f"`{_text(stmt)}` becomes `{_text(new_stmt)}`, but {why}; attach "
+                             "a hook that sets what the fixed version's import gives")
+                else:
+                    self.add("replaced module statement", mutated_root(stmt), "live",
+                             f"`{_text(stmt)}` becomes `{_text(new_stmt)}`, which sets the same "
+                             "target: its value is set in the commit, replacing the old "
+                             "statement's effect; revert puts the old value back")
             else:
                 self.add("removed module statement", "<module>", "hook",
                          f"`{_text(stmt)}`: the effect of module-level code that ran at import "
@@ -270,9 +313,10 @@ class _Differ:
                      if not _never_runs(s, new_imports, self.new.body)}
         old_bound = {n for s in self.old.body for n in bound_names(s)
                      if not _never_runs(s, old_imports, self.old.body)}
-        gone = old_bound - new_bound
+        gone = (old_bound - old_unbound) - (new_bound - new_unbound)
         values = {n for st in self.old.body if stmt_category(st) in ("assign", "binding-block")
                   for n in bound_names(st)}   # removed defs and classes are unbound anyway
+        values -= self._del_names   # the fixed module deletes them itself
         kept = (gone if _uses_globals(self.new) else gone & _declared_global(self.new)) & values
         for n in sorted(kept):
             self.add("name bound at run time", n, "caveat",
@@ -280,6 +324,32 @@ class _Differ:
                      "module globals at run time (`global`, `globals()`): it stays bound")
         self.plan.delete = sorted(gone - kept)
         self._execd = execd
+
+    def _removed_del(self, stmt: ast.stmt, old_unbound: Set[str], new_unbound: Set[str],
+                     execd: Set[int]) -> None:
+        """A module-level ``del NAME`` the fix drops: the fixed module keeps the names bound,
+        so the statement that binds each last is evaluated and the name bound (a def, a
+        class, an assignment or an import: anything else needs a hook)."""
+        back = [n for n in deleted_names(stmt) if n in old_unbound and n not in new_unbound]
+        binders = {n: [s for s in self.new.body if n in bound_names(s)] for n in back}
+        if not back:
+            self.add("removed module-level del", "<module>", "live",
+                     f"`{_text(stmt)}`: the fixed module still leaves them unbound")
+            return
+        bad = [n for n, ss in binders.items()
+               if not ss or stmt_category(ss[-1]) not in ("def", "class", "assign", "import")]
+        if bad:
+            self.add("removed module-level del", "<module>", "hook",
+                     f"`{_text(stmt)}`: the fixed module keeps {', '.join(bad)} bound, by "
+                     "statements that cannot be evaluated again on their own; attach a hook")
+            return
+        for ss in binders.values():
+            execd.add(id(ss[-1]))
+            self._rebinds.add(id(ss[-1]))
+        self.add("removed module-level del", "<module>", "caveat",
+                 f"`{_text(stmt)}`: the fixed module keeps {', '.join(back)} bound: the "
+                 "statement that binds each is evaluated again and the name bound, a new "
+                 "object as at a fresh import")
 
     def _class(self, q: str, old: ast.ClassDef, new: ast.ClassDef) -> None:
         cp = ClassPlan(q)
@@ -474,7 +544,8 @@ class _Differ:
         execd = self._execd
         rebound: Set[str] = set()
         for s in self.new.body:
-            if id(s) in execd and stmt_category(s) not in ("def", "class"):
+            if id(s) in execd and stmt_category(s) not in ("def", "class") \
+                    and id(s) not in self._rebinds:
                 rebound.update(bound_names(s))
         constants = set(rebound)   # rebound by the patch's own statements, known before commit
         reasons: Dict[int, str] = {}
@@ -521,7 +592,10 @@ class _Differ:
         self.plan.exec_stmts = [s for s in self.new.body if id(s) in execd]
         self.plan.bind = sorted(set(self.plan.bind) | {
             n for s in self.plan.exec_stmts for n in bound_names(s)})
-        self.plan.delete = [n for n in self.plan.delete if n not in self.plan.bind]
+        # A name the batch binds is not deleted, unless the fixed module deletes it after
+        # binding it (``del``): the deletion is deferred past the commits that bind it.
+        self.plan.delete = [n for n in self.plan.delete
+                            if n not in self.plan.bind or n in self._del_names]
 
 
     def _import_time_readers(self, execd: Set[int], constants: Set[str]) -> None:
@@ -577,6 +651,9 @@ class _Differ:
                 for n in sorted(touched_names(s)):
                     if n not in bound_names(s) and (_settable(s) or not _in_place(s, n)):
                         continue  # an attribute/item set is an op on the live object
+                    if where == "<module>" and any(
+                            m == n for m, _ in import_objects([s]) & self._old_objects):
+                        continue  # binds the object the old import bound: builds nothing
                     chain = [t for t in body if n in touched_names(t)]
                     if len(chain) < 2 or not any(_in_place(t, n) for t in chain):
                         continue

@@ -92,7 +92,8 @@ def _is_docstring(stmt: ast.stmt) -> bool:
 
 
 def stmt_category(stmt: ast.stmt) -> str:
-    """def | class | import | assign | binding-block | docstring | future | mutation | other."""
+    """def | class | import | assign | binding-block | docstring | future | mutation | del |
+    other."""
     if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
         return "def"
     if isinstance(stmt, ast.ClassDef):
@@ -115,9 +116,28 @@ def stmt_category(stmt: ast.stmt) -> str:
         return "binding-block"
     if isinstance(stmt, ast.Pass):
         return "pass"
+    if deleted_names(stmt):
+        return "del"
     if mutated_root(stmt):
         return "mutation"
     return "other"
+
+
+def deleted_names(stmt: ast.stmt) -> List[str]:
+    """The names ``del NAME[, NAME...]`` unbinds, when every target is a plain name
+    (``del obj.attr``, ``del d[k]`` act on objects: not listed, and ``[]`` returned)."""
+    if not isinstance(stmt, ast.Delete) or not all(_simple_target(t) for t in stmt.targets):
+        return []
+    return [n for t in stmt.targets for n in _target_names(t)]
+
+
+def unbound_at_end(body: List[ast.stmt]) -> Set[str]:
+    """Names a top-level ``del`` unbinds and no later top-level statement binds again."""
+    out: Set[str] = set()
+    for s in body:
+        out -= set(bound_names(s))
+        out |= set(deleted_names(s))
+    return out
 
 
 def _import_call(stmt: ast.stmt) -> bool:

@@ -13,10 +13,10 @@ that turns them into ``Change`` records.
 from __future__ import annotations
 
 import ast
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
-from .syntax import (_base_names, _block_children, _decorator_names, _names_in, _root, bound_names,
-                     dump, dumps, mutated_root, stmt_category)
+from .syntax import (_base_names, _block_children, _decorator_names, _names_in, _root, _text,
+                     bound_names, dump, dumps, mutated_root, stmt_category)
 
 
 _LAYOUT_BUILTINS = {"int", "str", "bytes", "tuple", "list", "dict", "set", "frozenset",
@@ -225,3 +225,119 @@ def _has_slots(body: List[ast.stmt], name: str) -> bool:
                     value = getattr(m, "value", None)
                     return not (isinstance(value, (ast.Tuple, ast.List)) and not value.elts)
     return False
+
+
+def import_objects(body: List[ast.stmt]) -> Set[Tuple[str, str]]:
+    """(name, object) for every name a top-level import binds: ``import a.b`` binds ``a``
+    to the package ``a``, as ``import a`` does; ``import a.b as x`` binds ``x`` to ``a.b``;
+    ``from m import y`` binds ``y`` to m's ``y``. Two statements with the same pair bind the
+    same object (the one ``sys.modules`` holds): running one again builds nothing."""
+    out: Set[Tuple[str, str]] = set()
+    for s in body:
+        if isinstance(s, ast.Import):
+            for a in s.names:
+                out.add((a.asname, f"module {a.name}") if a.asname else
+                        (a.name.split(".")[0], f"module {a.name.split('.')[0]}"))
+        elif isinstance(s, ast.ImportFrom) and s.module != "__future__":
+            for a in s.names:
+                if a.name != "*":
+                    out.add((a.asname or a.name,
+                             f"from {'.' * s.level}{s.module or ''} import {a.name}"))
+    return out
+
+
+Chain = Tuple[str, ...]
+
+
+def _chain(e: ast.expr) -> Optional[Chain]:
+    """``a.b[k].c`` as ('a', '.b', '[k]', '.c'); None for anything that is not such a path."""
+    if isinstance(e, ast.Name):
+        return (e.id,)
+    if isinstance(e, (ast.Attribute, ast.Subscript)):
+        head = _chain(e.value)
+        if head is None:
+            return None
+        return head + (f".{e.attr}" if isinstance(e, ast.Attribute) else f"[{dump(e.slice)}]",)
+    return None
+
+
+def _reads(node: ast.AST) -> List[Tuple[Chain, bool]]:
+    """The paths ``node`` reads (longest only: ``a.b.c`` is one read, not three), each with
+    whether it is called (``a.f()``)."""
+    inner: Set[int] = set()
+    called: Set[int] = set()
+    for n in ast.walk(node):
+        if isinstance(n, (ast.Attribute, ast.Subscript)):
+            inner.add(id(n.value))
+        if isinstance(n, ast.Call):
+            called.add(id(n.func))
+    out: List[Tuple[Chain, bool]] = []
+    for n in ast.walk(node):
+        if id(n) in inner or not isinstance(n, (ast.Name, ast.Attribute, ast.Subscript)) \
+                or not isinstance(getattr(n, "ctx", None), ast.Load):
+            continue
+        c = _chain(n)
+        if c is not None:
+            out.append((c, id(n) in called))
+    return out
+
+
+def _overlaps(read: Chain, called: bool, target: Chain) -> bool:
+    """Does reading ``read`` see what assigning ``target`` set? A read of the target, of
+    something inside it, of a container holding it, or a call of anything under its root
+    (the callee may read it)."""
+    n = min(len(read), len(target))
+    return read[:n] == target[:n] or (called and read[0] == target[0])
+
+
+def _set_target(stmt: ast.stmt) -> Optional[Chain]:
+    return _chain(stmt.targets[0]) if _settable(stmt) else None  # type: ignore[attr-defined]
+
+
+def _replaced_by(old_stmt: ast.stmt, old_body: List[ast.stmt], new_body: List[ast.stmt]
+                 ) -> Tuple[Optional[ast.stmt], str]:
+    """A removed ``X.a = v`` / ``X[k] = v`` whose target the fixed source assigns too.
+
+    Returns (the new statement, '') when setting the target to the new statement's value is
+    what a fresh import of the fixed version gives: ``X`` is bound by the same import (or
+    is a class both versions define, patched in place) and each version assigns the
+    target once; the new value reads no target that either version's statements assign
+    (``X.MAX = X.MAX * 4`` would start from the old statement's effect, not from the
+    import-time value: case 66b); and no other module-level statement reads the target
+    (what it computed from the old value would stay). Else (None or the statement, why not).
+    """
+    target = _set_target(old_stmt)
+    if target is None:
+        return None, ""
+    root = target[0]
+    old_objs, new_objs = import_objects(old_body), import_objects(new_body)
+    imported = {o for n, o in old_objs if n == root} & {o for n, o in new_objs if n == root}
+    classes = {s.name for s in old_body if isinstance(s, ast.ClassDef)} \
+        & {s.name for s in new_body if isinstance(s, ast.ClassDef)}
+    if not imported and root not in classes:
+        return None, ""
+    bound_twice = [s for s in (*old_body, *new_body) if root in bound_names(s)
+                   and not isinstance(s, (ast.Import, ast.ImportFrom, ast.ClassDef))]
+    olds = [s for s in old_body if _set_target(s) == target]
+    news = [s for s in new_body if _set_target(s) == target]
+    if bound_twice or len(olds) != 1 or len(news) != 1:
+        return None, ""
+    new_stmt = news[0]
+    targets = {t for s in (*old_body, *new_body) for t in [_set_target(s)] if t is not None}
+    value = new_stmt.value  # type: ignore[attr-defined]
+    for read, called in _reads(value):
+        hit = next((t for t in targets if _overlaps(read, called, t)), None)
+        if hit is not None:
+            return new_stmt, (f"its new value reads `{''.join(read)}`, which this module's "
+                              f"statements set (`{''.join(hit)}`): in the live process that "
+                              "already holds the old statements' effect, not the value a "
+                              "fresh import starts from")
+    for s in new_body:
+        if s is new_stmt or isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef,
+                                           ast.ClassDef)):
+            continue
+        for read, called in _reads(s):
+            if _overlaps(read, called, target):
+                return new_stmt, (f"`{_text(s)}` reads `{''.join(read)}` at import: what it "
+                                  "computed from the old value would stay")
+    return new_stmt, ""

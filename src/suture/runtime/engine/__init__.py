@@ -398,12 +398,20 @@ def patch_on_import(name: str, module: types.ModuleType) -> None:
                 if txn.state == "applied":
                     state_before = _verify.before(rec.patch, {name: module})
                     ops = txn.first_ops + txn.ops
+                    # Deletions last, as in apply: a late statement may read a name the
+                    # fixed module deletes after using it (``del _helper``, case 64).
+                    dels = [o for o in ops if o.kind != "call" and o.new is MISSING
+                            and o.old is not MISSING]
+                    ops = [o for o in ops if id(o) not in {id(d) for d in dels}]
                     _commit_ops(ops, [txn])
                     late: List[Any] = []
                     try:
                         late = _late(rec, [txn])
                         if late:
                             _commit_ops(late, [txn])
+                        if dels:
+                            _commit_ops(dels, [txn])
+                            late = late + dels
                         fix_ops = _verify.repair(state_before, [txn], {name: module})
                         if fix_ops:
                             _commit_ops(fix_ops, [txn])

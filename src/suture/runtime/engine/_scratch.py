@@ -155,9 +155,12 @@ def _exec_stmts(txn: _ModuleTxn, module: types.ModuleType,
     setter = f"__suture_set_{id(ns):x}__"
     stmts = [_deferred_set(s, setter) for s in stmts]
     code = _compile_stmts(stmts, txn.plan, txn.filename)
+    # An import binds an object ``sys.modules`` already shares: the batch did not make it.
+    imported = {n for s in stmts if _syntax.stmt_category(s) == "import"
+                for n in _syntax.bound_names(s)}
 
     def set_at_commit(root: str, obj: Any, key: str, value: Any, item: bool) -> None:
-        if root in ns:          # an object this batch made: nothing else sees it yet
+        if root in ns and root not in imported:   # made by this batch: unseen elsewhere
             obj.__setitem__(key, value) if item else setattr(obj, key, value)
         elif item and type(obj) is not dict:
             raise TypeError(f"{root}[...] is not a plain dict; setting an item in it "
