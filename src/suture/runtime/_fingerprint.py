@@ -473,7 +473,8 @@ def literal(value: Any, budget: int = LITERAL_BYTES, root: str = "") -> Optional
     return out
 
 
-def _literal(value: Any, budget: List[int], root: str = "") -> Optional[List[Any]]:
+def _literal(value: Any, budget: List[int], root: str = "",
+             refs: bool = True) -> Optional[List[Any]]:
     t = type(value)
     budget[0] -= 8
     if budget[0] < 0:
@@ -500,7 +501,8 @@ def _literal(value: Any, budget: List[int], root: str = "") -> Optional[List[Any
         items = []
         for v in (sorted(value, key=lambda x: fingerprint_value(x)) if t is frozenset
                   else value):
-            enc = _literal(v, budget, root)
+            # members of a frozenset are hashed when it is rebuilt: atoms only there
+            enc = _literal(v, budget, root, refs and t is not frozenset)
             if enc is None:
                 return None
             items.append(enc)
@@ -508,17 +510,41 @@ def _literal(value: Any, budget: List[int], root: str = "") -> Optional[List[Any
     if t is dict:
         pairs = []
         for k, v in value.items():
-            ek, ev = _literal(k, budget, root), _literal(v, budget, root)
+            ek, ev = _literal(k, budget, root, False), _literal(v, budget, root, refs)
             if ek is None or ev is None:
                 return None
             pairs.append([ek, ev])
         return ["dict", pairs]
+    if refs and (t is types.FunctionType or isinstance(value, type)):
+        # A function or class by where it is defined, when that finds this very object
+        # (registries of handlers): the engine finds the live one, patched in place.
+        module = value.__module__ if t is types.FunctionType else _TYPE_MODULE.__get__(value)
+        qual = value.__qualname__ if t is types.FunctionType else _QUALNAME.__get__(value)
+        if type(module) is str and type(qual) is str and resolve(module, qual) is value:
+            return ["ref", [module, qual]]
     return None
 
 
-def from_literal(enc: Any, root: str = "") -> Any:
-    """The value ``literal`` encoded (``root`` where it held the placeholder); ValueError
-    for anything else."""
+def resolve(module: str, qualname: str) -> Any:
+    """The function or class ``module.qualname`` as defined (module globals, then class
+    dicts; no attribute hooks run), or ``MISSING``."""
+    import sys
+    top = sys.modules.get(module)
+    if top is None or "<" in qualname:
+        return MISSING
+    parts = qualname.split(".")
+    value = _MODULE_DICT.__get__(top).get(parts[0], MISSING)
+    for part in parts[1:]:
+        if not isinstance(value, type):
+            return MISSING
+        value = _DICT_OF.__get__(value).get(part, MISSING)
+    return value
+
+
+def from_literal(enc: Any, root: str = "", refs: bool = True) -> Any:
+    """The value ``literal`` encoded (``root`` where it held the placeholder; functions and
+    classes found where they are defined, unless ``refs`` is false: then None stands for
+    them, for checking the form only); ValueError for anything else."""
     if not isinstance(enc, list) or not enc or not isinstance(enc[0], str):
         raise ValueError(f"not a literal: {enc!r}"[:200])
     tag = enc[0]
@@ -537,17 +563,24 @@ def from_literal(enc: Any, root: str = "") -> Any:
         return arg
     if tag == "strroot" and type(arg) is list and all(type(a) is str for a in arg):
         return root.join(arg)
+    if tag == "ref" and type(arg) is list and len(arg) == 2 and all(type(a) is str for a in arg):
+        if not refs:
+            return None
+        found = resolve(arg[0], arg[1])
+        if found is MISSING:
+            raise ValueError(f"{arg[0]}.{arg[1]} is not defined in this process")
+        return found
     if tag == "bytes" and type(arg) is str:
         return bytes.fromhex(arg)
     if tag in ("tuple", "list", "frozenset") and type(arg) is list:
-        items = [from_literal(v, root) for v in arg]
+        items = [from_literal(v, root, refs) for v in arg]
         return {"tuple": tuple, "list": list, "frozenset": frozenset}[tag](items)
     if tag == "dict" and type(arg) is list:
         out = {}
         for pair in arg:
             if not isinstance(pair, list) or len(pair) != 2:
                 raise ValueError("not a literal dict item")
-            out[from_literal(pair[0], root)] = from_literal(pair[1], root)
+            out[from_literal(pair[0], root, refs)] = from_literal(pair[1], root, refs)
         return out
     raise ValueError(f"not a literal: {enc!r}"[:200])
 
@@ -574,3 +607,11 @@ def import_root(module: str) -> str:
     root = os.path.dirname(here) if os.path.basename(path).startswith("__init__.") else here
     # too short to stand for a place: "/" or a relative "" would match everywhere
     return root if os.path.isabs(root) and len(root) > 1 else ""
+
+
+def instance_dict(obj: Any) -> Optional[Dict[str, Any]]:
+    """The ``__dict__`` of an instance, read as the walk reads it, or None."""
+    try:
+        return _instance_parts(obj)[0]
+    except Exception:  # noqa: BLE001
+        return None

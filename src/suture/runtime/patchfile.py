@@ -339,7 +339,7 @@ def _state(obj: Any) -> None:
             _optional(row, "describe", list, rw)
             if "literal" in row:   # a list of any JSON: checked by decoding it
                 try:
-                    _fingerprint.from_literal(row["literal"])
+                    _fingerprint.from_literal(row["literal"], refs=False)
                 except (ValueError, RecursionError) as exc:
                     raise _fail(f"patch is malformed: {rw}.literal is not a literal value "
                                 f"({exc})", where=rw) from None

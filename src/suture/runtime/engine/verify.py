@@ -139,18 +139,27 @@ def repair(taken: Dict[str, Any], txns: Sequence[_ModuleTxn],
                               f"{t.name}.{qual}.__dataclass_fields__[{fname!r}].type "
                               "(as a fresh import of the fixed release)"))
         todo = [(p, segs) for p, segs in todo if _field_at(ns, segs) is None]
-        rebuild = sorted({str(segs[0][1]) for p, segs in todo
-                          if not _settable(ns, segs, p) and _plain_global(ns, segs)})
-        for p, segs in todo:
-            if str(segs[0][1]) in rebuild or not _settable(ns, segs, p):
+        # A path is made equal by setting it, or by setting what differs below it (an
+        # object kept, its attributes set: every reference to it sees them); a global
+        # with a path neither can cover is built again, whole.
+        settable = [_settable(ns, segs, p) for p, segs in todo]
+        covered = []
+        for i, (p, segs) in enumerate(todo):
+            below = [j for j, (_, other) in enumerate(todo)
+                     if len(other) > len(segs) and other[:len(segs)] == segs]
+            covered.append(settable[i] or bool(below) and all(settable[j] for j in below))
+        rebuild = sorted({str(segs[0][1]) for (p, segs), ok in zip(todo, covered)
+                          if not ok and _plain_global(ns, segs)})
+        for (p, segs), ok in zip(todo, settable):
+            if str(segs[0][1]) in rebuild or not ok:
                 continue
-            parent = ns if len(segs) == 1 else _fingerprint.value_at(ns, segs[:-1])
-            key = segs[-1][1]
+            where = _location(ns, segs)
+            assert where is not None   # _settable
+            kind, obj, key = where
             new = MISSING if p["fixed"] == "absent" else _fingerprint.from_literal(
                 p["literal"], root)
-            kind = "attr" if isinstance(parent, type) else "item"
-            ops.append(Op(kind, parent, key, new, f"{t.name}.{p.get('label', key)} "
-                                                  "(as a fresh import of the fixed release)"))
+            ops.append(Op(kind, obj, key, new, f"{t.name}.{p.get('label', key)} "
+                                               "(as a fresh import of the fixed release)"))
         ops += _rebuild(t, module, rebuild)
     return ops
 
@@ -204,19 +213,35 @@ def _field_types(ns: Dict[str, Any], todo: List[Tuple[Dict[str, Any], List[Any]]
 
 
 def _settable(ns: Dict[str, Any], segs: List[_fingerprint.Segment], p: Dict[str, Any]) -> bool:
-    """A global, a class member or an item of a plain dict, whose fixed value is known
-    (absent, or carried as a literal)."""
+    """Whether the path's fixed value is known (absent, or carried as a literal) and its
+    place can be set without running application code (``_location``)."""
     if p["fixed"] != "absent" and not isinstance(p.get("literal"), list):
         return False
+    return _location(ns, segs) is not None
+
+
+def _location(ns: Dict[str, Any], segs: List[_fingerprint.Segment]) -> Optional[Tuple[str, Any, Any]]:
+    """(op kind, object, key) that binds the path: a global, a class member, an item of a
+    plain dict, or an attribute in an instance's ``__dict__`` (set there directly, so that
+    no ``__setattr__`` runs); each step above it one of these too. None otherwise."""
     if segs[0][0] != "g":
-        return False
-    for n in range(1, len(segs)):   # every step: a class member, or an item of a plain dict
+        return None
+    where: Tuple[str, Any, Any] = ("item", ns, segs[0][1])
+    for n in range(1, len(segs)):
         parent = _fingerprint.value_at(ns, segs[:n])
-        kind = segs[n][0]
-        if not ((kind == "a" and isinstance(parent, type)) or
-                (kind == "k" and type(parent) is dict)):
-            return False
-    return True
+        kind, key = segs[n]
+        if kind == "a" and isinstance(parent, type):
+            where = ("attr", parent, key)
+        elif kind == "k" and type(parent) is dict:
+            where = ("item", parent, key)
+        elif kind == "a" and not isinstance(parent, (types.FunctionType, types.ModuleType)):
+            own = _fingerprint.instance_dict(parent)
+            if own is None:
+                return None
+            where = ("item", own, key)
+        else:
+            return None
+    return where
 
 
 def _plain_global(ns: Dict[str, Any], segs: List[_fingerprint.Segment]) -> bool:
