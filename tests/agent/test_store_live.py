@@ -276,3 +276,25 @@ def test_clean_exits_and_survivors_are_no_crash_loop(targets: Targets, state: Pa
     assert [r["result"] for r in auto] == ["applied"]
     assert store.bad_patches() == {}
     assert patch.id
+
+
+@pytest.mark.slow
+def test_a_module_refused_at_import_is_an_audited_event(targets: Targets, state: Path,
+                                                        tmp_path: Path):
+    """apply said "pending import"; the module the process then imports is not the
+    patch's baseline, so it runs unpatched: that goes in the audit log, with the reason."""
+    data = build(tmp_path, "3", "4")           # baseline: value() returns 3
+    tree(tmp_path, "v1", "1")                  # the process imports a release returning 1
+    proc, out, sock = start(targets, tmp_path)
+    applied = result(sock, "apply", patch=base64.b64encode(data).decode())
+    assert applied["state"] == "pending import"
+    proc.stdin.write("import now\n")
+    proc.stdin.flush()
+    wait_for(out.exists, "the target's observation", proc=proc)
+    assert json.loads(out.read_text()) == {"value": 1}
+    rows = wait_for(lambda: rows_for(proc.pid, "import"), "the import audit row", proc=proc)
+    assert [(r["result"], r["actor_uid"]) for r in rows] == [("refused", os.geteuid())]
+    assert rows[0]["detail"].startswith("tiny.calc: SUT-E201 "), rows[0]
+    modules = result(sock, "status")["patches"][0]["modules"]
+    assert modules["tiny.calc"].startswith("refused at import")
+    proc.stdin.close()

@@ -360,8 +360,26 @@ def _op_apply(frame: Dict[str, Any]) -> Dict[str, Any]:
     if restricted_to is not None and (not isinstance(restricted_to, str) or not restricted_to):
         raise ProtocolError(f"'restricted_to' must be null or a distribution name, "
                             f"not {restricted_to!r}")
+    _watch_imports()
     return runtime.apply(data, wait_quiescent=None if wait is None else float(wait),
                          restricted=restricted_to is not None).to_dict()
+
+
+def _watch_imports() -> None:
+    """Have every refusal at import (a pending module that is not the patch's baseline)
+    recorded in the audit log: the process then runs that module unpatched. Registered
+    when the agent first applies a patch (the engine is imported then anyway)."""
+    from .engine import on_import_refused
+    on_import_refused(_import_refused)
+
+
+def _import_refused(module: str, patch_id: str, code: str, message: str) -> None:
+    # On the importing thread, under the engine lock: the row is written by a thread of
+    # its own, so that the import does not wait for the store.
+    uid = os.geteuid()
+    threading.Thread(target=_record, name="suture-audit",
+                     args=("import", patch_id, "refused", uid,
+                           f"{module}: {code} {message}"), daemon=True).start()
 
 
 def _op_revert(frame: Dict[str, Any]) -> Dict[str, Any]:
@@ -662,6 +680,7 @@ def _auto_apply() -> None:
             _record("auto-apply", patch.id, "applying", uid,
                     f"start={_start_ticks(os.getpid())}")
             _survival.append(patch.id)
+            _watch_imports()
             result = runtime.apply(patch, restricted=bool(trust.get("restricted_to")))
         except BaseException as exc:  # noqa: BLE001 - a refusal is recorded, never raised
             refused_id = _frame_patch_id("apply", {"patch": base64.b64encode(data)

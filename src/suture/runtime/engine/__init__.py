@@ -59,6 +59,7 @@ from ..patchfile import Patch
 from ._activeness import _settle, _wait_quiescent, active
 from ._patchhooks import _migrate, _run_hook, _unmigrate
 from ._refgraph import _stale_caches
+from ._state import import_refused as _import_refused
 from ._state import (HookContext, Result, _ModuleTxn, _Record, _added_entries, _added_index,
                      _applied, _fine_switching, _find, _forget_modules, _pending_index, _walks,
                      drop_shadow, shadow)
@@ -72,7 +73,8 @@ from . import reporting as _reporting, reverting as _reverting, verify as _verif
 from .reverting import _added_module_removals
 
 
-__all__ = ["apply", "revert", "status", "applied_ids", "patch_on_import", "shadow", "drop_shadow",
+__all__ = ["apply", "revert", "status", "applied_ids", "patch_on_import", "on_import_refused",
+           "shadow", "drop_shadow",
            "HookContext", "Result"]
 
 _LOCK = threading.RLock()  # every engine entry point; take it through _lock()
@@ -430,7 +432,20 @@ def patch_on_import(name: str, module: types.ModuleType) -> None:
                 rec.modules[name] = txn.state
             except SutureError as exc:
                 rec.modules[name] = f"refused at import: {exc.message}"
+                for listener in list(_import_refused):
+                    try:
+                        listener(name, rec.patch.id, exc.code, exc.message)
+                    except BaseException:  # noqa: BLE001 - the import goes on regardless
+                        pass
             _serve()
+
+
+def on_import_refused(listener: Any) -> None:
+    """Call ``listener(module, patch_id, code, message)`` whenever a module imported after
+    its patch was applied is refused at import (it then runs unpatched: the process is
+    exposed). Registering the same listener twice registers it once."""
+    if listener not in _import_refused:
+        _import_refused.append(listener)
 
 
 def _reset_for_tests() -> None:  # pragma: no cover - used by in-process tests only

@@ -78,6 +78,12 @@ def _own_dict(obj: Any) -> Optional[Dict[str, Any]]:
     return d if type(d) is dict else None
 
 
+# Called as fn(module, patch_id, code, message) when a module imported after its patch was
+# applied is refused at import (engine.patch_on_import): the agent records it in the audit
+# log (runtime.on_import_refused). A listener that raises is ignored.
+import_refused: List[Any] = []
+
+
 class Result:
     """What apply/revert did, as data (``to_dict`` crosses the agent socket)."""
 

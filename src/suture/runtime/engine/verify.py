@@ -144,7 +144,7 @@ def repair(taken: Dict[str, Any], txns: Sequence[_ModuleTxn],
         # with a path neither can cover is built again, whole.
         settable = [_settable(ns, segs, p) for p, segs in todo]
         covered = []
-        for i, (p, segs) in enumerate(todo):
+        for i, (_, segs) in enumerate(todo):
             below = [j for j, (_, other) in enumerate(todo)
                      if len(other) > len(segs) and other[:len(segs)] == segs]
             covered.append(settable[i] or bool(below) and all(settable[j] for j in below))
