@@ -184,7 +184,7 @@ def describe(value: Any) -> str:
     if t in (list, tuple, dict, set, frozenset):
         return f"{t.__name__} of {len(value)} item(s)"
     if t is types.FunctionType:
-        return f"function {value.__qualname__}"
+        return f"function {value.__qualname__} (line {value.__code__.co_firstlineno})"
     if isinstance(value, type):
         return f"class {_type_name(value)}"
     if t is _PATTERN:

@@ -273,3 +273,49 @@ def test_the_cli_shows_the_state_and_inspect_reads_it_back(tmp_path):
     assert "app.conf: NOT verified: not imported at build (--no-import)" in off.stdout
     bad = cli("build", str(old), str(new), "--import-env", "NOEQUALS", cwd=tmp_path)
     assert bad.returncode == 64 and "NAME=VALUE" in bad.stderr   # a usage error
+
+
+CASES = Path(__file__).resolve().parents[2] / "cases"
+
+
+def _build_case(name: str):
+    case = CASES / name
+    return build_trees(materialize(str(case / "v1")), materialize(str(case / "v2")))
+
+
+def test_the_dry_run_applies_and_reverts_in_a_fresh_baseline_process():
+    report = _build_case("60_init_reads_changed_class_attr")
+    assert report.dry_run is not None and report.dry_run["outcome"] == "applied", report.dry_run
+    verified = report.dry_run["verified"]["c60_app.client"]
+    assert verified.startswith("state verified equal to a fresh import"), verified
+    assert report.to_dict()["dry_run"] == report.dry_run
+    # the literal the engine sets for the class attribute travels with the manifest
+    (path,) = [p for p in report.state["modules"]["c60_app.client"]["paths"]
+               if p["label"] == "Policy.MAX_REDIRECTS"]
+    assert path["literal"] == ["int", "5"]
+
+
+def test_the_dry_run_shows_at_build_what_every_baseline_process_will_refuse(tmp_path):
+    report = _build_case("62b_class_body_if_reads_changed_constant")
+    assert report.data is not None   # built: the refusal is the engine's, seen here first
+    assert report.dry_run["outcome"] == "refused" and report.dry_run["code"] == "SUT-E208"
+    case = CASES / "62b_class_body_if_reads_changed_constant"
+    out = subprocess.run([sys.executable, "-m", "suture", "build", str(case / "v1"),
+                          str(case / "v2"), "-o", str(tmp_path / "p.suture")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "dry run  WARNING: refused SUT-E208 in a fresh process of the baseline" in out.stdout
+
+
+def test_a_main_module_is_never_imported_at_build(tmp_path):
+    old, new = tmp_path / "v1" / "prog", tmp_path / "v2" / "prog"
+    for d, body in ((old, "raise SystemExit('ran at build')\n"),
+                    (new, "if __name__ == '__main__':\n    raise SystemExit('ran')\n")):
+        d.mkdir(parents=True)
+        (d / "__init__.py").write_text("")
+        (d / "__main__.py").write_text(body)
+    report = build_trees(materialize(str(tmp_path / "v1")), materialize(str(tmp_path / "v2")),
+                         refuse=False)
+    entry = report.state["modules"]["prog.__main__"]
+    assert entry == {"verified": False, "reason": "a __main__ module is a program: importing "
+                                                  "it at build would run it"}

@@ -61,6 +61,9 @@ class BuildReport:
     excluded: List[str] = field(default_factory=list)
     state: Optional[Dict[str, Any]] = None
     """``meta["state"]``, the state manifest (build/state.py); None when refused."""
+    dry_run: Optional[Dict[str, Any]] = None
+    """The patch applied to a fresh process of the baseline (build/state.py ``dry_run``);
+    None when the releases were not imported."""
 
     def changes(self) -> List[Dict[str, str]]:
         rows = [{"module": m.name, "kind": c.kind, "qualname": c.qualname,
@@ -80,6 +83,7 @@ class BuildReport:
             "changes": self.changes(),
             "excluded_modules": self.excluded,
             "state": self.state,
+            "dry_run": self.dry_run,
             "refused": self.patch is None,
             "size": len(self.data) if self.data else 0,
         }
@@ -148,9 +152,15 @@ def build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str] = (),
                          tuple(Change(c.kind, c.qualname, c.verdict, c.reason) for c in m.changes))
              for m in modules if m.status != "removed"]
     changed = [m.name for m in whole if m.action == "change"]
+    # A __main__ module is a program: importing it runs it (gunicorn's starts a server).
+    scripts = [n for n in changed if n == "__main__" or n.endswith(".__main__")]
+    changed = [n for n in changed if n not in scripts]
     report.state = (_state.manifest(old.root, new.root, changed, import_path=import_path,
                                     import_env=import_env) if verify_state
                     else _state.not_imported(changed))
+    report.state["modules"].update(_state.not_imported(
+        scripts, "a __main__ module is a program: importing it at build would run it")
+        ["modules"])
     report.meta["state"] = report.state
     patch = Patch(
         target=report.target,
@@ -165,6 +175,13 @@ def build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str] = (),
     data = dump(patch)
     report.patch = load(data)
     report.data = data
+    if verify_state:
+        # What every process of the baseline will answer (issue 15): known here, before
+        # the patch ships. A fixed module that imports in a fresh interpreter may still
+        # fail to evaluate in a patched one (a new name read by a generator that runs
+        # too early), or not reach the fixed state.
+        report.dry_run = _state.dry_run(old.root, data, changed, import_path=import_path,
+                                        import_env=import_env)
     return report
 
 

@@ -190,3 +190,70 @@ def _encodable(segments: List[Any]) -> bool:
 
 def python_tag() -> str:
     return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+# -- the dry run: the patch applied to a fresh process of its own baseline ---------------
+
+_DRY_RUN = r'''
+import json, sys
+out, suture_dir, root, timeout = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+sep = sys.argv.index("--")
+sys.path[:0] = [root] + sys.argv[5:sep]
+sys.path.append(suture_dir)
+modules, patch_file = sys.argv[sep + 1:-1], sys.argv[-1]
+import importlib, os
+from suture import runtime
+def done(obj):
+    with open(out, "w") as f:
+        json.dump(obj, f)
+    sys.stdout.flush()
+    os._exit(0)
+for name in modules:
+    try:
+        importlib.import_module(name)
+    except BaseException as exc:
+        done({"outcome": "not run", "reason": f"{name} does not import: "
+              f"{type(exc).__name__}: {exc}"[:500]})
+try:
+    with open(patch_file, "rb") as f:
+        res = runtime.apply(runtime.load_patch(f.read()))
+except runtime.SutureError as exc:
+    done({"outcome": "refused", "code": exc.code, "reason": exc.message[:2000]})
+try:
+    runtime.revert(res.patch_id)
+except runtime.SutureError as exc:
+    done({"outcome": "revert failed", "code": exc.code, "reason": exc.message[:2000]})
+done({"outcome": res.state, "modules": res.modules, "verified": res.verified})
+'''
+
+
+def dry_run(old_root: Path, data: bytes, modules: Sequence[str], *,
+            import_path: Sequence[str] = (), import_env: Optional[Mapping[str, str]] = None,
+            timeout: float = 120.0) -> Dict[str, Any]:
+    """Apply the patch ``data`` to a fresh interpreter that imported ``modules`` of the
+    baseline, then revert it: what every process of the baseline will answer, known at
+    build. ``{"outcome": "applied" | "refused" | "revert failed" | "not run", ...}``."""
+    import suture
+
+    suture_dir = str(Path(suture.__file__).resolve().parents[1])
+    with tempfile.TemporaryDirectory(prefix="suture-dry-run-") as tmp:
+        patch_file, out = Path(tmp) / "patch.suture", Path(tmp) / "out.json"
+        patch_file.write_bytes(data)
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("PYTHON", "SUTURE_")) or k == "PYTHONHOME"}
+        env.update(PYTHONDONTWRITEBYTECODE="1", PYTHONNOUSERSITE="1", **(import_env or {}))
+        args = [sys.executable, "-s", "-B", "-c", _DRY_RUN, str(out), suture_dir,
+                str(Path(old_root).resolve()), repr(timeout),
+                *(str(Path(p).resolve()) for p in import_path), "--", *modules,
+                str(patch_file)]
+        try:
+            proc = subprocess.run(args, cwd=tmp, env=env, stdin=subprocess.DEVNULL,
+                                  capture_output=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return {"outcome": "not run", "reason": f"did not finish within {timeout:g} s"}
+        if not out.exists():
+            tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
+            return {"outcome": "not run",
+                    "reason": f"the process ended (exit {proc.returncode}) {tail[0][:300]}"}
+        result: Dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+        return result

@@ -31,6 +31,21 @@ def _render_changes(rows: List[Dict[str, str]]) -> None:
             click.echo(f"  {'':<16} {'':<28} \u2514 {r['reason']}")
 
 
+def _render_dry_run(dry: Optional[Dict[str, Any]]) -> None:
+    """What a fresh process of the baseline answered to the patch (build/state.py)."""
+    if not isinstance(dry, dict):
+        return
+    outcome = dry.get("outcome")
+    if outcome in ("applied", "pending import", "already fixed"):
+        click.echo(f"  dry run  {outcome} and reverted in a fresh process of the baseline")
+    elif outcome == "not run":
+        click.echo(f"  dry run  not run: {dry.get('reason', '?')}")
+    else:
+        click.echo(f"  dry run  WARNING: {outcome} {dry.get('code', '')} in a fresh process of "
+                   f"the baseline; every such process will answer the same:")
+        click.echo(f"           {dry.get('reason', '?')}")
+
+
 def _render_state(state: Optional[Dict[str, Any]]) -> None:
     """One line per changed module: is its state after an apply checked, and on how many
     paths (meta.state, docs/patch-format.md)."""
@@ -140,6 +155,7 @@ def build(old: str, new: str, output: Optional[Path], cves: Sequence[str], summa
     _header(report.target)
     _render_changes(report.changes())
     _render_state(report.state)
+    _render_dry_run(report.dry_run)
     partial = " (PARTIAL: left out " + ", ".join(report.excluded) + ")" if report.excluded else ""
     signed = f", signed by {len(signers)} key(s)" if signers else ", unsigned"
     click.echo(f"\nwrote {output} ({len(data)} bytes), id {report.patch.id[:12]}{partial}"
