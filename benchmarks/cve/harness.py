@@ -260,10 +260,13 @@ def publisher(cache: Path) -> Tuple[Path, Path]:
     return key, config
 
 
-def build(e: Dict[str, Any], cache: Path) -> Tuple[int, Dict[str, Any], Path]:
-    out_file = cache / "patches" / f"{slug(e)}.suture"
+def build(e: Dict[str, Any], cache: Path, hooks_ok: bool = True
+          ) -> Tuple[int, Dict[str, Any], Path]:
+    out_file = cache / "patches" / f"{slug(e)}{'' if hooks_ok else '-no-hooks'}.suture"
     out_file.parent.mkdir(parents=True, exist_ok=True)
     hooks = HERE / "hooks" / f"{e['package']}-{e['new']}.py"
+    if not hooks_ok:
+        hooks = HERE / "hooks" / "-none-"   # --without-hooks: what the mechanism does alone
     started = time.monotonic()
     out = sh([sys.executable, "-m", "suture", "build", f"{e['package']}=={e['old']}",
               f"{e['package']}=={e['new']}", "-o", str(out_file), "--json",
@@ -298,13 +301,13 @@ def spec_of(tests: Dict[str, Any], cwd: Path) -> prove.Tests:
                        judge=lambda rc, log: passed(tests, rc, log))
 
 
-def run_entry(e: Dict[str, Any], cache: Path, python: str = "") -> Row:
+def run_entry(e: Dict[str, Any], cache: Path, python: str = "", hooks_ok: bool = True) -> Row:
     role = e.get("role", "verified")
     expected = {"native-or-data": "build refuses: restart required",
                 "unverified": "builds and applies"}.get(
         role, "tests fail live, pass after apply, fail after revert")
     row = Row(entry_id(e), role, expected)
-    rc, report, patch = build(e, cache)
+    rc, report, patch = build(e, cache, hooks_ok)
     refused = [f"{c.get('verdict')}: {c.get('kind')} {c.get('module')}:{c.get('qualname')}"
                for c in report.get("changes", []) if c.get("verdict") in ("restart", "hook")]
     row.step("build", rc=rc, seconds=report["seconds"], size=report.get("size"),
@@ -419,6 +422,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--json", type=Path, default=None, metavar="OUT")
     ap.add_argument("--markdown", type=Path, default=None, metavar="OUT",
                     help="also write the table of docs/real-world.md")
+    ap.add_argument("--without-hooks", action="store_true",
+                    help="build without benchmarks/cve/hooks: does an entry pass on what "
+                         "Suture derives by itself?")
     ap.add_argument("--python", default="", metavar="X.Y",
                     help="run targets on this Python instead of each entry's own")
     a = ap.parse_args(argv)
@@ -431,7 +437,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     for e in entries:
         started = time.monotonic()
         try:
-            row = run_entry(e, a.cache, a.python)
+            row = run_entry(e, a.cache, a.python, not a.without_hooks)
         except Exception as exc:  # noqa: BLE001 - one entry's failure is a row, not the end
             row = Row(entry_id(e), e.get("role", ""), "", "error", f"{type(exc).__name__}: {exc}")
         row.steps["total_seconds"] = round(time.monotonic() - started, 1)
