@@ -125,6 +125,8 @@ def build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str] = (),
     environment; without it every changed module is recorded as not verified.
     """
     report = diff_trees(old, new, cves=cves, summary=summary, hooks=hooks)
+    early_state = _read_at_import(report, old, new, import_path, import_env) \
+        if verify_state else None
     restart = report.blockers("restart")
     need_hook = report.blockers("hook") if hooks is None else []
     if refuse and restart and not allow_restart:
@@ -155,9 +157,12 @@ def build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str] = (),
     # A __main__ module is a program: importing it runs it (gunicorn's starts a server).
     scripts = [n for n in changed if n == "__main__" or n.endswith(".__main__")]
     changed = [n for n in changed if n not in scripts]
-    report.state = (_state.manifest(old.root, new.root, changed, import_path=import_path,
-                                    import_env=import_env) if verify_state
-                    else _state.not_imported(changed))
+    if early_state is not None and sorted(early_state["modules"]) == sorted(changed):
+        report.state = early_state
+    else:
+        report.state = (_state.manifest(old.root, new.root, changed, import_path=import_path,
+                                        import_env=import_env) if verify_state
+                        else _state.not_imported(changed))
     report.state["modules"].update(_state.not_imported(
         scripts, "a __main__ module is a program: importing it at build would run it")
         ["modules"])
@@ -321,6 +326,67 @@ def _version_test(test: ast.expr) -> Optional[bool]:
 
 def _read(path: Path) -> str:
     return decode_source(Path(path).read_bytes())   # as the engine reads the target's file
+
+
+READ_AT_IMPORT_BYTES = 256
+
+
+def _read_at_import(report: BuildReport, old: SourceTree, new: SourceTree,
+                    import_path: Sequence[str], import_env: Optional[Mapping[str, str]]
+                    ) -> Optional[Dict[str, Any]]:
+    """Small changed data files that the fixed release reads at import into its state (a
+    ``VERSION`` file read into ``__version__``): when the file's new text is the fixed
+    value of a path of the state manifest, the engine sets that path and the state check
+    verifies it, so the file is a caveat, not a restart. Returns the manifest it computed
+    (None when no file qualified), for the build to reuse."""
+    small = []
+    for f in report.files:
+        if f["verdict"] != "restart" or f["kind"] != "changed data file":
+            continue
+        path = new.root / f["path"]
+        try:
+            if path.stat().st_size <= READ_AT_IMPORT_BYTES:
+                small.append((f, path.read_text(encoding="utf-8").strip()))
+        except (OSError, UnicodeDecodeError):
+            continue
+    if not small:
+        return None
+    changed = sorted(m.name for m in report.modules if m.status not in ("added", "removed")
+                     and not (m.name == "__main__" or m.name.endswith(".__main__")))
+    # The modules beside each file may read it without changing themselves.
+    old_mods, new_mods = old.modules(), new.modules()
+    dirs = {(new.root / f["path"]).parent for f, _ in small}
+    readers = sorted(n for n, path in old_mods.items()
+                     if path.parent in {old.root / d.relative_to(new.root) for d in dirs}
+                     and n not in changed and n in new_mods
+                     and not (n == "__main__" or n.endswith(".__main__"))
+                     and path.read_bytes() == new_mods[n].read_bytes())
+    state = _state.manifest(old.root, new.root, changed + readers, import_path=import_path,
+                            import_env=import_env)
+    fixed: Dict[str, str] = {}
+    for name, entry in state["modules"].items():
+        for p in entry.get("paths", []) if entry.get("verified") else []:
+            lit = p.get("literal")
+            if isinstance(lit, list) and lit[:1] == ["str"] and p["baseline"] != "absent":
+                fixed.setdefault(lit[1].strip(), f"{name}.{p['label']}")
+    for f, text in small:
+        where = fixed.get(text) if text else None
+        reader = next((n for n in readers if where is not None
+                       and where.startswith(n + ".")
+                       and "." not in where[len(n) + 1:].split("[")[0].rstrip(".")), None)
+        if reader is not None and reader not in {m.name for m in report.modules}:
+            # carried as a module whose code does not change, for the engine to set the
+            # state it read from the file
+            text_of = decode_source(old_mods[reader].read_bytes())
+            report.modules.append(ModuleEntry(reader, "changed", [], text_of, text_of))
+        if where is not None:
+            f["verdict"], f["kind"] = "caveat", "changed data file read at import"
+            f["reason"] = (f"its new text is what the fixed release holds in {where}: the "
+                           "engine sets that and the state check verifies it; code that reads "
+                           "the file again at run time reads the file on disk")
+    keep = {m.name for m in report.modules if m.status != "removed"}
+    state["modules"] = {n: e for n, e in state["modules"].items() if n in keep}
+    return state
 
 
 def _diff_files(old: Dict[str, Path], new: Dict[str, Path]) -> List[Dict[str, str]]:

@@ -1,0 +1,7 @@
+"""Credentials for outgoing requests."""
+
+
+def strip_credentials(headers, same_origin):
+    if same_origin:
+        return dict(headers)
+    return {k: v for k, v in headers.items() if k != "Authorization"}
