@@ -78,6 +78,14 @@ _ATOMS = (int, float, complex, bool, type(None))
 _BUILTIN = (types.BuiltinFunctionType, types.BuiltinMethodType, types.WrapperDescriptorType,
             types.MethodDescriptorType, types.MethodWrapperType, types.ClassMethodDescriptorType)
 MISSING = object()
+
+
+def isa(obj: Any, cls: Any) -> bool:
+    """``isinstance`` without its fallback to ``obj.__class__``, which runs the object's
+    ``__getattribute__``: the type's own MRO (C level) decides."""
+    return issubclass(type(obj), cls)
+
+
 ROOT = "\x00root\x00"   # what the directory a package was imported from reads as
 
 
@@ -132,22 +140,22 @@ def _instance_parts(obj: Any) -> Tuple[Optional[Dict[str, Any]], List[Tuple[str,
 def _base_content(obj: Any) -> Optional[Tuple[str, Any]]:
     """For an instance of a subclass of a built-in container or atom, its built-in part,
     read through the base type's C methods."""
-    o: Any = obj   # isinstance() below narrows nothing for the C calls that follow
-    if isinstance(obj, dict):
+    o: Any = obj
+    if isa(obj, dict):
         return "dict", list(dict.items(o))
-    if isinstance(obj, (list, tuple)):
-        base: Any = list if isinstance(obj, list) else tuple
+    if isa(obj, (list, tuple)):
+        base: Any = list if isa(obj, list) else tuple
         return base.__name__, [base.__getitem__(o, i) for i in range(base.__len__(o))]
-    if isinstance(obj, (set, frozenset)):
-        kind: Any = set if isinstance(obj, set) else frozenset
+    if isa(obj, (set, frozenset)):
+        kind: Any = set if isa(obj, set) else frozenset
         return "set", list(kind.__iter__(o))
-    if isinstance(obj, str):
+    if isa(obj, str):
         return "str", str.__str__(o)
-    if isinstance(obj, (bytes, bytearray)):
+    if isa(obj, (bytes, bytearray)):
         return "bytes", bytes(memoryview(o))
-    if isinstance(obj, int):
+    if isa(obj, int):
         return "int", int.__repr__(o)
-    if isinstance(obj, float):
+    if isa(obj, float):
         return "float", float.hex(o)
     return None
 
@@ -189,11 +197,11 @@ def describe(value: Any) -> str:
         return f"{t.__name__} of {len(value)} item(s)"
     if t is types.FunctionType:
         return f"function {value.__qualname__} (line {value.__code__.co_firstlineno})"
-    if isinstance(value, type):
+    if isa(value, type):
         return f"class {_type_name(value)}"
     if t is _PATTERN:
         return f"re.compile({describe(value.pattern)})"
-    if isinstance(value, types.ModuleType):
+    if isa(value, types.ModuleType):
         return "module"
     return f"{_type_name(t)} instance"
 
@@ -255,7 +263,7 @@ class _Walk:
         if t is _PATTERN:
             return (f"re:{_digest(repr(type(value.pattern)) + str(value.pattern))}:"
                     f"{int(value.flags)}")
-        if isinstance(value, types.ModuleType):
+        if isa(value, types.ModuleType):
             name = _MODULE_DICT.__get__(value).get("__name__")
             return f"module:{name if type(name) is str else '?'}"
         if t in _BUILTIN:
@@ -265,7 +273,7 @@ class _Walk:
                 qual = "?"
             return f"builtin:{t.__name__}:{qual if type(qual) is str else '?'}"
         if depth_left <= 0:
-            return f"deep:{_type_name(t) if not isinstance(value, type) else 'class'}"
+            return f"deep:{_type_name(t) if not isa(value, type) else 'class'}"
         me = id(value)
         if me in self.stack:
             return f"cycle:{len(self.stack) - self.stack.index(me)}"
@@ -295,7 +303,7 @@ class _Walk:
         if t is types.MethodType:
             return (f"method({self.fp(value.__func__, None, depth_left - 1, '')},"
                     f"{_type_name(type(value.__self__))})")
-        if isinstance(value, type):
+        if isa(value, type):
             name = _type_name(value)
             here = (_DICT_OF.__get__(value).get("__module__") == self.module
                     and _QUALNAME.__get__(value) == owner_qual)
@@ -394,7 +402,7 @@ def value_at(namespace: Dict[str, Any], segments: List[Segment]) -> Any:
         elif kind == "a":
             value = _attribute(value, key)
         elif kind == "s":
-            slots = dict(_instance_parts(value)[1]) if not isinstance(value, type) else {}
+            slots = dict(_instance_parts(value)[1]) if not isa(value, type) else {}
             value = slots.get(key, MISSING)
         elif kind in ("k", "n"):
             items = _items(value)
@@ -426,7 +434,7 @@ def _items(value: Any) -> Optional[List[Tuple[Any, Any]]]:
 
 
 def _attribute(value: Any, key: str) -> Any:
-    if isinstance(value, type):
+    if isa(value, type):
         return _class_dict(value).get(key, MISSING)
     if type(value) is types.FunctionType:
         if key == "__defaults__":
@@ -459,7 +467,7 @@ def fingerprint_at(namespace: Dict[str, Any], module: str, segments: List[Segmen
         parent = value_at(namespace, segments[:n])
         walk.stack.append(id(parent))
         kind, key = segments[n]
-        qual = f"{qual}.{key}" if qual and kind == "a" and isinstance(parent, type) else ""
+        qual = f"{qual}.{key}" if qual and kind == "a" and isa(parent, type) else ""
     return walk.fp(value, None, DEPTH - (len(segments) - 1), qual)
 
 
@@ -519,7 +527,7 @@ def _literal(value: Any, budget: List[int], root: str = "",
                 return None
             pairs.append([ek, ev])
         return ["dict", pairs]
-    if refs and (t is types.FunctionType or isinstance(value, type)):
+    if refs and (t is types.FunctionType or isa(value, type)):
         # A function or class by where it is defined, when that finds this very object
         # (registries of handlers): the engine finds the live one, patched in place.
         module = value.__module__ if t is types.FunctionType else _TYPE_MODULE.__get__(value)
@@ -539,7 +547,7 @@ def resolve(module: str, qualname: str) -> Any:
     parts = qualname.split(".")
     value = _MODULE_DICT.__get__(top).get(parts[0], MISSING)
     for part in parts[1:]:
-        if not isinstance(value, type):
+        if not isa(value, type):
             return MISSING
         value = _DICT_OF.__get__(value).get(part, MISSING)
     return value

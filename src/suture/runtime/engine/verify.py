@@ -172,7 +172,7 @@ def _annotation_owner(ns: Dict[str, Any], segs: List[_fingerprint.Segment]) -> A
     for n in range(1, len(segs)):
         if segs[n] == ("a", "__annotations__"):
             owner = _fingerprint.value_at(ns, segs[:n])
-            if isinstance(owner, type) and all(k == "g" or k == "a" for k, _ in segs[:n]):
+            if _fingerprint.isa(owner, type) and all(k == "g" or k == "a" for k, _ in segs[:n]):
                 return ("attr", ".".join(str(key) for _, key in segs[:n]), owner)
             return None
     return None
@@ -195,7 +195,7 @@ def _field_at(ns: Dict[str, Any], segs: List[_fingerprint.Segment]) -> Any:
         if (segs[n] == ("a", "__dataclass_fields__") and segs[n + 1][0] == "k"
                 and segs[n + 2][1] == "type"
                 and all(k == "g" or k == "a" for k, _ in segs[:n])):
-            if not isinstance(_fingerprint.value_at(ns, segs[:n]), type):
+            if not _fingerprint.isa(_fingerprint.value_at(ns, segs[:n]), type):
                 return None
             field_obj = _fingerprint.value_at(ns, segs[:n + 2])
             return (".".join(str(key) for _, key in segs[:n]), str(segs[n + 1][1]), field_obj)
@@ -230,11 +230,11 @@ def _location(ns: Dict[str, Any], segs: List[_fingerprint.Segment]) -> Optional[
     for n in range(1, len(segs)):
         parent = _fingerprint.value_at(ns, segs[:n])
         kind, key = segs[n]
-        if kind == "a" and isinstance(parent, type):
+        if kind == "a" and _fingerprint.isa(parent, type):
             where = ("attr", parent, key)
         elif kind == "k" and type(parent) is dict:
             where = ("item", parent, key)
-        elif kind == "a" and not isinstance(parent, (types.FunctionType, types.ModuleType)):
+        elif kind == "a" and not _fingerprint.isa(parent, (types.FunctionType, types.ModuleType)):
             own = _fingerprint.instance_dict(parent)
             if own is None:
                 return None
@@ -248,7 +248,7 @@ def _plain_global(ns: Dict[str, Any], segs: List[_fingerprint.Segment]) -> bool:
     """A global that holds neither a class nor a function nor a module (those the engine
     patches in place; building them again would orphan every reference to them)."""
     value = ns.get(str(segs[0][1]), MISSING)
-    return value is not MISSING and not isinstance(
+    return value is not MISSING and not _fingerprint.isa(
         value, (type, types.FunctionType, types.ModuleType))
 
 

@@ -1,0 +1,215 @@
+"""runtime/_fingerprint.py: structural fingerprints of module state, read without running
+application code, equal in any process for equal structure (issue 15's state manifest)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import types
+from pathlib import Path
+from typing import Any, List
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from suture.runtime import _fingerprint as F
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+class Tripwire(Exception):
+    pass
+
+
+calls: List[str] = []
+
+
+class Hostile:
+    """Every hook a careless walker would call: each one records and raises."""
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "payload", [1, 2])
+
+    def __eq__(self, other: object) -> bool:
+        calls.append("__eq__")
+        raise Tripwire
+
+    def __hash__(self) -> int:
+        calls.append("__hash__")
+        raise Tripwire
+
+    def __repr__(self) -> str:
+        calls.append("__repr__")
+        raise Tripwire
+
+    def __getattribute__(self, name: str) -> Any:
+        calls.append(f"__getattribute__ {name}")
+        raise Tripwire
+
+    def __getattr__(self, name: str) -> Any:
+        calls.append(f"__getattr__ {name}")
+        raise Tripwire
+
+    def __iter__(self) -> Any:
+        calls.append("__iter__")
+        raise Tripwire
+
+    def __len__(self) -> int:
+        calls.append("__len__")
+        raise Tripwire
+
+    @property
+    def prop(self) -> int:
+        calls.append("prop")
+        raise Tripwire
+
+
+class Meta(type):
+    def __getattribute__(cls, name: str) -> Any:
+        calls.append(f"Meta.__getattribute__ {name}")
+        raise Tripwire
+
+    def __repr__(cls) -> str:
+        calls.append("Meta.__repr__")
+        raise Tripwire
+
+
+class Guarded(metaclass=Meta):
+    LIMIT = 3
+
+
+class HostileDict(dict):  # type: ignore[type-arg]
+    def __iter__(self) -> Any:
+        calls.append("HostileDict.__iter__")
+        raise Tripwire
+
+    def items(self) -> Any:
+        calls.append("HostileDict.items")
+        raise Tripwire
+
+
+def test_no_application_code_runs_while_fingerprinting_and_describing():
+    calls.clear()
+    ns = {"h": Hostile(), "g": Guarded, "d": HostileDict(a=Hostile()), "t": (Hostile(),),
+          "s": {1, 2}, "__name__": "probe"}
+    ns["g_instance"] = object.__new__(Guarded)
+    state = F.module_state(ns, "probe")
+    for label, (segments, fp, desc) in state.items():
+        assert F.fingerprint_at(ns, "probe", segments) == fp, label
+        F.value_at(ns, segments)
+    assert state["h.payload"][1] != state["g"][1]
+    assert calls == []
+
+
+def _probe(expr: str) -> str:
+    return F.fingerprint_value(eval(expr, {"re": re, "types": types}))
+
+
+@pytest.mark.parametrize("a, b", [
+    ("{3, 1, 2}", "{2, 3, 1}"),                             # order-free sets
+    ("frozenset('abc')", "frozenset('cba')"),
+    ("re.compile('a+', re.I)", "re.compile('a+', re.I)"),
+])
+def test_equal_structure_equal_fingerprint(a, b):
+    assert _probe(a) == _probe(b)
+
+
+@pytest.mark.parametrize("a, b", [
+    ("{'a': 1, 'b': 2}", "{'b': 2, 'a': 1}"),                 # dicts keep their order
+    ("re.compile('a+', re.I)", "re.compile('a+')"),           # flags count
+    ("re.compile('a+')", "re.compile('a*')"),
+    ("(1, 2)", "[1, 2]"),
+    ("1", "True"),
+    ("1.0", "1"),
+])
+def test_different_structure_different_fingerprint(a, b):
+    assert _probe(a) != _probe(b)
+
+
+def test_functions_are_fingerprinted_by_name_line_and_defaults_not_bytecode():
+    one, two = {}, {}
+    exec("def f(x=1):\n    return x + 1\n", one)
+    exec("def f(x=1):\n    return x * 2\n", two)       # another body, same line and name
+    assert F.fingerprint_value(one["f"]) == F.fingerprint_value(two["f"])
+    exec("\ndef f(x=1):\n    return x\n", two)           # one line lower
+    assert F.fingerprint_value(one["f"]) != F.fingerprint_value(two["f"])
+    exec("def f(x=2):\n    return x + 1\n", two)        # another default
+    assert F.fingerprint_value(one["f"]) != F.fingerprint_value(two["f"])
+
+
+def test_the_same_module_fingerprints_the_same_in_processes_with_other_hash_seeds():
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); "
+            "from suture.runtime import _fingerprint as F; import email.message, json as j; "
+            "print(json.dumps({m.__name__: {k: v[1] for k, v in "
+            "F.module_state(vars(m), m.__name__).items()} for m in (email.message, j)}))")
+    runs = [json.loads(subprocess.run([sys.executable, "-c", code, str(SRC)], check=True,
+                                      capture_output=True, text=True,
+                                      env=dict(os.environ, PYTHONHASHSEED=seed)).stdout)
+            for seed in ("1", "2")]
+    assert runs[0] == runs[1] and len(runs[0]["email.message"]) > 50
+
+
+def test_strings_under_the_import_root_read_the_same_wherever_it_is():
+    a = {"HERE": "/srv/a/pkg", "__name__": "m"}
+    b = {"HERE": "/opt/site-packages/pkg", "__name__": "m"}
+    fa = F.module_state(a, "m", root="/srv/a")["HERE"][1]
+    fb = F.module_state(b, "m", root="/opt/site-packages")["HERE"][1]
+    assert fa == fb
+    assert F.module_state(a, "m")["HERE"][1] != F.module_state(b, "m")["HERE"][1]
+    enc = F.literal("/srv/a/pkg/templates", root="/srv/a")
+    assert F.from_literal(enc, root="/x/y") == "/x/y/pkg/templates"
+
+
+atoms = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=20),
+                  st.binary(max_size=20),
+                  st.floats(allow_nan=False))
+literals = st.recursive(atoms, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.tuples(inner, inner),
+    st.frozensets(st.one_of(st.integers(), st.text(max_size=5)), max_size=4),
+    st.dictionaries(st.one_of(st.integers(), st.text(max_size=5)), inner, max_size=4)),
+    max_leaves=20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(literals)
+def test_literals_round_trip_through_json_with_equal_fingerprints(value):
+    enc = F.literal(value)
+    assert enc is not None
+    back = F.from_literal(json.loads(json.dumps(enc)))
+    assert F.fingerprint_value(back) == F.fingerprint_value(value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.recursive(st.one_of(st.integers(), st.text(max_size=3), st.none()),
+                    lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                            st.dictionaries(st.text(max_size=3), inner,
+                                                            max_size=3)), max_leaves=15))
+def test_every_recorded_path_reads_back_to_its_own_fingerprint(value):
+    ns = {"X": value, "__name__": "m"}
+    for label, (segments, fp, _) in F.module_state(ns, "m").items():
+        assert F.fingerprint_at(ns, "m", segments) == fp, label
+
+
+def test_functions_and_classes_travel_as_references_to_where_they_are_defined():
+    mod = types.ModuleType("fp_probe_mod")
+    exec("class K:\n    def m(self):\n        pass\ndef f():\n    pass\nREG = {'k': K, 'f': f}\n",
+         mod.__dict__)
+    sys.modules["fp_probe_mod"] = mod
+    try:
+        enc = F.literal(mod.REG)
+        assert enc == ["dict", [[["str", "k"], ["ref", ["fp_probe_mod", "K"]]],
+                                [["str", "f"], ["ref", ["fp_probe_mod", "f"]]]]]
+        assert F.from_literal(enc) == {"k": mod.K, "f": mod.f}
+        assert F.from_literal(enc, refs=False) == {"k": None, "f": None}
+        assert F.literal({mod.K: 1}) is None          # never hashed: not a key
+    finally:
+        del sys.modules["fp_probe_mod"]
+
+
+def test_a_walk_that_is_too_large_says_so():
+    ns = {"BIG": [[i] for i in range(F.BUDGET)], "__name__": "m"}
+    with pytest.raises(F.TooLarge):
+        F.module_state(ns, "m")
