@@ -56,9 +56,14 @@ SKIP_GLOBALS = frozenset(("__builtins__", "__file__", "__cached__", "__loader__"
                           "__path__", "__name__", "__package__"))
 # Class members that caches fill at run time (copyreg, abc), or that are descriptors of
 # the layout itself.
+# Also what some Python versions' compilers add to every class (3.13: where it starts,
+# which self.X its methods assign; 3.14: the annotations function and its cache), so that
+# a patch built on one version verifies on another.
 SKIP_MEMBERS = frozenset(("__dict__", "__weakref__", "__slotnames__", "_abc_impl",
                           "_abc_registry", "_abc_cache", "_abc_negative_cache",
-                          "_abc_negative_cache_version"))
+                          "_abc_negative_cache_version", "__firstlineno__",
+                          "__static_attributes__", "__annotate_func__",
+                          "__annotations_cache__"))
 
 Segment = Tuple[str, Any]   # ("g", name) global, ("a", name) attribute, ("s", name) slot,
 #                             ("k", key) dict item by str/int key, ("n", i) i-th dict item,
