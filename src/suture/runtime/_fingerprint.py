@@ -53,7 +53,9 @@ BUDGET = 400_000   # values visited per walk
 
 # Module globals that name where the module was loaded from, not what it holds.
 SKIP_GLOBALS = frozenset(("__builtins__", "__file__", "__cached__", "__loader__", "__spec__",
-                          "__path__", "__name__", "__package__"))
+                          "__path__", "__name__", "__package__",
+                          # 3.14: what computes the annotations, and its bookkeeping
+                          "__annotate__", "__conditional_annotations__"))
 # Class members that caches fill at run time (copyreg, abc), or that are descriptors of
 # the layout itself.
 # Also what some Python versions' compilers add to every class (3.13: where it starts,
@@ -63,7 +65,7 @@ SKIP_MEMBERS = frozenset(("__dict__", "__weakref__", "__slotnames__", "_abc_impl
                           "_abc_registry", "_abc_cache", "_abc_negative_cache",
                           "_abc_negative_cache_version", "__firstlineno__",
                           "__static_attributes__", "__annotate_func__",
-                          "__annotations_cache__"))
+                          "__annotations_cache__", "__conditional_annotations__"))
 
 Segment = Tuple[str, Any]   # ("g", name) global, ("a", name) attribute, ("s", name) slot,
 #                             ("k", key) dict item by str/int key, ("n", i) i-th dict item,

@@ -156,8 +156,11 @@ def repair(taken: Dict[str, Any], txns: Sequence[_ModuleTxn],
             where = _location(ns, segs)
             assert where is not None   # _settable
             kind, obj, key = where
-            new = MISSING if p["fixed"] == "absent" else _fingerprint.from_literal(
-                p["literal"], root)
+            try:
+                new = MISSING if p["fixed"] == "absent" else _fingerprint.from_literal(
+                    p["literal"], root)
+            except ValueError:   # a reference to what this process does not define
+                continue         # stays different: ``after`` names it
             ops.append(Op(kind, obj, key, new, f"{t.name}.{p.get('label', key)} "
                                                "(as a fresh import of the fixed release)"))
         ops += _rebuild(t, module, rebuild)
