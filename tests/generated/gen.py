@@ -2,6 +2,7 @@
 """Seeded generator of random v1 -> v2 edits to small packages, checked differentially.
 
     python tests/generated/gen.py SEED OUTDIR [--sub K]
+    python tests/generated/gen.py [FIRST] --sweep N [--jobs J] [--results F] [--keep DIR]
 
 writes the case that ``tests/test_generated.py`` runs for SEED into OUTDIR/g<SEED>_s<K>/
 (the first sub-seed K whose fresh v1 and v2 observe differently, unless --sub is given)
@@ -37,7 +38,21 @@ same seed gives the same bytes on every run and every Python version):
 * with probability REFUSED_RATE, one of the edits is one the builder must refuse instead
   (``__slots__`` entry, Enum member, dataclass field without a default, an ``int`` base,
   a changed module-level call), and so is giving a class without bases its first base; expect.json
-  then says with which code (SUT-E203: exit 3, SUT-E204: exit 4).
+  then says with which code (SUT-E203: exit 3, SUT-E204: exit 4);
+* with probability ISSUE15_RATE (otherwise), the first edit is one of the issue-15 kinds
+  (state computed at import), its template added to v1; the others may draw them too:
+  (a) "ctor module constant": a module constant read by a class attribute ``LIMIT`` that
+  ``__init__`` copies (``self.limit = self.LIMIT``) into a module-level instance;
+  (b) "ctor class attr": that class attribute itself, read by a method through ``self.``;
+  (c) "ctor code": the ``__init__`` expression that builds the module-level instance;
+  (d) "genexpr new name" / "genexpr changed name": ``_BLOCKED`` (new, or changed) or
+  ``WEIGHT`` read by module-level ``frozenset(s for s in ...)``, ``sorted(..., key=lambda
+  ...)`` and a dict comprehension; (e) "class-body if": the condition of an ``if``/``else``
+  defining a method in a class body (``hasattr(str, ...)``, ``sys.version_info``);
+  (f) "module del": ``del helper`` after ``TABLE = helper()`` (the builder may refuse it,
+  SUT-E204: expect.json says ``builder_may_refuse``); (g) "cross-module new name": module B
+  uses a function, constant or class that the edit adds to module A, as ``A.NAME`` or
+  ``from A import NAME``, in a body or a new module-level statement.
 
 The driver (the same for v1 and v2) imports every module and keeps pre-existing state in
 ``setup()``: instances, bound methods, closures, references to functions and lambdas, warm
@@ -45,7 +60,15 @@ caches. ``observe()`` calls every public callable through every route (module at
 alias, registry, ``from``-import copy, kept reference, ``__wrapped__``, setup instance,
 new instance, bound method, class, kept and new closures, module-level instance) with fixed
 arguments, a sweep calls whatever else is public and callable, and module namespaces and
-class shapes are listed; exceptions become ``"<exc TypeName>"``.
+class shapes are listed; exceptions become ``"<exc TypeName>"``; sets are listed sorted.
+
+``--sweep N`` checks seeds FIRST..FIRST+N-1 in J processes like tests/test_generated.py
+does, without stopping, and prints a table by edit kind: applied and equal, refused (by
+the builder or the engine, with the code), SILENT-DIVERGENCE (an apply that succeeded but
+the patched process differs from fresh v2, or the revert from v1: each printed with its
+seed), unexpected (a refusal the case does not expect, a missing one) and generator (the
+case is broken). Run it with SUTURE_GEN_KNOWN_BUGS=1 to generate the OPEN_BUGS patterns
+too; its exit status is 1 if anything diverged silently.
 """
 
 from __future__ import annotations
@@ -89,7 +112,11 @@ STR_CAP = 32        # str results are sliced to this length (keeps chains of cal
 #   "imported-derived"   constants/defaults derived from from-imported constants (32, 33)
 #   "super-change"       edits that drop a super() call or add one to a method (34)
 #   "first-base"         a class without bases gains one (35; must be refused)
-OPEN_BUGS: Tuple[str, ...] = ()
+#   "cond-def-kept-ref"  a bound method kept from before the patch, of a method defined under
+#                        a class-body ``if`` whose condition the edit flips (67)
+#   "new-name-at-import" a new module-level statement of module B reads a name the same
+#                        patch adds to module A (``X = A.NEW * 2``, ``Y = A.NewClass(4)``) (68)
+OPEN_BUGS: Tuple[str, ...] = ("cond-def-kept-ref", "new-name-at-import")
 
 
 def allowed(pattern: str) -> bool:
@@ -1098,6 +1125,8 @@ class Case:
         self.added: List[Module] = []        # modules only in v2
         self.edits: List[str] = []
         self.expect: Dict[str, Any] = {"outcome": "applied"}
+        self.kinds: List[str] = []           # edit kinds, in order
+        self.primary = "other"               # the forced issue-15 kind or refusal, if any
 
     def find_def(self, version: List[Module], m: str, name: str) -> Optional[Any]:
         mod = next((x for x in version if x.name == m), None)
@@ -1211,6 +1240,8 @@ def _norm(value):
         return value
     if isinstance(value, (list, tuple)):
         return [_norm(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return ["<set>"] + sorted((_norm(v) for v in value), key=repr)
     if isinstance(value, dict):
         return {{str(k): _norm(v) for k, v in value.items()}}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -1277,12 +1308,300 @@ def observe(state):
 '''
 
 
+# -- issue 15: state computed at import (module-level objects, comprehensions, class-body
+# conditions, ``del``, names new in another module). Each template below is one class of
+# change from issue 15; its edits are the ISSUE15 kinds of Generator.edit.
+
+
+def safe_int(rng, names: List[str], depth: int = 2):
+    """An int expression that cannot raise (no division, no calls): it runs at import."""
+    if depth <= 0 or rng.random() < 0.3:
+        return ("v", rng.choice(names), "int") if names and rng.random() < 0.6 \
+            else ("n", rng.randint(-5, 20))
+    k = rng.choice(["bin", "bin", "mm", "abs", "ife"])
+    if k == "bin":
+        op = rng.choice(["+", "-", "*"])
+        b = ("n", rng.randint(-3, 5)) if op == "*" else safe_int(rng, names, depth - 1)
+        return ("bin", op, safe_int(rng, names, depth - 1), b)
+    if k == "mm":
+        return ("mm", rng.choice(["min", "max"]), safe_int(rng, names, depth - 1),
+                safe_int(rng, names, depth - 1))
+    if k == "abs":
+        return ("abs", safe_int(rng, names, depth - 1))
+    return ("ife", safe_int(rng, names, 0), rng.choice(CMPS), ("n", rng.randint(-2, 8)),
+            safe_int(rng, names, depth - 1), safe_int(rng, names, depth - 1))
+
+
+def safe_mutate(rng, e, names: List[str]):
+    """``e`` changed so that it still cannot raise: a number, a name or an operator."""
+    for _ in range(40):
+        path, node = rng.choice(list(walk(e)))
+        new = None
+        if node[0] == "n":
+            new = ("n", node[1] + rng.choice([-3, -1, 1, 2, 4]))
+        elif node[0] == "v":
+            new = ("bin", "+", node, ("n", rng.randint(1, 5)))
+        elif node[0] == "bin" and node[1] in "+-":
+            new = ("bin", "-" if node[1] == "+" else "+", node[2], node[3])
+        elif node[0] == "mm":
+            new = ("mm", "max" if node[1] == "min" else "min", node[2], node[3])
+        elif node[0] == "ife":
+            new = ("ife", node[1], NEG[node[2]], node[3], node[4], node[5])
+        if new is not None and src(new) != src(node):
+            return replace_at(e, path, new)
+    return ("bin", "+", e, ("n", rng.randint(1, 9)))
+
+
+class CtorClassDef(Def):
+    """``class P: LIMIT = <literal|CONST>; __init__ copies/derives self.limit from
+    self.LIMIT``, a method reading ``self.limit`` (and maybe ``self.LIMIT``), a module-level
+    instance built at import and a public function reading it: kinds (a), (b), (c)."""
+
+    def __init__(self, rng, mod: Module, from_const: bool):
+        self.name = mod.fresh_class("Policy")
+        self.inst = mod.fresh("DEFAULT").upper()
+        self.func = mod.fresh("current")
+        self.meth = mod.fresh("check")
+        consts = own_consts(mod, imported=allowed("imported-derived"))
+        if from_const and consts:
+            self.attr: Any = ("v", rng.choice(consts), "int")
+        else:
+            self.attr = ("n", rng.randint(1, 9))
+        self.ctor_names = list(consts) + ["self.v", "self.LIMIT"]
+        if rng.random() < 0.5:
+            self.ctor: Any = ("v", "self.LIMIT", "int")      # a plain copy
+        else:
+            self.ctor = ("bin", "+", ("v", "self.LIMIT", "int"),
+                         safe_int(rng, self.ctor_names, 1))
+        env = mod.env.plus(ints=["x", "self.limit", "self.v"], strs=["type(self).__name__"])
+        self.body = Body.make(rng, env, ["x"], "int" if rng.random() < 0.7 else "str")
+        self.body.add_call(("v", "self.limit", "int"))
+        if rng.random() < 0.5:   # the class attribute read through self. too
+            self.body.add_call(("v", "self.LIMIT", "int"))
+
+    def lines(self, pkg):
+        return ([f"class {self.name}:", f"    LIMIT = {src(self.attr)}", "",
+                 "    def __init__(self, v):", "        self.v = v",
+                 f"        self.limit = {src(self.ctor)}", "",
+                 f"    def {self.meth}(self, x):"] + self.body.lines("        ") +
+                ["", "", f"{self.inst} = {self.name}({CTOR})", "", "",
+                 f"def {self.func}(x):", f"    return {self.inst}.{self.meth}(x)"])
+
+    def bodies(self):
+        return [(f"{self.name}.{self.meth}", self.body)]
+
+    def routes(self, m, old, case):
+        cls, inst = mref(m, A(self.name)), mref(m, A(self.inst))
+        return [[f"{m}.{self.name}.LIMIT", cls + [A("LIMIT")], "get", []],
+                [f"{m}.{self.inst}.limit", inst + [A("limit")], "get", []],
+                [f"{m}.{self.inst}.{self.meth}()", inst + [A(self.meth)], "call", calls1()],
+                [f"{m}.{self.name}({CTOR}).limit", cls + [C(CTOR), A("limit")], "get", []],
+                [f"{m}.{self.name}({CTOR}).{self.meth}()", cls + [C(CTOR), A(self.meth)], "call",
+                 calls1()],
+                [f"{m}.{self.func}()", mref(m, A(self.func)), "call", calls1()]]
+
+
+class CompDef(Def):
+    """Module-level comprehensions over ``_ITEMS`` that read ``_BLOCKED`` (absent in v1 when
+    the edit adds it) and ``WEIGHT``: a frozenset of a generator expression, ``sorted(...,
+    key=lambda ...)``, a dict comprehension, and a public function reading them: kind (d)."""
+
+    def __init__(self, rng, mod: Module, blocked: bool):
+        self.items = rng.sample(WORDS, rng.randint(4, 6))
+        self.blocked: Optional[List[str]] = (
+            sorted(rng.sample(self.items, rng.randint(0, 2))) if blocked else None)
+        self.weight = rng.randint(1, 6)
+        self.tag = mod.fresh("")[1:].upper()     # A3
+        self.name = f"ALLOWED_{self.tag}"
+        self.order = rng.random() < 0.7
+        self.scores = rng.random() < 0.6
+        self.func = mod.fresh("pick")
+
+    def n(self, base: str) -> str:
+        return f"{base}_{self.tag}"
+
+    def lines(self, pkg):
+        items, blocked, weight = self.n("_ITEMS"), self.n("_BLOCKED"), self.n("WEIGHT")
+        out = [f"{items} = {tuple(self.items)!r}"]
+        flt = ""
+        if self.blocked is not None:
+            out.append(f"{blocked} = frozenset({tuple(self.blocked)!r})")
+            flt = f" if s not in {blocked}"
+        out.append(f"{weight} = {self.weight}")
+        out.append(f"{self.name} = frozenset(s for s in {items}{flt})")
+        key = f"(s in {blocked}, s[::-1])" if self.blocked is not None else "s[::-1]"
+        order = self.n("ORDER")
+        if self.order:
+            out.append(f"{order} = sorted({items}, key=lambda s: {key})")
+        else:
+            out.append(f"{order} = tuple({items})")
+        if self.scores:
+            out.append(f"{self.n('SCORES')} = {{s: len(s) * {weight} + i "
+                       f"for i, s in enumerate({items}){flt}}}")
+        else:
+            out.append(f"{self.n('SCORES')} = {{}}")
+        out += ["", "", f"def {self.func}(x):",
+                f"    s = {order}[x % len({order})]",
+                f"    return s + ('+' if s in {self.name} else '-') + "
+                f"str({self.n('SCORES')}.get(s, {weight}))"]
+        return out
+
+    def routes(self, m, old, case):
+        return [[f"{m}.{self.n(b)}", mref(m, A(self.n(b))), "get", []]
+                for b in ("ALLOWED", "ORDER", "SCORES", "WEIGHT")] + \
+            [[f"{m}.{self.func}()", mref(m, A(self.func)), "call", calls1()]]
+
+
+HASATTR_YES = ["upper", "strip", "title", "split"]
+HASATTR_NO = ["no_such", "upper_case", "strip_all", "splitter"]
+
+
+class CondClassDef(Def):
+    """``class M:`` whose body defines a method under ``if COND:`` / ``else:``: kind (e)."""
+
+    def __init__(self, rng, mod: Module):
+        self.name = mod.fresh_class("Mode")
+        self.meth = mod.fresh("run")
+        self.cond: List[Any] = (["hasattr", rng.choice(HASATTR_YES + HASATTR_NO)]
+                                if rng.random() < 0.6 else ["version", rng.choice([3, 99])])
+        env = mod.env.plus(ints=["x", "self.v"], strs=["type(self).__name__"])
+        rtype = "int" if rng.random() < 0.7 else "str"
+        self.then = Body.make(rng, env, ["x"], rtype)
+        self.other = Body.make(rng, env, ["x"], rtype)
+        self.needs = ("import sys",) if self.cond[0] == "version" else ()
+
+    def cond_src(self) -> str:
+        if self.cond[0] == "hasattr":
+            return f"hasattr(str, {self.cond[1]!r})"
+        return f"sys.version_info >= ({self.cond[1]}, 0)"
+
+    def flip(self, rng) -> str:
+        old = self.cond_src()
+        if self.cond[0] == "hasattr":
+            pool = HASATTR_NO if self.cond[1] in HASATTR_YES else HASATTR_YES
+            self.cond[1] = rng.choice(pool)
+        else:
+            self.cond[1] = 99 if self.cond[1] == 3 else 3
+        return f"{old} -> {self.cond_src()}"
+
+    def lines(self, pkg):
+        self.needs = ("import sys",) if self.cond[0] == "version" else ()
+        return ([f"class {self.name}:", "    def __init__(self, v):", "        self.v = v", "",
+                 f"    if {self.cond_src()}:", f"        def {self.meth}(self, x):"] +
+                self.then.lines("            ") + ["", "    else:",
+                                                   f"        def {self.meth}(self, x):"] +
+                self.other.lines("            "))
+
+    def bodies(self):
+        return [(f"{self.name}.{self.meth} (if)", self.then),
+                (f"{self.name}.{self.meth} (else)", self.other)]
+
+    def routes(self, m, old, case):
+        tag = f"{m}.{self.name}.{self.meth}"
+        out = [[f"{m}.{self.name}({CTOR}).{self.meth}()",
+                mref(m, A(self.name), C(CTOR), A(self.meth)), "call", calls1()]]
+        if old is not None:
+            out.append([f"kept instance {tag}()", oref(f"inst:{m}.{self.name}", A(self.meth)),
+                        "call", calls1()])
+            if allowed("cond-def-kept-ref"):
+                out.append([f"kept bound {tag}()", oref(f"bound:{tag}"), "call", calls1()])
+        return out
+
+    def setup(self, m, case):
+        inst = f"inst:{m}.{self.name}"
+        out = [["keep", inst, mref(m, A(self.name), C(CTOR))]]
+        if allowed("cond-def-kept-ref"):
+            out.append(["keep", f"bound:{m}.{self.name}.{self.meth}", oref(inst, A(self.meth))])
+        return out
+
+
+class DelDef(Def):
+    """``def build(): ...``, ``TABLE = build()``, in v2 followed by ``del build``: kind (f)."""
+
+    def __init__(self, rng, mod: Module):
+        public = rng.random() < 0.5
+        self.helper = mod.fresh("build_table" if public else "_build_table")
+        self.name = mod.fresh("TABLE").upper()
+        self.func = mod.fresh("lookup")
+        self.size = rng.randint(3, 6)
+        # no constants: a changed one read by a call at import is SUT-E204 (42b)
+        self.expr = safe_int(rng, ["i"], 2)
+        self.deleted = False
+
+    def lines(self, pkg):
+        out = [f"def {self.helper}():",
+               f"    return tuple({src(self.expr)} for i in range({self.size}))", "", "",
+               f"{self.name} = {self.helper}()"]
+        if self.deleted:
+            out.append(f"del {self.helper}")
+        return out + ["", "", f"def {self.func}(x):",
+                      f"    return {self.name}[x % len({self.name})]"]
+
+    def routes(self, m, old, case):
+        return [[f"{m}.{self.name}", mref(m, A(self.name)), "get", []],
+                [f"{m}.{self.helper}", mref(m, A(self.helper)), "get", []],
+                [f"{m}.{self.func}()", mref(m, A(self.func)), "call", calls1()]]
+
+
+class NewClassDef(Def):
+    """A class added to module A by a (g) edit, instantiated by module B at import."""
+
+    def __init__(self, rng, mod: Module):
+        self.name = mod.fresh_class("Helper")
+        self.meth = mod.fresh("value")
+        self.k = rng.randint(2, 5)
+        env = mod.env.plus(ints=["x", "self.v"])
+        self.body = Body.make(rng, env, ["x"], "int")
+
+    def lines(self, pkg):
+        return ([f"class {self.name}:", "    def __init__(self, v):",
+                 f"        self.v = v * {self.k}", "", f"    def {self.meth}(self, x):"] +
+                self.body.lines("        "))
+
+    def routes(self, m, old, case):
+        return [[f"{m}.{self.name}({CTOR}).{self.meth}()",
+                 mref(m, A(self.name), C(CTOR), A(self.meth)), "call", calls1()]]
+
+
+class UseDef(Def):
+    """Module B's side of a (g) edit: a module-level object built from A's new name
+    (``X = A.NewName(4)`` or ``X = A.NEW * 2 + 1``) and a public function reading it."""
+
+    def __init__(self, mod: Module, expr: str, func_body: str):
+        self.name = mod.fresh("FROM_NEW").upper()
+        self.func = mod.fresh("use")
+        self.expr = expr
+        self.func_body = func_body.replace("@", self.name)
+
+    def lines(self, pkg):
+        return [f"{self.name} = {self.expr}", "", "", f"def {self.func}(x):",
+                f"    return {self.func_body}"]
+
+    def routes(self, m, old, case):
+        return [[f"{m}.{self.func}()", mref(m, A(self.func)), "call", calls1()]]
+
+
 # -- generation ------------------------------------------------------------------------
 
 TEMPLATES = [("plain", 3.0), ("defaults", 2.0), ("closure", 1.5), ("lambdas", 1.0),
              ("class", 2.0), ("lru", 1.0), ("gen", 1.0), ("async", 1.0), ("deco", 1.0),
              ("alias", 1.0), ("registry", 1.0), ("enum", 0.4), ("dataclass", 0.4),
-             ("slots", 0.4), ("settings", 0.3)]
+             ("slots", 0.4), ("settings", 0.3), ("ctor", 0.5), ("comp-any", 0.4),
+             ("condclass", 0.4), ("deltable", 0.3)]
+
+# The issue-15 edit kinds: with probability ISSUE15_RATE (and no refusal) one of them is the
+# case's first edit (its template is added to v1 for it); they are also drawn like the others.
+ISSUE15 = {  # edit kind -> template it needs in v1 (None: two modules)
+    "ctor module constant": "ctor-const",     # (a)
+    "ctor class attr": "ctor",                # (b)
+    "ctor code": "ctor",                      # (c)
+    "genexpr new name": "comp-new",           # (d)
+    "genexpr changed name": "comp",           # (d)
+    "class-body if": "condclass",             # (e)
+    "module del": "deltable",                 # (f)
+    "cross-module new name": None,            # (g)
+}
+ISSUE15_RATE = 0.6
 
 REFUSALS = {  # edit -> (template it needs, expected code)
     "slots entry": ("slots", "SUT-E203"),
@@ -1316,9 +1635,9 @@ class Generator:
         self.case = Case(seed, sub)
 
     # -- v1
-    def build_v1(self, force: Optional[str]) -> None:
+    def build_v1(self, force: Optional[str], min_mods: int = 1) -> None:
         rng = self.rng
-        names = sorted(rng.sample(MODNAMES, rng.randint(1, 3)), key=MODNAMES.index)
+        names = sorted(rng.sample(MODNAMES, rng.randint(min_mods, 3)), key=MODNAMES.index)
         mods = []
         for i, name in enumerate(names):
             mod = Module(name, "abc"[i])
@@ -1327,7 +1646,9 @@ class Generator:
             for _ in range(rng.randint(3, 6)):
                 self.template(mod, weighted(rng, TEMPLATES))
             mods.append(mod)
-        if force and not any(self.has_template(m, force) for m in mods):
+        if force in ("ctor-const", "ctor", "comp-new", "comp", "condclass", "deltable"):
+            self.template(rng.choice(mods), force)   # always a fresh one: the edit's target
+        elif force and not any(self.has_template(m, force) for m in mods):
             self.template(rng.choice(mods), force)
         self.case.v1 = mods
 
@@ -1446,6 +1767,14 @@ class Generator:
             self.new_class(mod)
         elif t in ("enum", "dataclass", "slots"):
             self.special_class(mod, t)
+        elif t in ("ctor", "ctor-const"):
+            mod.add(CtorClassDef(rng, mod, t == "ctor-const" or rng.random() < 0.4))
+        elif t in ("comp", "comp-new", "comp-any"):
+            mod.add(CompDef(rng, mod, t == "comp" or (t == "comp-any" and rng.random() < 0.5)))
+        elif t == "condclass":
+            mod.add(CondClassDef(rng, mod))
+        elif t == "deltable":
+            mod.add(DelDef(rng, mod))
         elif t == "settings":
             mod.add(SettingsDef(mod.fresh("SETTINGS").upper(), rng.choice(WORDS),
                                 rng.randint(1, 5)))
@@ -1547,7 +1876,13 @@ class Generator:
         out: Dict[str, List[Any]] = {k: [] for k in (
             "expr", "default", "add function", "add method", "constant", "closure body",
             "closure capture", "closure outer", "add module", "rename local", "swap if",
-            "add constant", "add base", "call super")}
+            "add constant", "add base", "call super") + tuple(ISSUE15)}
+        mods = self.case.v2
+        for i, b in enumerate(mods[1:], 1):   # (g): B (later) reads a name new in A (earlier)
+            for d in b.defs:
+                for label, body in d.bodies():
+                    if hasattr(body, "add_call"):
+                        out["cross-module new name"].append((b, d, label, (mods[:i], body)))
         for mod in self.case.v2:
             for d in mod.defs:
                 for label, body in d.bodies():
@@ -1585,6 +1920,18 @@ class Generator:
                             out["constant"].append((mod, d, f"{d.name}.{a[0]}", a))
                 if isinstance(d, ConstDef):
                     out["constant"].append((mod, d, d.name, d))
+                if isinstance(d, CtorClassDef):
+                    if d.attr[0] == "v":
+                        out["ctor module constant"].append((mod, d, d.name, d))
+                    out["ctor class attr"].append((mod, d, d.name, d))
+                    out["ctor code"].append((mod, d, d.name, d))
+                if isinstance(d, CompDef):
+                    out["genexpr new name" if d.blocked is None else "genexpr changed name"] \
+                        .append((mod, d, d.name, d))
+                if isinstance(d, CondClassDef):
+                    out["class-body if"].append((mod, d, d.name, d))
+                if isinstance(d, DelDef) and not d.deleted:
+                    out["module del"].append((mod, d, d.helper, d))
                 if isinstance(d, ClosureDef):
                     out["closure body"].append((mod, d, d.name, d))
                     if d.extra is None:
@@ -1595,16 +1942,20 @@ class Generator:
     EDIT_WEIGHTS = {"expr": 4.0, "default": 1.5, "add function": 1.5, "add method": 1.2,
                     "constant": 1.5, "closure body": 1.2, "closure capture": 0.4,
                     "closure outer": 0.4, "add module": 0.8, "rename local": 0.8,
-                    "swap if": 1.2, "add constant": 0.6, "add base": 0.5, "call super": 2.0}
+                    "swap if": 1.2, "add constant": 0.6, "add base": 0.5, "call super": 2.0,
+                    **{k: 0.4 for k in ISSUE15}}
 
-    def edit(self) -> None:
+    def edit(self, force: Optional[str] = None) -> None:
         rng = self.rng
         sites = self.sites()
         kinds = [(k, w) for k, w in self.EDIT_WEIGHTS.items() if sites[k]]
-        kind = weighted(rng, kinds)
+        kind = force if force and sites[force] else weighted(rng, kinds)
         mod, d, label, target = rng.choice(sites[kind])
         where = f"{mod.name}.{label}"
-        if kind == "expr":
+        self.case.kinds.append(kind)
+        if kind in ISSUE15:
+            self.edit15(kind, mod, d, target, where)
+        elif kind == "expr":
             target.mutate(rng)
             self.case.edits.append(f"change an expression in {where}")
         elif kind == "default":
@@ -1713,6 +2064,101 @@ class Generator:
             how = target.swap_if(rng)
             self.case.edits.append(f"swap the if condition in {where} ({how})")
 
+    def edit15(self, kind: str, mod: Module, d: Any, target: Any, where: str) -> None:
+        rng = self.rng
+        edits = self.case.edits
+        if kind == "ctor module constant":      # (a)
+            cname = d.attr[1]
+            const = next(x for m in self.case.v2 for x in m.defs
+                         if isinstance(x, ConstDef) and x.name == cname)
+            old = src(const.expr)
+            const.expr = mutate(rng, const.expr, Env())
+            edits.append(f"change constant {cname}: {old} -> {src(const.expr)}, read by "
+                         f"{where}.LIMIT, copied by its __init__ into {mod.name}.{d.inst}")
+        elif kind == "ctor class attr":        # (b)
+            old = src(d.attr)
+            d.attr = (("n", d.attr[1] + rng.choice([-2, -1, 1, 3])) if d.attr[0] == "n"
+                      else ("n", rng.randint(-3, 15)))
+            edits.append(f"change class attribute {where}.LIMIT: {old} -> {src(d.attr)} "
+                         f"(copied by __init__, read by {d.meth} through self.; "
+                         f"module-level {d.inst})")
+        elif kind == "ctor code":              # (c)
+            old = src(d.ctor)
+            d.ctor = safe_mutate(rng, d.ctor, d.ctor_names)
+            edits.append(f"change {where}.__init__: self.limit = {old} -> {src(d.ctor)} "
+                         f"(module-level {d.inst} built by it)")
+        elif kind == "genexpr new name":       # (d)
+            d.blocked = sorted(rng.sample(d.items, rng.randint(1, 2)))
+            edits.append(f"add {mod.name}.{d.n('_BLOCKED')} = {d.blocked}, read by the "
+                         f"comprehensions of {where}")
+        elif kind == "genexpr changed name":   # (d)
+            if rng.random() < 0.6:
+                old_b = d.blocked
+                while d.blocked == old_b:
+                    d.blocked = sorted(rng.sample(d.items, rng.randint(0, 3)))
+                edits.append(f"change {mod.name}.{d.n('_BLOCKED')}: {old_b} -> {d.blocked}, "
+                             f"read by the comprehensions of {where}")
+            else:
+                old_w = d.weight
+                d.weight = rng.choice([w for w in range(1, 8) if w != old_w])
+                edits.append(f"change {mod.name}.{d.n('WEIGHT')}: {old_w} -> {d.weight}, read "
+                             f"by a dict comprehension and {d.func}")
+        elif kind == "class-body if":          # (e)
+            edits.append(f"change the class-body condition of {where}: {d.flip(rng)}")
+        elif kind == "module del":             # (f)
+            d.deleted = True
+            note = ""
+            if rng.random() < 0.6:
+                if rng.random() < 0.7:
+                    d.expr = safe_mutate(rng, d.expr, ["i"])
+                else:
+                    d.size = rng.choice([k for k in range(3, 7) if k != d.size])
+                note = ", whose body changes"
+            edits.append(f"add `del {d.helper}` after {mod.name}.{d.name} = {d.helper}(){note} "
+                         f"(SUT-E204 from the builder accepted)")
+            if self.case.expect["outcome"] == "applied":
+                self.case.expect["builder_may_refuse"] = "SUT-E204"
+        else:                                   # (g) cross-module new name
+            earlier, body = target
+            a = rng.choice(earlier)
+            what = rng.choice(["function", "constant", "class"]
+                              if allowed("new-name-at-import") else ["function"])
+            style = "module" if rng.random() < 0.5 else "from"
+            if what == "function":
+                name = a.fresh("shared")
+                env = Env(ints=own_consts(a), hot=["x"])
+                a.defs.append(FuncDef(name, "plain", ["x"], Body.make(rng, env, ["x"], "int"),
+                                      "int"))
+            elif what == "constant":
+                name = a.fresh("NEW").upper()
+                a.defs.append(ConstDef(name, ("n", rng.randint(1, 9))))
+            else:
+                new = NewClassDef(rng, a)
+                name = new.name
+                a.defs.append(new)
+            if style == "module":
+                ref = f"{a.name}.{name}"
+                if not any(isinstance(x, ModImportDef) and x.source == a.name for x in mod.defs):
+                    mod.defs.insert(0, ModImportDef(a.name, {}))
+            else:
+                ref = name
+                kind_ = {"function": "ifunc", "constant": "int", "class": "class"}[what]
+                mod.defs.insert(0, FromImportDef(a.name, [(name, kind_, calls1())]))
+            if what == "function":
+                body.add_call(("call", ref, (leaf_int(rng, self.body_env(body)),), "int"))
+                edits.append(f"add function {a.name}.{name}, called as {ref}() by {where}")
+            elif what == "constant":
+                use = UseDef(mod, f"{ref} * 2 + {rng.randint(0, 5)}", "@ + x")
+                mod.defs.insert(mod.defs.index(d), use)
+                body.add_call(("v", use.name, "int"))
+                edits.append(f"add constant {a.name}.{name}; {mod.name}.{use.name} = "
+                             f"{use.expr} (new), read by {where} and {use.func}")
+            else:
+                use = UseDef(mod, f"{ref}({CTOR})", f"@.{new.meth}(x)")
+                mod.defs.insert(mod.defs.index(d), use)
+                edits.append(f"add class {a.name}.{name}; {mod.name}.{use.name} = "
+                             f"{use.expr} (new module-level instance), read by {use.func}")
+
     @staticmethod
     def body_env(target) -> Env:
         if isinstance(target, Body):
@@ -1776,11 +2222,20 @@ class Generator:
     def generate(self) -> Case:
         rng = self.rng
         refusal = rng.choice(sorted(REFUSALS)) if rng.random() < REFUSED_RATE else None
-        self.build_v1(REFUSALS[refusal][0] if refusal else None)
+        issue = None
+        if not refusal and rng.random() < ISSUE15_RATE:
+            issue = rng.choice(sorted(ISSUE15))
+        force = REFUSALS[refusal][0] if refusal else ISSUE15[issue] if issue else None
+        self.build_v1(force, 2 if issue == "cross-module new name" else 1)
         self.case.v2 = copy.deepcopy(self.case.v1)
         n = rng.randint(1, 4)
         if refusal:
             self.refuse(refusal)
+            self.case.primary = f"refused: {refusal}"
+            n -= 1
+        if issue:
+            self.edit(force=issue)
+            self.case.primary = issue
             n -= 1
         for _ in range(n):
             self.edit()
@@ -1828,13 +2283,183 @@ def find_case(seed: int, outdir: Path, run: Callable[..., Dict[str, Any]] = run_
     raise RuntimeError(f"seed {seed}: no sub-seed below {max_sub} changes what is observed")
 
 
+# -- the sweep: many seeds, in parallel, tabulated by edit kind ------------------------------
+
+EXIT_CODES = {"SUT-E203": 3, "SUT-E204": 4}
+
+
+def run_patch(case_dir_: Path, mode: str, patch: Path) -> Dict[str, Any]:
+    """Like run_fresh, on v1 with a patch; a crash is returned, not raised."""
+    env = dict(os.environ, PYTHONPATH=str(SRC), PYTHONDONTWRITEBYTECODE="1")
+    proc = subprocess.run([sys.executable, str(RUNNER), str(case_dir_), str(case_dir_ / "v1"),
+                           mode, str(patch)], capture_output=True, text=True, env=env,
+                          timeout=60, cwd=str(case_dir_))
+    lines = proc.stdout.strip().splitlines()
+    return json.loads(lines[-1]) if lines else {"crash": proc.stderr}
+
+
+def _code_in(text: str) -> str:
+    import re
+    found = re.findall(r"SUT-E\d{3}", text)
+    return found[-1] if found else "no code"
+
+
+def _first_diff(want: Dict[str, Any], got: Dict[str, Any]) -> str:
+    for k in list(want) + [k for k in got if k not in want]:
+        if want.get(k, "<missing>") != got.get(k, "<missing>"):
+            return (f"{k!r}: fresh {json.dumps(want.get(k, '<missing>'))[:160]} / patched "
+                    f"{json.dumps(got.get(k, '<missing>'))[:160]}")
+    return "?"
+
+
+def check(seed: int, outdir: Path) -> Dict[str, Any]:
+    """Run SEED as tests/test_generated.py does and classify the outcome (never raises).
+
+    outcome: applied-equal | refused-builder | refused-engine | SILENT-DIVERGENCE |
+    unexpected (a refusal the case did not expect, a refusal that did not happen, a refused
+    patch that changed the process) | generator (the case itself is broken).
+    """
+    sys.path.insert(0, str(SRC))
+    from suture.tooling.build import BuildRefused, build_trees
+    from suture.tooling.build.sources import materialize
+
+    res: Dict[str, Any] = {"seed": seed, "primary": "?", "kinds": [], "outcome": "generator",
+                           "code": "", "detail": "", "edits": ""}
+    try:
+        case, d, v1, v2 = find_case(seed, outdir)
+    except Exception as exc:
+        res["detail"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+        return res
+    res.update(primary=case.primary, kinds=sorted(set(case.kinds)), sub=case.sub,
+               edits=case.describe())
+    if any(v1[i] != v1[0] or v2[i] != v2[0] for i in (1, 2, 3)):
+        res["detail"] = "observe() is not stable across phases"
+        return res
+    old, new = materialize(str(d / "v1")), materialize(str(d / "v2"))
+    patch = d / "case.suture"
+    want_refused = case.expect["outcome"] == "refused"
+    try:
+        report = build_trees(old, new, refuse=True)
+    except BuildRefused as exc:
+        res.update(outcome="refused-builder", code=exc.code, detail=str(exc)[:300])
+        if not want_refused and exc.code != case.expect.get("builder_may_refuse"):
+            res["outcome"] = "unexpected"
+            res["detail"] = f"the builder refused an edit it should accept: {res['detail']}"
+        elif want_refused and exc.exit_code != EXIT_CODES[case.expect["code"]]:
+            res["outcome"] = "unexpected"
+            res["detail"] = f"wrong code, want {case.expect['code']}: {res['detail']}"
+        return res
+    except Exception as exc:
+        res.update(outcome="unexpected", detail=f"the builder failed: {exc!r}"[:300])
+        return res
+    if want_refused:
+        res.update(outcome="unexpected", detail="the builder did not refuse")
+        return res
+    patch.write_bytes(report.data)
+    got = run_patch(d, "patched", patch)
+    if "crash" in got:
+        res.update(outcome="refused-engine", code=_code_in(got["crash"]),
+                   detail=got["crash"].strip().splitlines()[-1][:300])
+        ref = run_patch(d, "refused", patch)
+        if "crash" in ref or ref.get("phases") != v1:
+            res["outcome"] = "unexpected"
+            res["detail"] = "the engine refused but the process changed: " + res["detail"]
+        return res
+    for i, want, label in ((0, v1[0], "before apply"), (1, v2[1], "after apply"),
+                           (2, v1[2], "after revert"), (3, v2[3], "after re-apply")):
+        if got["phases"][i] != want:
+            res.update(outcome="SILENT-DIVERGENCE", code=label,
+                       detail=_first_diff(want, got["phases"][i]))
+            return res
+    res["outcome"] = "applied-equal"
+    return res
+
+
+def _sweep_one(args: Tuple[int, str]) -> Dict[str, Any]:
+    import shutil
+    import tempfile
+    seed, keep = args
+    tmp = Path(tempfile.mkdtemp(prefix=f"sweep{seed}_"))
+    try:
+        res = check(seed, tmp)
+        if res["outcome"] in ("SILENT-DIVERGENCE", "unexpected") and keep:
+            dest = Path(keep) / f"seed{seed}"
+            if not dest.exists():
+                shutil.copytree(case_dir(tmp, seed, res.get("sub", 0)), dest)
+            res["kept"] = str(dest)
+        return res
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def sweep(start: int, n: int, jobs: int, out: Optional[Path], keep: str) -> int:
+    """Check seeds start..start+n-1 in ``jobs`` processes; print the table (and, with
+    ``out``, write every result as JSON lines there)."""
+    import multiprocessing
+    results: List[Dict[str, Any]] = []
+    sink = open(out, "w", encoding="utf-8") if out else None
+    with multiprocessing.Pool(jobs) as pool:
+        for res in pool.imap_unordered(_sweep_one, [(s, keep) for s in range(start, start + n)]):
+            results.append(res)
+            if sink:
+                sink.write(json.dumps(res) + "\n")
+                sink.flush()
+            if res["outcome"] in ("SILENT-DIVERGENCE", "unexpected", "generator"):
+                print(f"{res['outcome']}: seed {res['seed']} [{res['primary']}] {res['code']} "
+                      f"{res['detail']}\n    edits: {res['edits']}", flush=True)
+    if sink:
+        sink.close()
+    print(table(results))
+    return 1 if any(r["outcome"] == "SILENT-DIVERGENCE" for r in results) else 0
+
+
+def table(results: List[Dict[str, Any]]) -> str:
+    cols = ["applied-equal", "refused-builder", "refused-engine", "SILENT-DIVERGENCE",
+            "unexpected", "generator"]
+
+    def rows(key: Callable[[Dict[str, Any]], List[str]]) -> List[str]:
+        groups: Dict[str, List[Dict[str, Any]]] = {}
+        for r in results:
+            for k in key(r):
+                groups.setdefault(k, []).append(r)
+        out = []
+        for k in sorted(groups):
+            rs = groups[k]
+            counts = [sum(r["outcome"] == c for r in rs) for c in cols]
+            codes: Dict[str, int] = {}
+            for r in rs:
+                if r["outcome"].startswith("refused"):
+                    tag = f"{r['code']}({r['outcome'][8:]})"
+                    codes[tag] = codes.get(tag, 0) + 1
+            out.append(f"| {k} | {len(rs)} | " + " | ".join(str(c) for c in counts) + " | " +
+                       ", ".join(f"{c} x{n}" for c, n in sorted(codes.items())) + " |")
+        return out
+    head = ("| kind | pairs | " + " | ".join(cols) + " | refusal codes |\n"
+            "|---|---|" + "---|" * len(cols) + "---|")
+    return "\n".join([f"{len(results)} pairs", "", "By the case's forced kind:", "", head] +
+                      rows(lambda r: [r["primary"]]) +
+                      ["", "By every edit kind a case contains:", "", head] +
+                      rows(lambda r: r["kinds"] or ["?"]) +
+                      ["", "All:", "", head] + rows(lambda r: ["all"]))
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("seed", type=int)
-    p.add_argument("outdir", type=Path)
+    p.add_argument("seed", type=int, nargs="?", default=0,
+                   help="the seed (with --sweep: the first seed)")
+    p.add_argument("outdir", type=Path, nargs="?")
     p.add_argument("--sub", type=int, default=None,
                    help="write this sub-seed without running anything")
+    p.add_argument("--sweep", type=int, metavar="N", default=None,
+                   help="check N seeds from SEED on and print a table by edit kind")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
+    p.add_argument("--results", type=Path, default=None, help="--sweep: JSON lines here")
+    p.add_argument("--keep", default="", help="--sweep: copy divergent cases under this folder")
     args = p.parse_args(argv)
+    if args.sweep is not None:
+        return sweep(args.seed, args.sweep, args.jobs, args.results, args.keep)
+    if args.outdir is None:
+        p.error("OUTDIR is required")
     if args.sub is not None:
         case = generate(args.seed, args.sub)
         d = case.write(case_dir(args.outdir, args.seed, args.sub))
