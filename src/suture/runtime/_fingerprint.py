@@ -54,8 +54,8 @@ BUDGET = 400_000   # values visited per walk
 # Module globals that name where the module was loaded from, not what it holds.
 SKIP_GLOBALS = frozenset(("__builtins__", "__file__", "__cached__", "__loader__", "__spec__",
                           "__path__", "__name__", "__package__",
-                          # 3.14: what computes the annotations, and its bookkeeping
-                          "__annotate__", "__conditional_annotations__"))
+                          # annotations (below); 3.14: what computes them, its bookkeeping
+                          "__annotations__", "__annotate__", "__conditional_annotations__"))
 # Class members that caches fill at run time (copyreg, abc), or that are descriptors of
 # the layout itself.
 # Also what some Python versions' compilers add to every class (3.13: where it starts,
@@ -65,7 +65,12 @@ SKIP_MEMBERS = frozenset(("__dict__", "__weakref__", "__slotnames__", "_abc_impl
                           "_abc_registry", "_abc_cache", "_abc_negative_cache",
                           "_abc_negative_cache_version", "__firstlineno__",
                           "__static_attributes__", "__annotate_func__",
-                          "__annotations_cache__", "__conditional_annotations__"))
+                          "__annotations_cache__", "__conditional_annotations__",
+                          # Annotations are not state the check holds: libraries store them
+                          # in their own forms (NamedTuple turns strings into ForwardRef),
+                          # so a patched and a fresh class would differ in form only. What
+                          # is derived from them at class creation (dataclass fields) is.
+                          "__annotations__"))
 
 Segment = Tuple[str, Any]   # ("g", name) global, ("a", name) attribute, ("s", name) slot,
 #                             ("k", key) dict item by str/int key, ("n", i) i-th dict item,
@@ -217,8 +222,12 @@ class _Walk:
     """One walk: fingerprints bottom-up, recording each path until the depth bound."""
 
     def __init__(self, module: str, record: bool,
-                 gone: "frozenset[Tuple[int, Any]]" = frozenset(), root: str = "") -> None:
+                 gone: "frozenset[Tuple[int, Any]]" = frozenset(), root: str = "",
+                 alias: Optional[Dict[int, Any]] = None) -> None:
         self.module = module
+        # id(object) -> what it stands for: an old method that forwards to the new one is
+        # fingerprinted as the new one (engine/prepare.py, forwarders)
+        self.alias = alias or {}
         self.root = root   # where the package was imported from: the same text anywhere
         self.record = record
         self.gone = gone   # (id(container), key): bindings counted as already deleted
@@ -231,6 +240,8 @@ class _Walk:
         """The fingerprint of ``value`` seen ``depth_left`` levels above the depth bound.
         ``owner_qual`` is the qualified name a class defined right here would have (a class
         met where it was defined is walked; met anywhere else, it is a reference)."""
+        if self.alias:
+            value = self.alias.get(id(value), value)
         self.visited += 1
         if self.visited > BUDGET:
             raise TooLarge(f"more than {BUDGET} values reachable from module {self.module}")
@@ -270,6 +281,9 @@ class _Walk:
         if t is _PATTERN:
             return (f"re:{_digest(repr(type(value.pattern)) + str(value.pattern))}:"
                     f"{int(value.flags)}")
+        if t is types.CodeType:
+            # as functions are: by name and line (bytecode differs between versions)
+            return f"code:{value.co_name}@{value.co_firstlineno}"
         if isa(value, types.ModuleType):
             name = _MODULE_DICT.__get__(value).get("__name__")
             return f"module:{name if type(name) is str else '?'}"
@@ -457,7 +471,8 @@ def _attribute(value: Any, key: str) -> Any:
 
 
 def fingerprint_at(namespace: Dict[str, Any], module: str, segments: List[Segment],
-                   gone: "frozenset[Tuple[int, Any]]" = frozenset(), root: str = "") -> str:
+                   gone: "frozenset[Tuple[int, Any]]" = frozenset(), root: str = "",
+                   alias: Optional[Dict[int, Any]] = None) -> str:
     """The fingerprint ``module_state`` gives the path, computed for this one path.
     ``gone``: ``(id(container), key)`` bindings to count as deleted already (deletions
     the engine defers until old code has left every stack)."""
@@ -466,9 +481,16 @@ def fingerprint_at(namespace: Dict[str, Any], module: str, segments: List[Segmen
         return "absent"
     # The qualified name a class defined at this path would have: the walk passes one
     # down through the members of classes only.
+    return fingerprint_of(value, namespace, module, segments, gone, root, alias)
+
+
+def fingerprint_of(value: Any, namespace: Dict[str, Any], module: str,
+                   segments: List[Segment], gone: "frozenset[Tuple[int, Any]]" = frozenset(),
+                   root: str = "", alias: Optional[Dict[int, Any]] = None) -> str:
+    """The fingerprint ``value`` would have at the path (a value about to be bound there)."""
     # The walk also had every value above this one on its stack (a cycle back to one of
     # them is fingerprinted by its distance).
-    walk = _Walk(module, record=False, gone=gone, root=root)
+    walk = _Walk(module, record=False, gone=gone, root=root, alias=alias)
     qual = str(segments[0][1]) if segments else ""
     for n in range(1, len(segments)):
         parent = value_at(namespace, segments[:n])

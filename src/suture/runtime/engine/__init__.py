@@ -43,7 +43,9 @@ Invariant: every entry point holds ``_LOCK``; a fork waits for it (below).
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import importlib
 import os
 import sys
 import threading
@@ -59,9 +61,11 @@ from ..patchfile import Patch
 from ._activeness import _settle, _wait_quiescent, active
 from ._patchhooks import _migrate, _run_hook, _unmigrate
 from ._refgraph import _stale_caches
+from ._scratch import _import_source
 from ._state import import_refused as _import_refused
 from ._state import (HookContext, Result, _ModuleTxn, _Record, _added_entries, _added_index,
-                     _applied, _fine_switching, _find, _forget_modules, _pending_index, _walks,
+                     _applied, _fine_switching, _find, _forget_modules, _own_dict,
+                     _pending_index, _walks,
                      drop_shadow, shadow)
 from .check import _check, _load_hooks, _loaded, _plan, _replaced_by, _resolved, _with_sources
 from .post import _late, _late_order, _leftovers
@@ -202,8 +206,23 @@ def _apply(patch: Patch, wait_quiescent: Optional[float],
         # imported while we work must not be "not loaded" to one step and "loaded" to the
         # next (a compact module then had no plan: SUT-E999 KeyError, issue 13).
         loaded = _loaded(patch)
-        patch = _with_sources(patch, loaded)
+        given = patch
+        patch = _with_sources(given, loaded)
         plans = _check(patch)
+        # A new statement of a loaded module may import a module of this patch that this
+        # process has not imported (``from . import sql`` and then ``sql.Literal``): as a
+        # fresh import of the fixed release would, import it now, so that it is prepared
+        # and patched with the rest instead of arriving unpatched in the middle.
+        wanted = _imported_by_new_statements(patch, plans, loaded)
+        if wanted:
+            for name in wanted:
+                try:
+                    importlib.import_module(name)
+                except Exception:  # noqa: BLE001 - left pending; its import will say why
+                    continue
+            loaded = _loaded(given)
+            patch = _with_sources(given, loaded)
+            plans = _check(patch)
         replaced = _replaced_by(patch)
         hooks = _load_hooks(patch)
         rec = _Record(patch, hooks)
@@ -308,7 +327,7 @@ def _apply(patch: Patch, wait_quiescent: Optional[float],
                              f"fixed release failed, and the patch was rolled back: "
                              f"{type(exc).__name__}: {exc}", details={"patch": patch.id}) from exc
         verdicts = _verify.after(state_before, {t.name: loaded[t.name] for t in live},
-                                 deletions)
+                                 deletions, {k: v for t in live for k, v in t.forwarded.items()})
         diverged = _verify.refusal(patch, verdicts)
         if diverged is not None:
             _commit.undo(rec.ops)
@@ -333,6 +352,29 @@ def _apply(patch: Patch, wait_quiescent: Optional[float],
                       else "pending import",
                       modules=dict(rec.modules), pause_ns=rec.pause_ns, ops=len(rec.ops),
                       caveats=rec.caveats, notes=rec.notes, verified=dict(rec.verified))
+
+
+def _imported_by_new_statements(patch: Patch, plans: Dict[str, Any],
+                                 loaded: Dict[str, types.ModuleType]) -> List[str]:
+    """Modules of ``patch`` not imported here that the new module-level statements of its
+    loaded modules import (``import m``, ``from pkg import m``, ``from m import x``)."""
+    names = {m.name for m in patch.modules if m.action != "add"}
+    out: List[str] = []
+    for name, module in loaded.items():
+        plan = plans.get(name)
+        if plan is None:
+            continue
+        package = str((_own_dict(module) or {}).get("__package__") or "")
+        for stmt in plan.exec_stmts:
+            for node in ast.walk(stmt):
+                found: List[str] = []
+                if isinstance(node, ast.Import):
+                    found = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom):
+                    source = _import_source(node, package)
+                    found = [source] + [f"{source}.{a.name}" for a in node.names]
+                out += [n for n in found if n in names and n not in loaded and n not in out]
+    return out
 
 
 def _imported_meanwhile(rec: _Record) -> None:
@@ -418,7 +460,8 @@ def patch_on_import(name: str, module: types.ModuleType) -> None:
                         if fix_ops:
                             _commit_ops(fix_ops, [txn])
                             late = late + fix_ops
-                        verdicts = _verify.after(state_before, {name: module})
+                        verdicts = _verify.after(state_before, {name: module}, (),
+                                                 dict(txn.forwarded))
                         diverged = _verify.refusal(rec.patch, verdicts)
                         if diverged is not None:
                             raise diverged

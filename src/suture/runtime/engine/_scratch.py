@@ -57,6 +57,17 @@ def _late_split(plan: _defs.ModulePlan, package: str = "", patched: AbstractSet[
     construct |= {s.name for s in plan.exec_stmts   # type: ignore[attr-defined]
                   if _syntax.stmt_category(s) in ("def", "class")
                   and _syntax._names_in(s.body) & batch}  # type: ignore[attr-defined]
+    modules = dict(modules or {})
+    for s in plan.exec_stmts:   # modules of the patch that the new statements import
+        if isinstance(s, ast.ImportFrom):
+            source = _import_source(s, package)
+            for a in s.names:
+                if f"{source}.{a.name}" in patched:
+                    modules[a.asname or a.name] = f"{source}.{a.name}"
+        elif isinstance(s, ast.Import):
+            for a in s.names:
+                if a.asname and a.name in patched:
+                    modules[a.asname] = a.name
     early: List[ast.stmt] = []
     late: List[ast.stmt] = []
     late_names: Set[str] = set()
@@ -71,7 +82,7 @@ def _late_split(plan: _defs.ModulePlan, package: str = "", patched: AbstractSet[
                         module=s.module, names=names, level=s.level), s))
             late_names.update(a.asname or a.name for a in s.names if a.name in new)
         elif (cat in ("assign", "binding-block", "mutation", "class")
-              and _reads_new_attribute(s, modules or {})):
+              and _reads_new_attribute(s, modules)):
             late.append(s)
             late_names.update(_syntax.bound_names(s))
         elif (cat in ("assign", "binding-block", "mutation")

@@ -23,6 +23,7 @@ import copy
 import dis
 import gc
 import sys
+import re
 import types
 from types import CodeType, FunctionType
 from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
@@ -31,7 +32,7 @@ from .._defs import syntax as _syntax
 from .. import _codes, _defs
 from .commit import MISSING, Call, Op
 from ..errors import BaselineMismatch, NeedsHook, PatchFormatError, RefusedError, RestartRequired
-from ..patchfile import ModulePatch
+from ..patchfile import ModulePatch, Patch
 from ._refgraph import _lru_wrappers, _module_functions, _resolve_class
 from ._scratch import _bind_module, _compile_stmts, _defaults, _exec_stmts, _late_split
 from ._state import (_LRU_IS_HEAP_TYPE, _LRU_TYPE, _ModuleTxn, _Record, _applied, _isa, _own_dict,
@@ -80,6 +81,8 @@ def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
     def same(a: CodeType, b: CodeType) -> bool:
         return _codes.structure(a, memo) == _codes.structure(b, memo)
 
+    lines = _fixed_lines(patch, mp.name)
+
     changed_q = {q for q in base if q in fixed and (
         len(base[q]) != len(fixed[q]) or not all(map(same, base[q], fixed[q])))}
     files = _module_files(mp.name, module)
@@ -118,6 +121,10 @@ def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
                               "changed)")
             continue
         new = targets[idx]
+        if len(targets) > 1 and q in lines:
+            # several defs share the name (a class-body ``if``): the one a fresh import of
+            # the fixed release binds, by its line (the state manifest), not by position
+            new = next((c for c in targets if c.co_firstlineno == lines[q]), new)
         if new.co_freevars != live.co_freevars:
             owner = _method_owner(module, q, live, new)
             if owner is not None:
@@ -348,6 +355,23 @@ def _forwarder_code(f: FunctionType, filename: str, q: str) -> CodeType:
                    dont_inherit=True)
     outer = next(c for c in code.co_consts if isinstance(c, CodeType))
     return next(c for c in outer.co_consts if isinstance(c, CodeType))
+
+
+def _fixed_lines(patch: Patch, module: str) -> Dict[str, int]:
+    """Qualified name -> first line of the function that a fresh import of the fixed
+    release binds there, for the functions the state manifest records (their description
+    says "function Q (line N)")."""
+    state = patch.meta.get("state")
+    entry = state.get("modules", {}).get(module) if isinstance(state, dict) else None
+    out: Dict[str, int] = {}
+    for p in entry.get("paths", []) if isinstance(entry, dict) else []:
+        described = p.get("describe")
+        if not isinstance(described, list) or len(described) != 2:
+            continue
+        m = re.fullmatch(r"function (\S+) \(line (\d+)\)", str(described[1]))
+        if m and all(kind in ("g", "a") for kind, _ in p["path"]):
+            out[m.group(1)] = int(m.group(2))
+    return out
 
 
 def _prepare_class(txn: _ModuleTxn, module: types.ModuleType, cp: _defs.ClassPlan,

@@ -105,6 +105,7 @@ def repair(taken: Dict[str, Any], txns: Sequence[_ModuleTxn],
     overwritten. Whatever this cannot derive stays different, and ``after`` refuses.
     ``deferred``: as for ``after`` (what they unbind needs no op)."""
     gone = frozenset((id(o.obj), o.key) for o in deferred)
+    alias = {k: v for t in txns for k, v in t.forwarded.items()}
     ops: List[Any] = []
     for t in txns:
         got, module = taken.get(t.name), modules.get(t.name)
@@ -119,16 +120,9 @@ def repair(taken: Dict[str, Any], txns: Sequence[_ModuleTxn],
             segs = _segments(p["path"])
             if (was == p["baseline"] and str(segs[0][1]) not in owned
                     and not _unbound(module, segs, gone)
-                    and _fingerprint.fingerprint_at(ns, t.name, segs, gone, root) != p["fixed"]):
+                    and _fingerprint.fingerprint_at(ns, t.name, segs, gone, root, alias)
+                    != p["fixed"]):
                 todo.append((p, segs))
-        notes = _annotated(ns, todo)
-        for (kind, qual), owner in notes.items():
-            new = _annotations(t, module, qual)
-            if new is not None:
-                ops.append(Op(kind, owner, "__annotations__", new,
-                              f"{t.name}{'.' + qual if qual else ''}.__annotations__ "
-                              "(as a fresh import of the fixed release)"))
-        todo = [(p, segs) for p, segs in todo if _annotation_owner(ns, segs) is None]
         # A dataclass field's recorded type is its annotation (dataclasses copies it):
         # an annotation change the builder found inert still changes ``Field.type``.
         fields = _field_types(ns, todo)
@@ -163,32 +157,28 @@ def repair(taken: Dict[str, Any], txns: Sequence[_ModuleTxn],
                 continue         # stays different: ``after`` names it
             ops.append(Op(kind, obj, key, new, f"{t.name}.{p.get('label', key)} "
                                                "(as a fresh import of the fixed release)"))
-        ops += _rebuild(t, module, rebuild)
+        if rebuild:
+            ops += _rebuilt(t, module, rebuild, entry, root, alias)
     return ops
 
 
-def _annotation_owner(ns: Dict[str, Any], segs: List[_fingerprint.Segment]) -> Any:
-    """(kind, qualname, owner) when the path runs through the ``__annotations__`` of the
-    module or of a class defined in it, else None."""
-    if segs[0] == ("g", "__annotations__"):
-        return ("item", "", ns)
-    for n in range(1, len(segs)):
-        if segs[n] == ("a", "__annotations__"):
-            owner = _fingerprint.value_at(ns, segs[:n])
-            if _fingerprint.isa(owner, type) and all(k == "g" or k == "a" for k, _ in segs[:n]):
-                return ("attr", ".".join(str(key) for _, key in segs[:n]), owner)
-            return None
-    return None
-
-
-def _annotated(ns: Dict[str, Any], todo: List[Tuple[Dict[str, Any], List[Any]]]
-               ) -> Dict[Tuple[str, str], Any]:
-    out: Dict[Tuple[str, str], Any] = {}
-    for _, segs in todo:
-        hit = _annotation_owner(ns, segs)
-        if hit is not None:
-            out[(hit[0], hit[1])] = hit[2]
-    return out
+def _rebuilt(t: _ModuleTxn, module: types.ModuleType, names: List[str], entry: Dict[str, Any],
+             root: str, alias: Dict[int, Any]) -> List[Any]:
+    """``post._rebuild``'s ops, kept only if every global it builds again fingerprints as the
+    fixed release's (a global that other code fills at import, a registry its decorators
+    fill, would come out of its own statement only partly built: not a fresh import)."""
+    ops_before, watch_before = len(t.ops), len(t.watch)
+    ops = _rebuild(t, module, names)
+    ns = vars(module)
+    fixed = {str(p["path"][0][1]): p["fixed"] for p in entry["paths"] if len(p["path"]) == 1}
+    made = {o.key: o.new for o in ops if o.kind == "item" and o.obj is ns}
+    if all(name in made and name in fixed and _fingerprint.fingerprint_of(
+            made[name], ns, t.name, [("g", name)], root=root, alias=alias) == fixed[name]
+           for name in names):
+        return ops
+    del t.ops[ops_before:]
+    del t.watch[watch_before:]
+    return []
 
 
 def _field_at(ns: Dict[str, Any], segs: List[_fingerprint.Segment]) -> Any:
@@ -256,10 +246,12 @@ def _plain_global(ns: Dict[str, Any], segs: List[_fingerprint.Segment]) -> bool:
 
 
 def after(taken: Dict[str, Any], modules: Dict[str, types.ModuleType],
-          deferred: Sequence[Any] = ()) -> List[Verdict]:
+          deferred: Sequence[Any] = (), alias: Optional[Dict[int, Any]] = None
+          ) -> List[Verdict]:
     """Compare the live state now with what ``before`` took and the manifest expects.
     ``deferred``: deletion ops left out of the commit until old code has left every stack
-    (docs/engine.md, "Deletions wait"); the names they unbind count as absent."""
+    (docs/engine.md, "Deletions wait"); the names they unbind count as absent. ``alias``:
+    old methods that forward to new ones (id -> the new one), fingerprinted as those."""
     gone = frozenset((id(o.obj), o.key) for o in deferred)
     verdicts: List[Verdict] = []
     for name, module in modules.items():
@@ -277,7 +269,7 @@ def after(taken: Dict[str, Any], modules: Dict[str, types.ModuleType],
         for p, was in zip(entry["paths"], pre):
             segments = _segments(p["path"])
             now = ("absent" if _unbound(module, segments, gone) else
-                   _fingerprint.fingerprint_at(ns, name, segments, gone, root))
+                   _fingerprint.fingerprint_at(ns, name, segments, gone, root, alias))
             if was not in (p["baseline"], p["fixed"]):
                 v.exceptions.append(str(p.get("label", p["path"])))
                 continue
