@@ -36,6 +36,7 @@ from ..errors import StateDiverges
 from ..patchfile import Patch
 from ._state import _ModuleTxn
 from .commit import MISSING, Op
+from ._refgraph import _importers
 from .post import _annotations, _rebuild
 
 
@@ -123,6 +124,25 @@ def repair(taken: Dict[str, Any], txns: Sequence[_ModuleTxn],
                     and _fingerprint.fingerprint_at(ns, t.name, segs, gone, root, alias)
                     != p["fixed"]):
                 todo.append((p, segs))
+        # Containers of code objects (Jinja2's ``internal_code``, filled by a decorator at
+        # import): the swapped functions' new code objects take the old ones' places.
+        swapped = {id(o.old): o.new for o in t.ops if o.kind == "attr" and o.key == "__code__"
+                   and type(o.old) is types.CodeType}
+        if swapped:
+            for p, segs in list(todo):
+                value = _fingerprint.value_at(ns, segs)
+                new = _with_codes(value, swapped)
+                where = _location(ns, segs)
+                if new is None or where is None or _fingerprint.fingerprint_of(
+                        new, ns, t.name, segs, gone, root, alias) != p["fixed"]:
+                    continue
+                kind, obj, key = where
+                ops.append(Op(kind, obj, key, new, f"{t.name}.{p.get('label', key)} "
+                                                   "(the swapped functions' new code)"))
+                if len(segs) == 1:
+                    ops += [Op("item", d, alias_name, new, f"copy of {t.name}.{key}")
+                            for d, alias_name, _ in _importers(t.name, {str(key): value})]
+                todo = [(q, other) for q, other in todo if other[:len(segs)] != segs]
         # A dataclass field's recorded type is its annotation (dataclasses copies it):
         # an annotation change the builder found inert still changes ``Field.type``.
         fields = _field_types(ns, todo)
@@ -160,6 +180,18 @@ def repair(taken: Dict[str, Any], txns: Sequence[_ModuleTxn],
         if rebuild:
             ops += _rebuilt(t, module, rebuild, entry, root, alias)
     return ops
+
+
+def _with_codes(value: Any, swapped: Dict[int, Any]) -> Any:
+    """A copy of a set, frozenset, list or tuple with swapped code objects replaced by their
+    new code (None when it holds none, or is another kind of value)."""
+    t = type(value)
+    if t not in (set, frozenset, list, tuple):
+        return None
+    items = list(value)
+    if not any(type(v) is types.CodeType and id(v) in swapped for v in items):
+        return None
+    return t(swapped.get(id(v), v) if type(v) is types.CodeType else v for v in items)
 
 
 def _rebuilt(t: _ModuleTxn, module: types.ModuleType, names: List[str], entry: Dict[str, Any],
