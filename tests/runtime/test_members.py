@@ -95,6 +95,16 @@ def test_added_modules_need_a_package_of_the_distribution(site: Path):
         assert list(refused(exc)) == [name]
 
 
+def test_without_a_restriction_a_new_top_level_module_may_be_added_where_none_is(site: Path):
+    # PyYAML 5.4 adds the top-level `_yaml`: trusted for any patch, that is allowed ...
+    assert _members.check(patch("shop-lib", ("toplevel", "add")), False, {})[0] is not None
+    # ... but not in another distribution's package, nor where a module already is
+    for name in ("other.new", "shop.plugin", "other"):
+        with pytest.raises(NotInDistribution) as exc:
+            _members.check(patch("shop-lib", (name, "add")), False, {})
+        assert list(refused(exc)) == [name]
+
+
 def test_without_metadata_only_restricted_trust_is_refused(site: Path):
     p = patch("not-installed", ("shop.billing", "change"))
     with pytest.raises(UnprovenDistribution, match="has no installed metadata") as exc:

@@ -311,6 +311,10 @@ class _Walk:
             kids = self._children([(("i", i), value[i], "") for i in range(n)], path,
                                   depth_left, n > FANOUT)
             return f"{t.__name__}({','.join(kids)})"
+        if t is dict and "__builtins__" in value and type(value.get("__name__")) is str:
+            # a module's globals (``def _initialize(g=globals())``): the module is walked
+            # where it is a module, not again through every function that holds its dict
+            return f"globals:{value['__name__']}"
         if t is dict:
             items = [kv for kv in value.items() if (id(value), kv[0]) not in self.gone] \
                 if self.gone else list(value.items())

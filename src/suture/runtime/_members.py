@@ -15,7 +15,8 @@ the ``RECORD`` of the distribution the patch names (issue 13, finding 3):
   import system finds first may be another file of the same name;
 * a module the patch adds: its parent package's directory must hold files of the
   distribution (so a top-level module can never be added under a restriction), and no
-  file of another owner may already sit where its name maps to.
+  file of another owner may already sit where its name maps to; without a restriction, a
+  top-level module may be added where no module of that name exists on ``sys.path``.
 
 Several installed distributions of the same (normalised) name are one owner: their
 RECORDs are merged. A distribution whose metadata has no RECORD counts as absent.
@@ -153,13 +154,18 @@ def _where(name: str, path: Sequence[str]) -> str:
 
 
 def _stranger(mp: ModulePatch, owner: Owner, modules: Mapping[str, Any],
-              path: Sequence[str]) -> Optional[Tuple[str, str]]:
+              path: Sequence[str], restricted: bool = True) -> Optional[Tuple[str, str]]:
     """(module, its file) if ``mp`` is not ``owner``'s; None if it is."""
     loaded = modules.get(mp.name)
     file = _file_of(loaded) if loaded is not None else None
     if mp.action == "add":
         if file is not None and file.startswith("<suture "):
             file = None                     # served from the patch itself (already applied)
+        if not restricted and "." not in mp.name and file is None:
+            # A key trusted for any patch may add a top-level module (PyYAML 5.4's `_yaml`
+            # shim) as long as it takes no module's place on sys.path.
+            where = _where(mp.name, path)
+            return None if where == "no file found on sys.path" else (mp.name, where)
         if not owner.owns_package_of(mp.name):
             return mp.name, file or "(added by the patch; its package is not the distribution's)"
         taken = [c for c in owner.candidates(mp.name) if os.path.exists(c)
@@ -214,7 +220,8 @@ def check(patch: Patch, restricted: bool, modules: Optional[Mapping[str, Any]] =
                 details={"patch": patch.id, "distribution": canonical(name)})
         return None, (f"{name} has no installed metadata here: the patch's modules were not "
                       f"checked against its RECORD")
-    strangers = [s for s in (_stranger(mp, owner, modules, path) for mp in patch.modules) if s]
+    strangers = [s for s in (_stranger(mp, owner, modules, path, restricted)
+                             for mp in patch.modules) if s]
     if strangers:
         raise _refusal(patch, owner, strangers)
     return owner, ""
