@@ -107,6 +107,9 @@ def repair(taken: Dict[str, Any], txns: Sequence[_ModuleTxn],
     ``deferred``: as for ``after`` (what they unbind needs no op)."""
     gone = frozenset((id(o.obj), o.key) for o in deferred)
     alias = {k: v for t in txns for k, v in t.forwarded.items()}
+    # old code object -> new, for every function the patch swapped, in any of its modules
+    swapped = {id(o.old): o.new for t in txns for o in t.ops if o.kind == "attr"
+               and o.key == "__code__" and type(o.old) is types.CodeType}
     ops: List[Any] = []
     for t in txns:
         got, module = taken.get(t.name), modules.get(t.name)
@@ -126,8 +129,6 @@ def repair(taken: Dict[str, Any], txns: Sequence[_ModuleTxn],
                 todo.append((p, segs))
         # Containers of code objects (Jinja2's ``internal_code``, filled by a decorator at
         # import): the swapped functions' new code objects take the old ones' places.
-        swapped = {id(o.old): o.new for o in t.ops if o.kind == "attr" and o.key == "__code__"
-                   and type(o.old) is types.CodeType}
         if swapped:
             for p, segs in list(todo):
                 value = _fingerprint.value_at(ns, segs)
