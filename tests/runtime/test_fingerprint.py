@@ -129,15 +129,25 @@ def test_different_structure_different_fingerprint(a, b):
     assert _probe(a) != _probe(b)
 
 
-def test_functions_are_fingerprinted_by_name_line_and_defaults_not_bytecode():
+def test_functions_are_fingerprinted_by_name_and_defaults_not_bytecode_nor_line():
     one, two = {}, {}
     exec("def f(x=1):\n    return x + 1\n", one)
-    exec("def f(x=1):\n    return x * 2\n", two)       # another body, same line and name
+    exec("\ndef f(x=1):\n    return x * 2\n", two)     # another body, one line lower
     assert F.fingerprint_value(one["f"]) == F.fingerprint_value(two["f"])
-    exec("\ndef f(x=1):\n    return x\n", two)           # one line lower
-    assert F.fingerprint_value(one["f"]) != F.fingerprint_value(two["f"])
     exec("def f(x=2):\n    return x + 1\n", two)        # another default
     assert F.fingerprint_value(one["f"]) != F.fingerprint_value(two["f"])
+
+
+def test_a_name_defined_twice_is_told_apart_by_its_line():
+    source = ("import sys\nclass Q:\n    if sys.maxsize > 1:\n        def m(self):\n"
+              "            return 1\n    else:\n        def m(self):\n            return 2\n"
+              "def g():\n    pass\n")
+    assert F.defined_twice(source, "def g():\n    pass\n") == ["Q.m"]
+    ns: dict = {"__name__": "m"}
+    exec(source, ns)
+    plain = F.module_state(ns, "m")["Q.m"][1]
+    lined = F.module_state(ns, "m", lined={"Q.m"})["Q.m"][1]
+    assert plain != lined and "@4" in lined
 
 
 def test_the_same_module_fingerprints_the_same_in_processes_with_other_hash_seeds():

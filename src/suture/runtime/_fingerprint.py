@@ -21,13 +21,13 @@ Invariants:
   other dicts in insertion order, cycles by their distance up the current path. A value
   that is unstable anyway (a time, a random number) differs between two imports of the
   same release; the builder drops such paths.
-* **Functions by name and line, not bytecode.** A function is fingerprinted by its
-  module, qualified name and first line, plus its defaults and attributes, never by its
-  bytecode, which differs between Python versions (which code each live function runs is
-  checked separately: run-pre matching on code structure, engine/prepare.py). So a
-  registry that swaps ``f`` for ``g`` differs, and so does a function that runs the code
-  of the wrong ``def`` of two with one name (a class-body ``if``); a body that changed in
-  place does not here.
+* **Functions by name, not bytecode.** A function is fingerprinted by its module and
+  qualified name, plus its defaults and attributes, never by its bytecode, which differs
+  between Python versions (which code each live function runs is checked separately:
+  run-pre matching on code structure, engine/prepare.py); code objects by name. So a
+  registry that swaps ``f`` for ``g`` differs; a body that changed in place, or moved,
+  does not here. Where a name is defined by several ``def``s (``lined``: a class-body
+  ``if``), the function's first line tells which one runs.
 * **Bounded.** Paths deeper than ``DEPTH``, or below a container of more than
   ``FANOUT`` items, are not recorded; their content still counts in the fingerprint of
   the path above. A walk that meets more than ``BUDGET`` values raises ``TooLarge``.
@@ -45,7 +45,7 @@ from __future__ import annotations
 import hashlib
 import re
 import types
-from typing import Any, Dict, List, Optional, Tuple
+from typing import AbstractSet, Any, Dict, List, Optional, Set, Tuple
 
 DEPTH = 5          # path segments below a module global (the global itself is 1)
 FANOUT = 256       # containers with more items are one path (their items still count)
@@ -223,8 +223,10 @@ class _Walk:
 
     def __init__(self, module: str, record: bool,
                  gone: "frozenset[Tuple[int, Any]]" = frozenset(), root: str = "",
-                 alias: Optional[Dict[int, Any]] = None) -> None:
+                 alias: Optional[Dict[int, Any]] = None,
+                 lined: AbstractSet[str] = frozenset()) -> None:
         self.module = module
+        self.lined = lined   # qualified names defined more than once: told apart by line
         # id(object) -> what it stands for: an old method that forwards to the new one is
         # fingerprinted as the new one (engine/prepare.py, forwarders)
         self.alias = alias or {}
@@ -283,7 +285,7 @@ class _Walk:
                     f"{int(value.flags)}")
         if t is types.CodeType:
             # as functions are: by name and line (bytecode differs between versions)
-            return f"code:{value.co_name}@{value.co_firstlineno}"
+            return f"code:{value.co_name}"
         if isa(value, types.ModuleType):
             name = _MODULE_DICT.__get__(value).get("__name__")
             return f"module:{name if type(name) is str else '?'}"
@@ -356,10 +358,11 @@ class _Walk:
 
     def _function(self, fn: Any, path: Optional[List[Segment]], depth_left: int) -> str:
         module = fn.__module__
-        # The line of its code, which the source fixes in every Python version: after a
-        # patch, each live function runs the fixed code at the fixed source's lines.
-        parts = [f"fn:{module if type(module) is str else '?'}.{fn.__qualname__}"
-                 f"@{fn.__code__.co_firstlineno}"]
+        parts = [f"fn:{module if type(module) is str else '?'}.{fn.__qualname__}"]
+        if fn.__qualname__ in self.lined:
+            # one of several defs of this name (a class-body ``if``): which one, by the line
+            # the source gives it in every Python version
+            parts[0] += f"@{fn.__code__.co_firstlineno}"
         extra: List[Tuple[Segment, Any, str]] = []
         if fn.__defaults__ is not None:
             extra.append((("a", "__defaults__"), fn.__defaults__, ""))
@@ -407,10 +410,11 @@ class _Walk:
         return "|".join(parts)
 
 
-def module_state(namespace: Dict[str, Any], module: str, root: str = "") -> Dict[str, Entry]:
+def module_state(namespace: Dict[str, Any], module: str, root: str = "",
+                 lined: AbstractSet[str] = frozenset()) -> Dict[str, Entry]:
     """Every recorded path of the module whose globals are ``namespace``:
     ``{label: (segments, fingerprint, description)}``."""
-    walk = _Walk(module, record=True, root=root)
+    walk = _Walk(module, record=True, root=root, lined=lined)
     for name, value in list(namespace.items()):
         if type(name) is not str or name in SKIP_GLOBALS:
             continue
@@ -476,7 +480,8 @@ def _attribute(value: Any, key: str) -> Any:
 
 def fingerprint_at(namespace: Dict[str, Any], module: str, segments: List[Segment],
                    gone: "frozenset[Tuple[int, Any]]" = frozenset(), root: str = "",
-                   alias: Optional[Dict[int, Any]] = None) -> str:
+                   alias: Optional[Dict[int, Any]] = None,
+                   lined: AbstractSet[str] = frozenset()) -> str:
     """The fingerprint ``module_state`` gives the path, computed for this one path.
     ``gone``: ``(id(container), key)`` bindings to count as deleted already (deletions
     the engine defers until old code has left every stack)."""
@@ -485,16 +490,17 @@ def fingerprint_at(namespace: Dict[str, Any], module: str, segments: List[Segmen
         return "absent"
     # The qualified name a class defined at this path would have: the walk passes one
     # down through the members of classes only.
-    return fingerprint_of(value, namespace, module, segments, gone, root, alias)
+    return fingerprint_of(value, namespace, module, segments, gone, root, alias, lined)
 
 
 def fingerprint_of(value: Any, namespace: Dict[str, Any], module: str,
                    segments: List[Segment], gone: "frozenset[Tuple[int, Any]]" = frozenset(),
-                   root: str = "", alias: Optional[Dict[int, Any]] = None) -> str:
+                   root: str = "", alias: Optional[Dict[int, Any]] = None,
+                   lined: AbstractSet[str] = frozenset()) -> str:
     """The fingerprint ``value`` would have at the path (a value about to be bound there)."""
     # The walk also had every value above this one on its stack (a cycle back to one of
     # them is fingerprinted by its distance).
-    walk = _Walk(module, record=False, gone=gone, root=root, alias=alias)
+    walk = _Walk(module, record=False, gone=gone, root=root, alias=alias, lined=lined)
     qual = str(segments[0][1]) if segments else ""
     for n in range(1, len(segments)):
         parent = value_at(namespace, segments[:n])
@@ -660,3 +666,35 @@ def instance_dict(obj: Any) -> Optional[Dict[str, Any]]:
         return _instance_parts(obj)[0]
     except Exception:  # noqa: BLE001
         return None
+
+
+def defined_twice(*sources: str) -> List[str]:
+    """Qualified names (``f``, ``Cls.m``) that one of ``sources`` defines with more than one
+    ``def`` (in ``if``/``try`` branches of a module or class body): the names whose
+    fingerprint carries the function's line. Sorted; unparsable sources count for nothing."""
+    import ast
+    out: Set[str] = set()
+
+    def walk(body: List[Any], prefix: str, seen: Dict[str, int]) -> None:
+        for node in body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                seen[prefix + node.name] = seen.get(prefix + node.name, 0) + 1
+            elif isinstance(node, ast.ClassDef):
+                walk(node.body, f"{prefix}{node.name}.", seen)
+            else:   # the blocks of if / try / with / for / while at this level
+                for field in ("body", "orelse", "finalbody"):
+                    inner = getattr(node, field, None)
+                    if isinstance(inner, list):
+                        walk(inner, prefix, seen)
+                for handler in getattr(node, "handlers", None) or []:
+                    walk(handler.body, prefix, seen)
+
+    for text in sources:
+        try:
+            tree = ast.parse(text)
+        except (SyntaxError, ValueError):
+            continue
+        seen: Dict[str, int] = {}
+        walk(tree.body, "", seen)
+        out.update(q for q, n in seen.items() if n > 1)
+    return sorted(out)

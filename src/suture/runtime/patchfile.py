@@ -323,6 +323,7 @@ def _state(obj: Any) -> None:
             _need(entry, "reason", str, where)
             continue
         _optional(entry, "unstable", int, where)
+        _optional(entry, "lined", list, where)
         for i, row in enumerate(_need(entry, "paths", list, where)):
             rw = f"{where}.paths[{i}]"
             if not isinstance(row, dict):

@@ -82,8 +82,9 @@ def before(patch: Patch, modules: Dict[str, types.ModuleType]) -> Dict[str, Any]
             taken[name] = entry
             continue
         ns, root = vars(module), _fingerprint.import_root(name)
+        lined = frozenset(entry.get("lined") or ())
         taken[name] = (entry, [_fingerprint.fingerprint_at(ns, name, _segments(p["path"]),
-                                                           root=root)
+                                                           root=root, lined=lined)
                                for p in entry["paths"]])
     return taken
 
@@ -117,6 +118,7 @@ def repair(taken: Dict[str, Any], txns: Sequence[_ModuleTxn],
             continue
         entry, pre = got
         ns, root = vars(module), _fingerprint.import_root(t.name)
+        lined = frozenset(entry.get("lined") or ())
         owned = {str(p["path"][0][1]) for p, was in zip(entry["paths"], pre)
                  if was not in (p["baseline"], p["fixed"])}
         todo = []
@@ -124,7 +126,7 @@ def repair(taken: Dict[str, Any], txns: Sequence[_ModuleTxn],
             segs = _segments(p["path"])
             if (was == p["baseline"] and str(segs[0][1]) not in owned
                     and not _unbound(module, segs, gone)
-                    and _fingerprint.fingerprint_at(ns, t.name, segs, gone, root, alias)
+                    and _fingerprint.fingerprint_at(ns, t.name, segs, gone, root, alias, lined)
                     != p["fixed"]):
                 todo.append((p, segs))
         # Containers of code objects (Jinja2's ``internal_code``, filled by a decorator at
@@ -135,7 +137,7 @@ def repair(taken: Dict[str, Any], txns: Sequence[_ModuleTxn],
                 new = _with_codes(value, swapped)
                 where = _location(ns, segs)
                 if new is None or where is None or _fingerprint.fingerprint_of(
-                        new, ns, t.name, segs, gone, root, alias) != p["fixed"]:
+                        new, ns, t.name, segs, gone, root, alias, lined) != p["fixed"]:
                     continue
                 kind, obj, key = where
                 ops.append(Op(kind, obj, key, new, f"{t.name}.{p.get('label', key)} "
@@ -179,7 +181,7 @@ def repair(taken: Dict[str, Any], txns: Sequence[_ModuleTxn],
             ops.append(Op(kind, obj, key, new, f"{t.name}.{p.get('label', key)} "
                                                "(as a fresh import of the fixed release)"))
         if rebuild:
-            ops += _rebuilt(t, module, rebuild, entry, root, alias)
+            ops += _rebuilt(t, module, rebuild, entry, root, alias, lined)
     return ops
 
 
@@ -196,7 +198,7 @@ def _with_codes(value: Any, swapped: Dict[int, Any]) -> Any:
 
 
 def _rebuilt(t: _ModuleTxn, module: types.ModuleType, names: List[str], entry: Dict[str, Any],
-             root: str, alias: Dict[int, Any]) -> List[Any]:
+             root: str, alias: Dict[int, Any], lined: AbstractSet[str]) -> List[Any]:
     """``post._rebuild``'s ops, kept only if every global it builds again fingerprints as the
     fixed release's (a global that other code fills at import, a registry its decorators
     fill, would come out of its own statement only partly built: not a fresh import)."""
@@ -206,7 +208,8 @@ def _rebuilt(t: _ModuleTxn, module: types.ModuleType, names: List[str], entry: D
     fixed = {str(p["path"][0][1]): p["fixed"] for p in entry["paths"] if len(p["path"]) == 1}
     made = {o.key: o.new for o in ops if o.kind == "item" and o.obj is ns}
     if all(name in made and name in fixed and _fingerprint.fingerprint_of(
-            made[name], ns, t.name, [("g", name)], root=root, alias=alias) == fixed[name]
+            made[name], ns, t.name, [("g", name)], root=root, alias=alias,
+            lined=lined) == fixed[name]
            for name in names):
         return ops
     del t.ops[ops_before:]
@@ -299,10 +302,11 @@ def after(taken: Dict[str, Any], modules: Dict[str, types.ModuleType],
         entry, pre = got
         v.verified, v.paths = True, len(entry["paths"])
         ns, root = vars(module), _fingerprint.import_root(name)
+        lined = frozenset(entry.get("lined") or ())
         for p, was in zip(entry["paths"], pre):
             segments = _segments(p["path"])
             now = ("absent" if _unbound(module, segments, gone) else
-                   _fingerprint.fingerprint_at(ns, name, segments, gone, root, alias))
+                   _fingerprint.fingerprint_at(ns, name, segments, gone, root, alias, lined))
             if was not in (p["baseline"], p["fixed"]):
                 v.exceptions.append(str(p.get("label", p["path"])))
                 continue

@@ -50,6 +50,13 @@ def main(argv: List[str]) -> int:
     assert spec is not None and spec.loader is not None
     fingerprint = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fingerprint)
+    # qualified names defined by several defs, per module (state.py): read before the
+    # release's code runs
+    lined_file = os.environ.pop("SUTURE_STATE_LINED", "")
+    lined: Dict[str, List[str]] = {}
+    if lined_file:
+        with open(lined_file, encoding="utf-8") as f:
+            lined = json.load(f)
     sys.path[0:0] = roots
     can_alarm = hasattr(signal, "setitimer")
     if can_alarm:
@@ -81,7 +88,8 @@ def main(argv: List[str]) -> int:
                 continue
             try:
                 root = fingerprint.import_root(name)
-                state = fingerprint.module_state(vars(mod), name, root)
+                state = fingerprint.module_state(vars(mod), name, root,
+                                                 frozenset(lined.get(name, ())))
             except fingerprint.TooLarge as exc:
                 emit({"module": name, "error": _error(exc)})
                 continue

@@ -123,21 +123,40 @@ def manifest(old_root: Path, new_root: Path, modules: Sequence[str], *,
     state: Dict[str, Any] = {"python": python_tag(), "modules": {}}
     if not names:
         return state
+    lined = {name: _fingerprint.defined_twice(*(_source(root, name)
+                                                for root in (old_root, new_root)))
+             for name in names}
     with tempfile.TemporaryDirectory(prefix="suture-state-") as tmp:
+        lined_file = Path(tmp) / "lined.json"
+        lined_file.write_text(json.dumps(lined), encoding="utf-8")
+        import_env = dict(import_env or {}, SUTURE_STATE_LINED=str(lined_file))
         # Started baseline, fixed, baseline, fixed: a clock value that ticks over while
         # they start (int(time.time())) makes one release's two imports differ, so it is
         # unstable rather than a difference between the releases.
         order = [(old_root, 1), (new_root, 1), (old_root, 2), (new_root, 2)]
-        runs = [_Run(root, names, seed, Path(tmp) / f"run{i}", import_path, import_env or {},
+        runs = [_Run(root, names, seed, Path(tmp) / f"run{i}", import_path, import_env,
                      timeout) for i, (root, seed) in enumerate(order)]
         deadline = time.monotonic() + timeout * len(names) + 30.0
         for run in runs:
             run.wait(deadline)
         base1, fixed1, base2, fixed2 = (run.results(names, timeout) for run in runs)
     for name in names:
-        state["modules"][name] = _compare(name, (base1[name], base2[name]),
-                                          (fixed1[name], fixed2[name]))
+        entry = _compare(name, (base1[name], base2[name]), (fixed1[name], fixed2[name]))
+        if entry.get("verified") and lined[name]:
+            entry["lined"] = lined[name]   # the engine fingerprints these functions alike
+        state["modules"][name] = entry
     return state
+
+
+def _source(root: Path, module: str) -> str:
+    """The source text of ``module`` under ``root`` ("" when there is none)."""
+    base = Path(root).joinpath(*module.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        try:
+            return path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+    return ""
 
 
 def not_imported(modules: Sequence[str], reason: str = NO_IMPORT) -> Dict[str, Any]:
@@ -208,12 +227,15 @@ def done(obj):
         json.dump(obj, f)
     sys.stdout.flush()
     os._exit(0)
+missing = {}
 for name in modules:
     try:
         importlib.import_module(name)
-    except BaseException as exc:
-        done({"outcome": "not run", "reason": f"{name} does not import: "
-              f"{type(exc).__name__}: {exc}"[:500]})
+    except BaseException as exc:  # as in a process without it: pending import there
+        missing[name] = f"{type(exc).__name__}: {exc}"[:300]
+if len(missing) == len(modules):
+    done({"outcome": "not run", "reason": "no changed module imports: " + "; ".join(
+        f"{k}: {v}" for k, v in missing.items())[:500]})
 try:
     with open(patch_file, "rb") as f:
         res = runtime.apply(runtime.load_patch(f.read()))
@@ -223,7 +245,8 @@ try:
     runtime.revert(res.patch_id)
 except runtime.SutureError as exc:
     done({"outcome": "revert failed", "code": exc.code, "reason": exc.message[:2000]})
-done({"outcome": res.state, "modules": res.modules, "verified": res.verified})
+done({"outcome": res.state, "modules": res.modules, "verified": res.verified,
+      "not_imported": missing})
 '''
 
 
