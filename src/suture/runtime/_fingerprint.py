@@ -227,6 +227,7 @@ class _Walk:
                  lined: AbstractSet[str] = frozenset()) -> None:
         self.module = module
         self.lined = lined   # qualified names defined more than once: told apart by line
+        self.places: Dict[str, str] = {}
         # id(object) -> what it stands for: an old method that forwards to the new one is
         # fingerprinted as the new one (engine/prepare.py, forwarders)
         self.alias = alias or {}
@@ -252,6 +253,37 @@ class _Walk:
         if self.record and path is not None:
             self.paths[label(path)] = (list(path), fp, describe(value))
         return fp
+
+    def place(self, module: str) -> str:
+        """The name of ``module`` as its file under the import root spells it, when it is
+        there (a vendored package imported under two names is one place: setuptools 69's
+        ``pkg_resources.extern.packaging`` is 70's ``pkg_resources._vendor.packaging``);
+        else its name."""
+        found = self.places.get(module)
+        if found is None:
+            found = module
+            if self.root:
+                import sys
+                mod = sys.modules.get(module)
+                path = _MODULE_DICT.__get__(mod).get("__file__") if isa(
+                    mod, types.ModuleType) else None
+                if type(path) is str and path.startswith(self.root + "/") \
+                        and path.endswith(".py"):
+                    parts = path[len(self.root) + 1:-3].split("/")
+                    if parts[-1] == "__init__":
+                        parts.pop()
+                    if parts and all(p.isidentifier() for p in parts):
+                        found = ".".join(parts)
+            self.places[module] = found
+        return found
+
+    def type_name(self, t: type) -> str:
+        try:
+            module = _TYPE_MODULE.__get__(t)
+        except Exception:  # noqa: BLE001 - no __module__ at all
+            module = "?"
+        where = self.place(module) if type(module) is str else "?"
+        return f"{where}.{_QUALNAME.__get__(t)}"
 
     def _children(self, items: List[Tuple[Segment, Any, str]], path: Optional[List[Segment]],
                   depth_left: int, many: bool) -> List[str]:
@@ -288,7 +320,7 @@ class _Walk:
             return f"code:{value.co_name}"
         if isa(value, types.ModuleType):
             name = _MODULE_DICT.__get__(value).get("__name__")
-            return f"module:{name if type(name) is str else '?'}"
+            return f"module:{self.place(name) if type(name) is str else '?'}"
         if t in _BUILTIN:
             try:
                 qual = _DICT_OF.__get__(t)["__qualname__"].__get__(value, t)
@@ -329,9 +361,9 @@ class _Walk:
             return self._function(value, path, depth_left)
         if t is types.MethodType:
             return (f"method({self.fp(value.__func__, None, depth_left - 1, '')},"
-                    f"{_type_name(type(value.__self__))})")
+                    f"{self.type_name(type(value.__self__))})")
         if isa(value, type):
-            name = _type_name(value)
+            name = self.type_name(value)
             here = (_DICT_OF.__get__(value).get("__module__") == self.module
                     and _QUALNAME.__get__(value) == owner_qual)
             if not here:
@@ -344,8 +376,8 @@ class _Walk:
                 key=lambda kv: kv[0])]
             kids = self._children(members, path, depth_left, False)
             names = [str(k) for (_, k), _, _ in members]
-            bases = ",".join(_type_name(b) for b in _BASES_OF.__get__(value))
-            return (f"class:{name}({bases}):{_type_name(type(value))}{{"
+            bases = ",".join(self.type_name(b) for b in _BASES_OF.__get__(value))
+            return (f"class:{name}({bases}):{self.type_name(type(value))}{{"
                     + ",".join(f"{n}={k}" for n, k in zip(names, kids)) + "}")
         return self._instance(value, t, path, depth_left)
 
@@ -358,7 +390,7 @@ class _Walk:
 
     def _function(self, fn: Any, path: Optional[List[Segment]], depth_left: int) -> str:
         module = fn.__module__
-        parts = [f"fn:{module if type(module) is str else '?'}.{fn.__qualname__}"]
+        parts = [f"fn:{self.place(module) if type(module) is str else '?'}.{fn.__qualname__}"]
         if fn.__qualname__ in self.lined:
             # one of several defs of this name (a class-body ``if``): which one, by the line
             # the source gives it in every Python version
@@ -378,7 +410,7 @@ class _Walk:
 
     def _instance(self, obj: Any, t: type, path: Optional[List[Segment]],
                   depth_left: int) -> str:
-        parts = [f"obj:{_type_name(t)}"]
+        parts = [f"obj:{self.type_name(t)}"]
         base = _base_content(obj)
         if base is not None:
             kind, content = base
