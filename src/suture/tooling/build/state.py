@@ -133,7 +133,8 @@ def manifest(old_root: Path, new_root: Path, modules: Sequence[str], *,
         # Started baseline, fixed, baseline, fixed: a clock value that ticks over while
         # they start (int(time.time())) makes one release's two imports differ, so it is
         # unstable rather than a difference between the releases.
-        order = [(old_root, 1), (new_root, 1), (old_root, 2), (new_root, 2)]
+        fixed_root = _with_installed_metadata(Path(new_root), Path(old_root), Path(tmp) / "fixed")
+        order = [(old_root, 1), (fixed_root, 1), (old_root, 2), (fixed_root, 2)]
         runs = [_Run(root, names, seed, Path(tmp) / f"run{i}", import_path, import_env,
                      timeout) for i, (root, seed) in enumerate(order)]
         deadline = time.monotonic() + timeout * len(names) + 30.0
@@ -146,6 +147,31 @@ def manifest(old_root: Path, new_root: Path, modules: Sequence[str], *,
             entry["lined"] = lined[name]   # the engine fingerprints these functions alike
         state["modules"][name] = entry
     return state
+
+
+_METADATA = (".dist-info", ".egg-info")
+
+
+def _with_installed_metadata(new_root: Path, old_root: Path, where: Path) -> Path:
+    """``new_root`` as a patched process sees it: the fixed release's code, but the
+    distribution metadata installed on its disk, the baseline's (``*.dist-info``): what is
+    read from it at import (pkg_resources' working set, a package's own version from
+    ``importlib.metadata``) stays the baseline's in every patched process, so the fixed
+    import is held to it too. Made of symbolic links under ``where``; ``new_root`` itself
+    when neither release has metadata."""
+    old_meta = [p for p in old_root.iterdir() if p.name.endswith(_METADATA)] \
+        if old_root.is_dir() else []
+    new_meta = [p for p in new_root.iterdir() if p.name.endswith(_METADATA)] \
+        if new_root.is_dir() else []
+    if not old_meta and not new_meta:
+        return new_root
+    where.mkdir()
+    for entry in new_root.iterdir():
+        if not entry.name.endswith(_METADATA):
+            (where / entry.name).symlink_to(entry.resolve())
+    for entry in old_meta:
+        (where / entry.name).symlink_to(entry.resolve())
+    return where
 
 
 def _source(root: Path, module: str) -> str:
