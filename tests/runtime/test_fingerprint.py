@@ -93,12 +93,13 @@ class HostileDict(dict):  # type: ignore[type-arg]
 
 def test_no_application_code_runs_while_fingerprinting_and_describing():
     calls.clear()
+    # fingerprinted as this module's own state (its classes are not another package's)
     ns = {"h": Hostile(), "g": Guarded, "d": HostileDict(a=Hostile()), "t": (Hostile(),),
-          "s": {1, 2}, "__name__": "probe"}
+          "s": {1, 2}, "__name__": __name__}
     ns["g_instance"] = object.__new__(Guarded)
-    state = F.module_state(ns, "probe")
+    state = F.module_state(ns, __name__)
     for label, (segments, fp, desc) in state.items():
-        assert F.fingerprint_at(ns, "probe", segments) == fp, label
+        assert F.fingerprint_at(ns, __name__, segments) == fp, label
         F.value_at(ns, segments)
     assert state["h.payload"][1] != state["g"][1]
     assert calls == []
@@ -217,6 +218,19 @@ def test_functions_and_classes_travel_as_references_to_where_they_are_defined():
         assert F.literal({mod.K: 1}) is None          # never hashed: not a key
     finally:
         del sys.modules["fp_probe_mod"]
+
+
+def test_another_packages_objects_count_by_their_plain_attributes_only():
+    import logging
+    log = logging.getLogger("fp-probe")
+    ns = {"log": log, "__name__": "mypkg.mod"}
+    state = F.module_state(ns, "mypkg.mod")
+    assert [label for label in state if label.startswith("log")] == ["log"]
+    before = state["log"][1]
+    logging.getLogger("fp-probe.other")            # logging's state, not the module's
+    assert F.module_state(ns, "mypkg.mod")["log"][1] == before
+    log.setLevel(logging.ERROR)                     # the object's own plain attribute
+    assert F.module_state(ns, "mypkg.mod")["log"][1] != before
 
 
 def test_a_walk_that_is_too_large_says_so():

@@ -28,6 +28,9 @@ Invariants:
   registry that swaps ``f`` for ``g`` differs; a body that changed in place, or moved,
   does not here. Where a name is defined by several ``def``s (``lined``: a class-body
   ``if``), the function's first line tells which one runs.
+* **This module's state.** An instance of another package's class is fingerprinted by
+  its type and its plain (atom) attributes only: a logger's manager and every logger of
+  the process are logging's state, not the module's.
 * **Bounded.** Paths deeper than ``DEPTH``, or below a container of more than
   ``FANOUT`` items, are not recorded; their content still counts in the fingerprint of
   the path above. A walk that meets more than ``BUDGET`` values raises ``TooLarge``.
@@ -254,6 +257,14 @@ class _Walk:
             self.paths[label(path)] = (list(path), fp, describe(value))
         return fp
 
+    def _key_segment(self, key: Any, index: int) -> Segment:
+        """A dict item by its key; a key under the import root (``sys.path`` entries as keys:
+        pkg_resources' ``entry_keys``) with the placeholder, as string values have."""
+        seg = _key_segment(key, index)
+        if self.root and seg[0] == "k" and type(key) is str and self.root in key:
+            return ("k", key.replace(self.root, ROOT))
+        return seg
+
     def place(self, module: str) -> str:
         """The name of ``module`` as its file under the import root spells it, when it is
         there (a vendored package imported under two names is one place: setuptools 69's
@@ -384,7 +395,8 @@ class _Walk:
     def _key_value(self, items: List[Tuple[Any, Any]], path: Optional[List[Segment]],
                    depth_left: int) -> List[str]:
         keys = [self.fp(k, None, depth_left - 1, "") for k, _ in items]
-        values = self._children([(_key_segment(k, i), v, "") for i, (k, v) in enumerate(items)],
+        values = self._children([(self._key_segment(k, i), v, "")
+                                 for i, (k, v) in enumerate(items)],
                                 path, depth_left, len(items) > FANOUT)
         return [f"{k}:{v}" for k, v in zip(keys, values)]
 
@@ -429,6 +441,26 @@ class _Walk:
             instance_dict, slots = _instance_parts(obj)
         except Exception:  # noqa: BLE001 - an exotic C type: its type is all we say
             return parts[0]
+        # An object of another package's class (a logger, a lock, a session) is that
+        # package's business beyond its plain attributes: its internals (logging's manager
+        # and every logger of the process) are not this module's state. Its attributes are
+        # then no paths of their own; those that are not atoms count by their type only.
+        tmod = _TYPE_MODULE.__get__(t) if "__module__" in _DICT_OF.__get__(t) else None
+        if type(tmod) is str and self.place(tmod).split(".")[0] != \
+                self.place(self.module).split(".")[0]:
+            named = sorted(((k, v) for k, v in (instance_dict or {}).items() if type(k) is str
+                            and (id(obj), k) not in self.gone), key=lambda kv: kv[0]) \
+                + [("<" + k, v) for k, v in slots]
+            keep, self.record = self.record, False
+            try:
+                shown = [f"{k}=" + (self.fp(v, None, depth_left - 1, "")
+                                    if type(v) in _ATOMS or type(v) in (str, bytes)
+                                    else "~" + self.type_name(type(v)))
+                         for k, v in named]
+            finally:
+                self.record = keep
+            parts.append("{" + ",".join(shown) + "}")
+            return "|".join(parts)
         if instance_dict is not None:
             items = [(("a", k), v, "") for k, v in sorted(
                 (kv for kv in instance_dict.items() if type(kv[0]) is str
@@ -472,8 +504,8 @@ def value_at(namespace: Dict[str, Any], segments: List[Segment]) -> Any:
             if kind == "n":
                 value = items[key][1] if 0 <= key < len(items) else MISSING
             else:
-                value = next((v for k, v in items if type(k) is type(key) and k == key),
-                             MISSING)
+                value = next((v for k, v in items if type(k) is type(key)
+                              and _key_matches(k, key)), MISSING)
         elif kind == "i":
             seq: Any = value if type(value) in (list, tuple) else (
                 (_base_content(value) or ("", None))[1])
@@ -485,6 +517,18 @@ def value_at(namespace: Dict[str, Any], segments: List[Segment]) -> Any:
         if value is MISSING:
             return MISSING
     return value
+
+
+def _key_matches(live: Any, key: Any) -> bool:
+    """Whether the live key (of ``key``'s exact type) is the recorded one; a recorded string
+    key that holds the import-root placeholder matches the same text with one directory,
+    the same each time, in its place."""
+    if type(key) is not str or ROOT not in key:
+        return bool(live == key)
+    parts = key.split(ROOT)
+    pattern = (re.escape(parts[0]) + "(.+)" + re.escape(parts[1])
+               + "".join(r"\1" + re.escape(p) for p in parts[2:]))
+    return re.fullmatch(pattern, live) is not None
 
 
 def _items(value: Any) -> Optional[List[Tuple[Any, Any]]]:

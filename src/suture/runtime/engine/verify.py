@@ -218,11 +218,11 @@ def _rebuilt(t: _ModuleTxn, module: types.ModuleType, names: List[str], entry: D
 
 
 def _field_at(ns: Dict[str, Any], segs: List[_fingerprint.Segment]) -> Any:
-    """(class qualname, field name, Field) when the path runs through the ``type`` of a
-    dataclass field of a class defined in the module, else None."""
-    for n in range(1, len(segs) - 2):
+    """(class qualname, field name, Field) when the path is a dataclass field of a class
+    defined in the module (or its ``type``), else None."""
+    for n in range(1, len(segs) - 1):
         if (segs[n] == ("a", "__dataclass_fields__") and segs[n + 1][0] == "k"
-                and segs[n + 2][1] == "type"
+                and (len(segs) == n + 2 or segs[n + 2][1] == "type")
                 and all(k == "g" or k == "a" for k, _ in segs[:n])):
             if not _fingerprint.isa(_fingerprint.value_at(ns, segs[:n]), type):
                 return None
