@@ -16,9 +16,9 @@ Invariants:
   property; ``repr`` is applied to exact ``int``/``float``/``complex``/``bool``/``None``
   only.
 * **Same structure, same fingerprint, in any process.** No ids, addresses or hash
-  orders: sets are fingerprinted order-free, the members of a class and the attributes
-  of an instance by name (a member a patch adds lands last in the live class's dict),
-  other dicts in insertion order, cycles by their distance up the current path. A value
+  orders: sets and dicts are fingerprinted order-free (an entry a patch adds lands last
+  in a live dict; a fresh import may put it anywhere), the members of a class and the
+  attributes of an instance by name, cycles by their distance up the current path. A value
   that is unstable anyway (a time, a random number) differs between two imports of the
   same release; the builder drops such paths.
 * **Functions by name, not bytecode.** A function is fingerprinted by its module and
@@ -364,7 +364,7 @@ class _Walk:
             items = [kv for kv in value.items() if (id(value), kv[0]) not in self.gone] \
                 if self.gone else list(value.items())
             kids = self._key_value(items, path, depth_left)
-            return f"dict({','.join(kids)})"
+            return f"dict({','.join(sorted(kids))})"
         if t in (set, frozenset):
             kids = sorted(self.fp(v, None, depth_left - 1, "") for v in value)
             return f"set({','.join(kids)})"
@@ -427,7 +427,8 @@ class _Walk:
         if base is not None:
             kind, content = base
             if kind == "dict":
-                parts.append("dict(" + ",".join(self._key_value(content, path, depth_left)) + ")")
+                parts.append("dict(" + ",".join(sorted(self._key_value(content, path,
+                                                                       depth_left))) + ")")
             elif kind in ("list", "tuple"):
                 kids = self._children([(("i", i), v, "") for i, v in enumerate(content)], path,
                                       depth_left, len(content) > FANOUT)
