@@ -98,7 +98,7 @@ def test_no_application_code_runs_while_fingerprinting_and_describing():
           "s": {1, 2}, "__name__": __name__}
     ns["g_instance"] = object.__new__(Guarded)
     state = F.module_state(ns, __name__)
-    for label, (segments, fp, desc) in state.items():
+    for label, (segments, fp, _desc) in state.items():
         assert F.fingerprint_at(ns, __name__, segments) == fp, label
         F.value_at(ns, segments)
     assert state["h.payload"][1] != state["g"][1]
