@@ -88,17 +88,23 @@ def _stale_caches(txns: List[_ModuleTxn]) -> List[Any]:
         for _, c in _codes.walk(fn.__code__, ""):
             names.update(c.co_names)
         hit = id(fn) in tainted
+        # what it reads: its globals, and attributes of the modules among them
+        # (``store.calc_b4``: co_names holds the attribute's name too)
+        spaces = [g] + [d for d in (_own_dict(g.get(n)) for n in names
+                                    if type(g.get(n)) is types.ModuleType) if d is not None]
         for n in names:
             if hit:
                 break
-            if (id(g), n) in rebound:
-                hit = True
-                break
-            obj = g.get(n)
-            if obj is None:
-                continue
-            if id(obj) in tainted or (depth > 0 and reaches(obj, depth - 1)):
-                hit = True
+            for space in spaces:
+                if (id(space), n) in rebound:
+                    hit = True
+                    break
+                obj = space.get(n)
+                if obj is None:
+                    continue
+                if id(obj) in tainted or (depth > 0 and reaches(obj, depth - 1)):
+                    hit = True
+                    break
         memo[id(fn)] = hit
         return hit
 
