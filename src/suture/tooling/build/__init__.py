@@ -180,13 +180,18 @@ def build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str] = (),
     data = dump(patch)
     report.patch = load(data)
     report.data = data
-    if verify_state:
+    if verify_state and hooks is None:
         # What every process of the baseline will answer (issue 15): known here, before
         # the patch ships. A fixed module that imports in a fresh interpreter may still
         # fail to evaluate in a patched one (a new name read by a generator that runs
         # too early), or not reach the fixed state.
         report.dry_run = _state.dry_run(old.root, data, changed, import_path=import_path,
                                         import_env=import_env)
+    elif verify_state:
+        # A hook is the patch author's code with effects of its own (files, services): it
+        # runs in the processes the patch is applied to, not on the build machine.
+        report.dry_run = {"outcome": "not run",
+                          "reason": "the patch carries hooks; they run only where it is applied"}
     return report
 
 
