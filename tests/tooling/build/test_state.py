@@ -280,7 +280,8 @@ CASES = Path(__file__).resolve().parents[2] / "cases"
 
 def _build_case(name: str):
     case = CASES / name
-    return build_trees(materialize(str(case / "v1")), materialize(str(case / "v2")))
+    return build_trees(materialize(str(case / "v1")), materialize(str(case / "v2")),
+                       dry_run=True)
 
 
 def test_the_dry_run_applies_and_reverts_in_a_fresh_baseline_process():
@@ -318,7 +319,8 @@ def test_the_dry_run_shows_at_build_what_every_baseline_process_will_refuse(tmp_
     for name, text in (("v1", REGISTRY_V1), ("v2", REGISTRY_V2)):
         (tmp_path / name / "reg").mkdir(parents=True)
         (tmp_path / name / "reg" / "__init__.py").write_text(text)
-    report = build_trees(materialize(str(tmp_path / "v1")), materialize(str(tmp_path / "v2")))
+    report = build_trees(materialize(str(tmp_path / "v1")), materialize(str(tmp_path / "v2")),
+                         dry_run=True)
     assert report.data is not None   # built: the refusal is the engine's, seen here first
     assert report.dry_run["outcome"] == "refused", report.dry_run
     code = report.dry_run["code"]

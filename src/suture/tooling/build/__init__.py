@@ -93,7 +93,7 @@ def build(old: str, new: str, *, cves: Sequence[str] = (), summary: str = "",
           hooks: Optional[Path] = None, allow_restart: bool = False,
           cache_dir: Optional[Path] = None, find_links: Sequence[str] = (),
           index_url: Optional[str] = None, no_index: bool = False,
-          embed_sources: bool = False, verify_state: bool = True,
+          embed_sources: bool = False, verify_state: bool = True, dry_run: bool = False,
           import_path: Sequence[str] = (),
           import_env: Optional[Mapping[str, str]] = None) -> BuildReport:
     """Materialise OLD and NEW (dir, wheel, sdist or name==version) and build."""
@@ -101,14 +101,14 @@ def build(old: str, new: str, *, cves: Sequence[str] = (), summary: str = "",
     return build_trees(materialize(old, **kw), materialize(new, **kw), cves=cves,  # type: ignore[arg-type]
                        summary=summary, hooks=hooks, allow_restart=allow_restart,
                        embed_sources=embed_sources, verify_state=verify_state,
-                       import_path=import_path, import_env=import_env)
+                       dry_run=dry_run, import_path=import_path, import_env=import_env)
 
 
 def build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str] = (),
                 summary: str = "", hooks: Optional[Path] = None,
                 allow_restart: bool = False, refuse: bool = True,
                 embed_sources: bool = False, verify_state: bool = True,
-                import_path: Sequence[str] = (),
+                dry_run: bool = False, import_path: Sequence[str] = (),
                 import_env: Optional[Mapping[str, str]] = None) -> BuildReport:
     """Diff two trees into a report and, unless refused, a patch.
 
@@ -123,6 +123,8 @@ def build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str] = (),
     runs here) to record the state manifest, ``meta["state"]`` (build/state.py), with
     ``import_path`` after each release's root on ``sys.path`` and ``import_env`` in the
     environment; without it every changed module is recorded as not verified.
+    ``dry_run`` then also applies the patch to a fresh process of the baseline and reverts
+    it (``report.dry_run``): what ``suture build`` does.
     """
     report = diff_trees(old, new, cves=cves, summary=summary, hooks=hooks)
     early_state = _read_at_import(report, old, new, import_path, import_env) \
@@ -180,14 +182,16 @@ def build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str] = (),
     data = dump(patch)
     report.patch = load(data)
     report.data = data
-    if verify_state and hooks is None:
+    if not (verify_state and dry_run):
+        pass
+    elif hooks is None:
         # What every process of the baseline will answer (issue 15): known here, before
         # the patch ships. A fixed module that imports in a fresh interpreter may still
         # fail to evaluate in a patched one (a new name read by a generator that runs
         # too early), or not reach the fixed state.
         report.dry_run = _state.dry_run(old.root, data, changed, import_path=import_path,
                                         import_env=import_env)
-    elif verify_state:
+    else:
         # A hook is the patch author's code with effects of its own (files, services): it
         # runs in the processes the patch is applied to, not on the build machine.
         report.dry_run = {"outcome": "not run",

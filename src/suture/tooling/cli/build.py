@@ -129,6 +129,7 @@ def build(old: str, new: str, output: Optional[Path], cves: Sequence[str], summa
                           allow_restart=allow_restart, cache_dir=cache_dir,
                           find_links=find_links, index_url=index_url, no_index=no_index,
                           embed_sources=embed_sources, verify_state=not no_import,
+                          dry_run=not no_import,
                           import_path=import_path, import_env=env)
     except BuildRefused as exc:
         if as_json:
