@@ -103,17 +103,20 @@ class Workspace:
         return root
 
     def patch(self, old: Path, new: Path, *, hooks: Optional[str] = None,
-              refuse: bool = True, embed: bool = False) -> Path:
+              refuse: bool = True, embed: bool = False, state: bool = False) -> Path:
         """Build old -> new with the real builder; return the patch file's path.
 
         ``embed``: whole sources (format 1) instead of compact modules (the default).
+        ``state``: with the state manifest (the releases imported at build, as ``suture
+        build`` does): the tests of the state check ask for it; the others test the
+        engine's other steps, and skip the four interpreters a manifest costs per build.
         """
         hooks_path = None
         if hooks is not None:
             hooks_path = self._next("hooks").with_suffix(".py")
             hooks_path.write_text(textwrap.dedent(hooks).lstrip("\n"), encoding="utf-8")
         report = build_trees(materialize(str(old)), materialize(str(new)), hooks=hooks_path,
-                             refuse=refuse, embed_sources=embed)
+                             refuse=refuse, embed_sources=embed, verify_state=state)
         assert report.data is not None
         out = self._next("patch").with_suffix(".suture")
         out.write_bytes(report.data)

@@ -47,7 +47,7 @@ def observing(body: str) -> str:
 def test_what_only_the_state_shows_is_derived_verified_and_reverted(ws):
     v1 = ws.tree("v1", {"rp/__init__.py": "", "rp/m.py": POLICY_V1})
     v2 = ws.tree("v2", {"rp/__init__.py": "", "rp/m.py": POLICY_V2})
-    patch = ws.patch(v1, v2)
+    patch = ws.patch(v1, v2, state=True)
     out = ws.run(observing('''
     before = look()
     res = runtime.apply(load(ARGS["patch"]))
@@ -71,7 +71,7 @@ def test_what_only_the_state_shows_is_derived_verified_and_reverted(ws):
 def test_a_difference_that_cannot_be_derived_refuses_and_changes_nothing(ws):
     v1 = ws.tree("v1", {"rp/__init__.py": "", "rp/m.py": POLICY_V1})
     v2 = ws.tree("v2", {"rp/__init__.py": "", "rp/m.py": POLICY_V2})
-    good = patchfile.load(ws.patch(v1, v2).read_bytes())
+    good = patchfile.load(ws.patch(v1, v2, state=True).read_bytes())
     # A manifest whose fixed state no apply can reach (as if the fixed release computed
     # Policy's table differently at import in a way the engine cannot see).
     state = json.loads(json.dumps(good.meta["state"]))
@@ -101,7 +101,7 @@ def test_a_difference_that_cannot_be_derived_refuses_and_changes_nothing(ws):
 def test_state_the_application_changed_is_listed_not_held_to_the_fixed_release(ws):
     v1 = ws.tree("v1", {"rp/__init__.py": "", "rp/m.py": POLICY_V1})
     v2 = ws.tree("v2", {"rp/__init__.py": "", "rp/m.py": POLICY_V2})
-    patch = ws.patch(v1, v2)
+    patch = ws.patch(v1, v2, state=True)
     out = ws.run(observing('''
     m.DEFAULT.max_redirects = 2          # the application tuned its default policy
     res = runtime.apply(load(ARGS["patch"]))
@@ -116,7 +116,7 @@ def test_state_the_application_changed_is_listed_not_held_to_the_fixed_release(w
 def test_a_module_imported_after_the_apply_is_verified_when_imported(ws):
     v1 = ws.tree("v1", {"rp/__init__.py": "", "rp/m.py": POLICY_V1})
     v2 = ws.tree("v2", {"rp/__init__.py": "", "rp/m.py": POLICY_V2})
-    patch = ws.patch(v1, v2)
+    patch = ws.patch(v1, v2, state=True)
     out = ws.run('''
     res = runtime.apply(load(ARGS["patch"]))
     from rp import m
@@ -130,7 +130,7 @@ def test_a_module_imported_after_the_apply_is_verified_when_imported(ws):
 def test_a_patch_without_a_manifest_says_its_state_was_not_verified(ws):
     v1 = ws.tree("v1", {"rp/__init__.py": "", "rp/m.py": POLICY_V1})
     v2 = ws.tree("v2", {"rp/__init__.py": "", "rp/m.py": POLICY_V2})
-    good = patchfile.load(ws.patch(v1, v2).read_bytes())
+    good = patchfile.load(ws.patch(v1, v2, state=True).read_bytes())
     meta = {k: v for k, v in good.meta.items() if k != "state"}
     old = ws.root / "old.suture"
     old.write_bytes(patchfile.dump(dataclasses.replace(good, meta=meta)))
@@ -156,7 +156,7 @@ PATHS_V2 = PATHS_V1.replace('"tpl"', '"templates"')
 def test_paths_under_the_import_location_compare_and_are_set_wherever_the_release_lives(ws):
     v1 = ws.tree("v1", {"rp/__init__.py": "", "rp/m.py": PATHS_V1})
     v2 = ws.tree("v2", {"rp/__init__.py": "", "rp/m.py": PATHS_V2})
-    patch = ws.patch(v1, v2)
+    patch = ws.patch(v1, v2, state=True)
     meta = patchfile.load(patch.read_bytes()).meta["state"]["modules"]["rp.m"]
     assert [p["label"] for p in meta["paths"]] == ["TEMPLATES"]   # HERE is not a difference
     assert meta["paths"][0]["literal"][0] == "strroot"
