@@ -248,6 +248,13 @@ class _Walk:
         met where it was defined is walked; met anywhere else, it is a reference)."""
         if self.alias:
             value = self.alias.get(id(value), value)
+        if type(value) is types.FunctionType:
+            # an old method the engine made forward to its new version (prepare.py): it
+            # stands for that one, wherever it is met
+            kw = value.__kwdefaults__
+            if type(kw) is dict and "__suture_forward__" in kw \
+                    and "__suture_forward__" in value.__code__.co_varnames:
+                value = kw["__suture_forward__"]
         self.visited += 1
         if self.visited > BUDGET:
             raise TooLarge(f"more than {BUDGET} values reachable from module {self.module}")
@@ -485,6 +492,37 @@ def module_state(namespace: Dict[str, Any], module: str, root: str = "",
             continue
         walk.fp(value, [("g", name)], DEPTH, name)
     return walk.paths
+
+
+def process_state(skip: Tuple[str, ...] = ()) -> Dict[str, Dict[str, List[str]]]:
+    """Every module of the process, ``{name: {label: [fingerprint, description]}}`` (its
+    ``module_state``): what the builder's dry run compares between a patched process and
+    a fresh import of the fixed release, whatever module a statement acted on. Modules
+    whose top-level package is in ``skip`` (Suture's own) and ``__main__`` are left out; a
+    module too large to walk is ``{"": ["too large", ...]}``."""
+    import sys
+    out: Dict[str, Dict[str, List[str]]] = {}
+    for name, mod in list(sys.modules.items()):
+        if (type(name) is not str or name == "__main__" or name.split(".")[0] in skip
+                or not isa(mod, types.ModuleType)):
+            continue
+        try:
+            state = module_state(_MODULE_DICT.__get__(mod), name, import_root(name))
+        except TooLarge as exc:
+            out[name] = {"": ["too large", str(exc)]}
+            continue
+        except Exception as exc:  # noqa: BLE001 - a walk that fails: that module unknown
+            out[name] = {"": ["unreadable", f"{type(exc).__name__}: {exc}"[:200]]}
+            continue
+        out[name] = {lab: [fp, desc] for lab, (_, fp, desc) in state.items()}
+    # Which module each name of sys.modules stands for (an alias: requests.packages.urllib3
+    # is urllib3), item by item whatever their number; sys's own walk holds them as one
+    # container.
+    out["sys.modules"] = {name: [_MODULE_DICT.__get__(mod).get("__name__", "?")
+                                 if isa(mod, types.ModuleType) else "?", "module"]
+                          for name, mod in list(sys.modules.items())
+                          if type(name) is str and name.split(".")[0] not in skip}
+    return out
 
 
 def value_at(namespace: Dict[str, Any], segments: List[Segment]) -> Any:

@@ -324,6 +324,11 @@ def _state(obj: Any) -> None:
             continue
         _optional(entry, "unstable", int, where)
         _optional(entry, "lined", list, where)
+        derived = entry.get("derived", [])
+        if not isinstance(derived, list) or not all(isinstance(d, list) and len(d) == 2 and all(isinstance(x, str) for x in d)
+                   for d in derived):
+            raise _fail(f"patch is malformed: {where}.derived must be a list of [kind, "
+                        "qualname] pairs", where=where)
         for i, row in enumerate(_need(entry, "paths", list, where)):
             rw = f"{where}.paths[{i}]"
             if not isinstance(row, dict):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import types
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from .. import _defs
 from ..errors import (BaselineMismatch, HookFailed, NeedsHook, PatchFormatError, RestartRequired,
@@ -47,7 +47,8 @@ def _check(patch: Patch) -> Dict[str, _defs.ModulePlan]:
         for c in changes:
             if c.verdict == "restart":
                 restart.append(f"{mp.name}:{c.qualname} ({c.kind}: {c.reason})")
-            elif c.verdict == "hook" and patch.hooks is None:
+            elif c.verdict == "hook" and patch.hooks is None \
+                    and (c.kind, c.qualname) not in derived(patch, mp.name):
                 hooks.append(f"{mp.name}:{c.qualname} ({c.kind})")
     if not patch.meta.get("partial"):   # a partial patch left those out on purpose
         restart += [f"{f.get('path')} ({f.get('kind')}: {f.get('reason')})"
@@ -63,6 +64,19 @@ def _check(patch: Patch) -> Dict[str, _defs.ModulePlan]:
             + ". Nothing was changed; rebuild with `suture build --hooks FILE`.",
             details={"patch": patch.id, "changes": hooks})
     return plans
+
+
+def derived(patch: Patch, module: str) -> Set[Tuple[str, str]]:
+    """The (kind, qualname) of ``module``'s changes that would need a hook, whose effect
+    the builder showed the state check derives (``meta.state``'s ``derived``: a dry run of
+    the patch, without a hook, left a fresh process of the baseline equal, whole, to a
+    fresh import of the fixed release). Only for a module whose state is verified: there
+    the engine derives what differs after the commit and refuses what it cannot."""
+    state = patch.meta.get("state")
+    entry = state.get("modules", {}).get(module) if isinstance(state, dict) else None
+    if not isinstance(entry, dict) or not entry.get("verified"):
+        return set()
+    return {(str(kind), str(qual)) for kind, qual in entry.get("derived") or ()}
 
 
 def _replaced_by(patch: Patch) -> List[_Record]:

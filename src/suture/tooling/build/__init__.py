@@ -10,6 +10,7 @@ refuse.
 from __future__ import annotations
 
 import ast
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
@@ -137,7 +138,9 @@ def build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str] = (),
             + ". These changes need a restart. Deploy the new version with a restart, or "
             "pass --allow-restart to build a partial patch without the modules they touch.",
             exit_code=EXIT_RESTART, report=report)
-    if refuse and need_hook:
+    # With the releases imported, a change that needs a hook may not: where a dry run
+    # shows that the state check derives its effect (below), it is not refused.
+    if refuse and need_hook and not verify_state:
         raise BuildRefused(
             "Cannot build a live patch without a hook: " + "; ".join(_blocker(c) for c in need_hook)
             + ". Write a hook module that performs these changes (see docs/engine.md, Hooks) "
@@ -168,6 +171,12 @@ def build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str] = (),
     report.state["modules"].update(_state.not_imported(
         scripts, "a __main__ module is a program: importing it at build would run it")
         ["modules"])
+    derive = {m: [[c["kind"], c["qualname"]] for c in need_hook if c["module"] == m]
+              for m in sorted({c["module"] for c in need_hook})} if refuse else {}
+    for name, pairs in derive.items():
+        entry = report.state["modules"].get(name)
+        if isinstance(entry, dict) and entry.get("verified"):
+            entry["derived"] = pairs
     report.meta["state"] = report.state
     patch = Patch(
         target=report.target,
@@ -182,14 +191,17 @@ def build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str] = (),
     data = dump(patch)
     report.patch = load(data)
     report.data = data
-    if not (verify_state and dry_run):
+    if derive:
+        _derive_or_refuse(report, old, new, data, changed, need_hook, import_path, import_env)
+    elif not (verify_state and dry_run):
         pass
     elif hooks is None:
         # What every process of the baseline will answer (issue 15): known here, before
         # the patch ships. A fixed module that imports in a fresh interpreter may still
         # fail to evaluate in a patched one (a new name read by a generator that runs
         # too early), or not reach the fixed state.
-        report.dry_run = _state.dry_run(old.root, data, changed, import_path=import_path,
+        report.dry_run = _state.dry_run(old.root, data, changed, new_root=new.root,
+                                        import_path=import_path,
                                         import_env=import_env)
     else:
         # A hook is the patch author's code with effects of its own (files, services): it
@@ -197,6 +209,62 @@ def build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str] = (),
         report.dry_run = {"outcome": "not run",
                           "reason": "the patch carries hooks; they run only where it is applied"}
     return report
+
+
+def _derive_or_refuse(report: BuildReport, old: SourceTree, new: SourceTree, data: bytes,
+                      changed: Sequence[str], need_hook: List[Dict[str, str]],
+                      import_path: Sequence[str],
+                      import_env: Optional[Mapping[str, str]]) -> None:
+    """Changes that would need a hook (module-level code with effects: a registration
+    moved from one class to another, a statement that fills a registry), accepted without
+    one when the state check derives their effect: the patch, applied without a hook to a
+    fresh process of the baseline, must leave that *whole* process (every module, not
+    only the patched ones) equal to a fresh import of the fixed release, and its revert
+    must leave it as it was. Otherwise the build is refused as needing a hook, with what
+    the dry run found. Accepted changes are reported as caveats."""
+    state = report.state or {}
+    unverified = sorted({c["module"] for c in need_hook
+                         if not state["modules"].get(c["module"], {}).get("verified")})
+    why = ""
+    if unverified:
+        why = "; ".join(f"the state of {m} is not verified ("
+                        f"{state['modules'].get(m, {}).get('reason', 'not imported')})"
+                        for m in unverified)
+    else:
+        dry = report.dry_run = _state.dry_run(old.root, data, changed, new_root=new.root,
+                                              import_path=import_path, import_env=import_env)
+        differs = dry.get("differs") or {}
+        reverted = dry.get("revert_differs") or {}
+        if dry.get("outcome") != "applied":
+            why = (f"a dry run without a hook was {dry.get('outcome')}"
+                   f"{' ' + str(dry['code']) if dry.get('code') else ''}: "
+                   f"{dry.get('reason', '')}".rstrip(": "))
+        elif dry.get("differs_unknown") or "total" not in differs:
+            why = ("the dry run could not compare the whole process with a fresh import: "
+                   + str(dry.get("differs_unknown") or "not compared"))
+        elif differs["total"] or reverted.get("total"):
+            bad = differs if differs["total"] else reverted
+            what = ("a fresh import of the fixed release" if bad is differs
+                    else "the process before the apply")
+            shown = "; ".join(f"{d['module']}: {d['path'] or '(module)'} is {d['got']}, "
+                              f"expected {d['want']}" for d in bad["paths"][:3])
+            why = (f"after a dry run without a hook, {bad['total']} path(s) of the process "
+                   f"differ from {what} ({shown})")
+    if why:
+        raise BuildRefused(
+            "Cannot build a live patch without a hook: "
+            + "; ".join(_blocker(c) for c in need_hook)
+            + f". Their effect could not be derived: {why.rstrip('.')}. Write a hook module that "
+            "performs these changes (see docs/engine.md, Hooks) and pass it with --hooks FILE.",
+            exit_code=EXIT_NEEDS_HOOK, report=report)
+    hooked = {(c["module"], c["kind"], c["qualname"]) for c in need_hook}
+    for m in report.modules:
+        m.changes = [dataclasses.replace(
+            c, verdict="caveat", reason=(c.reason.split("`: ")[0] + "`: " if c.reason
+                                         .startswith("`") else "") + "its effect is derived "
+            "from a fresh import of the fixed release: a dry run at build left the whole "
+            "process equal to one, and the state check verifies it at every apply")
+            if (m.name, c.kind, c.qualname) in hooked else c for c in m.changes]
 
 
 def _blocker(c: Dict[str, str]) -> str:

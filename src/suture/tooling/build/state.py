@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -241,68 +242,204 @@ def python_tag() -> str:
 
 _DRY_RUN = r'''
 import json, sys
-out, suture_dir, root, timeout = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
-sep = sys.argv.index("--")
-sys.path[:0] = [root] + sys.argv[5:sep]
-sys.path.append(suture_dir)
-modules, patch_file = sys.argv[sep + 1:-1], sys.argv[-1]
+# Every parameter comes from ./args.json: the processes compared have the same argv.
+with open("args.json") as f:
+    args = json.load(f)
+sys.path[:0] = [args["root"]] + args["import_path"] + [args["suture_dir"]]
 import importlib, os
 from suture import runtime
+from suture.runtime import _fingerprint
 def done(obj):
-    with open(out, "w") as f:
+    with open("out.json", "w") as f:
         json.dump(obj, f)
     sys.stdout.flush()
     os._exit(0)
+def snapshot():
+    return _fingerprint.process_state(skip=("suture",))
+def stdlib():
+    import sysconfig
+    lib = tuple(os.path.realpath(sysconfig.get_paths()[k]) + os.sep
+                for k in ("stdlib", "platstdlib"))
+    out = []
+    for name, mod in list(sys.modules.items()):
+        f = getattr(mod, "__file__", None)
+        if not isinstance(f, str) or (os.path.realpath(f).startswith(lib)
+                                      and "site-packages" not in f):
+            out.append(name)
+    return out
 missing = {}
-for name in modules:
+for name in args["modules"]:
     try:
         importlib.import_module(name)
     except BaseException as exc:  # as in a process without it: pending import there
         missing[name] = f"{type(exc).__name__}: {exc}"[:300]
-if len(missing) == len(modules):
+if args["mode"] == "fresh":   # a fresh import, in the same kind of process
+    done({"outcome": "imported", "not_imported": missing, "process": snapshot(),
+          "stdlib": stdlib()})
+if len(missing) == len(args["modules"]):
     done({"outcome": "not run", "reason": "no changed module imports: " + "; ".join(
         f"{k}: {v}" for k, v in missing.items())[:500]})
+pre = snapshot()
 try:
-    with open(patch_file, "rb") as f:
+    with open(args["patch"], "rb") as f:
         res = runtime.apply(runtime.load_patch(f.read()))
 except runtime.SutureError as exc:
     done({"outcome": "refused", "code": exc.code, "reason": exc.message[:2000]})
+post = snapshot()
 try:
     runtime.revert(res.patch_id)
 except runtime.SutureError as exc:
     done({"outcome": "revert failed", "code": exc.code, "reason": exc.message[:2000]})
 done({"outcome": res.state, "modules": res.modules, "verified": res.verified,
-      "not_imported": missing})
+      "not_imported": missing, "process": {"pre": pre, "post": post, "reverted": snapshot()},
+      "stdlib": stdlib()})
 '''
 
 
 def dry_run(old_root: Path, data: bytes, modules: Sequence[str], *,
-            import_path: Sequence[str] = (), import_env: Optional[Mapping[str, str]] = None,
+            new_root: Optional[Path] = None, import_path: Sequence[str] = (),
+            import_env: Optional[Mapping[str, str]] = None,
             timeout: float = 120.0) -> Dict[str, Any]:
     """Apply the patch ``data`` to a fresh interpreter that imported ``modules`` of the
     baseline, then revert it: what every process of the baseline will answer, known at
-    build. ``{"outcome": "applied" | "refused" | "revert failed" | "not run", ...}``."""
+    build. ``{"outcome": "applied" | "refused" | "revert failed" | "not run", ...}``.
+
+    With ``new_root``, two more fresh interpreters (hash seeds 1 and 2) import the same
+    modules of the fixed release, and the *whole* patched process (every module in
+    ``sys.modules``, ``_fingerprint.process_state``) is compared with them: ``differs``
+    lists what the patched process holds that a fresh import of the fixed release does
+    not, whatever module a statement acted on; ``revert_differs`` what the revert left
+    different from the process before the apply. Paths that differ between the two fresh
+    imports are unstable and not compared."""
     import suture
 
     suture_dir = str(Path(suture.__file__).resolve().parents[1])
     with tempfile.TemporaryDirectory(prefix="suture-dry-run-") as tmp:
-        patch_file, out = Path(tmp) / "patch.suture", Path(tmp) / "out.json"
+        patch_file = Path(tmp) / "patch.suture"
         patch_file.write_bytes(data)
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("PYTHON", "SUTURE_")) or k == "PYTHONHOME"}
-        env.update(PYTHONDONTWRITEBYTECODE="1", PYTHONNOUSERSITE="1", **(import_env or {}))
-        args = [sys.executable, "-s", "-B", "-c", _DRY_RUN, str(out), suture_dir,
-                str(Path(old_root).resolve()), repr(timeout),
-                *(str(Path(p).resolve()) for p in import_path), "--", *modules,
-                str(patch_file)]
-        try:
-            proc = subprocess.run(args, cwd=tmp, env=env, stdin=subprocess.DEVNULL,
-                                  capture_output=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return {"outcome": "not run", "reason": f"did not finish within {timeout:g} s"}
-        if not out.exists():
-            tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
-            return {"outcome": "not run",
-                    "reason": f"the process ended (exit {proc.returncode}) {tail[0][:300]}"}
-        result: Dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+        runs = [("apply", Path(old_root), 1)]
+        if new_root is not None:
+            fixed_root = _with_installed_metadata(Path(new_root), Path(old_root),
+                                                  Path(tmp) / "fixed-root")
+            runs += [("fresh", Path(old_root), 2), ("fresh", fixed_root, 1),
+                     ("fresh", fixed_root, 2)]
+        procs = []
+        for i, (mode, root, seed) in enumerate(runs):
+            work = Path(tmp) / f"run{i}"
+            work.mkdir()
+            (work / "args.json").write_text(json.dumps({
+                "mode": mode, "root": str(root.resolve()), "suture_dir": suture_dir,
+                "import_path": [str(Path(p).resolve()) for p in import_path],
+                "modules": list(modules), "patch": str(patch_file)}), encoding="utf-8")
+            env = {k: v for k, v in os.environ.items()
+                   if not k.startswith(("PYTHON", "SUTURE_")) or k == "PYTHONHOME"}
+            env.update(PYTHONDONTWRITEBYTECODE="1", PYTHONNOUSERSITE="1",
+                       PYTHONHASHSEED=str(seed), **(import_env or {}))
+            procs.append((work, subprocess.Popen(
+                [sys.executable, "-s", "-B", "-c", _DRY_RUN], cwd=str(work), env=env,
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)))
+        deadline = time.monotonic() + timeout
+        results: List[Dict[str, Any]] = []
+        for work, proc in procs:
+            try:
+                _, err = proc.communicate(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+                results.append({"outcome": "not run",
+                                "reason": f"did not finish within {timeout:g} s"})
+                continue
+            out = work / "out.json"
+            if not out.exists():
+                tail = err.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
+                results.append({"outcome": "not run", "reason":
+                                f"the process ended (exit {proc.returncode}) {tail[0][:300]}"})
+                continue
+            results.append(json.loads(out.read_text(encoding="utf-8")))
+    result = results[0]
+    process = result.pop("process", None)
+    if not isinstance(process, dict):
         return result
+    stdlib = set(result.pop("stdlib", None) or ()) | {"sys.modules"}
+    fresh = [r.get("process") for r in results[1:]]
+    if fresh and not all(isinstance(f, dict) for f in fresh):
+        bad = next(r for r in results[1:] if not isinstance(r.get("process"), dict))
+        result["differs_unknown"] = "a fresh import: " + str(bad.get("reason")
+                                                             or bad.get("outcome"))
+        fresh = []
+    release: Set[Key] = set()
+    unstable: Set[Key] = set()
+    if fresh:
+        base, fixed1, fixed2 = fresh
+        # What two imports of one release differ in (times, thread ids, hash orders):
+        unstable = _delta(fixed1, fixed2) | _delta(base, process["pre"])
+        release = _delta(base, fixed1)
+    # The standard library's state moves with Suture's own work in the patched process
+    # (caches, an enum's pseudo-members, submodules it imported): there, only what the
+    # releases made differ counts (warnings filters, copyreg, sys.modules aliases).
+    for name in stdlib:
+        mine = {lab for mod, lab in release if mod == name}
+        unstable |= {(name, lab) for which in process.values() for lab in which.get(name, {})
+                     if lab not in mine}
+    result["revert_differs"] = _differences(process["reverted"], process["pre"], unstable)
+    if fresh:
+        # The patched process must equal a fresh import of the fixed release everywhere:
+        # where the releases differ, and where they do not (what the apply must leave
+        # alone).
+        result["differs"] = _differences(process["post"], fresh[1], unstable)
+    return result
+
+
+# Where a process's state says where the release was imported from, or what Suture's own
+# work left behind (caches of compiled regexes and sources, the threads it looked at):
+# not state of the application. (module, first segment of the path)
+_FOOTPRINT = frozenset({("sys", "path"), ("sys", "path_importer_cache"), ("sys", "modules"),
+                        ("sys", "meta_path"),   # Suture's finder of pending imports
+                        ("re", "_cache"), ("re", "_cache2"), ("linecache", "cache"),
+                        ("threading", "_active"), ("threading", "_limbo")})
+MAX_DIFFERS = 20
+
+Key = Tuple[str, str]   # (module, path label)
+
+
+def _first(label: str) -> str:
+    return re.split(r"[.\[]", label, 1)[0]
+
+
+def _delta(first: Dict[str, Any], second: Dict[str, Any]) -> Set[Key]:
+    """The (module, path) pairs whose fingerprint differs between two process states; a
+    module only one of them loaded differs as ``(module, "")``."""
+    out: Set[Key] = set()
+    for name in set(first) | set(second):
+        a, b = first.get(name), second.get(name)
+        if a is None or b is None:
+            out.add((name, ""))
+            continue
+        out.update((name, lab) for lab in set(a) | set(b)
+                   if (a.get(lab) or [None])[0] != (b.get(lab) or [None])[0])
+    return out
+
+
+def _differences(got: Dict[str, Any], want: Dict[str, Any], unstable: Set[Key]
+                 ) -> Dict[str, Any]:
+    """Where process state ``got`` differs from ``want`` (both ``process_state``), as
+    ``{"total": N, "paths": [{"module", "path", "got", "want"}...]}`` (the first
+    ``MAX_DIFFERS``, shallowest first), leaving out ``unstable`` paths, Suture's footprint,
+    and modules ``got`` loaded that ``want`` did not (what the baseline imported stays
+    loaded)."""
+    found: List[Tuple[int, str, str, str, str]] = []
+    for (name, lab) in sorted(_delta(got, want) - unstable):
+        if (name, _first(lab)) in _FOOTPRINT or (name not in want):
+            continue
+        if name == "sys.modules" and lab not in want[name]:
+            continue   # loaded by the baseline, or by Suture's own work: stays loaded
+        if lab == "" or name not in got:
+            found.append((0, name, "", "(not loaded)", "loaded"))
+            continue
+        a, b = got[name].get(lab), want[name].get(lab)
+        found.append((lab.count(".") + lab.count("[") + 1, name, lab,
+                      a[1] if a else "(absent)", b[1] if b else "(absent)"))
+    found.sort(key=lambda f: (f[0], f[1], f[2]))
+    shown = [{"module": n, "path": lab, "got": a, "want": b}
+             for _, n, lab, a, b in found[:MAX_DIFFERS]]
+    return {"total": len(found), "paths": shown}

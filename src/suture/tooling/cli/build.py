@@ -38,6 +38,18 @@ def _render_dry_run(dry: Optional[Dict[str, Any]]) -> None:
     outcome = dry.get("outcome")
     if outcome in ("applied", "pending import", "already fixed"):
         click.echo(f"  dry run  {outcome} and reverted in a fresh process of the baseline")
+        for key, what in (("differs", "the patched process differs from a fresh import of "
+                                      "the fixed release"),
+                          ("revert_differs", "the reverted process differs from the one "
+                                             "before the apply")):
+            found = dry.get(key)
+            if isinstance(found, dict) and found.get("total"):
+                click.echo(f"  dry run  WARNING: {what} in {found['total']} path(s):")
+                for d in found.get("paths", [])[:6]:
+                    click.echo(f"           {d['module']}: {d['path'] or '(module)'} is "
+                               f"{d['got']}, expected {d['want']}")
+        if dry.get("differs_unknown"):
+            click.echo(f"  dry run  whole process not compared: {dry['differs_unknown']}")
     elif outcome == "not run":
         click.echo(f"  dry run  not run: {dry.get('reason', '?')}")
     else:
