@@ -104,6 +104,11 @@ def isa(obj: Any, cls: Any) -> bool:
 ROOT = "\x00root\x00"   # what the directory a package was imported from reads as
 
 
+def _loaded() -> Dict[str, Any]:
+    import sys
+    return sys.modules
+
+
 class TooLarge(Exception):
     """The module's state is larger than ``BUDGET`` values: not fingerprinted."""
 
@@ -231,6 +236,7 @@ class _Walk:
         self.module = module
         self.lined = lined   # qualified names defined more than once: told apart by line
         self.places: Dict[str, str] = {}
+        self.name_places: Dict[str, str] = {}
         # id(object) -> what it stands for: an old method that forwards to the new one is
         # fingerprinted as the new one (engine/prepare.py, forwarders)
         self.alias = alias or {}
@@ -270,6 +276,9 @@ class _Walk:
         seg = _key_segment(key, index)
         if self.root and seg[0] == "k" and type(key) is str and self.root in key:
             return ("k", key.replace(self.root, ROOT))
+        if self.root and seg[0] == "k" and type(key) is str and "." in key \
+                and key in _loaded():
+            return ("k", self.name_place(key))   # a module's name (loggers): by place
         return seg
 
     def place(self, module: str) -> str:
@@ -293,6 +302,13 @@ class _Walk:
                     if parts and all(p.isidentifier() for p in parts):
                         found = ".".join(parts)
             self.places[module] = found
+        return found
+
+    def name_place(self, name: str) -> str:
+        """``module_place(name)`` for the name of a loaded module met as a string."""
+        found = self.name_places.get(name)
+        if found is None:
+            found = self.name_places[name] = module_place(name)
         return found
 
     def type_name(self, t: type) -> str:
@@ -327,6 +343,10 @@ class _Walk:
         if t is str:
             if self.root and self.root in value:
                 value = value.replace(self.root, ROOT)
+            elif self.root and "." in value and value in _loaded():
+                # a module's name (a logger's, a TypeVar's ``__module__``): by place, as
+                # modules are
+                value = self.name_place(value)
             return "str:" + (value if len(value) <= 32 else _digest(value))
         if t is bytes:
             return "bytes:" + _digest(value.hex())
@@ -388,7 +408,10 @@ class _Walk:
                 return f"class:{name}"
             qual = _QUALNAME.__get__(value)
             # by name: a member that a patch adds lands last in the live class's dict
-            members = [(("a", k), v, f"{qual}.{k}") for k, v in sorted(
+            # ``__module__`` by place, as type names are: a vendored package's classes
+            # say the name it was loaded under
+            members = [(("a", k), self.place(v) if k == "__module__" and type(v) is str
+                        else v, f"{qual}.{k}") for k, v in sorted(
                 (kv for kv in _class_dict(value).items() if type(kv[0]) is str
                  and kv[0] not in SKIP_MEMBERS and (id(value), kv[0]) not in self.gone),
                 key=lambda kv: kv[0])]
@@ -495,34 +518,44 @@ def module_state(namespace: Dict[str, Any], module: str, root: str = "",
 
 
 def process_state(skip: Tuple[str, ...] = ()) -> Dict[str, Dict[str, List[str]]]:
-    """Every module of the process, ``{name: {label: [fingerprint, description]}}`` (its
-    ``module_state``): what the builder's dry run compares between a patched process and
-    a fresh import of the fixed release, whatever module a statement acted on. Modules
+    """Every module of the process, ``{place: {label: [fingerprint, description]}}`` (its
+    ``module_state``), each named as its file under its import root spells it (``place``:
+    a vendored package loaded under another name is one place): what the builder's dry run
+    compares between a patched process and a fresh import of the fixed release, whatever
+    module a statement acted on. ``"sys.modules"`` maps every name of ``sys.modules`` to the
+    place of its module (aliases: ``requests.packages.urllib3`` is ``urllib3``). Modules
     whose top-level package is in ``skip`` (Suture's own) and ``__main__`` are left out; a
     module too large to walk is ``{"": ["too large", ...]}``."""
     import sys
     out: Dict[str, Dict[str, List[str]]] = {}
+    names: Dict[str, List[str]] = {}
     for name, mod in list(sys.modules.items()):
         if (type(name) is not str or name == "__main__" or name.split(".")[0] in skip
                 or not isa(mod, types.ModuleType)):
             continue
+        ns = _MODULE_DICT.__get__(mod)
+        own = ns.get("__name__")
+        place = module_place(own if type(own) is str else name)
+        names[name] = [place, "module"]
+        if place in out:
+            continue
         try:
-            state = module_state(_MODULE_DICT.__get__(mod), name, import_root(name))
+            state = module_state(ns, own if type(own) is str else name, import_root(name))
         except TooLarge as exc:
-            out[name] = {"": ["too large", str(exc)]}
+            out[place] = {"": ["too large", str(exc)]}
             continue
         except Exception as exc:  # noqa: BLE001 - a walk that fails: that module unknown
-            out[name] = {"": ["unreadable", f"{type(exc).__name__}: {exc}"[:200]]}
+            out[place] = {"": ["unreadable", f"{type(exc).__name__}: {exc}"[:200]]}
             continue
-        out[name] = {lab: [fp, desc] for lab, (_, fp, desc) in state.items()}
-    # Which module each name of sys.modules stands for (an alias: requests.packages.urllib3
-    # is urllib3), item by item whatever their number; sys's own walk holds them as one
-    # container.
-    out["sys.modules"] = {name: [_MODULE_DICT.__get__(mod).get("__name__", "?")
-                                 if isa(mod, types.ModuleType) else "?", "module"]
-                          for name, mod in list(sys.modules.items())
-                          if type(name) is str and name.split(".")[0] not in skip}
+        out[place] = {lab: [fp, desc] for lab, (_, fp, desc) in state.items()}
+    out["sys.modules"] = names
     return out
+
+
+def module_place(name: str) -> str:
+    """``name`` as the file of that loaded module under its import root spells it
+    (``pkg_resources.extern.packaging`` -> ``pkg_resources._vendor.packaging``)."""
+    return _Walk(name, record=False, root=import_root(name)).place(name)
 
 
 def value_at(namespace: Dict[str, Any], segments: List[Segment]) -> Any:

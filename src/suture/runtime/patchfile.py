@@ -313,6 +313,11 @@ def _state(obj: Any) -> None:
     if not isinstance(obj, dict):
         raise _fail("patch is malformed: meta.state must be an object", where="meta.state")
     _optional(obj, "python", str, "meta.state")
+    aliases = obj.get("aliases", {})
+    if not isinstance(aliases, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in aliases.items()):
+        raise _fail("patch is malformed: meta.state.aliases must map module names to places",
+                    where="meta.state")
     modules = _need(obj, "modules", dict, "meta.state")
     for name, entry in modules.items():
         where = f"meta.state.modules[{name!r}]"
@@ -324,9 +329,14 @@ def _state(obj: Any) -> None:
             continue
         _optional(entry, "unstable", int, where)
         _optional(entry, "lined", list, where)
+        same = entry.get("same", {})
+        if not isinstance(same, dict) or not all(isinstance(v, str) for v in same.values()):
+            raise _fail(f"patch is malformed: {where}.same must map names to fingerprints",
+                        where=where)
         derived = entry.get("derived", [])
-        if not isinstance(derived, list) or not all(isinstance(d, list) and len(d) == 2 and all(isinstance(x, str) for x in d)
-                   for d in derived):
+        if not isinstance(derived, list) or not all(
+                isinstance(d, list) and len(d) == 2 and all(isinstance(x, str) for x in d)
+                for d in derived):
             raise _fail(f"patch is malformed: {where}.derived must be a list of [kind, "
                         "qualname] pairs", where=where)
         for i, row in enumerate(_need(entry, "paths", list, where)):

@@ -310,7 +310,8 @@ def _apply(patch: Patch, wait_quiescent: Optional[float],
             # What only the state manifest shows still differs from a fresh import of the
             # fixed release (hooks included), where its effect can be derived: one more
             # atomic commit.
-            fix_ops = _verify.repair(state_before, live, loaded, deletions)
+            fix_ops = _verify.repair(state_before, live, loaded, deletions) \
+                + _verify.aliases(patch)
             fix_dels = [o for o in fix_ops if o.new is MISSING and o.old is not MISSING]
             deletions += fix_dels   # they wait too
             fix_now = [o for o in fix_ops if o not in fix_dels]

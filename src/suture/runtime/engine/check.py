@@ -76,7 +76,8 @@ def derived(patch: Patch, module: str) -> Set[Tuple[str, str]]:
     entry = state.get("modules", {}).get(module) if isinstance(state, dict) else None
     if not isinstance(entry, dict) or not entry.get("verified"):
         return set()
-    return {(str(kind), str(qual)) for kind, qual in entry.get("derived") or ()}
+    return {(str(kind), str(qual)) for kind, qual in entry.get("derived") or ()
+            if qual == "<module>"}   # module-level code only (build_trees)
 
 
 def _replaced_by(patch: Patch) -> List[_Record]:

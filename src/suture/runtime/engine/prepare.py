@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import collections
 import copy
+import dataclasses
 import dis
 import gc
 import sys
@@ -29,7 +30,7 @@ from types import CodeType, FunctionType
 from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 
 from .._defs import syntax as _syntax
-from .. import _codes, _defs
+from .. import _codes, _defs, _fingerprint
 from .commit import MISSING, Call, Op
 from ..errors import BaselineMismatch, NeedsHook, PatchFormatError, RefusedError, RestartRequired
 from ..patchfile import ModulePatch, Patch
@@ -206,6 +207,7 @@ def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
         txn.cleared.update(id(w) for w in wrappers)
     _register_source(txn.filename, mp.fixed.whole)
 
+    plan = _keep_equal_values(txn, patch, module, plan)
     txn.plan = plan
     txn.fixed_tree = plan.new_tree or ast.parse(mp.fixed.whole)
     _check_run_time_state(txn, module, plan)
@@ -242,6 +244,43 @@ def _same_literal(live: Any, value: Any) -> bool:
     if isinstance(value, (set, frozenset)):
         return all(type(k) in _LITERAL_TYPES for k in live) and live == value
     return bool(live == value)
+
+
+def _keep_equal_values(txn: _ModuleTxn, patch: Patch, module: types.ModuleType,
+                       plan: _defs.ModulePlan) -> _defs.ModulePlan:
+    """``plan`` without the changed ``NAME = expr`` statements whose value a fresh import of
+    either release makes alike (the manifest's ``same``, tooling/build/state.py): the live
+    object is already what the fixed release's import holds there, and evaluating the new
+    statement would give a new object that the other import-time code never filled
+    (setuptools 70's ``_distribution_finders = _declare_state(...)``, filled by
+    ``register_finder`` calls at import). Kept too when the process changed it since: run-time
+    state is never overwritten (a note says so). Not for a name other evaluated statements
+    touch (a chain runs whole)."""
+    state = patch.meta.get("state")
+    entry = state.get("modules", {}).get(txn.name) if isinstance(state, dict) else None
+    same = entry.get("same") if isinstance(entry, dict) and entry.get("verified") else None
+    if not same:
+        return plan
+    ns = _own_dict(module) or {}
+    root = _fingerprint.import_root(txn.name)
+    drop: List[ast.stmt] = []
+    for stmt in plan.exec_stmts:
+        names = _syntax.bound_names(stmt)
+        if (_syntax.stmt_category(stmt) != "assign" or len(names) != 1 or names[0] not in same
+                or names[0] not in ns or any(names[0] in _syntax.touched_names(other)
+                                             for other in plan.exec_stmts if other is not stmt)):
+            continue
+        drop.append(stmt)
+        if _fingerprint.fingerprint_at(ns, txn.name, [("g", names[0])], root=root) \
+                != same[names[0]]:
+            txn.notes.append(f"{txn.name}.{names[0]}: kept as the process holds it (a fresh "
+                             "import of either release gives the same value; this process "
+                             "changed it since)")
+    if not drop:
+        return plan
+    gone = {n for st in drop for n in _syntax.bound_names(st)}
+    return dataclasses.replace(plan, exec_stmts=[s for s in plan.exec_stmts if s not in drop],
+                               bind=[n for n in plan.bind if n not in gone])
 
 
 def _check_run_time_state(txn: _ModuleTxn, module: types.ModuleType,

@@ -28,6 +28,7 @@ step changes nothing.
 
 from __future__ import annotations
 
+import sys
 import types
 from typing import AbstractSet, Any, Dict, List, Optional, Sequence, Tuple
 
@@ -183,6 +184,32 @@ def repair(taken: Dict[str, Any], txns: Sequence[_ModuleTxn],
         if rebuild:
             ops += _rebuilt(t, module, rebuild, entry, root, alias, lined)
     return ops
+
+
+def aliases(patch: Patch) -> List[Any]:
+    """Ops that give ``sys.modules`` the names a fresh import of the fixed release loads its
+    modules under and this process lacks (the manifest's ``aliases``: requests 2.32's
+    ``requests.packages`` aliases, setuptools 70's vendored packages under their new
+    name), each bound to the module already loaded from that place, so that importing the
+    new name finds it rather than loading a second copy. A place not loaded here gets no
+    name: importing it loads it as in a fresh process. Revert takes the names away."""
+    state = patch.meta.get("state")
+    wanted = state.get("aliases") if isinstance(state, dict) else None
+    if not isinstance(wanted, dict) or not wanted:
+        return []
+    modules = sys.modules
+    missing = {k: v for k, v in wanted.items() if isinstance(k, str) and k not in modules}
+    if not missing:
+        return []
+    by_place: Dict[str, Any] = {}
+    for name, module in list(modules.items()):
+        if type(name) is str and _fingerprint.isa(module, types.ModuleType):
+            own = vars(module).get("__name__")
+            by_place.setdefault(_fingerprint.module_place(own if type(own) is str else name),
+                                module)
+    return [Op("item", modules, key, by_place[place], f"sys.modules[{key!r}] (as a fresh "
+               "import of the fixed release)") for key, place in sorted(missing.items())
+            if place in by_place]
 
 
 def _with_codes(value: Any, swapped: Dict[int, Any]) -> Any:

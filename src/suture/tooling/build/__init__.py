@@ -138,9 +138,14 @@ def build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str] = (),
             + ". These changes need a restart. Deploy the new version with a restart, or "
             "pass --allow-restart to build a partial patch without the modules they touch.",
             exit_code=EXIT_RESTART, report=report)
-    # With the releases imported, a change that needs a hook may not: where a dry run
-    # shows that the state check derives its effect (below), it is not refused.
-    if refuse and need_hook and not verify_state:
+    # With the releases imported, module-level code that needs a hook may not: where a
+    # dry run shows that the state check derives its effect (``_derive_or_refuse``), it
+    # is not refused. Only module-level code: its whole effect is in what a fresh process
+    # holds. A field added to a class (objects made before the patch lack it), a class
+    # decorator or class-body code act on objects no fresh import has.
+    derivable = verify_state and all(c["module"] and c["qualname"] == "<module>"
+                                     for c in need_hook)
+    if refuse and need_hook and not derivable:
         raise BuildRefused(
             "Cannot build a live patch without a hook: " + "; ".join(_blocker(c) for c in need_hook)
             + ". Write a hook module that performs these changes (see docs/engine.md, Hooks) "

@@ -7,7 +7,8 @@ Run by tooling/build/state.py as a script, in a fresh interpreter of the builder
 It never imports Suture: ``runtime/_fingerprint.py`` is loaded by path under a private
 name. The release's code may print anything, so the results go to ``OUT_FILE``, one JSON
 object a line, written as they come (a process killed for hanging keeps what it wrote):
-``{"imported": NAME, "error": TEXT|null}`` per module, then ``{"module": NAME, "paths":
+``{"imported": NAME, "error": TEXT|null}`` per module, then ``{"aliases": {NAME: PLACE}}``
+(the ``sys.modules`` names under the modules' top-level packages), then ``{"module": NAME, "paths":
 [[label, segments, fingerprint, description, literal or null], ...]}`` or ``{"module": NAME, "error":
 TEXT}``. Every module is imported first, then each is fingerprinted: the state compared is
 the state once all of them are loaded, in both releases alike.
@@ -82,6 +83,14 @@ def main(argv: List[str]) -> int:
             except BaseException as exc:  # noqa: BLE001 - anything the release raises
                 error = _error(exc)
             emit({"imported": name, "error": error})
+        # The names the package's modules are loaded under (``sys.modules`` aliases a
+        # module makes at import: ``requests.packages.chardet``, a vendored package's new
+        # name), each with the place of its module.
+        tops = {name.split(".")[0] for name in modules}
+        emit({"aliases": {key: fingerprint.module_place(mod.__name__)
+                          for key, mod in list(sys.modules.items())
+                          if type(key) is str and key.split(".")[0] in tops
+                          and isinstance(getattr(mod, "__name__", None), str)}})
         for name in modules:
             mod = loaded.get(name)
             if mod is None:

@@ -60,6 +60,7 @@ class _Run:
             self.proc = subprocess.Popen(args, cwd=str(work), env=env, stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=log)
         self.killed = False
+        self.aliases: Optional[Dict[str, str]] = None   # results(): sys.modules names
 
     def wait(self, deadline: float) -> None:
         try:
@@ -87,6 +88,8 @@ class _Run:
                 imported.add(row["imported"])
                 if row["error"]:
                     errors.setdefault(row["imported"], row["error"])
+            elif "aliases" in row:
+                self.aliases = row["aliases"]
             elif "module" in row and "error" in row:
                 errors.setdefault(row["module"], row["error"])
             elif "module" in row:
@@ -142,8 +145,15 @@ def manifest(old_root: Path, new_root: Path, modules: Sequence[str], *,
         for run in runs:
             run.wait(deadline)
         base1, fixed1, base2, fixed2 = (run.results(names, timeout) for run in runs)
+        aliases = _new_aliases(*(run.aliases for run in runs))
+        if aliases:
+            state["aliases"] = aliases
     for name in names:
         entry = _compare(name, (base1[name], base2[name]), (fixed1[name], fixed2[name]))
+        same = _same_values(_changed_assignments(_source(old_root, name), _source(new_root, name)),
+                            (base1[name], base2[name], fixed1[name], fixed2[name]))
+        if entry.get("verified") and same:
+            entry["same"] = same   # the engine keeps these live values (prepare.py)
         if entry.get("verified") and lined[name]:
             entry["lined"] = lined[name]   # the engine fingerprints these functions alike
         state["modules"][name] = entry
@@ -184,6 +194,55 @@ def _source(root: Path, module: str) -> str:
         except (OSError, UnicodeDecodeError):
             continue
     return ""
+
+
+def _new_aliases(base1: Optional[Dict[str, str]], fixed1: Optional[Dict[str, str]],
+                 base2: Optional[Dict[str, str]], fixed2: Optional[Dict[str, str]]
+                 ) -> Dict[str, str]:
+    """``sys.modules`` names a fresh import of the fixed release has and one of the
+    baseline lacks, each with the place of its module (two imports of each release
+    agreeing): requests 2.32's ``requests.packages`` aliases, setuptools 70's vendored
+    packages loaded under ``pkg_resources._vendor`` rather than ``pkg_resources.extern``.
+    The engine adds those whose module is loaded (engine/verify.py ``aliases``)."""
+    if base1 is None or fixed1 is None or base2 is None or fixed2 is None:
+        return {}
+    return {key: place for key, place in sorted(fixed1.items())
+            if fixed2.get(key) == place and key not in base1 and key not in base2}
+
+
+def _changed_assignments(old: str, new: str) -> List[str]:
+    """Names that a top-level ``NAME = expr`` (or ``NAME: T = expr``) of ``new`` binds where ``old`` has no such
+    statement, word for word: the statements a patch would evaluate again."""
+    import ast
+    try:
+        before = {ast.dump(st) for st in ast.parse(old).body}
+        after = ast.parse(new).body
+    except (SyntaxError, ValueError):
+        return []
+    out = set()
+    for st in after:
+        target = (st.targets[0] if isinstance(st, ast.Assign) and len(st.targets) == 1
+                  else st.target if isinstance(st, ast.AnnAssign) and st.value is not None
+                  else None)
+        if isinstance(target, ast.Name) and ast.dump(st) not in before:
+            out.add(target.id)
+    return sorted(out)
+
+
+def _same_values(names: Sequence[str], runs: Sequence[Any]) -> Dict[str, str]:
+    """``{name: fingerprint}`` for the globals among ``names`` that all four imports (both
+    releases, twice each) hold with one and the same fingerprint: a changed statement that
+    gives what the baseline's import gave. The engine keeps the live object rather than
+    evaluating the statement again (setuptools 70's registries, made by a new
+    ``_declare_state`` call and filled by calls that ran at import)."""
+    if any(isinstance(r, str) for r in runs):
+        return {}
+    out: Dict[str, str] = {}
+    for name in names:
+        got = [r.get(name) for r in runs]
+        if all(g is not None for g in got) and len({g[1] for g in got}) == 1:
+            out[name] = got[0][1]
+    return out
 
 
 def not_imported(modules: Sequence[str], reason: str = NO_IMPORT) -> Dict[str, Any]:
@@ -361,8 +420,8 @@ def dry_run(old_root: Path, data: bytes, modules: Sequence[str], *,
     if not isinstance(process, dict):
         return result
     stdlib = set(result.pop("stdlib", None) or ()) | {"sys.modules"}
-    fresh = [r.get("process") for r in results[1:]]
-    if fresh and not all(isinstance(f, dict) for f in fresh):
+    fresh: List[Dict[str, Any]] = [r.get("process") or {} for r in results[1:]]
+    if fresh and not all(isinstance(r.get("process"), dict) for r in results[1:]):
         bad = next(r for r in results[1:] if not isinstance(r.get("process"), dict))
         result["differs_unknown"] = "a fresh import: " + str(bad.get("reason")
                                                              or bad.get("outcome"))
@@ -403,7 +462,36 @@ Key = Tuple[str, str]   # (module, path label)
 
 
 def _first(label: str) -> str:
-    return re.split(r"[.\[]", label, 1)[0]
+    return re.split(r"[.\[]", label, maxsplit=1)[0]
+
+
+_PLACEHOLDER = re.compile(r"Logger\.manager\.loggerDict\[('[^']*')\]")
+
+
+def _excused(found: List[Tuple[int, str, str, str, str]]
+             ) -> List[Tuple[int, str, str, str, str]]:
+    """``found`` without what says nothing about the application's state: logging's
+    placeholders (a ``PlaceHolder`` stands for a logger name's parents, made from the names
+    of the loggers there are: a vendored package's logger under its place has parents
+    named after the name it was loaded under), and then any path that differs only through
+    paths below it that were all left out (a container whose differing items were)."""
+    holders = {m.group(0) for _, mod, lab, a, b in found if mod == "logging"
+               for m in [_PLACEHOLDER.match(lab)] if m and m.group(0) == lab
+               and "logging.PlaceHolder instance" in (a, b)}
+    left = [f for f in found if not (f[1] == "logging" and any(
+        f[2] == h or f[2].startswith((h + ".", h + "[")) for h in holders))]
+    gone = {(f[1], f[2]) for f in found} - {(f[1], f[2]) for f in left}
+
+    keys = {(f[1], f[2]) for f in found}
+    out = []
+    for f in sorted(left, key=lambda f: -f[0]):   # deepest first: containers after items
+        below = [(m, x) for m, x in keys if m == f[1] and f[2]
+                 and x.startswith((f[2] + ".", f[2] + "["))]
+        if below and all(k in gone for k in below):
+            gone.add((f[1], f[2]))
+        else:
+            out.append(f)
+    return out
 
 
 def _delta(first: Dict[str, Any], second: Dict[str, Any]) -> Set[Key]:
@@ -439,6 +527,7 @@ def _differences(got: Dict[str, Any], want: Dict[str, Any], unstable: Set[Key]
         a, b = got[name].get(lab), want[name].get(lab)
         found.append((lab.count(".") + lab.count("[") + 1, name, lab,
                       a[1] if a else "(absent)", b[1] if b else "(absent)"))
+    found = _excused(found)
     found.sort(key=lambda f: (f[0], f[1], f[2]))
     shown = [{"module": n, "path": lab, "got": a, "want": b}
              for _, n, lab, a, b in found[:MAX_DIFFERS]]
