@@ -721,6 +721,10 @@ def _literal(value: Any, budget: List[int], root: str = "",
         qual = value.__qualname__ if t is types.FunctionType else _QUALNAME.__get__(value)
         if type(module) is str and type(qual) is str and resolve(module, qual) is value:
             return ["ref", [module, qual]]
+    if refs and isa(value, types.ModuleType):
+        name = _MODULE_DICT.__get__(value).get("__name__")
+        if type(name) is str:
+            return ["module", module_place(name)]   # found again by its place
     return None
 
 
@@ -769,6 +773,14 @@ def from_literal(enc: Any, root: str = "", refs: bool = True) -> Any:
         if found is MISSING:
             raise ValueError(f"{arg[0]}.{arg[1]} is not defined in this process")
         return found
+    if tag == "module" and type(arg) is str:
+        if not refs:
+            return None
+        import sys
+        for name, mod in [(arg, sys.modules.get(arg))] + list(sys.modules.items()):
+            if isa(mod, types.ModuleType) and type(name) is str and module_place(name) == arg:
+                return mod
+        raise ValueError(f"module {arg} is not loaded in this process")
     if tag == "bytes" and type(arg) is str:
         return bytes.fromhex(arg)
     if tag in ("tuple", "list", "frozenset") and type(arg) is list:

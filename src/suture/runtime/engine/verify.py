@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import sys
 import types
-from typing import AbstractSet, Any, Dict, List, Optional, Sequence, Tuple
+from typing import AbstractSet, Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from .. import _fingerprint
 from ..errors import StateDiverges
@@ -183,7 +183,18 @@ def repair(taken: Dict[str, Any], txns: Sequence[_ModuleTxn],
                                                "(as a fresh import of the fixed release)"))
         if rebuild:
             ops += _rebuilt(t, module, rebuild, entry, root, alias, lined)
-    return ops
+    # One op per place: two paths can name the same binding (an attribute of an object
+    # reached from two globals), and each op keeps the value it found when it was made,
+    # so a second op on the same place would undo to the first's new value.
+    seen: Set[Tuple[int, Any, str]] = set()
+    unique = []
+    for op in ops:
+        spot = (id(op.obj), op.key, op.kind) if isinstance(op, Op) else None
+        if spot is None or spot not in seen:
+            unique.append(op)
+        if spot is not None:
+            seen.add(spot)
+    return unique
 
 
 def aliases(patch: Patch) -> List[Any]:

@@ -344,6 +344,12 @@ try:
         res = runtime.apply(runtime.load_patch(f.read()))
 except runtime.SutureError as exc:
     done({"outcome": "refused", "code": exc.code, "reason": exc.message[:2000]})
+except BaseException as exc:  # a defect of the engine: say where
+    import traceback
+    done({"outcome": "not run", "reason": "the apply raised " + "".join(
+        traceback.format_exception_only(type(exc), exc)).strip()[:500] + " at "
+        + " <- ".join(f"{f.name} ({os.path.basename(f.filename)}:{f.lineno})" for f in
+                      reversed(traceback.extract_tb(exc.__traceback__)[-4:]))})
 post = snapshot()
 try:
     runtime.revert(res.patch_id)
