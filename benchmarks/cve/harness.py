@@ -44,7 +44,7 @@ import urllib.request
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from suture.tooling import prove
 
@@ -260,8 +260,8 @@ def publisher(cache: Path) -> Tuple[Path, Path]:
     return key, config
 
 
-def build(e: Dict[str, Any], cache: Path, hooks_ok: bool = True
-          ) -> Tuple[int, Dict[str, Any], Path]:
+def build(e: Dict[str, Any], cache: Path, hooks_ok: bool = True,
+          import_path: Sequence[Path] = ()) -> Tuple[int, Dict[str, Any], Path]:
     out_file = cache / "patches" / f"{slug(e)}{'' if hooks_ok else '-no-hooks'}.suture"
     out_file.parent.mkdir(parents=True, exist_ok=True)
     hooks = HERE / "hooks" / f"{e['package']}-{e['new']}.py"
@@ -272,6 +272,8 @@ def build(e: Dict[str, Any], cache: Path, hooks_ok: bool = True
               f"{e['package']}=={e['new']}", "-o", str(out_file), "--json",
               "--cache-dir", str(cache / "sources"), "--sign", str(publisher(cache)[0])]
              + (["--hooks", str(hooks)] if hooks.exists() else [])
+             # the release's dependencies, for importing it at build (state manifest)
+             + [arg for p in import_path for arg in ("--import-path", str(p))]
              # an unverified entry whose native code also changed: the Python part must
              # still build and apply; the native part is left out of the patch and stays
              # "restart required" for processes that run it (recorded in meta.excluded)
@@ -307,7 +309,19 @@ def run_entry(e: Dict[str, Any], cache: Path, python: str = "", hooks_ok: bool =
                 "unverified": "builds and applies"}.get(
         role, "tests fail live, pass after apply, fail after revert")
     row = Row(entry_id(e), role, expected)
-    rc, report, patch = build(e, cache, hooks_ok)
+    site: List[Path] = []
+    if role != "native-or-data":
+        try:
+            venv, secs = ensure_venv(e, cache, python)
+        except Unavailable as exc:
+            row.outcome, row.why = "skipped", str(exc)[:600]
+            return row
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            row.outcome, row.why = "error", str(exc)[:600]
+            return row
+        row.step("venv", seconds=secs)
+        site = sorted(venv.glob("lib/python*/site-packages"))
+    rc, report, patch = build(e, cache, hooks_ok, site)
     refused = [f"{c.get('verdict')}: {c.get('kind')} {c.get('module')}:{c.get('qualname')}"
                for c in report.get("changes", []) if c.get("verdict") in ("restart", "hook")]
     row.step("build", rc=rc, seconds=report["seconds"], size=report.get("size"),
@@ -323,8 +337,6 @@ def run_entry(e: Dict[str, Any], cache: Path, python: str = "", hooks_ok: bool =
         return row
     tests = e.get("tests")
     try:
-        venv, secs = ensure_venv(e, cache, python)
-        row.step("venv", seconds=secs)
         cwd: Optional[Path] = None
         work = Path(tempfile.mkdtemp(prefix="suture-cve-work-")) / "w"
         probe = HERE / "probes" / f"{e['package']}-{e['new']}.py"
