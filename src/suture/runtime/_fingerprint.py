@@ -552,6 +552,27 @@ def process_state(skip: Tuple[str, ...] = ()) -> Dict[str, Dict[str, List[str]]]
     return out
 
 
+def warning_filters() -> List[List[Any]]:
+    """``warnings.filters`` as plain data: ``[action, message pattern or None, category as
+    [module, qualname], module pattern or None, lineno]`` per entry, in order (an entry
+    that is not of that form: ``["?"]``)."""
+    import sys
+    out: List[List[Any]] = []
+    warnings = sys.modules.get("warnings")
+    for entry in list(getattr(warnings, "filters", None) or ()):
+        if type(entry) is not tuple or len(entry) != 5:
+            out.append(["?"])
+            continue
+        action, message, category, module, lineno = entry
+        cat = ([_TYPE_MODULE.__get__(category), _QUALNAME.__get__(category)]
+               if isa(category, type) else None)
+        out.append([action if type(action) is str else "?",
+                    message.pattern if type(message) is _PATTERN else None,
+                    cat, module.pattern if type(module) is _PATTERN else None,
+                    lineno if type(lineno) is int else 0])
+    return out
+
+
 def module_place(name: str) -> str:
     """``name`` as the file of that loaded module under its import root spells it
     (``pkg_resources.extern.packaging`` -> ``pkg_resources._vendor.packaging``)."""

@@ -315,8 +315,14 @@ def _state(obj: Any) -> None:
     _optional(obj, "python", str, "meta.state")
     aliases = obj.get("aliases", {})
     if not isinstance(aliases, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in aliases.items()):
-        raise _fail("patch is malformed: meta.state.aliases must map module names to places",
+            isinstance(k, str) and isinstance(v, list) and len(v) == 2
+            and all(isinstance(x, str) for x in v) for k, v in aliases.items()):
+        raise _fail("patch is malformed: meta.state.aliases must map module names to "
+                    "[fixed place, baseline place]", where="meta.state")
+    warnings = obj.get("warnings", {})
+    if not isinstance(warnings, dict) or not all(
+            isinstance(warnings.get(k, []), list) for k in ("added", "removed")):
+        raise _fail("patch is malformed: meta.state.warnings must be an object with lists",
                     where="meta.state")
     modules = _need(obj, "modules", dict, "meta.state")
     for name, entry in modules.items():

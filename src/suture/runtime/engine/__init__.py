@@ -311,8 +311,9 @@ def _apply(patch: Patch, wait_quiescent: Optional[float],
             # fixed release (hooks included), where its effect can be derived: one more
             # atomic commit.
             fix_ops = _verify.repair(state_before, live, loaded, deletions) \
-                + _verify.aliases(patch)
-            fix_dels = [o for o in fix_ops if o.new is MISSING and o.old is not MISSING]
+                + _verify.aliases(patch) + _verify.filters(patch)
+            fix_dels = [o for o in fix_ops if o.kind != "call" and o.new is MISSING
+                        and o.old is not MISSING]
             deletions += fix_dels   # they wait too
             fix_now = [o for o in fix_ops if o not in fix_dels]
             if fix_now:

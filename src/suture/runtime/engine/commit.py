@@ -40,6 +40,9 @@ MISSING: Any = _Missing()
 _call = operator.methodcaller("__call__")
 
 
+_CLASS_DICT = type.__dict__["__dict__"].__get__   # a class's own members (no metaclass code)
+
+
 class Op:
     """One change: ``obj.key`` (kind "attr") or ``obj[key]`` (kind "item") from old to new."""
 
@@ -55,6 +58,10 @@ class Op:
 
     def current(self) -> Any:
         if self.kind == "attr":
+            if isinstance(self.obj, type):
+                # the class's own member: an inherited one (a method the patch adds over
+                # ``BaseException.__reduce__``) is no value to put back on revert
+                return _CLASS_DICT(self.obj).get(self.key, MISSING)
             return getattr(self.obj, self.key, MISSING)
         if self.kind == "item":
             return self.obj.get(self.key, MISSING)

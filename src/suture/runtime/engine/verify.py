@@ -36,7 +36,7 @@ from .. import _fingerprint
 from ..errors import StateDiverges
 from ..patchfile import Patch
 from ._state import _ModuleTxn
-from .commit import MISSING, Op
+from .commit import MISSING, Call, Op
 from ._refgraph import _importers
 from .post import _annotations, _rebuild
 
@@ -199,28 +199,92 @@ def repair(taken: Dict[str, Any], txns: Sequence[_ModuleTxn],
 
 def aliases(patch: Patch) -> List[Any]:
     """Ops that give ``sys.modules`` the names a fresh import of the fixed release loads its
-    modules under and this process lacks (the manifest's ``aliases``: requests 2.32's
-    ``requests.packages`` aliases, setuptools 70's vendored packages under their new
-    name), each bound to the module already loaded from that place, so that importing the
-    new name finds it rather than loading a second copy. A place not loaded here gets no
-    name: importing it loads it as in a fresh process. Revert takes the names away."""
+    modules under (the manifest's ``aliases``: requests 2.32's ``requests.packages``
+    aliases, setuptools 70's vendored packages under their new name), each bound to the
+    module already loaded from that place, so that importing the name finds it rather than
+    loading a second copy: a name this process lacks, or binds to the module the
+    baseline's import bound it to (a name the process bound otherwise is its own). A place
+    not loaded here gets no name: importing it loads it as in a fresh process. Revert
+    puts the names back as they were."""
     state = patch.meta.get("state")
     wanted = state.get("aliases") if isinstance(state, dict) else None
     if not isinstance(wanted, dict) or not wanted:
         return []
     modules = sys.modules
-    missing = {k: v for k, v in wanted.items() if isinstance(k, str) and k not in modules}
-    if not missing:
-        return []
     by_place: Dict[str, Any] = {}
+    place_of: Dict[int, str] = {}
     for name, module in list(modules.items()):
         if type(name) is str and _fingerprint.isa(module, types.ModuleType):
             own = vars(module).get("__name__")
-            by_place.setdefault(_fingerprint.module_place(own if type(own) is str else name),
-                                module)
-    return [Op("item", modules, key, by_place[place], f"sys.modules[{key!r}] (as a fresh "
-               "import of the fixed release)") for key, place in sorted(missing.items())
-            if place in by_place]
+            place = _fingerprint.module_place(own if type(own) is str else name)
+            by_place.setdefault(place, module)
+            place_of[id(module)] = place
+    ops = []
+    for key, (place, was) in sorted(wanted.items()):
+        live = modules.get(key)
+        if place not in by_place or live is by_place[place]:
+            continue
+        if live is None or place_of.get(id(live)) == was:
+            ops.append(Op("item", modules, key, by_place[place], f"sys.modules[{key!r}] (as "
+                          "a fresh import of the fixed release)"))
+    return ops
+
+
+def filters(patch: Patch) -> List[Any]:
+    """Ops that make ``warnings.filters`` what a fresh import of the fixed release makes of
+    it (the manifest's ``warnings``): a filter the baseline's import installed and the
+    fixed release's does not is taken out (its first equal entry), one the fixed release
+    installs is put in at its index, unless an equal one is there. The list is replaced,
+    not changed in place (revert puts the old list object back), and the warnings
+    module's cache is invalidated both ways. A filter whose category this process does not
+    define is not put in (the build's dry run shows such a difference)."""
+    state = patch.meta.get("state")
+    wanted = state.get("warnings") if isinstance(state, dict) else None
+    warnings = sys.modules.get("warnings")
+    if not isinstance(wanted, dict) or warnings is None \
+            or type(getattr(warnings, "filters", None)) is not list:
+        return []
+    live = list(warnings.filters)
+    plain = _fingerprint.warning_filters()
+    changed = False
+    for entry in wanted.get("removed") or ():
+        if entry in plain:
+            i = plain.index(entry)
+            del plain[i], live[i]
+            changed = True
+    for index, entry in wanted.get("added") or ():
+        if entry in plain:
+            continue
+        made = _filter(entry)
+        if made is None:
+            continue
+        at = min(int(index), len(live))
+        live.insert(at, made)
+        plain.insert(at, entry)
+        changed = True
+    if not changed:
+        return []
+    ops: List[Any] = [Op("attr", warnings, "filters", live, "warnings.filters (as a fresh "
+                         "import of the fixed release)")]
+    c_module = sys.modules.get("_warnings")
+    if c_module is not None and getattr(c_module, "filters", None) is warnings.filters:
+        ops.append(Op("attr", c_module, "filters", live, "_warnings.filters"))
+    mutated = getattr(warnings, "_filters_mutated", None)
+    if callable(mutated):
+        ops.append(Call(mutated, "warnings._filters_mutated"))
+    return ops
+
+
+def _filter(entry: List[Any]) -> Optional[Tuple[Any, ...]]:
+    """The ``warnings.filters`` tuple ``warning_filters`` describes as ``entry`` (as
+    ``filterwarnings`` makes it), or None when its category is not defined here."""
+    import re
+    action, message, category, module, lineno = entry
+    cls = _fingerprint.resolve(*category) if isinstance(category, list) else MISSING
+    if not _fingerprint.isa(cls, type):
+        return None
+    return (action, re.compile(message, re.I) if message is not None else None, cls,
+            re.compile(module) if module is not None else None, lineno)
 
 
 def _with_codes(value: Any, swapped: Dict[int, Any]) -> Any:

@@ -256,6 +256,7 @@ def _derive_or_refuse(report: BuildReport, old: SourceTree, new: SourceTree, dat
             why = (f"after a dry run without a hook, {bad['total']} path(s) of the process "
                    f"differ from {what} ({shown})")
     if why:
+        report.patch = report.data = None   # not written: the report says refused
         raise BuildRefused(
             "Cannot build a live patch without a hook: "
             + "; ".join(_blocker(c) for c in need_hook)

@@ -86,6 +86,9 @@ def main(argv: List[str]) -> int:
         # The names the package's modules are loaded under (``sys.modules`` aliases a
         # module makes at import: ``requests.packages.chardet``, a vendored package's new
         # name), each with the place of its module.
+        # The warning filters, as a fresh import leaves them (a release that installs or
+        # drops a ``warnings.filterwarnings(...)`` at import).
+        emit({"warnings": fingerprint.warning_filters()})
         tops = {name.split(".")[0] for name in modules}
         emit({"aliases": {key: fingerprint.module_place(mod.__name__)
                           for key, mod in list(sys.modules.items())

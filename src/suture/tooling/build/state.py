@@ -61,6 +61,7 @@ class _Run:
                                          stdout=subprocess.DEVNULL, stderr=log)
         self.killed = False
         self.aliases: Optional[Dict[str, str]] = None   # results(): sys.modules names
+        self.warnings: Optional[List[Any]] = None         # and warnings.filters
 
     def wait(self, deadline: float) -> None:
         try:
@@ -90,6 +91,8 @@ class _Run:
                     errors.setdefault(row["imported"], row["error"])
             elif "aliases" in row:
                 self.aliases = row["aliases"]
+            elif "warnings" in row:
+                self.warnings = row["warnings"]
             elif "module" in row and "error" in row:
                 errors.setdefault(row["module"], row["error"])
             elif "module" in row:
@@ -148,6 +151,9 @@ def manifest(old_root: Path, new_root: Path, modules: Sequence[str], *,
         aliases = _new_aliases(*(run.aliases for run in runs))
         if aliases:
             state["aliases"] = aliases
+        filters = _filter_changes(*(run.warnings for run in runs))
+        if filters:
+            state["warnings"] = filters
     for name in names:
         entry = _compare(name, (base1[name], base2[name]), (fixed1[name], fixed2[name]))
         same = _same_values(_changed_assignments(_source(old_root, name), _source(new_root, name)),
@@ -198,16 +204,44 @@ def _source(root: Path, module: str) -> str:
 
 def _new_aliases(base1: Optional[Dict[str, str]], fixed1: Optional[Dict[str, str]],
                  base2: Optional[Dict[str, str]], fixed2: Optional[Dict[str, str]]
-                 ) -> Dict[str, str]:
-    """``sys.modules`` names a fresh import of the fixed release has and one of the
-    baseline lacks, each with the place of its module (two imports of each release
-    agreeing): requests 2.32's ``requests.packages`` aliases, setuptools 70's vendored
-    packages loaded under ``pkg_resources._vendor`` rather than ``pkg_resources.extern``.
-    The engine adds those whose module is loaded (engine/verify.py ``aliases``)."""
+                 ) -> Dict[str, List[str]]:
+    """``sys.modules`` names that a fresh import of the fixed release binds to another
+    module than one of the baseline does, or that only the fixed release has, as ``{name:
+    [fixed place, baseline place or ""]}`` (two imports of each release agreeing):
+    requests 2.32's ``requests.packages`` aliases, setuptools 70's vendored packages
+    loaded under ``pkg_resources._vendor`` rather than ``pkg_resources.extern``. The
+    engine binds those whose module is loaded (engine/verify.py ``aliases``)."""
     if base1 is None or fixed1 is None or base2 is None or fixed2 is None:
         return {}
-    return {key: place for key, place in sorted(fixed1.items())
-            if fixed2.get(key) == place and key not in base1 and key not in base2}
+    return {key: [place, base1.get(key, "")] for key, place in sorted(fixed1.items())
+            if fixed2.get(key) == place and base1.get(key) == base2.get(key)
+            and base1.get(key) != place}
+
+
+def _filter_changes(base1: Optional[List[Any]], fixed1: Optional[List[Any]],
+                    base2: Optional[List[Any]], fixed2: Optional[List[Any]]
+                    ) -> Dict[str, Any]:
+    """The warning filters a fresh import of the fixed release has and one of the baseline
+    lacks (``added``, each with its index in the fixed release's list) and the other way
+    round (``removed``), when two imports of each release agree: requests 2.31 filtered
+    charset_normalizer's "Trying to detect" warnings at import, 2.32 does not. The engine
+    makes the live list match (engine/verify.py ``filters``)."""
+    if base1 is None or fixed1 is None or base1 != base2 or fixed1 != fixed2 \
+            or ["?"] in base1 + fixed1:
+        return {}
+    removed, left = [], list(fixed1)
+    for entry in base1:
+        if entry in left:
+            left.remove(entry)
+        else:
+            removed.append(entry)
+    added, left = [], list(base1)
+    for i, entry in enumerate(fixed1):
+        if entry in left:
+            left.remove(entry)
+        else:
+            added.append([i, entry])
+    return {"removed": removed, "added": added} if removed or added else {}
 
 
 def _changed_assignments(old: str, new: str) -> List[str]:
@@ -472,6 +506,7 @@ def _first(label: str) -> str:
 
 
 _PLACEHOLDER = re.compile(r"Logger\.manager\.loggerDict\[('[^']*')\]")
+_PSEUDO = re.compile(r"\._value2member_map_\[[^\]]*\]$")
 
 
 def _excused(found: List[Tuple[int, str, str, str, str]]
@@ -479,15 +514,20 @@ def _excused(found: List[Tuple[int, str, str, str, str]]
     """``found`` without what says nothing about the application's state: logging's
     placeholders (a ``PlaceHolder`` stands for a logger name's parents, made from the names
     of the loggers there are: a vendored package's logger under its place has parents
-    named after the name it was loaded under), and then any path that differs only through
-    paths below it that were all left out (a container whose differing items were)."""
-    holders = {m.group(0) for _, mod, lab, a, b in found if mod == "logging"
-               for m in [_PLACEHOLDER.match(lab)] if m and m.group(0) == lab
-               and "logging.PlaceHolder instance" in (a, b)}
-    left = [f for f in found if not (f[1] == "logging" and any(
-        f[2] == h or f[2].startswith((h + ".", h + "[")) for h in holders))]
+    named after the name it was loaded under), a flag enum's pseudo-members (combinations
+    cached in ``_value2member_map_`` the first time they are made, by whoever makes them),
+    and then any path that differs only through paths below it that were all left out (a
+    container whose differing items were)."""
+    roots = {(mod, lab) for _, mod, lab, a, b in found
+             if (mod == "logging" and _PLACEHOLDER.fullmatch(lab)
+                 and "logging.PlaceHolder instance" in (a, b))
+             or (_PSEUDO.search(lab) and "(absent)" in (a, b))}
+    left = [f for f in found if not any(
+        f[1] == mod and (f[2] == r or f[2].startswith((r + ".", r + "[")))
+        for mod, r in roots)]
     gone = {(f[1], f[2]) for f in found} - {(f[1], f[2]) for f in left}
-
+    if len(found) > 5000:
+        return left   # many differences: no container is excused (quadratic below)
     keys = {(f[1], f[2]) for f in found}
     out = []
     for f in sorted(left, key=lambda f: -f[0]):   # deepest first: containers after items
