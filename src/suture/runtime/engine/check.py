@@ -70,11 +70,13 @@ def derived(patch: Patch, module: str) -> Set[Tuple[str, str]]:
     """The (kind, qualname) of ``module``'s changes that would need a hook, whose effect
     the builder showed the state check derives (``meta.state``'s ``derived``: a dry run of
     the patch, without a hook, left a fresh process of the baseline equal, whole, to a
-    fresh import of the fixed release). Only for a module whose state is verified: there
-    the engine derives what differs after the commit and refuses what it cannot."""
+    fresh import of the fixed release). Only for a module whose state is verified (there
+    the engine derives what differs after the commit and refuses what it cannot), and for
+    a program module (``pkg/__main__.py``), whose module-level code a patch never runs."""
     state = patch.meta.get("state")
     entry = state.get("modules", {}).get(module) if isinstance(state, dict) else None
-    if not isinstance(entry, dict) or not entry.get("verified"):
+    program = module == "__main__" or module.endswith(".__main__")   # build.is_program
+    if not isinstance(entry, dict) or not (entry.get("verified") or program):
         return set()
     return {(str(kind), str(qual)) for kind, qual in entry.get("derived") or ()
             if qual == "<module>"}   # module-level code only (build_trees)

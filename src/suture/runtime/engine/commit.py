@@ -60,8 +60,14 @@ class Op:
         if self.kind == "attr":
             if isinstance(self.obj, type):
                 # the class's own member: an inherited one (a method the patch adds over
-                # ``BaseException.__reduce__``) is no value to put back on revert
-                return _CLASS_DICT(self.obj).get(self.key, MISSING)
+                # ``BaseException.__reduce__``) is no value to put back on revert; what
+                # the metaclass defines (``__bases__``, ``__name__``) is read as it is
+                own = _CLASS_DICT(self.obj)
+                if self.key in own:
+                    return own[self.key]
+                if not any(self.key in _CLASS_DICT(m) for m in type.__dict__["__mro__"]
+                           .__get__(type(self.obj))):
+                    return MISSING
             return getattr(self.obj, self.key, MISSING)
         if self.kind == "item":
             return self.obj.get(self.key, MISSING)

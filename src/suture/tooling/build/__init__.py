@@ -165,7 +165,7 @@ def build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str] = (),
              for m in modules if m.status != "removed"]
     changed = [m.name for m in whole if m.action == "change"]
     # A __main__ module is a program: importing it runs it (gunicorn's starts a server).
-    scripts = [n for n in changed if n == "__main__" or n.endswith(".__main__")]
+    scripts = [n for n in changed if is_program(n)]
     changed = [n for n in changed if n not in scripts]
     if early_state is not None and sorted(early_state["modules"]) == sorted(changed):
         report.state = early_state
@@ -180,7 +180,7 @@ def build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str] = (),
               for m in sorted({c["module"] for c in need_hook})} if refuse else {}
     for name, pairs in derive.items():
         entry = report.state["modules"].get(name)
-        if isinstance(entry, dict) and entry.get("verified"):
+        if isinstance(entry, dict) and (entry.get("verified") or is_program(name)):
             entry["derived"] = pairs
     report.meta["state"] = report.state
     patch = Patch(
@@ -198,7 +198,7 @@ def build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str] = (),
     report.data = data
     if derive:
         _derive_or_refuse(report, old, new, data, changed, need_hook, import_path, import_env)
-    elif not (verify_state and dry_run):
+    if report.dry_run is not None or not (verify_state and dry_run):
         pass
     elif hooks is None:
         # What every process of the baseline will answer (issue 15): known here, before
@@ -228,10 +228,16 @@ def _derive_or_refuse(report: BuildReport, old: SourceTree, new: SourceTree, dat
     must leave it as it was. Otherwise the build is refused as needing a hook, with what
     the dry run found. Accepted changes are reported as caveats."""
     state = report.state or {}
-    unverified = sorted({c["module"] for c in need_hook
-                         if not state["modules"].get(c["module"], {}).get("verified")})
+    # A program module's own code (``pkg/__main__.py``) runs as ``__main__`` under
+    # ``python -m pkg``, which no patch reaches; imported by name, its module-level code
+    # ran at import and is the program itself. What its module-level statements do is not
+    # state a patch can give a running process either way: such changes are caveats.
+    unverified = sorted({c["module"] for c in need_hook if not is_program(c["module"])
+                         and not state["modules"].get(c["module"], {}).get("verified")})
     why = ""
-    if unverified:
+    if all(is_program(c["module"]) for c in need_hook):
+        pass   # nothing a dry run could show
+    elif unverified:
         why = "; ".join(f"the state of {m} is not verified ("
                         f"{state['modules'].get(m, {}).get('reason', 'not imported')})"
                         for m in unverified)
@@ -265,12 +271,25 @@ def _derive_or_refuse(report: BuildReport, old: SourceTree, new: SourceTree, dat
             exit_code=EXIT_NEEDS_HOOK, report=report)
     hooked = {(c["module"], c["kind"], c["qualname"]) for c in need_hook}
     for m in report.modules:
+        said = (PROGRAM_REASON if is_program(m.name) else
+                "its effect is derived from a fresh import of the fixed release: a dry run "
+                "at build left the whole process equal to one, and the state check verifies "
+                "it at every apply")
         m.changes = [dataclasses.replace(
             c, verdict="caveat", reason=(c.reason.split("`: ")[0] + "`: " if c.reason
-                                         .startswith("`") else "") + "its effect is derived "
-            "from a fresh import of the fixed release: a dry run at build left the whole "
-            "process equal to one, and the state check verifies it at every apply")
+                                         .startswith("`") else "") + said)
             if (m.name, c.kind, c.qualname) in hooked else c for c in m.changes]
+
+
+PROGRAM_REASON = ("module-level code of a program module: it runs when the package is run "
+                  "as a program (`python -m`), as __main__, which a live patch does not "
+                  "reach (a restart runs the fixed program); a process that imported it by "
+                  "name ran it at import, as the program itself: not re-run")
+
+
+def is_program(module: str) -> bool:
+    """``__main__`` or ``pkg.__main__``: a program's entry, not a library module."""
+    return module == "__main__" or module.endswith(".__main__")
 
 
 def _blocker(c: Dict[str, str]) -> str:
@@ -435,14 +454,14 @@ def _read_at_import(report: BuildReport, old: SourceTree, new: SourceTree,
     if not small:
         return None
     changed = sorted(m.name for m in report.modules if m.status not in ("added", "removed")
-                     and not (m.name == "__main__" or m.name.endswith(".__main__")))
+                     and not is_program(m.name))
     # The modules beside each file may read it without changing themselves.
     old_mods, new_mods = old.modules(), new.modules()
     dirs = {(new.root / f["path"]).parent for f, _ in small}
     readers = sorted(n for n, path in old_mods.items()
                      if path.parent in {old.root / d.relative_to(new.root) for d in dirs}
                      and n not in changed and n in new_mods
-                     and not (n == "__main__" or n.endswith(".__main__"))
+                     and not is_program(n)
                      and path.read_bytes() == new_mods[n].read_bytes())
     state = _state.manifest(old.root, new.root, changed + readers, import_path=import_path,
                             import_env=import_env)
