@@ -276,8 +276,9 @@ def _derive_or_refuse(report: BuildReport, old: SourceTree, new: SourceTree, dat
                 "at build left the whole process equal to one, and the state check verifies "
                 "it at every apply")
         m.changes = [dataclasses.replace(
-            c, verdict="caveat", reason=(c.reason.split("`: ")[0] + "`: " if c.reason
-                                         .startswith("`") else "") + said)
+            c, verdict="caveat", reason=(c.reason[:c.reason.index("`", 1) + 1] + ": "
+                                         if c.reason.startswith("`") and "`" in c.reason[1:]
+                                         else "") + said)
             if (m.name, c.kind, c.qualname) in hooked else c for c in m.changes]
 
 

@@ -1,0 +1,3 @@
+from . import packages, detect
+
+__version__ = "1.1"
