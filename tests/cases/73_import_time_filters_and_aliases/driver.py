@@ -19,13 +19,12 @@ def setup():
 def observe(state):
     from c73_app import detect
 
-    with warnings.catch_warnings(record=True) as got:
-        warnings.simplefilter("default")   # "always" would bypass the registry's filters
-        warnings.filters[:] = [f for f in warnings.filters if f[0] != "default"]
+    with warnings.catch_warnings(record=True) as got:   # the process's filters apply
         detect.guess(b"")
     hidden = any(f[1] is not None and f[1].pattern == "Trying to detect"
                  for f in warnings.filters)
-    return {"filter": hidden, "alias": "c73_app.packages.json.decoder" in sys.modules,
+    return {"filter": hidden, "warned": len(got),
+            "alias": "c73_app.packages.json.decoder" in sys.modules,
             "alias_is_module": sys.modules.get("c73_app.packages.json.decoder")
             is sys.modules.get("json.decoder"),
             "version": state["m"].__version__}

@@ -15,7 +15,7 @@ import pytest
 
 from suture.runtime import patchfile
 from suture.runtime.errors import PatchFormatError
-from suture.tooling.build import build_trees
+from suture.tooling.build import BuildRefused, build_trees
 from suture.tooling.build.sources import materialize
 from suture.tooling.build.state import manifest
 
@@ -344,3 +344,84 @@ def test_a_main_module_is_never_imported_at_build(tmp_path):
     entry = report.state["modules"]["prog.__main__"]
     assert entry == {"verified": False, "reason": "a __main__ module is a program: importing "
                                                   "it at build would run it"}
+
+
+# -- the whole-process dry run and effects derived without a hook ----------------------
+
+def test_the_dry_run_compares_the_whole_process_with_a_fresh_import_of_the_fix():
+    # case 66's plugin statements act on another module of the package: equal, whole
+    report = _build_case("66_plugin_statements_on_imported_package")
+    assert report.dry_run["outcome"] == "applied", report.dry_run
+    assert report.dry_run["differs"]["total"] == 0, report.dry_run["differs"]
+    assert report.dry_run["revert_differs"]["total"] == 0, report.dry_run["revert_differs"]
+    # case 44: typing keeps a registry of @overload stubs, which the fixed release's
+    # import fills and a patched process does not: a difference outside every patched
+    # module, which only the whole-process comparison sees
+    report = _build_case("44_overload_stubs_added")
+    differs = report.dry_run["differs"]
+    assert differs["total"] > 0
+    assert any(d["module"] == "typing" and d["path"].startswith("_overload_registry")
+               for d in differs["paths"]), differs
+
+
+def test_module_level_code_whose_effect_is_derived_needs_no_hook():
+    report = _build_case("72_registration_moved_between_classes")
+    assert report.data is not None and report.dry_run["outcome"] == "applied"
+    entry = report.state["modules"]["c72_app.constructor"]
+    assert sorted(entry["derived"]) == [["added module statement", "<module>"],
+                                        ["removed module statement", "<module>"]]
+    verdicts = {(c["kind"], c["verdict"]) for c in report.changes()
+                if c["qualname"] == "<module>"}
+    assert verdicts == {("added module statement", "caveat"),
+                        ("removed module statement", "caveat")}
+    patch = patchfile.load(report.data)
+    assert patch.meta["state"]["modules"]["c72_app.constructor"]["derived"] == entry["derived"]
+
+
+def test_a_hook_is_still_required_where_the_dry_run_shows_a_difference():
+    # case 66b: the new statement reads a target its own module's statements set
+    with pytest.raises(BuildRefused) as info:
+        _build_case("66b_plugin_statements_read_their_own_effect")
+    message = info.value.message
+    assert "Their effect could not be derived" in message
+    assert "differ from a fresh import of the fixed release" in message
+    assert "c66b_app.codecs: MAX_SIZE is 262144, expected 4096" in message
+    assert info.value.report.to_dict()["refused"] is True
+
+
+def test_registries_of_the_process_are_recorded_as_each_release_leaves_them():
+    report = _build_case("73_import_time_filters_and_aliases")
+    state = report.state
+    assert state["warnings"] == {"added": [], "removed": [
+        ["ignore", "Trying to detect", ["builtins", "Warning"], "c73_app", 0]]}
+    assert state["aliases"]["c73_app.packages.json.decoder"] == ["json.decoder", ""]
+    assert report.dry_run["differs"]["total"] == 0, report.dry_run["differs"]
+
+
+def test_a_changed_statement_whose_value_both_imports_make_alike_is_same():
+    report = _build_case("74_registry_declared_differently")
+    entry = report.state["modules"]["c74_app.resources"]
+    assert list(entry["same"]) == ["_finders"]
+    assert report.dry_run["differs"]["total"] == 0, report.dry_run["differs"]
+
+
+def test_the_comparison_leaves_out_what_is_no_application_state():
+    from suture.tooling.build.state import _excused
+    found = [
+        (3, "logging", "Logger.manager.loggerDict['pkg.extern']", "logging.PlaceHolder instance",
+         "(absent)"),
+        (4, "logging", "Logger.manager.loggerDict['pkg.extern'].loggerMap", "dict of 1 item(s)",
+         "(absent)"),
+        (2, "logging", "Logger.manager.loggerDict", "dict of 3 item(s)", "dict of 3 item(s)"),
+        (1, "logging", "Logger.manager", "logging.Manager instance", "logging.Manager instance"),
+        (2, "ssl", "Options._value2member_map_", "dict of 17 item(s)", "dict of 13 item(s)"),
+        (3, "ssl", "Options._value2member_map_[33685504]", "ssl.Options instance", "(absent)"),
+        (1, "ssl", "Options", "class ssl.Options", "class ssl.Options"),
+        # a real difference keeps its containers
+        (2, "app", "REG['x']", "function f (line 1)", "(absent)"),
+        (1, "app", "REG", "dict of 2 item(s)", "dict of 1 item(s)"),
+        (2, "logging", "Logger.manager.disable", "30", "0"),
+    ]
+    kept = {(mod, lab) for _, mod, lab, _, _ in _excused(found)}
+    assert kept == {("app", "REG['x']"), ("app", "REG"), ("logging", "Logger.manager"),
+                    ("logging", "Logger.manager.disable")}
