@@ -260,6 +260,30 @@ def publisher(cache: Path) -> Tuple[Path, Path]:
     return key, config
 
 
+def _dependencies_only(site: Path, package: str, where: Path) -> Path:
+    """``site`` without ``package`` itself: a folder of links to everything else in it
+    (remade each time). The venv holds the OLD release installed; importing the releases
+    at build must find their dependencies there, not a second copy of the release with its
+    metadata."""
+    norm = re.sub(r"[-_.]+", "-", package).lower()
+    own: set = set()
+    for info in site.glob("*.dist-info"):
+        if re.sub(r"[-_.]+", "-", info.name.rsplit("-", 1)[0]).lower() != norm:
+            continue
+        own.add(info.name)
+        record = info / "RECORD"
+        if record.exists():
+            own.update(line.split(",", 1)[0].split("/", 1)[0]
+                       for line in record.read_text(encoding="utf-8").splitlines() if line)
+    if where.exists():
+        shutil.rmtree(where)
+    where.mkdir(parents=True)
+    for entry in site.iterdir():
+        if entry.name not in own and entry.name != "__pycache__":
+            (where / entry.name).symlink_to(entry)
+    return where
+
+
 def build(e: Dict[str, Any], cache: Path, hooks_ok: bool = True,
           import_path: Sequence[Path] = ()) -> Tuple[int, Dict[str, Any], Path]:
     out_file = cache / "patches" / f"{slug(e)}{'' if hooks_ok else '-no-hooks'}.suture"
@@ -320,7 +344,8 @@ def run_entry(e: Dict[str, Any], cache: Path, python: str = "", hooks_ok: bool =
             row.outcome, row.why = "error", str(exc)[:600]
             return row
         row.step("venv", seconds=secs)
-        site = sorted(venv.glob("lib/python*/site-packages"))
+        site = [_dependencies_only(d, e["package"], cache / "deps" / slug(e))
+                for d in sorted(venv.glob("lib/python*/site-packages"))]
     rc, report, patch = build(e, cache, hooks_ok, site)
     refused = [f"{c.get('verdict')}: {c.get('kind')} {c.get('module')}:{c.get('qualname')}"
                for c in report.get("changes", []) if c.get("verdict") in ("restart", "hook")]
