@@ -268,7 +268,7 @@ def _dependencies_only(site: Path, package: str, where: Path) -> Path:
     norm = re.sub(r"[-_.]+", "-", package).lower()
     own: set = set()
     for info in site.glob("*.dist-info"):
-        if re.sub(r"[-_.]+", "-", info.name.rsplit("-", 1)[0]).lower() != norm:
+        if re.sub(r"[-_.]+", "-", info.name[:-len(".dist-info")].rsplit("-", 1)[0]).lower() != norm:
             continue
         own.add(info.name)
         record = info / "RECORD"
