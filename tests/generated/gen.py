@@ -113,10 +113,10 @@ STR_CAP = 32        # str results are sliced to this length (keeps chains of cal
 #   "super-change"       edits that drop a super() call or add one to a method (34)
 #   "first-base"         a class without bases gains one (35; must be refused)
 #   "cond-def-kept-ref"  a bound method kept from before the patch, of a method defined under
-#                        a class-body ``if`` whose condition the edit flips (67)
+#                        a class-body ``if`` whose condition the edit flips (69)
 #   "new-name-at-import" a new module-level statement of module B reads a name the same
 #                        patch adds to module A (``X = A.NEW * 2``, ``Y = A.NewClass(4)``) (68)
-OPEN_BUGS: Tuple[str, ...] = ("cond-def-kept-ref", "new-name-at-import")
+OPEN_BUGS: Tuple[str, ...] = ()
 
 
 def allowed(pattern: str) -> bool:

@@ -152,6 +152,70 @@ def test_a_name_defined_twice_is_told_apart_by_its_line():
     assert plain != lined and "@4" in lined
 
 
+_TWO_DEFS = ("import sys\nclass Q:\n    if sys.maxsize {op} 1:\n        def m(self):\n"
+             "            return 1\n    else:\n        def m(self):\n            return 2\n")
+
+
+def test_defs_of_one_name_on_the_same_line_are_told_apart_by_their_ordinal():
+    # v1 binds its 2nd def of Q.m, at line 7; v2 (three lines added above, the condition
+    # flipped) binds its 1st, also at line 7: by line alone they were the same (seed 422)
+    v1 = _TWO_DEFS.format(op="<")
+    v2 = '"""Doc.\n\nMore."""\n' + _TWO_DEFS.format(op=">")
+    assert F.def_lines(v1) == {"Q.m": [4, 7]} and F.def_lines(v2) == {"Q.m": [7, 10]}
+    lined = F.lined_defs(v1, v2)
+    assert lined == {"Q.m": {"baseline": [4, 7], "fixed": [7, 10]}}
+    one: dict = {"__name__": "m"}
+    two: dict = {"__name__": "m"}
+    exec(v1, one)
+    exec(v2, two)
+    assert one["Q"].m.__code__.co_firstlineno == two["Q"].m.__code__.co_firstlineno == 7
+    old = F.module_state(one, "m", lined=F.lined_for(lined, "baseline"))["Q.m"][1]
+    new = F.module_state(two, "m", lined=F.lined_for(lined, "fixed"))["Q.m"][1]
+    assert old != new and "@1:7" in old and "@0:7" in new
+    # the path, computed alone, as the engine does
+    assert F.fingerprint_at(one, "m", [("g", "Q"), ("a", "m")],
+                            lined=F.lined_for(lined, "baseline")) == old
+    assert F.fingerprint_at(two, "m", [("g", "Q"), ("a", "m")],
+                            lined=F.lined_for(lined, "fixed")) == new
+    # a manifest of before (a plain list of names: the line only) saw no difference
+    names = F.lined_for(["Q.m"], "fixed")
+    assert names == frozenset({"Q.m"})
+    assert F.module_state(one, "m", lined=names)["Q.m"][1] == \
+        F.module_state(two, "m", lined=names)["Q.m"][1]
+    # the same def in both releases (the condition kept, lines moved): the same ordinal
+    v3 = '"""Doc.\n\nMore."""\n' + v1
+    three: dict = {"__name__": "m"}
+    exec(v3, three)
+    moved = F.lined_defs(v1, v3)
+    assert "@1:10" in F.module_state(three, "m", lined=F.lined_for(moved, "fixed"))["Q.m"][1]
+
+
+def test_def_lines_are_the_first_lines_functions_report():
+    source = ("import functools\ntry:\n    import json\nexcept ImportError:\n"
+              "    def f():\n        return 1\nelse:\n    @functools.lru_cache()\n"
+              "    def f():\n        return 2\nclass A:\n    class B:\n"
+              "        for _ in (1,):\n            def g(self):\n                pass\n"
+              "        def g(self):\n            pass\n")
+    assert F.def_lines(source) == {"f": [5, 8], "A.B.g": [14, 16]}
+    ns: dict = {"__name__": "m"}
+    exec(source, ns)
+    assert ns["f"].__wrapped__.__code__.co_firstlineno == 8   # the decorator's line
+    assert F.def_lines("def (:\n") == {}
+    assert F.defined_twice(source) == ["A.B.g", "f"]
+
+
+def test_a_lined_name_of_another_module_keeps_its_line_only():
+    ns: dict = {"__name__": "m"}
+    exec("def f():\n    pass\n", {"__name__": "elsewhere"}, ns)   # f.__module__: elsewhere
+    ns["__name__"] = "m"
+    fp = F.module_state(ns, "m", lined={"f": [1, 3]})["f"][1]
+    assert "@1" in fp and "@0:" not in fp
+    mine: dict = {"__name__": "m"}
+    exec("def f():\n    pass\n", mine)
+    assert "@0:1" in F.module_state(mine, "m", lined={"f": [1, 3]})["f"][1]
+    assert "@?:1" in F.module_state(mine, "m", lined={"f": [2, 3]})["f"][1]
+
+
 def test_the_same_module_fingerprints_the_same_in_processes_with_other_hash_seeds():
     code = ("import json, sys; sys.path.insert(0, sys.argv[1]); "
             "from suture.runtime import _fingerprint as F; import email.message, json as j; "

@@ -27,7 +27,9 @@ Invariants:
   run-pre matching on code structure, engine/prepare.py); code objects by name. So a
   registry that swaps ``f`` for ``g`` differs; a body that changed in place, or moved,
   does not here. Where a name is defined by several ``def``s (``lined``: a class-body
-  ``if``), the function's first line tells which one runs.
+  ``if``), which one runs is told by its ordinal among the defs of that name in the
+  source its code came from, and its first line (``@k:line``): two releases may bind
+  different defs that start on the same line.
 * **This module's state.** An instance of another package's class is fingerprinted by
   its type and its plain (atom) attributes only: a logger's manager and every logger of
   the process are logging's state, not the module's.
@@ -48,7 +50,7 @@ from __future__ import annotations
 import hashlib
 import re
 import types
-from typing import AbstractSet, Any, Dict, List, Optional, Set, Tuple
+from typing import AbstractSet, Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 DEPTH = 5          # path segments below a module global (the global itself is 1)
 FANOUT = 256       # containers with more items are one path (their items still count)
@@ -79,6 +81,11 @@ Segment = Tuple[str, Any]   # ("g", name) global, ("a", name) attribute, ("s", n
 #                             ("k", key) dict item by str/int key, ("n", i) i-th dict item,
 #                             ("i", i) sequence item
 Entry = Tuple[List[Segment], str, str]   # segments, fingerprint, short description
+# Qualified names defined by several defs: each with the first lines of its defs in the
+# source the functions' code came from (one release's), in source order, told apart as
+# ``@k:line``; or a plain set of names (patches built before the lines were recorded),
+# told apart by ``@line`` only.
+Lined = Union[AbstractSet[str], Mapping[str, Sequence[int]]]
 
 _DICT_OF = type.__dict__["__dict__"]                 # class -> mappingproxy (C getset)
 _QUALNAME = type.__dict__["__qualname__"]            # the C getters of type itself: no
@@ -232,9 +239,12 @@ class _Walk:
     def __init__(self, module: str, record: bool,
                  gone: "frozenset[Tuple[int, Any]]" = frozenset(), root: str = "",
                  alias: Optional[Dict[int, Any]] = None,
-                 lined: AbstractSet[str] = frozenset()) -> None:
+                 lined: Lined = frozenset()) -> None:
         self.module = module
-        self.lined = lined   # qualified names defined more than once: told apart by line
+        # qualified names defined more than once -> their defs' lines (None: line only)
+        self.lined: Dict[str, Optional[Tuple[int, ...]]] = (
+            {q: tuple(lines) for q, lines in lined.items()} if isinstance(lined, Mapping)
+            else dict.fromkeys(lined))
         self.places: Dict[str, str] = {}
         self.name_places: Dict[str, str] = {}
         # id(object) -> what it stands for: an old method that forwards to the new one is
@@ -434,9 +444,16 @@ class _Walk:
         module = fn.__module__
         parts = [f"fn:{self.place(module) if type(module) is str else '?'}.{fn.__qualname__}"]
         if fn.__qualname__ in self.lined:
-            # one of several defs of this name (a class-body ``if``): which one, by the line
-            # the source gives it in every Python version
-            parts[0] += f"@{fn.__code__.co_firstlineno}"
+            # one of several defs of this name (a class-body ``if``): which one, by its
+            # ordinal among them in the source its code came from and the line that source
+            # gives it in every Python version (two releases can bind different defs that
+            # start on the same line: the line alone would not tell them apart)
+            line = fn.__code__.co_firstlineno
+            lines = self.lined[fn.__qualname__]
+            if lines is None or module != self.module:   # line only (older manifests)
+                parts[0] += f"@{line}"
+            else:
+                parts[0] += f"@{lines.index(line) if line in lines else '?'}:{line}"
         extra: List[Tuple[Segment, Any, str]] = []
         if fn.__defaults__ is not None:
             extra.append((("a", "__defaults__"), fn.__defaults__, ""))
@@ -506,7 +523,7 @@ class _Walk:
 
 
 def module_state(namespace: Dict[str, Any], module: str, root: str = "",
-                 lined: AbstractSet[str] = frozenset()) -> Dict[str, Entry]:
+                 lined: Lined = frozenset()) -> Dict[str, Entry]:
     """Every recorded path of the module whose globals are ``namespace``:
     ``{label: (segments, fingerprint, description)}``."""
     walk = _Walk(module, record=True, root=root, lined=lined)
@@ -650,7 +667,7 @@ def _attribute(value: Any, key: str) -> Any:
 def fingerprint_at(namespace: Dict[str, Any], module: str, segments: List[Segment],
                    gone: "frozenset[Tuple[int, Any]]" = frozenset(), root: str = "",
                    alias: Optional[Dict[int, Any]] = None,
-                   lined: AbstractSet[str] = frozenset()) -> str:
+                   lined: Lined = frozenset()) -> str:
     """The fingerprint ``module_state`` gives the path, computed for this one path.
     ``gone``: ``(id(container), key)`` bindings to count as deleted already (deletions
     the engine defers until old code has left every stack)."""
@@ -665,7 +682,7 @@ def fingerprint_at(namespace: Dict[str, Any], module: str, segments: List[Segmen
 def fingerprint_of(value: Any, namespace: Dict[str, Any], module: str,
                    segments: List[Segment], gone: "frozenset[Tuple[int, Any]]" = frozenset(),
                    root: str = "", alias: Optional[Dict[int, Any]] = None,
-                   lined: AbstractSet[str] = frozenset()) -> str:
+                   lined: Lined = frozenset()) -> str:
     """The fingerprint ``value`` would have at the path (a value about to be bound there)."""
     # The walk also had every value above this one on its stack (a cycle back to one of
     # them is fingerprinted by its distance).
@@ -849,33 +866,61 @@ def instance_dict(obj: Any) -> Optional[Dict[str, Any]]:
         return None
 
 
-def defined_twice(*sources: str) -> List[str]:
-    """Qualified names (``f``, ``Cls.m``) that one of ``sources`` defines with more than one
-    ``def`` (in ``if``/``try`` branches of a module or class body): the names whose
-    fingerprint carries the function's line. Sorted; unparsable sources count for nothing."""
+def def_lines(source: str) -> Dict[str, List[int]]:
+    """Qualified name (``f``, ``Cls.m``) -> the first lines (``co_firstlineno``: the first
+    decorator's, if any) of the ``def``s of that name in ``source``'s module and class
+    bodies, ``if``/``try``/``with``/``for``/``while`` blocks included, in source order
+    ({} for an unparsable source)."""
     import ast
-    out: Set[str] = set()
+    seen: Dict[str, List[int]] = {}
 
-    def walk(body: List[Any], prefix: str, seen: Dict[str, int]) -> None:
+    def walk(body: List[Any], prefix: str) -> None:
         for node in body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                seen[prefix + node.name] = seen.get(prefix + node.name, 0) + 1
+                first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+                seen.setdefault(prefix + node.name, []).append(first)
             elif isinstance(node, ast.ClassDef):
-                walk(node.body, f"{prefix}{node.name}.", seen)
+                walk(node.body, f"{prefix}{node.name}.")
             else:   # the blocks of if / try / with / for / while at this level
                 for field in ("body", "orelse", "finalbody"):
                     inner = getattr(node, field, None)
                     if isinstance(inner, list):
-                        walk(inner, prefix, seen)
+                        walk(inner, prefix)
                 for handler in getattr(node, "handlers", None) or []:
-                    walk(handler.body, prefix, seen)
+                    walk(handler.body, prefix)
 
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return {}
+    walk(tree.body, "")
+    return {q: sorted(set(lines)) for q, lines in seen.items()}
+
+
+def defined_twice(*sources: str) -> List[str]:
+    """Qualified names (``f``, ``Cls.m``) that one of ``sources`` defines with more than one
+    ``def`` (in ``if``/``try`` branches of a module or class body): the names whose
+    fingerprint carries which def it is. Sorted; unparsable sources count for nothing."""
+    out: Set[str] = set()
     for text in sources:
-        try:
-            tree = ast.parse(text)
-        except (SyntaxError, ValueError):
-            continue
-        seen: Dict[str, int] = {}
-        walk(tree.body, "", seen)
-        out.update(q for q, n in seen.items() if n > 1)
+        out.update(q for q, lines in def_lines(text).items() if len(lines) > 1)
     return sorted(out)
+
+
+def lined_defs(baseline: str, fixed: str) -> Dict[str, Dict[str, List[int]]]:
+    """The manifest's ``lined`` for a module whose releases' sources are ``baseline`` and
+    ``fixed``: each name ``defined_twice`` -> ``{"baseline": LINES, "fixed": LINES}``, the
+    first lines of its defs in each source (``def_lines``)."""
+    old, new = def_lines(baseline), def_lines(fixed)
+    return {q: {"baseline": old.get(q, []), "fixed": new.get(q, [])}
+            for q in defined_twice(baseline, fixed)}
+
+
+def lined_for(lined: Any, release: str) -> Lined:
+    """What ``module_state``/``fingerprint_at`` take for one release (``"baseline"`` or
+    ``"fixed"``) from a manifest's ``lined``: its lines per name, or, for a plain list of
+    names (patches built before the lines were recorded), the names."""
+    if isinstance(lined, dict):
+        return {q: [n for n in v.get(release) or () if type(n) is int]
+                for q, v in lined.items() if type(q) is str and isinstance(v, dict)}
+    return frozenset(q for q in lined or () if type(q) is str)

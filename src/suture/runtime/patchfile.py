@@ -307,6 +307,23 @@ def _delta(obj: Any, where: str) -> Optional[Tuple[Hunk, ...]]:
     return tuple(hunks)
 
 
+def _lined(lined: Any, where: str) -> None:
+    """``lined`` of a manifest entry, when present: ``{QUALNAME: {"baseline": [LINE, ...],
+    "fixed": [LINE, ...]}}``, or a list of qualified names (patches built before the lines
+    were recorded)."""
+    if lined is None or isinstance(lined, list) and all(isinstance(q, str) for q in lined):
+        return
+    if isinstance(lined, dict) and all(
+            isinstance(v, dict) and all(
+                isinstance(v.get(r), list) and all(type(n) is int for n in v[r])
+                for r in ("baseline", "fixed"))
+            for v in lined.values()):
+        return
+    raise _fail(f"patch is malformed: {where}.lined must map qualified names to "
+                '{"baseline": [line, ...], "fixed": [line, ...]} (or list names)',
+                where=where, key="lined")
+
+
 def _state(obj: Any) -> None:
     """``meta.state``, the state manifest (docs/patch-format.md): per module, verified with
     its differing paths, or not verified with a reason."""
@@ -334,7 +351,7 @@ def _state(obj: Any) -> None:
             _need(entry, "reason", str, where)
             continue
         _optional(entry, "unstable", int, where)
-        _optional(entry, "lined", list, where)
+        _lined(entry.get("lined"), where)
         same = entry.get("same", {})
         if not isinstance(same, dict) or not all(isinstance(v, str) for v in same.values()):
             raise _fail(f"patch is malformed: {where}.same must map names to fingerprints",

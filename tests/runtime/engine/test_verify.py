@@ -171,3 +171,55 @@ def test_paths_under_the_import_location_compare_and_are_set_wherever_the_releas
     assert out["here"] == str(installed / "rp")
     assert out["verified"].startswith("state verified"), out
     assert "run-time or environment" not in out["verified"], out   # compared, not excused
+
+
+QUOTER_V1 = '''\
+"""Attribute quoting."""
+import html
+__version__ = "1.0"
+
+
+class Quoter:
+    if hasattr(html, "escape_attr"):
+        def quote(self, value):
+            return html.escape(value, quote=True)
+    else:
+        def quote(self, value):
+            return value.replace("<", "&lt;")
+'''
+# the condition flipped, and three lines more above: v2's first def starts on line 11,
+# where v1's second one does (tests/cases/71)
+QUOTER_V2 = (QUOTER_V1.replace('quoting."""', 'quoting.\n\nQuotes too.\n"""', 1)
+             .replace("escape_attr", "escape").replace('"1.0"', '"1.1"'))
+
+
+def test_defs_sharing_a_name_on_the_same_line_are_told_apart_and_old_lists_still_read(ws):
+    v1 = ws.tree("v1", {"rp/__init__.py": "", "rp/m.py": QUOTER_V1})
+    v2 = ws.tree("v2", {"rp/__init__.py": "", "rp/m.py": QUOTER_V2})
+    patch = ws.patch(v1, v2, state=True)
+    meta = patchfile.load(patch.read_bytes()).meta["state"]["modules"]["rp.m"]
+    assert meta["lined"] == {"Quoter.quote": {"baseline": [8, 11], "fixed": [11, 14]}}
+    quote = next(p for p in meta["paths"] if p["label"] == "Quoter.quote")
+    assert quote["describe"] == ["function Quoter.quote (line 11)"] * 2
+    script = '''
+    from rp import m
+    bound = m.Quoter().quote
+    res = runtime.apply(load(ARGS["patch"]))
+    emit({"bound": bound('"<'), "new": m.Quoter().quote('"<'), "verified": res.verified})
+    '''
+    out = ws.run(script, [v1], {"patch": patch})
+    assert out["bound"] == out["new"] == "&quot;&lt;"
+    assert out["verified"]["rp.m"].startswith("state verified"), out["verified"]
+    # A patch built before the lines were recorded: "lined" a list of names (the line
+    # only). Here the defs' choice does not change (only __version__ does).
+    v3 = ws.tree("v3", {"rp/__init__.py": "", "rp/m.py": QUOTER_V1.replace('"1.0"', '"1.1"')})
+    good = patchfile.load(ws.patch(v1, v3, state=True).read_bytes())
+    state = json.loads(json.dumps(good.meta["state"]))
+    assert state["modules"]["rp.m"]["lined"] == {
+        "Quoter.quote": {"baseline": [8, 11], "fixed": [8, 11]}}
+    state["modules"]["rp.m"]["lined"] = ["Quoter.quote"]
+    old = ws.root / "old.suture"
+    old.write_bytes(patchfile.dump(dataclasses.replace(good, meta=dict(good.meta, state=state))))
+    out = ws.run(script, [v1], {"patch": old})
+    assert out["bound"] == out["new"] == '"&lt;'
+    assert out["verified"]["rp.m"].startswith("state verified"), out["verified"]

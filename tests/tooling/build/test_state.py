@@ -202,7 +202,9 @@ def test_the_reader_accepts_a_well_formed_state(plain_patch):
     state = {"python": "3.11", "modules": {
         "app": {"verified": True, "paths": [GOOD_PATH, {**GOOD_PATH, "path": [["g", "R"],
                                                                                ["i", 0]]}],
-                "unstable": 1},
+                "unstable": 1, "lined": {"C.m": {"baseline": [3, 5], "fixed": [5, 7]}}},
+        # a patch built before the lines were recorded: the names only
+        "older": {"verified": True, "paths": [], "lined": ["C.m"]},
         "other": {"verified": False, "reason": "ImportError: x"}}}
     assert patchfile.load(_with_state(plain_patch, state)).meta["state"] == state
 
@@ -230,6 +232,16 @@ def test_the_reader_accepts_a_well_formed_state(plain_patch):
      "has no 'baseline'"),
     ({"modules": {"app": {"verified": True, "paths": [], "unstable": "2"}}},
      "unstable has the wrong type"),
+    ({"modules": {"app": {"verified": True, "paths": [], "lined": "C.m"}}},
+     "lined must map qualified names"),
+    ({"modules": {"app": {"verified": True, "paths": [], "lined": [3]}}},
+     "lined must map qualified names"),
+    ({"modules": {"app": {"verified": True, "paths": [],
+                          "lined": {"C.m": {"baseline": [3]}}}}},
+     "lined must map qualified names"),
+    ({"modules": {"app": {"verified": True, "paths": [],
+                          "lined": {"C.m": {"baseline": [3], "fixed": ["5"]}}}}},
+     "lined must map qualified names"),
 ])
 def test_the_reader_refuses_a_malformed_state(plain_patch, state, message):
     with pytest.raises(PatchFormatError) as info:

@@ -83,7 +83,8 @@ def before(patch: Patch, modules: Dict[str, types.ModuleType]) -> Dict[str, Any]
             taken[name] = entry
             continue
         ns, root = vars(module), _fingerprint.import_root(name)
-        lined = frozenset(entry.get("lined") or ())
+        # the live functions run the baseline's code: its defs' lines tell them apart
+        lined = _fingerprint.lined_for(entry.get("lined"), "baseline")
         taken[name] = (entry, [_fingerprint.fingerprint_at(ns, name, _segments(p["path"]),
                                                            root=root, lined=lined)
                                for p in entry["paths"]])
@@ -119,7 +120,7 @@ def repair(taken: Dict[str, Any], txns: Sequence[_ModuleTxn],
             continue
         entry, pre = got
         ns, root = vars(module), _fingerprint.import_root(t.name)
-        lined = frozenset(entry.get("lined") or ())
+        lined = _fingerprint.lined_for(entry.get("lined"), "fixed")   # the fixed code is live
         owned = {str(p["path"][0][1]) for p, was in zip(entry["paths"], pre)
                  if was not in (p["baseline"], p["fixed"])}
         todo = []
@@ -300,7 +301,7 @@ def _with_codes(value: Any, swapped: Dict[int, Any]) -> Any:
 
 
 def _rebuilt(t: _ModuleTxn, module: types.ModuleType, names: List[str], entry: Dict[str, Any],
-             root: str, alias: Dict[int, Any], lined: AbstractSet[str]) -> List[Any]:
+             root: str, alias: Dict[int, Any], lined: _fingerprint.Lined) -> List[Any]:
     """``post._rebuild``'s ops, kept only if every global it builds again fingerprints as the
     fixed release's (a global that other code fills at import, a registry its decorators
     fill, would come out of its own statement only partly built: not a fresh import)."""
@@ -404,7 +405,7 @@ def after(taken: Dict[str, Any], modules: Dict[str, types.ModuleType],
         entry, pre = got
         v.verified, v.paths = True, len(entry["paths"])
         ns, root = vars(module), _fingerprint.import_root(name)
-        lined = frozenset(entry.get("lined") or ())
+        lined = _fingerprint.lined_for(entry.get("lined"), "fixed")   # the fixed code is live
         for p, was in zip(entry["paths"], pre):
             segments = _segments(p["path"])
             now = ("absent" if _unbound(module, segments, gone) else

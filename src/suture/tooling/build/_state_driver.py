@@ -51,10 +51,10 @@ def main(argv: List[str]) -> int:
     assert spec is not None and spec.loader is not None
     fingerprint = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fingerprint)
-    # qualified names defined by several defs, per module (state.py): read before the
-    # release's code runs
+    # qualified names defined by several defs, per module, with their defs' lines in this
+    # release's source (state.py): read before the release's code runs
     lined_file = os.environ.pop("SUTURE_STATE_LINED", "")
-    lined: Dict[str, List[str]] = {}
+    lined: Dict[str, Dict[str, List[int]]] = {}
     if lined_file:
         with open(lined_file, encoding="utf-8") as f:
             lined = json.load(f)
@@ -101,7 +101,7 @@ def main(argv: List[str]) -> int:
             try:
                 root = fingerprint.import_root(name)
                 state = fingerprint.module_state(vars(mod), name, root,
-                                                 frozenset(lined.get(name, ())))
+                                                 lined.get(name) or {})
             except fingerprint.TooLarge as exc:
                 emit({"module": name, "error": _error(exc)})
                 continue

@@ -130,20 +130,26 @@ def manifest(old_root: Path, new_root: Path, modules: Sequence[str], *,
     state: Dict[str, Any] = {"python": python_tag(), "modules": {}}
     if not names:
         return state
-    lined = {name: _fingerprint.defined_twice(*(_source(root, name)
-                                                for root in (old_root, new_root)))
+    # names several defs share -> their lines in each release: each release's imports tell
+    # its functions apart by its own lines
+    lined = {name: _fingerprint.lined_defs(_source(old_root, name), _source(new_root, name))
              for name in names}
     with tempfile.TemporaryDirectory(prefix="suture-state-") as tmp:
-        lined_file = Path(tmp) / "lined.json"
-        lined_file.write_text(json.dumps(lined), encoding="utf-8")
-        import_env = dict(import_env or {}, SUTURE_STATE_LINED=str(lined_file))
+        envs = {}
+        for release in ("baseline", "fixed"):
+            lined_file = Path(tmp) / f"lined-{release}.json"
+            lined_file.write_text(json.dumps({name: {q: lines[release] for q, lines in
+                                                     lined[name].items()} for name in names}),
+                                  encoding="utf-8")
+            envs[release] = dict(import_env or {}, SUTURE_STATE_LINED=str(lined_file))
         # Started baseline, fixed, baseline, fixed: a clock value that ticks over while
         # they start (int(time.time())) makes one release's two imports differ, so it is
         # unstable rather than a difference between the releases.
         fixed_root = _with_installed_metadata(Path(new_root), Path(old_root), Path(tmp) / "fixed")
-        order = [(old_root, 1), (fixed_root, 1), (old_root, 2), (fixed_root, 2)]
-        runs = [_Run(root, names, seed, Path(tmp) / f"run{i}", import_path, import_env,
-                     timeout) for i, (root, seed) in enumerate(order)]
+        order = [(old_root, 1, "baseline"), (fixed_root, 1, "fixed"), (old_root, 2, "baseline"),
+                 (fixed_root, 2, "fixed")]
+        runs = [_Run(root, names, seed, Path(tmp) / f"run{i}", import_path, envs[release],
+                     timeout) for i, (root, seed, release) in enumerate(order)]
         deadline = time.monotonic() + timeout * len(names) + 30.0
         for run in runs:
             run.wait(deadline)

@@ -1,0 +1,16 @@
+"""Attribute quoting for an HTML renderer."""
+
+import html
+
+
+class Quoter:
+    if hasattr(html, "escape_attr"):
+        def quote(self, value):
+            return html.escape(value, quote=True)
+    else:
+        def quote(self, value):
+            return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def attribute(name, value):
+    return '%s="%s"' % (name, Quoter().quote(value))
