@@ -235,3 +235,26 @@ def test_no_python_line_runs_while_the_ops_are_half_done():
     finally:
         sys.settrace(previous)
     assert seen == {"old", "new"}
+
+
+def test_a_member_added_over_an_inherited_one_is_deleted_by_undo():
+    # A method a patch adds to a class that inherits one of that name (requests 2.32's
+    # JSONDecodeError.__reduce__): undo must leave the class as it was, inheriting it,
+    # not hold the inherited method as its own (found by the build's whole-process dry run).
+    class Error(ValueError):
+        pass
+
+    def __reduce__(self):
+        return ValueError.__reduce__(self)
+
+    op = Op("attr", Error, "__reduce__", __reduce__)
+    assert op.old is MISSING
+    _commit.run([op])
+    assert Error.__dict__["__reduce__"] is __reduce__
+    _commit.undo([op])
+    assert "__reduce__" not in Error.__dict__
+    # what the metaclass itself defines (a data descriptor of type) is read as it is
+    bases = Op("attr", Error, "__bases__", (ValueError,))
+    assert bases.old == (ValueError,)
+    doc = Op("attr", Error, "__doc__", "new")
+    assert doc.old is None and "__doc__" in Error.__dict__

@@ -65,8 +65,9 @@ class Op:
                 own = _CLASS_DICT(self.obj)
                 if self.key in own:
                     return own[self.key]
-                if not any(self.key in _CLASS_DICT(m) for m in type.__dict__["__mro__"]
-                           .__get__(type(self.obj))):
+                meta = next((_CLASS_DICT(m)[self.key] for m in type.__dict__["__mro__"]
+                             .__get__(type(self.obj)) if self.key in _CLASS_DICT(m)), None)
+                if not hasattr(type(meta), "__set__"):   # no data descriptor of the metatype
                     return MISSING
             return getattr(self.obj, self.key, MISSING)
         if self.kind == "item":
