@@ -37,7 +37,8 @@ same seed gives the same bytes on every run and every Python version):
   ``super()``, rename a local variable, swap an ``if`` condition;
 * with probability REFUSED_RATE, one of the edits is one the builder must refuse instead
   (``__slots__`` entry, Enum member, dataclass field without a default, an ``int`` base,
-  a changed module-level call), and so is giving a class without bases its first base; expect.json
+  a changed module-level call, which the builder may instead derive: then it must apply),
+  and so is giving a class without bases its first base; expect.json
   then says with which code (SUT-E203: exit 3, SUT-E204: exit 4);
 * with probability ISSUE15_RATE (otherwise), the first edit is one of the issue-15 kinds
   (state computed at import), its template added to v1; the others may draw them too:
@@ -2216,6 +2217,13 @@ class Generator:
             d.base = "int"
         else:
             d.level += 1
+            # issue 15: the builder derives the call's effect when its dry run shows the
+            # whole process equal to a fresh v2 (then the case must apply and equal v2);
+            # where it cannot, it refuses as needing a hook
+            self.case.edits.append(f"{kind} in {mod.name}.{d.name} (derived, or {code} "
+                                   "from the builder accepted)")
+            self.case.expect = {"outcome": "applied", "builder_may_refuse": code}
+            return
         self.case.edits.append(f"{kind} in {mod.name}.{d.name} (must be refused)")
         self.case.expect = {"outcome": "refused", "code": code}
 
