@@ -112,3 +112,29 @@ def test_inspect_refuses_a_tampered_file(tmp_path):
     out = cli("inspect", "bad.suture", cwd=tmp_path)
     assert out.returncode == 1
     assert out.stderr.startswith("error: patch ")
+
+
+def test_a_restart_refusal_offers_the_partial_patch_and_says_what_it_depends_on(tmp_path):
+    # a security fix (views.render now cleans) next to a layout change (Row becomes a
+    # dataclass: restart): the offer names what --allow-restart leaves out, and that the
+    # fixed function calls into it (clean runs its old code there)
+    files = {"pp/__init__.py": "",
+             "pp/models.py": "class Row:\n    def __init__(self, a):\n        self.a = a\n\n"
+                             "def clean(s):\n    return s\n",
+             "pp/views.py": "from .models import clean\n\ndef render(s):\n    return '<p>' + s\n",
+             "pp/other.py": "def f():\n    return 1\n"}
+    old = tree(tmp_path / "old", files)
+    new = tree(tmp_path / "new", {
+        **files,
+        "pp/models.py": "import dataclasses\n\n@dataclasses.dataclass\nclass Row:\n    a: int\n"
+                        "    b: int = 0\n\ndef clean(s):\n    return s.replace('<', '')\n",
+        "pp/views.py": "from .models import clean\n\ndef render(s):\n"
+                       "    return '<p>' + clean(s)\n",
+        "pp/other.py": "def f():\n    return 2\n"})
+    with pytest.raises(BuildRefused) as info:
+        build_trees(materialize(str(old)), materialize(str(new)), verify_state=False)
+    offer = info.value.report.to_dict()["partial_offer"]
+    assert offer == {"leave_out": ["pp.models"], "files": [], "keep": ["pp.other", "pp.views"],
+                     "depends": {"pp.views": ["clean (from pp.models)"]}}
+    assert "it would leave out pp.models and patch pp.other, pp.views; WARNING" \
+        in info.value.message

@@ -13,7 +13,7 @@ import ast
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set
 
 from ... import __version__
 from ...runtime import _defs
@@ -65,6 +65,8 @@ class BuildReport:
     dry_run: Optional[Dict[str, Any]] = None
     """The patch applied to a fresh process of the baseline (build/state.py ``dry_run``);
     None when the releases were not imported."""
+    partial_offer: Optional[Dict[str, Any]] = None
+    """When refused for a restart: what ``--allow-restart`` would build (``partial_offer``)."""
 
     def changes(self) -> List[Dict[str, str]]:
         rows = [{"module": m.name, "kind": c.kind, "qualname": c.qualname,
@@ -85,6 +87,7 @@ class BuildReport:
             "excluded_modules": self.excluded,
             "state": self.state,
             "dry_run": self.dry_run,
+            "partial_offer": self.partial_offer,
             "refused": self.patch is None,
             "size": len(self.data) if self.data else 0,
         }
@@ -133,11 +136,12 @@ def build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str] = (),
     restart = report.blockers("restart")
     need_hook = report.blockers("hook") if hooks is None else []
     if refuse and restart and not allow_restart:
+        offer = report.partial_offer = partial_offer(report, new.modules())
         raise BuildRefused(
             "Cannot build a live patch: " + "; ".join(_blocker(c) for c in restart)
             + ". These changes need a restart. Deploy the new version with a restart, or "
-            "pass --allow-restart to build a partial patch without the modules they touch.",
-            exit_code=EXIT_RESTART, report=report)
+            "pass --allow-restart to build a partial patch without the modules they touch"
+            + _offer_text(offer) + ".", exit_code=EXIT_RESTART, report=report)
     # With the releases imported, module-level code that needs a hook may not: where a
     # dry run shows that the state check derives its effect (``_derive_or_refuse``), it
     # is not refused. Only module-level code: its whole effect is in what a fresh process
@@ -291,6 +295,75 @@ PROGRAM_REASON = ("module-level code of a program module: it runs when the packa
 def is_program(module: str) -> bool:
     """``__main__`` or ``pkg.__main__``: a program's entry, not a library module."""
     return module == "__main__" or module.endswith(".__main__")
+
+
+def partial_offer(report: BuildReport, paths: Mapping[str, Path]) -> Dict[str, Any]:
+    """What ``--allow-restart`` would build: the modules it leaves out (their changes need a
+    restart), the changed modules it keeps, and, per kept module, the names its changed or
+    added functions read that it takes from a module left out (``depends``: a fixed
+    function that calls into a left-out module runs against its *old* code there). Read
+    from the fixed sources, statically."""
+    restart = report.blockers("restart")
+    out_mods = sorted({c["module"] for c in restart if c["module"]})
+    files = sorted(c["qualname"] for c in restart if not c["module"])
+    kept = [m for m in report.modules if m.name not in out_mods and m.status != "removed"]
+    depends: Dict[str, List[str]] = {}
+    for m in kept:
+        try:
+            tree = ast.parse(m.fixed or "")
+        except SyntaxError:
+            continue
+        path = paths.get(m.name)
+        package = m.name if path is not None and Path(path).name == "__init__.py" \
+            else m.name.rpartition(".")[0]
+        taken = _names_from(tree, m.name, package, out_mods)
+        changed = {c.qualname for c in m.changes if c.verdict != "restart"}
+        used: Set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and any(
+                    q == node.name or q.endswith("." + node.name) for q in changed):
+                used |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+        hits = sorted(f"{name} (from {taken[name]})" for name in used & set(taken))
+        if hits:
+            depends[m.name] = hits
+    return {"leave_out": out_mods, "files": files, "keep": [m.name for m in kept],
+            "depends": depends}
+
+
+def _names_from(tree: ast.Module, module: str, package: str, wanted: Sequence[str]
+                ) -> Dict[str, str]:
+    """Names a module binds at its top level from the modules ``wanted`` (``from M import
+    x``, ``import M as y``), each with the module."""
+    out: Dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom):
+            parts = package.split(".") if package else []
+            base = ".".join(parts[:len(parts) - node.level + 1] if node.level else [])
+            base = ".".join(p for p in (base, node.module or "") if p)
+            for a in node.names:
+                for target in (f"{base}.{a.name}", base):
+                    if target in wanted:
+                        out[a.asname or a.name] = target
+                        break
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name in wanted:
+                    out[a.asname or a.name.split(".")[0]] = a.name
+    return out
+
+
+def _offer_text(offer: Dict[str, Any]) -> str:
+    if not offer["keep"]:
+        return " (nothing would be left to patch)"
+    left = ", ".join(offer["leave_out"] + offer["files"]) or "nothing"
+    text = f" (it would leave out {left} and patch {', '.join(offer['keep'])}"
+    if offer["depends"]:
+        text += ("; WARNING: its fixed functions use what it leaves out, which keeps running "
+                 "the old code: " + "; ".join(f"{m}: {', '.join(v)}"
+                                             for m, v in offer["depends"].items()))
+    else:
+        text += "; the fixed functions it keeps use nothing from what it leaves out"
+    return text + ")"
 
 
 def _blocker(c: Dict[str, str]) -> str:
