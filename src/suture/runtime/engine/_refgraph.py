@@ -56,7 +56,7 @@ def _stale_caches(txns: List[_ModuleTxn]) -> List[Any]:
     code's. Every ``lru_cache``/``cache`` bound in a module or class namespace
     is checked (on 3.10+, every wrapper in the heap: ``_lru_wrappers``): if its
     function reads (through its globals, up to 4 calls deep) a function whose
-    code changes, a class the patch alters, or a global the patch rebinds, it is
+    code or defaults change, a class the patch alters, or a global the patch rebinds, it is
     cleared in the commit. On 3.9, caches reached only through other paths
     (instances, closures) are not found; docs/engine.md says so.
     """
@@ -69,8 +69,8 @@ def _stale_caches(txns: List[_ModuleTxn]) -> List[Any]:
         for o in t.first_ops + t.ops:
             if o.kind == "item":
                 rebound.add((id(o.obj), o.key))
-            elif o.kind == "attr" and _isa(o.obj, type):
-                tainted.add(id(o.obj))
+            elif o.kind == "attr" and (_isa(o.obj, type) or type(o.obj) is FunctionType):
+                tainted.add(id(o.obj))   # a class altered; a function's defaults changed
     if not tainted and not rebound:
         return []
     memo: Dict[int, bool] = {}
