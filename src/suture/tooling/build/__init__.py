@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from ... import __version__
 from ...runtime import _defs
@@ -127,8 +127,13 @@ def build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str] = (),
     it (``report.dry_run``): what ``suture build`` does.
     """
     report = diff_trees(old, new, cves=cves, summary=summary, hooks=hooks)
-    early_state = _read_at_import(report, old, new, import_path, import_env) \
-        if verify_state else None
+    # Unchanged modules that import a changed one: imported with it at build, so the state
+    # they built from it is in the manifest (issue 15, "State manifest (build side)").
+    early_deps = (_dependents(old, new, [m.name for m in report.modules
+                                         if m.status == "changed" and not _is_script(m.name)])
+                  if verify_state else ([], 0))
+    early_state = _read_at_import(report, old, new, import_path, import_env,
+                                  extra=early_deps[0]) if verify_state else None
     restart = report.blockers("restart")
     need_hook = report.blockers("hook") if hooks is None else []
     if refuse and restart and not allow_restart:
@@ -157,14 +162,29 @@ def build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str] = (),
              for m in modules if m.status != "removed"]
     changed = [m.name for m in whole if m.action == "change"]
     # A __main__ module is a program: importing it runs it (gunicorn's starts a server).
-    scripts = [n for n in changed if n == "__main__" or n.endswith(".__main__")]
+    scripts = [n for n in changed if _is_script(n)]
     changed = [n for n in changed if n not in scripts]
-    if early_state is not None and sorted(early_state["modules"]) == sorted(changed):
+    deps, left_out = _dependents(old, new, changed) if verify_state else ([], 0)
+    if early_state is not None and sorted(early_state["modules"]) == sorted(changed + deps):
         report.state = early_state
+    elif verify_state:
+        report.state = _state.manifest(old.root, new.root, changed + deps,
+                                       import_path=import_path, import_env=import_env)
+        if deps and any(not report.state["modules"][n].get("verified") for n in changed):
+            # A dependent that hangs or crashes the interpreter must not cost the changed
+            # modules their check: those are imported again on their own.
+            alone = _state.manifest(old.root, new.root, changed, import_path=import_path,
+                                    import_env=import_env)
+            for n in changed:
+                if not report.state["modules"][n].get("verified"):
+                    report.state["modules"][n] = alone["modules"][n]
     else:
-        report.state = (_state.manifest(old.root, new.root, changed, import_path=import_path,
-                                        import_env=import_env) if verify_state
-                        else _state.not_imported(changed))
+        report.state = _state.not_imported(changed)
+    if deps:
+        carried = _carry_dependents(report, old, deps, left_out)
+        whole += [ModulePatch(m.name, "change", Source.of(m.baseline or ""),
+                              Source.of(m.fixed or ""), ()) for m in carried]
+        changed += [m.name for m in carried]
     report.state["modules"].update(_state.not_imported(
         scripts, "a __main__ module is a program: importing it at build would run it")
         ["modules"])
@@ -341,8 +361,8 @@ READ_AT_IMPORT_BYTES = 256
 
 
 def _read_at_import(report: BuildReport, old: SourceTree, new: SourceTree,
-                    import_path: Sequence[str], import_env: Optional[Mapping[str, str]]
-                    ) -> Optional[Dict[str, Any]]:
+                    import_path: Sequence[str], import_env: Optional[Mapping[str, str]],
+                    extra: Sequence[str] = ()) -> Optional[Dict[str, Any]]:
     """Small changed data files that the fixed release reads at import into its state (a
     ``VERSION`` file read into ``__version__``): when the file's new text is the fixed
     value of a path of the state manifest, the engine sets that path and the state check
@@ -370,8 +390,8 @@ def _read_at_import(report: BuildReport, old: SourceTree, new: SourceTree,
                      and n not in changed and n in new_mods
                      and not (n == "__main__" or n.endswith(".__main__"))
                      and path.read_bytes() == new_mods[n].read_bytes())
-    state = _state.manifest(old.root, new.root, changed + readers, import_path=import_path,
-                            import_env=import_env)
+    state = _state.manifest(old.root, new.root, changed + readers + list(extra),
+                            import_path=import_path, import_env=import_env)
     fixed: Dict[str, str] = {}
     for name, entry in state["modules"].items():
         for p in entry.get("paths", []) if entry.get("verified") else []:
@@ -393,9 +413,106 @@ def _read_at_import(report: BuildReport, old: SourceTree, new: SourceTree,
             f["reason"] = (f"its new text is what the fixed release holds in {where}: the "
                            "engine sets that and the state check verifies it; code that reads "
                            "the file again at run time reads the file on disk")
-    keep = {m.name for m in report.modules if m.status != "removed"}
+    keep = {m.name for m in report.modules if m.status != "removed"} | set(extra)
     state["modules"] = {n: e for n, e in state["modules"].items() if n in keep}
     return state
+
+
+def _is_script(name: str) -> bool:
+    return name == "__main__" or name.endswith(".__main__")
+
+
+MAX_DEPENDENTS = 50   # unchanged modules imported and fingerprinted at build, closest first
+
+
+def _dependents(old: SourceTree, new: SourceTree, changed: Sequence[str],
+                limit: int = MAX_DEPENDENTS) -> Tuple[List[str], int]:
+    """Unchanged modules (the same bytes in both releases, not ``__main__``) that import a
+    module of ``changed``, directly or through other such modules, read from their import
+    statements: at import they may have built state from it (``class P: LIMIT = LIMIT``,
+    ``DEFAULT = P()``) that a fresh import of the fixed release builds differently. The
+    closest ``limit`` of them, nearest first (then by name), and how many were left out."""
+    old_mods, new_mods = old.modules(), new.modules()
+    if not changed:
+        return [], 0
+    candidates = {n: p for n, p in new_mods.items()
+                  if n not in changed and n in old_mods and not _is_script(n)
+                  and p.read_bytes() == old_mods[n].read_bytes()}
+    imports = {n: _imported_modules(n, p, new_mods) for n, p in candidates.items()}
+    found: List[str] = []
+    frontier, seen = set(changed), set(changed)
+    while frontier:
+        level = sorted(n for n, deps in imports.items() if n not in seen and deps & frontier)
+        found += level
+        seen.update(level)
+        frontier = set(level)
+    return found[:limit], max(0, len(found) - limit)
+
+
+def _imported_modules(name: str, path: Path, mods: Mapping[str, Path]) -> Set[str]:
+    """The modules of ``mods`` that module ``name`` (file ``path``) imports anywhere in its
+    source (outside ``except ImportError:`` fallbacks): ``import a.b`` names ``a`` and
+    ``a.b`` (it binds ``a``); ``from p import x`` names ``p.x`` when that is a module, else
+    ``p``; relative imports are resolved against the module's package."""
+    try:
+        tree = ast.parse(_read(path))
+    except (SyntaxError, ValueError):
+        return set()
+    package = name if Path(path).name == "__init__.py" else name.rpartition(".")[0]
+
+    def module_of(target: str) -> Optional[str]:
+        while target and target not in mods:
+            target = target.rpartition(".")[0]
+        return target or None
+    out: Set[str] = set()
+    for node in _live_nodes(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                parts = a.name.split(".")
+                out.update(m for m in (module_of(".".join(parts[:i + 1]))
+                                       for i in range(len(parts))) if m)
+        elif isinstance(node, ast.ImportFrom):
+            parts = package.split(".") if package else []
+            if node.level and node.level - 1 > len(parts):
+                continue
+            base = ".".join(parts[:len(parts) - node.level + 1] if node.level else [])
+            base = ".".join(p for p in (base, node.module or "") if p)
+            for a in node.names:
+                sub = f"{base}.{a.name}" if base else a.name
+                m = sub if sub in mods else module_of(base)
+                if m:
+                    out.add(m)
+    out.discard(name)
+    return out
+
+
+def _carry_dependents(report: BuildReport, old: SourceTree, deps: Sequence[str],
+                      left_out: int) -> List[ModuleEntry]:
+    """Sort the dependents' manifest entries (``report.state``): one whose state differs
+    between the releases is carried as a module whose code does not change (the engine
+    then sets, and the state check verifies, what it built from the changed modules);
+    one whose state does not differ is dropped; one that could not be fingerprinted is
+    dropped and named in ``dependents_not_verified``. Returns the entries carried."""
+    assert report.state is not None
+    old_mods = old.modules()
+    carried: List[ModuleEntry] = []
+    failed: Dict[str, str] = {}
+    for name in deps:
+        entry = report.state["modules"].pop(name, None)
+        if entry is None:
+            continue
+        if not entry.get("verified"):
+            failed[name] = str(entry.get("reason", "?"))
+        elif entry.get("paths"):
+            report.state["modules"][name] = entry
+            text = _read(old_mods[name])
+            carried.append(ModuleEntry(name, "changed", [], text, text))
+    report.modules += carried
+    if failed:
+        report.state["dependents_not_verified"] = failed
+    if left_out:
+        report.state["dependents_left_out"] = left_out
+    return carried
 
 
 def _diff_files(old: Dict[str, Path], new: Dict[str, Path]) -> List[Dict[str, str]]:
