@@ -129,9 +129,10 @@ def build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str] = (),
     report = diff_trees(old, new, cves=cves, summary=summary, hooks=hooks)
     # Unchanged modules that import a changed one: imported with it at build, so the state
     # they built from it is in the manifest (issue 15, "State manifest (build side)").
-    early_deps = (_dependents(old, new, [m.name for m in report.modules
-                                         if m.status == "changed" and not _is_script(m.name)])
-                  if verify_state else ([], 0))
+    graph = _import_graph(old, new) if verify_state else {}
+    early_deps = _dependents(old, new, [m.name for m in report.modules
+                                        if m.status == "changed" and not _is_script(m.name)],
+                             graph=graph)
     early_state = _read_at_import(report, old, new, import_path, import_env,
                                   extra=early_deps[0]) if verify_state else None
     restart = report.blockers("restart")
@@ -164,24 +165,17 @@ def build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str] = (),
     # A __main__ module is a program: importing it runs it (gunicorn's starts a server).
     scripts = [n for n in changed if _is_script(n)]
     changed = [n for n in changed if n not in scripts]
-    deps, left_out = _dependents(old, new, changed) if verify_state else ([], 0)
+    deps, left_out = _dependents(old, new, changed, graph=graph) if verify_state else ([], 0)
     if early_state is not None and sorted(early_state["modules"]) == sorted(changed + deps):
         report.state = early_state
     elif verify_state:
-        report.state = _state.manifest(old.root, new.root, changed + deps,
+        report.state = _state.manifest(old.root, new.root, changed, dependents=deps,
+                                       skip_globals=_copies(new, deps),
                                        import_path=import_path, import_env=import_env)
-        if deps and any(not report.state["modules"][n].get("verified") for n in changed):
-            # A dependent that hangs or crashes the interpreter must not cost the changed
-            # modules their check: those are imported again on their own.
-            alone = _state.manifest(old.root, new.root, changed, import_path=import_path,
-                                    import_env=import_env)
-            for n in changed:
-                if not report.state["modules"][n].get("verified"):
-                    report.state["modules"][n] = alone["modules"][n]
     else:
         report.state = _state.not_imported(changed)
     if deps:
-        carried = _carry_dependents(report, old, deps, left_out)
+        carried = _carry_dependents(report, old, new, deps, left_out)
         whole += [ModulePatch(m.name, "change", Source.of(m.baseline or ""),
                               Source.of(m.fixed or ""), ()) for m in carried]
         changed += [m.name for m in carried]
@@ -390,7 +384,8 @@ def _read_at_import(report: BuildReport, old: SourceTree, new: SourceTree,
                      and n not in changed and n in new_mods
                      and not (n == "__main__" or n.endswith(".__main__"))
                      and path.read_bytes() == new_mods[n].read_bytes())
-    state = _state.manifest(old.root, new.root, changed + readers + list(extra),
+    state = _state.manifest(old.root, new.root, changed + readers, dependents=extra,
+                            skip_globals=_copies(new, extra),
                             import_path=import_path, import_env=import_env)
     fixed: Dict[str, str] = {}
     for name, entry in state["modules"].items():
@@ -425,20 +420,28 @@ def _is_script(name: str) -> bool:
 MAX_DEPENDENTS = 50   # unchanged modules imported and fingerprinted at build, closest first
 
 
+def _import_graph(old: SourceTree, new: SourceTree) -> Dict[str, Set[str]]:
+    """Each unchanged module of ``new`` (the same bytes in both releases, not
+    ``__main__``) -> the modules of ``new`` it imports."""
+    old_mods, new_mods = old.modules(), new.modules()
+    return {n: _imported_modules(n, p, new_mods) for n, p in new_mods.items()
+            if n in old_mods and not _is_script(n)
+            and p.read_bytes() == old_mods[n].read_bytes()}
+
+
 def _dependents(old: SourceTree, new: SourceTree, changed: Sequence[str],
-                limit: int = MAX_DEPENDENTS) -> Tuple[List[str], int]:
+                limit: int = MAX_DEPENDENTS,
+                graph: Optional[Dict[str, Set[str]]] = None) -> Tuple[List[str], int]:
     """Unchanged modules (the same bytes in both releases, not ``__main__``) that import a
     module of ``changed``, directly or through other such modules, read from their import
     statements: at import they may have built state from it (``class P: LIMIT = LIMIT``,
     ``DEFAULT = P()``) that a fresh import of the fixed release builds differently. The
     closest ``limit`` of them, nearest first (then by name), and how many were left out."""
-    old_mods, new_mods = old.modules(), new.modules()
     if not changed:
         return [], 0
-    candidates = {n: p for n, p in new_mods.items()
-                  if n not in changed and n in old_mods and not _is_script(n)
-                  and p.read_bytes() == old_mods[n].read_bytes()}
-    imports = {n: _imported_modules(n, p, new_mods) for n, p in candidates.items()}
+    imports = {n: deps for n, deps in (graph if graph is not None
+                                       else _import_graph(old, new)).items()
+               if n not in changed}
     found: List[str] = []
     frontier, seen = set(changed), set(changed)
     while frontier:
@@ -465,7 +468,7 @@ def _imported_modules(name: str, path: Path, mods: Mapping[str, Path]) -> Set[st
             target = target.rpartition(".")[0]
         return target or None
     out: Set[str] = set()
-    for node in _live_nodes(tree):
+    for node in _import_statements(tree):
         if isinstance(node, ast.Import):
             for a in node.names:
                 parts = a.name.split(".")
@@ -486,13 +489,91 @@ def _imported_modules(name: str, path: Path, mods: Mapping[str, Path]) -> Set[st
     return out
 
 
-def _carry_dependents(report: BuildReport, old: SourceTree, deps: Sequence[str],
-                      left_out: int) -> List[ModuleEntry]:
-    """Sort the dependents' manifest entries (``report.state``): one whose state differs
-    between the releases is carried as a module whose code does not change (the engine
-    then sets, and the state check verifies, what it built from the changed modules);
-    one whose state does not differ is dropped; one that could not be fingerprinted is
-    dropped and named in ``dependents_not_verified``. Returns the entries carried."""
+def _copies(new: SourceTree, deps: Sequence[str]) -> Dict[str, List[str]]:
+    """Per dependent, the globals left out of its state: those only ``from M import NAME``
+    binds are another module's object, not state the dependent built (``from
+    pygments.token import Comment``: a token tree every lexer shares, which grows with the
+    lexers loaded; walking it again under each lexer cost 30 times the rest). A changed
+    module's constant copied that way is rebound by the engine (``from m import NAME``)."""
+    mods = new.modules()
+    return {n: sorted(names) for n in deps if n in mods
+            for names in [_from_import_names(mods[n])] if names}
+
+
+def _from_import_names(path: Path) -> Set[str]:
+    """Globals of the module at ``path`` bound only by ``from M import NAME`` statements
+    (nothing else in its source binds that name)."""
+    try:
+        tree = ast.parse(_read(path))
+    except (SyntaxError, ValueError):
+        return set()
+    imported: Set[str] = set()
+    bound: Set[str] = {n for node in ast.walk(tree) if isinstance(node, ast.Global)
+                       for n in node.names}   # set by functions: not only the import's
+
+    def visit(node: ast.AST) -> None:   # the module's own scope: not function/class bodies
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.ImportFrom):
+                imported.update((a.asname or a.name) for a in child.names if a.name != "*")
+            elif isinstance(child, ast.Import):
+                bound.update((a.asname or a.name).split(".")[0] for a in child.names)
+            elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                bound.add(child.name)
+                for sub in [*child.decorator_list, *getattr(child, "bases", [])]:
+                    visit(sub)
+            elif isinstance(child, ast.Lambda):
+                continue
+            else:
+                if isinstance(child, ast.Name) and not isinstance(child.ctx, ast.Load):
+                    bound.add(child.id)
+                visit(child)
+    visit(tree)
+    return imported - bound
+
+
+def _import_statements(tree: ast.AST) -> List[ast.stmt]:
+    """The ``import`` statements of ``tree`` at any depth of statements (in functions and
+    classes too), outside ``except ImportError:`` fallbacks and branches only Pythons older
+    than ``_OLDEST`` take (as ``_live_nodes``); expressions, where no import statement can
+    be, are not walked (a lexer's token table is most of its nodes)."""
+    out: List[ast.stmt] = []
+
+    def visit(body: List[ast.stmt]) -> None:
+        for node in body:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                out.append(node)
+            elif isinstance(node, ast.If):
+                taken = _version_test(node.test)
+                visit(node.body if taken is not False else [])
+                visit(node.orelse if taken is not True else [])
+            elif isinstance(node, ast.Try) or type(node).__name__ == "TryStar":
+                visit([*node.body, *node.orelse, *node.finalbody])   # type: ignore[attr-defined]
+                for h in node.handlers:   # type: ignore[attr-defined]
+                    names = list(h.type.elts) if isinstance(h.type, ast.Tuple) else [h.type]
+                    if not all(isinstance(n, ast.Name) and n.id in ("ImportError",
+                                                                     "ModuleNotFoundError")
+                               for n in names):
+                        visit(h.body)
+            else:
+                for field in ("body", "orelse", "finalbody"):
+                    sub = getattr(node, field, None)
+                    if isinstance(sub, list):
+                        visit(sub)
+                for case in getattr(node, "cases", None) or ():
+                    visit(case.body)
+    visit(getattr(tree, "body", []))
+    return out
+
+
+def _carry_dependents(report: BuildReport, old: SourceTree, new: SourceTree,
+                      deps: Sequence[str], left_out: int) -> List[ModuleEntry]:
+    """Sort the dependents' manifest entries (``report.state``): one whose own state
+    differs between the releases is carried as a module whose code does not change (the
+    engine then sets, and the state check verifies, what it built from the changed
+    modules); one whose own state does not differ is dropped; one that could not be
+    fingerprinted is dropped and named in ``dependents_not_verified``. Its own state
+    leaves out the globals that only ``from M import NAME`` binds (``_copies``). Returns
+    the entries carried."""
     assert report.state is not None
     old_mods = old.modules()
     carried: List[ModuleEntry] = []
