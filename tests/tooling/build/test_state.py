@@ -414,3 +414,20 @@ def test_a_dependent_whose_state_differs_is_carried_others_are_not(tmp_path):
     assert ("  state    app.broken (unchanged, imports a changed module): NOT verified: "
             "baseline: ModuleNotFoundError: No module named 'not_installed_dep'") in out.stdout
     assert "dry run  applied and reverted" in out.stdout
+
+
+@pytest.mark.slow
+def test_dependents_past_the_limit_are_counted_and_shown(tmp_path, monkeypatch, capsys):
+    import suture.tooling.build as build
+    from suture.tooling.cli.build import _render_state
+
+    same = {"app/__init__.py": "", "app/a.py": "from app import api\n",
+            "app/b.py": "from app import api\n"}
+    old, new = releases(tmp_path, {**same, "app/api.py": "LIMIT = 9\n"},
+                        {**same, "app/api.py": "LIMIT = 6\n"})
+    monkeypatch.setattr(build, "MAX_DEPENDENTS", 1)
+    report = build_trees(materialize(str(old)), materialize(str(new)))
+    assert report.state is not None and report.state["dependents_left_out"] == 1
+    _render_state(report.state)
+    assert ("  state    1 more unchanged module(s) importing a changed one were not checked "
+            "(limit reached)") in capsys.readouterr().out

@@ -430,7 +430,7 @@ def _import_graph(old: SourceTree, new: SourceTree) -> Dict[str, Set[str]]:
 
 
 def _dependents(old: SourceTree, new: SourceTree, changed: Sequence[str],
-                limit: int = MAX_DEPENDENTS,
+                limit: Optional[int] = None,
                 graph: Optional[Dict[str, Set[str]]] = None) -> Tuple[List[str], int]:
     """Unchanged modules (the same bytes in both releases, not ``__main__``) that import a
     module of ``changed``, directly or through other such modules, read from their import
@@ -449,6 +449,7 @@ def _dependents(old: SourceTree, new: SourceTree, changed: Sequence[str],
         found += level
         seen.update(level)
         frontier = set(level)
+    limit = MAX_DEPENDENTS if limit is None else limit
     return found[:limit], max(0, len(found) - limit)
 
 
