@@ -437,3 +437,90 @@ def test_the_comparison_leaves_out_what_is_no_application_state():
     kept = {(mod, lab) for _, mod, lab, _, _ in _excused(found)}
     assert kept == {("app", "REG['x']"), ("app", "REG"), ("logging", "Logger.manager"),
                     ("logging", "Logger.manager.disable")}
+
+
+# -- unchanged modules that import a changed one (dependents) ---------------------------
+
+def test_dependents_are_the_unchanged_modules_that_import_a_changed_one_closest_first(tmp_path):
+    from suture.tooling.build import _dependents
+
+    same = {
+        "pkg/__init__.py": "",
+        "pkg/direct.py": "from pkg.api import LIMIT\n",
+        "pkg/relative.py": "from . import api\n",
+        "pkg/sub/__init__.py": "",
+        "pkg/sub/deep.py": "from ..relative import api\n",        # through pkg.relative
+        "pkg/sub/dotted.py": "import pkg.api\n",
+        "pkg/sub/fromname.py": "from .. import direct\n",        # through pkg.direct
+        "pkg/fallback.py": "try:\n    import pkg.api\nexcept ImportError:\n    pass\n",
+        "pkg/only_in_except.py": "try:\n    import json\nexcept ImportError:\n"
+                                 "    from pkg import api\n",
+        "pkg/unrelated.py": "import os\nfrom pkg import other\n",
+        "pkg/other.py": "X = 1\n",
+        "pkg/__main__.py": "from pkg.api import LIMIT\n",
+        "pkg/in_function.py": "def f():\n    from pkg.api import LIMIT\n    return LIMIT\n",
+    }
+    old, new = releases(tmp_path, {**same, "pkg/api.py": "LIMIT = 9\n",
+                                   "pkg/edited.py": "from pkg import api\nA = 1\n"},
+                        {**same, "pkg/api.py": "LIMIT = 6\n",
+                         "pkg/edited.py": "from pkg import api\nA = 2\n"})
+    trees = materialize(str(old)), materialize(str(new))
+    deps, left_out = _dependents(*trees, ["pkg.api", "pkg.edited"])
+    first = ["pkg.direct", "pkg.fallback", "pkg.in_function", "pkg.relative",
+             "pkg.sub.dotted"]
+    assert deps == first + ["pkg.sub.deep", "pkg.sub.fromname"] and left_out == 0
+    assert _dependents(*trees, ["pkg.api"], limit=3) == (first[:3], 4)
+    assert _dependents(*trees, ["pkg.other"]) == (["pkg.unrelated"], 0)
+    assert _dependents(*trees, []) == ([], 0)
+
+
+@pytest.mark.slow
+def test_a_dependent_whose_state_differs_is_carried_others_are_not(tmp_path):
+    same = {
+        "app/__init__.py": "",
+        "app/rules.py": ("from app.api import LIMIT\n\n\nclass Policy:\n    LIMIT = LIMIT\n\n"
+                         "    def __init__(self):\n        self.limit = self.LIMIT\n\n\n"
+                         "DEFAULT = Policy()\n"),
+        "app/calls.py": "from app import api\n\n\ndef limit():\n    return api.LIMIT\n",
+        "app/broken.py": "from app import api\nimport not_installed_dep\n",
+    }
+    old, new = releases(tmp_path, {**same, "app/api.py": "LIMIT = 9\n"},
+                        {**same, "app/api.py": "LIMIT = 6\n"})
+    report = build_trees(materialize(str(old)), materialize(str(new)))
+    assert report.patch is not None and report.state is not None
+    assert [m.name for m in report.patch.modules] == ["app.api", "app.rules"]
+    rules = report.patch.modules[1]
+    assert rules.action == "change" and not rules.changes
+    # LIMIT, bound by ``from app.api import LIMIT``, is app.api's object: not app.rules' own
+    assert set(labels(report.state, "app.rules")) == {"DEFAULT", "DEFAULT.limit", "Policy",
+                                                       "Policy.LIMIT"}
+    assert set(report.state["modules"]) == {"app.api", "app.rules"}   # calls: nothing differs
+    assert report.state["dependents_not_verified"] == {
+        "app.broken": "baseline: ModuleNotFoundError: No module named 'not_installed_dep'"}
+    assert "dependents_left_out" not in report.state
+    off = build_trees(materialize(str(old)), materialize(str(new)), verify_state=False)
+    assert off.patch is not None and [m.name for m in off.patch.modules] == ["app.api"]
+
+    out = cli("build", str(old), str(new), "-o", "p.suture", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "  state    app.rules: verified: 4 paths differ" in out.stdout
+    assert ("  state    app.broken (unchanged, imports a changed module): NOT verified: "
+            "baseline: ModuleNotFoundError: No module named 'not_installed_dep'") in out.stdout
+    assert "dry run  applied and reverted" in out.stdout
+
+
+@pytest.mark.slow
+def test_dependents_past_the_limit_are_counted_and_shown(tmp_path, monkeypatch, capsys):
+    import suture.tooling.build as build
+    from suture.tooling.cli.build import _render_state
+
+    same = {"app/__init__.py": "", "app/a.py": "from app import api\n",
+            "app/b.py": "from app import api\n"}
+    old, new = releases(tmp_path, {**same, "app/api.py": "LIMIT = 9\n"},
+                        {**same, "app/api.py": "LIMIT = 6\n"})
+    monkeypatch.setattr(build, "MAX_DEPENDENTS", 1)
+    report = build_trees(materialize(str(old)), materialize(str(new)))
+    assert report.state is not None and report.state["dependents_left_out"] == 1
+    _render_state(report.state)
+    assert ("  state    1 more unchanged module(s) importing a changed one were not checked "
+            "(limit reached)") in capsys.readouterr().out

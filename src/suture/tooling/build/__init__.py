@@ -13,7 +13,7 @@ import ast
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Set
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from ... import __version__
 from ...runtime import _defs
@@ -131,8 +131,14 @@ def build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str] = (),
     it (``report.dry_run``): what ``suture build`` does.
     """
     report = diff_trees(old, new, cves=cves, summary=summary, hooks=hooks)
-    early_state = _read_at_import(report, old, new, import_path, import_env) \
-        if verify_state else None
+    # Unchanged modules that import a changed one: imported with it at build, so the state
+    # they built from it is in the manifest (issue 15, "State manifest (build side)").
+    graph = _import_graph(old, new) if verify_state else {}
+    early_deps = _dependents(old, new, [m.name for m in report.modules
+                                        if m.status == "changed" and not is_program(m.name)],
+                             graph=graph)
+    early_state = _read_at_import(report, old, new, import_path, import_env,
+                                  extra=early_deps[0]) if verify_state else None
     restart = report.blockers("restart")
     need_hook = report.blockers("hook") if hooks is None else []
     if refuse and restart and not allow_restart:
@@ -171,12 +177,20 @@ def build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str] = (),
     # A __main__ module is a program: importing it runs it (gunicorn's starts a server).
     scripts = [n for n in changed if is_program(n)]
     changed = [n for n in changed if n not in scripts]
-    if early_state is not None and sorted(early_state["modules"]) == sorted(changed):
+    deps, left_out = _dependents(old, new, changed, graph=graph) if verify_state else ([], 0)
+    if early_state is not None and sorted(early_state["modules"]) == sorted(changed + deps):
         report.state = early_state
+    elif verify_state:
+        report.state = _state.manifest(old.root, new.root, changed, dependents=deps,
+                                       skip_globals=_copies(new, deps),
+                                       import_path=import_path, import_env=import_env)
     else:
-        report.state = (_state.manifest(old.root, new.root, changed, import_path=import_path,
-                                        import_env=import_env) if verify_state
-                        else _state.not_imported(changed))
+        report.state = _state.not_imported(changed)
+    if deps:
+        carried = _carry_dependents(report, old, new, deps, left_out)
+        whole += [ModulePatch(m.name, "change", Source.of(m.baseline or ""),
+                              Source.of(m.fixed or ""), ()) for m in carried]
+        changed += [m.name for m in carried]
     report.state["modules"].update(_state.not_imported(
         scripts, "a __main__ module is a program: importing it at build would run it")
         ["modules"])
@@ -508,8 +522,8 @@ READ_AT_IMPORT_BYTES = 256
 
 
 def _read_at_import(report: BuildReport, old: SourceTree, new: SourceTree,
-                    import_path: Sequence[str], import_env: Optional[Mapping[str, str]]
-                    ) -> Optional[Dict[str, Any]]:
+                    import_path: Sequence[str], import_env: Optional[Mapping[str, str]],
+                    extra: Sequence[str] = ()) -> Optional[Dict[str, Any]]:
     """Small changed data files that the fixed release reads at import into its state (a
     ``VERSION`` file read into ``__version__``): when the file's new text is the fixed
     value of a path of the state manifest, the engine sets that path and the state check
@@ -537,8 +551,9 @@ def _read_at_import(report: BuildReport, old: SourceTree, new: SourceTree,
                      and n not in changed and n in new_mods
                      and not is_program(n)
                      and path.read_bytes() == new_mods[n].read_bytes())
-    state = _state.manifest(old.root, new.root, changed + readers, import_path=import_path,
-                            import_env=import_env)
+    state = _state.manifest(old.root, new.root, changed + readers, dependents=extra,
+                            skip_globals=_copies(new, extra),
+                            import_path=import_path, import_env=import_env)
     fixed: Dict[str, str] = {}
     for name, entry in state["modules"].items():
         for p in entry.get("paths", []) if entry.get("verified") else []:
@@ -560,9 +575,189 @@ def _read_at_import(report: BuildReport, old: SourceTree, new: SourceTree,
             f["reason"] = (f"its new text is what the fixed release holds in {where}: the "
                            "engine sets that and the state check verifies it; code that reads "
                            "the file again at run time reads the file on disk")
-    keep = {m.name for m in report.modules if m.status != "removed"}
+    keep = {m.name for m in report.modules if m.status != "removed"} | set(extra)
     state["modules"] = {n: e for n, e in state["modules"].items() if n in keep}
     return state
+
+
+MAX_DEPENDENTS = 50   # unchanged modules imported and fingerprinted at build, closest first
+
+
+def _import_graph(old: SourceTree, new: SourceTree) -> Dict[str, Set[str]]:
+    """Each unchanged module of ``new`` (the same bytes in both releases, not
+    ``__main__``) -> the modules of ``new`` it imports."""
+    old_mods, new_mods = old.modules(), new.modules()
+    return {n: _imported_modules(n, p, new_mods) for n, p in new_mods.items()
+            if n in old_mods and not is_program(n)
+            and p.read_bytes() == old_mods[n].read_bytes()}
+
+
+def _dependents(old: SourceTree, new: SourceTree, changed: Sequence[str],
+                limit: Optional[int] = None,
+                graph: Optional[Dict[str, Set[str]]] = None) -> Tuple[List[str], int]:
+    """Unchanged modules (the same bytes in both releases, not ``__main__``) that import a
+    module of ``changed``, directly or through other such modules, read from their import
+    statements: at import they may have built state from it (``class P: LIMIT = LIMIT``,
+    ``DEFAULT = P()``) that a fresh import of the fixed release builds differently. The
+    closest ``limit`` of them, nearest first (then by name), and how many were left out."""
+    if not changed:
+        return [], 0
+    imports = {n: deps for n, deps in (graph if graph is not None
+                                       else _import_graph(old, new)).items()
+               if n not in changed}
+    found: List[str] = []
+    frontier, seen = set(changed), set(changed)
+    while frontier:
+        level = sorted(n for n, deps in imports.items() if n not in seen and deps & frontier)
+        found += level
+        seen.update(level)
+        frontier = set(level)
+    limit = MAX_DEPENDENTS if limit is None else limit
+    return found[:limit], max(0, len(found) - limit)
+
+
+def _imported_modules(name: str, path: Path, mods: Mapping[str, Path]) -> Set[str]:
+    """The modules of ``mods`` that module ``name`` (file ``path``) imports anywhere in its
+    source (outside ``except ImportError:`` fallbacks): ``import a.b`` names ``a`` and
+    ``a.b`` (it binds ``a``); ``from p import x`` names ``p.x`` when that is a module, else
+    ``p``; relative imports are resolved against the module's package."""
+    try:
+        tree = ast.parse(_read(path))
+    except (SyntaxError, ValueError):
+        return set()
+    package = name if Path(path).name == "__init__.py" else name.rpartition(".")[0]
+
+    def module_of(target: str) -> Optional[str]:
+        while target and target not in mods:
+            target = target.rpartition(".")[0]
+        return target or None
+    out: Set[str] = set()
+    for node in _import_statements(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                parts = a.name.split(".")
+                out.update(m for m in (module_of(".".join(parts[:i + 1]))
+                                       for i in range(len(parts))) if m)
+        elif isinstance(node, ast.ImportFrom):
+            parts = package.split(".") if package else []
+            if node.level and node.level - 1 > len(parts):
+                continue
+            base = ".".join(parts[:len(parts) - node.level + 1] if node.level else [])
+            base = ".".join(p for p in (base, node.module or "") if p)
+            for a in node.names:
+                sub = f"{base}.{a.name}" if base else a.name
+                m = sub if sub in mods else module_of(base)
+                if m:
+                    out.add(m)
+    out.discard(name)
+    return out
+
+
+def _copies(new: SourceTree, deps: Sequence[str]) -> Dict[str, List[str]]:
+    """Per dependent, the globals left out of its state: those only ``from M import NAME``
+    binds are another module's object, not state the dependent built (``from
+    pygments.token import Comment``: a token tree every lexer shares, which grows with the
+    lexers loaded; walking it again under each lexer cost 30 times the rest). A changed
+    module's constant copied that way is rebound by the engine (``from m import NAME``)."""
+    mods = new.modules()
+    return {n: sorted(names) for n in deps if n in mods
+            for names in [_from_import_names(mods[n])] if names}
+
+
+def _from_import_names(path: Path) -> Set[str]:
+    """Globals of the module at ``path`` bound only by ``from M import NAME`` statements
+    (nothing else in its source binds that name)."""
+    try:
+        tree = ast.parse(_read(path))
+    except (SyntaxError, ValueError):
+        return set()
+    imported: Set[str] = set()
+    bound: Set[str] = {n for node in ast.walk(tree) if isinstance(node, ast.Global)
+                       for n in node.names}   # set by functions: not only the import's
+
+    def visit(node: ast.AST) -> None:   # the module's own scope: not function/class bodies
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.ImportFrom):
+                imported.update((a.asname or a.name) for a in child.names if a.name != "*")
+            elif isinstance(child, ast.Import):
+                bound.update((a.asname or a.name).split(".")[0] for a in child.names)
+            elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                bound.add(child.name)
+                for sub in [*child.decorator_list, *getattr(child, "bases", [])]:
+                    visit(sub)
+            elif isinstance(child, ast.Lambda):
+                continue
+            else:
+                if isinstance(child, ast.Name) and not isinstance(child.ctx, ast.Load):
+                    bound.add(child.id)
+                visit(child)
+    visit(tree)
+    return imported - bound
+
+
+def _import_statements(tree: ast.AST) -> List[ast.stmt]:
+    """The ``import`` statements of ``tree`` at any depth of statements (in functions and
+    classes too), outside ``except ImportError:`` fallbacks and branches only Pythons older
+    than ``_OLDEST`` take (as ``_live_nodes``); expressions, where no import statement can
+    be, are not walked (a lexer's token table is most of its nodes)."""
+    out: List[ast.stmt] = []
+
+    def visit(body: List[ast.stmt]) -> None:
+        for node in body:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                out.append(node)
+            elif isinstance(node, ast.If):
+                taken = _version_test(node.test)
+                visit(node.body if taken is not False else [])
+                visit(node.orelse if taken is not True else [])
+            elif isinstance(node, ast.Try) or type(node).__name__ == "TryStar":
+                visit([*node.body, *node.orelse, *node.finalbody])   # type: ignore[attr-defined]
+                for h in node.handlers:   # type: ignore[attr-defined]
+                    names = list(h.type.elts) if isinstance(h.type, ast.Tuple) else [h.type]
+                    if not all(isinstance(n, ast.Name) and n.id in ("ImportError",
+                                                                     "ModuleNotFoundError")
+                               for n in names):
+                        visit(h.body)
+            else:
+                for field in ("body", "orelse", "finalbody"):
+                    sub = getattr(node, field, None)
+                    if isinstance(sub, list):
+                        visit(sub)
+                for case in getattr(node, "cases", None) or ():
+                    visit(case.body)
+    visit(getattr(tree, "body", []))
+    return out
+
+
+def _carry_dependents(report: BuildReport, old: SourceTree, new: SourceTree,
+                      deps: Sequence[str], left_out: int) -> List[ModuleEntry]:
+    """Sort the dependents' manifest entries (``report.state``): one whose own state
+    differs between the releases is carried as a module whose code does not change (the
+    engine then sets, and the state check verifies, what it built from the changed
+    modules); one whose own state does not differ is dropped; one that could not be
+    fingerprinted is dropped and named in ``dependents_not_verified``. Its own state
+    leaves out the globals that only ``from M import NAME`` binds (``_copies``). Returns
+    the entries carried."""
+    assert report.state is not None
+    old_mods = old.modules()
+    carried: List[ModuleEntry] = []
+    failed: Dict[str, str] = {}
+    for name in deps:
+        entry = report.state["modules"].pop(name, None)
+        if entry is None:
+            continue
+        if not entry.get("verified"):
+            failed[name] = str(entry.get("reason", "?"))
+        elif entry.get("paths"):
+            report.state["modules"][name] = entry
+            text = _read(old_mods[name])
+            carried.append(ModuleEntry(name, "changed", [], text, text))
+    report.modules += carried
+    if failed:
+        report.state["dependents_not_verified"] = failed
+    if left_out:
+        report.state["dependents_left_out"] = left_out
+    return carried
 
 
 def _diff_files(old: Dict[str, Path], new: Dict[str, Path]) -> List[Dict[str, str]]:

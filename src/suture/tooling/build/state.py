@@ -44,7 +44,7 @@ class _Run:
 
     def __init__(self, root: Path, modules: Sequence[str], seed: int, work: Path,
                  import_path: Sequence[str], import_env: Mapping[str, str],
-                 timeout: float) -> None:
+                 timeout: float, dependents: Sequence[str] = ()) -> None:
         self.work = work
         work.mkdir()
         self.out = work / "state.jsonl"
@@ -55,7 +55,8 @@ class _Run:
         env.update(import_env)
         args = [sys.executable, "-s", "-B", str(DRIVER), str(FINGERPRINT), str(self.out),
                 repr(timeout), str(Path(root).resolve()),
-                *(str(Path(p).resolve()) for p in import_path), "--", *modules]
+                *(str(Path(p).resolve()) for p in import_path), "--", *modules,
+                *(["--", *dependents] if dependents else [])]
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(args, cwd=str(work), env=env, stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=log)
@@ -124,9 +125,15 @@ class _Run:
 
 def manifest(old_root: Path, new_root: Path, modules: Sequence[str], *,
              import_path: Sequence[str] = (), import_env: Optional[Mapping[str, str]] = None,
-             timeout: float = 60.0) -> Dict[str, Any]:
-    """``meta["state"]`` for the changed ``modules`` of two source roots."""
-    names = sorted(set(modules))
+             timeout: float = 60.0, dependents: Sequence[str] = (),
+             skip_globals: Optional[Mapping[str, Sequence[str]]] = None) -> Dict[str, Any]:
+    """``meta["state"]`` for the changed ``modules`` of two source roots, and for the
+    unchanged ``dependents`` (modules that import a changed one): those are imported and
+    fingerprinted after the changed modules' state is read, so they change nothing in it.
+    ``skip_globals``: per module, globals left out of its state (not walked)."""
+    primary = sorted(set(modules))
+    later = [n for n in dict.fromkeys(dependents) if n not in primary]
+    names = primary + later
     state: Dict[str, Any] = {"python": python_tag(), "modules": {}}
     if not names:
         return state
@@ -142,14 +149,20 @@ def manifest(old_root: Path, new_root: Path, modules: Sequence[str], *,
                                                      lined[name].items()} for name in names}),
                                   encoding="utf-8")
             envs[release] = dict(import_env or {}, SUTURE_STATE_LINED=str(lined_file))
+        if skip_globals:
+            skip_file = Path(tmp) / "skip.json"
+            skip_file.write_text(json.dumps({k: sorted(v) for k, v in skip_globals.items()}),
+                                 encoding="utf-8")
+            for env in envs.values():
+                env["SUTURE_STATE_SKIP"] = str(skip_file)
         # Started baseline, fixed, baseline, fixed: a clock value that ticks over while
         # they start (int(time.time())) makes one release's two imports differ, so it is
         # unstable rather than a difference between the releases.
         fixed_root = _with_installed_metadata(Path(new_root), Path(old_root), Path(tmp) / "fixed")
         order = [(old_root, 1, "baseline"), (fixed_root, 1, "fixed"), (old_root, 2, "baseline"),
                  (fixed_root, 2, "fixed")]
-        runs = [_Run(root, names, seed, Path(tmp) / f"run{i}", import_path, envs[release],
-                     timeout) for i, (root, seed, release) in enumerate(order)]
+        runs = [_Run(root, primary, seed, Path(tmp) / f"run{i}", import_path, envs[release],
+                     timeout, later) for i, (root, seed, release) in enumerate(order)]
         deadline = time.monotonic() + timeout * len(names) + 30.0
         for run in runs:
             run.wait(deadline)

@@ -77,6 +77,15 @@ def _render_state(state: Optional[Dict[str, Any]]) -> None:
         if labels:
             more = f", \u2026 ({len(labels) - 6} more)" if len(labels) > 6 else ""
             click.echo(f"  {'':<8} \u2514 {', '.join(labels[:6])}{more}")
+    # Unchanged modules that import a changed one: those whose state could not be read at
+    # build are not in the patch, so what they built from the changed code is not checked.
+    for name, reason in sorted((state.get("dependents_not_verified") or {}).items()):
+        click.echo(f"  state    {name} (unchanged, imports a changed module): NOT verified: "
+                   f"{reason}")
+    left_out = state.get("dependents_left_out")
+    if left_out:
+        click.echo(f"  state    {left_out} more unchanged module(s) importing a changed one "
+                   "were not checked (limit reached)")
 
 
 @click.command()

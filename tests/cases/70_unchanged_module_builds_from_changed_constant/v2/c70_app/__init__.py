@@ -1,0 +1,1 @@
+"""Case 70: an HTTP client package; the fix lowers a limit in ``limits``."""
