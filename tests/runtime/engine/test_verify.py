@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import textwrap
+from pathlib import Path
 
 from suture.runtime import patchfile
 
@@ -223,3 +224,38 @@ def test_defs_sharing_a_name_on_the_same_line_are_told_apart_and_old_lists_still
     out = ws.run(script, [v1], {"patch": old})
     assert out["bound"] == out["new"] == '"&lt;'
     assert out["verified"]["rp.m"].startswith("state verified"), out["verified"]
+
+
+def test_warning_filters_and_module_names_are_made_as_a_fresh_import_makes_them(ws):
+    # case 73's package, imported before the apply and after it (pending import): the
+    # filter v1's import installed goes, the name v2's import binds comes, both undone by
+    # revert; a filter the application installed itself is never touched
+    case = Path(__file__).resolve().parents[2] / "cases" / "73_import_time_filters_and_aliases"
+    patch = ws.patch(case / "v1", case / "v2", state=True)
+    out = ws.run('''
+    import sys, warnings
+    def look():
+        return {"filter": sum(1 for f in warnings.filters if f[1] is not None
+                              and f[1].pattern == "Trying to detect"),
+                "alias": sys.modules.get("c73_app.packages.json.decoder")
+                is sys.modules.get("json.decoder")}
+    warnings.filterwarnings("ignore", "Trying to detect", module="app")   # the app's own
+    import c73_app
+    before = look()
+    res = runtime.apply(load(ARGS["patch"]))
+    after = look()
+    runtime.revert(res.patch_id)
+    emit({"before": before, "after": after, "reverted": look()})
+    ''', [case / "v1"], {"patch": patch})
+    assert out["before"] == {"filter": 2, "alias": False}
+    assert out["after"] == {"filter": 1, "alias": True}
+    assert out["reverted"] == out["before"]
+    pending = ws.run('''
+    import sys, warnings
+    res = runtime.apply(load(ARGS["patch"]))
+    import c73_app
+    emit({"state": res.state, "filters": sum(1 for f in warnings.filters if f[1] is not None
+                                             and f[1].pattern == "Trying to detect"),
+          "alias": "c73_app.packages.json.decoder" in sys.modules})
+    ''', [case / "v1"], {"patch": patch})
+    assert pending == {"state": "pending import", "filters": 0, "alias": True}

@@ -310,8 +310,10 @@ def _apply(patch: Patch, wait_quiescent: Optional[float],
             # What only the state manifest shows still differs from a fresh import of the
             # fixed release (hooks included), where its effect can be derived: one more
             # atomic commit.
-            fix_ops = _verify.repair(state_before, live, loaded, deletions) \
-                + _verify.aliases(patch) + _verify.filters(patch)
+            # (the process-wide registries only when a module of the patch is loaded: the
+            # filters and names are its import's doing)
+            fix_ops = _verify.repair(state_before, live, loaded, deletions) + (
+                _verify.aliases(patch) + _verify.filters(patch) if live else [])
             fix_dels = [o for o in fix_ops if o.kind != "call" and o.new is MISSING
                         and o.old is not MISSING]
             deletions += fix_dels   # they wait too
@@ -458,7 +460,8 @@ def patch_on_import(name: str, module: types.ModuleType) -> None:
                         if dels:
                             _commit_ops(dels, [txn])
                             late = late + dels
-                        fix_ops = _verify.repair(state_before, [txn], {name: module})
+                        fix_ops = _verify.repair(state_before, [txn], {name: module}) \
+                            + _verify.aliases(rec.patch) + _verify.filters(rec.patch)
                         if fix_ops:
                             _commit_ops(fix_ops, [txn])
                             late = late + fix_ops
