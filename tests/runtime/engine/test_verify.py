@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import textwrap
 from pathlib import Path
 
@@ -259,3 +260,28 @@ def test_warning_filters_and_module_names_are_made_as_a_fresh_import_makes_them(
           "alias": "c73_app.packages.json.decoder" in sys.modules})
     ''', [case / "v1"], {"patch": patch})
     assert pending == {"state": "pending import", "filters": 0, "alias": True}
+
+
+def test_identical_lambdas_on_one_line_are_told_apart_by_column_or_refused(ws):
+    v1 = ws.tree("v1", {"lp/__init__.py": "", "lp/m.py":
+                        "PAIR = (lambda x: x, lambda x: x)\n"})
+    v2 = ws.tree("v2", {"lp/__init__.py": "", "lp/m.py":
+                        "PAIR = (lambda x: x, lambda x: -x)\n"})
+    patch = ws.patch(v1, v2, state=True)
+    out = ws.run('''
+    import sys
+    from lp import m
+    first, second = m.PAIR
+    try:
+        runtime.apply(load(ARGS["patch"]))
+    except runtime.SutureError as exc:
+        emit({"refused": exc.code, "message": exc.message, "kept": [first(3), second(3)]})
+    else:
+        emit({"kept": [first(3), second(3)], "now": [f(3) for f in m.PAIR]})
+    ''', [v1], {"patch": patch})
+    if sys.version_info >= (3, 11):   # columns tell them apart
+        assert out == {"kept": [3, -3], "now": [3, -3]}, out
+    else:   # never a guess: refused, nothing changed (3.9 and 3.10 compile the two
+        # into one code object, so the baseline has one where the fix has two)
+        assert out["refused"] in ("SUT-E201", "SUT-E203") and out["kept"] == [3, 3], out
+        assert "lp.m:<lambda>" in out["message"]

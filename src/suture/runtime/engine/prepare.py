@@ -27,7 +27,7 @@ import sys
 import re
 import types
 from types import CodeType, FunctionType
-from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Set, Tuple, Union
 
 from .._defs import syntax as _syntax
 from .. import _codes, _defs, _fingerprint
@@ -105,7 +105,21 @@ def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
         if any(same(c, live) for c in base_stubs.get(q, ())):
             continue  # an @overload stub kept by typing's registry: never called
         cands = base.get(q, [])
-        idx = next((i for i, c in enumerate(cands) if same(c, live)), None)
+        match = _match(cands, live, same)
+        if isinstance(match, list):
+            # several identical definitions at one place and this Python records no
+            # columns: guess only if the fix leaves them all the same
+            alike = fixed.get(q) or []
+            if len(alike) == len(cands) and all(same(alike[i], alike[match[0]])
+                                                for i in match):
+                match = match[0]
+            else:
+                blocked.append(f"{q}: several identical definitions on line "
+                               f"{live.co_firstlineno}, of which the fix changes some: "
+                               "which one a function created before the patch is cannot be "
+                               "told on this Python (3.11+ records columns)")
+                continue
+        idx = match
         if idx is None:
             if any(same(c, live) for c in fixed.get(q, [])):
                 on_fixed.add(q)
@@ -394,6 +408,22 @@ def _forwarder_code(f: FunctionType, filename: str, q: str) -> CodeType:
                    dont_inherit=True)
     outer = next(c for c in code.co_consts if isinstance(c, CodeType))
     return next(c for c in outer.co_consts if isinstance(c, CodeType))
+
+
+def _match(cands: List[CodeType], live: CodeType, same: Any) -> Union[None, int, List[int]]:
+    """The index of the baseline code ``live`` runs among ``cands`` (one qualified name's
+    code objects, in source order). Several can be the same code (two ``lambda x: x`` in
+    one dict, of which the fix changes one): then the one at ``live``'s place in the
+    source, by first line and, where the version records them (3.11+), columns; the
+    indices still tied when those cannot tell (a list)."""
+    hits = [i for i, c in enumerate(cands) if same(c, live)]
+    if len(hits) <= 1:
+        return hits[0] if hits else None
+    here = [i for i in hits if cands[i].co_firstlineno == live.co_firstlineno] or hits
+    if len(here) > 1 and hasattr(live, "co_positions"):
+        where = list(live.co_positions())
+        here = [i for i in here if list(cands[i].co_positions()) == where] or here
+    return here[0] if len(here) == 1 else here
 
 
 def _fixed_lines(patch: Patch, module: str) -> Dict[str, int]:
