@@ -285,7 +285,8 @@ def _dependencies_only(site: Path, package: str, where: Path) -> Path:
 
 
 def build(e: Dict[str, Any], cache: Path, hooks_ok: bool = True,
-          import_path: Sequence[Path] = ()) -> Tuple[int, Dict[str, Any], Path]:
+          import_path: Sequence[Path] = (), import_python: Optional[Path] = None
+          ) -> Tuple[int, Dict[str, Any], Path]:
     out_file = cache / "patches" / f"{slug(e)}{'' if hooks_ok else '-no-hooks'}.suture"
     out_file.parent.mkdir(parents=True, exist_ok=True)
     hooks = HERE / "hooks" / f"{e['package']}-{e['new']}.py"
@@ -298,6 +299,9 @@ def build(e: Dict[str, Any], cache: Path, hooks_ok: bool = True,
              + (["--hooks", str(hooks)] if hooks.exists() else [])
              # the release's dependencies, for importing it at build (state manifest)
              + [arg for p in import_path for arg in ("--import-path", str(p))]
+             # ...with the Python the target runs (import-time values of the standard
+             # library differ between versions)
+             + (["--import-python", str(import_python)] if import_python else [])
              # an unverified entry whose native code also changed: the Python part must
              # still build and apply; the native part is left out of the patch and stays
              # "restart required" for processes that run it (recorded in meta.excluded)
@@ -334,6 +338,7 @@ def run_entry(e: Dict[str, Any], cache: Path, python: str = "", hooks_ok: bool =
         role, "tests fail live, pass after apply, fail after revert")
     row = Row(entry_id(e), role, expected)
     site: List[Path] = []
+    venv_python: Optional[Path] = None
     if role != "native-or-data":
         try:
             venv, secs = ensure_venv(e, cache, python)
@@ -346,7 +351,8 @@ def run_entry(e: Dict[str, Any], cache: Path, python: str = "", hooks_ok: bool =
         row.step("venv", seconds=secs)
         site = [_dependencies_only(d, e["package"], cache / "deps" / slug(e))
                 for d in sorted(venv.glob("lib/python*/site-packages"))]
-    rc, report, patch = build(e, cache, hooks_ok, site)
+        venv_python = venv / "bin" / "python"
+    rc, report, patch = build(e, cache, hooks_ok, site, venv_python)
     refused = [f"{c.get('verdict')}: {c.get('kind')} {c.get('module')}:{c.get('qualname')}"
                for c in report.get("changes", []) if c.get("verdict") in ("restart", "hook")]
     row.step("build", rc=rc, seconds=report["seconds"], size=report.get("size"),

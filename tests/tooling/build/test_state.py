@@ -524,3 +524,20 @@ def test_dependents_past_the_limit_are_counted_and_shown(tmp_path, monkeypatch, 
     _render_state(report.state)
     assert ("  state    1 more unchanged module(s) importing a changed one were not checked "
             "(limit reached)") in capsys.readouterr().out
+
+
+def test_the_releases_are_imported_with_the_python_the_build_names(tmp_path):
+    # another interpreter (here: this one under another path, so the flags for another
+    # interpreter apply: no site-packages of its own) records its own version
+    other = tmp_path / "python-other"
+    other.symlink_to(sys.executable)
+    case = CASES / "60_init_reads_changed_class_attr"
+    report = build_trees(materialize(str(case / "v1")), materialize(str(case / "v2")),
+                         dry_run=True, import_python=str(other))
+    assert report.state["python"] == "%d.%d" % sys.version_info[:2]
+    assert report.state["modules"]["c60_app.client"]["verified"] is True
+    assert report.dry_run["outcome"] == "applied", report.dry_run
+    from suture.tooling.build.sources import SourceError
+    with pytest.raises(SourceError, match="--import-python /nonexistent"):
+        build_trees(materialize(str(case / "v1")), materialize(str(case / "v2")),
+                    import_python="/nonexistent")

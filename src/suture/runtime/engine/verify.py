@@ -430,10 +430,17 @@ def refusal(patch: Patch, verdicts: List[Verdict]) -> Optional[StateDiverges]:
     shown = "; ".join(f"{m}.{label} is {live}, a fresh import of the fixed release has "
                       f"{expected}" for m, (label, live, expected) in bad[:3])
     more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
+    state = patch.meta.get("state")
+    built = state.get("python") if isinstance(state, dict) else None
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    hint = (f" The state manifest was recorded with Python {built} and this process runs "
+            f"{here}: values the standard library computes at import can differ between "
+            f"versions; a patch built with `suture build --import-python` of Python {here} "
+            "checks against this version." if isinstance(built, str) and built != here else "")
     return StateDiverges(
         f"Patch {patch.short_id} ({patch.describe()}) was rolled back: after the commit the "
         f"process's state does not equal a fresh import of the fixed release: {shown}{more}. "
-        f"Nothing was changed; a restart runs the fixed release.",
+        f"Nothing was changed; a restart runs the fixed release.{hint}",
         details={"patch": patch.id, "paths": [
             {"module": m, "path": label, "live": live, "expected": expected}
             for m, (label, live, expected) in bad[:50]]})

@@ -99,13 +99,15 @@ def build(old: str, new: str, *, cves: Sequence[str] = (), summary: str = "",
           index_url: Optional[str] = None, no_index: bool = False,
           embed_sources: bool = False, verify_state: bool = True, dry_run: bool = False,
           import_path: Sequence[str] = (),
-          import_env: Optional[Mapping[str, str]] = None) -> BuildReport:
+          import_env: Optional[Mapping[str, str]] = None,
+          import_python: Optional[str] = None) -> BuildReport:
     """Materialise OLD and NEW (dir, wheel, sdist or name==version) and build."""
     kw = dict(cache_dir=cache_dir, find_links=find_links, index_url=index_url, no_index=no_index)
     return build_trees(materialize(old, **kw), materialize(new, **kw), cves=cves,  # type: ignore[arg-type]
                        summary=summary, hooks=hooks, allow_restart=allow_restart,
                        embed_sources=embed_sources, verify_state=verify_state,
-                       dry_run=dry_run, import_path=import_path, import_env=import_env)
+                       dry_run=dry_run, import_path=import_path, import_env=import_env,
+                       import_python=import_python)
 
 
 def build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str] = (),
@@ -113,7 +115,8 @@ def build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str] = (),
                 allow_restart: bool = False, refuse: bool = True,
                 embed_sources: bool = False, verify_state: bool = True,
                 dry_run: bool = False, import_path: Sequence[str] = (),
-                import_env: Optional[Mapping[str, str]] = None) -> BuildReport:
+                import_env: Optional[Mapping[str, str]] = None,
+                import_python: Optional[str] = None) -> BuildReport:
     """Diff two trees into a report and, unless refused, a patch.
 
     A changed module travels compact (its baseline's hash and the changed lines;
@@ -127,9 +130,24 @@ def build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str] = (),
     runs here) to record the state manifest, ``meta["state"]`` (build/state.py), with
     ``import_path`` after each release's root on ``sys.path`` and ``import_env`` in the
     environment; without it every changed module is recorded as not verified.
+    ``import_python`` is the interpreter they are imported with (default: this one):
+    that of the processes the patch is for, whose standard library computes some of the
+    import-time values the manifest holds.
     ``dry_run`` then also applies the patch to a fresh process of the baseline and reverts
     it (``report.dry_run``): what ``suture build`` does.
     """
+    with _state.importing_with(import_python):
+        return _build_trees(old, new, cves=cves, summary=summary, hooks=hooks,
+                            allow_restart=allow_restart, refuse=refuse,
+                            embed_sources=embed_sources, verify_state=verify_state,
+                            dry_run=dry_run, import_path=import_path, import_env=import_env)
+
+
+def _build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str], summary: str,
+                 hooks: Optional[Path], allow_restart: bool, refuse: bool,
+                 embed_sources: bool, verify_state: bool, dry_run: bool,
+                 import_path: Sequence[str],
+                 import_env: Optional[Mapping[str, str]]) -> BuildReport:
     report = diff_trees(old, new, cves=cves, summary=summary, hooks=hooks)
     # Unchanged modules that import a changed one: imported with it at build, so the state
     # they built from it is in the manifest (issue 15, "State manifest (build side)").

@@ -19,15 +19,18 @@ Importing a release runs its import-time code on the build machine (README.md, B
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple
 
 from ...runtime import _fingerprint
 
@@ -53,7 +56,7 @@ class _Run:
                if not k.startswith("PYTHON") or k == "PYTHONHOME"}
         env.update(PYTHONHASHSEED=str(seed), PYTHONDONTWRITEBYTECODE="1", PYTHONNOUSERSITE="1")
         env.update(import_env)
-        args = [sys.executable, "-s", "-B", str(DRIVER), str(FINGERPRINT), str(self.out),
+        args = [interpreter(), *_flags(), str(DRIVER), str(FINGERPRINT), str(self.out),
                 repr(timeout), str(Path(root).resolve()),
                 *(str(Path(p).resolve()) for p in import_path), "--", *modules,
                 *(["--", *dependents] if dependents else [])]
@@ -346,8 +349,59 @@ def _encodable(segments: List[Any]) -> bool:
     return True
 
 
+_INTERPRETER: contextvars.ContextVar[str] = contextvars.ContextVar("interpreter",
+                                                                  default=sys.executable)
+_TAGS: Dict[str, str] = {}
+
+
+def interpreter() -> str:
+    """The Python the releases are imported with (``importing_with``): the builder's own
+    unless the build names another, the version the patched processes run: values the
+    standard library computes at import (``typing``'s aliases, a dataclass's generated
+    ``__doc__``) differ between versions, and the engine holds a process to the manifest."""
+    return _INTERPRETER.get()
+
+
+@contextlib.contextmanager
+def importing_with(python: Optional[str]) -> Iterator[None]:
+    """Import the releases with ``python`` (a path or a command on PATH) in this block."""
+    if not python:
+        yield
+        return
+    found = shutil.which(python) or python
+    token = _INTERPRETER.set(found)
+    try:
+        try:
+            python_tag()   # it must run
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            from .sources import SourceError
+            raise SourceError(f"--import-python {python}: {exc}") from exc
+        yield
+    finally:
+        _INTERPRETER.reset(token)
+
+
+def _flags() -> List[str]:
+    """No user site, no bytecode; with another interpreter (``--import-python``), no
+    site-packages of its own either: a virtual environment of the baseline holds the
+    release installed, whose metadata would claim the modules imported from the build's
+    tree. Its dependencies come from ``--import-path``."""
+    return ["-s", "-B"] if interpreter() == sys.executable else ["-S", "-B"]
+
+
 def python_tag() -> str:
-    return f"{sys.version_info.major}.{sys.version_info.minor}"
+    """``X.Y`` of ``interpreter()``."""
+    exe = interpreter()
+    if exe == sys.executable:
+        return f"{sys.version_info.major}.{sys.version_info.minor}"
+    if exe not in _TAGS:
+        out = subprocess.run([exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                             capture_output=True, text=True, timeout=60)
+        if out.returncode != 0 or not out.stdout.strip():
+            raise ValueError(f"{exe} is not a Python interpreter that runs here "
+                             f"({(out.stderr.strip().splitlines() or ['no output'])[-1]})")
+        _TAGS[exe] = out.stdout.strip()
+    return _TAGS[exe]
 
 
 # -- the dry run: the patch applied to a fresh process of its own baseline ---------------
@@ -454,7 +508,7 @@ def dry_run(old_root: Path, data: bytes, modules: Sequence[str], *,
             env.update(PYTHONDONTWRITEBYTECODE="1", PYTHONNOUSERSITE="1",
                        PYTHONHASHSEED=str(seed), **(import_env or {}))
             procs.append((work, subprocess.Popen(
-                [sys.executable, "-s", "-B", "-c", _DRY_RUN], cwd=str(work), env=env,
+                [interpreter(), *_flags(), "-c", _DRY_RUN], cwd=str(work), env=env,
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)))
         deadline = time.monotonic() + timeout
         results: List[Dict[str, Any]] = []

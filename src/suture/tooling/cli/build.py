@@ -117,6 +117,12 @@ def _render_state(state: Optional[Dict[str, Any]]) -> None:
 @click.option("--import-env", multiple=True, metavar="NAME=VALUE",
               help="Environment for importing the releases at build, e.g. "
                    "DJANGO_SETTINGS_MODULE=site.settings (repeatable).")
+@click.option("--import-python", metavar="PYTHON",
+              help="The Python to import the releases with at build (default: the one "
+                   "running suture): that of the processes the patch is for, since some "
+                   "import-time values come from the standard library and differ between "
+                   "versions. It runs without site-packages of its own: name the releases' "
+                   "dependencies with --import-path.")
 @click.option("--sign", "keys", multiple=True, metavar="KEY",
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Sign the patch with this private key (repeatable; see `suture keygen`).")
@@ -125,7 +131,8 @@ def build(old: str, new: str, output: Optional[Path], cves: Sequence[str], summa
           hooks: Optional[Path], allow_restart: bool, embed_sources: bool,
           find_links: Sequence[str], index_url: Optional[str], no_index: bool,
           cache_dir: Optional[Path], no_import: bool, import_path: Sequence[str],
-          import_env: Sequence[str], keys: Sequence[Path], as_json: bool) -> None:
+          import_env: Sequence[str], import_python: Optional[str], keys: Sequence[Path],
+          as_json: bool) -> None:
     """Build a hotpatch from OLD (vulnerable) to NEW (fixed).
 
     OLD and NEW are each a source directory, a wheel, an sdist, or name==version.
@@ -151,7 +158,8 @@ def build(old: str, new: str, output: Optional[Path], cves: Sequence[str], summa
                           find_links=find_links, index_url=index_url, no_index=no_index,
                           embed_sources=embed_sources, verify_state=not no_import,
                           dry_run=not no_import,
-                          import_path=import_path, import_env=env)
+                          import_path=import_path, import_env=env,
+                          import_python=import_python)
     except BuildRefused as exc:
         if as_json:
             _emit_json({**exc.report.to_dict(), "error": exc.to_dict()})
