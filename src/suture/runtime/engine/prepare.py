@@ -491,7 +491,11 @@ def _prepare_class(txn: _ModuleTxn, module: types.ModuleType, cp: _defs.ClassPla
         for name in cp.bind:
             if name in ns:
                 txn.ops.append(Op("attr", cls, name, ns[name], f"{txn.name}:{cp.qualname}.{name}"))
-        derived = _lazy_class_caches(cls, set(cp.bind))
+        # a name no class of its MRO has yet (an added method) is no input of state the
+        # old code computed
+        known = {n for n in cp.bind if any(n in vars(k) for k in type.__dict__["__mro__"]
+                                           .__get__(cls))}
+        derived = _lazy_class_caches(cls, known) if known else []
         if derived and not txn.has_hooks:
             names = ", ".join(f"{k.__qualname__}.{n}" for k, n in derived)
             raise NeedsHook(
