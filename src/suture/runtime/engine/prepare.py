@@ -420,10 +420,16 @@ def _match(cands: List[CodeType], live: CodeType, same: Any) -> Union[None, int,
     if len(hits) <= 1:
         return hits[0] if hits else None
     here = [i for i in hits if cands[i].co_firstlineno == live.co_firstlineno] or hits
-    if len(here) > 1 and hasattr(live, "co_positions"):
-        where = list(live.co_positions())
-        here = [i for i in here if list(cands[i].co_positions()) == where] or here
+    where = _positions(live)
+    if len(here) > 1 and where is not None:
+        here = [i for i in here if _positions(cands[i]) == where] or here
     return here[0] if len(here) == 1 else here
+
+
+def _positions(code: CodeType) -> Optional[List[Any]]:
+    """Each instruction's (line, end line, column, end column): 3.11+; None before."""
+    positions = getattr(code, "co_positions", None)
+    return list(positions()) if positions is not None else None
 
 
 def _fixed_lines(patch: Patch, module: str) -> Dict[str, int]:
