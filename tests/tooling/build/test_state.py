@@ -366,9 +366,11 @@ def test_the_dry_run_compares_the_whole_process_with_a_fresh_import_of_the_fix()
     assert report.dry_run["outcome"] == "applied", report.dry_run
     assert report.dry_run["differs"]["total"] == 0, report.dry_run["differs"]
     assert report.dry_run["revert_differs"]["total"] == 0, report.dry_run["revert_differs"]
-    # case 44: typing keeps a registry of @overload stubs, which the fixed release's
-    # import fills and a patched process does not: a difference outside every patched
-    # module, which only the whole-process comparison sees
+    # case 44: typing keeps a registry of @overload stubs (3.11+), which the fixed
+    # release's import fills and a patched process does not: a difference outside every
+    # patched module, which only the whole-process comparison sees
+    if sys.version_info < (3, 11):
+        return   # no registry there: nothing differs
     report = _build_case("44_overload_stubs_added")
     differs = report.dry_run["differs"]
     assert differs["total"] > 0
