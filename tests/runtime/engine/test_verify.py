@@ -285,3 +285,39 @@ def test_identical_lambdas_on_one_line_are_told_apart_by_column_or_refused(ws):
         # into one code object, so the baseline has one where the fix has two)
         assert out["refused"] in ("SUT-E201", "SUT-E203") and out["kept"] == [3, 3], out
         assert "lp.m:<lambda>" in out["message"]
+
+
+SLOW = '''
+from sp import gate
+gate.entered.set()
+gate.release.wait(10)
+
+
+def value():
+    return {}
+'''
+GATE = "import threading\nentered = threading.Event()\nrelease = threading.Event()\n"
+
+
+def test_a_module_still_importing_when_the_patch_arrives_is_patched_once_imported(ws):
+    # Its import began before the apply (not through the hook) and is half done: patching
+    # it then would have its body bind v1's functions again after the patch while the
+    # apply said "applied" (tests/security/test_robust.py's 200 clients hit it, 1 in 25)
+    v1 = ws.tree("v1", {"sp/__init__.py": "", "sp/gate.py": GATE, "sp/slow.py": SLOW.format(1)})
+    v2 = ws.tree("v2", {"sp/__init__.py": "", "sp/gate.py": GATE, "sp/slow.py": SLOW.format(2)})
+    patch = ws.patch(v1, v2)
+    out = ws.run('''
+    import importlib, sys, threading
+    from sp import gate
+    t = threading.Thread(target=importlib.import_module, args=("sp.slow",))
+    t.start()
+    assert gate.entered.wait(10)
+    res = runtime.apply(load(ARGS["patch"]))
+    gate.release.set()
+    t.join(10)
+    slow = sys.modules["sp.slow"]
+    runtime.status()
+    emit({"state": res.modules["sp.slow"], "value": slow.value(),
+          "now": runtime.status()["patches"][0]["modules"]["sp.slow"]})
+    ''', [v1], {"patch": patch})
+    assert out == {"state": "pending import", "value": 2, "now": "applied"}, out

@@ -49,6 +49,7 @@ import importlib
 import os
 import sys
 import threading
+import time
 import types
 import warnings
 from typing import Any, ContextManager, Dict, List, Optional
@@ -160,9 +161,42 @@ def apply(patch: Patch, *, wait_quiescent: Optional[float] = None,
         _walks.clear()
         _walks["scope"] = True
         try:
-            return _apply_locked(patch, wait_quiescent, restricted)
+            result = _apply_locked(patch, wait_quiescent, restricted)
         finally:
             _walks.clear()   # heap walks are shared within one apply, never across
+    _finish_importing(patch.id)
+    return result
+
+
+FINISH_IMPORT_SECONDS = 60.0
+
+
+def _finish_importing(patch_id: str) -> None:
+    """A module of the patch that another thread was still importing when the patch was
+    applied, by an import that began before the hook served it (``check._loaded``), is
+    patched as soon as that import ends, by a daemon thread that looks every 10 ms for up
+    to ``FINISH_IMPORT_SECONDS`` (``status`` looks too, whenever it is asked)."""
+    rec = _applied.get(patch_id)
+    if rec is None:
+        return
+    busy = [n for n, state in rec.modules.items() if state == "pending import"
+            and getattr(getattr(sys.modules.get(n), "__spec__", None), "_initializing", False)]
+    if not busy:
+        return
+
+    def finish() -> None:
+        deadline = time.monotonic() + FINISH_IMPORT_SECONDS
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+            if not any(getattr(getattr(sys.modules.get(n), "__spec__", None),
+                               "_initializing", False) for n in busy):
+                break
+        with _lock():
+            if _applied.get(patch_id) is rec:
+                _imported_meanwhile(rec)
+                _serve()
+
+    threading.Thread(target=finish, name="suture-finish-import", daemon=True).start()
 
 
 def _apply_locked(patch: Patch, wait_quiescent: Optional[float], restricted: bool) -> Result:
@@ -409,6 +443,10 @@ def applied_ids() -> List[str]:
 
 def status() -> Dict[str, Any]:
     with _lock():
+        # modules that were still importing when their patch was applied, and whose import
+        # did not come through the hook (it began before): patched now that it has ended
+        for rec in list(_applied.values()):
+            _imported_meanwhile(rec)
         patches, old = _reporting.records()
     return {"patches": patches, "active": active(old)}   # the heap walk runs unlocked
 

@@ -25,11 +25,18 @@ from ._state import _Record, _applied, _raise_os_failure, _register_source, _unl
 
 
 def _loaded(patch: Patch) -> Dict[str, types.ModuleType]:
-    """The modules of ``patch`` in sys.modules now: the apply's one look at them."""
+    """The modules of ``patch`` in sys.modules now: the apply's one look at them.
+
+    Not one still executing its import in another thread (``__spec__._initializing``):
+    its body has not bound everything yet, and what it binds after a patch would be the
+    baseline's again (the apply said "applied" over code that ran v1). Such a module is
+    pending: patched when its import ends (the hook), or at the engine's next look
+    (``_imported_meanwhile``: the end of this apply, ``status``)."""
     out: Dict[str, types.ModuleType] = {}
     for mp in patch.modules:
         module = sys.modules.get(mp.name)
-        if module is not None:
+        spec = getattr(module, "__spec__", None) if module is not None else None
+        if module is not None and not getattr(spec, "_initializing", False):
             out[mp.name] = module
     return out
 
