@@ -68,7 +68,8 @@ from ._state import (HookContext, Result, _ModuleTxn, _Record, _added_entries, _
                      _applied, _fine_switching, _find, _forget_modules, _own_dict,
                      _pending_index, _walks,
                      drop_shadow, shadow)
-from .check import _check, _load_hooks, _loaded, _plan, _replaced_by, _resolved, _with_sources
+from .check import (_check, _load_hooks, _loaded, _plan, _replaced_by, _resolved, _with_sources,
+                    importing as _importing)
 from .post import _late, _late_order, _leftovers
 from .prepare import _prepare
 # The modules of revert and status are named reverting and reporting: a submodule named
@@ -180,7 +181,7 @@ def _finish_importing(patch_id: str) -> None:
     if rec is None:
         return
     busy = [n for n, state in rec.modules.items() if state == "pending import"
-            and getattr(getattr(sys.modules.get(n), "__spec__", None), "_initializing", False)]
+            and _importing(sys.modules.get(n))]
     if not busy:
         return
 
@@ -188,8 +189,7 @@ def _finish_importing(patch_id: str) -> None:
         deadline = time.monotonic() + FINISH_IMPORT_SECONDS
         while time.monotonic() < deadline:
             time.sleep(0.01)
-            if not any(getattr(getattr(sys.modules.get(n), "__spec__", None),
-                               "_initializing", False) for n in busy):
+            if not any(_importing(sys.modules.get(n)) for n in busy):
                 break
         with _lock():
             if _applied.get(patch_id) is rec:
@@ -425,8 +425,7 @@ def _imported_meanwhile(rec: _Record) -> None:
         module = sys.modules.get(name)
         if state != "pending import" or module is None:
             continue
-        spec = getattr(module, "__spec__", None)
-        if spec is not None and getattr(spec, "_initializing", False):
+        if _importing(module):
             continue
         patch_on_import(name, module)
 

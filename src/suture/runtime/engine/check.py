@@ -35,10 +35,14 @@ def _loaded(patch: Patch) -> Dict[str, types.ModuleType]:
     out: Dict[str, types.ModuleType] = {}
     for mp in patch.modules:
         module = sys.modules.get(mp.name)
-        spec = getattr(module, "__spec__", None) if module is not None else None
-        if module is not None and not getattr(spec, "_initializing", False):
+        if module is not None and not importing(module):
             out[mp.name] = module
     return out
+
+
+def importing(module: Any) -> bool:
+    """Whether ``module`` is still executing its import (in some thread)."""
+    return bool(getattr(getattr(module, "__spec__", None), "_initializing", False))
 
 
 def _check(patch: Patch) -> Dict[str, _defs.ModulePlan]:
