@@ -105,6 +105,7 @@ LAYERS = [
     {"_state", "commit"},
     {"_refgraph", "_activeness"},
     {"_scratch", "_patchhooks"},
+    {"_objects"},
     {"check", "prepare", "post", "verify", "reverting", "reporting"},
     {""},   # the package: apply, revert, status, the lock
 ]
@@ -145,8 +146,9 @@ def test_engine_imports_run_downward_and_steps_forward():
 
 
 def test_the_definition_diff_imports_its_facts_and_rules_not_the_reverse():
-    # _defs: syntax (facts) <- verdicts (rules) <- diff (the walk) <- the package's exports.
-    order = ["syntax", "verdicts", "diff", ""]
+    # _defs: syntax (facts) <- verdicts (rules) <- instances (what exists before a patch)
+    # <- diff (the walk) <- the package's exports.
+    order = ["syntax", "verdicts", "instances", "diff", ""]
     wrong = []
     for module, deps in GRAPH.items():
         if not (module + ".").startswith("suture.runtime._defs."):
@@ -162,5 +164,5 @@ def test_the_definition_diff_imports_its_facts_and_rules_not_the_reverse():
                 wrong.append(f"{module} imports {dep}")
     assert {m for m in GRAPH if m.startswith("suture.runtime._defs")} == {
         "suture.runtime._defs", "suture.runtime._defs.syntax", "suture.runtime._defs.verdicts",
-        "suture.runtime._defs.diff"}
+        "suture.runtime._defs.instances", "suture.runtime._defs.diff"}
     assert wrong == []

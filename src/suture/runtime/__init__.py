@@ -48,9 +48,10 @@ def apply(patch: Union[Patch, bytes], *, wait_quiescent: Optional[float] = None,
     return _engine.apply(patch, wait_quiescent=wait_quiescent, restricted=restricted)
 
 
-def revert(patch_id: str) -> Result:
-    """Restore every object ``patch_id`` touched; newest patch first."""
-    return _engine.revert(patch_id)
+def revert(patch_id: str, force: bool = False) -> Result:
+    """Restore every object ``patch_id`` touched; newest patch first. ``force`` reverts
+    even when objects built meanwhile lack state the restored code reads (SUT-E209)."""
+    return _engine.revert(patch_id, force)
 
 
 def status() -> Dict[str, Any]:

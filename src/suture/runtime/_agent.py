@@ -387,7 +387,10 @@ def _op_revert(frame: Dict[str, Any]) -> Dict[str, Any]:
     patch_id = frame.get("patch_id")
     if not isinstance(patch_id, str) or not patch_id:
         raise ProtocolError("revert needs 'patch_id': a patch id or a unique prefix")
-    return runtime.revert(patch_id).to_dict()
+    force = frame.get("force", False)
+    if not isinstance(force, bool):
+        raise ProtocolError("revert's 'force' must be true or false")
+    return runtime.revert(patch_id, force).to_dict()
 
 
 def _op_list(frame: Dict[str, Any]) -> Dict[str, Any]:

@@ -132,8 +132,16 @@ def _type_name(t: type) -> str:
     return f"{module if type(module) is str else '?'}.{_QUALNAME.__get__(t)}"
 
 
+# Types of class members that are no state of the class: engine/_objects.LazyAttr (an
+# attribute that objects built before a patch get on first read) registers itself here.
+PER_OBJECT: List[type] = []
+
+
 def _class_dict(cls: type) -> Dict[str, Any]:
-    return dict(_DICT_OF.__get__(cls))
+    own = _DICT_OF.__get__(cls)
+    if PER_OBJECT:
+        return {k: v for k, v in own.items() if type(v) not in PER_OBJECT}
+    return dict(own)
 
 
 def _instance_parts(obj: Any) -> Tuple[Optional[Dict[str, Any]], List[Tuple[str, Any]]]:
@@ -141,6 +149,7 @@ def _instance_parts(obj: Any) -> Tuple[Optional[Dict[str, Any]], List[Tuple[str,
     C descriptors of ``type(obj)``'s MRO; no Python-level attribute access."""
     instance_dict: Optional[Dict[str, Any]] = None
     slots: List[Tuple[str, Any]] = []
+    lazy: List[Any] = []
     seen = set()
     for klass in _MRO.__get__(type(obj)):
         for name, desc in _DICT_OF.__get__(klass).items():
@@ -148,7 +157,9 @@ def _instance_parts(obj: Any) -> Tuple[Optional[Dict[str, Any]], List[Tuple[str,
                 continue
             seen.add(name)
             kind = type(desc)
-            if kind is _GETSET and name == "__dict__" and instance_dict is None:
+            if kind in PER_OBJECT:
+                lazy.append((name, desc))
+            elif kind is _GETSET and name == "__dict__" and instance_dict is None:
                 try:
                     d = desc.__get__(obj, type(obj))
                 except Exception:  # noqa: BLE001 - a C getter that refuses: no dict
@@ -160,6 +171,14 @@ def _instance_parts(obj: Any) -> Tuple[Optional[Dict[str, Any]], List[Tuple[str,
                     slots.append((name, desc.__get__(obj, type(obj))))
                 except AttributeError:
                     slots.append((name, MISSING))
+    # what an object built before a patch gets on first read is its state: read it, so
+    # that it is there as in an object the fixed release builds
+    for name, desc in lazy:
+        if instance_dict is not None and name not in instance_dict:
+            try:
+                desc.__get__(obj, type(obj))
+            except Exception:  # noqa: BLE001 - stays absent; its first read will say why
+                pass
     slots.sort(key=lambda s: s[0])
     return instance_dict, slots
 

@@ -102,6 +102,23 @@ class StateDiverges(RefusedError):
     code = "SUT-E208"
 
 
+class ObjectsNeedMigration(RefusedError):
+    """Objects already in the process lack state that the code to be put in place reads
+    (an attribute the fixed ``__init__`` sets and the builder cannot derive for them), and
+    no migration of the patch sets it: applied (or reverted), they would raise
+    AttributeError on their next call. Names the class, the attribute and the count."""
+
+    code = "SUT-E209"
+
+
+class FramesAtRisk(RefusedError):
+    """Frames already running the old code of a caller would call a changed function the
+    way its new version rejects (arity, keywords, result shape), and they did not finish
+    within the wait. Names each frame (thread, generator, task; function; line)."""
+
+    code = "SUT-E210"
+
+
 class NotInDistribution(UntrustedPatch, RefusedError):
     """The patch names a distribution, but a module it touches is not one of that
     distribution's files (its ``RECORD`` in the target does not list it): a key trusted

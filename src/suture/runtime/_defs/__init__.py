@@ -7,12 +7,14 @@ therefore agree by construction, and a patch cannot smuggle in an action the
 sources do not justify.
 
 Only ``ast`` is used here, never ``compile``/``exec``: nothing in this package
-runs patch code. Three modules, each importing only the ones before it:
+runs patch code. Four modules, each importing only the ones before it:
 
   syntax    facts about statements and definitions: what a statement binds or
             mutates, its category, functions and classes by qualname, dumps
   verdicts  the rules a verdict rests on: which class kinds, fields, annotations,
             defaults and module-level statements can change live and which cannot
+  instances what exists before a patch: instance state each side's methods read that
+            objects the other side built may lack, and old callers of changed callees
   diff      the walk over both trees (``diff_module``): each difference becomes a
             ``Change`` with its verdict, and the ``ModulePlan`` the engine executes
 

@@ -18,9 +18,10 @@ from typing import Dict, List, Optional, Set, Tuple
 
 from .syntax import (FuncNode, _base_names, _body_dump, _called_roots, _declared_global,
                      _defaults_dump, _defines, _import_call, _import_map, _keyed, _names_in,
-                     _self_attrs, _shape, _text, _uses_class_cell, _uses_globals, bound_names,
+                     _shape, _text, _uses_class_cell, _uses_globals, bound_names,
                      deleted_names, dump, dumps, iter_classes, iter_functions, mutated_root,
                      normal_form, stmt_category, touched_names, unbound_at_end)
+from .instances import CallHazard, StateDelta, call_hazards, instance_deltas, only_derives
 from .verdicts import (_FIELD_MARKERS, _LAYOUT_BUILTINS, _annotated_only, _annotation_only,
                        _annotations_are_metadata, _class_default, _class_kind, _field_order,
                        _fresh, _has_slots, _in_place, _is_field, _mentions, _never_runs,
@@ -55,6 +56,8 @@ class ModulePlan:
     classes: List[ClassPlan] = field(default_factory=list)
     recompute_defaults: List[str] = field(default_factory=list)  # qualnames
     future_flags: List[ast.stmt] = field(default_factory=list)
+    instance_state: List[StateDelta] = field(default_factory=list)   # instances.py
+    call_hazards: List[CallHazard] = field(default_factory=list)
     old_tree: Optional[ast.Module] = None   # parsed once; the engine compiles from these
     new_tree: Optional[ast.Module] = None
 
@@ -81,6 +84,7 @@ class _Differ:
     def run(self) -> ModulePlan:
         self._functions()
         self._module_level()
+        self._objects()
         self._dependents()
         self.plan.future_flags = [s for s in self.new.body if stmt_category(s) == "future"]
         return self.plan
@@ -106,12 +110,6 @@ class _Differ:
                              "object takes the fix and the old one forwards to it, so every "
                              "reference sees it; the old object's signature reads "
                              "(*args, **kwargs)")
-                if q.endswith(".__init__"):
-                    gained = sorted(_self_attrs(new) - _self_attrs(old))
-                    if gained:
-                        self.add("__init__ sets new attributes", q, "caveat",
-                                 f"instances created before the patch lack {', '.join(gained)}; "
-                                 "attach a migration hook (MIGRATIONS) to set them")
             if _defaults_dump(old) != _defaults_dump(new):
                 if "<locals>" in q:
                     self.add("changed default", q, "caveat",
@@ -130,6 +128,40 @@ class _Differ:
         for q in self.old_funcs.keys() - self.new_funcs.keys():
             if "<locals>" in q:
                 self.add("removed nested function", q, "live")
+
+    # what exists before the patch: objects the old code built, frames of old callers
+    def _objects(self) -> None:
+        self.plan.instance_state = instance_deltas(self.old, self.new)
+        for d in self.plan.instance_state:
+            label = f"{d.cls}.{d.attr}"
+            readers = ", ".join(f"{r}()" for r in d.readers)
+            built = ("objects built before the patch" if d.direction == "apply"
+                     else "objects built while the patch is applied, after a revert,")
+            side = "fixed" if d.direction == "apply" else "vulnerable"
+            side += " " + readers + (" reads" if len(d.readers) == 1 else " read")
+            if d.how == "derived":
+                self.add("instance state, derived" if d.direction == "apply"
+                         else "instance state, derived at revert", label, "live",
+                         f"the {side} `{d.attr}`; {built} get "
+                         f"`{d.attr} = {d.value}` on their first read, as a new object "
+                         f"does ({d.why})")
+            elif d.how == "external":
+                self.add("instance state, set outside", label, "live",
+                         f"the {side} `{d.attr}`, {d.why}")
+            else:
+                self.add("instance state, needs migration" if d.direction == "apply"
+                         else "instance state, needs migration at revert", label, "caveat",
+                         f"the {side} `{d.attr}`, which {built} may lack "
+                         f"({d.why}); while such objects are alive, "
+                         + ("apply refuses unless MIGRATIONS" if d.direction == "apply"
+                            else "revert refuses unless REVERT_MIGRATIONS")
+                         + f"[\"{self.mod}:{d.cls}\"] sets it (SUT-E209)")
+        self.plan.call_hazards = call_hazards(self.old, self.new)
+        for h in self.plan.call_hazards:
+            self.add("old caller, changed callee", f"{h.caller}->{h.callee}", "caveat",
+                     f"a frame already running the old {h.caller}() would call the new "
+                     f"{h.callee}() at line {h.line} and fail: it {h.why}; apply waits for "
+                     "such frames to finish and refuses if they do not (SUT-E210)")
 
     def _same(self, cat: str, before: Optional[ast.stmt], stmt: ast.stmt, where: str) -> bool:
         """Nothing to run again: equal, or differing only in function bodies (swapped in
@@ -536,6 +568,9 @@ class _Differ:
             head, _, tail = q.partition(".")
             if not tail:
                 construct.add(head)
+            elif tail == "__init__" and only_derives(self.old_funcs.get(q), self.new_funcs.get(q),
+                                                     self.plan.instance_state, head):
+                continue   # objects built by the old __init__ get the rest on first read
             elif tail in ("__init__", "__new__", "__post_init__", "__call__"):
                 construct.add(head)
         for cp in self.plan.classes:

@@ -33,6 +33,7 @@ Layers (imports run downward only; ``tests/runtime/test_import_graph.py``):
   _scratch, _refgraph,    shared analysis: evaluating statements in scratch
   _activeness,            namespaces, the reference graph (importers, lru wrappers,
   _patchhooks             stale caches, from-imports), running old code, patch hooks
+  _objects                objects built before the patch, frames of old callers
   _state, commit          the records (Result, _ModuleTxn, _Record, _applied), the
                           ops and the one-C-call commit; they import no other
                           engine module
@@ -59,6 +60,7 @@ from . import commit as _commit
 from .commit import MISSING
 from ..errors import RestartRequired, RolledBack, SutureError
 from ..patchfile import Patch
+from . import _objects
 from ._activeness import _settle, _wait_quiescent, active
 from ._patchhooks import _migrate, _run_hook, _unmigrate
 from ._refgraph import _stale_caches
@@ -288,6 +290,18 @@ def _apply(patch: Patch, wait_quiescent: Optional[float],
         for t in live:
             rec.old_codes.update(t.old_codes)
             rec.filenames[t.name] = t.filename
+        rec.plans = dict(plans)
+        # What exists before the patch (_objects): derived attributes commit with the code;
+        # objects lacking other state the fixed code reads, and frames of old callers that
+        # would call a changed callee the old way, refuse (counted again after the commit).
+        risky = _objects_before(rec, live, loaded)
+        hazards = _objects.hazard_codes({t.name: plans[t.name] for t in live}, rec.old_codes)
+        migrations = _objects.migrated_classes(hooks, "MIGRATIONS")
+        found = _objects.at_risk([(c, d) for m, c, d in risky if f"{m}:{d.cls}" not in migrations])
+        if found:
+            raise _objects.refuse_objects(patch.short_id, found, "apply", patch.id)
+        _objects.wait_frames(hazards, _objects.FRAME_WAIT_SECONDS if wait_quiescent is None
+                             else wait_quiescent, patch.short_id, patch.id)
         # Step 5's "before": the live state, taken before anything (hooks included) changes.
         state_before = _verify.before(patch, {t.name: loaded[t.name] for t in live})
         if wait_quiescent is not None:
@@ -295,6 +309,10 @@ def _apply(patch: Patch, wait_quiescent: Optional[float],
         ctx = HookContext(patch)
         _run_hook(rec, "pre_apply", ctx, refuse=True)
         _migrate(rec)
+        found = _objects.at_risk([(c, d) for _, c, d in risky])
+        if found:   # a migration that left objects without what it was to set
+            _unmigrate(rec)
+            raise _objects.refuse_objects(patch.short_id, found, "apply", patch.id)
         ops = [o for t in live for o in t.first_ops] + [o for t in live for o in t.ops]
         # Replacing a cumulative patch: its undo and our changes form one commit, and
         # our undo log must lead back to the original objects, not to its versions.
@@ -331,6 +349,15 @@ def _apply(patch: Patch, wait_quiescent: Optional[float],
                     details={"patch": patch.id}) from exc
             raise RolledBack(f"Applying patch {patch.short_id} failed and was rolled back: "
                              f"{type(exc).__name__}: {exc}", details={"patch": patch.id}) from exc
+        # An object built, or an old caller entered, between the look above and the commit.
+        found = _objects.at_risk([(c, d) for _, c, d in risky])
+        busy = active(hazards) if hazards else []
+        if found or busy:
+            _commit.undo(rec.ops)
+            _commit.reapply(before)
+            _unmigrate(rec)
+            raise (_objects.refuse_objects(patch.short_id, found, "apply", patch.id) if found
+                   else _objects.refuse_frames(patch.short_id, busy, hazards, 0, patch.id))
         try:
             _run_hook(rec, "post_apply", ctx, refuse=False)
         except BaseException as exc:
@@ -392,6 +419,24 @@ def _apply(patch: Patch, wait_quiescent: Optional[float],
                       caveats=rec.caveats, notes=rec.notes, verified=dict(rec.verified))
 
 
+def _objects_before(rec: _Record, txns: List[_ModuleTxn], loaded: Dict[str, types.ModuleType]
+                    ) -> List[Any]:
+    """Add to each txn the ops that install its derived attributes; return (module, live
+    class, delta) for the state objects may lack that must be counted instead."""
+    risky: List[Any] = []
+    for t in txns:
+        assert t.plan is not None
+        module = loaded[t.name]
+        ops, left, notes = _objects.lazy_ops(module, t.plan, "apply", rec.patch.short_id)
+        t.ops.extend(ops)
+        t.notes.extend(notes)
+        for d in left:
+            cls = _objects.live_class(module, d.cls)
+            if cls is not None:
+                risky.append((t.name, cls, d))
+    return risky
+
+
 def _imported_by_new_statements(patch: Patch, plans: Dict[str, Any],
                                  loaded: Dict[str, types.ModuleType]) -> List[str]:
     """Modules of ``patch`` not imported here that the new module-level statements of its
@@ -430,9 +475,9 @@ def _imported_meanwhile(rec: _Record) -> None:
         patch_on_import(name, module)
 
 
-def revert(patch_id: str) -> Result:
+def revert(patch_id: str, force: bool = False) -> Result:
     with _lock():
-        return _reverting.revert(_find(patch_id), _serve)
+        return _reverting.revert(_find(patch_id), _serve, force)
 
 
 def applied_ids() -> List[str]:
@@ -479,8 +524,15 @@ def patch_on_import(name: str, module: types.ModuleType) -> None:
                     mp = _resolved(rec.patch, mp, module)
                     rec.patch = dataclasses.replace(rec.patch, modules=tuple(
                         mp if m.name == name else m for m in rec.patch.modules))
-                txn = _prepare(rec, mp, module, _plan(rec.patch, mp))
+                plan = _plan(rec.patch, mp)
+                txn = _prepare(rec, mp, module, plan)
                 if txn.state == "applied":
+                    rec.plans[name] = plan
+                    risky = _objects_before(rec, [txn], {name: module})
+                    found = _objects.at_risk([(c, d) for _, c, d in risky])
+                    if found:   # objects its own import built with the old __init__
+                        raise _objects.refuse_objects(rec.patch.short_id, found, "apply",
+                                                      rec.patch.id, stub=False)
                     state_before = _verify.before(rec.patch, {name: module})
                     ops = txn.first_ops + txn.ops
                     # Deletions last, as in apply: a late statement may read a name the

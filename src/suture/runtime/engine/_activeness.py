@@ -38,7 +38,7 @@ def active(old: Dict[int, Tuple[Any, ...]]) -> List[Dict[str, Any]]:
             hit = old.get(id(f.f_code))
             if hit is not None and hit[0] is f.f_code:
                 out.append({"qualname": hit[1], "where": "thread", "patch": _pid(hit),
-                            "thread": names.get(ident, str(ident))})
+                            "thread": names.get(ident, str(ident)), "line": f.f_lineno})
             f = f.f_back
     # Only generator/coroutine code can be suspended outside a thread's stack; each
     # extra argument to get_referrers multiplies the cost of its heap walk.
@@ -49,7 +49,8 @@ def active(old: Dict[int, Tuple[Any, ...]]) -> List[Dict[str, Any]]:
         gen_frame: Optional[types.FrameType] = getattr(o, _FRAME_ATTR[kind], None)
         hit = old.get(id(gen_frame.f_code)) if gen_frame is not None else None
         if hit is not None and gen_frame is not None and hit[0] is gen_frame.f_code:
-            out.append({"qualname": hit[1], "where": kind, "patch": _pid(hit)})
+            out.append({"qualname": hit[1], "where": kind, "patch": _pid(hit),
+                        "line": gen_frame.f_lineno})
             out.extend(_tasks_awaiting(o, hit))
     return out
 

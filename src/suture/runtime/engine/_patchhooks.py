@@ -19,8 +19,11 @@ from ._refgraph import _resolve_class
 from ._state import HookContext, _Record
 
 
-def _migrate(rec: _Record) -> None:
-    migrations = getattr(rec.hooks, "MIGRATIONS", None) if rec.hooks else None
+def _migrate(rec: _Record, table: str = "MIGRATIONS") -> None:
+    """Run the hooks' migrations (``table``: MIGRATIONS at apply, REVERT_MIGRATIONS at
+    revert) on every live object of each named class and its subclasses (the nearest
+    class with a migration wins); any failure restores them all and refuses."""
+    migrations = getattr(rec.hooks, table, None) if rec.hooks else None
     if not migrations:
         return
     targets: Dict[type, Any] = {}
@@ -32,21 +35,38 @@ def _migrate(rec: _Record) -> None:
             targets[cls] = fn
     if not targets:
         return
-    objs = [o for cls in targets for o in gc.get_referrers(cls) if type(o) is cls]
-    slots = {cls: _slot_descriptors(cls) for cls in targets}
+    family: Dict[type, Any] = {}
+    for cls in targets:
+        for sub in _subclasses(cls):
+            if sub not in family:
+                family[sub] = next(targets[k] for k in sub.__mro__ if k in targets)
+    objs = [o for o in gc.get_referrers(*family) if type(o) in family
+            and not isinstance(o, type)]
+    slots = {cls: _slot_descriptors(cls) for cls in family}
     for o in objs:
         snapshot = dict(o.__dict__) if hasattr(o, "__dict__") else {}
         rec.migrated.append((o, snapshot, [(d, _slot_get(d, o)) for d in slots[type(o)]]))
         try:
-            targets[type(o)](o)
+            family[type(o)](o)
         except Exception as exc:
             _unmigrate(rec)
             raise HookFailed(f"Migration of {type(o).__qualname__} instances failed in patch "
                              f"{rec.patch.short_id}: {type(exc).__name__}: {exc}. Every "
                              "migrated instance's attributes were restored and the patch was "
-                             "not applied (what a migration changed inside the objects those "
+                             "not " + ("applied" if table == "MIGRATIONS" else "reverted")
+                             + " (what a migration changed inside the objects those "
                              "attributes refer to, such as a list.append, is not undone).",
                              details={"patch": rec.patch.id}) from exc
+
+
+def _subclasses(cls: type) -> List[type]:
+    out, todo = [], [cls]
+    while todo:
+        c = todo.pop()
+        if c not in out:
+            out.append(c)
+            todo.extend(type.__subclasses__(c))
+    return out
 
 
 def _unmigrate(rec: _Record) -> None:

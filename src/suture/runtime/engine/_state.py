@@ -148,6 +148,7 @@ class _Record:
         self.applied_at = time.time()
         self.pause_ns = 0
         self.migrated: List[Tuple[Any, Dict[str, Any], List[Tuple[Any, Any]]]] = []
+        self.plans: Dict[str, _defs.ModulePlan] = {}   # of the loaded modules, for revert
         self.rewind: Dict[Tuple[int, str], Any] = {}   # original values under replaced patches
         self.rewound_files: Set[str] = set()
         # The distribution the patch names, as checked at apply (None: not checked, see

@@ -12,20 +12,23 @@ frame runs its code (``_activeness._settle``).
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, Optional, Tuple
 
 from . import commit as _commit
 from .commit import MISSING, Op
 from ..errors import RevertOrderError
 from ..patchfile import Patch
 from ._activeness import _installed_codes, _settle
-from ._patchhooks import _run_hook
+from . import _objects
+from ._patchhooks import _migrate, _run_hook
 from ._state import HookContext, Result, _Record, _applied, _own_dict
 
 
-def revert(rec: _Record, serve: Callable[[], None]) -> Result:
+def revert(rec: _Record, serve: Callable[[], None], force: bool = False) -> Result:
     """Undo ``rec`` (under the engine lock); ``serve()`` brings the import hook in line
-    with ``_applied`` once ``rec`` has left it."""
+    with ``_applied`` once ``rec`` has left it. Objects built while ``rec`` was applied
+    that lack state the restored code reads refuse the revert unless ``force``
+    (``_objects``): derived attributes are installed with the undo and stay."""
     touched = set(rec.modules)
     newer = [r for r in list(_applied.values())[list(_applied).index(rec.patch.id) + 1:]
              if touched & {m for m, s in r.modules.items() if s == "applied"}]
@@ -35,8 +38,14 @@ def revert(rec: _Record, serve: Callable[[], None]) -> Result:
             f"{newer[-1].patch.short_id} patches the same modules; revert that first "
             f"(`suture revert {newer[-1].patch.short_id}`). Nothing was changed.",
             details={"patch": rec.patch.id, "newer": [r.patch.id for r in newer]})
+    lazy, risky = _before_revert(rec)
+    found = _objects.at_risk(risky)
+    if found and not force:
+        raise _objects.refuse_objects(rec.patch.short_id, found, "revert", rec.patch.id)
     ctx = HookContext(rec.patch)
     _run_hook(rec, "pre_revert", ctx, refuse=True)
+    _migrate(rec, "REVERT_MIGRATIONS")
+    rec.migrated.clear()   # kept: a revert's migrations are not undone
     removals = _added_module_removals(rec)
     log = rec.ops + removals
     # Names the patch added are read by patched frames that may still be running:
@@ -44,7 +53,10 @@ def revert(rec: _Record, serve: Callable[[], None]) -> Result:
     additions = [o for o in log if o.kind != "call" and o.old is MISSING
                  and o.new is not MISSING]
     added = {id(o) for o in additions}
-    pause = _commit.undo([o for o in log if id(o) not in added]) if log else 0
+    undo = [o for o in log if id(o) not in added]
+    calls = [o for o in undo if o.kind == "call"]
+    pause = _commit.run(lazy + calls, undo_first=undo) if lazy else \
+        _commit.undo(undo) if undo else 0
     del _applied[rec.patch.id]
     serve()
     notes = _settle(additions, _installed_codes(rec), undo=True)
@@ -52,8 +64,32 @@ def revert(rec: _Record, serve: Callable[[], None]) -> Result:
         _run_hook(rec, "post_revert", ctx, refuse=False)
     except Exception as exc:
         notes.append(f"post_revert hook failed after the code was restored: {exc!r}")
+    if found:
+        notes.append("reverted with --force: " + "; ".join(
+            f"{f['objects']} object(s) of {f['class']} lack `{f['attribute']}`, which the "
+            "restored code reads" for f in found[:5]))
     return Result(rec.patch.id, "reverted", modules={m: "reverted" for m in rec.modules},
                   pause_ns=pause, ops=len(rec.ops), notes=notes)
+
+
+def _before_revert(rec: _Record) -> Tuple[List[Any], List[Tuple[type, Any]]]:
+    """Ops installing the derived attributes the restored code reads (kept after the
+    revert); (class, delta) for the state to count instead, less what REVERT_MIGRATIONS
+    sets."""
+    lazy: List[Any] = []
+    risky: List[Tuple[type, Any]] = []
+    migrations = _objects.migrated_classes(rec.hooks, "REVERT_MIGRATIONS")
+    for name, plan in rec.plans.items():
+        module = sys.modules.get(name)
+        if module is None or rec.modules.get(name) != "applied":
+            continue
+        ops, left, _ = _objects.lazy_ops(module, plan, "revert", rec.patch.short_id)
+        lazy += ops
+        for d in left:
+            cls = _objects.live_class(module, d.cls)
+            if cls is not None and f"{name}:{d.cls}" not in migrations:
+                risky.append((cls, d))
+    return lazy, risky
 
 
 def _added_module_removals(rec: _Record, keep: Optional[Patch] = None) -> List[Any]:

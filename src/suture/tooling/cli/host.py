@@ -251,9 +251,12 @@ def apply(file: Path, pids: Sequence[int], select_all: bool, wait_quiescent: Opt
 @_PID_OPT
 @_ALL_OPT
 @_PARALLEL_OPT
+@click.option("--force", is_flag=True,
+              help="Revert even if objects built while the patch was applied lack state "
+                   "the restored code reads (SUT-E209); they may then fail on their next call.")
 @click.option("--json", "as_json", is_flag=True, help="Print one row per process as JSON.")
 def revert(patch_id: str, pids: Sequence[int], select_all: bool, parallel: Optional[int],
-           as_json: bool) -> None:
+           force: bool, as_json: bool) -> None:
     """Revert PATCH_ID (or a unique prefix) in running processes, in parallel.
 
     With --all, processes where the patch is not applied are skipped.
@@ -264,7 +267,7 @@ def revert(patch_id: str, pids: Sequence[int], select_all: bool, parallel: Optio
 
     targets = _targets(pids, select_all, as_json)
     rows = fanout.revert(patch_id, targets, select_all=select_all, progress=_progress,
-                        parallel=parallel)
+                        parallel=parallel, force=force)
     if as_json:
         _emit_json({"patch": patch_id, "processes": [r.to_dict() for r in rows]})
     else:

@@ -207,11 +207,13 @@ def apply(data: bytes, patch: Patch, pids: Sequence[int], *, select_all: bool = 
 
 def revert(patch_id: str, pids: Sequence[int], *, select_all: bool = False,
            runtime_dir: Optional[str] = None, progress: Optional[Progress] = None,
-           parallel: Optional[int] = None) -> List[Row]:
+           parallel: Optional[int] = None, force: bool = False) -> List[Row]:
+    extra = {"force": True} if force else {}
+
     def work(pid: int) -> Row:
         try:
             result = client.call(pid, "revert", APPLY_TIMEOUT, runtime_dir=runtime_dir,
-                                 patch_id=patch_id)
+                                 patch_id=patch_id, **extra)
         except UnknownPatch as exc:
             if select_all:
                 return _fallback("revert", pid, patch_id,
