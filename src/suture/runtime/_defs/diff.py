@@ -145,9 +145,6 @@ class _Differ:
                          f"the {side} `{d.attr}`; {built} get "
                          f"`{d.attr} = {d.value}` on their first read, as a new object "
                          f"does ({d.why})")
-            elif d.how == "external":
-                self.add("instance state, set outside", label, "live",
-                         f"the {side} `{d.attr}`, {d.why}")
             else:
                 self.add("instance state, needs migration" if d.direction == "apply"
                          else "instance state, needs migration at revert", label, "caveat",

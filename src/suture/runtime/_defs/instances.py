@@ -18,10 +18,12 @@ How it is met:
              is what a new object gets, computed per object on its first read
   migration  set by the side's code in another way (a counter, a cache, a flag set
              later, a constructor argument): a person decides (``MIGRATIONS``)
-  unknown    the class sets attributes dynamically (``setattr``, ``__dict__``), so
-             the attribute may be set where the builder cannot see
-  external   read, but set nowhere in this module (an outside base class, a caller):
-             nothing to migrate that the builder could name; reported, never refused
+  unknown    set nowhere the builder can see while the class sets attributes
+             dynamically (``setattr``, ``__dict__``, ``vars``): it may be set there
+An attribute read but set nowhere in the module, by a class that sets none dynamically,
+is no delta: an outside base class or the code using the object sets it, for old and new
+objects alike (``urllib3``'s pools read ``self.headers``, set by a base in another
+module).
 Invariant: only ``ast``; the builder and the engine compute the same deltas.
 """
 
@@ -39,7 +41,7 @@ class StateDelta:
     cls: str            # class qualname in its module
     attr: str
     direction: str      # "apply" | "revert"
-    how: str            # "derived" | "migration" | "unknown" | "external"
+    how: str            # "derived" | "migration" | "unknown"
     value: str = ""     # derived: the expression, as source
     params: Tuple[str, ...] = ()   # derived: ``__init__`` parameters it reads (defaults)
     why: str = ""       # one clause for the report
@@ -122,12 +124,11 @@ def _deltas(q: str, before: ast.ClassDef, after: ast.ClassDef,
             continue
         readers = tuple(sorted(set(reads[attr])))
         if attr not in sets:
-            how = "unknown" if dynamic else "external"
-            why = ("the class sets attributes dynamically (setattr or __dict__), so the "
-                   "builder cannot tell whether older objects have it"
-                   if dynamic else "set nowhere in this module (an outside base class, or "
-                   "the code that uses the object, may set it)")
-            out.append(StateDelta(q, attr, direction, how, why=why, readers=readers))
+            if dynamic:
+                out.append(StateDelta(q, attr, direction, "unknown", readers=readers,
+                                      why="the class sets attributes dynamically (setattr, "
+                                      "__dict__), so the builder cannot tell whether older "
+                                      "objects have it"))
             continue
         value, params, why = _derivation(attr, after, before, sets[attr], imports)
         if value is None:

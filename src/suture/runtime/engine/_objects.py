@@ -121,7 +121,7 @@ def lazy_ops(module: types.ModuleType, plan: _defs.ModulePlan, direction: str,
     notes: List[str] = []
     namespace = module.__dict__
     for d in plan.instance_state:
-        if d.direction != direction or d.how == "external":
+        if d.direction != direction:
             continue
         cls = _resolve_class(module, d.cls)
         if cls is None:

@@ -20,6 +20,7 @@ from ...runtime import _defs
 from ...runtime.errors import SutureError
 from ...runtime.patchfile import (Change, ModulePatch, Patch, Source, compacted, decode_source,
                                  dump, load)
+from . import objects as _objects
 from . import state as _state
 from .sources import SourceTree, materialize
 
@@ -76,6 +77,14 @@ class BuildReport:
                   "verdict": f["verdict"], "reason": f["reason"]} for f in self.files]
         return rows
 
+    def migration_stub(self) -> Optional[str]:
+        """A hook module to fill in, when some instance state needs a migration that the
+        patch's hooks do not name (``objects.stub``); None otherwise."""
+        hooks = self.patch.hooks.text if self.patch and self.patch.hooks else None
+        missing = _objects.needs_migration(_objects.rows(self.changes()),
+                                           _objects.migration_tables(hooks))
+        return _objects.stub(missing) if missing else None
+
     def blockers(self, verdict: str) -> List[Dict[str, str]]:
         return [c for c in self.changes() if c["verdict"] == verdict]
 
@@ -88,6 +97,8 @@ class BuildReport:
             "state": self.state,
             "dry_run": self.dry_run,
             "partial_offer": self.partial_offer,
+            "objects": _objects.rows(self.changes()),
+            "migration_stub": self.migration_stub(),
             "refused": self.patch is None,
             "size": len(self.data) if self.data else 0,
         }

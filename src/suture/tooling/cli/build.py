@@ -11,6 +11,7 @@ import click
 
 from ...runtime.errors import SutureError
 from ...runtime.patchfile import load, read_envelope
+from ..build import objects as _objects
 from ._common import _emit_json, _fail
 
 
@@ -179,17 +180,35 @@ def build(old: str, new: str, output: Optional[Path], cves: Sequence[str], summa
     for key in signers:
         data = sign_patch(data, key)
     output.write_bytes(data)
+    stub_file = _write_stub(report.migration_stub(), output)
     if as_json:
-        _emit_json({**report.to_dict(), "output": str(output), "signatures": len(signers)})
+        _emit_json({**report.to_dict(), "output": str(output), "signatures": len(signers),
+                    "migration_stub_file": str(stub_file) if stub_file else None})
         return
     _header(report.target)
     _render_changes(report.changes())
+    _render_objects(_objects.rows(report.changes()))
     _render_state(report.state)
     _render_dry_run(report.dry_run)
     partial = " (PARTIAL: left out " + ", ".join(report.excluded) + ")" if report.excluded else ""
     signed = f", signed by {len(signers)} key(s)" if signers else ", unsigned"
     click.echo(f"\nwrote {output} ({len(data)} bytes), id {report.patch.id[:12]}{partial}"
                f"{signed}")
+    if stub_file:
+        click.echo(f"objects built before the patch need state the builder cannot derive: "
+                   f"fill in {stub_file} and rebuild with --hooks {stub_file}; until then "
+                   "apply refuses (SUT-E209) in processes that hold such objects")
+
+
+def _write_stub(stub: Optional[str], output: Path) -> Optional[Path]:
+    """Write the migration stub beside the patch, never over a file that exists (an
+    operator's filled-in copy)."""
+    if not stub:
+        return None
+    path = output.with_name(output.name.rsplit(".", 1)[0] + ".migrations.py")
+    if not path.exists():
+        path.write_text(stub, encoding="utf-8")
+    return path
 
 
 def _header(target: Dict[str, Any]) -> None:
@@ -222,6 +241,8 @@ def inspect(file: Path, as_json: bool) -> None:
                          "sources": "changed lines" if m.compact else "whole"}
                         for m in patch.modules],
             "changes": rows, "files": list(patch.files), "hooks": patch.hooks is not None,
+            "objects": _objects.rows(rows),
+            "migrations": _objects.migration_tables(patch.hooks.text if patch.hooks else None),
             "signature_keyids": keyids,
         })
         return
@@ -235,7 +256,10 @@ def inspect(file: Path, as_json: bool) -> None:
     click.echo(f"builder  {meta.get('builder', '?')}, python {meta.get('python', '?')}"
                + (", PARTIAL (left out: " + ", ".join(meta.get("excluded", [])) + ")"
                   if meta.get("partial") else ""))
-    click.echo(f"hooks    {'yes' if patch.hooks else 'no'}")
+    tables = _objects.migration_tables(patch.hooks.text if patch.hooks else None)
+    click.echo(f"hooks    {'yes' if patch.hooks else 'no'}"
+               + "".join(f"; {name}: {', '.join(keys) or '(empty)'}"
+                         for name, keys in sorted(tables.items())))
     click.echo(f"signed   {', '.join(k[:12] for k in keyids) + ' (keyids)' if keyids else 'no'}")
     click.echo("modules")
     for m in patch.modules:
@@ -244,8 +268,25 @@ def inspect(file: Path, as_json: bool) -> None:
         lines = f" ({n} hunk{'' if n == 1 else 's'})" if m.compact else ""
         click.echo(f"  {m.action:<7} {m.name:<40} {base} \u2192 {m.fixed.sha256[:12]}{lines}")
     _render_state(meta.get("state"))
+    _render_objects(_objects.rows(rows))
     click.echo("changes")
     _render_changes(rows)
+
+
+def _render_objects(object_rows: List[Dict[str, Any]]) -> None:
+    """What the patch does for objects and frames that exist before it (engine/_objects)."""
+    if not object_rows:
+        return
+    click.echo("objects before the patch")
+    for r in object_rows:
+        if r["how"] == "frames":
+            click.echo(f"  frames   {r['module']}:{r['caller']} -> {r['callee']}: apply waits "
+                       "for running frames of the old caller, then refuses (SUT-E210)")
+            continue
+        when = "at apply" if r["direction"] == "apply" else "at revert"
+        what = ("derived on first read" if r["how"] == "derived"
+                else "needs a migration (SUT-E209 while objects lack it)")
+        click.echo(f"  {when:<8} {r['module']}:{r['class']}.{r['attribute']}: {what}")
 
 
 def _signing_keys(paths: Sequence[Path]) -> List[Any]:
