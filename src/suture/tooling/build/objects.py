@@ -11,7 +11,7 @@ migration tables are read with ``ast``).
 from __future__ import annotations
 
 import ast
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 _KINDS = {
     "instance state, derived": ("apply", "derived"),
@@ -71,7 +71,7 @@ def needs_migration(object_rows: List[Dict[str, Any]],
 def stub(missing: List[Dict[str, Any]]) -> str:
     """A hook module to review and fill in: one function per class and direction, as
     Erlang's code_change/3, that gives an object what the code put in place reads."""
-    by_key: Dict[tuple, List[Dict[str, Any]]] = {}
+    by_key: Dict[Tuple[str, str, str], List[Dict[str, Any]]] = {}
     for r in missing:
         by_key.setdefault((r["direction"], r["module"], r["class"]), []).append(r)
     lines = ['"""Migrations for objects that exist before this patch (review and fill in).',
