@@ -108,9 +108,11 @@ def _deltas(q: str, before: ast.ClassDef, after: ast.ClassDef,
         me = _self_name(m)
         if me is None:
             continue
-        for node in ast.walk(m):
-            if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load) \
-                    and isinstance(node.value, ast.Name) and node.value.id == me:
+        augmented = {id(n.target) for n in ast.walk(m) if isinstance(n, ast.AugAssign)}
+        for node in ast.walk(m):   # ``self.n += 1`` reads self.n too
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+                    and node.value.id == me and (isinstance(node.ctx, ast.Load)
+                                                 or id(node) in augmented):
                 reads.setdefault(node.attr, []).append(m.name)
     if not reads:
         return []
