@@ -1,8 +1,10 @@
 """Case 10b: as case 10 but without a migration hook.
 
-Stores built before the patch lack max_sessions, so the builder can only give
-SessionStore.__init__ a caveat. One such store stays alive in state but is never
-observed; observe() builds its stores afresh after the patch.
+SessionStore.__init__ gains max_sessions (a new parameter's default) that the new
+is_full() reads. The builder derives it (issue 21): a store built before the patch gets
+max_sessions = 3 on its first read, as a store the fixed release builds. observe() uses
+that old store as well as stores it builds afresh, and drops what it added, so each phase
+starts from the same sessions.
 """
 
 
@@ -19,4 +21,9 @@ def observe(state):
     s.add("s1", "alice")
     s.add("s2", "bob")
     added = [s.add("n%d" % i, "mallory") for i in range(4)]
-    return {"added": added, "count": len(s.sessions), "lookup": s.lookup("n0")}
+    old = state["old_store"]
+    old_added = [old.add("o%d" % i, "eve") for i in range(4)]
+    for i in range(4):
+        old.sessions.pop("o%d" % i, None)
+    return {"added": added, "count": len(s.sessions), "lookup": s.lookup("n0"),
+            "old_store": old_added}

@@ -555,3 +555,77 @@ def _own_return(r: ast.Return, fn: FuncNode) -> bool:
             if any(r is x for x in ast.walk(node)):
                 return False
     return True
+
+
+def cross_module_hazards(plans: Dict[str, Tuple[ast.Module, ast.Module]],
+                         packages: Dict[str, str]) -> Dict[str, List[CallHazard]]:
+    """``call_hazards`` across the modules of one patch: a changed function of module M
+    whose old code calls a changed function of module N through ``from N import f`` or
+    ``import N`` (``N.f(...)``). ``plans``: module -> (old tree, new tree); ``packages``:
+    module -> its ``__package__`` (to resolve relative imports). Keyed by the caller's
+    module; each hazard's callee is "N:f"."""
+    funcs = {m: (dict(iter_functions(o.body)), dict(iter_functions(n.body)))
+             for m, (o, n) in plans.items()}
+    changed = {m: {q for q in of.keys() & nf.keys() if "." not in q
+                   and dump(of[q]) != dump(nf[q])} for m, (of, nf) in funcs.items()}
+    out: Dict[str, List[CallHazard]] = {}
+    for m, (old, _new) in plans.items():
+        names, modules = _imported(old, packages.get(m, ""))
+        if not any(src in changed and src != m for src, _ in names.values()) \
+                and not any(src in changed and src != m for src in modules.values()):
+            continue
+        of, nf = funcs[m]
+        callers = {q for q in of if "<locals>" not in q
+                   and (q not in nf or dump(of[q]) != dump(nf[q]))}
+        for caller in sorted(callers):
+            fn = of[caller]
+            shadowed = _locals(fn) | (_params(fn) - {"*"})
+            parents = {id(c): p for p in ast.walk(fn) for c in ast.iter_child_nodes(p)}
+            for node in ast.walk(fn):
+                if not isinstance(node, ast.Call):
+                    continue
+                src, attr = "", ""
+                if isinstance(node.func, ast.Name) and node.func.id in names \
+                        and node.func.id not in shadowed:
+                    src, attr = names[node.func.id]
+                elif isinstance(node.func, ast.Attribute) and isinstance(node.func.value,
+                                                                         ast.Name) \
+                        and node.func.value.id in modules \
+                        and node.func.value.id not in shadowed:
+                    src, attr = modules[node.func.value.id], node.func.attr
+                if src == m or src not in changed or attr not in changed[src]:
+                    continue
+                old_callee, new_callee = funcs[src][0][attr], funcs[src][1][attr]
+                why = _rejects(node, old_callee, new_callee, False) \
+                    or _unpacks(node, parents, old_callee, new_callee)
+                if why:
+                    out.setdefault(m, []).append(
+                        CallHazard(caller, f"{src}:{attr}", getattr(node, "lineno", 0), why))
+    return out
+
+
+def _imported(tree: ast.Module, package: str) -> Tuple[Dict[str, Tuple[str, str]],
+                                                       Dict[str, str]]:
+    """Module-level ``from X import f [as g]`` (g -> (X, f)) and ``import X [as Y]``
+    (Y -> X; ``import a.b`` binds ``a``), relative imports resolved against ``package``."""
+    names: Dict[str, Tuple[str, str]] = {}
+    modules: Dict[str, str] = {}
+    for s in tree.body:
+        if isinstance(s, ast.ImportFrom):
+            base = s.module or ""
+            if s.level:
+                parts = package.split(".") if package else []
+                if s.level - 1 > len(parts):
+                    continue
+                head = parts[:len(parts) - (s.level - 1)]
+                base = ".".join(head + ([s.module] if s.module else []))
+            for a in s.names:
+                names[a.asname or a.name] = (base, a.name)
+                modules.setdefault(a.asname or a.name, f"{base}.{a.name}")
+        elif isinstance(s, ast.Import):
+            for a in s.names:
+                if a.asname:
+                    modules[a.asname] = a.name
+                else:
+                    modules[a.name.split(".")[0]] = a.name.split(".")[0]
+    return names, modules

@@ -295,7 +295,10 @@ def _apply(patch: Patch, wait_quiescent: Optional[float],
         # objects lacking other state the fixed code reads, and frames of old callers that
         # would call a changed callee the old way, refuse (counted again after the commit).
         risky = _objects_before(rec, live, loaded)
-        hazards = _objects.hazard_codes({t.name: plans[t.name] for t in live}, rec.old_codes)
+        hazards = _objects.hazard_codes(
+            {t.name: plans[t.name] for t in live}, rec.old_codes,
+            {t.name: str((_own_dict(loaded[t.name]) or {}).get("__package__") or "")
+             for t in live})
         migrations = _objects.migrated_classes(hooks, "MIGRATIONS")
         found = _objects.at_risk([(c, d) for m, c, d in risky if f"{m}:{d.cls}" not in migrations])
         if found:

@@ -32,7 +32,7 @@ import types
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .. import _defs, _fingerprint
-from .._defs.instances import StateDelta
+from .._defs.instances import StateDelta, cross_module_hazards
 from ..errors import FramesAtRisk, ObjectsNeedMigration
 from .commit import Op
 from ._activeness import active
@@ -199,11 +199,16 @@ def refuse_objects(short_id: str, found: List[Dict[str, Any]], direction: str,
 FRAME_WAIT_SECONDS = 2.0
 
 
-def hazard_codes(plans: Dict[str, _defs.ModulePlan], old_codes: Dict[int, Tuple[Any, ...]]
-                 ) -> Dict[int, Tuple[Any, ...]]:
-    """The old code objects (of ``old_codes``) of callers that the builder found calling a
-    changed callee in a way its new version rejects."""
+def hazard_codes(plans: Dict[str, _defs.ModulePlan], old_codes: Dict[int, Tuple[Any, ...]],
+                 packages: Dict[str, str]) -> Dict[int, Tuple[Any, ...]]:
+    """The old code objects (of ``old_codes``) of callers found calling a changed callee,
+    of their module or of another module of the patch (``packages``: each module's
+    ``__package__``), in a way its new version rejects."""
     why = {f"{m}:{h.caller}": h for m, p in plans.items() for h in p.call_hazards}
+    trees = {m: (p.old_tree, p.new_tree) for m, p in plans.items()
+             if p.old_tree is not None and p.new_tree is not None}
+    for m, found in cross_module_hazards(trees, packages).items():   # type: ignore[arg-type]
+        why.update({f"{m}:{h.caller}": h for h in found})
     out: Dict[int, Tuple[Any, ...]] = {}
     for k, v in old_codes.items():
         h = why.get(v[1])

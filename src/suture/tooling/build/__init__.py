@@ -81,7 +81,7 @@ class BuildReport:
         """A hook module to fill in, when some instance state needs a migration that the
         patch's hooks do not name (``objects.stub``); None otherwise."""
         hooks = self.patch.hooks.text if self.patch and self.patch.hooks else None
-        missing = _objects.needs_migration(_objects.rows(self.changes()),
+        missing = _objects.needs_migration(_objects.rows(self.changes(), self.meta),
                                            _objects.migration_tables(hooks))
         return _objects.stub(missing) if missing else None
 
@@ -97,7 +97,7 @@ class BuildReport:
             "state": self.state,
             "dry_run": self.dry_run,
             "partial_offer": self.partial_offer,
-            "objects": _objects.rows(self.changes()),
+            "objects": _objects.rows(self.changes(), self.meta),
             "migration_stub": self.migration_stub(),
             "refused": self.patch is None,
             "size": len(self.data) if self.data else 0,
@@ -451,6 +451,9 @@ def diff_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str] = (),
                   "from_version": old.version, "to_version": new.version}
     meta = {"cves": sorted(cves), "summary": summary, "builder": f"suture {__version__}",
             "python": ">=3.9", "partial": False}
+    frames = _objects.cross_module(entries, new_mods)
+    if frames:
+        meta["call_hazards"] = frames   # shown by inspect; the engine derives them again
     return BuildReport(target=target, modules=entries, files=files, meta=meta)
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import ast
 from typing import Any, Dict, List, Optional, Tuple
 
+from ...runtime._defs.instances import cross_module_hazards
+
 _KINDS = {
     "instance state, derived": ("apply", "derived"),
     "instance state, derived at revert": ("revert", "derived"),
@@ -21,8 +23,10 @@ _KINDS = {
 }
 
 
-def rows(changes: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """One row per instance-state delta and per old-caller hazard."""
+def rows(changes: List[Dict[str, Any]], meta: Optional[Dict[str, Any]] = None
+         ) -> List[Dict[str, Any]]:
+    """One row per instance-state delta and per old-caller hazard (within a module, from
+    the change list; across modules, from ``meta["call_hazards"]``)."""
     out: List[Dict[str, Any]] = []
     for c in changes:
         kind = c.get("kind", "")
@@ -35,7 +39,31 @@ def rows(changes: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
             caller, _, callee = str(c["qualname"]).partition("->")
             out.append({"module": c["module"], "caller": caller, "callee": callee,
                         "how": "frames", "reason": c["reason"]})
+    for h in (meta or {}).get("call_hazards") or []:
+        out.append({"module": h["module"], "caller": h["caller"], "callee": h["callee"],
+                    "how": "frames", "reason": f"line {h['line']}: {h['why']}"})
     return out
+
+
+def cross_module(entries: List[Any], paths: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """Calls from changed functions of one module to changed functions of another module of
+    the patch that the callee's new signature rejects (``instances.cross_module_hazards``).
+    ``entries``: the builder's module entries; ``paths``: module -> its file (a package's
+    ``__init__.py`` is its own package)."""
+    trees = {}
+    packages = {}
+    for e in entries:
+        if e.status != "changed" or e.baseline is None or e.fixed is None:
+            continue
+        try:
+            trees[e.name] = (ast.parse(e.baseline), ast.parse(e.fixed))
+        except SyntaxError:
+            continue
+        is_package = str(paths.get(e.name, "")).endswith("__init__.py")
+        packages[e.name] = e.name if is_package else e.name.rpartition(".")[0]
+    found = cross_module_hazards(trees, packages)
+    return [{"module": m, "caller": h.caller, "callee": h.callee, "line": h.line,
+             "why": h.why} for m, hs in sorted(found.items()) for h in hs]
 
 
 def migration_tables(hooks_source: Optional[str]) -> Dict[str, List[str]]:

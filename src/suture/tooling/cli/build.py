@@ -187,7 +187,7 @@ def build(old: str, new: str, output: Optional[Path], cves: Sequence[str], summa
         return
     _header(report.target)
     _render_changes(report.changes())
-    _render_objects(_objects.rows(report.changes()))
+    _render_objects(_objects.rows(report.changes(), report.meta))
     _render_state(report.state)
     _render_dry_run(report.dry_run)
     partial = " (PARTIAL: left out " + ", ".join(report.excluded) + ")" if report.excluded else ""
@@ -241,7 +241,7 @@ def inspect(file: Path, as_json: bool) -> None:
                          "sources": "changed lines" if m.compact else "whole"}
                         for m in patch.modules],
             "changes": rows, "files": list(patch.files), "hooks": patch.hooks is not None,
-            "objects": _objects.rows(rows),
+            "objects": _objects.rows(rows, patch.meta),
             "migrations": _objects.migration_tables(patch.hooks.text if patch.hooks else None),
             "signature_keyids": keyids,
         })
@@ -268,7 +268,7 @@ def inspect(file: Path, as_json: bool) -> None:
         lines = f" ({n} hunk{'' if n == 1 else 's'})" if m.compact else ""
         click.echo(f"  {m.action:<7} {m.name:<40} {base} \u2192 {m.fixed.sha256[:12]}{lines}")
     _render_state(meta.get("state"))
-    _render_objects(_objects.rows(rows))
+    _render_objects(_objects.rows(rows, meta))
     click.echo("changes")
     _render_changes(rows)
 
