@@ -120,6 +120,12 @@ def _deltas(q: str, before: ast.ClassDef, after: ast.ClassDef,
     has_class = _class_level(after, after_all)
     sets = _assignments(after, after_all)
     dynamic = _dynamic(after, after_all) or _dynamic(before, before_all)
+    # Methods this side adds: the other side's code never called them, so what they write
+    # is no part of an older object's history. Unless the class also stops setting an
+    # attribute the other side set: the new one may be that state renamed.
+    dropped = set(_assignments(before, before_all)) - set(sets)
+    later = set() if dropped else ({m.name for m in _methods(after)}
+                                   - {m.name for m in _methods(before)})
     out = []
     for attr in sorted(reads):
         if attr in had or attr in has_class or attr.startswith("__") and attr.endswith("__"):
@@ -132,7 +138,7 @@ def _deltas(q: str, before: ast.ClassDef, after: ast.ClassDef,
                                       "__dict__), so the builder cannot tell whether older "
                                       "objects have it"))
             continue
-        value, params, why = _derivation(attr, after, before, sets[attr], imports)
+        value, params, why = _derivation(attr, after, before, sets[attr], imports, later)
         if value is None:
             out.append(StateDelta(q, attr, direction, "migration", why=why, readers=readers))
         else:
@@ -253,16 +259,18 @@ def _dynamic(cls: ast.ClassDef, classes: Dict[str, ast.ClassDef]) -> bool:
 
 
 def _derivation(attr: str, cls: ast.ClassDef, other: ast.ClassDef,
-                sets: List[Tuple[str, ast.AST]], imports: Dict[str, str]
+                sets: List[Tuple[str, ast.AST]], imports: Dict[str, str], later: Set[str]
                 ) -> Tuple[Optional[str], Tuple[str, ...], str]:
     """(expression source, parameters it reads, why) when an old object's value is proved
-    to be what a new one gets; (None, (), why not) otherwise."""
-    where = sorted({m for m, _ in sets})
-    if where != ["__init__"] or len(sets) != 1:
-        return None, (), "set in " + ", ".join(f"{m}()" for m in where) + (
-            " more than once" if where == ["__init__"] else "")
+    to be what a new one gets; (None, (), why not) otherwise. Writes in ``later`` (methods
+    the other side's class does not have) are no part of an older object's history."""
+    in_init = [s for m, s in sets if m == "__init__"]
+    where = sorted({m for m, _ in sets} - later - {"__init__"})
+    if where or len(in_init) != 1:
+        return None, (), "set in " + ", ".join(f"{m}()" for m in sorted({m for m, _ in sets})) \
+            + (" more than once" if len(in_init) > 1 else "")
     init = next(m for m in _methods(cls) if m.name == "__init__")
-    stmt = sets[0][1]
+    stmt = in_init[0]
     if not any(stmt is s for s in init.body) or not isinstance(stmt, (ast.Assign,
                                                                       ast.AnnAssign)) \
             or isinstance(stmt, ast.Assign) and len(stmt.targets) != 1 \
@@ -284,12 +292,15 @@ def _derivation(attr: str, cls: ast.ClassDef, other: ast.ClassDef,
         return None, (), bad
     fresh = _fresh_mutable(stmt.value, imports)
     if fresh:
-        mutated = _mutated(attr, cls, init)
+        mutated = _mutated(attr, cls, init, later)
         if mutated:
             return None, (), f"a fresh {fresh} that {mutated} changes (its history " \
                 "differs between an old object and a new one)"
+    also = sorted({m for m, _ in sets} & later)
     return ast.unparse(stmt.value), tuple(params), "set once in __init__() from " + (
-        "defaults of new parameters, " if params else "") + "constants and module globals"
+        "defaults of new parameters, " if params else "") + "constants and module globals" + (
+        "; also by " + ", ".join(f"{m}()" for m in also) + ", which the older code never "
+        "called" if also else "")
 
 
 def only_derives(old: Optional[FuncNode], new: Optional[FuncNode], deltas: List[StateDelta],
@@ -416,10 +427,11 @@ def _fresh_mutable(e: ast.expr, imports: Dict[str, str]) -> str:
     return ""
 
 
-def _mutated(attr: str, cls: ast.ClassDef, init: FuncNode) -> str:
-    """The first method (besides ``init``) that may change ``self.attr``'s value in place."""
+def _mutated(attr: str, cls: ast.ClassDef, init: FuncNode, later: Set[str]) -> str:
+    """The first method (besides ``init`` and those in ``later``) that may change
+    ``self.attr``'s value in place."""
     for m in _methods(cls):
-        if m is init:
+        if m is init or m.name in later:
             continue
         me = _self_name(m)
         if me is None:
