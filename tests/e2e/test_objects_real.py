@@ -13,6 +13,9 @@ read, so that objects built before the patch lack it:
 * asyncssh 2.14.1 -> 2.14.2 (CVE-2023-48795, Terrapin): ``SSHConnection._strict_kex``,
   a flag negotiated at the first key exchange (needs a migration).
 
+A fourth, cbor2 5.7.1 -> 5.8.0 (CVE-2025-68131), adds its depth counters to ``__slots__``:
+objects built before cannot gain a slot, so the builder refuses it (restart required).
+
 Each target is a real process that imports the vulnerable release, builds the long-lived
 objects an application would (a reader held open; a Markdown renderer; an SSH server and
 a client connection), keeps a worker thread using them (load), and applies the patch in
@@ -34,7 +37,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
-from suture.tooling.build import build_trees
+from suture.tooling.build import BuildRefused, build_trees
 from suture.tooling.build.sources import materialize
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -443,3 +446,29 @@ def test_asyncssh_with_migration_applies_fix_and_reverts(releases, tmp_path):
     rev = out["reverted"]
     assert rev["version"] == "2.14.1" and rev["old"] == "old" and rev["fresh"] == "fresh"
     assert rev["fresh_strict"] is None                       # built by the restored code
+
+
+# ---------------------------------------------------------------------------------- cbor2
+
+CBOR2 = "cbor2-{}-cp311-cp311-manylinux2014_x86_64.manylinux_2_17_x86_64.manylinux_2_28_x86_64.whl"
+
+
+def test_cbor2_slots_fix_is_refused_by_the_builder_as_restart_required(tmp_path):
+    """cbor2 5.8.0 (CVE-2025-68131: a reused decoder leaked shared values across decodes)
+    adds ``_decode_depth``/``_encode_depth`` to the ``__slots__`` of ``CBORDecoder`` and
+    ``CBOREncoder``: a decoder built before the patch has no storage for the counter its
+    fixed ``decode`` reads, and its C twin ``_cbor2`` changed too. No patch is built."""
+    old = materialize(str(DATA / CBOR2.format("5.7.1")), cache_dir=tmp_path)
+    new = materialize(str(DATA / CBOR2.format("5.8.0")), cache_dir=tmp_path)
+    with pytest.raises(BuildRefused) as info:
+        build_trees(old, new, cves=["CVE-2025-68131"])
+    err = info.value
+    assert err.code == "SUT-E203"
+    assert "need a restart" in err.message
+    restart = {(c["module"], c["qualname"]) for c in err.report.blockers("restart")}
+    assert restart == {("cbor2._decoder", "CBORDecoder.__slots__"),
+                       ("cbor2._encoder", "CBOREncoder.__slots__"),
+                       ("", "_cbor2.cpython-311-x86_64-linux-gnu.so")}
+    got = {(c["module"], c["kind"], c["qualname"]) for c in err.report.changes()}
+    assert {("cbor2._decoder", "instance state, needs migration", "CBORDecoder._decode_depth"),
+            ("cbor2._encoder", "instance state, needs migration", "CBOREncoder._encode_depth")} <= got
