@@ -199,6 +199,7 @@ def observe():
     return {"note": render(md, '--8<-- "note.md"'),
             "traversal": render(md, '--8<-- "../secret.txt"'),
             "fresh_traversal": render(fresh, '--8<-- "../secret.txt"'),
+            "attrs": sorted(vars(md.preprocessors["snippet"])),
             "version": pymdownx.__version__}
 
 print(json.dumps(lifecycle(sys.argv[1], observe, Load(use))))
@@ -281,9 +282,10 @@ def releases(tmp_path_factory):
     """Each pair materialized once; builds made on demand and kept (with/without hooks)."""
     cache = tmp_path_factory.mktemp("cache")
     trees: Dict[str, Tuple[Any, Any, List[Path]]] = {}
-    built: Dict[Tuple[str, bool], Any] = {}
+    built: Dict[Tuple[str, Any], Any] = {}
 
-    def get(name: str, hooks: bool = False) -> Tuple[Any, Any, List[Path]]:
+    def get(name: str, hooks: Any = False) -> Tuple[Any, Any, List[Path]]:
+        """``hooks``: False (none), True (the file in tests/data/hooks) or a path."""
         if name not in trees:
             old, new, deps, _ = PAIRS[name]
             trees[name] = (materialize(str(DATA / old), cache_dir=cache),
@@ -291,13 +293,13 @@ def releases(tmp_path_factory):
                            [Path(materialize(str(DATA / d), cache_dir=cache).root) for d in deps])
         old, new, deps = trees[name]
         if (name, hooks) not in built:
-            built[(name, hooks)] = build_trees(old, new,
-                                               hooks=HOOKS / PAIRS[name][3] if hooks else None)
+            path = hooks if isinstance(hooks, Path) else HOOKS / PAIRS[name][3] if hooks else None
+            built[(name, hooks)] = build_trees(old, new, hooks=path)
         return old, built[(name, hooks)], deps
     return get
 
 
-def run_target(releases, name: str, hooks: bool, tmp_path: Path,
+def run_target(releases, name: str, hooks: Any, tmp_path: Path,
                extra: Optional[List[str]] = None) -> Dict[str, Any]:
     old, rep, deps = releases(name, hooks)
     patch = tmp_path / f"{name}.suture"
@@ -406,10 +408,28 @@ def test_pymdownx_with_migration_applies_fix_and_reverts(releases, tmp_path):
     assert after["version"] == "10.0"
     assert after["note"] == "<p>Release notes</p>"
     assert after["traversal"] == ""                          # the renderer built before: fixed
+    assert "restrict_base_path" in after["attrs"]            # set by the migration
     assert after["fresh_traversal"] == ""
     assert out["revert"] == {"state": "reverted"} and out["load_after_revert"] is True
     assert out["reverted"]["traversal"] == LEAK and out["reverted"]["version"] == "9.11"
     assert out["reverted"]["note"] == "<p>Release notes</p>"
+
+
+@pytest.mark.slow
+def test_pymdownx_migration_that_misses_the_attribute_is_refused_and_undone(releases, tmp_path):
+    """A hook that migrates the class but forgets ``restrict_base_path``: the engine counts
+    again after running it, refuses, and takes back what the hook set."""
+    hooks = tmp_path / "incomplete_hooks.py"
+    hooks.write_text("def _m(obj):\n    obj.migrated_by_test = True\n\n"
+                     "MIGRATIONS = {'pymdownx.snippets:SnippetPreprocessor': _m}\n")
+    out = run_target(releases, "pymdownx", hooks, tmp_path, [str(_docs(tmp_path))])
+    hit = refused_for(out, "pymdownx.snippets:SnippetPreprocessor", "restrict_base_path")
+    assert hit["objects"] == 1
+    for k in ("before", "after"):
+        assert out[k]["note"] == "<p>Release notes</p>" and out[k]["version"] == "9.11"
+        assert out[k]["traversal"] == LEAK
+        assert "migrated_by_test" not in out[k]["attrs"]       # the migration was undone
+    assert "base_path" in out["after"]["attrs"]
 
 
 # ------------------------------------------------------------------------------- asyncssh
