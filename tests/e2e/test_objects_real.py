@@ -110,6 +110,10 @@ def lifecycle(patch_path, observe, load):
     out["after"] = observe()
     if out["apply"].get("state") == "applied":
         out["revert"] = attempt(rt.revert, patch.id)
+        if out["revert"].get("code") == "SUT-E209":   # state the fixed code kept: named
+            out["revert_refused"] = sorted(o["attribute"]
+                                           for o in out["revert"]["details"]["objects"])
+            out["revert"] = attempt(lambda pid: rt.revert(pid, force=True), patch.id)
         out["load_after_revert"] = load.wait_calls(5)
         out["reverted"] = observe()
     load.stop.set()
@@ -461,6 +465,10 @@ def test_asyncssh_with_migration_applies_fix_and_reverts(releases, tmp_path):
     # A connection opened after the patch negotiates strict KEX on both ends: the fix.
     assert after["fresh"] == "fresh"
     assert after["fresh_strict"] is True and after["fresh_server_strict"] is True
+    # Connections opened under the patch agreed strict KEX (both ends are in this process):
+    # the revert names the state the restored code would ignore and refuses; forced (both
+    # ends go back together here), it reverts and every connection keeps serving.
+    assert out["revert_refused"] == ["_strict_kex"], out
     assert out["revert"] == {"state": "reverted"} and out["load_after_revert"] is True
     rev = out["reverted"]
     assert rev["version"] == "2.14.1" and rev["old"] == "old" and rev["fresh"] == "fresh"
@@ -528,13 +536,6 @@ print(json.dumps(out))
 '''
 
 
-KNOWN_REVERT_BREAK = (
-    "known engine limit: revert reports 'reverted' with no note while a connection opened under "
-    "the patch agreed strict KEX with its peer; the restored 2.14.1 code ignores _strict_kex, so "
-    "the connection's next rekey desynchronises its sequence numbers with the peer and it stops "
-    "answering")
-
-
 @pytest.mark.slow
 def test_asyncssh_revert_keeps_connections_that_agreed_strict_kex_working(releases, tmp_path):
     old, rep, _ = releases("asyncssh", True)
@@ -558,12 +559,13 @@ def test_asyncssh_revert_keeps_connections_that_agreed_strict_kex_working(releas
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["apply"] == {"state": "applied"}
     assert out["strict"] is True and out["patched"] == "patched"
-    # Either the revert says why it cannot (or what it leaves broken), or the connection works.
-    silent = out["revert"].get("state") == "reverted" and not any(
-        "_strict_kex" in n for n in out["revert"]["notes"] + out["revert"]["caveats"])
-    if silent and out["after_revert"] != "reverted":
-        assert out["after_revert"] == "TimeoutError", out      # exactly the known break
-        pytest.xfail(KNOWN_REVERT_BREAK)
+    # The connection agreed strict KEX under the fix; the restored 2.14.1 code would ignore
+    # _strict_kex, so its next rekey would desynchronise its sequence numbers with the peer
+    # and it would stop answering (seen before the revert check existed). The revert says
+    # so and refuses (`--force` overrides); the connection goes on working, still patched.
+    assert out["revert"].get("code") == "SUT-E209", out
+    assert "_strict_kex" in out["revert"]["message"] and "--force" in out["revert"]["message"]
+    assert out["after_revert"] == "reverted", out
 
 
 # ---------------------------------------------------------------------------------- cbor2
@@ -587,6 +589,8 @@ def test_cbor2_slots_fix_is_refused_by_the_builder_as_restart_required(tmp_path)
     assert restart == {("cbor2._decoder", "CBORDecoder.__slots__"),
                        ("cbor2._encoder", "CBOREncoder.__slots__"),
                        ("", "_cbor2.cpython-311-x86_64-linux-gnu.so")}
+    # the counters are listed too (derived: only the new _decoding_context()/_encoding_context()
+    # change them, which older code never called), but the slots decide
     got = {(c["module"], c["kind"], c["qualname"]) for c in err.report.changes()}
-    assert {("cbor2._decoder", "instance state, needs migration", "CBORDecoder._decode_depth"),
-            ("cbor2._encoder", "instance state, needs migration", "CBOREncoder._encode_depth")} <= got
+    assert {("cbor2._decoder", "instance state, derived", "CBORDecoder._decode_depth"),
+            ("cbor2._encoder", "instance state, derived", "CBOREncoder._encode_depth")} <= got

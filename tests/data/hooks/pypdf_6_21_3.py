@@ -13,6 +13,11 @@
   anyway; 0 only matters for a ``read()`` already running the old code when the patch
   lands, which then counts its remaining xref streams from 0 (never more than the limit
   would allow a fresh read).
+
+Revert: the counter is the fixed code's own bookkeeping of one ``read()``; 6.21.2 neither
+reads nor needs it, so the value a reader holds after reads under the patch can be
+dropped (without ``REVERT_MIGRATIONS`` naming the class the revert refuses, SUT-E209,
+since the engine cannot tell such a counter from state agreed with a peer).
 """
 
 
@@ -20,4 +25,10 @@ def _reader(obj):
     obj._xref_stream_entry_count = 0
 
 
+def _unread(obj):
+    """Nothing to give back: the restored code ignores the counter. (It must stay: a revert
+    migration runs before the undo, while the fixed code still reads it.)"""
+
+
 MIGRATIONS = {"pypdf._reader:PdfReader": _reader}
+REVERT_MIGRATIONS = {"pypdf._reader:PdfReader": _unread}

@@ -46,6 +46,8 @@ class StateDelta:
     params: Tuple[str, ...] = ()   # derived: ``__init__`` parameters it reads (defaults)
     why: str = ""       # one clause for the report
     readers: Tuple[str, ...] = ()  # the methods that read it
+    initial: str = ""   # the literal the side's __init__ sets it to, if it is one
+    later: bool = False  # also set after construction (by another method)
 
     @property
     def place(self) -> str:
@@ -139,12 +141,27 @@ def _deltas(q: str, before: ast.ClassDef, after: ast.ClassDef,
                                       "objects have it"))
             continue
         value, params, why = _derivation(attr, after, before, sets[attr], imports, later)
+        initial = _literal_init(sets[attr])
+        set_later = any(m != "__init__" for m, _ in sets[attr])
         if value is None:
-            out.append(StateDelta(q, attr, direction, "migration", why=why, readers=readers))
+            out.append(StateDelta(q, attr, direction, "migration", why=why, readers=readers,
+                                  initial=initial, later=set_later))
         else:
             out.append(StateDelta(q, attr, direction, "derived", value, params,
-                                  why=why, readers=readers))
+                                  why=why, readers=readers, initial=initial, later=set_later))
     return out
+
+
+def _literal_init(sets: List[Tuple[str, ast.AST]]) -> str:
+    """The literal (``False``, ``0``, ``None``, ``''``) one ``__init__`` assignment gives."""
+    in_init = [s for m, s in sets if m == "__init__"]
+    if len(in_init) != 1 or not isinstance(in_init[0], (ast.Assign, ast.AnnAssign)):
+        return ""
+    value = in_init[0].value
+    if isinstance(value, ast.Constant) and type(value.value) in (bool, int, float, str,
+                                                                 bytes, type(None)):
+        return repr(value.value)
+    return ""
 
 
 def _methods(cls: ast.ClassDef) -> Iterator[FuncNode]:

@@ -26,6 +26,7 @@ attribute, which is the fixed ``__init__``'s own and runs on first read.
 
 from __future__ import annotations
 
+import ast
 import gc
 import time
 import types
@@ -190,6 +191,44 @@ def _at_risk(wanted: Sequence[Tuple[type, StateDelta]]) -> List[Dict[str, Any]]:
             for (cls, d), n in zip(wanted, counts) if n]
 
 
+def recorded(wanted: Sequence[Tuple[type, StateDelta]]) -> List[Dict[str, Any]]:
+    """For each (class, delta) of state the fixed code keeps and changes after construction
+    (``later``, from a literal ``initial``): how many live objects hold another value than
+    that literal. A revert drops it: the restored code neither reads nor keeps it (a
+    connection's strict key exchange agreed with its peer, asyncssh 2.14.2)."""
+    out: List[Dict[str, Any]] = []
+    todo = [(c, d) for c, d in wanted if d.later and d.initial]
+    if not todo:
+        return out
+    classes: Dict[type, List[int]] = {}
+    for i, (cls, _) in enumerate(todo):
+        for c in _subclasses(cls):
+            classes.setdefault(c, []).append(i)
+    counts = [0] * len(todo)
+    values: List[Dict[str, int]] = [{} for _ in todo]
+    initial = [ast.literal_eval(d.initial) for _, d in todo]
+    for o in gc.get_referrers(*classes):
+        idx = classes.get(type(o))
+        if idx is None or isinstance(o, type):
+            continue
+        try:
+            own = _object_getattribute(o, "__dict__")
+        except AttributeError:
+            continue
+        for i in idx:
+            v = own.get(todo[i][1].attr, initial[i])
+            if type(v) is type(initial[i]) and v == initial[i]:
+                continue
+            counts[i] += 1
+            shown = repr(v) if type(v) in (bool, int, float, str, bytes, type(None)) \
+                else type(v).__name__
+            values[i][shown[:40]] = values[i].get(shown[:40], 0) + 1
+    return [{"class": f"{cls.__module__}:{d.cls}", "attribute": d.attr, "objects": n,
+             "values": values[i], "initial": d.initial, "direction": "revert",
+             "why": f"the fixed code set it (from {d.initial}); the restored code ignores it"}
+            for i, ((cls, d), n) in enumerate(zip(todo, counts)) if n]
+
+
 def refuse_objects(short_id: str, found: List[Dict[str, Any]], direction: str,
                    patch_id: str, stub: bool = True) -> ObjectsNeedMigration:
     verb = "applied" if direction == "apply" else "reverted"
@@ -205,6 +244,22 @@ def refuse_objects(short_id: str, found: List[Dict[str, Any]], direction: str,
            "to fill in), or retry once those objects are gone."
            if stub else "retry once those objects are gone."),
         details={"patch": patch_id, "objects": found, "direction": direction})
+
+
+def refuse_dropped(short_id: str, found: List[Dict[str, Any]],
+                   patch_id: str) -> ObjectsNeedMigration:
+    what = "; ".join(
+        f"{f['objects']} live object(s) of {f['class']} hold `{f['attribute']}` = "
+        + ", ".join(f"{v} ({n})" for v, n in sorted(f["values"].items())[:3])
+        + f" where a new one starts at {f['initial']}" for f in found[:5])
+    return ObjectsNeedMigration(
+        f"Patch {short_id} was not reverted: objects hold state that the fixed code recorded "
+        f"after building them and the restored code would ignore: {what}. Such state can "
+        "be an agreement with a peer (a protocol option, a key exchange) that the vulnerable "
+        "code cannot honour, and the object may fail after the revert. Nothing was changed; "
+        "revert with --force to drop that state, or wait until those objects are gone "
+        "(REVERT_MIGRATIONS naming the class also lets the revert go ahead).",
+        details={"patch": patch_id, "objects": found, "direction": "revert"})
 
 
 FRAME_WAIT_SECONDS = 2.0

@@ -38,10 +38,14 @@ def revert(rec: _Record, serve: Callable[[], None], force: bool = False) -> Resu
             f"{newer[-1].patch.short_id} patches the same modules; revert that first "
             f"(`suture revert {newer[-1].patch.short_id}`). Nothing was changed.",
             details={"patch": rec.patch.id, "newer": [r.patch.id for r in newer]})
-    lazy, risky = _before_revert(rec)
+    lazy, risky, kept = _before_revert(rec)
     found = _objects.at_risk(risky)
     if found and not force:
         raise _objects.refuse_objects(rec.patch.short_id, found, "revert", rec.patch.id)
+    dropped = _objects.recorded(kept)
+    if dropped and not force:
+        raise _objects.refuse_dropped(rec.patch.short_id, dropped, rec.patch.id)
+    found += dropped
     ctx = HookContext(rec.patch)
     _run_hook(rec, "pre_revert", ctx, refuse=True)
     _migrate(rec, "REVERT_MIGRATIONS")
@@ -66,18 +70,21 @@ def revert(rec: _Record, serve: Callable[[], None], force: bool = False) -> Resu
         notes.append(f"post_revert hook failed after the code was restored: {exc!r}")
     if found:
         notes.append("reverted with --force: " + "; ".join(
-            f"{f['objects']} object(s) of {f['class']} lack `{f['attribute']}`, which the "
-            "restored code reads" for f in found[:5]))
+            f"{f['objects']} object(s) of {f['class']}: `{f['attribute']}` "
+            + ("kept by the fixed code is dropped" if "values" in f
+               else "is lacking, and the restored code reads it") for f in found[:5]))
     return Result(rec.patch.id, "reverted", modules={m: "reverted" for m in rec.modules},
                   pause_ns=pause, ops=len(rec.ops), notes=notes)
 
 
-def _before_revert(rec: _Record) -> Tuple[List[Any], List[Tuple[type, Any]]]:
+def _before_revert(rec: _Record) -> Tuple[List[Any], List[Tuple[type, Any]],
+                                          List[Tuple[type, Any]]]:
     """Ops installing the derived attributes the restored code reads (kept after the
     revert); (class, delta) for the state to count instead, less what REVERT_MIGRATIONS
-    sets."""
+    sets; (class, delta) for state the fixed code keeps that the revert drops."""
     lazy: List[Any] = []
     risky: List[Tuple[type, Any]] = []
+    kept: List[Tuple[type, Any]] = []
     migrations = _objects.migrated_classes(rec.hooks, "REVERT_MIGRATIONS")
     for name, plan in rec.plans.items():
         module = sys.modules.get(name)
@@ -89,7 +96,12 @@ def _before_revert(rec: _Record) -> Tuple[List[Any], List[Tuple[type, Any]]]:
             cls = _objects.live_class(module, d.cls)
             if cls is not None and f"{name}:{d.cls}" not in migrations:
                 risky.append((cls, d))
-    return lazy, risky
+        for d in plan.instance_state:
+            cls = _objects.live_class(module, d.cls)
+            if d.direction == "apply" and cls is not None \
+                    and f"{name}:{d.cls}" not in migrations:
+                kept.append((cls, d))
+    return lazy, risky, kept
 
 
 def _added_module_removals(rec: _Record, keep: Optional[Patch] = None) -> List[Any]:
