@@ -730,7 +730,7 @@ def _take(state):
     if holder == "agen":
         return _anext(state["frame"])
     state["inbox"].put(state["left"].pop(0))
-    return state["outbox"].get(timeout=20)
+    return state["outbox"].get(timeout=5)   # a dead worker (TypeError) answers nothing
 
 
 def observe(state):
