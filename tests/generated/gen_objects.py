@@ -461,7 +461,7 @@ def observe(state):
         out["roundtrip"] = _calls(pickle.loads(pickle.dumps(state["state"][first])))
     if CONFIG["old_pickle"]:
         out["old_pickle"] = _calls(pickle.loads(state["frozen"]))
-    out["fresh"] = _calls(_make(mod, CONFIG["objects"][0]))
+    out["fresh"] = _calls(_make(mod, dict(CONFIG["objects"][0], start=False)))
     return out
 '''
 
