@@ -1,0 +1,6 @@
+from .text import clean
+
+
+def stream(items):
+    for item in items:
+        yield clean(item, 3)

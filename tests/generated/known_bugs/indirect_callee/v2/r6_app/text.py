@@ -1,0 +1,2 @@
+def clean(s, limit):
+    return s.strip()[:limit]
