@@ -21,7 +21,8 @@ from .syntax import (FuncNode, _base_names, _body_dump, _called_roots, _declared
                      _shape, _text, _uses_class_cell, _uses_globals, bound_names,
                      deleted_names, dump, dumps, iter_classes, iter_functions, mutated_root,
                      normal_form, stmt_category, touched_names, unbound_at_end)
-from .instances import CallHazard, StateDelta, call_hazards, instance_deltas, only_derives
+from .instances import (CallHazard, StateDelta, call_hazards, instance_deltas,
+                        only_adds_state)
 from .verdicts import (_FIELD_MARKERS, _LAYOUT_BUILTINS, _annotated_only, _annotation_only,
                        _annotations_are_metadata, _class_default, _class_kind, _field_order,
                        _fresh, _has_slots, _in_place, _is_field, _mentions, _never_runs,
@@ -565,9 +566,10 @@ class _Differ:
             head, _, tail = q.partition(".")
             if not tail:
                 construct.add(head)
-            elif tail == "__init__" and only_derives(self.old_funcs.get(q), self.new_funcs.get(q),
-                                                     self.plan.instance_state, head):
-                continue   # objects built by the old __init__ get the rest on first read
+            elif tail == "__init__" and only_adds_state(
+                    self.old_funcs.get(q), self.new_funcs.get(q), self.plan.instance_state,
+                    head, head.rsplit(".", 1)[-1]):
+                continue   # objects built by the old __init__ are kept (engine/_objects)
             elif tail in ("__init__", "__new__", "__post_init__", "__call__"):
                 construct.add(head)
         for cp in self.plan.classes:

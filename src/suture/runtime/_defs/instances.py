@@ -92,15 +92,16 @@ def instance_deltas(old: ast.Module, new: ast.Module) -> List[StateDelta]:
         o, n = old_classes[q], new_classes[q]
         if dump(o) == dump(n):
             continue
-        out += _deltas(q, o, n, old_classes, new_classes, "apply", new_imports)
-        out += _deltas(q, n, o, new_classes, old_classes, "revert", old_imports)
+        out += _deltas(q, o, n, old_classes, new_classes, "apply", new_imports, new)
+        out += _deltas(q, n, o, new_classes, old_classes, "revert", old_imports, old)
     return out
 
 
 def _deltas(q: str, before: ast.ClassDef, after: ast.ClassDef,
             before_all: Dict[str, ast.ClassDef], after_all: Dict[str, ast.ClassDef],
-            direction: str, imports: Dict[str, str]) -> List[StateDelta]:
-    """Attributes ``after``'s changed methods read that objects ``before`` built lack."""
+            direction: str, imports: Dict[str, str], module: ast.Module) -> List[StateDelta]:
+    """Attributes ``after``'s changed methods read that objects ``before`` built lack
+    (``module``: the tree ``after`` belongs to)."""
     before_methods = {m.name: m for m in _methods(before)}
     reads: Dict[str, List[str]] = {}
     for m in _methods(after):
@@ -115,7 +116,7 @@ def _deltas(q: str, before: ast.ClassDef, after: ast.ClassDef,
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
                     and node.value.id == me and (isinstance(node.ctx, ast.Load)
                                                  or id(node) in augmented):
-                reads.setdefault(node.attr, []).append(m.name)
+                reads.setdefault(mangled(after.name, node.attr), []).append(m.name)
     if not reads:
         return []
     had = _provided(before, before_all)
@@ -140,7 +141,8 @@ def _deltas(q: str, before: ast.ClassDef, after: ast.ClassDef,
                                       "__dict__), so the builder cannot tell whether older "
                                       "objects have it"))
             continue
-        value, params, why = _derivation(attr, after, before, sets[attr], imports, later)
+        value, params, why = _derivation(attr, after, before, sets[attr], imports, later,
+                                         module)
         initial = _literal_init(sets[attr])
         set_later = any(m != "__init__" for m, _ in sets[attr])
         if value is None:
@@ -150,6 +152,15 @@ def _deltas(q: str, before: ast.ClassDef, after: ast.ClassDef,
             out.append(StateDelta(q, attr, direction, "derived", value, params,
                                   why=why, readers=readers, initial=initial, later=set_later))
     return out
+
+
+def mangled(cls_name: str, name: str) -> str:
+    """``name`` as the compiler stores it when written in class ``cls_name``'s body:
+    ``self.__x`` in class ``Box`` is ``self._Box__x``."""
+    if not name.startswith("__") or name.endswith("__"):
+        return name
+    stripped = cls_name.lstrip("_")
+    return f"_{stripped}{name}" if stripped else name
 
 
 def _literal_init(sets: List[Tuple[str, ast.AST]]) -> str:
@@ -199,7 +210,7 @@ def _class_level(cls: ast.ClassDef, classes: Dict[str, ast.ClassDef]) -> Set[str
     out: Set[str] = set()
     for c in _family(cls, classes):
         for s in c.body:
-            out.update(bound_names(s))
+            out.update(mangled(c.name, n) for n in bound_names(s))
             if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name):
                 out.add(s.target.id)   # a declared field: its generated __init__ sets it
     return out
@@ -212,7 +223,7 @@ def _provided(cls: ast.ClassDef, classes: Dict[str, ast.ClassDef]) -> Set[str]:
         for m in _methods(c):
             me = _self_name(m)
             for node, _ in _self_stores(m, me):
-                out.add(node.attr)
+                out.add(mangled(c.name, node.attr))
     return out
 
 
@@ -262,7 +273,7 @@ def _assignments(cls: ast.ClassDef, classes: Dict[str, ast.ClassDef]
         for m in _methods(c):
             owner = m.name if c is cls else f"{c.name}.{m.name}"
             for node, stmt in _self_stores(m, _self_name(m)):
-                out.setdefault(node.attr, []).append((owner, stmt))
+                out.setdefault(mangled(c.name, node.attr), []).append((owner, stmt))
     return out
 
 
@@ -276,8 +287,8 @@ def _dynamic(cls: ast.ClassDef, classes: Dict[str, ast.ClassDef]) -> bool:
 
 
 def _derivation(attr: str, cls: ast.ClassDef, other: ast.ClassDef,
-                sets: List[Tuple[str, ast.AST]], imports: Dict[str, str], later: Set[str]
-                ) -> Tuple[Optional[str], Tuple[str, ...], str]:
+                sets: List[Tuple[str, ast.AST]], imports: Dict[str, str], later: Set[str],
+                module: ast.Module) -> Tuple[Optional[str], Tuple[str, ...], str]:
     """(expression source, parameters it reads, why) when an old object's value is proved
     to be what a new one gets; (None, (), why not) otherwise. Writes in ``later`` (methods
     the other side's class does not have) are no part of an older object's history."""
@@ -299,12 +310,14 @@ def _derivation(attr: str, cls: ast.ClassDef, other: ast.ClassDef,
             break
         if any(isinstance(n, (ast.Return, ast.Raise)) for n in ast.walk(s)):
             return None, (), "__init__() may return or raise before setting it"
+    rebound = _rebindable(module)
     old_init = next((m for m in _methods(other) if m.name == "__init__"), None)
     old_params = _params(old_init) if old_init is not None else None
     new_defaults = _defaulted(init)
     local = _locals(init)
     params: List[str] = []
-    bad = _unproved(stmt.value, imports, local, new_defaults, old_params, init, params)
+    bad = _unproved(stmt.value, imports, local, new_defaults, old_params, init, params,
+                    rebound)
     if bad:
         return None, (), bad
     fresh = _fresh_mutable(stmt.value, imports)
@@ -320,15 +333,16 @@ def _derivation(attr: str, cls: ast.ClassDef, other: ast.ClassDef,
         "called" if also else "")
 
 
-def only_derives(old: Optional[FuncNode], new: Optional[FuncNode], deltas: List[StateDelta],
-                 cls: str) -> bool:
+def only_adds_state(old: Optional[FuncNode], new: Optional[FuncNode],
+                    deltas: List[StateDelta], cls: str, cls_name: str) -> bool:
     """Is the new ``__init__`` the old one plus parameters with defaults and statements that
-    set derived attributes? An object the old one built then equals, once read, one the
-    new one builds from the same arguments: nothing needs building again."""
+    set instance state the fixed methods read (``deltas``)? Then an object the old one
+    built is an older object like any other: derived on first read, migrated, or the apply
+    refuses while it lives (SUT-E209); it is kept, with what the process did to it, rather
+    than built again (which would drop that)."""
     if old is None or new is None or old.decorator_list or new.decorator_list:
         return False
-    derived = {d.attr for d in deltas
-               if d.cls == cls and d.direction == "apply" and d.how == "derived"}
+    derived = {d.attr for d in deltas if d.cls == cls and d.direction == "apply"}
     if not derived:
         return False
     added = _params(new) - _params(old)
@@ -352,9 +366,19 @@ def only_derives(old: Optional[FuncNode], new: Optional[FuncNode], deltas: List[
         isinstance(s, (ast.Assign, ast.AnnAssign))
         and [t for t in (s.targets if isinstance(s, ast.Assign) else [s.target])
              if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name)
-             and t.value.id == me and t.attr in derived] != [])]
+             and t.value.id == me and mangled(cls_name, t.attr) in derived] != [])]
     return dump(ast.Module(body=body, type_ignores=[])) == dump(
         ast.Module(body=old.body, type_ignores=[]))
+
+
+def _rebindable(module: ast.Module) -> Set[str]:
+    """Module globals some function of the module rebinds (``global NAME`` and an
+    assignment): their value when an old object was built is not their value now."""
+    out: Set[str] = set()
+    for node in ast.walk(module):
+        if isinstance(node, ast.Global):
+            out.update(node.names)
+    return out
 
 
 def _params(fn: FuncNode) -> Set[str]:
@@ -397,7 +421,8 @@ def _dotted(e: ast.expr, imports: Dict[str, str]) -> str:
 
 
 def _unproved(e: ast.expr, imports: Dict[str, str], local: Set[str], defaults: Set[str],
-              old_params: Optional[Set[str]], init: FuncNode, params: List[str]) -> str:
+              old_params: Optional[Set[str]], init: FuncNode, params: List[str],
+              rebound: Set[str]) -> str:
     """Why ``e`` is not a value every object would get alike; "" when it is."""
     own = _params(init) - {"*"}
     me = _self_name(init)
@@ -425,6 +450,12 @@ def _unproved(e: ast.expr, imports: Dict[str, str], local: Set[str], defaults: S
                     params.append(node.id)
             elif node.id in local:
                 return f"its value depends on the local `{node.id}`"
+            elif node.id in rebound:
+                return (f"its value reads the module global `{node.id}`, which the module "
+                        "rebinds at run time (`global`): an older object's value depended "
+                        "on it when it was built")
+            elif node.id.startswith("__") and not node.id.endswith("__"):
+                return f"its value reads the class-private name `{node.id}`"
         elif isinstance(node, (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp,
                                ast.GeneratorExp, ast.Await, ast.Yield, ast.YieldFrom,
                                ast.NamedExpr, ast.Starred)):
@@ -455,7 +486,7 @@ def _mutated(attr: str, cls: ast.ClassDef, init: FuncNode, later: Set[str]) -> s
             continue
         parents = {id(c): p for p in ast.walk(m) for c in ast.iter_child_nodes(p)}
         for node in ast.walk(m):
-            if not (isinstance(node, ast.Attribute) and node.attr == attr
+            if not (isinstance(node, ast.Attribute) and mangled(cls.name, node.attr) == attr
                     and isinstance(node.value, ast.Name) and node.value.id == me):
                 continue
             p = parents.get(id(node))
@@ -498,6 +529,7 @@ def call_hazards(old: ast.Module, new: ast.Module) -> List[CallHazard]:
     changed = {q for q in old_funcs.keys() & new_funcs.keys()
                if "<locals>" not in q and dump(old_funcs[q]) != dump(new_funcs[q])}
     out: List[CallHazard] = []
+    aliases = _aliases(old)
     for caller in sorted(changed | (old_funcs.keys() - new_funcs.keys())):
         if "<locals>" in caller:
             continue
@@ -511,7 +543,7 @@ def call_hazards(old: ast.Module, new: ast.Module) -> List[CallHazard]:
                 continue
             callee, bound = "", False
             if isinstance(node.func, ast.Name) and node.func.id not in shadowed:
-                callee = node.func.id
+                callee = aliases.get(node.func.id, node.func.id)
             elif owner and me and isinstance(node.func, ast.Attribute) \
                     and isinstance(node.func.value, ast.Name) and node.func.value.id == me:
                 callee, bound = f"{owner}.{node.func.attr}", True
@@ -600,6 +632,9 @@ def cross_module_hazards(plans: Dict[str, Tuple[ast.Module, ast.Module]],
     out: Dict[str, List[CallHazard]] = {}
     for m, (old, _new) in plans.items():
         names, modules = _imported(old, packages.get(m, ""))
+        for alias, target in _aliases(old).items():   # ``_clean = clean`` of an imported one
+            if target in names:
+                names[alias] = names[target]
         if not any(src in changed and src != m for src, _ in names.values()) \
                 and not any(src in changed and src != m for src in modules.values()):
             continue
@@ -630,6 +665,24 @@ def cross_module_hazards(plans: Dict[str, Tuple[ast.Module, ast.Module]],
                 if why:
                     out.setdefault(m, []).append(
                         CallHazard(caller, f"{src}:{attr}", getattr(node, "lineno", 0), why))
+    return out
+
+
+def _aliases(tree: ast.Module) -> Dict[str, str]:
+    """Module-level ``alias = name`` bindings (``_clean = clean``), chains followed."""
+    direct: Dict[str, str] = {}
+    for s in tree.body:
+        if isinstance(s, ast.Assign) and isinstance(s.value, ast.Name):
+            for t in s.targets:
+                if isinstance(t, ast.Name) and t.id != s.value.id:
+                    direct[t.id] = s.value.id
+    out: Dict[str, str] = {}
+    for alias, target in direct.items():
+        seen = {alias}
+        while target in direct and target not in seen:
+            seen.add(target)
+            target = direct[target]
+        out[alias] = target
     return out
 
 

@@ -316,6 +316,9 @@ def _apply(patch: Patch, wait_quiescent: Optional[float],
         if found:   # a migration that left objects without what it was to set
             _unmigrate(rec)
             raise _objects.refuse_objects(patch.short_id, found, "apply", patch.id)
+        if rec.migrated:
+            _verify.excuse(state_before, _verify.before(
+                patch, {t.name: loaded[t.name] for t in live}))
         ops = [o for t in live for o in t.first_ops] + [o for t in live for o in t.ops]
         # Replacing a cumulative patch: its undo and our changes form one commit, and
         # our undo log must lead back to the original objects, not to its versions.

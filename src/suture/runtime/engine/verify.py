@@ -91,6 +91,20 @@ def before(patch: Patch, modules: Dict[str, types.ModuleType]) -> Dict[str, Any]
     return taken
 
 
+def excuse(taken: Dict[str, Any], again: Dict[str, Any]) -> None:
+    """Paths whose fingerprint changed between ``taken`` and ``again`` (a second ``before``
+    after the patch's migrations ran) were set by a migration: like run-time state, a
+    person's decision for objects that exist, not a fresh import's; ``after`` lists them
+    as exceptions rather than requiring the fixed release's value."""
+    for name, got in taken.items():
+        later = again.get(name)
+        if not (isinstance(got, tuple) and isinstance(later, tuple)):
+            continue
+        entry, pre = got
+        taken[name] = (entry, [p if p == q else "<set by a migration>"
+                               for p, q in zip(pre, later[1])])
+
+
 def repair(taken: Dict[str, Any], txns: Sequence[_ModuleTxn],
            modules: Dict[str, types.ModuleType], deferred: Sequence[Any] = ()) -> List[Any]:
     """The ops that make what differs from the fixed release equal to it, where a fresh
