@@ -362,11 +362,13 @@ def only_adds_state(old: Optional[FuncNode], new: Optional[FuncNode],
     if dump(trimmed) != dump(old.args):
         return False
     me = _self_name(new)
+    old_locals = _locals(old)
     body = [s for s in new.body if not (
         isinstance(s, (ast.Assign, ast.AnnAssign))
         and [t for t in (s.targets if isinstance(s, ast.Assign) else [s.target])
              if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name)
-             and t.value.id == me and mangled(cls_name, t.attr) in derived] != [])]
+             and t.value.id == me and mangled(cls_name, t.attr) in derived] != []
+        or _quiet_local(s, old_locals))]
     return dump(ast.Module(body=body, type_ignores=[])) == dump(
         ast.Module(body=old.body, type_ignores=[]))
 
@@ -379,6 +381,23 @@ def _rebindable(module: ast.Module) -> Set[str]:
         if isinstance(node, ast.Global):
             out.update(node.names)
     return out
+
+
+_PURE = frozenset({"len", "min", "max", "int", "str", "float", "bool", "tuple", "list",
+                   "dict", "set", "frozenset", "sorted", "abs", "round", "repr"})
+
+
+def _quiet_local(stmt: ast.stmt, old_locals: Set[str]) -> bool:
+    """A new statement binding a local name the old ``__init__`` did not have, from an
+    expression with no calls but to a few builtins: it changes nothing outside the frame
+    (``width = len(name)`` before ``self.width = width``)."""
+    if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
+            and isinstance(stmt.targets[0], ast.Name) and stmt.targets[0].id not in old_locals):
+        return False
+    return all(isinstance(n.func, ast.Name) and n.func.id in _PURE
+               for n in ast.walk(stmt.value) if isinstance(n, ast.Call)) \
+        and not any(isinstance(n, (ast.Await, ast.Yield, ast.YieldFrom, ast.NamedExpr))
+                    for n in ast.walk(stmt.value))
 
 
 def _params(fn: FuncNode) -> Set[str]:

@@ -1,5 +1,9 @@
+"""Case 79 (gen_objects.py, pattern mangled-private): v2 adds self.__guard = Lock() and
+self.__cap = 2, stored as _Box__guard and _Box__cap: derived under those names."""
+
+
 def setup():
-    from r5_app import m
+    from c79_app import m
     return {"box": m.Box()}
 
 
