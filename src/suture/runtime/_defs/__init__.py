@@ -28,8 +28,8 @@ Verdicts, from best to worst:
 
 from __future__ import annotations
 
-from .diff import (Change, ClassPlan, Dependents, ModulePlan, added_module_plan, dependents,
-                   diff_module)
+from .diff import (Change, ClassPlan, Dependents, ModulePlan, added_module_plan, code_changed,
+                   dependents, diff_module)
 
-__all__ = ["diff_module", "added_module_plan", "dependents",
+__all__ = ["diff_module", "added_module_plan", "dependents", "code_changed",
            "Change", "ClassPlan", "ModulePlan", "Dependents"]

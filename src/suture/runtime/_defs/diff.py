@@ -154,7 +154,7 @@ class _Differ:
                          + ("apply refuses unless MIGRATIONS" if d.direction == "apply"
                             else "revert refuses unless REVERT_MIGRATIONS")
                          + f"[\"{self.mod}:{d.cls}\"] sets it (SUT-E209)")
-        self.plan.call_hazards = call_hazards(self.old, self.new)
+        self.plan.call_hazards = call_hazards(self.old, self.new, code_changed(self.plan))
         for h in self.plan.call_hazards:
             self.add("old caller, changed callee", f"{h.caller}->{h.callee}", "caveat",
                      f"a frame already running the old {h.caller}() would call the new "
@@ -772,6 +772,14 @@ def dependents(tree: ast.Module, changed: Set[str]) -> Dependents:
             if stmt_category(stmt) == "assign" and _names_in([stmt.value]) & names:  # type: ignore[attr-defined]
                 out.class_attrs.append((q, stmt))
     return out
+
+
+def code_changed(plan: ModulePlan) -> Set[str]:
+    """Qualnames of the functions and methods whose code or defaults the plan changes (a
+    default removed rejects calls as a parameter added does)."""
+    return {c.qualname for c in plan.changes
+            if c.kind in ("changed function", "changed method", "changed nested function",
+                          "changed default")}
 
 
 def diff_module(old_source: str, new_source: str, modname: str = "") -> ModulePlan:

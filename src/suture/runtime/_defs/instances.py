@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Optional, Set, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 from .syntax import FuncNode, bound_names, dump, iter_classes, iter_functions
 
@@ -84,17 +84,43 @@ _DYNAMIC = ("setattr", "__dict__", "vars")
 
 
 def instance_deltas(old: ast.Module, new: ast.Module) -> List[StateDelta]:
-    """Both directions, for every class defined in both trees whose source changed."""
+    """Both directions, for every class defined in both trees whose methods changed."""
     old_classes, new_classes = dict(iter_classes(old.body)), dict(iter_classes(new.body))
     old_imports, new_imports = _imports(old), _imports(new)
     out: List[StateDelta] = []
-    for q in sorted(old_classes.keys() & new_classes.keys()):
-        o, n = old_classes[q], new_classes[q]
-        if dump(o) == dump(n):
-            continue
-        out += _deltas(q, o, n, old_classes, new_classes, "apply", new_imports, new)
-        out += _deltas(q, n, o, new_classes, old_classes, "revert", old_imports, old)
+    try:
+        for q in sorted(old_classes.keys() & new_classes.keys()):
+            o, n = old_classes[q], new_classes[q]
+            om, nm = {m.name: m for m in _methods(o)}, {m.name: m for m in _methods(n)}
+            if om.keys() == nm.keys() and all(_d(om[k]) == _d(nm[k]) for k in om):
+                continue   # no method changed: nothing reads anything new
+            out += _deltas(q, o, n, old_classes, new_classes, "apply", new_imports, new)
+            out += _deltas(q, n, o, new_classes, old_classes, "revert", old_imports, old)
+    finally:
+        _MEMO.clear()
     return out
+
+
+# Dumps and per-class walks, kept for one analysis (cleared when it ends): a big class
+# (pypdf's PdfReader) is otherwise dumped and walked several times per direction.
+_MEMO: Dict[Any, Tuple[Any, Any]] = {}
+
+
+def _d(node: ast.AST) -> str:
+    hit = _MEMO.get(id(node))
+    if hit is None or hit[0] is not node:
+        hit = (node, dump(node))
+        _MEMO[id(node)] = hit
+    return str(hit[1])
+
+
+def _once(kind: str, cls: ast.ClassDef, compute: Any) -> Any:
+    key = (kind, id(cls))
+    hit = _MEMO.get(key)
+    if hit is None or hit[0] is not cls:
+        hit = (cls, compute())
+        _MEMO[key] = hit
+    return hit[1]
 
 
 def _deltas(q: str, before: ast.ClassDef, after: ast.ClassDef,
@@ -106,7 +132,7 @@ def _deltas(q: str, before: ast.ClassDef, after: ast.ClassDef,
     reads: Dict[str, List[str]] = {}
     for m in _methods(after):
         old_m = before_methods.get(m.name)
-        if old_m is not None and dump(old_m) == dump(m):
+        if old_m is not None and _d(old_m) == _d(m):
             continue   # an unchanged method read it before too
         me = _self_name(m)
         if me is None:
@@ -119,14 +145,16 @@ def _deltas(q: str, before: ast.ClassDef, after: ast.ClassDef,
                 reads.setdefault(mangled(after.name, node.attr), []).append(m.name)
     if not reads:
         return []
-    had = _provided(before, before_all)
-    has_class = _class_level(after, after_all)
-    sets = _assignments(after, after_all)
-    dynamic = _dynamic(after, after_all) or _dynamic(before, before_all)
+    had = _once("provided", before, lambda: _provided(before, before_all))
+    has_class = _once("class_level", after, lambda: _class_level(after, after_all))
+    sets = _once("assignments", after, lambda: _assignments(after, after_all))
+    dynamic = _once("dynamic", after, lambda: _dynamic(after, after_all)) \
+        or _once("dynamic", before, lambda: _dynamic(before, before_all))
     # Methods this side adds: the other side's code never called them, so what they write
     # is no part of an older object's history. Unless the class also stops setting an
     # attribute the other side set: the new one may be that state renamed.
-    dropped = set(_assignments(before, before_all)) - set(sets)
+    dropped = set(_once("assignments", before, lambda: _assignments(before, before_all))) \
+        - set(sets)
     later = set() if dropped else ({m.name for m in _methods(after)}
                                    - {m.name for m in _methods(before)})
     out = []
@@ -541,12 +569,12 @@ def _imports(tree: ast.Module) -> Dict[str, str]:
 
 # -- running frames: old callers of a callee whose signature changed --------------
 
-def call_hazards(old: ast.Module, new: ast.Module) -> List[CallHazard]:
+def call_hazards(old: ast.Module, new: ast.Module, changed: Set[str]) -> List[CallHazard]:
     """Calls in changed old functions that the new version of their callee rejects
-    (arity, keywords) or whose result the old caller unpacks to another length."""
+    (arity, keywords) or whose result the old caller unpacks to another length.
+    ``changed``: qualnames of the functions and methods whose code changed (the differ's)."""
     old_funcs, new_funcs = dict(iter_functions(old.body)), dict(iter_functions(new.body))
-    changed = {q for q in old_funcs.keys() & new_funcs.keys()
-               if "<locals>" not in q and dump(old_funcs[q]) != dump(new_funcs[q])}
+    changed = {q for q in changed if q in old_funcs and q in new_funcs and "<locals>" not in q}
     out: List[CallHazard] = []
     aliases = _aliases(old)
     for caller in sorted(changed | (old_funcs.keys() - new_funcs.keys())):
@@ -638,16 +666,18 @@ def _own_return(r: ast.Return, fn: FuncNode) -> bool:
 
 
 def cross_module_hazards(plans: Dict[str, Tuple[ast.Module, ast.Module]],
-                         packages: Dict[str, str]) -> Dict[str, List[CallHazard]]:
+                         packages: Dict[str, str], changed_in: Dict[str, Set[str]]
+                         ) -> Dict[str, List[CallHazard]]:
     """``call_hazards`` across the modules of one patch: a changed function of module M
     whose old code calls a changed function of module N through ``from N import f`` or
     ``import N`` (``N.f(...)``). ``plans``: module -> (old tree, new tree); ``packages``:
-    module -> its ``__package__`` (to resolve relative imports). Keyed by the caller's
-    module; each hazard's callee is "N:f"."""
+    module -> its ``__package__`` (to resolve relative imports); ``changed_in``: module ->
+    qualnames whose code changed (the differ's). Keyed by the caller's module; each
+    hazard's callee is "N:f"."""
     funcs = {m: (dict(iter_functions(o.body)), dict(iter_functions(n.body)))
              for m, (o, n) in plans.items()}
-    changed = {m: {q for q in of.keys() & nf.keys() if "." not in q
-                   and dump(of[q]) != dump(nf[q])} for m, (of, nf) in funcs.items()}
+    changed = {m: {q for q in changed_in.get(m, set()) if "." not in q
+                   and q in funcs[m][0] and q in funcs[m][1]} for m in plans}
     out: Dict[str, List[CallHazard]] = {}
     for m, (old, _new) in plans.items():
         names, modules = _imported(old, packages.get(m, ""))
@@ -659,7 +689,7 @@ def cross_module_hazards(plans: Dict[str, Tuple[ast.Module, ast.Module]],
             continue
         of, nf = funcs[m]
         callers = {q for q in of if "<locals>" not in q
-                   and (q not in nf or dump(of[q]) != dump(nf[q]))}
+                   and (q not in nf or q in changed_in.get(m, set()))}
         for caller in sorted(callers):
             fn = of[caller]
             shadowed = _locals(fn) | (_params(fn) - {"*"})

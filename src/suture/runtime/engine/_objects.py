@@ -273,7 +273,8 @@ def hazard_codes(plans: Dict[str, _defs.ModulePlan], old_codes: Dict[int, Tuple[
     why = {f"{m}:{h.caller}": h for m, p in plans.items() for h in p.call_hazards}
     trees = {m: (p.old_tree, p.new_tree) for m, p in plans.items()
              if p.old_tree is not None and p.new_tree is not None}
-    for m, found in cross_module_hazards(trees, packages).items():   # type: ignore[arg-type]
+    changed = {m: _defs.code_changed(p) for m, p in plans.items()}
+    for m, found in cross_module_hazards(trees, packages, changed).items():   # type: ignore[arg-type]
         why.update({f"{m}:{h.caller}": h for h in found})
     out: Dict[int, Tuple[Any, ...]] = {}
     for k, v in old_codes.items():

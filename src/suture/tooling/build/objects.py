@@ -52,6 +52,7 @@ def cross_module(entries: List[Any], paths: Dict[str, Any]) -> List[Dict[str, An
     ``__init__.py`` is its own package)."""
     trees = {}
     packages = {}
+    changed = {}
     for e in entries:
         if e.status != "changed" or e.baseline is None or e.fixed is None:
             continue
@@ -59,9 +60,12 @@ def cross_module(entries: List[Any], paths: Dict[str, Any]) -> List[Dict[str, An
             trees[e.name] = (ast.parse(e.baseline), ast.parse(e.fixed))
         except SyntaxError:
             continue
+        changed[e.name] = {c.qualname for c in e.changes if c.kind in (
+            "changed function", "changed method", "changed nested function",
+            "changed default")}
         is_package = str(paths.get(e.name, "")).endswith("__init__.py")
         packages[e.name] = e.name if is_package else e.name.rpartition(".")[0]
-    found = cross_module_hazards(trees, packages)
+    found = cross_module_hazards(trees, packages, changed)
     return [{"module": m, "caller": h.caller, "callee": h.callee, "line": h.line,
              "why": h.why} for m, hs in sorted(found.items()) for h in hs]
 
