@@ -30,7 +30,7 @@ import ast
 import gc
 import time
 import types
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from .. import _defs, _fingerprint
 from .._defs.instances import StateDelta, cross_module_hazards
@@ -162,21 +162,10 @@ def at_risk(wanted: Sequence[Tuple[type, StateDelta]]) -> List[Dict[str, Any]]:
 def _at_risk(wanted: Sequence[Tuple[type, StateDelta]]) -> List[Dict[str, Any]]:
     if not wanted:
         return []
-    classes: Dict[type, List[int]] = {}
-    for i, (cls, _) in enumerate(wanted):
-        for c in _subclasses(cls):
-            classes.setdefault(c, []).append(i)
     counts = [0] * len(wanted)
     fallback: Dict[Tuple[type, str], bool] = {}
-    for o in gc.get_referrers(*classes):
+    for o, idx, own in _instances([cls for cls, _ in wanted]):
         t = type(o)
-        idx = classes.get(t)
-        if idx is None or isinstance(o, type):
-            continue
-        try:
-            own = _object_getattribute(o, "__dict__")
-        except AttributeError:
-            own = {}
         for i in idx:
             attr = wanted[i][1].attr
             if attr in own:
@@ -191,6 +180,25 @@ def _at_risk(wanted: Sequence[Tuple[type, StateDelta]]) -> List[Dict[str, Any]]:
             for (cls, d), n in zip(wanted, counts) if n]
 
 
+def _instances(targets: Sequence[type]) -> Iterator[Tuple[Any, List[int], Dict[str, Any]]]:
+    """(object, indexes into ``targets`` of the classes it is an instance of, its own
+    ``__dict__`` or {}) for every live object of those classes and their subclasses: one
+    ``gc.get_referrers`` walk, no application code (objects refer to their class)."""
+    classes: Dict[type, List[int]] = {}
+    for i, cls in enumerate(targets):
+        for c in _subclasses(cls):
+            classes.setdefault(c, []).append(i)
+    for o in gc.get_referrers(*classes):
+        idx = classes.get(type(o))
+        if idx is None or isinstance(o, type):
+            continue
+        try:
+            own = _object_getattribute(o, "__dict__")
+        except AttributeError:
+            own = {}
+        yield o, idx, own
+
+
 def recorded(wanted: Sequence[Tuple[type, StateDelta]]) -> List[Dict[str, Any]]:
     """For each (class, delta) of state the fixed code keeps and changes after construction
     (``later``, from a literal ``initial``): how many live objects hold another value than
@@ -200,21 +208,10 @@ def recorded(wanted: Sequence[Tuple[type, StateDelta]]) -> List[Dict[str, Any]]:
     todo = [(c, d) for c, d in wanted if d.later and d.initial]
     if not todo:
         return out
-    classes: Dict[type, List[int]] = {}
-    for i, (cls, _) in enumerate(todo):
-        for c in _subclasses(cls):
-            classes.setdefault(c, []).append(i)
     counts = [0] * len(todo)
     values: List[Dict[str, int]] = [{} for _ in todo]
     initial = [ast.literal_eval(d.initial) for _, d in todo]
-    for o in gc.get_referrers(*classes):
-        idx = classes.get(type(o))
-        if idx is None or isinstance(o, type):
-            continue
-        try:
-            own = _object_getattribute(o, "__dict__")
-        except AttributeError:
-            continue
+    for _, idx, own in _instances([cls for cls, _ in todo]):
         for i in idx:
             v = own.get(todo[i][1].attr, initial[i])
             if type(v) is type(initial[i]) and v == initial[i]:
