@@ -369,8 +369,9 @@ def _watch_imports() -> None:
     """Have every refusal at import (a pending module that is not the patch's baseline)
     recorded in the audit log: the process then runs that module unpatched. Registered
     when the agent first applies a patch (the engine is imported then anyway)."""
-    from .engine import on_import_refused
+    from .engine import on_import_refused, on_reverted
     on_import_refused(_import_refused)
+    on_reverted(_reverted)
 
 
 def _import_refused(module: str, patch_id: str, code: str, message: str) -> None:
@@ -379,6 +380,15 @@ def _import_refused(module: str, patch_id: str, code: str, message: str) -> None
     uid = os.geteuid()
     threading.Thread(target=_record, name="suture-audit",
                      args=("import", patch_id, "refused", uid,
+                           f"{module}: {code} {message}"), daemon=True).start()
+
+
+def _reverted(module: str, patch_id: str, code: str, message: str) -> None:
+    # status() found the module's live code no longer the fixed code (SUT-E211): the
+    # process runs old code there again. Recorded once per finding, off the status thread.
+    uid = os.geteuid()
+    threading.Thread(target=_record, name="suture-audit",
+                     args=("verify", patch_id, "reverted by the application", uid,
                            f"{module}: {code} {message}"), daemon=True).start()
 
 

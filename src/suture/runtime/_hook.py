@@ -1,16 +1,23 @@
 """Meta-path finder: modules imported after apply get the patch too.
 
-Installed on the first apply that leaves something pending and removed when
-nothing is pending any more; never installed by importing Suture. It declines
+Installed while an applied patch has a module pending, added or patched in place, and
+removed when none is left; never installed by importing Suture. It declines
 (returns None) for every module that is not named by an applied patch, and
-never raises for those. Two kinds of module are served:
+never raises for those. Three kinds of module are served:
 
 * pending modules (patched but not yet imported): found by the finders after
   this one, executed by their own loader, then patched before the import
   statement returns, by the engine's entry point that ``refresh`` was given
   (``engine.patch_on_import``);
 * modules a patch adds: executed from the patch's source, registered in
-  linecache under ``<suture PATCH>/a/b.py`` so tracebacks show their lines.
+  linecache under ``<suture PATCH>/a/b.py`` so tracebacks show their lines;
+* modules already patched, when they execute again: ``importlib.reload`` asks the
+  meta-path finders with ``target=module`` (IPython's autoreload goes through it too),
+  a re-import after ``del sys.modules[name]`` without; either way the file on disk, the
+  vulnerable baseline, executes, and the same entry point patches the module again
+  before the reload returns (docs/engine.md, "Status verifies the live code; reloads").
+  A finder placed before this one, or a loader without ``exec_module``, escapes it:
+  ``status()`` then reports the module reverted by the application.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 _state_lock = threading.Lock()
 _pending: Dict[str, str] = {}
 _added: Dict[str, Tuple[str, str, bool]] = {}
+_reexec: Dict[str, str] = {}   # modules patched in place: served when they execute again
 # The engine's entry point for a pending module that just executed. The engine hands it
 # over with every refresh() rather than this module importing the engine back: the engine
 # imports this module, and an import the other way closed a circle (issue 14). Set before
@@ -47,7 +55,7 @@ class SutureFinder(importlib.abc.MetaPathFinder):
             loader = _SourceLoader(source, filename)
             return importlib.util.spec_from_loader(fullname, loader, origin=filename,
                                                    is_package=is_pkg)
-        if fullname not in _pending:
+        if fullname not in _pending and fullname not in _reexec:
             return None
         for finder in sys.meta_path:
             if finder is self or isinstance(finder, SutureFinder):
@@ -110,11 +118,12 @@ _finder = SutureFinder()
 
 
 def refresh(pending: Dict[str, str], added: Dict[str, Tuple[str, str, bool]],
-            on_import: Callable[[str, types.ModuleType], None]) -> None:
+            on_import: Callable[[str, types.ModuleType], None],
+            applied: Optional[Dict[str, str]] = None) -> None:
     """Serve exactly these modules; install or remove the finder to match.
 
-    ``on_import(name, module)`` is called after a pending module executed: the engine's
-    entry point that patches it.
+    ``on_import(name, module)`` is called after a pending module executed, or an
+    ``applied`` one executed again: the engine's entry point that patches it.
     """
     global _on_import
     with _state_lock:
@@ -123,10 +132,12 @@ def refresh(pending: Dict[str, str], added: Dict[str, Tuple[str, str, bool]],
         _pending.update(pending)
         _added.clear()
         _added.update(added)
+        _reexec.clear()
+        _reexec.update(applied or {})
         installed = _finder in sys.meta_path
-        if (_pending or _added) and not installed:
+        if (_pending or _added or _reexec) and not installed:
             sys.meta_path.insert(0, _finder)
-        elif not (_pending or _added) and installed:
+        elif not (_pending or _added or _reexec) and installed:
             sys.meta_path.remove(_finder)
 
 

@@ -119,6 +119,26 @@ class FramesAtRisk(RefusedError):
     code = "SUT-E210"
 
 
+class RevertedByApplication(SutureError):
+    """Not raised: the code of a status finding (``status()["patches"][i]["live"]``) and
+    of its audit row. The live objects of a module an applied patch patched are no longer
+    the fixed ones: the module ran again without Suture's import hook (a reload behind
+    another finder), a function's ``__code__`` was set back, a name was rebound to other
+    code, the module was replaced in ``sys.modules``. The process runs old code there
+    again; ``suture apply`` of the same patch patches it again."""
+
+    code = "SUT-E211"
+
+
+class OldCodeRunning(SutureError):
+    """Not raised: the code of the status state ``draining``. A patch is applied, but
+    frames that started before it (a thread inside the patched function, a suspended
+    generator or coroutine, an asyncio task awaiting one) still run the old code, and will
+    until they finish: the process is not yet protected."""
+
+    code = "SUT-E212"
+
+
 class NotInDistribution(UntrustedPatch, RefusedError):
     """The patch names a distribution, but a module it touches is not one of that
     distribution's files (its ``RECORD`` in the target does not list it): a key trusted

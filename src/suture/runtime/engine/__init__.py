@@ -67,9 +67,10 @@ from ._refgraph import _stale_caches
 from ._scratch import _import_source
 from ._state import import_refused as _import_refused
 from ._state import (HookContext, Result, _ModuleTxn, _Record, _added_entries, _added_index,
-                     _applied, _fine_switching, _find, _forget_modules, _own_dict,
-                     _pending_index, _walks,
+                     _applied, _applied_index, _fine_switching, _find, _forget_modules,
+                     _own_dict, _pending_index, _walks,
                      drop_shadow, shadow)
+from ._state import reverted as _reverted_listeners
 from .check import (_check, _load_hooks, _loaded, _plan, _replaced_by, _resolved, _with_sources,
                     importing as _importing)
 from .post import _late, _late_order, _leftovers
@@ -82,6 +83,7 @@ from .reverting import _added_module_removals
 
 
 __all__ = ["apply", "revert", "status", "applied_ids", "patch_on_import", "on_import_refused",
+           "on_reverted",
            "shadow", "drop_shadow",
            "HookContext", "Result"]
 
@@ -223,7 +225,8 @@ def _apply_locked(patch: Patch, wait_quiescent: Optional[float], restricted: boo
     pending = {m.name: patch.id for m in patch.modules
                if m.action != "add" and m.name not in loaded}
     _hook.refresh(dict(_pending_index(), **pending),
-                  dict(_added_index(), **_added_entries(patch)), patch_on_import)
+                  dict(_added_index(), **_added_entries(patch)), patch_on_import,
+                  _applied_index())
     try:
         return _apply(patch, wait_quiescent, owner, note)
     finally:
@@ -237,6 +240,9 @@ def _apply(patch: Patch, wait_quiescent: Optional[float],
     with _lock():
         if patch.id in _applied:
             rec = _applied[patch.id]
+            gone = _reporting.drift(rec)
+            if gone:   # the record no longer holds: apply again what the application reverted
+                return _reapply(rec, gone)
             return Result(patch.id, "already applied", modules=dict(rec.modules))
         # One look at which modules are loaded, used by every step below: a module
         # imported while we work must not be "not loaded" to one step and "loaded" to the
@@ -416,6 +422,8 @@ def _apply(patch: Patch, wait_quiescent: Optional[float],
             del _applied[r.patch.id]
             rec.notes.append(f"replaced patch {r.patch.short_id} (same target and baseline)")
         rec.rewind = {}
+        for t in live:
+            _reporting.snapshot(rec, t.name, loaded[t.name])
         _applied[patch.id] = rec
         _serve()
         _imported_meanwhile(rec)
@@ -498,12 +506,62 @@ def status() -> Dict[str, Any]:
         for rec in list(_applied.values()):
             _imported_meanwhile(rec)
         patches, old = _reporting.records()
+        _tell_reverted(patches)
     return {"patches": patches, "active": active(old)}   # the heap walk runs unlocked
 
 
+def _tell_reverted(patches: List[Dict[str, Any]]) -> None:
+    """Tell the ``on_reverted`` listeners (the agent's audit log) of each module found
+    reverted by the application, once per patch, module and finding."""
+    for p in patches:
+        rec = _applied.get(p["id"])
+        for name, verdict in p["live"].items():
+            if rec is None or verdict == "verified" or f"{name}\0{verdict}" in rec.told:
+                continue
+            rec.told.add(f"{name}\0{verdict}")
+            for listener in list(_reverted_listeners):
+                try:
+                    listener(name, rec.patch.id, "SUT-E211", verdict)
+                except BaseException:  # noqa: BLE001 - status goes on regardless
+                    pass
+
+
+def on_reverted(listener: Any) -> None:
+    """Call ``listener(module, patch_id, code, message)`` the first time ``status()`` finds a
+    module of an applied patch reverted by the application (SUT-E211: the process runs old
+    code there again). Registering the same listener twice registers it once."""
+    if listener not in _reverted_listeners:
+        _reverted_listeners.append(listener)
+
+
+def _reapply(rec: _Record, gone: Dict[str, str]) -> Result:
+    """``apply`` of a patch whose record no longer holds (``reporting.drift``): each module
+    the application reverted is prepared and committed again, against the objects it holds
+    now, into the *same* record. Its ops are appended to the undo log, so a revert undoes
+    them first and then the original ones: every object either version touched ends on the
+    code it had before the patch. Rejected: dropping the stale record and applying afresh
+    (the objects it still holds fixed, aliases elsewhere, would stay fixed after a revert,
+    and its undo log would be lost); undoing it first (the undo would write the pre-patch
+    objects back over what the application put there). A refusal raises (this apply
+    changed nothing more); the record then still says what status reports."""
+    notes: List[str] = []
+    for name, how in gone.items():
+        module = sys.modules.get(name)
+        if module is None:
+            continue
+        _patch_module(rec, name, module, again=True, refuse=True)
+        notes.append(f"applied again to {name}, which was {_reporting.REVERTED}: {how}")
+    rec.notes.extend(notes)
+    _serve()
+    return Result(rec.patch.id, "applied", modules=dict(rec.modules), pause_ns=rec.pause_ns,
+                  ops=len(rec.ops), caveats=rec.caveats, notes=notes,
+                  verified=dict(rec.verified))
+
+
 def _serve() -> None:
-    """Bring the import hook in line with ``_applied``: what is pending, what is added."""
-    _hook.refresh(_pending_index(), _added_index(), patch_on_import)
+    """Bring the import hook in line with ``_applied``: what is pending, what is added,
+    what is patched in place (served again when it executes again: a reload)."""
+    _hook.refresh(_pending_index(), _added_index(), patch_on_import, _applied_index())
 
 
 # -- step 3 as apply calls it; import-time patching (check, prepare, commit, post) --
@@ -517,70 +575,94 @@ def _commit_ops(ops: List[Any], live: List[_ModuleTxn], before: List[Any] = ()) 
 
 
 def patch_on_import(name: str, module: types.ModuleType) -> None:
-    """Called by the import hook right after a pending module executed."""
+    """Called by the import hook right after a pending module executed, or a module patched
+    in place executed again (``importlib.reload``, IPython's autoreload, a re-import after
+    ``del sys.modules[name]``): the file on disk, the baseline, ran again, so the module is
+    patched again, by every record that patched it, in the order they were applied."""
     with _lock():
         for rec in _applied.values():
-            if rec.modules.get(name) != "pending import":
-                continue
-            mp = next(m for m in rec.patch.modules if m.name == name)
-            try:
-                if rec.owner is not None:   # the file found may not be the one checked at apply
-                    _members.check_loaded(rec.patch, rec.owner, name, module)
-                if mp.compact:
-                    mp = _resolved(rec.patch, mp, module)
-                    rec.patch = dataclasses.replace(rec.patch, modules=tuple(
-                        mp if m.name == name else m for m in rec.patch.modules))
-                plan = _plan(rec.patch, mp)
-                txn = _prepare(rec, mp, module, plan)
-                if txn.state == "applied":
-                    rec.plans[name] = plan
-                    risky = _objects_before(rec, [txn], {name: module})
-                    found = _objects.at_risk([(c, d) for _, c, d in risky])
-                    if found:   # objects its own import built with the old __init__
-                        raise _objects.refuse_objects(rec.patch.short_id, found, "apply",
-                                                      rec.patch.id, stub=False)
-                    state_before = _verify.before(rec.patch, {name: module})
-                    ops = txn.first_ops + txn.ops
-                    # Deletions last, as in apply: a late statement may read a name the
-                    # fixed module deletes after using it (``del _helper``, case 64).
-                    dels = [o for o in ops if o.kind != "call" and o.new is MISSING
-                            and o.old is not MISSING]
-                    ops = [o for o in ops if id(o) not in {id(d) for d in dels}]
-                    _commit_ops(ops, [txn])
-                    late: List[Any] = []
-                    try:
-                        late = _late(rec, [txn])
-                        if late:
-                            _commit_ops(late, [txn])
-                        if dels:
-                            _commit_ops(dels, [txn])
-                            late = late + dels
-                        fix_ops = _verify.repair(state_before, [txn], {name: module}) \
-                            + _verify.aliases(rec.patch) + _verify.filters(rec.patch)
-                        if fix_ops:
-                            _commit_ops(fix_ops, [txn])
-                            late = late + fix_ops
-                        verdicts = _verify.after(state_before, {name: module}, (),
-                                                 dict(txn.forwarded))
-                        diverged = _verify.refusal(rec.patch, verdicts)
-                        if diverged is not None:
-                            raise diverged
-                    except BaseException:
-                        _commit.restore(ops + late)
-                        raise
-                    rec.verified.update({v.module: v.summary() for v in verdicts})
-                    rec.ops.extend(ops + late)
-                    rec.old_codes.update(txn.old_codes)
-                    rec.filenames[name] = txn.filename
-                rec.modules[name] = txn.state
-            except SutureError as exc:
-                rec.modules[name] = f"refused at import: {exc.message}"
-                for listener in list(_import_refused):
-                    try:
-                        listener(name, rec.patch.id, exc.code, exc.message)
-                    except BaseException:  # noqa: BLE001 - the import goes on regardless
-                        pass
+            state = rec.modules.get(name)
+            if state == "pending import":
+                _patch_module(rec, name, module)
+            elif state == "applied" and name in rec.live and sys.modules.get(name) is module:
+                _patch_module(rec, name, module, again=True)
             _serve()
+
+
+def _patch_module(rec: _Record, name: str, module: types.ModuleType, again: bool = False,
+                  refuse: bool = False) -> None:
+    """Prepare and commit ``rec``'s changes to ``module``, just imported (or, ``again``,
+    executed again or reverted by the application: then functions already on the fixed
+    code are left as they are). The ops join ``rec``'s undo log. A refusal becomes the
+    module's state (the module runs unpatched: status reports it exposed, the listeners
+    record it), or is raised with ``refuse``."""
+    mp = next(m for m in rec.patch.modules if m.name == name)
+    try:
+        if rec.owner is not None:   # the file found may not be the one checked at apply
+            _members.check_loaded(rec.patch, rec.owner, name, module)
+        if mp.compact:
+            mp = _resolved(rec.patch, mp, module)
+            rec.patch = dataclasses.replace(rec.patch, modules=tuple(
+                mp if m.name == name else m for m in rec.patch.modules))
+        plan = _plan(rec.patch, mp)
+        txn = _prepare(rec, mp, module, plan, again=again)
+        if txn.state == "applied":
+            rec.plans[name] = plan
+            risky = _objects_before(rec, [txn], {name: module})
+            found = _objects.at_risk([(c, d) for _, c, d in risky])
+            if found:   # objects its own import built with the old __init__
+                raise _objects.refuse_objects(rec.patch.short_id, found, "apply",
+                                              rec.patch.id, stub=False)
+            state_before = _verify.before(rec.patch, {name: module})
+            ops = txn.first_ops + txn.ops
+            # Deletions last, as in apply: a late statement may read a name the
+            # fixed module deletes after using it (``del _helper``, case 64).
+            dels = [o for o in ops if o.kind != "call" and o.new is MISSING
+                    and o.old is not MISSING]
+            ops = [o for o in ops if id(o) not in {id(d) for d in dels}]
+            _commit_ops(ops, [txn])
+            late: List[Any] = []
+            try:
+                late = _late(rec, [txn])
+                if late:
+                    _commit_ops(late, [txn])
+                if dels:
+                    _commit_ops(dels, [txn])
+                    late = late + dels
+                fix_ops = _verify.repair(state_before, [txn], {name: module}) \
+                    + _verify.aliases(rec.patch) + _verify.filters(rec.patch)
+                if fix_ops:
+                    _commit_ops(fix_ops, [txn])
+                    late = late + fix_ops
+                verdicts = _verify.after(state_before, {name: module}, (),
+                                         dict(txn.forwarded))
+                diverged = _verify.refusal(rec.patch, verdicts)
+                if diverged is not None:
+                    raise diverged
+            except BaseException:
+                _commit.restore(ops + late)
+                raise
+            rec.verified.update({v.module: v.summary() for v in verdicts})
+            rec.ops.extend(ops + late)
+            rec.old_codes.update(txn.old_codes)
+            rec.filenames[name] = txn.filename
+        if txn.state == "applied" or again:
+            _reporting.snapshot(rec, name, module)
+        if again:
+            rec.told = {k for k in rec.told if not k.startswith(f"{name}\0")}
+            note = f"{name} was executed again (a reload) and patched again"
+            if not refuse and note not in rec.notes:
+                rec.notes.append(note)
+        rec.modules[name] = "applied" if again else txn.state
+    except SutureError as exc:
+        if refuse:
+            raise
+        rec.modules[name] = f"refused at {'reload' if again else 'import'}: {exc.message}"
+        for listener in list(_import_refused):
+            try:
+                listener(name, rec.patch.id, exc.code, exc.message)
+            except BaseException:  # noqa: BLE001 - the import goes on regardless
+                pass
 
 
 def on_import_refused(listener: Any) -> None:

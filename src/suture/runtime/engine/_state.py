@@ -83,6 +83,11 @@ def _own_dict(obj: Any) -> Optional[Dict[str, Any]]:
 # log (runtime.on_import_refused). A listener that raises is ignored.
 import_refused: List[Any] = []
 
+# Called as fn(module, patch_id, code, message) the first time status() finds that the
+# live objects of an applied module are no longer the ones the patch installed (reverted by
+# the application, SUT-E211; engine.reporting.verify). A listener that raises is ignored.
+reverted: List[Any] = []
+
 
 class Result:
     """What apply/revert did, as data (``to_dict`` crosses the agent socket)."""
@@ -154,6 +159,12 @@ class _Record:
         # The distribution the patch names, as checked at apply (None: not checked, see
         # _members); modules imported later are checked against it too (patch_on_import).
         self.owner: Optional[_members.Owner] = None
+        # What status() verifies (reporting.verify): per applied module, the module object
+        # patched and, per function the patch changed, what its qualified name resolved to
+        # right after the commit (object, function, code). Taken again whenever the module is
+        # patched again (a reload served by the hook, a re-apply).
+        self.live: Dict[str, Tuple[types.ModuleType, List[Tuple[str, Any, Any, Any]]]] = {}
+        self.told: Set[str] = set()   # drifts already told to the ``reverted`` listeners
 
     def pending(self) -> List[str]:
         return [m for m, s in self.modules.items() if s in ("pending import", "pending add")]
@@ -197,6 +208,14 @@ def _raise_os_failure(exc: BaseException, path: Optional[str], doing: str) -> No
 def _pending_index() -> Dict[str, str]:
     return {m: r.patch.id for r in _applied.values() for m, s in r.modules.items()
             if s == "pending import"}
+
+
+def _applied_index() -> Dict[str, str]:
+    """Modules patched in place: a re-execution (importlib.reload, a re-import after
+    ``del sys.modules[name]``) is served by the hook too, and patched again."""
+    return {m: r.patch.id for r in _applied.values() for m, s in r.modules.items()
+            if s == "applied" and not any(mp.name == m and mp.action == "add"
+                                          for mp in r.patch.modules)}
 
 
 def _added_index() -> Dict[str, Tuple[str, str, bool]]:

@@ -49,7 +49,10 @@ def _module_files(name: str, module: types.ModuleType) -> Set[str]:
 
 
 def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
-             plan: _defs.ModulePlan) -> _ModuleTxn:
+             plan: _defs.ModulePlan, again: bool = False) -> _ModuleTxn:
+    """``again``: ``rec`` patched this module before and its code ran again (a reload) or
+    was reverted by the application; functions still on the fixed code (the earlier
+    generation, aliases of it) are left as they are instead of refusing the mix."""
     patch = rec.patch
     txn = _ModuleTxn(mp.name)
     txn.has_hooks = patch.hooks is not None
@@ -150,7 +153,7 @@ def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
                            f"needs ({', '.join(new.co_freevars) or 'nothing'})")
             continue
         swaps.append((f, new, q))
-    if mismatched or (on_base and on_fixed):
+    if mismatched or (on_base and on_fixed and not again):
         first = mismatched[0] if mismatched else sorted(on_fixed)[0]
         raise BaselineMismatch(
             f"Refused patch {patch.short_id} ({patch.describe()}): {mp.name} does not match "

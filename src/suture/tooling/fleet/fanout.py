@@ -255,15 +255,22 @@ def _summary(result: Dict[str, Any]) -> str:
 # -- suture status: every process against the known patches ------------------------------
 #
 # Known patches are those of the local store (`suture install`). Per patch and process:
-#   fixed           the patch (or a cumulative patch covering it) is applied, no module refused
+#   fixed           the patch (or a cumulative patch covering it) is applied, no module refused,
+#                   its live code verified, and no frame still runs the code it replaced
 #   pending import  applied, and a module it changes is not imported yet: patched on import
+#   draining        applied, but frames that started before it still run the old code
+#                   (SUT-E212): not yet protected, counted as exposed (exit 2, VEX affected)
 #   exposed         the process has the patch's distribution at its baseline version and not
-#                   the patch; or a module of an applied patch was refused at import
+#                   the patch; or a module of an applied patch was refused at import, or is
+#                   reverted by the application (SUT-E211: a reload, a monkeypatch)
 #   not affected    the distribution is not installed there, or at another version
 #   unknown         the patch is not for a released version, so need cannot be told
 # Per process: ok, exposed, error (could not be asked), unknown (no agent).
 
-PATCH_STATES = ("fixed", "pending import", "exposed", "not affected", "unknown")
+PATCH_STATES = ("fixed", "pending import", "draining", "exposed", "not affected", "unknown")
+# States in which the process is not protected by the patch: its row goes into the
+# process's ``exposed`` list (exit code 2, metrics' exposed count, VEX ``affected``).
+UNPROTECTED = ("exposed", "draining")
 PROCESS_STATES = ("ok", "exposed", "error", "unknown")
 
 
@@ -313,19 +320,20 @@ def status(pids: Sequence[int] = (), *, patches: Optional[Sequence[Patch]] = Non
                    if isinstance(a, dict)]
         proc.update(applied=applied, active=list(row.result["status"].get("active") or []),
                     dists=row.result["dists"])
+        running = proc["active"]
         verdicts = [(by_id[p.id], _judge(p, row.pid, applied, row.result["dists"],
-                                         row.result["loaded"])) for p in known]
+                                         row.result["loaded"], running)) for p in known]
         for a in applied:   # applied by hand, not installed: reported as they are
             entry = by_id.get(str(a.get("id")))
             if entry is None or not entry["installed"]:
                 entry = by_id.setdefault(str(a.get("id")), {
                     "id": str(a.get("id")), "target": dict(a.get("target") or {}),
                     "cves": list(a.get("cves") or []), "installed": False, "processes": []})
-                verdicts.append((entry, _applied_state(a, row.pid)))
+                verdicts.append((entry, _applied_state(a, row.pid, running)))
         for entry, (state, reason, fix) in verdicts:
             entry["processes"].append({"pid": row.pid, "state": state, "reason": reason,
                                        "fix": fix})
-            if state == "exposed":
+            if state in UNPROTECTED:
                 proc["exposed"].append({"patch": entry["id"], "cves": entry["cves"],
                                         "reason": reason, "fix": fix})
         if proc["exposed"]:
@@ -394,14 +402,32 @@ def _covers(applied: Dict[str, Any], patch: Patch) -> bool:
     return {m.name for m in patch.modules} <= set(applied.get("modules") or {})
 
 
-def _applied_state(applied: Dict[str, Any], pid: int) -> Tuple[str, str, Optional[str]]:
-    """(state, reason, fix) of one patch as applied in a process, from its module states."""
+def _applied_state(applied: Dict[str, Any], pid: int,
+                   active: Sequence[Dict[str, Any]] = ()) -> Tuple[str, str, Optional[str]]:
+    """(state, reason, fix) of one patch as applied in a process, from its module states,
+    the agent's check of the live code (``live``) and the frames still on old code."""
     modules = applied.get("modules") or {}
     refused = sorted(f"{m} {s}" for m, s in modules.items() if str(s).startswith("refused"))
     if refused:
         return ("exposed", "; ".join(refused),
                 f"restart PID {pid} on the fixed release (it imported code that is not the "
                 "patch's baseline)")
+    # The agent verified each patched module's live code (engine/reporting.py): a reload
+    # the import hook did not serve, a monkeypatch, brought old code back.
+    live = applied.get("live") or {}
+    reverted = sorted(f"{m} {v}" for m, v in live.items() if v != "verified")
+    if reverted:
+        return ("exposed", "; ".join(reverted),
+                f"suture apply FILE --pid {pid} (patches the reverted modules again)")
+    # One rule for frames that started before the patch and still run the code it replaced
+    # (docs/live-processes.md, "Status states"): not protected until they finish.
+    old = [a for a in active if a.get("patch") == applied.get("id")]
+    if old:
+        where = "; ".join(_where(a) for a in old[:5]) + (
+            f"; and {len(old) - 5} more" if len(old) > 5 else "")
+        return ("draining", f"fixed for new calls; {len(old)} frame(s) still run the old code "
+                f"(SUT-E212): {where}",
+                f"wait until they finish, or restart PID {pid}")
     pending = sorted(m for m, s in modules.items() if s == "pending import")
     if pending:
         return ("pending import", f"{', '.join(pending)} not imported yet; patched when "
@@ -409,15 +435,24 @@ def _applied_state(applied: Dict[str, Any], pid: int) -> Tuple[str, str, Optiona
     return "fixed", "", None
 
 
+def _where(a: Dict[str, Any]) -> str:
+    """One frame of old code, as ``status()["active"]`` lists it: what, where, which line."""
+    kind = str(a.get("where") or "?")
+    name = a.get("thread") if kind == "thread" else a.get("task") if kind == "task" else None
+    line = f" line {a['line']}" if a.get("line") is not None else ""
+    return f"{a.get('qualname', '?')}{line} in {kind}" + (f" {name!r}" if name else "")
+
+
 def _judge(patch: Patch, pid: int, applied: Sequence[Dict[str, Any]], dists: Dict[str, Any],
-           loaded: Dict[str, Any]) -> Tuple[str, str, Optional[str]]:
+           loaded: Dict[str, Any], active: Sequence[Dict[str, Any]] = ()
+           ) -> Tuple[str, str, Optional[str]]:
     """(state, reason, fix) of the known ``patch`` in process ``pid``."""
     exact = [a for a in applied if a.get("id") == patch.id]
     if exact:
-        return _applied_state(exact[0], pid)
+        return _applied_state(exact[0], pid, active)
     for a in applied:
         if _covers(a, patch):
-            state, reason, fix = _applied_state(a, pid)
+            state, reason, fix = _applied_state(a, pid, active)
             by = f"by cumulative patch {str(a.get('id'))[:12]} ({a.get('describe', '')})"
             return state, by + (f"; {reason}" if reason else ""), fix
     if not _versioned(patch):

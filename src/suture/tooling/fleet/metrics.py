@@ -56,7 +56,9 @@ def render(report: Dict[str, Any], audit: Sequence[Dict[str, Any]],
                      sum(1 for p in e["processes"] if p["state"] == s))
                     for e in report["patches"] for s in fanout.PATCH_STATES]
     lines += _family("suture_patch_processes", "gauge",
-                     "Processes per known patch and state.", patch_states)
+                     "Processes per known patch and state (draining: applied, but frames "
+                     "that started before it still run the old code; such a process also "
+                     "counts in suture_exposed_processes).", patch_states)
     ops = Counter((str(r.get("op")), str(r.get("result"))) for r in audit)
     lines += _family("suture_operations_total", "counter",
                      "Operations recorded in the host's audit log, by operation and result.",

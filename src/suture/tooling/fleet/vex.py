@@ -7,8 +7,12 @@ the vulnerable release as a purl, ``pkg:pypi/<name>@<version>``.
 
 Status, from the processes that have the agent (the only ones whose code is known):
 
-* ``affected``: a process runs that release without the patch (action: apply it), or the
-  patch is partial and the rest needs a restart (action: restart on the fixed release);
+* ``affected``: a process runs that release without the patch, or with the patch reverted
+  by the application (action: apply it); or the patch is applied but frames that started
+  before it still run the old code (``draining``; action: wait for them, or restart): the
+  one rule for draining, shared with ``suture status`` and the metrics, is that a process
+  is not protected until they finished; or the patch is partial and the rest needs a
+  restart (action: restart on the fixed release);
 * ``fixed``: every such process has the patch applied (or applies it on import);
 * ``not_affected`` (``vulnerable_code_not_in_execute_path``): no process with the agent
   runs that release.
@@ -78,13 +82,20 @@ def _judge(entry: Dict[str, Any], excluded: Optional[List[str]]) -> Tuple[str, D
     rel = f"{t['name']} {t['from_version']}"
     procs = entry["processes"]
     exposed = [p["pid"] for p in procs if p["state"] == "exposed"]
+    draining = [p["pid"] for p in procs if p["state"] == "draining"]
     fixed = [p["pid"] for p in procs if p["state"] in ("fixed", "pending import")]
-    pids = ", ".join(map(str, (exposed or fixed)[:20]))
+    pids = ", ".join(map(str, (exposed or draining or fixed)[:20]))
     if exposed:
         return "affected", {"action_statement": (
             f"{len(exposed)} running process(es) (pids {pids}) run {rel} without Suture patch "
             f"{short}: apply it (`suture apply FILE --pid PID`), or restart them on "
             f"{t['name']} {t.get('to_version')}.")}
+    if draining:
+        return "affected", {"action_statement": (
+            f"Suture patch {short} is applied in {len(draining)} process(es) (pids {pids}), "
+            f"but frames that started before it still run the vulnerable code of {rel} "
+            f"(`suture status` names them); they are protected once those finish. Wait, or "
+            f"restart them on {t['name']} {t.get('to_version')}.")}
     if fixed and excluded:
         return "affected", {"action_statement": (
             f"Suture patch {short} fixes the Python code of {rel} in memory in {len(fixed)} "
