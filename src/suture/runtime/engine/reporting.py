@@ -74,10 +74,11 @@ def _function(obj: Any) -> Optional[FunctionType]:
     return None
 
 
-def _runs(obj: Any, code: Any) -> bool:
-    """Whether ``obj``, or what it wraps (``__wrapped__``, up to 8 levels), runs ``code``."""
+def _runs(obj: Any, codes: Any) -> bool:
+    """Whether ``obj``, or what it wraps (``__wrapped__``, up to 8 levels), runs one of
+    ``codes`` (code objects by id)."""
     for _ in range(8):
-        if type(obj) is FunctionType and obj.__code__ is code:
+        if type(obj) is FunctionType and codes.get(id(obj.__code__)) is obj.__code__:
             return True
         obj = (_own_dict(obj) or {}).get("__wrapped__")
         if obj is None:
@@ -117,6 +118,8 @@ def snapshot(rec: _Record, name: str, module: types.ModuleType) -> None:
 def drift(rec: _Record) -> Dict[str, str]:
     """Per applied module whose live objects are no longer what ``rec`` installed: how."""
     out: Dict[str, str] = {}
+    newer = list(_applied.values())
+    newer = newer[newer.index(rec) + 1:] if rec in newer else []
     for name, (module, entries) in rec.live.items():
         if rec.modules.get(name) != "applied":
             continue
@@ -134,7 +137,11 @@ def drift(rec: _Record) -> Dict[str, str]:
             cur = _resolve(ns, q)
             if cur is _MISSING:
                 continue   # gone: nothing runs old code through this name
-            if _runs(cur, code):
+            # a newer patch stacked on this one may have changed the function again
+            codes = {id(c): c for r in newer for q2, _, _, c in r.live.get(name, (None, []))[1]
+                     if q2 == q}
+            codes[id(code)] = code
+            if _runs(cur, codes):
                 continue   # the fixed code, however it is bound or wrapped now
             cur_fn = _function(cur)
             if cur_fn is fn or cur is obj:
