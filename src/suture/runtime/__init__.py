@@ -4,7 +4,8 @@ Constraints, because this code loads into other people's processes:
 * standard library only, no third-party import, ever;
 * importing it does nothing: no threads, no hooks, no sys.meta_path change;
   the import hook is installed by ``apply`` only while a patch has modules
-  still to import, and removed when none is left;
+  still to import, adds modules or has patched a module in place (it serves
+  reloads), and removed when none is left;
 * it supports CPython 3.9-3.13 (3.14 where present), GIL builds.
 """
 

@@ -283,13 +283,15 @@ def status(pids: Sequence[int], as_json: bool) -> None:
 
     Compares every process with an agent (default: every visible one) with the patches
     installed on this host (`suture install`, the store of the user running this). Per
-    patch and process: fixed, pending import (patched when imported), exposed (it runs
-    the patch's baseline release without the patch, or a module was refused at import),
-    not affected (another version, or not installed). Python processes without an agent
+    patch and process: fixed, pending import (patched when imported), draining (applied,
+    but frames that started before it still run the old code: not yet protected), exposed
+    (it runs the patch's baseline release without the patch, a module was refused at
+    import, or the application brought old code back: a reload, a monkeypatch), not
+    affected (another version, or not installed). Python processes without an agent
     are listed as not inspected and do not change the exit code: what they loaded cannot
     be told. With --pid, a process without an agent is an error.
 
-    Exit codes: 2 some process is exposed (even if another could not be asked); 1 a
+    Exit codes: 2 some process is exposed or draining (even if another could not be asked); 1 a
     process could not be asked, or the store cannot be read; 0 otherwise.
     """
     from ..fleet import fanout

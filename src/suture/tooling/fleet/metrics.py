@@ -49,7 +49,8 @@ def render(report: Dict[str, Any], audit: Sequence[Dict[str, Any]],
             per_cve[cve] += 1
     known_cves = sorted({c for e in report["patches"] for c in e["cves"]})
     lines += _family("suture_exposed_processes", "gauge",
-                     "Processes still exposed to each CVE of the known patches.",
+                     "Processes still exposed to each CVE of the known patches (draining "
+                     "ones included: old code of the patch still runs there).",
                      [("suture_exposed_processes", {"cve": c}, per_cve.get(c, 0))
                       for c in known_cves])
     patch_states = [("suture_patch_processes", {"patch": e["id"][:12], "state": s},
