@@ -1,8 +1,8 @@
 """Patches for modules the process has not imported yet, and modules a patch adds.
 
-The import hook exists only while something is pending: it is inserted by the
-apply that leaves a module pending, and removed as soon as nothing is pending
-(the module was imported, or the patch reverted).
+The import hook is inserted by the apply that leaves a module pending, and removed as
+soon as nothing is pending, added or patched in place (it also serves reloads of
+patched modules, issue 16: it stays after the import, until the revert).
 """
 
 from __future__ import annotations

@@ -51,9 +51,13 @@ def _module_files(name: str, module: types.ModuleType) -> Set[str]:
 def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
              plan: _defs.ModulePlan, again: bool = False) -> _ModuleTxn:
     """``again``: ``rec`` patched this module before and its code ran again (a reload) or
-    was reverted by the application; functions still on the fixed code (the earlier
-    generation, aliases of it) are left as they are instead of refusing the mix."""
+    was reverted by the application; functions running code that ``rec`` or a patch
+    stacked on it installed (the earlier generation, aliases of it) are left as they are,
+    and only the others must match the baseline."""
     patch = rec.patch
+    records = list(_applied.values())
+    ours = {r.filenames.get(mp.name) for r in records[records.index(rec):]} - {None} \
+        if again and rec in records else set()
     txn = _ModuleTxn(mp.name)
     txn.has_hooks = patch.hooks is not None
     file = getattr(module, "__file__", None)
@@ -104,6 +108,9 @@ def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
             continue  # created by a patch being replaced; its undo unbinds it
         q = quals.get(id(f.__code__))
         if q is None:
+            continue
+        if live.co_filename in ours:
+            on_fixed.add(q)   # already on code this patch (or one stacked on it) installed
             continue
         if any(same(c, live) for c in base_stubs.get(q, ())):
             continue  # an @overload stub kept by typing's registry: never called
