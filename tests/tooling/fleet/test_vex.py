@@ -61,3 +61,11 @@ def test_patches_without_a_release_or_a_cve_make_no_statement():
     assert vex.document(report(["exposed"], target=tree))["statements"] == []
     assert vex.document(report(["exposed"], cves=[]))["statements"] == []
 
+
+
+def test_a_draining_process_is_affected_never_fixed():
+    # issue 16: old code of the patch still runs there (a suspended generator): the one
+    # rule for draining is "not protected" (docs/live-processes.md, "Status states")
+    (s, _) = vex.document(report(["fixed", "draining", "pending import"]))["statements"]
+    assert s["status"] == "affected" and "(pids 101)" in s["action_statement"]
+    assert "still run the vulnerable code" in s["action_statement"]
