@@ -23,7 +23,9 @@ apply(patch) runs in four steps, and nothing is changed before step 3:
 Modules the patch names but the process has not imported are *pending*: the import
 hook (``_hook``) patches them the moment they are imported, by calling
 ``patch_on_import`` here, which it receives with every ``_hook.refresh`` (the hook
-never imports the engine). revert (``reverting.py``) and status (``reporting.py``) are the
+never imports the engine); a module patched in place that executes again (a reload) comes
+back through the hook and is patched again. revert (``reverting.py``) and status
+(``reporting.py``, which verifies the live code rather than trusting the records) are the
 other entry points.
 
 Layers (imports run downward only; ``tests/runtime/test_import_graph.py``):
