@@ -275,8 +275,17 @@ def generators(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
     return {"v1": base / "v1", "patch": patch}
 
 
+def metrics(rundir: str) -> Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = cli(rundir, "metrics")
+    assert out.returncode == 0, out.stderr
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(out.stdout) for s in family.samples}
+
+
 def test_a_suspended_generator_on_old_code_is_draining_until_it_finishes(
-        generators: Dict[str, Path], rundir: str,
+        generators: Dict[str, Path], rundir: str, state: Path,
         start: Callable[[str, Dict[str, str]], Proc]) -> None:
     target = start(GENERATOR, {"root": str(generators["v1"])})
     target.wait_for("started")
@@ -290,8 +299,14 @@ def test_a_suspended_generator_on_old_code_is_draining_until_it_finishes(
     assert "sutgendemo:numbers line 2 in generator" in rows[fix]["reason"], rows
     out = cli(rundir, "status", "--pid", str(target.pid))
     assert out.returncode == 2 and "draining" in out.stdout, out.stdout
+    m = metrics(rundir)    # the same rule: not protected while draining
+    assert m[("suture_exposed_processes", (("cve", "CVE-2099-16"),))] == 1
+    assert m[("suture_patch_processes", (("patch", fix[:12]), ("state", "draining")))] == 1
 
     target.trigger.touch()
     target.wait_for("finished old,old")   # it finished on the code it started with
     code, proc, rows = status(rundir, target.pid)
     assert code == 0 and rows[fix]["state"] == "fixed", rows
+    m = metrics(rundir)
+    assert m[("suture_exposed_processes", (("cve", "CVE-2099-16"),))] == 0
+    assert m[("suture_patch_processes", (("patch", fix[:12]), ("state", "fixed")))] == 1
