@@ -202,7 +202,7 @@ def test_reload_of_a_patched_module_keeps_the_fix_and_a_reload_that_escapes_is_e
 # -- a real Jupyter kernel: %autoreload 2 and importlib.reload -----------------------------
 
 def test_jupyter_kernel_autoreload_and_reload_keep_the_fix(
-        versions: Dict[str, Path], rundir: str, tmp_path: Path) -> None:
+        versions: Dict[str, Path], rundir: str, state: Path, tmp_path: Path) -> None:
     jupyter_client = pytest.importorskip("jupyter_client")
     pytest.importorskip("ipykernel")
     root = tmp_path / "pkg"
