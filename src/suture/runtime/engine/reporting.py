@@ -150,8 +150,8 @@ def drift(rec: _Record) -> Dict[str, str]:
                 hows.append(f"{q}'s __code__ was replaced"
                             + (" by the baseline's" if back else " by code the patch did "
                                "not install"))
-            elif cur_fn is not None and cur_fn.__code__.co_filename == getattr(
-                    module, "__file__", None):
+            elif cur_fn is not None and cur_fn.__code__.co_filename == (ns or {}).get(
+                    "__file__"):
                 fresh.append(q)
             else:
                 hows.append(f"{q} is bound to another object than the fixed function")
