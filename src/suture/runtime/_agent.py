@@ -46,7 +46,7 @@ import sys
 import threading
 from typing import Any, Callable, Dict, List, Optional
 
-from . import protocol
+from . import _switching, protocol
 from .errors import InternalError, SutureError, explain, os_cause, os_failure
 from .protocol import PeerRefused, ProtocolError
 
@@ -54,6 +54,11 @@ __all__ = ["start", "stop", "running", "socket_dir", "socket_path", "AgentStartE
            "THREAD_NAME"]
 
 THREAD_NAME = "suture-agent"
+# While a request is served: each blocking call (recv, send, a file read, an import, the
+# audit store) gives the GIL away, and with N threads busy in Python code winning it back
+# takes about N x the switch interval. 5 ms (the default) x 50 threads made a hello take
+# 2 s; 0.1 ms keeps each wait near 5 ms (docs/live-processes.md, "Busy processes").
+SERVE_SWITCH_INTERVAL = 0.0001
 _OPS = ("hello", "status", "apply", "revert", "list", "dists")
 
 
@@ -223,7 +228,8 @@ class _Agent:
                 continue
             self.conn = conn
             try:
-                self._handle(conn)
+                with _switching.lowered(SERVE_SWITCH_INTERVAL):   # "Busy processes"
+                    self._handle(conn)
             except BaseException:  # noqa: BLE001 - a failed send: drop the connection
                 pass
             finally:
