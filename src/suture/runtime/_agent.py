@@ -368,7 +368,19 @@ def _op_apply(frame: Dict[str, Any]) -> Dict[str, Any]:
                             f"not {restricted_to!r}")
     _watch_imports()
     return runtime.apply(data, wait_quiescent=None if wait is None else float(wait),
-                         restricted=restricted_to is not None).to_dict()
+                         restricted=restricted_to is not None,
+                         deadline=_deadline(frame)).to_dict()
+
+
+def _deadline(frame: Dict[str, Any]) -> Optional[float]:
+    """apply/revert's optional ``deadline``: epoch seconds after which the client no longer
+    waits, so nothing may be committed (docs/protocol.md, "Deadline")."""
+    deadline = frame.get("deadline")
+    if deadline is None:
+        return None
+    if isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or deadline <= 0:
+        raise ProtocolError(f"'deadline' must be null or epoch seconds, not {deadline!r}")
+    return float(deadline)
 
 
 def _watch_imports() -> None:
@@ -396,7 +408,7 @@ def _op_revert(frame: Dict[str, Any]) -> Dict[str, Any]:
     force = frame.get("force", False)
     if not isinstance(force, bool):
         raise ProtocolError("revert's 'force' must be true or false")
-    return runtime.revert(patch_id, force).to_dict()
+    return runtime.revert(patch_id, force, _deadline(frame)).to_dict()
 
 
 def _op_list(frame: Dict[str, Any]) -> Dict[str, Any]:
