@@ -481,7 +481,10 @@ def _dists(names: Optional[List[str]]) -> Dict[str, Any]:
             except Exception:  # noqa: BLE001 - not installed, or unreadable
                 continue
     tops: Dict[str, List[str]] = {}
-    if sys.version_info >= (3, 10):
+    # packages_distributions() reads every distribution's metadata: for named ones, their
+    # own top_level.txt/RECORD (_top_level) says the same at a fraction of the cost (in a
+    # process whose cores are busy, each file read costs a wait for the GIL: seconds).
+    if sys.version_info >= (3, 10) and names is None:
         try:
             for top, owners in md.packages_distributions().items():
                 for owner in owners:

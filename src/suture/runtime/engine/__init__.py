@@ -160,6 +160,7 @@ def _after_fork() -> None:
 
 def apply(patch: Patch, *, wait_quiescent: Optional[float] = None,
           restricted: bool = False, deadline: Optional[float] = None) -> Result:
+    _check_deadline(patch.short_id, patch.id, "apply", deadline)   # past already: no work
     with _lock(), _fine_switching():
         _walks.clear()
         _walks["scope"] = True
@@ -521,15 +522,22 @@ def _before_commit(short_id: str, patch_id: str, op: str, wait: Optional[float],
                 f"threads were still inside a unit of work ({where}). Nothing was changed; "
                 "retry later, or give --wait-quiescent more seconds.",
                 details={"patch": patch_id, "threads": busy, "seconds": seconds})
-    if deadline is not None:
-        now = time.time()
-        if now >= deadline:
-            _units.reopen()
-            raise DeadlinePassed(
-                f"Patch {short_id} was not {done}: the client's "
-                f"deadline had passed {now - deadline:.1f} s before the commit (the process "
-                "was too busy to finish in time). Nothing was changed; retry.",
-                details={"patch": patch_id, "deadline": deadline, "now": now, "op": op})
+    try:
+        _check_deadline(short_id, patch_id, op, deadline)
+    except DeadlinePassed:
+        _units.reopen()
+        raise
+
+
+def _check_deadline(short_id: str, patch_id: str, op: str, deadline: Optional[float]) -> None:
+    now = time.time()
+    if deadline is not None and now >= deadline:
+        done = "applied" if op == "apply" else "reverted"
+        raise DeadlinePassed(
+            f"Patch {short_id} was not {done}: the client's deadline had passed "
+            f"{now - deadline:.1f} s before the commit (the process was too busy to finish "
+            "in time). Nothing was changed; retry.",
+            details={"patch": patch_id, "deadline": deadline, "now": now, "op": op})
 
 
 def applied_ids() -> List[str]:

@@ -487,7 +487,7 @@ def ps(*, dists: Sequence[str] = (), runtime_dir: Optional[str] = None) -> List[
         except SutureError as exc:
             row["agent_error"] = exc.message
 
-    with_agent = [r for r in rows if r["agent"] or r["busy"]]
+    with_agent = [r for r in rows if r["agent"]]
     if with_agent:
         with ThreadPoolExecutor(max_workers=min(32, len(with_agent))) as pool:
             list(pool.map(enrich, with_agent))
