@@ -172,7 +172,7 @@ def test_busy_process_answers_refuses_late_commits_and_applies(versions, env, bu
 # -- consistency across functions of one patch --------------------------------------
 
 UNITS = """\
-import os, sys, threading, time
+import contextlib, os, sys, threading, time
 sys.path.insert(0, {root!r})
 import sutpair
 import suture.agent
@@ -219,7 +219,7 @@ def test_units_keep_one_version_per_iteration(marked, env, tmp_path):
     encoded = base64.b64encode(report.data).decode("ascii")
     out = tmp_path / "observed.txt"
     script = UNITS.format(root=str(v1), threads=THREADS, out=str(out),
-                          unit="runtime.unit()" if marked else "open(os.devnull)")
+                          unit="runtime.unit()" if marked else "contextlib.nullcontext()")
     proc = subprocess.Popen([sys.executable, "-c", script], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     rundir = env["SUTURE_RUNTIME_DIR"]
