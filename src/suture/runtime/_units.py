@@ -34,6 +34,8 @@ _inside: Dict[int, int] = {}      # thread ident -> nesting depth of unit()
 _open = threading.Event()
 _open.set()
 used = False                      # set by the first unit(): the engine looks only then
+_closer: Optional[int] = None     # the thread that closed the gate (it passes: a hook of its
+                                  # apply that enters a unit must not wait for itself)
 
 
 @contextlib.contextmanager
@@ -52,7 +54,7 @@ def unit() -> Iterator[None]:
     else:
         while True:
             _inside[me] = 1
-            if _open.is_set():
+            if _open.is_set() or me == _closer:
                 break
             del _inside[me]
             _open.wait()
@@ -77,6 +79,8 @@ def close(seconds: float, me: Optional[int] = None) -> Optional[List[Dict[str, A
     running (the gate stays closed: reopen() it); else the threads still inside, and
     the gate is open again. ``me``: the calling thread, whose own unit (an apply from
     inside a unit) is not waited for."""
+    global _closer
+    _closer = me
     _open.clear()
     end = time.monotonic() + seconds
     while True:
@@ -85,12 +89,14 @@ def close(seconds: float, me: Optional[int] = None) -> Optional[List[Dict[str, A
             return None
         if time.monotonic() >= end:
             found = busy_threads()
-            _open.set()
+            reopen()
             return found
         time.sleep(0.001)
 
 
 def reopen() -> None:
+    global _closer
+    _closer = None
     _open.set()
 
 

@@ -21,7 +21,8 @@ _PARALLEL_OPT = click.option(
 _PID_OPT = click.option("--pid", "pids", type=int, multiple=True, metavar="PID",
                         help="A target process (repeatable).")
 _ALL_OPT = click.option("--all", "select_all", is_flag=True,
-                        help="Every visible Python process whose agent answers.")
+                        help="Every visible Python process with an agent (one too busy "
+                             "to answer at once included).")
 
 
 def _targets(pids: Sequence[int], select_all: bool, as_json: bool) -> List[int]:
