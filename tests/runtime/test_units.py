@@ -62,3 +62,31 @@ def test_units_and_deadline_at_the_commit(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["busy SUT-E217 1", "late SUT-E216 1 []",
                                        "applied applied 2", "unit 2"], out.stdout
+
+
+def test_lowered_switch_interval_puts_back_the_applications_value() -> None:
+    from suture.runtime import _switching
+
+    saved = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.004)
+        app = sys.getswitchinterval()
+        # Overlapping holders (the agent serving, the engine preparing) that leave in the
+        # order they came: restoring each its own "before" would leave 0.0005 for good.
+        agent = _switching.lowered(0.0001)
+        engine = _switching.lowered(0.0005)
+        agent.__enter__()
+        assert sys.getswitchinterval() <= 0.0001
+        engine.__enter__()
+        assert sys.getswitchinterval() <= 0.0001
+        agent.__exit__(None, None, None)
+        assert sys.getswitchinterval() <= 0.0005
+        engine.__exit__(None, None, None)
+        assert sys.getswitchinterval() == app
+        # A value the application sets while we hold it lowered wins.
+        with _switching.lowered(0.0001):
+            sys.setswitchinterval(0.002)
+            mine = sys.getswitchinterval()
+        assert sys.getswitchinterval() == mine
+    finally:
+        sys.setswitchinterval(saved)
