@@ -15,25 +15,27 @@ from typing import Any, Dict, List, Optional, Union
 
 from . import engine as _engine
 from .engine import HookContext, Result, drop_shadow, shadow
-from .errors import (BaselineMismatch, HookFailed, NeedsHook, NotInDistribution, NotQuiescent,
-                     PatchFormatError, RefusedError, RestartRequired, RevertOrderError,
-                     RolledBack, SutureError, UnknownPatch, UnprovenDistribution)
+from ._units import unit
+from .errors import (BaselineMismatch, DeadlinePassed, HookFailed, NeedsHook, NotInDistribution,
+                     NotQuiescent, PatchFormatError, RefusedError, RestartRequired,
+                     RevertOrderError, RolledBack, SutureError, UnitsBusy, UnknownPatch,
+                     UnprovenDistribution)
 from .patchfile import Patch, load as load_patch
 
 __all__ = [
     # API
-    "apply", "revert", "status", "applied", "load_patch", "shadow", "drop_shadow",
+    "apply", "revert", "status", "applied", "load_patch", "shadow", "drop_shadow", "unit",
     # data
     "Patch", "Result", "HookContext",
     # errors
     "SutureError", "PatchFormatError", "RefusedError", "BaselineMismatch", "RestartRequired",
     "NeedsHook", "HookFailed", "NotQuiescent", "RolledBack", "UnknownPatch", "RevertOrderError",
-    "NotInDistribution", "UnprovenDistribution",
+    "NotInDistribution", "UnprovenDistribution", "DeadlinePassed", "UnitsBusy",
 ]
 
 
 def apply(patch: Union[Patch, bytes], *, wait_quiescent: Optional[float] = None,
-          restricted: bool = False) -> Result:
+          restricted: bool = False, deadline: Optional[float] = None) -> Result:
     """Apply ``patch`` to this process: all of it, or nothing.
 
     Every module it touches must belong to the distribution it names, when that
@@ -42,17 +44,20 @@ def apply(patch: Union[Patch, bytes], *, wait_quiescent: Optional[float] = None,
     metadata here (or no distribution) is refused too (``_members``).
 
     Raises a ``RefusedError`` subclass (nothing changed) or ``RolledBack``
-    (started, failed, every change undone).
+    (started, failed, every change undone). ``deadline`` (``time.time()`` seconds):
+    refused with ``DeadlinePassed`` if it has passed when the commit is reached.
     """
     if isinstance(patch, (bytes, bytearray)):
         patch = load_patch(bytes(patch))
-    return _engine.apply(patch, wait_quiescent=wait_quiescent, restricted=restricted)
+    return _engine.apply(patch, wait_quiescent=wait_quiescent, restricted=restricted,
+                         deadline=deadline)
 
 
-def revert(patch_id: str, force: bool = False) -> Result:
+def revert(patch_id: str, force: bool = False, deadline: Optional[float] = None) -> Result:
     """Restore every object ``patch_id`` touched; newest patch first. ``force`` reverts
-    even when objects built meanwhile lack state the restored code reads (SUT-E209)."""
-    return _engine.revert(patch_id, force)
+    even when objects built meanwhile lack state the restored code reads (SUT-E209).
+    ``deadline``: as for ``apply``."""
+    return _engine.revert(patch_id, force, deadline)
 
 
 def status() -> Dict[str, Any]:

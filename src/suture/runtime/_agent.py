@@ -46,7 +46,7 @@ import sys
 import threading
 from typing import Any, Callable, Dict, List, Optional
 
-from . import protocol
+from . import _switching, protocol
 from .errors import InternalError, SutureError, explain, os_cause, os_failure
 from .protocol import PeerRefused, ProtocolError
 
@@ -54,6 +54,11 @@ __all__ = ["start", "stop", "running", "socket_dir", "socket_path", "AgentStartE
            "THREAD_NAME"]
 
 THREAD_NAME = "suture-agent"
+# While a request is served: each blocking call (recv, send, a file read, an import, the
+# audit store) gives the GIL away, and with N threads busy in Python code winning it back
+# takes about N x the switch interval. 5 ms (the default) x 50 threads made a hello take
+# 2 s; 0.1 ms keeps each wait near 5 ms (docs/live-processes.md, "Busy processes").
+SERVE_SWITCH_INTERVAL = 0.0001
 _OPS = ("hello", "status", "apply", "revert", "list", "dists")
 
 
@@ -223,7 +228,8 @@ class _Agent:
                 continue
             self.conn = conn
             try:
-                self._handle(conn)
+                with _switching.lowered(SERVE_SWITCH_INTERVAL):   # "Busy processes"
+                    self._handle(conn)
             except BaseException:  # noqa: BLE001 - a failed send: drop the connection
                 pass
             finally:
@@ -362,7 +368,19 @@ def _op_apply(frame: Dict[str, Any]) -> Dict[str, Any]:
                             f"not {restricted_to!r}")
     _watch_imports()
     return runtime.apply(data, wait_quiescent=None if wait is None else float(wait),
-                         restricted=restricted_to is not None).to_dict()
+                         restricted=restricted_to is not None,
+                         deadline=_deadline(frame)).to_dict()
+
+
+def _deadline(frame: Dict[str, Any]) -> Optional[float]:
+    """apply/revert's optional ``deadline``: epoch seconds after which the client no longer
+    waits, so nothing may be committed (docs/protocol.md, "Deadline")."""
+    deadline = frame.get("deadline")
+    if deadline is None:
+        return None
+    if isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or deadline <= 0:
+        raise ProtocolError(f"'deadline' must be null or epoch seconds, not {deadline!r}")
+    return float(deadline)
 
 
 def _watch_imports() -> None:
@@ -400,7 +418,7 @@ def _op_revert(frame: Dict[str, Any]) -> Dict[str, Any]:
     force = frame.get("force", False)
     if not isinstance(force, bool):
         raise ProtocolError("revert's 'force' must be true or false")
-    return runtime.revert(patch_id, force).to_dict()
+    return runtime.revert(patch_id, force, _deadline(frame)).to_dict()
 
 
 def _op_list(frame: Dict[str, Any]) -> Dict[str, Any]:
@@ -473,7 +491,10 @@ def _dists(names: Optional[List[str]]) -> Dict[str, Any]:
             except Exception:  # noqa: BLE001 - not installed, or unreadable
                 continue
     tops: Dict[str, List[str]] = {}
-    if sys.version_info >= (3, 10):
+    # packages_distributions() reads every distribution's metadata: for named ones, their
+    # own top_level.txt/RECORD (_top_level) says the same at a fraction of the cost (in a
+    # process whose cores are busy, each file read costs a wait for the GIL: seconds).
+    if sys.version_info >= (3, 10) and names is None:
         try:
             for top, owners in md.packages_distributions().items():
                 for owner in owners:

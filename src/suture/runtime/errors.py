@@ -139,6 +139,23 @@ class OldCodeRunning(SutureError):
     code = "SUT-E212"
 
 
+class DeadlinePassed(RefusedError):
+    """The client's deadline (wall-clock epoch seconds, sent with apply/revert) had
+    passed when the engine reached the commit: the client may already have given up and
+    reported a failure, so nothing was changed (docs/protocol.md, "Deadline")."""
+
+    code = "SUT-E216"
+
+
+class UnitsBusy(RefusedError):
+    """The application marks units of work (``suture.runtime.unit()``), and some thread
+    stayed inside one for the whole wait: committing then could let that unit see old and
+    new functions of the patch together. Nothing was changed (docs/engine.md,
+    "Consistency across functions of one patch")."""
+
+    code = "SUT-E217"
+
+
 class NotInDistribution(UntrustedPatch, RefusedError):
     """The patch names a distribution, but a module it touches is not one of that
     distribution's files (its ``RECORD`` in the target does not list it): a key trusted

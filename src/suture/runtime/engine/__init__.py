@@ -57,10 +57,10 @@ import types
 import warnings
 from typing import Any, ContextManager, Dict, List, Optional
 
-from .. import _hook, _members
+from .. import _hook, _members, _units
 from . import commit as _commit
 from .commit import MISSING
-from ..errors import RestartRequired, RolledBack, SutureError
+from ..errors import DeadlinePassed, RestartRequired, RolledBack, SutureError, UnitsBusy
 from ..patchfile import Patch
 from . import _objects
 from ._activeness import _settle, _wait_quiescent, active
@@ -163,14 +163,16 @@ def _after_fork() -> None:
 # -- public entry points -------------------------------------------------------
 
 def apply(patch: Patch, *, wait_quiescent: Optional[float] = None,
-          restricted: bool = False) -> Result:
+          restricted: bool = False, deadline: Optional[float] = None) -> Result:
+    _check_deadline(patch.short_id, patch.id, "apply", deadline)   # past already: no work
     with _lock(), _fine_switching():
         _walks.clear()
         _walks["scope"] = True
         try:
-            result = _apply_locked(patch, wait_quiescent, restricted)
+            result = _apply_locked(patch, wait_quiescent, restricted, deadline)
         finally:
             _walks.clear()   # heap walks are shared within one apply, never across
+            _units.reopen()
     _finish_importing(patch.id)
     return result
 
@@ -205,9 +207,10 @@ def _finish_importing(patch_id: str) -> None:
     threading.Thread(target=finish, name="suture-finish-import", daemon=True).start()
 
 
-def _apply_locked(patch: Patch, wait_quiescent: Optional[float], restricted: bool) -> Result:
+def _apply_locked(patch: Patch, wait_quiescent: Optional[float], restricted: bool,
+                  deadline: Optional[float] = None) -> Result:
     if patch.id in _applied:
-        return _apply(patch, wait_quiescent)
+        return _apply(patch, wait_quiescent, deadline=deadline)
     # Step 0, before anything (even the hook below) changes: every module the patch
     # touches must belong to the distribution it names (_members; docs/security.md).
     owner, note = _members.check(patch, restricted)
@@ -230,7 +233,7 @@ def _apply_locked(patch: Patch, wait_quiescent: Optional[float], restricted: boo
                   dict(_added_index(), **_added_entries(patch)), patch_on_import,
                   _applied_index())
     try:
-        return _apply(patch, wait_quiescent, owner, note)
+        return _apply(patch, wait_quiescent, owner, note, deadline)
     finally:
         if patch.id not in _applied:
             _forget_modules([n for n in added if n not in loaded])
@@ -238,7 +241,8 @@ def _apply_locked(patch: Patch, wait_quiescent: Optional[float], restricted: boo
 
 
 def _apply(patch: Patch, wait_quiescent: Optional[float],
-           owner: Optional[_members.Owner] = None, note: str = "") -> Result:
+           owner: Optional[_members.Owner] = None, note: str = "",
+           deadline: Optional[float] = None) -> Result:
     with _lock():
         if patch.id in _applied:
             rec = _applied[patch.id]
@@ -317,6 +321,7 @@ def _apply(patch: Patch, wait_quiescent: Optional[float],
         state_before = _verify.before(patch, {t.name: loaded[t.name] for t in live})
         if wait_quiescent is not None:
             _wait_quiescent(rec, wait_quiescent)
+        _before_commit(patch.short_id, patch.id, "apply", wait_quiescent, deadline)
         ctx = HookContext(patch)
         _run_hook(rec, "pre_apply", ctx, refuse=True)
         _migrate(rec)
@@ -414,6 +419,7 @@ def _apply(patch: Patch, wait_quiescent: Optional[float],
             _unmigrate(rec)
             raise diverged
         rec.verified = {v.module: v.summary() for v in verdicts}
+        _units.reopen()   # committed and verified: units may start again (on new code)
         for t in live:
             rec.notes.extend(t.notes)
             rec.notes.extend(_leftovers(t))
@@ -491,9 +497,57 @@ def _imported_meanwhile(rec: _Record) -> None:
         patch_on_import(name, module)
 
 
-def revert(patch_id: str, force: bool = False) -> Result:
+def revert(patch_id: str, force: bool = False, deadline: Optional[float] = None) -> Result:
     with _lock():
-        return _reverting.revert(_find(patch_id), _serve, force)
+        rec = _find(patch_id)
+        _before_commit(rec.patch.short_id, rec.patch.id, "revert", None, deadline)
+        try:
+            return _reverting.revert(rec, _serve, force)
+        finally:
+            _units.reopen()
+
+
+UNIT_WAIT_SECONDS = 2.0
+
+
+def _before_commit(short_id: str, patch_id: str, op: str, wait: Optional[float],
+                   deadline: Optional[float]) -> None:
+    """The last look before anything changes (under the engine lock): units of work
+    (runtime/_units.py) and the client's deadline. Leaves the units' gate closed when it
+    returns; the caller reopens it after its commit (and in ``finally``).
+
+    ``deadline`` is wall-clock epoch seconds (time.time()), set by a client on the same
+    host, so the two clocks are the same clock; a step of the clock (NTP, by hand) moves
+    it. Checked here, after every wait, and not later: the hooks, the commit and the
+    verification after it take milliseconds, and the client waits a grace period past
+    the deadline for the answer (docs/protocol.md, "Deadline")."""
+    done = "applied" if op == "apply" else "reverted"
+    if _units.used:
+        seconds = UNIT_WAIT_SECONDS if wait is None else wait
+        busy = _units.close(seconds, threading.get_ident())
+        if busy:
+            where = ", ".join(b["thread"] for b in busy[:5])
+            raise UnitsBusy(
+                f"Patch {short_id} was not {done}: after {seconds:g} s "
+                f"threads were still inside a unit of work ({where}). Nothing was changed; "
+                "retry later, or give --wait-quiescent more seconds.",
+                details={"patch": patch_id, "threads": busy, "seconds": seconds})
+    try:
+        _check_deadline(short_id, patch_id, op, deadline)
+    except DeadlinePassed:
+        _units.reopen()
+        raise
+
+
+def _check_deadline(short_id: str, patch_id: str, op: str, deadline: Optional[float]) -> None:
+    now = time.time()
+    if deadline is not None and now >= deadline:
+        done = "applied" if op == "apply" else "reverted"
+        raise DeadlinePassed(
+            f"Patch {short_id} was not {done}: the client's deadline had passed "
+            f"{now - deadline:.1f} s before the commit (the process was too busy to finish "
+            "in time). Nothing was changed; retry.",
+            details={"patch": patch_id, "deadline": deadline, "now": now, "op": op})
 
 
 def applied_ids() -> List[str]:

@@ -24,7 +24,7 @@ import weakref
 from types import CodeType, FunctionType
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
-from .. import _defs, _members
+from .. import _defs, _members, _switching
 from ..errors import SutureError, UnknownPatch, EXHAUSTED, os_cause, os_failure
 from ..patchfile import Patch
 
@@ -50,15 +50,11 @@ def _fine_switching() -> Iterator[None]:
     loop or a sync worker stalls for most of the prepare (measured: 20-35 ms spikes under
     load, docs/performance.md). A 0.5 ms interval for the duration bounds each wait, at
     the cost of more switches. The commit itself is one C call, which no switch interval
-    interrupts. The previous value is put back, even if the application changed it
-    meanwhile (it would be overwritten: a documented limit).
+    interrupts. The application's value is put back afterwards, or the one it set
+    meanwhile (runtime/_switching.py, shared with the agent serving a request).
     """
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(min(before, _PREPARE_SWITCH_INTERVAL))
-    try:
+    with _switching.lowered(_PREPARE_SWITCH_INTERVAL):
         yield
-    finally:
-        sys.setswitchinterval(before)
 
 
 _PREPARE_SWITCH_INTERVAL = 0.0005

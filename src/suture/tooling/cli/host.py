@@ -21,7 +21,8 @@ _PARALLEL_OPT = click.option(
 _PID_OPT = click.option("--pid", "pids", type=int, multiple=True, metavar="PID",
                         help="A target process (repeatable).")
 _ALL_OPT = click.option("--all", "select_all", is_flag=True,
-                        help="Every visible Python process whose agent answers.")
+                        help="Every visible Python process with an agent (one too busy "
+                             "to answer at once included).")
 
 
 def _targets(pids: Sequence[int], select_all: bool, as_json: bool) -> List[int]:
@@ -98,7 +99,8 @@ def ps(dists: Sequence[str], as_json: bool) -> None:
     click.echo(f"{'PID':>7}  {'USER':<10} {'PYTHON':<8} {'AGENT':<6} {'PATCHES':<14} COMMAND")
     hint = False
     for r in rows:
-        agent = "yes" if r["agent"] else ("stale" if r.get("socket") else "no")
+        agent = ("yes" if r["agent"] else "busy" if r.get("busy")
+                 else "stale" if r.get("socket") else "no")
         patches = ",".join(p[:12] for p in r["patches"]) or "-"
         click.echo(f"{r['pid']:>7}  {r['user']:<10} {r['python']:<8} {agent:<6} {patches:<14} "
                    f"{r['command'][:80]}")
@@ -107,7 +109,7 @@ def ps(dists: Sequence[str], as_json: bool) -> None:
             click.echo(f"{'':>9}uses " + ", ".join(f"{n} {v}" for n, v in sorted(used.items())))
         if r.get("agent_error"):
             click.echo(f"{'':>9}\u2514 {r['agent_error']}")
-        hint = hint or not r["agent"]
+        hint = hint or not (r["agent"] or r.get("busy"))
     if hint:
         click.echo("\nProcesses without an agent cannot be patched: start them under "
                    "`suture run`, call suture.agent.start() in them, or `suture attach PID`.")

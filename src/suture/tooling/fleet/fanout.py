@@ -25,7 +25,9 @@ non-zero: an apply recorded nowhere is never silent.
 from __future__ import annotations
 
 import base64
+import datetime
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -45,6 +47,11 @@ OK_OUTCOMES = ("applied", "already fixed", "already applied", "pending import", 
                "reverted", "ok")
 STATUS_TIMEOUT = 10.0
 APPLY_TIMEOUT = 60.0
+# apply/revert carry a deadline (now + their timeout) past which the agent commits nothing;
+# the client waits this much longer for the answer, so that a commit made just before the
+# deadline (then post-apply hook, verification, deferred deletions up to 2 s, the audit
+# row) is still reported (docs/protocol.md, "Deadline").
+ANSWER_GRACE = 10.0
 PROGRESS_OVER = 10
 
 # Errors after which the process is exactly as before and the remedy concerns the patch.
@@ -121,9 +128,10 @@ def exit_code(rows: Sequence[Row]) -> int:
 
 
 def agent_pids(runtime_dir: Optional[str] = None) -> List[int]:
-    """PIDs of the visible Python processes whose agent answers hello."""
+    """PIDs of the visible Python processes whose agent answers hello, or is there but
+    too busy to answer it in time (its apply then gets the apply's own timeout)."""
     return sorted(p.pid for p in client.list_python_processes(runtime_dir=runtime_dir)
-                  if p.agent)
+                  if p.agent or p.busy)
 
 
 def default_parallel() -> int:
@@ -176,14 +184,14 @@ def _has_dist(dists: Dict[str, Any], name: str) -> bool:
 def apply(data: bytes, patch: Patch, pids: Sequence[int], *, select_all: bool = False,
           wait_quiescent: Optional[float] = None, runtime_dir: Optional[str] = None,
           progress: Optional[Progress] = None, parallel: Optional[int] = None,
-          restricted_to: Optional[str] = None) -> List[Row]:
+          restricted_to: Optional[str] = None, timeout: Optional[float] = None) -> List[Row]:
     """Apply the (already validated) patch ``data`` to each of ``pids`` in parallel.
 
     ``restricted_to`` (from the trust record): only keys restricted to the patch's
     distribution trust it, so each agent must prove its modules are that distribution's
     files (runtime/_members.py); sent only when set, as older agents ignore it anyway."""
     encoded = base64.b64encode(data).decode("ascii")
-    timeout = APPLY_TIMEOUT + (wait_quiescent or 0.0)
+    timeout = (APPLY_TIMEOUT if timeout is None else timeout) + (wait_quiescent or 0.0)
     dist = patch.target.get("name") if patch.target.get("kind") == "distribution" else None
 
     def work(pid: int) -> Row:
@@ -193,9 +201,13 @@ def apply(data: bytes, patch: Patch, pids: Sequence[int], *, select_all: bool = 
             if not _has_dist(found if isinstance(found, dict) else {}, dist):
                 return Row(pid, "skipped", reason=f"does not use {dist}")
         extra = {"restricted_to": restricted_to} if restricted_to else {}
+        deadline = time.time() + timeout
         try:
-            result = client.call(pid, "apply", timeout, runtime_dir=runtime_dir, patch=encoded,
-                                 wait_quiescent=wait_quiescent, **extra)
+            result = client.call(pid, "apply", timeout + ANSWER_GRACE, runtime_dir=runtime_dir,
+                                 patch=encoded, wait_quiescent=wait_quiescent,
+                                 deadline=deadline, **extra)
+        except client.AgentTimeout as exc:
+            return _error_row(pid, _unknown(exc, "apply", pid, deadline))
         except SutureError as exc:
             return _fallback("apply", pid, patch.id, _error_row(pid, exc), exc.details)
         state = str(result.get("state", "?"))
@@ -211,9 +223,13 @@ def revert(patch_id: str, pids: Sequence[int], *, select_all: bool = False,
     extra = {"force": True} if force else {}
 
     def work(pid: int) -> Row:
+        deadline = time.time() + APPLY_TIMEOUT
         try:
-            result = client.call(pid, "revert", APPLY_TIMEOUT, runtime_dir=runtime_dir,
-                                 patch_id=patch_id, **extra)
+            result = client.call(pid, "revert", APPLY_TIMEOUT + ANSWER_GRACE,
+                                 runtime_dir=runtime_dir, patch_id=patch_id,
+                                 deadline=deadline, **extra)
+        except client.AgentTimeout as exc:
+            return _error_row(pid, _unknown(exc, "revert", pid, deadline))
         except UnknownPatch as exc:
             if select_all:
                 return _fallback("revert", pid, patch_id,
@@ -228,6 +244,21 @@ def revert(patch_id: str, pids: Sequence[int], *, select_all: bool = False,
                          result)
 
     return _fan_out(pids, work, progress, parallel or default_parallel())
+
+
+def _unknown(exc: client.AgentTimeout, op: str, pid: int, deadline: float) -> SutureError:
+    """No answer to apply/revert: a timeout of the hello before it changed nothing, but
+    after the request was sent the outcome is unknown (the deadline bounds it)."""
+    if exc.details.get("op") != op:
+        return exc
+    when = datetime.datetime.fromtimestamp(deadline, datetime.timezone.utc)
+    shown = when.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+    return client.OutcomeUnknown(
+        f"The agent of PID {pid} did not answer `{op}`. The outcome is unknown: the request "
+        f"carried the deadline {shown}, after which the agent commits nothing, but it may "
+        f"have committed before it. Check with `suture status --pid {pid}` (and the audit "
+        "log).",
+        details=dict(exc.details, deadline=deadline))
 
 
 def _summary(result: Dict[str, Any]) -> str:

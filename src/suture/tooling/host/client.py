@@ -38,11 +38,15 @@ __all__ = [
     "PythonProcess", "rebuild_error",
     # errors
     "AgentError", "NoAgent", "AgentUnreachable", "AgentTimeout", "AgentPermissionDenied",
-    "TargetExited", "UnsafeSocketPath", "WrongAgent",
+    "TargetExited", "UnsafeSocketPath", "WrongAgent", "OutcomeUnknown",
 ]
 
 DEFAULT_TIMEOUT = 30.0
 HELLO_TIMEOUT = 0.5
+# Finding agents (ps, apply --all): a process whose every core is busy in Python threads
+# answers slowly (docs/live-processes.md, "Busy processes"); a socket that accepted the
+# connection but answered late is reported "busy", not "stale".
+DISCOVERY_HELLO_TIMEOUT = 3.0
 
 
 # -- errors ---------------------------------------------------------------------------
@@ -112,6 +116,14 @@ class WrongAgent(SutureError, ConnectionError):
     ``hello`` was sent."""
 
     code = "SUT-E616"
+
+
+class OutcomeUnknown(AgentTimeout):
+    """An apply/revert sent with a deadline got no answer, even a grace period past it:
+    the agent commits nothing after the deadline, but one made before it may not have been
+    reported. ``suture status`` says which (docs/protocol.md, "Deadline")."""
+
+    code = "SUT-E635"
 
 
 def _known_classes() -> Dict[str, Type[SutureError]]:
@@ -873,6 +885,7 @@ class PythonProcess:
     agent: bool = False
     socket: Optional[str] = None
     agent_error: Optional[str] = None  # why a socket that exists did not answer hello
+    busy: bool = False                 # it accepted the connection but answered too late
     hello: Dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> Dict[str, Any]:
@@ -902,7 +915,8 @@ def _iter_pids() -> Iterator[int]:
 
 
 def list_python_processes(*, check_agent: bool = True, runtime_dir: Optional[str] = None,
-                          hello_timeout: float = HELLO_TIMEOUT) -> List[PythonProcess]:
+                          hello_timeout: float = DISCOVERY_HELLO_TIMEOUT
+                          ) -> List[PythonProcess]:
     """Every Python process whose executable we may read, except this one.
 
     Processes of other users are skipped unless we are root: their /proc/<pid>/exe is
@@ -942,6 +956,12 @@ def _probe(proc: PythonProcess, runtime_dir: Optional[str], timeout: float) -> N
     proc.socket = path
     try:
         info = hello(proc.pid, timeout, runtime_dir=runtime_dir)
+    except AgentTimeout as exc:
+        # Connected, sent, no answer in time: an agent is there (a stale socket refuses
+        # the connection), held up by a busy process or a long request.
+        proc.busy = True
+        proc.agent_error = exc.message
+        return
     except SutureError as exc:
         proc.agent_error = exc.message
         return

@@ -1,0 +1,85 @@
+"""A lowered ``sys.setswitchinterval`` while Suture works in a busy process (stdlib only).
+
+Every blocking call (accept, recv, send, a file read, sqlite, an import) releases the GIL,
+and the thread must win it back afterwards. With N threads running pure-Python CPU work,
+that takes about N x the switch interval (5 ms by default): measured with 50 busy
+threads on 3.11, a ``hello`` took 2 s and a small apply 16 s (docs/live-processes.md,
+"Busy processes"). While the agent serves a request (and while the engine prepares a
+patch), the interval is lowered, so each wait is short; it is put back afterwards.
+
+Several holders may overlap (the agent thread, an in-process ``runtime.apply`` on an
+application thread): the interval in force is the smallest one asked for, and the
+application's own value is put back when the last holder leaves. A value the
+application sets while we hold the interval lowered wins: it is what we put back (we
+notice it because the current value is no longer the one we set). Rejected: each holder
+saving and restoring for itself (two overlapping holders can leave the lowered value in
+place for good, when the first to leave restores the application's value and the second
+then restores the first's lowered one).
+
+The lock is held only for a few statements that never release the GIL; a child forked
+meanwhile re-creates it and puts the application's value back (_after_fork).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+from typing import Dict, Iterator, Optional
+
+_lock = threading.Lock()
+_holders: Dict[int, float] = {}   # token -> interval asked for
+_saved: Optional[float] = None    # the application's value, while anyone holds
+_ours: Optional[float] = None     # what we set (as getswitchinterval reports it)
+_next = 0
+_fork_hook = False
+
+
+def _set_locked() -> None:
+    global _ours
+    assert _saved is not None
+    want = min([_saved, *_holders.values()])
+    sys.setswitchinterval(want)
+    _ours = sys.getswitchinterval()
+
+
+@contextlib.contextmanager
+def lowered(interval: float) -> Iterator[None]:
+    """Run the block with the switch interval at most ``interval`` seconds."""
+    global _saved, _next, _fork_hook
+    if not _fork_hook and hasattr(os, "register_at_fork"):
+        _fork_hook = True   # registered on first use: importing the runtime registers nothing
+        os.register_at_fork(after_in_child=_after_fork)
+    with _lock:
+        current = sys.getswitchinterval()
+        if not _holders or current != _ours:
+            _saved = current   # first holder, or the application changed it meanwhile
+        _next += 1
+        token = _next
+        _holders[token] = interval
+        _set_locked()
+    try:
+        yield
+    finally:
+        with _lock:
+            _holders.pop(token, None)   # gone if a fork in the block cleared it
+            current = sys.getswitchinterval()
+            if current != _ours:
+                _saved = current
+            if _holders:
+                _set_locked()
+            else:
+                if _saved is not None:
+                    sys.setswitchinterval(_saved)
+                _saved = None
+
+
+def _after_fork() -> None:
+    global _lock, _saved
+    _lock = threading.Lock()
+    if _holders:   # the holders were threads of the parent: none of them runs here
+        _holders.clear()
+        if _saved is not None:
+            sys.setswitchinterval(_saved)
+    _saved = None
