@@ -71,7 +71,7 @@ from ._state import (HookContext, Result, _ModuleTxn, _Record, _added_entries, _
                      _pending_index, _walks,
                      drop_shadow, shadow)
 from .check import (_check, _load_hooks, _loaded, _plan, _replaced_by, _resolved, _with_sources,
-                    importing as _importing)
+                    importing as _importing, is_main as _is_main)
 from .post import _late, _late_order, _leftovers
 from .prepare import _prepare
 # The modules of revert and status are named reverting and reporting: a submodule named
@@ -277,6 +277,8 @@ def _apply(patch: Patch, wait_quiescent: Optional[float],
             if module is None:
                 rec.modules[mp.name] = "pending import"
                 continue
+            if mp.name != "__main__" and _is_main(module):
+                _as_main(rec, mp.name, module)
             txns.append(_prepare(rec, mp, module, plans[mp.name]))
         for t in txns:
             rec.modules[t.name] = t.state
@@ -423,6 +425,18 @@ def _apply(patch: Patch, wait_quiescent: Optional[float],
                       else "pending import",
                       modules=dict(rec.modules), pause_ns=rec.pause_ns, ops=len(rec.ops),
                       caveats=rec.caveats, notes=rec.notes, verified=dict(rec.verified))
+
+
+def _as_main(rec: _Record, name: str, module: types.ModuleType) -> None:
+    """``name`` is not imported here but runs as ``__main__`` (check.running_as_main): the
+    file found by its path or spec must be the named distribution's too, as an imported
+    module's is (the step-0 check looked by name only), and the result says where."""
+    if rec.owner is not None:
+        _members.check_loaded(rec.patch, rec.owner, name, module)
+    rec.notes.append(f"{name} runs here as __main__ (the script {getattr(module, '__file__', '?')})"
+                     f": patched there; its `if __name__ == \"__main__\":` block and top level "
+                     "are not re-run, and a later `import " + name + "` by name would load an "
+                     "unpatched second copy")
 
 
 def _objects_before(rec: _Record, txns: List[_ModuleTxn], loaded: Dict[str, types.ModuleType]

@@ -12,13 +12,14 @@ restart-required change, or a hook-needing change without hooks refuses the patc
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import types
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from .. import _defs
 from ..errors import (BaselineMismatch, HookFailed, NeedsHook, PatchFormatError, RestartRequired,
-                      RevertOrderError)
+                      RevertOrderError, ScriptChanged)
 from .. import patchfile
 from ..patchfile import ModulePatch, Patch
 from ._state import _Record, _applied, _raise_os_failure, _register_source, _unless_exhausted
@@ -35,9 +36,51 @@ def _loaded(patch: Patch) -> Dict[str, types.ModuleType]:
     out: Dict[str, types.ModuleType] = {}
     for mp in patch.modules:
         module = sys.modules.get(mp.name)
+        if module is None and mp.action != "add":
+            module = running_as_main(mp.name)
         if module is not None and not importing(module):
             out[mp.name] = module
     return out
+
+
+# -- scripts: a patch module that runs here as __main__ ------------------------------
+#
+# `python app.py` runs app.py as ``__main__``; a patch built from old/app.py and
+# new/app.py names the module ``app``, which nothing imports. Left "pending import", the
+# script would run the vulnerable code under an "applied" record (issue 16). So a module
+# of the patch that is not imported is resolved to ``__main__`` when ``__main__`` runs
+# its file: ``python -m pkg.mod`` by its spec's name; ``python app.py`` (no spec, or the
+# spec of a directory/zip run, named ``__main__``) by the end of its path, ``app.py`` for
+# ``app`` and ``pkg/mod.py`` for ``pkg.mod``. The path says only which file; whether it
+# runs the baseline is checked as for any module, and more strictly (prepare's
+# ``_script_checks``: the running top-level code must be the baseline's). The record
+# keeps the patch's name (``app``: "applied"), with a note that it is __main__.
+# Rejected: renaming the module to ``__main__`` in the patch (the state manifest, the
+# replaced-patch check and the status rows all key on the patch's own names).
+# Not covered: a later ``import app`` by name loads the file a second time, as another
+# module, which the record (``app``: applied) does not serve; docs/engine.md says so.
+
+def running_as_main(name: str) -> Optional[types.ModuleType]:
+    """``sys.modules["__main__"]`` when it runs the file of the module ``name`` (which
+    this process has not imported by that name), else None."""
+    main = sys.modules.get("__main__")
+    if main is None or name == "__main__" or name in sys.modules:
+        return None
+    spec_name = getattr(getattr(main, "__spec__", None), "name", None)
+    if isinstance(spec_name, str) and spec_name != "__main__":
+        return main if spec_name == name else None       # python -m pkg.mod
+    file = getattr(main, "__file__", None)
+    if not isinstance(file, str) or not file.endswith(".py"):
+        return None
+    parts = name.split(".")
+    want = parts[:-1] + [parts[-1] + ".py"]
+    got = os.path.normpath(file).replace(os.sep, "/").split("/")
+    return main if got[-len(want):] == want else None
+
+
+def is_main(module: Any) -> bool:
+    """Whether ``module`` is the one running as ``__main__`` (a script, ``python -m``)."""
+    return module is not None and module is sys.modules.get("__main__")
 
 
 def importing(module: Any) -> bool:
@@ -184,6 +227,18 @@ def _resolved(patch: Patch, mp: ModulePatch, module: types.ModuleType) -> Module
         if full is not None:
             return full
     assert mp.baseline is not None
+    if is_main(module):
+        raise ScriptChanged(
+            f"Refused patch {patch.short_id} ({patch.describe()}): {mp.name} runs here as "
+            f"__main__ (the script {getattr(module, '__file__', None)}), and that file is "
+            f"neither the baseline (sha256 {mp.baseline.sha256[:12]}\u2026) nor the fixed "
+            "version: it changed on disk since the script started, or another version of the "
+            "script runs. This patch carries only the changed lines, so the running code "
+            "cannot be checked against the baseline. Nothing was changed. Rebuild the patch "
+            "from the version the script runs, or with `suture build --embed-sources` (the "
+            "running code itself is then checked), or restart the script.",
+            details={"module": mp.name, "main": True, "file": getattr(module, "__file__", None),
+                     "baseline_sha256": mp.baseline.sha256, "first": None})
     raise BaselineMismatch(
         f"Refused patch {patch.short_id} ({patch.describe()}): {mp.name} does not match the "
         f"baseline: its source file ({getattr(module, '__file__', None) or 'none'}) is neither "
