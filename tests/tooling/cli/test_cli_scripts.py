@@ -84,6 +84,7 @@ def build(base: Path, name: str, rel: str, old: str, new: str) -> Path:
                "-o", str(out))
     assert done.returncode == 0, done.stdout + done.stderr
     out.write_bytes(signed(out.read_bytes()))
+    out.with_suffix(".txt").write_text(done.stdout)   # what build said
     return out
 
 
@@ -219,6 +220,8 @@ def test_a_patch_of_app_reaches_python_app_py(
         patches: Dict[str, Path], rundir: str, start: Callable[..., Script], how: str) -> None:
     # Today's main answered "pending import" (exit 0), status "nothing exposed", and the
     # script kept writing 2.
+    assert "script   app: a process running app as a script (`python app.py`, `python -m " \
+        "app`) is patched as __main__" in patches["app"].with_suffix(".txt").read_text()
     s = start(script(1), how)
     assert s.observed() == "2"
     fixed_then_reverted(rundir, patches["app"], s, "app")
@@ -250,12 +253,18 @@ def refused(rundir: str, patch: Path, s: Script, code: str, words: str) -> None:
 
 def test_a_change_to_the_main_block_is_refused_not_pending(
         patches: Dict[str, Path], rundir: str, start: Callable[..., Script]) -> None:
+    said = patches["guard"].with_suffix(".txt").read_text()
+    assert "script   app: its `if __name__ == \"__main__\":` block changes" in said
+    assert "cannot get this patch (apply refuses there, SUT-E213)" in said
     s = start(script(1))
     refused(rundir, patches["guard"], s, "SUT-E213", 'if __name__ == "__main__":')
 
 
 def test_a_change_to_the_function_running_the_main_loop_is_refused(
         patches: Dict[str, Path], rundir: str, start: Callable[..., Script]) -> None:
+    said = patches["loop"].with_suffix(".txt").read_text()
+    assert "script   app: main changes and its `if __name__ == \"__main__\":` block calls it" \
+        in said
     s = start(script(1))
     refused(rundir, patches["loop"], s, "SUT-E213", "app:main (thread MainThread")
 

@@ -408,6 +408,12 @@ def _apply(patch: Patch, wait_quiescent: Optional[float],
             _unmigrate(rec)
             raise diverged
         rec.verified = {v.module: v.summary() for v in verdicts}
+        for name in rec.verified:
+            if _is_main(loaded.get(name)):
+                # the manifest is from fresh imports by name, which skip the main block
+                rec.verified[name] += ("; runs as __main__: what its `if __name__ == "
+                                       "\"__main__\":` block built at start is in no fresh "
+                                       "import and is not compared")
         for t in live:
             rec.notes.extend(t.notes)
             rec.notes.extend(_leftovers(t))

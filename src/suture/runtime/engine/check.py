@@ -11,6 +11,7 @@ restart-required change, or a hook-needing change without hooks refuses the patc
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import os
 import sys
@@ -76,6 +77,17 @@ def running_as_main(name: str) -> Optional[types.ModuleType]:
     want = parts[:-1] + [parts[-1] + ".py"]
     got = os.path.normpath(file).replace(os.sep, "/").split("/")
     return main if got[-len(want):] == want else None
+
+
+def main_guards(tree: Any) -> List[str]:
+    """The top-level ``if __name__ == "__main__":`` statements of a module's tree, dumped
+    (what a script runs at start and an import by name skips; the builder reports them)."""
+    name = ast.dump(ast.Name(id="__name__", ctx=ast.Load()))
+    main = ast.dump(ast.Constant(value="__main__"))
+    return [ast.dump(st) for st in tree.body
+            if isinstance(st, ast.If) and isinstance(st.test, ast.Compare)
+            and len(st.test.ops) == 1 and isinstance(st.test.ops[0], ast.Eq)
+            and {ast.dump(st.test.left), ast.dump(st.test.comparators[0])} == {name, main}]
 
 
 def is_main(module: Any) -> bool:

@@ -38,7 +38,7 @@ from ..errors import (BaselineMismatch, NeedsHook, PatchFormatError, RefusedErro
                       ScriptChanged, ScriptNotPatchable)
 from ..patchfile import ModulePatch, Patch
 from ._refgraph import _lru_wrappers, _module_functions, _resolve_class
-from .check import is_main
+from .check import is_main, main_guards
 from ._scratch import _bind_module, _compile_stmts, _defaults, _exec_stmts, _late_split
 from ._state import (_LRU_IS_HEAP_TYPE, _LRU_TYPE, _ModuleTxn, _Record, _applied, _isa, _own_dict,
                      _register_source, _unless_exhausted)
@@ -280,16 +280,6 @@ def _main_frame(module: types.ModuleType) -> Optional[types.FrameType]:
     return found
 
 
-def _main_guards(tree: ast.Module) -> List[str]:
-    """The top-level ``if __name__ == "__main__":`` statements, dumped."""
-    name = ast.dump(ast.Name(id="__name__", ctx=ast.Load()))
-    main = ast.dump(ast.Constant(value="__main__"))
-    return [ast.dump(st) for st in tree.body
-            if isinstance(st, ast.If) and isinstance(st.test, ast.Compare)
-            and len(st.test.ops) == 1 and isinstance(st.test.ops[0], ast.Eq)
-            and {ast.dump(st.test.left), ast.dump(st.test.comparators[0])} == {name, main}]
-
-
 def _script_checks(patch: Patch, mp: ModulePatch, module: types.ModuleType,
                    plan: _defs.ModulePlan, b_code: CodeType, f_code: CodeType,
                    same: Any) -> None:
@@ -311,7 +301,7 @@ def _script_checks(patch: Patch, mp: ModulePatch, module: types.ModuleType,
     old_tree = plan.old_tree or ast.parse(mp.baseline.whole)
     new_tree = plan.new_tree or ast.parse(mp.fixed.whole)
     why = ""
-    if _main_guards(old_tree) != _main_guards(new_tree):
+    if main_guards(old_tree) != main_guards(new_tree):
         why = ("the fix changes its `if __name__ == \"__main__\":` block, which ran when the "
                "script started (and may run still); a patch does not run it again")
     elif frame is not None:
