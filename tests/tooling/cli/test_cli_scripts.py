@@ -155,7 +155,10 @@ def start(rundir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         argv = [sys.executable, *argv]
         if how == "run":
             argv = [sys.executable, "-m", "suture", "run", *argv]
-        env = dict(os.environ, PYTHONPATH=str(SRC), SUTURE_RUNTIME_DIR=rundir)
+        # pkg on the path from the start, as an installed package is (sys.path[0] is set
+        # while the agent may already be looking at the store)
+        path = [str(SRC), str(root)] if module else [str(SRC)]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(path), SUTURE_RUNTIME_DIR=rundir)
         env.pop("SUTURE_AGENT", None)
         if how == "agent":
             env["START_AGENT"] = "1"
@@ -274,3 +277,20 @@ def test_a_script_whose_file_changed_since_it_started_is_refused(
     s = start(script(1))
     s.file.write_text(script(5))   # edited on disk; the process still runs step 1
     refused(rundir, patches["app"], s, "SUT-E214", "changed on disk since the script started")
+
+
+def test_an_installed_patch_reaches_python_m_pkg_mod_started_after(
+        patches: Dict[str, Path], rundir: str, start: Callable[..., Script]) -> None:
+    # The agent applies the store when it starts, before the script's body runs: pkg.mod
+    # is not imported then and never will be. Today's main left it "pending import" for
+    # good (status: protected) while the script wrote 2.
+    out = cli(rundir, "install", str(patches["pkg"]))
+    assert out.returncode == 0, out.stdout + out.stderr
+    s = start(script(1), "run", module="pkg.mod")
+    doc = status(rundir, s.pid)      # patched by now, at the latest by this look
+    [proc] = doc["processes"]
+    assert len(proc["applied"]) == 1, cli(rundir, "audit").stdout
+    [applied] = proc["applied"]
+    assert applied["modules"] == {"pkg.mod": "applied"}, applied
+    assert doc["exit_code"] == 0
+    s.wait_for("3")

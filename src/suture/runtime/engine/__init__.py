@@ -71,7 +71,8 @@ from ._state import (HookContext, Result, _ModuleTxn, _Record, _added_entries, _
                      _pending_index, _walks,
                      drop_shadow, shadow)
 from .check import (_check, _load_hooks, _loaded, _plan, _replaced_by, _resolved, _with_sources,
-                    importing as _importing, is_main as _is_main)
+                    importing as _importing, is_main as _is_main,
+                    running_as_main as _running_as_main, script_of as _script_of)
 from .post import _late, _late_order, _leftovers
 from .prepare import _prepare
 # The modules of revert and status are named reverting and reporting: a submodule named
@@ -182,8 +183,10 @@ def _finish_importing(patch_id: str) -> None:
     rec = _applied.get(patch_id)
     if rec is None:
         return
+    # (and a script not yet past its definitions, which may be a pending module's file
+    # running as __main__: check.script_of)
     busy = [n for n, state in rec.modules.items() if state == "pending import"
-            and _importing(sys.modules.get(n))]
+            and _importing(sys.modules.get(n) or _script_of(n))]
     if not busy:
         return
 
@@ -191,7 +194,7 @@ def _finish_importing(patch_id: str) -> None:
         deadline = time.monotonic() + FINISH_IMPORT_SECONDS
         while time.monotonic() < deadline:
             time.sleep(0.01)
-            if not any(_importing(sys.modules.get(n)) for n in busy):
+            if not any(_importing(sys.modules.get(n) or _script_of(n)) for n in busy):
                 break
         with _lock():
             if _applied.get(patch_id) is rec:
@@ -494,8 +497,17 @@ def _imported_meanwhile(rec: _Record) -> None:
     A refusal here is the module's state, as with the hook (``patch_on_import``)."""
     for name, state in list(rec.modules.items()):
         module = sys.modules.get(name)
-        if state != "pending import" or module is None:
+        if state != "pending import":
             continue
+        if module is None:
+            # a script that began running it as __main__ after the apply (an agent that
+            # applied the store before the script's body started): never left "pending
+            # import" while it runs (docs/engine.md, "Scripts (__main__)")
+            module = _running_as_main(name)
+            if module is None:
+                continue
+            rec.notes.append(f"{name} runs here as __main__ (the script "
+                             f"{getattr(module, '__file__', '?')}): patched there after it started")
         if _importing(module):
             continue
         patch_on_import(name, module)

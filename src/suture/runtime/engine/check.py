@@ -15,6 +15,7 @@ import ast
 import dataclasses
 import os
 import sys
+import threading
 import types
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
@@ -90,14 +91,85 @@ def main_guards(tree: Any) -> List[str]:
             and {ast.dump(st.test.left), ast.dump(st.test.comparators[0])} == {name, main}]
 
 
+def script_of(name: str) -> Optional[types.ModuleType]:
+    """``running_as_main(name)``; else ``__main__`` while its script has not started (it
+    may turn out to run ``name``'s file): what the apply's watcher waits for."""
+    found = running_as_main(name)
+    main = sys.modules.get("__main__")
+    if found is None and name not in sys.modules and main is not None \
+            and not _started(main):
+        return main
+    return found
+
+
+# An agent started with the interpreter (``suture run``, the store) applies before the
+# script's body runs, or while it runs its first lines: then ``__main__`` has no
+# ``__file__`` yet, or its functions are not all defined (run-pre matching would find a
+# changed function missing and refuse). Such a script is "importing": its modules stay
+# pending, and the apply's watcher (engine._finish_importing) patches them once its top
+# level has passed its last ``def``/``class`` (or reached its main block).
+_DEFS_END: Dict[str, int] = {}   # script file -> the line its top level is past, once read
+
+
+def _started(main: types.ModuleType) -> bool:
+    if "__file__" in vars(main):
+        return True
+    # `python -c`, `python -`, the REPL or an embedding never set __file__
+    return not (sys.argv and sys.argv[0] not in ("", "-c", "-"))
+
+
+def script_starting(module: types.ModuleType) -> bool:
+    """Whether the script running as ``module`` (``__main__``) has not yet defined what its
+    top level defines."""
+    if not _started(module):
+        return True
+    file = vars(module).get("__file__")
+    frame = main_frame(module)
+    if frame is None or not isinstance(file, str):
+        return False
+    end = _DEFS_END.get(file)
+    if end is None:
+        text = _file_text(module)
+        try:
+            body = ast.parse(text).body if text is not None else []
+        except (SyntaxError, ValueError):
+            body = []
+        guards = set(main_guards(ast.Module(body=body, type_ignores=[])))
+        end = 0
+        for st in body:
+            if ast.dump(st) in guards:
+                end = st.lineno - 1
+                break
+            if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                end = getattr(st, "end_lineno", None) or st.lineno
+        _DEFS_END[file] = end
+    return frame.f_lineno <= end
+
+
+def main_frame(module: types.ModuleType) -> Optional[types.FrameType]:
+    """The frame running ``module``'s top level (the bottom of the main thread's stack),
+    or None when it is not running (``python -i`` after the script ended)."""
+    main = threading.main_thread().ident
+    frame = sys._current_frames().get(main) if main is not None else None
+    found = None
+    while frame is not None:
+        if frame.f_code.co_name == "<module>" and frame.f_globals is module.__dict__:
+            found = frame
+        frame = frame.f_back
+    return found
+
+
 def is_main(module: Any) -> bool:
     """Whether ``module`` is the one running as ``__main__`` (a script, ``python -m``)."""
     return module is not None and module is sys.modules.get("__main__")
 
 
 def importing(module: Any) -> bool:
-    """Whether ``module`` is still executing its import (in some thread)."""
-    return bool(getattr(getattr(module, "__spec__", None), "_initializing", False))
+    """Whether ``module`` is still executing its import (in some thread), or is a script
+    whose top level has not yet defined what it defines (``script_starting``)."""
+    if getattr(getattr(module, "__spec__", None), "_initializing", False):
+        return True
+    return is_main(module) and script_starting(module)
 
 
 def _check(patch: Patch) -> Dict[str, _defs.ModulePlan]:

@@ -38,7 +38,7 @@ from ..errors import (BaselineMismatch, NeedsHook, PatchFormatError, RefusedErro
                       ScriptChanged, ScriptNotPatchable)
 from ..patchfile import ModulePatch, Patch
 from ._refgraph import _lru_wrappers, _module_functions, _resolve_class
-from .check import is_main, main_guards
+from .check import is_main, main_frame, main_guards
 from ._scratch import _bind_module, _compile_stmts, _defaults, _exec_stmts, _late_split
 from ._state import (_LRU_IS_HEAP_TYPE, _LRU_TYPE, _ModuleTxn, _Record, _applied, _isa, _own_dict,
                      _register_source, _unless_exhausted)
@@ -267,25 +267,12 @@ def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
 SCRIPT_WAIT_SECONDS = 2.0   # as _objects.FRAME_WAIT_SECONDS
 
 
-def _main_frame(module: types.ModuleType) -> Optional[types.FrameType]:
-    """The frame running ``module``'s top level (the bottom of the main thread's stack),
-    or None when it is not running (``python -i`` after the script ended)."""
-    main = threading.main_thread().ident
-    frame = sys._current_frames().get(main) if main is not None else None
-    found = None
-    while frame is not None:
-        if frame.f_code.co_name == "<module>" and frame.f_globals is module.__dict__:
-            found = frame
-        frame = frame.f_back
-    return found
-
-
 def _script_checks(patch: Patch, mp: ModulePatch, module: types.ModuleType,
                    plan: _defs.ModulePlan, b_code: CodeType, f_code: CodeType,
                    same: Any) -> None:
     assert mp.baseline is not None
     where = f"{mp.name} runs here as __main__ (the script {getattr(module, '__file__', '?')})"
-    frame = _main_frame(module)
+    frame = main_frame(module)
     if frame is not None and not same(frame.f_code, b_code):
         if same(frame.f_code, f_code):
             return   # the fixed script runs: its functions say "already fixed" below
