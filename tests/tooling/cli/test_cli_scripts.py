@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -33,7 +34,7 @@ SRC = Path(__file__).resolve().parents[3] / "src"
 
 SCRIPT = """\
 import os, sys, time
-
+{head}
 
 def compute(x):
     return x + {step}
@@ -60,8 +61,17 @@ if __name__ == "__main__":
 """
 
 
-def script(step: int = 1, loop: str = "", guard: str = "") -> str:
-    return SCRIPT.format(step=step, loop=loop, guard=guard)
+def script(step: object = 1, loop: str = "", guard: str = "", head: str = "") -> str:
+    return SCRIPT.format(step=step, loop=loop, guard=guard, head=head)
+
+
+# Module state the fix changes: a constant a new function computes (evaluated after the
+# first commit, in the script's namespace) and a class attribute; the state check compares
+# them with a fresh import of the fixed release, whose functions and classes say
+# ``__module__ == "app"`` where the script's say "__main__".
+OLD_STATE = "\nSTEP = 1\n\n\nclass Scale:\n    by = 1\n\n"
+NEW_STATE = ("\n\ndef helper():\n    return 1\n\n\nSTEP = helper()\n\n\n"
+             "class Scale:\n    by = 2\n\n")
 
 
 def cli(rundir: str, *args: str, cwd: str = "") -> subprocess.CompletedProcess:
@@ -95,6 +105,8 @@ def patches(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
         "app": build(base, "app", "app.py", script(1), script(2)),
         "main": build(base, "main", "__main__.py", script(1), script(2)),
         "pkg": build(base, "pkg", "pkg/mod.py", script(1), script(2)),
+        "state": build(base, "state", "app.py", script("STEP * Scale.by", head=OLD_STATE),
+                       script("STEP * Scale.by", head=NEW_STATE)),
         # only the `if __name__ == "__main__":` block changes (a patch of `app` calls it
         # "code that never runs": true of an import by name, not of the script)
         "guard": build(base, "guard", "app.py", script(1), script(1, guard="print('v2')\n    ")),
@@ -202,9 +214,13 @@ def status(rundir: str, pid: int) -> Dict[str, object]:
     return doc  # type: ignore[no-any-return]
 
 
-def fixed_then_reverted(rundir: str, patch: Path, s: Script, module: str) -> None:
+def fixed_then_reverted(rundir: str, patch: Path, s: Script, module: str) -> Dict[str, object]:
     row = apply(rundir, patch, s.pid)
     assert (row["exit"], row["outcome"], row["code"]) == (0, "applied", None), row
+    result: Dict[str, object] = row["result"]  # type: ignore[assignment]
+    if module != "__main__":
+        assert any(n.startswith(f"{module} runs here as __main__ (the script {s.file})")
+                   for n in result["notes"]), result  # type: ignore[attr-defined]
     s.wait_for("3")
     doc = status(rundir, s.pid)
     assert doc["exit_code"] == 0
@@ -216,6 +232,7 @@ def fixed_then_reverted(rundir: str, patch: Path, s: Script, module: str) -> Non
     out = cli(rundir, "revert", str(applied["id"])[:12], "--pid", str(s.pid), "--json")
     assert out.returncode == 0, out.stdout + out.stderr
     s.wait_for("2")
+    return result
 
 
 @pytest.mark.parametrize("how", ["run", "agent"])
@@ -294,3 +311,17 @@ def test_an_installed_patch_reaches_python_m_pkg_mod_started_after(
     assert applied["modules"] == {"pkg.mod": "applied"}, applied
     assert doc["exit_code"] == 0
     s.wait_for("3")
+
+
+def test_a_script_patch_that_changes_module_state_is_verified(
+        patches: Dict[str, Path], rundir: str, start: Callable[..., Script]) -> None:
+    # Before the state check knew the script's functions say __module__ == "__main__", it
+    # refused this as diverging (SUT-E208: "app.helper is function helper").
+    s = start(script("STEP * Scale.by", head=OLD_STATE))
+    assert s.observed() == "2"
+    verified = fixed_then_reverted(rundir, patches["state"], s, "app")["verified"]
+    assert re.fullmatch(
+        r"state verified equal to a fresh import of the fixed release \([3-9] path\(s\) "
+        r"checked\); runs as __main__: what its `if __name__ == \"__main__\":` block built "
+        r"at start is in no fresh import and is not compared",
+        verified["app"]), verified  # type: ignore[index]

@@ -66,13 +66,13 @@ from ._patchhooks import _migrate, _run_hook, _unmigrate
 from ._refgraph import _stale_caches
 from ._scratch import _import_source
 from ._state import import_refused as _import_refused
+from ._state import running_as_main as _running_as_main
 from ._state import (HookContext, Result, _ModuleTxn, _Record, _added_entries, _added_index,
                      _applied, _fine_switching, _find, _forget_modules, _own_dict,
                      _pending_index, _walks,
                      drop_shadow, shadow)
 from .check import (_check, _load_hooks, _loaded, _plan, _replaced_by, _resolved, _with_sources,
-                    importing as _importing, is_main as _is_main,
-                    running_as_main as _running_as_main, script_of as _script_of)
+                    importing as _importing, is_main as _is_main, script_of as _script_of)
 from .post import _late, _late_order, _leftovers
 from .prepare import _prepare
 # The modules of revert and status are named reverting and reporting: a submodule named

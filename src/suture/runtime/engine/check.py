@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import os
 import sys
 import threading
 import types
@@ -24,7 +23,8 @@ from ..errors import (BaselineMismatch, HookFailed, NeedsHook, PatchFormatError,
                       RevertOrderError, ScriptChanged)
 from .. import patchfile
 from ..patchfile import ModulePatch, Patch
-from ._state import _Record, _applied, _raise_os_failure, _register_source, _unless_exhausted
+from ._state import (_Record, _applied, _raise_os_failure, _register_source, _unless_exhausted,
+                     running_as_main)
 
 
 def _loaded(patch: Patch) -> Dict[str, types.ModuleType]:
@@ -61,35 +61,8 @@ def _loaded(patch: Patch) -> Dict[str, types.ModuleType]:
 # replaced-patch check and the status rows all key on the patch's own names).
 # Not covered: a later ``import app`` by name loads the file a second time, as another
 # module, which the record (``app``: applied) does not serve; docs/engine.md says so.
-
-def running_as_main(name: str) -> Optional[types.ModuleType]:
-    """``sys.modules["__main__"]`` when it runs the file of the module ``name`` (which
-    this process has not imported by that name), else None."""
-    main = sys.modules.get("__main__")
-    if main is None or name == "__main__" or name in sys.modules:
-        return None
-    spec_name = getattr(getattr(main, "__spec__", None), "name", None)
-    if isinstance(spec_name, str) and spec_name != "__main__":
-        return main if spec_name == name else None       # python -m pkg.mod
-    file = getattr(main, "__file__", None)
-    if not isinstance(file, str) or not file.endswith(".py"):
-        return None
-    parts = name.split(".")
-    want = parts[:-1] + [parts[-1] + ".py"]
-    got = os.path.normpath(file).replace(os.sep, "/").split("/")
-    return main if got[-len(want):] == want else None
-
-
-def main_guards(tree: Any) -> List[str]:
-    """The top-level ``if __name__ == "__main__":`` statements of a module's tree, dumped
-    (what a script runs at start and an import by name skips; the builder reports them)."""
-    name = ast.dump(ast.Name(id="__name__", ctx=ast.Load()))
-    main = ast.dump(ast.Constant(value="__main__"))
-    return [ast.dump(st) for st in tree.body
-            if isinstance(st, ast.If) and isinstance(st.test, ast.Compare)
-            and len(st.test.ops) == 1 and isinstance(st.test.ops[0], ast.Eq)
-            and {ast.dump(st.test.left), ast.dump(st.test.comparators[0])} == {name, main}]
-
+# (running_as_main and live_module live in _state: post, revert, migrations and hooks
+# find the module by the patch's name through live_module.)
 
 def script_of(name: str) -> Optional[types.ModuleType]:
     """``running_as_main(name)``; else ``__main__`` while its script has not started (it
@@ -157,6 +130,17 @@ def main_frame(module: types.ModuleType) -> Optional[types.FrameType]:
             found = frame
         frame = frame.f_back
     return found
+
+
+def main_guards(tree: Any) -> List[str]:
+    """The top-level ``if __name__ == "__main__":`` statements of a module's tree, dumped
+    (what a script runs at start and an import by name skips; the builder reports them)."""
+    name = ast.dump(ast.Name(id="__name__", ctx=ast.Load()))
+    main = ast.dump(ast.Constant(value="__main__"))
+    return [ast.dump(st) for st in tree.body
+            if isinstance(st, ast.If) and isinstance(st.test, ast.Compare)
+            and len(st.test.ops) == 1 and isinstance(st.test.ops[0], ast.Eq)
+            and {ast.dump(st.test.left), ast.dump(st.test.comparators[0])} == {name, main}]
 
 
 def is_main(module: Any) -> bool:

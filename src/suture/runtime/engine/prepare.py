@@ -41,6 +41,7 @@ from ._refgraph import _lru_wrappers, _module_functions, _resolve_class
 from .check import is_main, main_frame, main_guards
 from ._scratch import _bind_module, _compile_stmts, _defaults, _exec_stmts, _late_split
 from ._state import (_LRU_IS_HEAP_TYPE, _LRU_TYPE, _ModuleTxn, _Record, _applied, _isa, _own_dict,
+                     state_names,
                      _register_source, _unless_exhausted)
 
 
@@ -384,7 +385,7 @@ def _keep_equal_values(txn: _ModuleTxn, patch: Patch, module: types.ModuleType,
     if not same:
         return plan
     ns = _own_dict(module) or {}
-    root = _fingerprint.import_root(txn.name)
+    as_name, root = state_names(txn.name, module)
     drop: List[ast.stmt] = []
     for stmt in plan.exec_stmts:
         names = _syntax.bound_names(stmt)
@@ -393,7 +394,7 @@ def _keep_equal_values(txn: _ModuleTxn, patch: Patch, module: types.ModuleType,
                                              for other in plan.exec_stmts if other is not stmt)):
             continue
         drop.append(stmt)
-        if _fingerprint.fingerprint_at(ns, txn.name, [("g", names[0])], root=root) \
+        if _fingerprint.fingerprint_at(ns, as_name, [("g", names[0])], root=root) \
                 != same[names[0]]:
             txn.notes.append(f"{txn.name}.{names[0]}: kept as the process holds it (a fresh "
                              "import of either release gives the same value; this process "
