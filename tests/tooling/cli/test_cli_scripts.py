@@ -278,6 +278,8 @@ def test_a_change_to_the_main_block_is_refused_not_pending(
     assert "cannot get this patch (apply refuses there, SUT-E213)" in said
     s = start(script(1))
     refused(rundir, patches["guard"], s, "SUT-E213", 'if __name__ == "__main__":')
+    # sys.path[0] is the script's directory: `import app` would find it too
+    refused(rundir, patches["guard"], s, "SUT-E213", "app is also importable here by its name")
 
 
 def test_a_change_to_the_function_running_the_main_loop_is_refused(

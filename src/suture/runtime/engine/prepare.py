@@ -23,6 +23,7 @@ import copy
 import dataclasses
 import dis
 import gc
+import importlib.util
 import sys
 import re
 import threading
@@ -303,9 +304,24 @@ def _script_checks(patch: Patch, mp: ModulePatch, module: types.ModuleType,
     if why:
         raise ScriptNotPatchable(
             f"Refused patch {patch.short_id} ({patch.describe()}): {where}: {why}. Nothing "
-            "was changed; restart the script to run the fixed version.",
+            f"was changed; restart the script to run the fixed version.{_by_name(mp.name)}",
             details={"module": mp.name, "main": True, "file": getattr(module, "__file__", None),
                      "reason": why})
+
+
+def _by_name(name: str) -> str:
+    """What the refusal adds when ``name`` is also importable here by its name (a spec is
+    found: for a top-level name, or a submodule of an imported package, finding one runs
+    no code of the application)."""
+    parent = name.rpartition(".")[0]
+    if parent and parent not in sys.modules:
+        return ""
+    try:
+        found = importlib.util.find_spec(name) is not None
+    except Exception:  # noqa: BLE001 - a broken finder: say nothing
+        return ""
+    return (f" {name} is also importable here by its name: a process that imports it (rather "
+            "than running it as its script) gets the patch" if found else "")
 
 
 def _script_frames(patch: Patch, mp: ModulePatch, module: types.ModuleType,
@@ -346,7 +362,7 @@ def _script_frames(patch: Patch, mp: ModulePatch, module: types.ModuleType,
         raise ScriptNotPatchable(
             f"Refused patch {patch.short_id} ({patch.describe()}): {mp.name} runs here as "
             f"__main__ (the script {getattr(module, '__file__', '?')}): {why}. Nothing was "
-            "changed; restart the script to run the fixed version.",
+            f"changed; restart the script to run the fixed version.{_by_name(mp.name)}",
             details={"module": mp.name, "main": True, "file": getattr(module, "__file__", None),
                      "reason": why})
 
