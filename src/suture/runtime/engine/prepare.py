@@ -355,9 +355,10 @@ def _script_frames(patch: Patch, mp: ModulePatch, module: types.ModuleType,
     if stuck:
         where = "; ".join(f"{q} (thread {t}, line {f.f_lineno})" for f, q, t in
                           list(stuck.values())[:5])
-        why = (f"a changed function is still running in the same call after "
-               f"{SCRIPT_WAIT_SECONDS:g} s: {where}; the script's loop runs in it and would "
-               "finish, i.e. never, on the old code")
+        why = (f"a changed function stayed in the same call for the whole wait "
+               f"({SCRIPT_WAIT_SECONDS:g} s): {where}; it runs the script's loop, or a long "
+               "call: a running call finishes on the old code, and the fix would reach it "
+               "only at its next call, which a loop never makes. Retry when it has returned")
         stuck.clear()   # no frame kept alive by the refusal
         raise ScriptNotPatchable(
             f"Refused patch {patch.short_id} ({patch.describe()}): {mp.name} runs here as "
