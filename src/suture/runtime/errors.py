@@ -156,6 +156,23 @@ class UnitsBusy(RefusedError):
     code = "SUT-E217"
 
 
+class ScriptNotPatchable(RefusedError):
+    """The patch's module runs here as ``__main__`` (a script, ``python -m``), and the change
+    cannot reach the code running there: its ``if __name__ == "__main__":`` block, the
+    module-level statement running now, or a changed function whose frame did not return
+    within the wait (the script's main loop). Names what and where; restart the script."""
+
+    code = "SUT-E213"
+
+
+class ScriptChanged(BaselineMismatch):
+    """The patch's module runs here as ``__main__``, but the code running there is not the
+    baseline: the script's file changed on disk since it started (or another version of it
+    runs), so its running code cannot be checked against the baseline."""
+
+    code = "SUT-E214"
+
+
 class NotInDistribution(UntrustedPatch, RefusedError):
     """The patch names a distribution, but a module it touches is not one of that
     distribution's files (its ``RECORD`` in the target does not list it): a key trusted

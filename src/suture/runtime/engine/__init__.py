@@ -68,13 +68,14 @@ from ._patchhooks import _migrate, _run_hook, _unmigrate
 from ._refgraph import _stale_caches
 from ._scratch import _import_source
 from ._state import import_refused as _import_refused
+from ._state import live_module as _live_module, running_as_main as _running_as_main
 from ._state import (HookContext, Result, _ModuleTxn, _Record, _added_entries, _added_index,
                      _applied, _applied_index, _fine_switching, _find, _forget_modules,
                      _own_dict, _pending_index, _walks,
                      drop_shadow, shadow)
 from ._state import reverted as _reverted_listeners
 from .check import (_check, _load_hooks, _loaded, _plan, _replaced_by, _resolved, _with_sources,
-                    importing as _importing)
+                    importing as _importing, is_main as _is_main, script_of as _script_of)
 from .post import _late, _late_order, _leftovers
 from .prepare import _prepare
 # The modules of revert and status are named reverting and reporting: a submodule named
@@ -188,8 +189,10 @@ def _finish_importing(patch_id: str) -> None:
     rec = _applied.get(patch_id)
     if rec is None:
         return
+    # (and a script not yet past its definitions, which may be a pending module's file
+    # running as __main__: check.script_of)
     busy = [n for n, state in rec.modules.items() if state == "pending import"
-            and _importing(sys.modules.get(n))]
+            and _importing(sys.modules.get(n) or _script_of(n))]
     if not busy:
         return
 
@@ -197,7 +200,7 @@ def _finish_importing(patch_id: str) -> None:
         deadline = time.monotonic() + FINISH_IMPORT_SECONDS
         while time.monotonic() < deadline:
             time.sleep(0.01)
-            if not any(_importing(sys.modules.get(n)) for n in busy):
+            if not any(_importing(sys.modules.get(n) or _script_of(n)) for n in busy):
                 break
         with _lock():
             if _applied.get(patch_id) is rec:
@@ -289,6 +292,8 @@ def _apply(patch: Patch, wait_quiescent: Optional[float],
             if module is None:
                 rec.modules[mp.name] = "pending import"
                 continue
+            if mp.name != "__main__" and _is_main(module):
+                _as_main(rec, mp.name, module)
             txns.append(_prepare(rec, mp, module, plans[mp.name]))
         for t in txns:
             rec.modules[t.name] = t.state
@@ -420,6 +425,12 @@ def _apply(patch: Patch, wait_quiescent: Optional[float],
             raise diverged
         rec.verified = {v.module: v.summary() for v in verdicts}
         _units.reopen()   # committed and verified: units may start again (on new code)
+        for name in rec.verified:
+            if _is_main(loaded.get(name)):
+                # the manifest is from fresh imports by name, which skip the main block
+                rec.verified[name] += ("; runs as __main__: what its `if __name__ == "
+                                       "\"__main__\":` block built at start is in no fresh "
+                                       "import and is not compared")
         for t in live:
             rec.notes.extend(t.notes)
             rec.notes.extend(_leftovers(t))
@@ -439,6 +450,18 @@ def _apply(patch: Patch, wait_quiescent: Optional[float],
                       else "pending import",
                       modules=dict(rec.modules), pause_ns=rec.pause_ns, ops=len(rec.ops),
                       caveats=rec.caveats, notes=rec.notes, verified=dict(rec.verified))
+
+
+def _as_main(rec: _Record, name: str, module: types.ModuleType) -> None:
+    """``name`` is not imported here but runs as ``__main__`` (check.running_as_main): the
+    file found by its path or spec must be the named distribution's too, as an imported
+    module's is (the step-0 check looked by name only), and the result says where."""
+    if rec.owner is not None:
+        _members.check_loaded(rec.patch, rec.owner, name, module)
+    rec.notes.append(f"{name} runs here as __main__ (the script {getattr(module, '__file__', '?')})"
+                     f": patched there; its `if __name__ == \"__main__\":` block and top level "
+                     "are not re-run, and a later `import " + name + "` by name would load an "
+                     "unpatched second copy")
 
 
 def _objects_before(rec: _Record, txns: List[_ModuleTxn], loaded: Dict[str, types.ModuleType]
@@ -490,8 +513,17 @@ def _imported_meanwhile(rec: _Record) -> None:
     A refusal here is the module's state, as with the hook (``patch_on_import``)."""
     for name, state in list(rec.modules.items()):
         module = sys.modules.get(name)
-        if state != "pending import" or module is None:
+        if state != "pending import":
             continue
+        if module is None:
+            # a script that began running it as __main__ after the apply (an agent that
+            # applied the store before the script's body started): never left "pending
+            # import" while it runs (docs/engine.md, "Scripts (__main__)")
+            module = _running_as_main(name)
+            if module is None:
+                continue
+            rec.notes.append(f"{name} runs here as __main__ (the script "
+                             f"{getattr(module, '__file__', '?')}): patched there after it started")
         if _importing(module):
             continue
         patch_on_import(name, module)
@@ -602,7 +634,7 @@ def _reapply(rec: _Record, gone: Dict[str, str]) -> Result:
     changed nothing more); the record then still says what status reports."""
     notes: List[str] = []
     for name, how in gone.items():
-        module = sys.modules.get(name)
+        module = _live_module(name)
         if module is None:
             continue
         _patch_module(rec, name, module, again=True, refuse=True)

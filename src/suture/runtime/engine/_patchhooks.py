@@ -9,14 +9,13 @@ Invariant: a failed migration restores every migrated instance's attributes and 
 from __future__ import annotations
 
 import gc
-import sys
 import types
 from typing import Any, Dict, List
 
 from .commit import MISSING
 from ..errors import HookFailed
 from ._refgraph import _resolve_class
-from ._state import HookContext, _Record
+from ._state import HookContext, _Record, live_module
 
 
 def _migrate(rec: _Record, table: str = "MIGRATIONS") -> None:
@@ -29,7 +28,7 @@ def _migrate(rec: _Record, table: str = "MIGRATIONS") -> None:
     targets: Dict[type, Any] = {}
     for key, fn in migrations.items():
         modname, _, qual = key.partition(":")
-        module = sys.modules.get(modname)
+        module = live_module(modname)
         cls = _resolve_class(module, qual) if module else None
         if cls is not None:
             targets[cls] = fn

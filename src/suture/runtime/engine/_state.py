@@ -17,6 +17,7 @@ import collections
 import contextlib
 import functools
 import linecache
+import os
 import sys
 import time
 import types
@@ -24,7 +25,7 @@ import weakref
 from types import CodeType, FunctionType
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
-from .. import _defs, _members, _switching
+from .. import _defs, _fingerprint, _members, _switching
 from ..errors import SutureError, UnknownPatch, EXHAUSTED, os_cause, os_failure
 from ..patchfile import Patch
 
@@ -263,7 +264,7 @@ class HookContext:
         self.patch = patch
 
     def module(self, name: str) -> Optional[types.ModuleType]:
-        return sys.modules.get(name)
+        return live_module(name)
 
     def shadow(self, obj: Any) -> Dict[str, Any]:
         return shadow(obj)
@@ -299,3 +300,46 @@ def _drop_shadow_key(key: int, _ref: Any) -> None:
 
 def drop_shadow(obj: Any) -> None:
     _shadows.pop(id(obj), None)
+
+
+# -- the module a patch's name means here (docs/engine.md, "Scripts (__main__)") -----
+
+def running_as_main(name: str) -> Optional[types.ModuleType]:
+    """``sys.modules["__main__"]`` when it runs the file of the module ``name`` (which
+    this process has not imported by that name), else None."""
+    main = sys.modules.get("__main__")
+    if main is None or name == "__main__" or name in sys.modules:
+        return None
+    spec_name = getattr(getattr(main, "__spec__", None), "name", None)
+    if isinstance(spec_name, str) and spec_name != "__main__":
+        return main if spec_name == name else None       # python -m pkg.mod
+    file = getattr(main, "__file__", None)
+    if not isinstance(file, str) or not file.endswith(".py"):
+        return None
+    parts = name.split(".")
+    want = parts[:-1] + [parts[-1] + ".py"]
+    got = os.path.normpath(file).replace(os.sep, "/").split("/")
+    return main if got[-len(want):] == want else None
+
+
+def live_module(name: str) -> Optional[types.ModuleType]:
+    """The module the patch's module ``name`` is in this process: imported by that name,
+    or running as ``__main__`` (``running_as_main``)."""
+    return sys.modules.get(name) or running_as_main(name)
+
+
+def state_names(name: str, module: Any) -> Tuple[str, str]:
+    """(module name, import root) that fingerprint ``module``'s state as that of the patch's
+    module ``name`` (the manifest's, from a fresh import by that name). For a script running
+    as ``__main__``, its functions and classes say ``__module__ == "__main__"``: walked as
+    ``__main__``, and with the root its file lies under (``app.py`` for ``app``,
+    ``pkg/mod.py`` for ``pkg.mod``), ``__main__``'s place is ``name`` again."""
+    root = _fingerprint.import_root(name)
+    if name == "__main__" or module is None or module is not sys.modules.get("__main__"):
+        return name, root
+    file = (_own_dict(module) or {}).get("__file__")
+    if not root and isinstance(file, str) and os.path.isabs(file):
+        root = file
+        for _ in name.split("."):
+            root = os.path.dirname(root)
+    return "__main__", root

@@ -11,17 +11,20 @@ restart-required change, or a hook-needing change without hooks refuses the patc
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import sys
+import threading
 import types
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from .. import _defs
 from ..errors import (BaselineMismatch, HookFailed, NeedsHook, PatchFormatError, RestartRequired,
-                      RevertOrderError)
+                      RevertOrderError, ScriptChanged)
 from .. import patchfile
 from ..patchfile import ModulePatch, Patch
-from ._state import _Record, _applied, _raise_os_failure, _register_source, _unless_exhausted
+from ._state import (_Record, _applied, _raise_os_failure, _register_source, _unless_exhausted,
+                     running_as_main)
 
 
 def _loaded(patch: Patch) -> Dict[str, types.ModuleType]:
@@ -35,14 +38,122 @@ def _loaded(patch: Patch) -> Dict[str, types.ModuleType]:
     out: Dict[str, types.ModuleType] = {}
     for mp in patch.modules:
         module = sys.modules.get(mp.name)
+        if module is None and mp.action != "add":
+            module = running_as_main(mp.name)
         if module is not None and not importing(module):
             out[mp.name] = module
     return out
 
 
+# -- scripts: a patch module that runs here as __main__ ------------------------------
+#
+# `python app.py` runs app.py as ``__main__``; a patch built from old/app.py and
+# new/app.py names the module ``app``, which nothing imports. Left "pending import", the
+# script would run the vulnerable code under an "applied" record (issue 16). So a module
+# of the patch that is not imported is resolved to ``__main__`` when ``__main__`` runs
+# its file: ``python -m pkg.mod`` by its spec's name; ``python app.py`` (no spec, or the
+# spec of a directory/zip run, named ``__main__``) by the end of its path, ``app.py`` for
+# ``app`` and ``pkg/mod.py`` for ``pkg.mod``. The path says only which file; whether it
+# runs the baseline is checked as for any module, and more strictly (prepare's
+# ``_script_checks``: the running top-level code must be the baseline's). The record
+# keeps the patch's name (``app``: "applied"), with a note that it is __main__.
+# Rejected: renaming the module to ``__main__`` in the patch (the state manifest, the
+# replaced-patch check and the status rows all key on the patch's own names).
+# Not covered: a later ``import app`` by name loads the file a second time, as another
+# module, which the record (``app``: applied) does not serve; docs/engine.md says so.
+# (running_as_main and live_module live in _state: post, revert, migrations and hooks
+# find the module by the patch's name through live_module.)
+
+def script_of(name: str) -> Optional[types.ModuleType]:
+    """``running_as_main(name)``; else ``__main__`` while its script has not started (it
+    may turn out to run ``name``'s file): what the apply's watcher waits for."""
+    found = running_as_main(name)
+    main = sys.modules.get("__main__")
+    if found is None and name not in sys.modules and main is not None \
+            and not _started(main):
+        return main
+    return found
+
+
+# An agent started with the interpreter (``suture run``, the store) applies before the
+# script's body runs, or while it runs its first lines: then ``__main__`` has no
+# ``__file__`` yet, or its functions are not all defined (run-pre matching would find a
+# changed function missing and refuse). Such a script is "importing": its modules stay
+# pending, and the apply's watcher (engine._finish_importing) patches them once its top
+# level has passed its last ``def``/``class`` (or reached its main block).
+_DEFS_END: Dict[str, int] = {}   # script file -> the line its top level is past, once read
+
+
+def _started(main: types.ModuleType) -> bool:
+    if "__file__" in vars(main):
+        return True
+    # `python -c`, `python -`, the REPL or an embedding never set __file__
+    return not (sys.argv and sys.argv[0] not in ("", "-c", "-"))
+
+
+def script_starting(module: types.ModuleType) -> bool:
+    """Whether the script running as ``module`` (``__main__``) has not yet defined what its
+    top level defines."""
+    if not _started(module):
+        return True
+    file = vars(module).get("__file__")
+    frame = main_frame(module)
+    if frame is None or not isinstance(file, str):
+        return False
+    end = _DEFS_END.get(file)
+    if end is None:
+        text = _file_text(module)
+        try:
+            body = ast.parse(text).body if text is not None else []
+        except (SyntaxError, ValueError):
+            body = []
+        guards = set(main_guards(ast.Module(body=body, type_ignores=[])))
+        end = 0
+        for st in body:
+            if ast.dump(st) in guards:
+                end = st.lineno - 1
+                break
+            if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                end = getattr(st, "end_lineno", None) or st.lineno
+        _DEFS_END[file] = end
+    return frame.f_lineno <= end
+
+
+def main_frame(module: types.ModuleType) -> Optional[types.FrameType]:
+    """The frame running ``module``'s top level (the bottom of the main thread's stack),
+    or None when it is not running (``python -i`` after the script ended)."""
+    main = threading.main_thread().ident
+    frame = sys._current_frames().get(main) if main is not None else None
+    found = None
+    while frame is not None:
+        if frame.f_code.co_name == "<module>" and frame.f_globals is module.__dict__:
+            found = frame
+        frame = frame.f_back
+    return found
+
+
+def main_guards(tree: Any) -> List[str]:
+    """The top-level ``if __name__ == "__main__":`` statements of a module's tree, dumped
+    (what a script runs at start and an import by name skips; the builder reports them)."""
+    name = ast.dump(ast.Name(id="__name__", ctx=ast.Load()))
+    main = ast.dump(ast.Constant(value="__main__"))
+    return [ast.dump(st) for st in tree.body
+            if isinstance(st, ast.If) and isinstance(st.test, ast.Compare)
+            and len(st.test.ops) == 1 and isinstance(st.test.ops[0], ast.Eq)
+            and {ast.dump(st.test.left), ast.dump(st.test.comparators[0])} == {name, main}]
+
+
+def is_main(module: Any) -> bool:
+    """Whether ``module`` is the one running as ``__main__`` (a script, ``python -m``)."""
+    return module is not None and module is sys.modules.get("__main__")
+
+
 def importing(module: Any) -> bool:
-    """Whether ``module`` is still executing its import (in some thread)."""
-    return bool(getattr(getattr(module, "__spec__", None), "_initializing", False))
+    """Whether ``module`` is still executing its import (in some thread), or is a script
+    whose top level has not yet defined what it defines (``script_starting``)."""
+    if getattr(getattr(module, "__spec__", None), "_initializing", False):
+        return True
+    return is_main(module) and script_starting(module)
 
 
 def _check(patch: Patch) -> Dict[str, _defs.ModulePlan]:
@@ -184,6 +295,18 @@ def _resolved(patch: Patch, mp: ModulePatch, module: types.ModuleType) -> Module
         if full is not None:
             return full
     assert mp.baseline is not None
+    if is_main(module):
+        raise ScriptChanged(
+            f"Refused patch {patch.short_id} ({patch.describe()}): {mp.name} runs here as "
+            f"__main__ (the script {getattr(module, '__file__', None)}), and that file is "
+            f"neither the baseline (sha256 {mp.baseline.sha256[:12]}\u2026) nor the fixed "
+            "version: it changed on disk since the script started, or another version of the "
+            "script runs. This patch carries only the changed lines, so the running code "
+            "cannot be checked against the baseline. Nothing was changed. Rebuild the patch "
+            "from the version the script runs, or with `suture build --embed-sources` (the "
+            "running code itself is then checked), or restart the script.",
+            details={"module": mp.name, "main": True, "file": getattr(module, "__file__", None),
+                     "baseline_sha256": mp.baseline.sha256, "first": None})
     raise BaselineMismatch(
         f"Refused patch {patch.short_id} ({patch.describe()}): {mp.name} does not match the "
         f"baseline: its source file ({getattr(module, '__file__', None) or 'none'}) is neither "

@@ -14,7 +14,6 @@ from __future__ import annotations
 import ast
 import gc
 import re
-import sys
 import types
 from types import FunctionType
 from typing import Any, Dict, List, Set
@@ -24,7 +23,7 @@ from .. import _codes
 from .commit import Op
 from ._refgraph import _importers
 from ._scratch import _bind_module, _defaults, _exec_stmts, _import_source
-from ._state import _IMMUTABLE, _ModuleTxn, _Record, _isa, _own_dict
+from ._state import _IMMUTABLE, _ModuleTxn, _Record, _isa, _own_dict, live_module
 
 
 def _late(rec: _Record, live: List[_ModuleTxn]) -> List[Any]:
@@ -40,7 +39,8 @@ def _late(rec: _Record, live: List[_ModuleTxn]) -> List[Any]:
         if not t.late_stmts:
             continue
         assert t.plan is not None and t.fixed_tree is not None
-        module = sys.modules[t.name]
+        module = live_module(t.name)
+        assert module is not None
         before = len(t.ops)   # _exec_stmts adds the ops of attribute/item assignments
         ns = _exec_stmts(t, module, t.late_stmts)
         _bind_module(t, module, t.plan, ns, late=True)
@@ -64,7 +64,7 @@ def _late_order(live: List[_ModuleTxn]) -> List[_ModuleTxn]:
         if t.name in seen:
             return
         seen.add(t.name)
-        package = (_own_dict(sys.modules.get(t.name)) or {}).get("__package__") or ""
+        package = (_own_dict(live_module(t.name)) or {}).get("__package__") or ""
         for s in t.late_stmts:
             for node in ast.walk(s):
                 if isinstance(node, ast.ImportFrom):

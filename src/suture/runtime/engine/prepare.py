@@ -23,8 +23,11 @@ import copy
 import dataclasses
 import dis
 import gc
+import importlib.util
 import sys
 import re
+import threading
+import time
 import types
 from types import CodeType, FunctionType
 from typing import Any, Dict, List, Mapping, Optional, Set, Tuple, Union
@@ -32,11 +35,14 @@ from typing import Any, Dict, List, Mapping, Optional, Set, Tuple, Union
 from .._defs import syntax as _syntax
 from .. import _codes, _defs, _fingerprint
 from .commit import MISSING, Call, Op
-from ..errors import BaselineMismatch, NeedsHook, PatchFormatError, RefusedError, RestartRequired
+from ..errors import (BaselineMismatch, NeedsHook, PatchFormatError, RefusedError, RestartRequired,
+                      ScriptChanged, ScriptNotPatchable)
 from ..patchfile import ModulePatch, Patch
 from ._refgraph import _lru_wrappers, _module_functions, _resolve_class
+from .check import is_main, main_frame, main_guards
 from ._scratch import _bind_module, _compile_stmts, _defaults, _exec_stmts, _late_split
 from ._state import (_LRU_IS_HEAP_TYPE, _LRU_TYPE, _ModuleTxn, _Record, _applied, _isa, _own_dict,
+                     state_names,
                      _register_source, _unless_exhausted)
 
 
@@ -89,6 +95,9 @@ def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
     def same(a: CodeType, b: CodeType) -> bool:
         return _codes.structure(a, memo) == _codes.structure(b, memo)
 
+    script = is_main(module)
+    if script:
+        _script_checks(patch, mp, module, plan, b_code, f_code, same)
     lines = _fixed_lines(patch, mp.name)
 
     changed_q = {q for q in base if q in fixed and (
@@ -107,8 +116,8 @@ def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
         if live is f.__code__ and f.__code__.co_filename in rec.rewound_files:
             continue  # created by a patch being replaced; its undo unbinds it
         q = quals.get(id(f.__code__))
-        if q is None:
-            continue
+        if q is None or (script and q == "<module>"):
+            continue   # a script's running top level (3.11+ makes it a function): checked above
         if live.co_filename in ours:
             on_fixed.add(q)   # already on code this patch (or one stacked on it) installed
             continue
@@ -249,7 +258,124 @@ def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
     _defaults(txn, module, plan.recompute_defaults, mod_ns, quals)
     if warn_kind and sys.version_info >= (3, 13):
         txn.notes.append("a function changes between plain and generator/coroutine code")
+    if script:
+        _script_frames(patch, mp, module, txn)
     return txn
+
+
+# -- scripts (check.running_as_main): what a patch cannot give a running __main__ -----
+#
+# A module imported by name ran its top level once, at import, and is done with it: a
+# patch rebinds what that top level bound. A script's top level is the program: it runs
+# from start to exit, and its ``if __name__ == "__main__":`` block (which an import by
+# name skips, so _defs calls a change there "code that never runs") ran at start and may
+# be running now. Neither is re-run by a patch. So, for the module running as __main__:
+# its running top-level code must be the baseline's (not merely its file on disk), its
+# main block and the top-level statement running now must be unchanged, and no frame of
+# a changed function may stay on a thread's stack for the whole wait (the function that
+# runs the script's loop would finish, i.e. never, on the old code). Each refuses with
+# SUT-E213/E214, nothing changed; a restart runs the fixed script.
+
+SCRIPT_WAIT_SECONDS = 2.0   # as _objects.FRAME_WAIT_SECONDS
+
+
+def _script_checks(patch: Patch, mp: ModulePatch, module: types.ModuleType,
+                   plan: _defs.ModulePlan, b_code: CodeType, f_code: CodeType,
+                   same: Any) -> None:
+    assert mp.baseline is not None
+    where = f"{mp.name} runs here as __main__ (the script {getattr(module, '__file__', '?')})"
+    frame = main_frame(module)
+    if frame is not None and not same(frame.f_code, b_code):
+        if same(frame.f_code, f_code):
+            return   # the fixed script runs: its functions say "already fixed" below
+        raise ScriptChanged(
+            f"Refused patch {patch.short_id} ({patch.describe()}): {where}, and the code it "
+            f"runs is not the baseline (sha256 {mp.baseline.sha256[:12]}\u2026): its top "
+            "level differs from the code the patch was built against, so the script's file "
+            "changed since it started or another version of it runs. Nothing was changed. "
+            "Rebuild the patch from the version the script runs, or restart the script.",
+            details={"module": mp.name, "main": True, "first": "<module>",
+                     "file": getattr(module, "__file__", None),
+                     "baseline_sha256": mp.baseline.sha256})
+    old_tree = plan.old_tree or ast.parse(mp.baseline.whole)
+    new_tree = plan.new_tree or ast.parse(mp.fixed.whole)
+    why = ""
+    if main_guards(old_tree) != main_guards(new_tree):
+        why = ("the fix changes its `if __name__ == \"__main__\":` block, which ran when the "
+               "script started (and may run still); a patch does not run it again")
+    elif frame is not None:
+        fixed = {ast.dump(st) for st in new_tree.body}
+        for st in old_tree.body:
+            if st.lineno <= frame.f_lineno <= (getattr(st, "end_lineno", None) or st.lineno) \
+                    and ast.dump(st) not in fixed:
+                why = (f"the fix changes the top-level statement running now (line "
+                       f"{frame.f_lineno}, {type(st).__name__.lower()} on line {st.lineno}), "
+                       "which finishes on the code it started with")
+    if why:
+        raise ScriptNotPatchable(
+            f"Refused patch {patch.short_id} ({patch.describe()}): {where}: {why}. Nothing "
+            f"was changed; restart the script to run the fixed version.{_by_name(mp.name)}",
+            details={"module": mp.name, "main": True, "file": getattr(module, "__file__", None),
+                     "reason": why})
+
+
+def _by_name(name: str) -> str:
+    """What the refusal adds when ``name`` is also importable here by its name (a spec is
+    found: for a top-level name, or a submodule of an imported package, finding one runs
+    no code of the application)."""
+    parent = name.rpartition(".")[0]
+    if parent and parent not in sys.modules:
+        return ""
+    try:
+        found = importlib.util.find_spec(name) is not None
+    except Exception:  # noqa: BLE001 - a broken finder: say nothing
+        return ""
+    return (f" {name} is also importable here by its name: a process that imports it (rather "
+            "than running it as its script) gets the patch" if found else "")
+
+
+def _script_frames(patch: Patch, mp: ModulePatch, module: types.ModuleType,
+                   txn: _ModuleTxn) -> None:
+    """Refuse if one frame of a changed function of the script stays on a thread's stack
+    for the whole wait. The same frame object, not the same function: a function called
+    over and over (the usual loop body) is on some stack at most looks, in a new frame
+    each time, and gets the fix at its next call."""
+    if not txn.old_codes:
+        return
+    me = threading.get_ident()
+    names = {t.ident: t.name for t in threading.enumerate()}
+
+    def frames() -> Dict[int, Tuple[Any, ...]]:
+        out: Dict[int, Tuple[Any, ...]] = {}
+        for ident, top in sys._current_frames().items():
+            f: Optional[types.FrameType] = top
+            while f is not None and ident != me:
+                hit = txn.old_codes.get(id(f.f_code))
+                if hit is not None and hit[0] is f.f_code:
+                    out[id(f)] = (f, hit[1], names.get(ident, str(ident)))
+                f = f.f_back
+        return out
+
+    stuck = frames()
+    deadline = time.monotonic() + SCRIPT_WAIT_SECONDS
+    while stuck and time.monotonic() < deadline:
+        time.sleep(0.01)
+        now = frames()
+        stuck = {k: v for k, v in stuck.items() if k in now and now[k][0] is v[0]}
+    if stuck:
+        where = "; ".join(f"{q} (thread {t}, line {f.f_lineno})" for f, q, t in
+                          list(stuck.values())[:5])
+        why = (f"a changed function stayed in the same call for the whole wait "
+               f"({SCRIPT_WAIT_SECONDS:g} s): {where}; it runs the script's loop, or a long "
+               "call: a running call finishes on the old code, and the fix would reach it "
+               "only at its next call, which a loop never makes. Retry when it has returned")
+        stuck.clear()   # no frame kept alive by the refusal
+        raise ScriptNotPatchable(
+            f"Refused patch {patch.short_id} ({patch.describe()}): {mp.name} runs here as "
+            f"__main__ (the script {getattr(module, '__file__', '?')}): {why}. Nothing was "
+            f"changed; restart the script to run the fixed version.{_by_name(mp.name)}",
+            details={"module": mp.name, "main": True, "file": getattr(module, "__file__", None),
+                     "reason": why})
 
 
 _LITERAL_TYPES = (type(None), bool, int, float, complex, str, bytes, tuple, list, dict, set,
@@ -286,7 +412,7 @@ def _keep_equal_values(txn: _ModuleTxn, patch: Patch, module: types.ModuleType,
     if not same:
         return plan
     ns = _own_dict(module) or {}
-    root = _fingerprint.import_root(txn.name)
+    as_name, root = state_names(txn.name, module)
     drop: List[ast.stmt] = []
     for stmt in plan.exec_stmts:
         names = _syntax.bound_names(stmt)
@@ -295,7 +421,7 @@ def _keep_equal_values(txn: _ModuleTxn, patch: Patch, module: types.ModuleType,
                                              for other in plan.exec_stmts if other is not stmt)):
             continue
         drop.append(stmt)
-        if _fingerprint.fingerprint_at(ns, txn.name, [("g", names[0])], root=root) \
+        if _fingerprint.fingerprint_at(ns, as_name, [("g", names[0])], root=root) \
                 != same[names[0]]:
             txn.notes.append(f"{txn.name}.{names[0]}: kept as the process holds it (a fresh "
                              "import of either release gives the same value; this process "

@@ -23,7 +23,7 @@ import types
 from types import FunctionType
 from typing import Any, Dict, List, Optional, Tuple
 
-from ._state import _Record, _applied, _isa, _own_dict
+from ._state import _Record, _applied, _isa, _own_dict, live_module
 
 _CLASS_DICT = type.__dict__["__dict__"].__get__   # a class's own members (no metaclass code)
 _MISSING = object()
@@ -123,7 +123,7 @@ def drift(rec: _Record) -> Dict[str, str]:
     for name, (module, entries) in rec.live.items():
         if rec.modules.get(name) != "applied":
             continue
-        now = sys.modules.get(name)
+        now = live_module(name)   # a script's is __main__ (docs/engine.md, "Scripts")
         if now is None:
             continue   # removed: a new import goes through the hook and is patched
         if now is not module:

@@ -21,7 +21,7 @@ from ..patchfile import Patch
 from ._activeness import _installed_codes, _settle
 from . import _objects
 from ._patchhooks import _migrate, _run_hook
-from ._state import HookContext, Result, _Record, _applied, _own_dict
+from ._state import HookContext, Result, _Record, _applied, _own_dict, live_module
 
 
 def revert(rec: _Record, serve: Callable[[], None], force: bool = False) -> Result:
@@ -87,7 +87,7 @@ def _before_revert(rec: _Record) -> Tuple[List[Any], List[Tuple[type, Any]],
     kept: List[Tuple[type, Any]] = []
     migrations = _objects.migrated_classes(rec.hooks, "REVERT_MIGRATIONS")
     for name, plan in rec.plans.items():
-        module = sys.modules.get(name)
+        module = live_module(name)
         if module is None or rec.modules.get(name) != "applied":
             continue
         ops, left, _ = _objects.lazy_ops(module, plan, "revert", rec.patch.short_id)

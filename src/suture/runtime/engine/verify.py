@@ -35,7 +35,7 @@ from typing import AbstractSet, Any, Dict, List, Optional, Sequence, Set, Tuple
 from .. import _fingerprint
 from ..errors import StateDiverges
 from ..patchfile import Patch
-from ._state import _ModuleTxn
+from ._state import _ModuleTxn, state_names
 from .commit import MISSING, Call, Op
 from ._refgraph import _importers
 from .post import _annotations, _rebuild
@@ -82,10 +82,10 @@ def before(patch: Patch, modules: Dict[str, types.ModuleType]) -> Dict[str, Any]
         if not isinstance(entry, dict) or not entry.get("verified"):
             taken[name] = entry
             continue
-        ns, root = vars(module), _fingerprint.import_root(name)
+        ns, (as_name, root) = vars(module), state_names(name, module)
         # the live functions run the baseline's code: its defs' lines tell them apart
         lined = _fingerprint.lined_for(entry.get("lined"), "baseline")
-        taken[name] = (entry, [_fingerprint.fingerprint_at(ns, name, _segments(p["path"]),
+        taken[name] = (entry, [_fingerprint.fingerprint_at(ns, as_name, _segments(p["path"]),
                                                            root=root, lined=lined)
                                for p in entry["paths"]])
     return taken
@@ -133,7 +133,7 @@ def repair(taken: Dict[str, Any], txns: Sequence[_ModuleTxn],
         if not isinstance(got, tuple) or module is None:
             continue
         entry, pre = got
-        ns, root = vars(module), _fingerprint.import_root(t.name)
+        ns, (as_name, root) = vars(module), state_names(t.name, module)
         lined = _fingerprint.lined_for(entry.get("lined"), "fixed")   # the fixed code is live
         owned = {str(p["path"][0][1]) for p, was in zip(entry["paths"], pre)
                  if was not in (p["baseline"], p["fixed"])}
@@ -142,7 +142,7 @@ def repair(taken: Dict[str, Any], txns: Sequence[_ModuleTxn],
             segs = _segments(p["path"])
             if (was == p["baseline"] and str(segs[0][1]) not in owned
                     and not _unbound(module, segs, gone)
-                    and _fingerprint.fingerprint_at(ns, t.name, segs, gone, root, alias, lined)
+                    and _fingerprint.fingerprint_at(ns, as_name, segs, gone, root, alias, lined)
                     != p["fixed"]):
                 todo.append((p, segs))
         # Containers of code objects (Jinja2's ``internal_code``, filled by a decorator at
@@ -153,7 +153,7 @@ def repair(taken: Dict[str, Any], txns: Sequence[_ModuleTxn],
                 new = _with_codes(value, swapped)
                 where = _location(ns, segs)
                 if new is None or where is None or _fingerprint.fingerprint_of(
-                        new, ns, t.name, segs, gone, root, alias, lined) != p["fixed"]:
+                        new, ns, as_name, segs, gone, root, alias, lined) != p["fixed"]:
                     continue
                 kind, obj, key = where
                 ops.append(Op(kind, obj, key, new, f"{t.name}.{p.get('label', key)} "
@@ -418,12 +418,12 @@ def after(taken: Dict[str, Any], modules: Dict[str, types.ModuleType],
             continue
         entry, pre = got
         v.verified, v.paths = True, len(entry["paths"])
-        ns, root = vars(module), _fingerprint.import_root(name)
+        ns, (as_name, root) = vars(module), state_names(name, module)
         lined = _fingerprint.lined_for(entry.get("lined"), "fixed")   # the fixed code is live
         for p, was in zip(entry["paths"], pre):
             segments = _segments(p["path"])
             now = ("absent" if _unbound(module, segments, gone) else
-                   _fingerprint.fingerprint_at(ns, name, segments, gone, root, alias, lined))
+                   _fingerprint.fingerprint_at(ns, as_name, segments, gone, root, alias, lined))
             if was not in (p["baseline"], p["fixed"]):
                 v.exceptions.append(str(p.get("label", p["path"])))
                 continue

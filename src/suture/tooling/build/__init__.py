@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from ... import __version__
 from ...runtime import _defs
+from ...runtime.engine.check import main_guards
 from ...runtime.errors import SutureError
 from ...runtime.patchfile import (Change, ModulePatch, Patch, Source, compacted, decode_source,
                                  dump, load)
@@ -85,6 +86,13 @@ class BuildReport:
                                            _objects.migration_tables(hooks))
         return _objects.stub(missing) if missing else None
 
+    def scripts(self) -> List[str]:
+        """What a process running a changed module as a script (``__main__``) gets: one
+        line per changed module that has an ``if __name__ == "__main__":`` block, or is a
+        program module (docs/engine.md, "Scripts (__main__)")."""
+        return [line for m in self.modules if m.status == "changed"
+                for line in script_notes(m)]
+
     def blockers(self, verdict: str) -> List[Dict[str, str]]:
         return [c for c in self.changes() if c["verdict"] == verdict]
 
@@ -97,6 +105,7 @@ class BuildReport:
             "state": self.state,
             "dry_run": self.dry_run,
             "partial_offer": self.partial_offer,
+            "scripts": self.scripts(),
             "objects": _objects.rows(self.changes(), self.meta),
             "migration_stub": self.migration_stub(),
             "refused": self.patch is None,
@@ -327,6 +336,42 @@ def _derive_or_refuse(report: BuildReport, old: SourceTree, new: SourceTree, dat
                                          if c.reason.startswith("`") and "`" in c.reason[1:]
                                          else "") + said)
             if (m.name, c.kind, c.qualname) in hooked else c for c in m.changes]
+
+
+def script_notes(m: ModuleEntry) -> List[str]:
+    """Where the engine will refuse a process that runs ``m`` as its script (SUT-E213;
+    engine/prepare.py ``_script_checks``), said at build: a change to its ``if __name__ ==
+    "__main__":`` block, which a patch never runs, and changed functions that block calls
+    (one that runs the script's loop never returns, so it cannot get the fix)."""
+    try:
+        old, new = ast.parse(m.baseline or ""), ast.parse(m.fixed or "")
+    except SyntaxError:
+        return []
+    guards = [main_guards(old), main_guards(new)]
+    if not any(guards) and not is_program(m.name):
+        return []
+    if m.name == "__main__":
+        as_script = "a process running it as its program (`python __main__.py`, `python DIR`)"
+    elif is_program(m.name):
+        as_script = f"a process running it as its program (`python -m {m.name[:-9]}`)"
+    else:
+        as_script = (f"a process running {m.name} as a script (`python "
+                     f"{m.name.replace('.', '/')}.py`, `python -m {m.name}`)")
+    if guards[0] != guards[1]:
+        return [f"{m.name}: its `if __name__ == \"__main__\":` block changes; it ran when the "
+                f"script started and a patch does not run it again: {as_script} cannot get "
+                "this patch (apply refuses there, SUT-E213); restart such processes"]
+    changed = {c.qualname for c in m.changes}
+    called = sorted({n.func.id for st in new.body if ast.dump(st) in guards[1]
+                     for n in ast.walk(st) if isinstance(n, ast.Call)
+                     and isinstance(n.func, ast.Name) and n.func.id in changed})
+    if called:
+        return [f"{m.name}: {', '.join(called)} changes and its `if __name__ == "
+                f"\"__main__\":` block calls it: if it runs the script's loop (never "
+                f"returns), {as_script} cannot get this patch (apply refuses there after 2 s, "
+                "SUT-E213); otherwise it is patched as __main__"]
+    return [f"{m.name}: {as_script} is patched as __main__ (matched by its path or "
+            "`-m` name, checked against the baseline)"]
 
 
 PROGRAM_REASON = ("module-level code of a program module: it runs when the package is run "

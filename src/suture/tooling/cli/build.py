@@ -189,6 +189,8 @@ def build(old: str, new: str, output: Optional[Path], cves: Sequence[str], summa
     _render_changes(report.changes())
     _render_objects(_objects.rows(report.changes(), report.meta))
     _render_state(report.state)
+    for line in report.scripts():
+        click.echo(f"  script   {line}")
     _render_dry_run(report.dry_run)
     partial = " (PARTIAL: left out " + ", ".join(report.excluded) + ")" if report.excluded else ""
     signed = f", signed by {len(signers)} key(s)" if signers else ", unsigned"
