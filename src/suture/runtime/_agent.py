@@ -44,7 +44,7 @@ import stat
 import struct
 import sys
 import threading
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import protocol
 from .errors import InternalError, SutureError, explain, os_cause, os_failure
@@ -974,7 +974,7 @@ def _install_exit_hooks() -> None:
 
     _exit.__wrapped__ = real_exit   # type: ignore[attr-defined]
     _exit.__doc__ = real_exit.__doc__
-    setattr(os, "_exit", _exit)
+    os._exit = _exit   # type: ignore[assignment]
     try:
         import signal
         if threading.current_thread() is threading.main_thread() \
