@@ -17,11 +17,12 @@ on every connection before a byte is read, the peer's uid (SO_PEERCRED): only
 our own effective uid or root. The first two can be loosened by mistake (a
 chmod, a shared volume); the third cannot.
 
-Fork: ``start()`` registers one ``after_in_child`` hook. A forked child has no
-agent thread (threads do not survive fork) but holds copies of the parent's
-listening socket; it closes its copies (close, never shutdown: shutdown acts
-on the shared socket and would stop the parent's agent), leaves the parent's
-socket file alone, and starts a fresh agent on ``<its pid>.sock``.
+Fork: ``start()`` registers one set of fork hooks. Before: take the fork guard (see
+"Forking programs"). In the child: a forked child has no agent thread (threads do not
+survive fork) but holds copies of the parent's listening socket; it closes its copies
+(close, never shutdown: shutdown acts on the shared socket and would stop the parent's
+agent), leaves the parent's socket file alone, and starts a fresh agent on
+``<its pid>.sock``. Exits: see "Exits" (atexit, os._exit, SIGTERM).
 
 Size: about 880 lines, over the ~500-line rule of thumb. Three parts share the agent's
 private state (the agent object, the lock, the list of patches not yet survived) and its
