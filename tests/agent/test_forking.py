@@ -20,7 +20,7 @@ import pytest
 from suture.runtime import store
 
 from agentutil import Targets, result, wait_for
-from test_store_live import build, install, tree
+from test_store_live import build, install
 
 # A pre-fork program: the agent starts, the program forks its workers at once, 5 ms apart,
 # while the agent reads the store and applies the installed patch (on main, 1 to 11 of

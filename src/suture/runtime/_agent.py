@@ -976,13 +976,23 @@ def _install_exit_hooks() -> None:
     _exit.__wrapped__ = real_exit   # type: ignore[attr-defined]
     _exit.__doc__ = real_exit.__doc__
     os._exit = _exit   # type: ignore[assignment]
+
+
+def _sigterm_handler(install: bool) -> None:
+    """Install _on_sigterm where SIGTERM has its default action, or put the default back
+    where ours is installed; only on the main thread (Python's rule), never over an
+    application's own handler."""
     try:
         import signal
-        if threading.current_thread() is threading.main_thread() \
-                and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        current = signal.getsignal(signal.SIGTERM)
+        if install and current == signal.SIG_DFL:
             signal.signal(signal.SIGTERM, _on_sigterm)
+        elif not install and current is _on_sigterm:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
     except (ValueError, OSError, AttributeError):
-        pass   # not the main thread after all, or no SIGTERM here: the default stays
+        pass   # no SIGTERM here, or not settable: the default stays
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
@@ -1144,6 +1154,7 @@ def start(runtime_dir: Optional[str] = None, forked: bool = False) -> str:
         agent.begin()
         _agent, _dir_arg = agent, runtime_dir
         _install_exit_hooks()
+        _sigterm_handler(install=True)
         if not forked:
             prune_dead_sockets(directory)   # a fork child leaves that to its parent's kind
         return agent.path
@@ -1160,6 +1171,7 @@ def stop(timeout: Optional[float] = 5.0) -> None:
         agent.abandon()
         return
     agent.end(timeout)
+    _sigterm_handler(install=False)
 
 
 def _at_exit() -> None:
