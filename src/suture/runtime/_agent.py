@@ -40,6 +40,7 @@ import binascii
 import errno
 import os
 import platform
+import signal
 import socket
 import stat
 import struct
@@ -916,11 +917,42 @@ def _before_fork() -> None:
     me = threading.get_ident()
     _fork_holds[me] = False   # set first: a signal handler may interrupt the wait
     _fork_holds[me] = _guard.acquire(timeout=_GUARD_WAIT)
+    _fork_sigterm[me] = _hold_sigterm()
 
 
 def _after_fork_in_parent() -> None:
-    if _fork_holds.pop(threading.get_ident(), False):
+    me = threading.get_ident()
+    if _fork_holds.pop(me, False):
         _guard.release()
+    _release_sigterm(_fork_sigterm.pop(me, False))
+
+
+# While our SIGTERM handler is installed (see "Exits"), SIGTERM is blocked in the forking
+# thread across the fork: CPython clears the signals its C handler caught in a new child
+# before the child runs any Python (_PySignal_AfterFork), so a SIGTERM sent to a worker
+# the instant it was forked (multiprocessing's terminate() after a respawn; seen in a
+# fork-and-kill loop) was lost and the worker ran on; with the default action the kernel
+# would have killed it. Blocked, it stays pending in the kernel until the child's hook
+# unblocks it, and then kills it through our handler. An application's own handler is
+# not ours to change; an application that blocks SIGTERM itself keeps it blocked.
+_fork_sigterm: Dict[int, bool] = {}   # forking thread ident -> we blocked SIGTERM
+
+
+def _hold_sigterm() -> bool:
+    try:
+        if signal.getsignal(signal.SIGTERM) is not _on_sigterm:
+            return False
+        return signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    except (ValueError, OSError, AttributeError):
+        return False
+
+
+def _release_sigterm(held: bool) -> None:
+    if held:
+        try:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        except (ValueError, OSError, AttributeError):
+            pass
 
 
 # ---------------------------------------------------------------- exits
@@ -983,8 +1015,9 @@ def _sigterm_handler(install: bool) -> None:
     where ours is installed; only on the main thread (Python's rule), never over an
     application's own handler."""
     try:
-        import signal
-        if threading.current_thread() is not threading.main_thread():
+        # get_ident, not current_thread(): that makes a _DummyThread, which stays for
+        # ever, for a thread threading did not start (gdb's attach runs us on one).
+        if threading.get_ident() != threading.main_thread().ident:
             return
         current = signal.getsignal(signal.SIGTERM)
         if install and current == signal.SIG_DFL:
@@ -996,7 +1029,6 @@ def _sigterm_handler(install: bool) -> None:
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
-    import signal
     _ending("terminated by SIGTERM")
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
@@ -1180,22 +1212,27 @@ def _at_exit() -> None:
 
 def _after_fork_in_child() -> None:
     global _agent, _lock, _guard, _fork_unguarded
+    sigterm = False
     try:
         _lock = threading.Lock()  # the parent may have held it at fork time
         # A new guard rather than a release: if the before-hook timed out, a thread that
         # does not exist here holds the old one.
-        _fork_unguarded = not _fork_holds.pop(threading.get_ident(), False)
+        me = threading.get_ident()
+        _fork_unguarded = not _fork_holds.pop(me, False)
         _fork_holds.clear()
         _guard = threading.RLock()
+        sigterm = _fork_sigterm.pop(me, False)
+        _fork_sigterm.clear()
         del _survival[:]          # the parent's trace to leave, not ours
         inherited, _agent = _agent, None
-        if inherited is None:
-            return  # stopped before the fork: the child does not get one either
-        inherited.abandon()
-        start(_dir_arg, forked=True)
+        if inherited is not None:  # else stopped before the fork: the child gets none
+            inherited.abandon()
+            start(_dir_arg, forked=True)
     except BaseException as exc:  # noqa: BLE001 - never break the child
         try:
             sys.stderr.write(f"suture: agent not restarted in forked child {os.getpid()}: "
                              f"{exc}\n")
         except BaseException:  # noqa: BLE001
             pass
+    finally:
+        _release_sigterm(sigterm)   # a SIGTERM sent meanwhile is delivered now
