@@ -236,3 +236,36 @@ def test_suture_ps_prunes_the_sockets_of_dead_processes(targets: Targets, state:
     assert os.path.exists(targets.sock(live.pid))
     live.communicate(timeout=30)   # stdin closed: it exits, and removes its own
     assert socks(targets) == []
+
+
+# Forks workers and sends each SIGTERM at once, as multiprocessing's terminate() can do to
+# a worker it has just respawned. A worker whose SIGTERM is lost exits 7 after 10 s.
+FORK_AND_TERMINATE = r'''
+import json, os, signal, sys, time
+import suture.agent
+suture.agent.start()
+status = {}
+for _ in range(int(sys.argv[1])):
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(10)
+        os._exit(7)
+    os.kill(pid, signal.SIGTERM)
+    _, st = os.waitpid(pid, 0)
+    status[pid] = os.WIFSIGNALED(st) and os.WTERMSIG(st)
+print(json.dumps(status))
+'''
+
+
+@pytest.mark.slow
+def test_workers_terminated_at_birth_die_by_sigterm_and_leave_no_socket(targets: Targets,
+                                                                        state: Path):
+    """The agent's SIGTERM handler removes the socket and re-raises: the worker still dies
+    by SIGTERM, even one signalled before its after-fork hooks ran."""
+    script = targets.script(FORK_AND_TERMINATE)
+    proc = targets.start([sys.executable, str(script), "20"], targets.env())
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    status = {int(k): v for k, v in json.loads(out).items()}
+    assert set(status.values()) == {signal.SIGTERM}, status
+    assert socks(targets) == []
