@@ -760,8 +760,11 @@ def _applied_ids() -> List[str]:
 # handlers, so such an exit is recorded "clean".
 #
 # Rejected: a heartbeat file per process (more writes, and a crash still leaves it to be
-# interpreted); watching from outside (`suture daemon`, a later issue) cannot see
-# processes started under `suture run` on hosts without it; counting "applying" rows of
+# interpreted); marking a fork child's "applying" row as inherited (a child that inherited
+# the patch applies nothing, so it writes no row at all); wrapping os._exit only while
+# patches are under survival watch (the socket must go at every os._exit); watching
+# from outside (`suture daemon`, a later issue) cannot see processes started under
+# `suture run` on hosts without it; counting "applying" rows of
 # fork children (a fork pool of 3+ workers that exit with os._exit before SURVIVE
 # seconds, as multiprocessing's maxtasksperchild does, looked like a crash loop and
 # turned protection off for the whole host).
@@ -1053,6 +1056,7 @@ def prune_dead_sockets(runtime_dir: Optional[str] = None) -> List[str]:
     except OSError:
         return removed
     euid, me = os.geteuid(), os.getpid()
+    boot = _boot_time()
     for name in names:
         stem, dot, ext = name.partition(".")
         if ext != "sock" or not stem.isdigit() or int(stem) == me:
@@ -1062,7 +1066,7 @@ def prune_dead_sockets(runtime_dir: Optional[str] = None) -> List[str]:
             st = os.lstat(path)
             if not stat.S_ISSOCK(st.st_mode) or st.st_uid != euid:
                 continue
-            if not _pid_gone(int(stem), st.st_ctime) or _listening(path):
+            if not _pid_gone(int(stem), st.st_ctime, boot) or _listening(path):
                 continue
             again = os.lstat(path)
             if (again.st_dev, again.st_ino) == (st.st_dev, st.st_ino):
@@ -1073,7 +1077,15 @@ def prune_dead_sockets(runtime_dir: Optional[str] = None) -> List[str]:
     return removed
 
 
-def _pid_gone(pid: int, made: float) -> bool:
+def _boot_time() -> Optional[float]:
+    try:
+        with open("/proc/stat", "rb") as f:
+            return float(next(int(line.split()[1]) for line in f if line.startswith(b"btime ")))
+    except (OSError, ValueError, StopIteration, IndexError):
+        return None
+
+
+def _pid_gone(pid: int, made: float, boot: Optional[float]) -> bool:
     """No process ``pid`` here, or the one that has the number started after ``made``."""
     try:
         os.kill(pid, 0)
@@ -1083,12 +1095,12 @@ def _pid_gone(pid: int, made: float) -> bool:
         pass   # EPERM: it exists
     try:
         ticks = int(_start_ticks(pid) or "0")
-        with open("/proc/stat", "rb") as f:
-            boot = next(int(line.split()[1]) for line in f if line.startswith(b"btime "))
+        if boot is None or not ticks:
+            return False
         started = boot + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, StopIteration, IndexError):
+    except (OSError, ValueError):
         return False
-    return bool(ticks) and started > made + 1.0   # /proc's second and tick resolution
+    return started > made + 1.0   # /proc's second and tick resolution
 
 
 def _listening(path: str) -> bool:
