@@ -269,3 +269,42 @@ def test_workers_terminated_at_birth_die_by_sigterm_and_leave_no_socket(targets:
     status = {int(k): v for k, v in json.loads(out).items()}
     assert set(status.values()) == {signal.SIGTERM}, status
     assert socks(targets) == []
+
+
+# multiprocessing's fork pool with maxtasksperchild=1: every task in a fresh worker, which
+# ends with os._exit(0) as soon as it has answered (popen_fork).
+FORK_POOL = r'''
+import json, multiprocessing as mp, os, sys, time
+import suture.agent
+suture.agent.start()
+from tiny import calc
+
+def task(_):
+    end = time.monotonic() + 10
+    while calc.value() != 2 and time.monotonic() < end:
+        time.sleep(0.01)
+    return os.getpid(), calc.value()
+
+if __name__ == "__main__":
+    with mp.get_context("fork").Pool(3, maxtasksperchild=1) as pool:
+        print(json.dumps(pool.map(task, range(12), chunksize=1)))
+'''
+
+
+@pytest.mark.slow
+def test_a_fork_pool_that_recycles_its_workers_keeps_the_patch(targets: Targets, state: Path,
+                                                               tmp_path: Path):
+    """Situation 7 as multiprocessing produces it: workers recycled after each task end
+    with os._exit(0); none of that is a crash loop, and every task ran the fix."""
+    install(build(tmp_path, "1", "2"))
+    script = targets.script(FORK_POOL)
+    proc = targets.start([sys.executable, str(script)], targets.env([str(tmp_path / "v1")]))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    answers = json.loads(out)
+    assert [v for _, v in answers] == [2] * 12, err
+    assert store.bad_patches() == {}
+    refused = [r for r in store.audit_log() if r["result"].startswith("refused")]
+    assert refused == []
+    workers = [pid for pid, _ in answers]
+    assert [s for s in socks(targets) if int(s.split(".")[0]) in workers] == []
