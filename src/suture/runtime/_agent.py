@@ -871,8 +871,8 @@ def _record_exit(result: Optional[str] = None) -> None:
 # was doing at that instant is copied half done, and nobody finishes it in the child:
 # * SQLite (the store) keeps process-wide state: static mutexes (held inside
 #   sqlite3_open, which releases the GIL) and its own record of the file locks its
-#   connections hold. A child forked while the parent's agent was inside the store hung
-#   in sqlite3.connect for ever, or waited out the busy timeout on a lock nobody held and
+#   connections hold. A child forked while the parent's agent was inside the store
+#   stalled in sqlite3.connect, or waited out the busy timeout on a lock nobody held and
 #   wrote no row (issue 16, situation 6: 4, 12, 12, 1, 6 and 6 of 12 workers of a
 #   pre-fork program ran unpatched, with no audit row and an empty status);
 # * an import on the agent thread leaves its module lock held by a thread that does not
