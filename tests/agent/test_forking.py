@@ -24,8 +24,9 @@ from test_store_live import build, install
 
 # A pre-fork program: the agent starts, the program forks its workers at once, 5 ms apart,
 # while the agent reads the store and applies the installed patch (before the fix, 1 to
-# 11 of the 12 were still unpatched 2 s later, and workers recorded no result). Each worker waits up to 10 s for the fix, says
-# what it saw, and ends with os._exit(0). A worker of a "--term" run waits for SIGTERM.
+# 11 of the 12 were still unpatched 2 s later, and workers recorded no result). Each
+# worker waits up to 10 s for the fix, says what it saw, and ends with os._exit(0). A
+# worker of a "--term" run waits for SIGTERM.
 PRE_FORK = r'''
 import json, os, sys, time
 import suture.agent
