@@ -278,7 +278,19 @@ class _Agent:
 
     # -- lifecycle
     def begin(self) -> None:
-        self.thread.start()
+        # Started with SIGTERM blocked, which a new thread inherits (and so do the threads
+        # it starts: the survival timer): the kernel then never picks the agent's threads
+        # for a SIGTERM sent to the process, and a Python handler for it (ours, or the
+        # application's) is not left waiting for the main thread to notice it.
+        try:
+            before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        except (ValueError, OSError, AttributeError):
+            before = {signal.SIGTERM}
+        try:
+            self.thread.start()
+        finally:
+            if signal.SIGTERM not in before:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
     def end(self, timeout: Optional[float]) -> None:
         self.stopping = True
