@@ -24,10 +24,11 @@ survive fork) but holds copies of the parent's listening socket; it closes its c
 agent), leaves the parent's socket file alone, and starts a fresh agent on
 ``<its pid>.sock``. Exits: see "Exits" (atexit, os._exit, SIGTERM).
 
-Size: about 880 lines, over the ~500-line rule of thumb. Three parts share the agent's
-private state (the agent object, the lock, the list of patches not yet survived) and its
-audit helpers (``_record``, ``_warn``, ``_outcome``): serving requests, applying installed
-patches at start (``_auto_apply``), and crash-loop detection. The split that keeps them
+Size: about 1,200 lines, over the ~500-line rule of thumb. Its parts share the agent's
+private state (the agent object, the lock, the fork guard, the list of patches not yet
+survived) and its audit helpers (``_record``, ``_warn``, ``_outcome``): serving requests,
+applying installed patches at start (``_auto_apply``), crash-loop detection, and (issue
+16) forking programs, exits and dead sockets. The split that keeps them
 apart without an import circle moves the audit helpers into a module of their own and
 auto-apply with crash loops into another that the agent imports; not done in issue 14,
 whose runtime work was the engine.
