@@ -220,7 +220,7 @@ end = time.monotonic() + 20
 while calc.value() != 2 and time.monotonic() < end:
     time.sleep(0.01)
 if mode == "die":
-    os._exit(3)                              # no exit handler runs: like a crash or a kill
+    os._exit(3)                              # a nonzero exit: counted as a crash
 if mode == "raise":
     raise RuntimeError("the patch broke me")   # an uncaught exception ends the process
 if mode == "stay":
@@ -254,7 +254,11 @@ def test_a_crash_loop_marks_the_installed_patch_bad(targets: Targets, state: Pat
     assert reason.startswith("crash loop: processes ") and all(str(p.pid) in reason
                                                                for p in dead)
     exited = [r["result"] for r in store.audit_log() if r["op"] == "exited"]
-    assert exited == ([] if mode == "die" else ["uncaught exception"] * 3)
+    how = "exit status 3" if mode == "die" else "uncaught exception"
+    assert exited == [how] * 3
+    # The mark names each process and how it ended (`suture bad`).
+    assert [(p["pid"], p["exit"]) for p in store.bad_patches()[patch.id]["processes"]] \
+        == [(p.pid, how) for p in dead]
 
 
 @pytest.mark.slow

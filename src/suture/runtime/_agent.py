@@ -17,16 +17,18 @@ on every connection before a byte is read, the peer's uid (SO_PEERCRED): only
 our own effective uid or root. The first two can be loosened by mistake (a
 chmod, a shared volume); the third cannot.
 
-Fork: ``start()`` registers one ``after_in_child`` hook. A forked child has no
-agent thread (threads do not survive fork) but holds copies of the parent's
-listening socket; it closes its copies (close, never shutdown: shutdown acts
-on the shared socket and would stop the parent's agent), leaves the parent's
-socket file alone, and starts a fresh agent on ``<its pid>.sock``.
+Fork: ``start()`` registers one set of fork hooks. Before: take the fork guard (see
+"Forking programs"). In the child: a forked child has no agent thread (threads do not
+survive fork) but holds copies of the parent's listening socket; it closes its copies
+(close, never shutdown: shutdown acts on the shared socket and would stop the parent's
+agent), leaves the parent's socket file alone, and starts a fresh agent on
+``<its pid>.sock``. Exits: see "Exits" (atexit, os._exit, SIGTERM).
 
-Size: about 880 lines, over the ~500-line rule of thumb. Three parts share the agent's
-private state (the agent object, the lock, the list of patches not yet survived) and its
-audit helpers (``_record``, ``_warn``, ``_outcome``): serving requests, applying installed
-patches at start (``_auto_apply``), and crash-loop detection. The split that keeps them
+Size: about 1,200 lines, over the ~500-line rule of thumb. Its parts share the agent's
+private state (the agent object, the lock, the fork guard, the list of patches not yet
+survived) and its audit helpers (``_record``, ``_warn``, ``_outcome``): serving requests,
+applying installed patches at start (``_auto_apply``), crash-loop detection, and (issue
+16) forking programs, exits and dead sockets. The split that keeps them
 apart without an import circle moves the audit helpers into a module of their own and
 auto-apply with crash loops into another that the agent imports; not done in issue 14,
 whose runtime work was the engine.
@@ -39,12 +41,13 @@ import binascii
 import errno
 import os
 import platform
+import signal
 import socket
 import stat
 import struct
 import sys
 import threading
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import _switching, protocol
 from .errors import InternalError, SutureError, explain, os_cause, os_failure
@@ -282,7 +285,19 @@ class _Agent:
 
     # -- lifecycle
     def begin(self) -> None:
-        self.thread.start()
+        # Started with SIGTERM blocked, which a new thread inherits (and so do the threads
+        # it starts: the survival timer): the kernel then never picks the agent's threads
+        # for a SIGTERM sent to the process, and a Python handler for it (ours, or the
+        # application's) is not left waiting for the main thread to notice it.
+        try:
+            before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        except (ValueError, OSError, AttributeError):
+            before = {signal.SIGTERM}
+        try:
+            self.thread.start()
+        finally:
+            if signal.SIGTERM not in before:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
     def end(self, timeout: Optional[float]) -> None:
         self.stopping = True
@@ -565,7 +580,8 @@ def _record(op: str, patch_id: str, result: str, uid: int,
     docs/protocol.md: data for the client, which records it in its own store)."""
     try:
         from . import store
-        store.audit(op, patch_id, result, os.getpid(), uid, detail[:2000])
+        with _guarded():   # SQLite is not fork-safe: see "Forking programs"
+            store.audit(op, patch_id, result, os.getpid(), uid, detail[:2000])
         return None
     except BaseException as exc:  # noqa: BLE001 - an audit row is not worth breaking the target
         return _unrecorded(exc, uid)
@@ -659,76 +675,107 @@ def _auto_apply() -> None:
     hand) and is refused, recorded, and left for ``suture install`` to verify.
     A patch marked bad on this host (a process died or failed its health check
     after it) is refused the same way until a human clears the mark.
+
+    A patch this process already runs is skipped without a row: a forked child got it
+    from its parent's memory (it never applied anything itself, so it leaves no
+    "applying" row for the crash-loop count), or it was applied before the agent
+    started. Everything but the apply itself runs under the fork guard (see "Forking
+    programs" below); the apply runs under the engine lock, which forks wait for too.
     """
-    try:
-        from . import store
-        blocked = store.write_blocked()
-        rows = store.load_installed()
-        bad = store.bad_patches() if rows else {}
-    except BaseException as exc:  # noqa: BLE001 - never break the target
-        _warn(f"installed patches not applied in pid {os.getpid()}: {exc}")
+    if _fork_unguarded:
+        # This child was forked while the parent's agent used the store and the guard
+        # could not be had in time: SQLite's process-wide state (its mutexes, its lock
+        # bookkeeping) may be a half-done copy, where a call can hang for ever.
+        _warn(f"installed patches not applied in forked pid {os.getpid()}: it was forked "
+              f"while its parent's agent was using the patch store; it runs with what it "
+              f"inherited ({', '.join(_applied_ids()) or 'no patch'})")
         return
-    if not rows:
-        return
-    if blocked is not None:
-        # The store was read without writing (store._read); say why writes will fail and
-        # that the patches still apply, so that a full disk is not mistaken for a fix.
-        name, what, remedy = explain(blocked)
-        _warn(f"pid {os.getpid()}: the Suture state directory {blocked.filename} cannot be "
-              f"written: {what} ({name}). Its {len(rows)} installed patch(es) were read "
-              f"read-only and are applied; audit rows, crash-loop marks and `suture install` "
-              f"fail there. To fix: {remedy}.")
-    uid = os.geteuid()
-    try:
-        from .. import runtime
-        from .errors import MarkedBad, UntrustedPatch
-    except BaseException:  # noqa: BLE001
-        return
+    with _guarded():
+        try:
+            from . import store
+            blocked = store.write_blocked()
+            rows = store.load_installed()
+            bad = store.bad_patches() if rows else {}
+        except BaseException as exc:  # noqa: BLE001 - never break the target
+            _warn(f"installed patches not applied in pid {os.getpid()}: {exc}")
+            return
+        if not rows:
+            return
+        if blocked is not None:
+            # The store was read without writing (store._read); say why writes will fail
+            # and that the patches still apply, so that a full disk is not mistaken for a fix.
+            name, what, remedy = explain(blocked)
+            _warn(f"pid {os.getpid()}: the Suture state directory {blocked.filename} cannot be "
+                  f"written: {what} ({name}). Its {len(rows)} installed patch(es) were read "
+                  f"read-only and are applied; audit rows, crash-loop marks and `suture "
+                  f"install` fail there. To fix: {remedy}.")
+        uid = os.geteuid()
+        try:
+            from .. import runtime
+            from .errors import MarkedBad, UntrustedPatch
+        except BaseException:  # noqa: BLE001
+            return
     for data, trust in rows:
         try:
-            patch = runtime.load_patch(data)
-            if not _concerns(patch):
-                continue
-            if trust is None:
-                raise UntrustedPatch(
-                    f"installed patch {patch.short_id} has no trust record (not written by "
-                    f"`suture install`); not applied. Install it again with `suture install`",
-                    details={"patch_id": patch.id})
-            if patch.id in bad:
-                raise MarkedBad(f"installed patch {patch.short_id} is marked bad on this host "
-                                f"({bad[patch.id]['reason']}); not applied until "
-                                f"`suture bad clear {patch.short_id}`",
-                                details={"patch_id": patch.id})
-            loop = _crash_loop(store, patch.id)
-            if loop is not None:
-                store.mark_bad(patch.id, loop, uid)
-                raise MarkedBad(f"installed patch {patch.short_id} is now marked bad on this "
-                                f"host ({loop}); not applied until "
-                                f"`suture bad clear {patch.short_id}`",
-                                details={"patch_id": patch.id})
-            if trust.get("unsigned"):
-                _warn(f"pid {os.getpid()} applies patch {patch.short_id} "
-                      f"({patch.describe()}), which no trusted key signed: it was installed "
-                      f"with --allow-unsigned (development only)")
-            # Written first: a process the patch kills at once must still leave a trace.
-            _record("auto-apply", patch.id, "applying", uid,
-                    f"start={_start_ticks(os.getpid())}")
-            _survival.append(patch.id)
-            _watch_imports()
+            with _guarded():
+                patch = runtime.load_patch(data)
+                if not _concerns(patch):
+                    continue
+            # Outside the guard: applied_ids() takes the engine lock (never both at once).
+            if patch.id in _applied_ids():
+                continue    # inherited through fork, or applied before the agent started
+            with _guarded():
+                if trust is None:
+                    raise UntrustedPatch(
+                        f"installed patch {patch.short_id} has no trust record (not written "
+                        f"by `suture install`); not applied. Install it again with "
+                        f"`suture install`", details={"patch_id": patch.id})
+                if patch.id in bad:
+                    raise MarkedBad(f"installed patch {patch.short_id} is marked bad on this "
+                                    f"host ({bad[patch.id]['reason']}); not applied until "
+                                    f"`suture bad clear {patch.short_id}`",
+                                    details={"patch_id": patch.id})
+                loop = _crash_loop(store, patch.id)
+                if loop is not None:
+                    store.mark_bad(patch.id, loop[0], uid, processes=loop[1])
+                    raise MarkedBad(f"installed patch {patch.short_id} is now marked bad on "
+                                    f"this host ({loop[0]}); not applied until "
+                                    f"`suture bad clear {patch.short_id}`",
+                                    details={"patch_id": patch.id})
+                if trust.get("unsigned"):
+                    _warn(f"pid {os.getpid()} applies patch {patch.short_id} "
+                          f"({patch.describe()}), which no trusted key signed: it was "
+                          f"installed with --allow-unsigned (development only)")
+                # Written first: a process the patch kills at once must still leave a trace.
+                _record("auto-apply", patch.id, "applying", uid,
+                        f"start={_start_ticks(os.getpid())}")
+                _survival.append(patch.id)
+                _watch_imports()
             result = runtime.apply(patch, restricted=bool(trust.get("restricted_to")))
         except BaseException as exc:  # noqa: BLE001 - a refusal is recorded, never raised
-            refused_id = _frame_patch_id("apply", {"patch": base64.b64encode(data)
-                                                   .decode("ascii")})
-            _record("auto-apply", refused_id, _outcome(exc), uid, str(exc))
-            if refused_id in _survival:
-                _survival.remove(refused_id)        # refused: the process runs without it
+            with _guarded():
+                refused_id = _frame_patch_id("apply", {"patch": base64.b64encode(data)
+                                                       .decode("ascii")})
+                _record("auto-apply", refused_id, _outcome(exc), uid, str(exc))
+                if refused_id in _survival:
+                    _survival.remove(refused_id)        # refused: the process runs without it
             continue
-        _record("auto-apply", result.patch_id, result.state, uid,
-                "unsigned (installed with --allow-unsigned)" if trust.get("unsigned") else "")
-        if result.state not in _APPLIED and result.patch_id in _survival:
-            _survival.remove(result.patch_id)   # nothing of it runs here
+        with _guarded():
+            _record("auto-apply", result.patch_id, result.state, uid,
+                    "unsigned (installed with --allow-unsigned)" if trust.get("unsigned")
+                    else "")
+            if result.state not in _APPLIED and result.patch_id in _survival:
+                _survival.remove(result.patch_id)   # nothing of it runs here
     if _survival:
         _arm_survival(uid)
+
+
+def _applied_ids() -> List[str]:
+    try:
+        from .. import runtime
+        return list(runtime.applied())
+    except BaseException:  # noqa: BLE001
+        return []
 
 
 # ---------------------------------------------------------------- crash loops
@@ -738,19 +785,38 @@ def _auto_apply() -> None:
 # So each agent leaves a trace: an "applying" row before it applies (with the process's
 # start time, so a reused pid is not taken for it; written first, because a patch may kill
 # its process before the result is recorded), the result row, then "survived" once it has
-# run SURVIVE seconds with the patch, or "exited" (result "clean", or "uncaught
-# exception") if it ends before. Before applying an installed patch, an agent reads the
-# patch's last CRASH_LOOP "applying" rows of other processes: if every one of those
-# processes is dead and none was refused the patch, survived it or exited cleanly, the
-# patch is marked bad (as `suture apply --watch` does) and not applied. A human clears the
+# run SURVIVE seconds with the patch, or "exited" if it ends before: "clean" (exit status
+# 0, by the interpreter or os._exit), "exit status N" (os._exit(N)), "uncaught
+# exception", or "terminated by SIGTERM" (our default handler, see "Exits" below).
+# Before applying an installed patch, an agent reads the patch's last CRASH_LOOP
+# "applying" rows of other processes: if every one of those processes is dead and none
+# was refused the patch, survived it or ended well (exit status 0 or SIGTERM), the patch
+# is marked bad (as `suture apply --watch` does), with each process and how it ended
+# (``processes`` of the mark, shown by `suture bad`), and not applied. A human clears the
 # mark with `suture bad clear`.
 #
+# Only real crashes count: a process killed by another signal (SIGKILL, SIGSEGV, SIGABRT:
+# no row can be written, so "no exit recorded"), an uncaught exception, a nonzero
+# os._exit. A forked child that inherited a patch in its parent's memory writes no
+# "applying" row (_auto_apply skips what runs already), so a pre-fork server whose
+# workers exit by os._exit(0) or SIGTERM counts nothing (issue 16, situation 7).
+# Known limit: the interpreter's own exit status (sys.exit(3)) is not visible to atexit
+# handlers, so such an exit is recorded "clean".
+#
 # Rejected: a heartbeat file per process (more writes, and a crash still leaves it to be
-# interpreted); watching from outside (`suture daemon`, a later issue) cannot see
-# processes started under `suture run` on hosts without it.
+# interpreted); marking a fork child's "applying" row as inherited (a child that inherited
+# the patch applies nothing, so it writes no row at all); wrapping os._exit only while
+# patches are under survival watch (the socket must go at every os._exit); watching
+# from outside (`suture daemon`, a later issue) cannot see processes started under
+# `suture run` on hosts without it; counting "applying" rows of
+# fork children (a fork pool of 3+ workers that exit with os._exit before SURVIVE
+# seconds, as multiprocessing's maxtasksperchild does, looked like a crash loop and
+# turned protection off for the whole host).
 
 CRASH_LOOP = 3
 _APPLIED = ("applied", "pending import")
+_ENDED_WELL = ("clean", "terminated by SIGTERM")   # "exited" results that are no crash
+NO_EXIT = "no exit recorded: killed by a signal or lost"
 _survival: List[str] = []   # patches this process applied from the store, not yet survived
 
 
@@ -775,25 +841,34 @@ def _start_ticks(pid: Any) -> str:
         return ""
 
 
-def _crash_loop(store: Any, patch_id: str) -> Optional[str]:
+def _crash_loop(store: Any, patch_id: str) -> Optional[Tuple[str, List[Dict[str, Any]]]]:
+    """(reason, processes) when the patch's last CRASH_LOOP appliers all crashed soon after
+    applying it, else None. ``processes``: pid, start ticks, and ``exit``, the result of its
+    "exited" row or None (no row: killed by a signal or lost)."""
     rows = store.audit_for(patch_id, ("auto-apply", "survived", "exited"))
     me = os.getpid()
     apps = [r for r in rows if r["op"] == "auto-apply" and r["result"] == "applying"
             and r["pid"] != me][:CRASH_LOOP]
     if len(apps) < CRASH_LOOP:
         return None
+    processes: List[Dict[str, Any]] = []
     for app in apps:
         later = [r for r in rows if r["pid"] == app["pid"] and r["seq"] > app["seq"]]
         ended_well = any(r["op"] == "survived"
-                         or (r["op"] == "exited" and r["result"] == "clean")
+                         or (r["op"] == "exited" and r["result"] in _ENDED_WELL)
                          or (r["op"] == "auto-apply" and r["result"] not in _APPLIED)
                          for r in later)
         start = str(app.get("detail") or "").partition("start=")[2].partition(";")[0]
         alive = bool(start) and _start_ticks(int(app["pid"])) == start
         if ended_well or alive:
             return None
-    return (f"crash loop: processes {', '.join(str(a['pid']) for a in reversed(apps))} died "
-            f"within {_survive_seconds():g} s of applying it from the store")
+        exits = [r["result"] for r in later if r["op"] == "exited"]
+        processes.append({"pid": int(app["pid"]), "start": start, "applied_at": app["at"],
+                          "exit": exits[-1] if exits else None})
+    processes.reverse()   # oldest first
+    named = ", ".join(f"{p['pid']} ({p['exit'] or NO_EXIT})" for p in processes)
+    return (f"crash loop: processes {named} died within {_survive_seconds():g} s of "
+            f"applying it from the store"), processes
 
 
 def _arm_survival(uid: int) -> None:
@@ -802,24 +877,288 @@ def _arm_survival(uid: int) -> None:
     def survived() -> None:
         if os.getpid() != pid:
             return
-        while _survival:
-            _record("survived", _survival.pop(), "ok", uid)
+        for patch_id in _take_survival():
+            _record("survived", patch_id, "ok", uid)
 
     timer = threading.Timer(_survive_seconds(), survived)
     timer.name, timer.daemon = "suture-survival", True
     timer.start()
 
 
-def _record_exit() -> None:
-    """At interpreter exit: say how this process ended, for patches not yet survived.
-    An uncaught exception in the main thread has set sys.last_value (PyErr_Print) by
-    the time atexit handlers run; a signal or os._exit leaves no row at all."""
+def _take_survival() -> List[str]:
+    """Empty the survival list and return what it held (each row written once, whether
+    the timer or an exit path gets there first)."""
+    with _guarded():
+        taken = list(_survival)
+        del _survival[:]
+    return taken
+
+
+def _record_exit(result: Optional[str] = None) -> None:
+    """Say how this process ends, for patches not yet survived: ``result``, or at
+    interpreter exit "uncaught exception" (the main thread's exception has set
+    sys.last_value (PyErr_Print) by the time atexit handlers run) or "clean". A signal
+    other than SIGTERM leaves no row at all."""
     if not _survival:
         return
-    crashed = getattr(sys, "last_value", None) is not None
+    if result is None:
+        result = "uncaught exception" if getattr(sys, "last_value", None) is not None \
+            else "clean"
     uid = os.geteuid()
-    while _survival:
-        _record("exited", _survival.pop(), "uncaught exception" if crashed else "clean", uid)
+    for patch_id in _take_survival():
+        _record("exited", patch_id, result, uid)
+
+
+# ---------------------------------------------------------------- forking programs
+#
+# A fork copies the whole process but only the forking thread. Whatever the agent thread
+# was doing at that instant is copied half done, and nobody finishes it in the child:
+# * SQLite (the store) keeps process-wide state: static mutexes (held inside
+#   sqlite3_open, which releases the GIL) and its own record of the file locks its
+#   connections hold. A child forked while the parent's agent was inside the store
+#   stalled in sqlite3.connect, or waited out the busy timeout on a lock nobody held and
+#   wrote no row (issue 16, situation 6: 4, 12, 12, 1, 6 and 6 of 12 workers of a
+#   pre-fork program ran unpatched, with no audit row and an empty status);
+# * an import on the agent thread leaves its module lock held by a thread that does not
+#   exist in the child (see _preload);
+# * the survival list may be between two updates.
+# So the agent does all of that under ``_guard``, and a before-fork hook takes it: a fork
+# waits until the agent's current store call, import or bookkeeping step is done (each is
+# bounded: store writes by store.BUSY_TIMEOUT), so the child always gets a consistent
+# copy. The apply itself runs under the engine lock, which forks already wait for
+# (docs/engine.md#fork): a child forked before the parent's apply applies the patch
+# itself (its own agent, _auto_apply), one forked after it has it in memory and skips it.
+#
+# Lock order: the agent never waits for the engine lock while holding the guard, and no
+# code holding the engine lock waits for the guard (_import_refused writes its row from a
+# thread of its own). Either order of the two before-fork hooks is then deadlock-free.
+# The hook waits at most _GUARD_WAIT: a store hung beyond it (a dead NFS mount) must not
+# hang the application's fork; that child then leaves the store alone (_fork_unguarded).
+#
+# Rejected: having the child skip the store and trust its parent (a child forked before
+# the parent's apply would then never get the patch); making the child's agent re-create
+# SQLite's state (it is C state of the shared library, out of reach); taking the engine
+# lock for the store too (status, applies and pending imports would wait for audit rows).
+
+_guard = threading.RLock()
+_GUARD_WAIT = 10.0
+_fork_holds: Dict[int, bool] = {}   # forking thread ident -> its before-hook got the guard
+_fork_unguarded = False             # in a child: forked without the guard (see above)
+
+
+class _guarded:
+    """``with _guarded():`` holds the fork guard, or goes on without it after _GUARD_WAIT
+    (best effort: a store call must not wait for ever either)."""
+
+    def __enter__(self) -> bool:
+        self.lock = _guard
+        self.held = self.lock.acquire(timeout=_GUARD_WAIT)
+        return self.held
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.held:
+            self.lock.release()
+
+
+def _before_fork() -> None:
+    me = threading.get_ident()
+    _fork_holds[me] = False   # set first: a signal handler may interrupt the wait
+    _fork_holds[me] = _guard.acquire(timeout=_GUARD_WAIT)
+    _fork_sigterm[me] = _hold_sigterm()
+
+
+def _after_fork_in_parent() -> None:
+    me = threading.get_ident()
+    if _fork_holds.pop(me, False):
+        _guard.release()
+    _release_sigterm(_fork_sigterm.pop(me, False))
+
+
+# While our SIGTERM handler is installed (see "Exits"), SIGTERM is blocked in the forking
+# thread across the fork: CPython clears the signals its C handler caught in a new child
+# before the child runs any Python (_PySignal_AfterFork), so a SIGTERM sent to a worker
+# the instant it was forked (multiprocessing's terminate() after a respawn; seen in a
+# fork-and-kill loop) was lost and the worker ran on; with the default action the kernel
+# would have killed it. Blocked, it stays pending in the kernel until the child's hook
+# unblocks it, and then kills it through our handler. An application's own handler is
+# not ours to change; an application that blocks SIGTERM itself keeps it blocked.
+_fork_sigterm: Dict[int, bool] = {}   # forking thread ident -> we blocked SIGTERM
+
+
+def _hold_sigterm() -> bool:
+    try:
+        if signal.getsignal(signal.SIGTERM) is not _on_sigterm:
+            return False
+        return signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    except (ValueError, OSError, AttributeError):
+        return False
+
+
+def _release_sigterm(held: bool) -> None:
+    if held:
+        try:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        except (ValueError, OSError, AttributeError):
+            pass
+
+
+# ---------------------------------------------------------------- exits
+#
+# A socket file must not outlive its process, and a process that applied a patch from
+# the store says how it ended (crash loops). Python runs code at three of the ways a
+# process ends, and the agent uses each:
+# * interpreter exit: an atexit handler (_at_exit);
+# * os._exit(n), how multiprocessing's fork workers and pre-fork servers' workers end:
+#   start() wraps os._exit once per process (children inherit the wrapper). Code that
+#   saved a reference to the original before start() (``from os import _exit``) bypasses
+#   it: such an exit then looks like a kill;
+# * SIGTERM with its default action: when start() runs on the main thread and SIGTERM's
+#   handler is SIG_DFL, it installs _on_sigterm, which removes the socket, records the
+#   rows, restores SIG_DFL and sends SIGTERM again, so the process still dies by SIGTERM
+#   (same wait status, no atexit handlers, as before). An application's own handler is
+#   never replaced; one installed later replaces ours (its exit path is then its own).
+#   Python runs the handler when the main thread next runs bytecode: a main thread stuck
+#   in C code delays the death until it returns (supervisors escalate to SIGKILL).
+# SIGKILL, a crash in C and the OOM killer run nothing: `suture ps` and agents starting
+# in the same directory remove the sockets they left (prune_dead_sockets).
+
+_exit_hooks = False
+
+
+def _ending(result: Optional[str]) -> None:
+    """This process ends now: remove our socket, record how (``result``; None at
+    interpreter exit). Never raises."""
+    try:
+        agent = _agent
+        if agent is not None and agent.pid == os.getpid():
+            agent.stopping = True
+            agent.unlink()
+        _record_exit(result)
+    except BaseException:  # noqa: BLE001 - exiting anyway
+        pass
+
+
+def _install_exit_hooks() -> None:
+    global _exit_hooks
+    if _exit_hooks:
+        return
+    _exit_hooks = True
+    import atexit
+    atexit.register(_at_exit)
+    real_exit = os._exit
+
+    def _exit(status: int) -> None:
+        if type(status) is int:
+            _ending("clean" if status == 0 else f"exit status {status}")
+        real_exit(status)
+
+    _exit.__wrapped__ = real_exit   # type: ignore[attr-defined]
+    _exit.__doc__ = real_exit.__doc__
+    os._exit = _exit   # type: ignore[assignment]
+
+
+def _sigterm_handler(install: bool) -> None:
+    """Install _on_sigterm where SIGTERM has its default action, or put the default back
+    where ours is installed; only on the main thread (Python's rule), never over an
+    application's own handler."""
+    try:
+        # get_ident, not current_thread(): that makes a _DummyThread, which stays for
+        # ever, for a thread threading did not start (gdb's attach runs us on one).
+        if threading.get_ident() != threading.main_thread().ident:
+            return
+        current = signal.getsignal(signal.SIGTERM)
+        if install and current == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+        elif not install and current is _on_sigterm:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    except (ValueError, OSError, AttributeError):
+        pass   # no SIGTERM here, or not settable: the default stays
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    _ending("terminated by SIGTERM")
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+# ---------------------------------------------------------------- sockets left behind
+
+def prune_dead_sockets(runtime_dir: Optional[str] = None) -> List[str]:
+    """Remove ``<pid>.sock`` files in the runtime directory that no process serves any
+    more; returns the paths removed. Never raises.
+
+    Only what is provably dead from here: a file of our uid, a socket, whose pid does not
+    exist in our pid namespace or started after the file was made (a reused pid), AND on
+    which connect() is refused (no listener: a process in another pid namespace sharing
+    the directory still accepts, whatever its number means here). A live agent is never
+    connected to: the pid check comes first.
+    """
+    removed: List[str] = []
+    directory = runtime_dir or socket_dir()
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    euid, me = os.geteuid(), os.getpid()
+    boot = _boot_time()
+    for name in names:
+        stem, dot, ext = name.partition(".")
+        if ext != "sock" or not stem.isdigit() or int(stem) == me:
+            continue
+        path = os.path.join(directory, name)
+        try:
+            st = os.lstat(path)
+            if not stat.S_ISSOCK(st.st_mode) or st.st_uid != euid:
+                continue
+            if not _pid_gone(int(stem), st.st_ctime, boot) or _listening(path):
+                continue
+            again = os.lstat(path)
+            if (again.st_dev, again.st_ino) == (st.st_dev, st.st_ino):
+                os.unlink(path)
+                removed.append(path)
+        except OSError:
+            continue
+    return removed
+
+
+def _boot_time() -> Optional[float]:
+    try:
+        with open("/proc/stat", "rb") as f:
+            return float(next(int(line.split()[1]) for line in f if line.startswith(b"btime ")))
+    except (OSError, ValueError, StopIteration, IndexError):
+        return None
+
+
+def _pid_gone(pid: int, made: float, boot: Optional[float]) -> bool:
+    """No process ``pid`` here, or the one that has the number started after ``made``."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        pass   # EPERM: it exists
+    try:
+        ticks = int(_start_ticks(pid) or "0")
+        if boot is None or not ticks:
+            return False
+        started = boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        return False
+    return started > made + 1.0   # /proc's second and tick resolution
+
+
+def _listening(path: str) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.setblocking(False)
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        return False
+    except OSError:
+        return True    # EAGAIN (a full backlog) or anything else: not provably dead
+    finally:
+        probe.close()
+    return True
 
 
 # ---------------------------------------------------------------- public switch
@@ -828,7 +1167,6 @@ _lock = threading.Lock()
 _agent: Optional[_Agent] = None
 _dir_arg: Optional[str] = None     # what start() was given, reused by forked children
 _fork_hook = False
-_atexit_hook = False
 
 
 def running() -> Optional[str]:
@@ -837,13 +1175,15 @@ def running() -> Optional[str]:
     return agent.path if agent is not None and agent.pid == os.getpid() else None
 
 
-def start(runtime_dir: Optional[str] = None) -> str:
+def start(runtime_dir: Optional[str] = None, forked: bool = False) -> str:
     """Start the agent (idempotent) and return its socket path.
 
     Raises ``AgentStartError`` when the runtime directory is unsafe or the
-    platform has no SO_PEERCRED; nothing is left running then.
+    platform has no SO_PEERCRED; nothing is left running then. ``forked``: called by
+    the fork hook in a new child (sockets of dead siblings are not pruned then: that
+    would slow down every fork).
     """
-    global _agent, _dir_arg, _fork_hook, _atexit_hook
+    global _agent, _dir_arg, _fork_hook
     with _lock:
         if _agent is not None and _agent.pid == os.getpid():
             if _agent.thread.is_alive():
@@ -884,15 +1224,27 @@ def start(runtime_dir: Optional[str] = None) -> str:
             raise AgentStartError(f"cannot listen on {path}: {exc}",
                                   details={"path": path}) from exc
         _preload()
+        try:
+            # Now, on this thread, not lazily on the agent thread's first apply: a fork
+            # whose before-hooks ran before the engine registered its own would not wait
+            # for the apply that follows, and the child would inherit the engine lock
+            # held by a thread it does not have (seen: a worker hung in status()).
+            from .engine import _lock as engine_lock
+            engine_lock()
+        except Exception:  # noqa: BLE001 - the engine reports its own problems later
+            pass
+        if not _fork_hook:
+            # Before the agent thread starts: its first store call must already be
+            # guarded against a fork from the application's threads.
+            os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                                after_in_child=_after_fork_in_child)
+            _fork_hook = True
         agent.begin()
         _agent, _dir_arg = agent, runtime_dir
-        if not _fork_hook:
-            os.register_at_fork(after_in_child=_after_fork_in_child)
-            _fork_hook = True
-        if not _atexit_hook:
-            import atexit
-            atexit.register(_at_exit)
-            _atexit_hook = True
+        _install_exit_hooks()
+        _sigterm_handler(install=True)
+        if not forked:
+            prune_dead_sockets(directory)   # a fork child leaves that to its parent's kind
         return agent.path
 
 
@@ -907,32 +1259,36 @@ def stop(timeout: Optional[float] = 5.0) -> None:
         agent.abandon()
         return
     agent.end(timeout)
+    _sigterm_handler(install=False)
 
 
 def _at_exit() -> None:
-    agent = _agent
-    if agent is not None and agent.pid == os.getpid():
-        agent.stopping = True
-        agent.unlink()  # a socket file must not outlive its process
-        try:
-            _record_exit()
-        except BaseException:  # noqa: BLE001 - exiting anyway
-            pass
+    _ending(None)
 
 
 def _after_fork_in_child() -> None:
-    global _agent, _lock
+    global _agent, _lock, _guard, _fork_unguarded
+    sigterm = False
     try:
         _lock = threading.Lock()  # the parent may have held it at fork time
+        # A new guard rather than a release: if the before-hook timed out, a thread that
+        # does not exist here holds the old one.
+        me = threading.get_ident()
+        _fork_unguarded = not _fork_holds.pop(me, False)
+        _fork_holds.clear()
+        _guard = threading.RLock()
+        sigterm = _fork_sigterm.pop(me, False)
+        _fork_sigterm.clear()
         del _survival[:]          # the parent's trace to leave, not ours
         inherited, _agent = _agent, None
-        if inherited is None:
-            return  # stopped before the fork: the child does not get one either
-        inherited.abandon()
-        start(_dir_arg)
+        if inherited is not None:  # else stopped before the fork: the child gets none
+            inherited.abandon()
+            start(_dir_arg, forked=True)
     except BaseException as exc:  # noqa: BLE001 - never break the child
         try:
             sys.stderr.write(f"suture: agent not restarted in forked child {os.getpid()}: "
                              f"{exc}\n")
         except BaseException:  # noqa: BLE001
             pass
+    finally:
+        _release_sigterm(sigterm)   # a SIGTERM sent meanwhile is delivered now

@@ -412,12 +412,25 @@ def load_installed() -> List[Tuple[bytes, Optional[Dict[str, Any]]]]:
 # or a crash loop seen by agents at start) is marked bad: agents do not apply it from the
 # store and ``suture apply`` refuses it, until a human runs ``suture bad clear``.
 
-def mark_bad(patch_id: str, reason: str, uid: int) -> None:
+def mark_bad(patch_id: str, reason: str, uid: int,
+             processes: Optional[List[Dict[str, Any]]] = None) -> None:
+    """Mark ``patch_id`` bad. ``processes``: the processes that tripped the mark (a crash
+    loop: pid, start, exit), kept as JSON in a column older stores gain on this write."""
+    row = (patch_id, time.time(), reason[:2000], int(uid),
+           None if processes is None else json.dumps(processes))
+
     def go(conn: Any) -> None:
-        conn.execute("INSERT INTO bad (id, at, reason, by_uid) VALUES (?, ?, ?, ?) "
-                     "ON CONFLICT(id) DO UPDATE SET at = excluded.at, "
-                     "reason = excluded.reason, by_uid = excluded.by_uid",
-                     (patch_id, time.time(), reason[:2000], int(uid)))
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            _add_columns(conn, "bad", ("processes",))
+            conn.execute("INSERT INTO bad (id, at, reason, by_uid, processes) "
+                         "VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+                         "at = excluded.at, reason = excluded.reason, "
+                         "by_uid = excluded.by_uid, processes = excluded.processes", row)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     _run(True, go)
 
@@ -443,14 +456,28 @@ def clear_bad(patch_id_or_prefix: str) -> str:
 
 
 def bad_patches() -> Dict[str, Dict[str, Any]]:
-    """Patches marked bad: id -> {at, reason, by_uid}."""
+    """Patches marked bad: id -> {at, reason, by_uid, processes} (``processes``: the
+    processes that tripped a crash-loop mark, each with pid, start and exit; None when the
+    mark names none)."""
+    keys = ("id", "at", "reason", "by_uid", "processes")
+
     def go(conn: Any) -> Dict[str, Dict[str, Any]]:
         if not _has_table(conn, "bad"):  # a store made before marks: reading changes nothing
             return {}
-        return {r[0]: {"at": r[1], "reason": r[2], "by_uid": r[3]}
-                for r in conn.execute("SELECT id, at, reason, by_uid FROM bad ORDER BY at")}
+        return {r[0]: {"at": r[1], "reason": r[2], "by_uid": r[3],
+                       "processes": _processes(r[4])}
+                for r in conn.execute(f"SELECT {_select(conn, 'bad', keys)} FROM bad "
+                                      f"ORDER BY at")}
 
     return dict(_read(go, {}))
+
+
+def _processes(text: Optional[str]) -> Optional[List[Dict[str, Any]]]:
+    try:
+        value = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return [p for p in value if isinstance(p, dict)] if isinstance(value, list) else None
 
 
 def _has_table(conn: Any, name: str) -> bool:

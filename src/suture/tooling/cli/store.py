@@ -213,6 +213,9 @@ def bad(ctx: click.Context, as_json: bool) -> None:
         return
     for pid_, mark in marks.items():
         click.echo(f"{pid_[:12]}  {_when(mark['at'])}  {mark['reason']}")
+        for proc in mark.get("processes") or ():
+            how = proc.get("exit") or "no exit recorded: killed by a signal or lost"
+            click.echo(f"{'':14}pid {proc.get('pid')}: {how}")
 
 
 @bad.command("clear")

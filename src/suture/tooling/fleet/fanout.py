@@ -506,7 +506,12 @@ def _judge(patch: Patch, pid: int, applied: Sequence[Dict[str, Any]], dists: Dic
 
 def ps(*, dists: Sequence[str] = (), runtime_dir: Optional[str] = None) -> List[Dict[str, Any]]:
     """Every visible Python process; for those with an agent, its patch ids, and the
-    versions of the distributions ``dists`` (all when empty) with whether each is imported."""
+    versions of the distributions ``dists`` (all when empty) with whether each is imported.
+
+    First removes the sockets of agents whose process is gone (killed, crashed: nothing
+    ran to remove them); see ``_agent.prune_dead_sockets`` for what counts as gone."""
+    from ...runtime._agent import prune_dead_sockets
+    prune_dead_sockets(runtime_dir)
     procs = client.list_python_processes(runtime_dir=runtime_dir)
     rows = [dict(p.to_dict(), patches=[], dists={}, loaded={}) for p in procs]
 
