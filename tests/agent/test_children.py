@@ -1,0 +1,213 @@
+"""Processes a patched process starts later, and Python processes without an agent (issue 16,
+situations 3 and 4; runtime/_inherit.py, docs/live-processes.md "Children and processes
+without an agent").
+
+Real processes: a multiprocessing spawn pool started under `suture run`, Django's
+`runserver` with its autoreloader, and a fork pool whose parent is attached with gdb after
+its workers were forked. The patch is a real distribution patch (sutlivedemo 1.0 -> 1.1, a
+`.dist-info` on the targets' PYTHONPATH), applied with the real CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import livecli  # noqa: E402
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+PKG = livecli.PKG
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
+    base = tmp_path_factory.mktemp("children")
+    d10 = livecli.write_dist(base / "1.0", "old", "1.0")
+    d11 = livecli.write_dist(base / "1.1", "new", "1.1")
+    return {"1.0": d10, "fix": livecli.dist_patch(base, d10, "1.0", d11, "1.1",
+                                                   ["CVE-2099-116"])}
+
+
+@pytest.fixture
+def rundir() -> Iterator[str]:
+    d = tempfile.mkdtemp(prefix="sut-kids-")   # 0700, ours, short enough for AF_UNIX
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+class Procs:
+    def __init__(self) -> None:
+        self.procs: List[subprocess.Popen] = []
+
+    def start(self, argv: List[str], env: Dict[str, str], cwd: Path) -> subprocess.Popen:
+        proc = subprocess.Popen(argv, env=env, cwd=str(cwd), stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def close(self) -> None:
+        for proc in self.procs:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            try:
+                proc.communicate(timeout=10)
+            except Exception:  # noqa: BLE001
+                pass
+
+
+@pytest.fixture
+def procs() -> Iterator[Procs]:
+    p = Procs()
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+def env_for(rundir: str, *paths: Path, **extra: str) -> Dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "SUTURE_AGENT", "PYTHONSTARTUP", "PYTHONWARNINGS")}
+    env.update(PYTHONDONTWRITEBYTECODE="1", SUTURE_RUNTIME_DIR=rundir,
+               PYTHONPATH=os.pathsep.join(map(str, paths)), **extra)
+    return env
+
+
+def cli(rundir: str, *args: str) -> subprocess.CompletedProcess:
+    return livecli.cli(rundir, *args)
+
+
+def children(pid: int) -> List[int]:
+    """Every child of ``pid`` (of any of its threads: a pool spawns from a thread)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                if int(f.read().rsplit(b")", 1)[1].split()[1]) == pid:
+                    out.append(int(entry))
+        except (OSError, ValueError, IndexError):
+            continue
+    return sorted(out)
+
+
+def started_at(pid: int) -> float:
+    """When ``pid`` started, in seconds since boot (/proc/PID/stat field 22)."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        ticks = int(f.read().rsplit(b")", 1)[1].split()[19])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def uptime() -> float:
+    """Now, on the clock of ``started_at``."""
+    with open("/proc/uptime") as f:
+        return float(f.read().split()[0])
+
+
+def status(rundir: str) -> Dict[str, Any]:
+    out = cli(rundir, "status", "--json")
+    report = json.loads(out.stdout)
+    assert report["exit_code"] == out.returncode, out.stderr
+    return report  # type: ignore[no-any-return]
+
+
+def proc_row(report: Dict[str, Any], pid: int) -> Optional[Dict[str, Any]]:
+    return next((p for p in report["processes"] if p["pid"] == pid), None)
+
+
+def wait_for(pred: Any, what: str, timeout: float = 20.0) -> Any:
+    end = time.monotonic() + timeout
+    while True:
+        got = pred()
+        if got:
+            return got
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+# -- situation 3: a spawn pool respawns its workers after a by-hand apply to the parent ----
+
+POOL = """\
+import json, multiprocessing as mp, os, sys, time
+STARTED = time.time()   # in a worker: after its agent's start-up (sitecustomize)
+from {pkg} import answer
+
+def work(_):
+    from {pkg} import answer
+    return os.getpid(), STARTED, answer()
+
+if __name__ == "__main__":
+    with mp.get_context("spawn").Pool(2, maxtasksperchild=1) as pool:
+        print("ready", os.getpid(), flush=True)
+        for line in sys.stdin:
+            print(json.dumps(pool.map(work, range(int(line)), chunksize=1)), flush=True)
+"""
+
+
+def test_spawn_pool_workers_started_after_a_by_hand_apply_inherit_it(dist, rundir, procs,
+                                                                     tmp_path):
+    script = tmp_path / "pool.py"
+    script.write_text(POOL.format(pkg=PKG))
+    proc = procs.start([sys.executable, "-m", "suture", "run", sys.executable, str(script)],
+                       env_for(rundir, dist["1.0"], SRC, SUTURE_AGENT="1"), tmp_path)
+    line = proc.stdout.readline()
+    assert line.startswith("ready"), (line, proc.stderr.read() if proc.poll() else "")
+    parent = proc.pid
+
+    def ask(n: int) -> List[Any]:
+        proc.stdin.write(f"{n}\n")
+        proc.stdin.flush()
+        return json.loads(proc.stdout.readline())
+
+    assert {a for _, _, a in ask(2)} == {"old"}
+    wait_for(lambda: os.path.exists(os.path.join(rundir, f"{parent}.sock")), "the agent")
+    out = cli(rundir, "apply", str(dist["fix"]), "--pid", str(parent))
+    assert out.returncode == 0, out.stdout + out.stderr
+    done, done_up = time.time(), uptime()
+    results = ask(6)
+    # Workers spawned before the apply may take the first tasks; every worker started
+    # after it runs the fixed code (on main: "old", nothing inherits a by-hand apply).
+    new = [(pid, a) for pid, started, a in results if started > done]
+    assert len(new) >= 4 and {a for _, a in new} == {"new"}, results
+    # Status: the live workers started after the apply have the patch, inherited; what
+    # was started before and lacks it (a worker, the resource tracker) is exposed, named
+    # with why (on main: "nothing exposed", exit 0: a by-hand patch was judged nowhere else).
+    def respawned() -> List[int]:   # the pool's next two workers, with their agents
+        late = [pid for pid in children(parent) if started_at(pid) > done_up
+                and os.path.exists(os.path.join(rundir, f"{pid}.sock"))]
+        return late if len(late) >= 2 else []
+
+    late = wait_for(respawned, "the pool's next workers")
+    report = status(rundir)
+    patch_id = livecli.patch_id(dist["fix"])
+    for pid in late:
+        row = proc_row(report, pid)
+        assert row is not None and row["state"] == "ok", row
+        assert patch_id in [a["id"] for a in row["applied"]], row
+    early = [p for p in report["processes"] if p["pid"] in children(parent)
+             and p["pid"] not in late]
+    assert early, report   # at least the resource tracker, spawned before the apply
+    for p in early:
+        assert p["state"] == "exposed", p
+        assert f"applied by hand to pid {parent}, not here" in p["exposed"][0]["reason"], p
+    assert report["exit_code"] == 2
+    # `apply --all` covers them; then nothing is exposed.
+    out = cli(rundir, "apply", str(dist["fix"]), "--all")
+    assert out.returncode == 0, out.stdout + out.stderr
+    report = status(rundir)
+    assert not [p for p in report["processes"] if p["pid"] in children(parent)
+                and p["state"] != "ok"], report
