@@ -211,3 +211,150 @@ def test_spawn_pool_workers_started_after_a_by_hand_apply_inherit_it(dist, rundi
     report = status(rundir)
     assert not [p for p in report["processes"] if p["pid"] in children(parent)
                 and p["state"] != "ok"], report
+
+
+# -- situation 3: Django's autoreloader restarts its child after an apply ------------------
+
+SETTINGS = """\
+SECRET_KEY = "test"
+DEBUG = True
+ALLOWED_HOSTS = ["*"]
+ROOT_URLCONF = "urls"
+INSTALLED_APPS = []
+MIDDLEWARE = []
+DATABASES = {}
+USE_TZ = True
+"""
+
+URLS = """\
+import os
+from django.http import HttpResponse
+from django.urls import path
+from %s import answer
+
+def view(request):
+    return HttpResponse(f"{answer()} {os.getpid()}")
+
+urlpatterns = [path("", view)]
+""" % PKG
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get(port: int) -> Optional[List[str]]:
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
+            return r.read().decode().split()
+    except OSError:
+        return None
+
+
+def test_django_runserver_child_restarted_by_the_reloader(dist, rundir, procs, tmp_path):
+    pytest.importorskip("django")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "settings.py").write_text(SETTINGS)
+    urls = project / "urls.py"
+    urls.write_text(URLS)
+    port = free_port()
+    proc = procs.start([sys.executable, "-m", "suture", "run", sys.executable, "-m", "django",
+                        "runserver", f"127.0.0.1:{port}", "--settings=settings"],
+                       env_for(rundir, dist["1.0"], project, SRC, SUTURE_AGENT="1"), project)
+    reloader = proc.pid
+    answer, child = wait_for(lambda: get(port), "runserver's first answer", 30)
+    assert answer == "old"
+
+    def restart(old: str) -> List[str]:
+        time.sleep(1.1)              # the StatReloader compares mtimes, once a second
+        urls.write_text(URLS + "\n# touched\n")
+        return wait_for(lambda: (lambda r: r if r and r[1] != old else None)(get(port)),
+                        "the reloader's next child", 30)
+
+    # 1. Applied to the child only: the next child does not get it (the reloader does not
+    #    have it), and status says so, naming the reason (on main: "nothing exposed").
+    out = cli(rundir, "apply", str(dist["fix"]), "--pid", child)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert get(port) == ["new", child]
+    answer, child2 = restart(child)
+    assert answer == "old"
+    report = status(rundir)
+    assert report["exit_code"] == 2
+    row = proc_row(report, int(child2))
+    assert row is not None and row["state"] == "exposed", report
+    assert (f"applied by hand to pid {child} (exited), not here"
+            in row["exposed"][0]["reason"]), row
+    # 2. apply --all reaches the reloader (pending import: it never imports the view) and
+    #    its child; the child it starts next inherits the patch from the reloader (on main:
+    #    "old").
+    out = cli(rundir, "apply", str(dist["fix"]), "--all")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert get(port) == ["new", child2]
+    answer, child3 = restart(child2)
+    assert answer == "new", "the restarted child runs the vulnerable code"
+    report = status(rundir)
+    assert report["exit_code"] == 0, report["exposed"]
+    assert livecli.patch_id(dist["fix"]) in [a["id"] for a in
+                                             proc_row(report, int(child3))["applied"]]
+    assert proc_row(report, reloader)["state"] == "ok"
+
+
+# -- situation 4: apply --all and status name the workers that have no agent --------------
+
+FORK_POOL = """\
+import json, multiprocessing as mp, os, sys
+from %s import answer
+
+def work(_):
+    return os.getpid(), answer()
+
+if __name__ == "__main__":
+    with mp.get_context("fork").Pool(2) as pool:
+        print("ready", os.getpid(), flush=True)
+        for line in sys.stdin:
+            print(json.dumps(pool.map(work, range(int(line)), chunksize=1)), flush=True)
+""" % PKG
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or shutil.which("gdb") is None,
+                    reason="attach before Python 3.14 needs Linux and gdb")
+def test_fork_pool_attached_after_its_workers_were_forked(dist, rundir, procs, tmp_path):
+    script = tmp_path / "forkpool.py"
+    script.write_text(FORK_POOL)
+    # A foreign environment: Suture is not importable in the target, no agent at start.
+    proc = procs.start([sys.executable, str(script)], env_for(rundir, dist["1.0"]), tmp_path)
+    assert proc.stdout.readline().startswith("ready")
+    workers = children(proc.pid)        # forked by Pool() before "ready"
+    assert len(workers) == 2, workers
+    out = cli(rundir, "attach", str(proc.pid), "--json")
+    if out.returncode != 0:
+        pytest.skip(f"gdb cannot attach here: {out.stdout[-400:]} {out.stderr[-400:]}")
+    # apply --all: the parent is patched; its workers, forked before the attach, have no
+    # agent and run the baseline: one "not covered" row each, exit 4 (on main: "1 applied
+    # (of 1 process)", exit 0).
+    out = cli(rundir, "apply", str(dist["fix"]), "--all", "--json")
+    assert out.returncode == 4, out.stdout + out.stderr
+    rows = {r["pid"]: r for r in json.loads(out.stdout)["processes"]}
+    assert rows[proc.pid]["outcome"] == "applied", rows
+    assert {p for p, r in rows.items() if r["outcome"] == "not covered"} == set(workers), rows
+    for pid in workers:
+        assert rows[pid]["code"] == "SUT-E618" and "no agent" in rows[pid]["reason"], rows[pid]
+    text = cli(rundir, "apply", str(dist["fix"]), "--all")
+    assert text.returncode == 4 and "not covered" in text.stdout, text.stdout
+    # They do run the old code, which is what the rows say.
+    proc.stdin.write("2\n")
+    proc.stdin.flush()
+    assert {a for _, a in json.loads(proc.stdout.readline())} == {"old"}
+    # status: exit 2, each worker exposed with why (on main: "not inspected", exit 0).
+    report = status(rundir)
+    assert report["exit_code"] == 2, report
+    for pid in workers:
+        row = proc_row(report, pid)
+        assert row is not None and row["state"] == "exposed", row
+        assert "no agent" in row["exposed"][0]["reason"], row
+    assert proc_row(report, proc.pid)["state"] == "ok"

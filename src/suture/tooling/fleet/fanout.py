@@ -546,12 +546,18 @@ def _gone_hand_patches(live: Dict[str, Any]) -> List[Tuple[Dict[str, Any], int, 
     except SutureError:
         return []
     latest: Dict[Tuple[str, int], Dict[str, Any]] = {}
+    reverted: Dict[str, int] = {}     # patch id -> seq of its newest revert, anywhere
     for r in rows:
         if r.get("op") in ("apply", "revert") and r.get("patch_id"):
             latest[(str(r["patch_id"]), int(r.get("pid") or 0))] = r
+            if r["op"] == "revert" and r.get("result") == "reverted":
+                reverted[str(r["patch_id"])] = int(r.get("seq") or 0)
     out: List[Tuple[Dict[str, Any], int, int]] = []
     for (patch_id, pid), r in latest.items():
         detail = str(r.get("detail") or "")
+        # reverted somewhere after it was applied here: the operator took it back
+        if int(r.get("seq") or 0) < reverted.get(patch_id, -1):
+            continue
         if (r["op"] != "apply" or r.get("result") not in ("applied", "pending import")
                 or "target=" not in detail or os.path.exists(f"/proc/{pid}")):
             continue
@@ -579,11 +585,13 @@ def _judge_hand_patches(by_id: Dict[str, Dict[str, Any]], processes: List[Dict[s
                for i, e in hand.items()}
     judged: List[Tuple[Dict[str, Any], List[int], bool, Optional[int]]] = [
         (e, holders[i], False, None) for i, e in hand.items() if holders[i]]
+    gone: Dict[Tuple[str, int], List[int]] = {}
     for entry, pid, parent in _gone_hand_patches(hand):
         if entry["id"] in by_id and by_id[entry["id"]]["installed"]:
             continue
         by_id.setdefault(entry["id"], entry)
-        judged.append((by_id[entry["id"]], [pid], True, parent))
+        gone.setdefault((entry["id"], parent), []).append(pid)
+    judged += [(by_id[i], sorted(pids), True, parent) for (i, parent), pids in gone.items()]
     names = sorted({e["target"]["name"] for e, _, _, _ in judged if _dist_target(e["target"])})
     missing = [p for p in asked if any(n not in p["dists"] for n in names)]
 
