@@ -126,7 +126,8 @@ def _ask(path: str, pid: int, timeout: float) -> List[Dict[str, Any]]:
     finally:
         sock.close()
     if frame.get("ok") is not True:
-        err = frame.get("error") if isinstance(frame.get("error"), dict) else {}
+        err = frame.get("error")
+        err = err if isinstance(err, dict) else {}
         raise ValueError(f"{err.get('code', '?')} {err.get('message', frame)}")
     result = frame.get("result")
     patches = result.get("patches") if isinstance(result, dict) else None

@@ -585,13 +585,13 @@ def _judge_hand_patches(by_id: Dict[str, Dict[str, Any]], processes: List[Dict[s
                for i, e in hand.items()}
     judged: List[Tuple[Dict[str, Any], List[int], bool, Optional[int]]] = [
         (e, holders[i], False, None) for i, e in hand.items() if holders[i]]
-    gone: Dict[Tuple[str, int], List[int]] = {}
-    for entry, pid, parent in _gone_hand_patches(hand):
+    exited: Dict[Tuple[str, int], List[int]] = {}
+    for entry, pid, ppid in _gone_hand_patches(hand):
         if entry["id"] in by_id and by_id[entry["id"]]["installed"]:
             continue
         by_id.setdefault(entry["id"], entry)
-        gone.setdefault((entry["id"], parent), []).append(pid)
-    judged += [(by_id[i], sorted(pids), True, parent) for (i, parent), pids in gone.items()]
+        exited.setdefault((entry["id"], ppid), []).append(pid)
+    judged += [(by_id[i], sorted(pids), True, ppid) for (i, ppid), pids in exited.items()]
     names = sorted({e["target"]["name"] for e, _, _, _ in judged if _dist_target(e["target"])})
     missing = [p for p in asked if any(n not in p["dists"] for n in names)]
 
