@@ -690,7 +690,8 @@ def not_covered(patch: Patch, runtime_dir: Optional[str] = None) -> List[Row]:
     if not _versioned(patch):
         return []
     procs = {p.pid: p for p in client.list_python_processes(runtime_dir=runtime_dir)}
-    bare = sorted(pid for pid, p in procs.items() if not p.agent and not p.socket)
+    # A socket whose agent did not answer hello (busy, stale) was not applied to either.
+    bare = sorted(pid for pid, p in procs.items() if not p.agent)
     if not bare:
         return []
     entry = {"id": patch.id, "target": dict(patch.target)}
@@ -709,6 +710,9 @@ def not_covered(patch: Patch, runtime_dir: Optional[str] = None) -> List[Row]:
     for pid, verdicts in agentless(bare, procs, [entry], parents).items():
         for _, state, reason in verdicts:
             if state == "exposed":
+                if procs[pid].socket:
+                    reason = (f"its agent did not answer ({procs[pid].agent_error}); "
+                              + reason.replace("no agent, and it", "it"))
                 rows.append(Row(pid, "not covered", code=NotCovered.code, reason=reason,
                                 result={"command": procs[pid].command}))
     return rows
