@@ -92,6 +92,15 @@ def cli(rundir: str, *args: str) -> subprocess.CompletedProcess:
     return livecli.cli(rundir, *args)
 
 
+def descendants(pid: int) -> List[int]:
+    out, todo = [], [pid]
+    while todo:
+        kids = children(todo.pop())
+        out += kids
+        todo += kids
+    return sorted(out)
+
+
 def children(pid: int) -> List[int]:
     """Every live child of ``pid`` (of any of its threads: a pool spawns from a thread)."""
     out = []
@@ -164,18 +173,23 @@ def work(_):
     return os.getpid(), STARTED, answer()
 
 if __name__ == "__main__":
-    with mp.get_context("spawn").Pool(2, maxtasksperchild=1) as pool:
+    with mp.get_context(sys.argv[1]).Pool(2, maxtasksperchild=1) as pool:
         print("ready", os.getpid(), flush=True)
         for line in sys.stdin:
             print(json.dumps(pool.map(work, range(int(line)), chunksize=1)), flush=True)
 """
 
 
-def test_spawn_pool_workers_started_after_a_by_hand_apply_inherit_it(dist, rundir, procs,
-                                                                     tmp_path):
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_pool_workers_started_after_a_by_hand_apply_inherit_it(method, dist, rundir, procs,
+                                                               tmp_path):
+    # spawn: worker -> main. forkserver: worker -> forkserver (started before the apply,
+    # so without the patch) -> main; a forked worker runs its task at once, so it waits
+    # for its agent's inheritance (runtime/_inherit.py, _wait_after_fork).
     script = tmp_path / "pool.py"
     script.write_text(POOL.format(pkg=PKG))
-    proc = procs.start([sys.executable, "-m", "suture", "run", sys.executable, str(script)],
+    proc = procs.start([sys.executable, "-m", "suture", "run", sys.executable, str(script),
+                        method],
                        env_for(rundir, dist["1.0"], SRC, SUTURE_AGENT="1"), tmp_path)
     line = proc.stdout.readline()
     assert line.startswith("ready"), (line, proc.stderr.read() if proc.poll() else "")
@@ -201,7 +215,7 @@ def test_spawn_pool_workers_started_after_a_by_hand_apply_inherit_it(dist, rundi
     # was started before and lacks it (a worker, the resource tracker) is exposed, named
     # with why (on main: "nothing exposed", exit 0: a by-hand patch was judged nowhere else).
     def respawned() -> List[int]:   # the pool's next two workers, with their agents
-        late = [pid for pid in children(parent) if started_at(pid) > done_up
+        late = [pid for pid in descendants(parent) if started_at(pid) > done_up
                 and os.path.exists(os.path.join(rundir, f"{pid}.sock"))]
         return late if len(late) >= 2 else []
 
@@ -212,7 +226,7 @@ def test_spawn_pool_workers_started_after_a_by_hand_apply_inherit_it(dist, rundi
         row = proc_row(report, pid)
         assert row is not None and row["state"] == "ok", row
         assert patch_id in [a["id"] for a in row["applied"]], row
-    early = [p for p in report["processes"] if p["pid"] in children(parent)
+    early = [p for p in report["processes"] if p["pid"] in descendants(parent)
              and started_at(p["pid"]) < before_up]   # (one started during the apply: either)
     assert early, report   # at least the resource tracker, spawned before the apply
     for p in early:
@@ -221,10 +235,10 @@ def test_spawn_pool_workers_started_after_a_by_hand_apply_inherit_it(dist, rundi
     assert report["exit_code"] == 2
     # `apply --all` covers them; then nothing is exposed.
     rows = apply_all(rundir, dist["fix"])
-    assert not [r for r in rows if r["pid"] in children(parent)
+    assert not [r for r in rows if r["pid"] in descendants(parent)
                 and r["outcome"] == "not covered"], rows
     report = status(rundir)
-    assert not [p for p in report["processes"] if p["pid"] in children(parent)
+    assert not [p for p in report["processes"] if p["pid"] in descendants(parent)
                 and p["state"] != "ok"], report
 
 

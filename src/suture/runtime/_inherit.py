@@ -41,6 +41,7 @@ import collections
 import os
 import socket
 import struct
+import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import protocol
@@ -67,8 +68,12 @@ def remember(data: bytes, restricted: bool, patch_id: str, state: str, how: str 
 
 def op_inherit(frame: Dict[str, Any]) -> Dict[str, Any]:
     """The ``inherit`` op: the patches kept here that the engine still has applied."""
-    from .. import runtime
-    live = set(runtime.applied())
+    # The engine's records without its lock: taking it would register the engine's fork
+    # hooks after ours, and then a forked child could not wait (``_wait_after_fork``). The
+    # agent serves one request at a time, so no apply or revert of ours runs meanwhile;
+    # copying a dict's keys does not release the GIL.
+    from .engine._state import _applied
+    live = set(list(_applied))
     return {"pid": os.getpid(), "patches": [
         {"id": pid_, "patch": base64.b64encode(data).decode("ascii"), "restricted": restricted,
          "how": how, "from": source}
@@ -138,6 +143,42 @@ def _ask(path: str, pid: int, timeout: float) -> List[Dict[str, Any]]:
 
 
 Record = Callable[..., Any]
+
+
+# A forked child does not wait for its agent at start: it has its parent's patches in
+# memory. But a forkserver started before the apply forks workers that get the patch only
+# from the main process, its parent, and a worker runs its task at once. So a forked child
+# waits for its agent's start-up (bounded, ``_agent.wait_ready``) when an ancestor beyond
+# its parent has an agent: a forkserver's workers, a pool worker's children. The hook is
+# registered by ``_agent.start`` right after the agent's own (which starts the child's
+# agent; hooks run in registration order; registered from the agent thread instead, it
+# raced with that one and ran first, seeing no agent). If the engine's fork hooks were
+# registered after ours, the engine lock taken before the fork is still held by this
+# thread until they run, and the agent thread needs it: no wait then (the parent used the
+# engine, so it has what it was given).
+_fork_hook = False
+
+
+def register_fork_wait() -> None:
+    global _fork_hook
+    if not _fork_hook and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_wait_after_fork)
+        _fork_hook = True
+
+
+def _wait_after_fork() -> None:
+    try:
+        from . import _agent, engine
+        if engine._fork_holds.get(threading.get_ident()):
+            return
+        path = _agent.running()
+        if path is None:
+            return
+        directory = os.path.dirname(path)
+        if any(os.path.exists(os.path.join(directory, f"{a}.sock")) for a in ancestors()[1:]):
+            _agent.wait_ready()
+    except BaseException:  # noqa: BLE001 - never break the child
+        pass
 
 
 def from_ancestors(runtime_dir: str, record: Record, warn: Callable[[str], None],
