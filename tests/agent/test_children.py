@@ -117,8 +117,11 @@ def children(pid: int) -> List[int]:
 
 def started_at(pid: int) -> float:
     """When ``pid`` started, in seconds since boot (/proc/PID/stat field 22)."""
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        ticks = int(f.read().rsplit(b")", 1)[1].split()[19])
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            ticks = int(f.read().rsplit(b")", 1)[1].split()[19])
+    except OSError:
+        return -1.0   # gone meanwhile
     return ticks / os.sysconf("SC_CLK_TCK")
 
 

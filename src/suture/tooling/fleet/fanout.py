@@ -495,8 +495,9 @@ def ps(*, dists: Sequence[str] = (), runtime_dir: Optional[str] = None) -> List[
 # with the holder ("applied by hand to pid P, not here"). Holders are the processes that
 # report the patch now, and processes that had it applied and have exited (audit rows of
 # op `apply`, whose detail carries the target and the holder's parent): those are judged
-# only against the descendants of that parent (a reloader's next child, a pool's next
-# worker), so an old row does not make every process of the host exposed forever.
+# only against the descendants of that parent, when it is alive and has an agent (a
+# reloader's next child, a pool's next worker), so an old row does not make every process
+# of the host exposed forever.
 # Processes without an agent are judged from outside (tooling/host/outside.py): the
 # distribution at the baseline where they may import it is "exposed: no agent".
 
@@ -586,8 +587,11 @@ def _judge_hand_patches(by_id: Dict[str, Dict[str, Any]], processes: List[Dict[s
     judged: List[Tuple[Dict[str, Any], List[int], bool, Optional[int]]] = [
         (e, holders[i], False, None) for i, e in hand.items() if holders[i]]
     exited: Dict[Tuple[str, int], List[int]] = {}
+    with_agent = {p["pid"] for p in asked}
     for entry, pid, ppid in _gone_hand_patches(hand):
-        if entry["id"] in by_id and by_id[entry["id"]]["installed"]:
+        # Only a parent with an agent (a reloader, a pool, a pre-fork master under Suture)
+        # restarts what it had: a shell or a test runner is the parent of unrelated programs.
+        if ppid not in with_agent or (entry["id"] in by_id and by_id[entry["id"]]["installed"]):
             continue
         by_id.setdefault(entry["id"], entry)
         exited.setdefault((entry["id"], ppid), []).append(pid)
