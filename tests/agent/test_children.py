@@ -23,8 +23,7 @@ from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import livecli  # noqa: E402
+import livecli
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 PKG = livecli.PKG
@@ -410,3 +409,28 @@ def test_fork_pool_attached_after_its_workers_were_forked(dist, rundir, procs, t
         assert row is not None and row["state"] == "exposed", row
         assert "no agent" in row["exposed"][0]["reason"], row
     assert proc_row(report, proc.pid)["state"] == "ok"
+
+
+# -- the inherit op (docs/protocol.md) ----------------------------------------------------
+
+def test_inherit_op_hands_out_what_is_applied_by_hand_now(dist, rundir, procs, tmp_path):
+    import base64
+
+    from agentutil import result
+
+    proc = procs.start([sys.executable, "-c", "import sys, time, suture.agent; "
+                        f"from {PKG} import answer; suture.agent.start(); print('ready', "
+                        "flush=True); time.sleep(60)"],
+                       env_for(rundir, dist["1.0"], SRC), tmp_path)
+    assert proc.stdout.readline().startswith("ready")
+    sock = os.path.join(rundir, f"{proc.pid}.sock")
+    assert result(sock, "inherit") == {"pid": proc.pid, "patches": []}
+    data = dist["fix"].read_bytes()
+    applied = result(sock, "apply", patch=base64.b64encode(data).decode("ascii"))
+    assert applied["state"] == "applied" and applied["target"]["from_version"] == "1.0"
+    handed = result(sock, "inherit")["patches"]
+    assert [(p["id"], p["how"], p["restricted"]) for p in handed] == \
+        [(livecli.patch_id(dist["fix"]), "hand", False)]
+    assert base64.b64decode(handed[0]["patch"]) == data
+    result(sock, "revert", patch_id=applied["patch"])
+    assert result(sock, "inherit")["patches"] == []    # reverted: no longer handed out
