@@ -888,7 +888,7 @@ def start(runtime_dir: Optional[str] = None) -> str:
         _agent, _dir_arg = agent, runtime_dir
         if not _fork_hook:
             os.register_at_fork(after_in_child=_after_fork_in_child)
-            _inherit.register_fork_wait()   # after ours: it waits for the child's agent
+            _inherit.register_fork_wait(running, wait_ready)  # after ours: waits for it
             _fork_hook = True
         if not _atexit_hook:
             import atexit

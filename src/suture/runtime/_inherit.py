@@ -157,10 +157,14 @@ Record = Callable[..., Any]
 # thread until they run, and the agent thread needs it: no wait then (the parent used the
 # engine, so it has what it was given).
 _fork_hook = False
+_agent_calls: List[Callable[..., Any]] = []   # _agent.running, _agent.wait_ready
 
 
-def register_fork_wait() -> None:
+def register_fork_wait(running: Callable[[], Optional[str]],
+                       wait_ready: Callable[[], bool]) -> None:
+    """Called by ``_agent.start`` (given its functions: this module imports no agent)."""
     global _fork_hook
+    _agent_calls[:] = [running, wait_ready]
     if not _fork_hook and hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=_wait_after_fork)
         _fork_hook = True
@@ -168,15 +172,16 @@ def register_fork_wait() -> None:
 
 def _wait_after_fork() -> None:
     try:
-        from . import _agent, engine
-        if engine._fork_holds.get(threading.get_ident()):
+        from . import engine
+        if engine._fork_holds.get(threading.get_ident()) or not _agent_calls:
             return
-        path = _agent.running()
+        running, wait_ready = _agent_calls
+        path = running()
         if path is None:
             return
         directory = os.path.dirname(path)
         if any(os.path.exists(os.path.join(directory, f"{a}.sock")) for a in ancestors()[1:]):
-            _agent.wait_ready()
+            wait_ready()
     except BaseException:  # noqa: BLE001 - never break the child
         pass
 
