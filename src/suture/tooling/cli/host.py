@@ -60,7 +60,8 @@ def _render_rows(rows: Sequence[Any], verb: str) -> None:
 def _audit_notes(rows: Sequence[Any], code: int) -> int:
     """Say on stderr which rows the target's own store did not record (fanout.py wrote them
     in ours), and which no store recorded: then the exit code is 1 unless already 1 or 3
-    (docs/errors.md), because a change recorded nowhere must not pass for a clean run."""
+    (docs/errors.md), because a change recorded nowhere must not pass for a clean run
+    (nor for "not covered", 4)."""
     for r in rows:
         a = r.audit
         if a is None:
@@ -75,7 +76,7 @@ def _audit_notes(rows: Sequence[Any], code: int) -> int:
             click.echo(f"error: PID {r.pid}: {r.outcome} but recorded in NO audit log: {theirs}; "
                        f"and yours ({fb['store']}): {fb['why']} [{fb['code']}]. Record it by "
                        f"hand and repair a store (`suture audit verify`).", err=True)
-    if any(r.unaudited for r in rows) and code in (0, 2):
+    if any(r.unaudited for r in rows) and code in (0, 2, 4):
         return 1
     return code
 

@@ -666,10 +666,11 @@ def agentless(pids: Sequence[int], seen: Dict[int, client.PythonProcess],
         forked = (parent in parents and parent in seen and proc is not None
                   and seen[parent].executable == proc.executable
                   and seen[parent].command == proc.command)
+        places = outside.site_dirs(pid, version) if entries else []
         for e in entries:
             t = e["target"]
             name, base = t["name"], t["from_version"]
-            found, where, dirs = outside.find_dist(pid, version, name)
+            found, where, dirs = outside.find_dist(pid, version, name, places)
             how = f"{where}"
             if found is None and forked:
                 found = parents[parent].get(name)

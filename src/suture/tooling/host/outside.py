@@ -159,11 +159,14 @@ def _metadata_version(path: str) -> Optional[str]:
     return None
 
 
-def find_dist(pid: int, version: str, name: str) -> Tuple[Optional[str], str, List[str]]:
+def find_dist(pid: int, version: str, name: str,
+              dirs: Optional[List[Tuple[str, str]]] = None
+              ) -> Tuple[Optional[str], str, List[str]]:
     """(installed version of distribution ``name`` where ``pid`` may import it, or None;
-    where it was found and how that directory was found; the directories searched)."""
+    where it was found and how that directory was found; the directories searched).
+    ``dirs``: ``site_dirs(pid, version)``, when the caller has it already."""
     root, want = _root(pid), _canonical(name)
-    dirs = site_dirs(pid, version)
+    dirs = site_dirs(pid, version) if dirs is None else dirs
     for d, how in dirs:
         try:
             entries = sorted(os.listdir(root + d))
