@@ -434,3 +434,39 @@ def test_inherit_op_hands_out_what_is_applied_by_hand_now(dist, rundir, procs, t
     assert base64.b64decode(handed[0]["patch"]) == data
     result(sock, "revert", patch_id=applied["patch"])
     assert result(sock, "inherit")["patches"] == []    # reverted: no longer handed out
+
+
+# -- an ancestor whose agent never answers: bounded, recorded ------------------------------
+
+HUNG_PARENT = """\
+import os, socket, subprocess, sys, time
+# Listens where its agent would, accepts, and never answers.
+s = socket.socket(socket.AF_UNIX)
+s.bind(os.path.join(os.environ["SUTURE_RUNTIME_DIR"], f"{os.getpid()}.sock"))
+s.listen(8)
+child = subprocess.Popen([sys.executable, "-c", "print('child ran', flush=True)"],
+                         env=dict(os.environ, SUTURE_AGENT="1", PYTHONPATH=sys.argv[1]))
+t0 = time.monotonic()
+conn, _ = s.accept()
+child.wait()
+print(round(time.monotonic() - t0, 2), flush=True)
+"""
+
+
+def test_an_ancestor_that_never_answers_delays_a_child_boundedly(rundir, procs, tmp_path):
+    from suture.runtime import store
+    from suture.runtime._bootstrap import prepare
+
+    script = tmp_path / "hung.py"
+    script.write_text(HUNG_PARENT)
+    env = env_for(rundir, SUTURE_INHERIT_TIMEOUT="0.5")
+    bootstrap = prepare(os.path.join(rundir, "bootstrap"))
+    proc = procs.start([sys.executable, str(script), bootstrap], env, tmp_path)
+    out, err = proc.communicate(timeout=30)
+    lines = out.split()
+    assert lines[:2] == ["child", "ran"], (out, err)
+    assert float(lines[2]) < 3.0, out          # bounded by the timeout, not hung
+    assert "were not inherited" in err and "did not answer within 0.5 s" in err, err
+    rows = [r for r in store.audit_log() if r["op"] == "inherit"
+            and r["result"] == "failed SUT-E617" and f"from pid {proc.pid}" in r["detail"]]
+    assert rows, store.audit_log()[-5:]

@@ -145,6 +145,14 @@ def _ask(path: str, pid: int, timeout: float) -> List[Dict[str, Any]]:
 Record = Callable[..., Any]
 
 
+def _timeout() -> float:
+    """``INHERIT_TIMEOUT``, or ``$SUTURE_INHERIT_TIMEOUT`` seconds (tests, slow hosts)."""
+    try:
+        return max(0.05, float(os.environ.get("SUTURE_INHERIT_TIMEOUT", INHERIT_TIMEOUT)))
+    except ValueError:
+        return INHERIT_TIMEOUT
+
+
 # A forked child does not wait for its agent at start: it has its parent's patches in
 # memory. But a forkserver started before the apply forks workers that get the patch only
 # from the main process, its parent, and a worker runs its task at once. So a forked child
@@ -205,10 +213,10 @@ def from_ancestors(runtime_dir: str, record: Record, warn: Callable[[str], None]
         if not os.path.exists(path) or _euid(anc) != euid:
             continue
         try:
-            for p in _ask(path, anc, INHERIT_TIMEOUT):
+            for p in _ask(path, anc, _timeout()):
                 wanted.setdefault(p["id"], (p, anc))
         except (OSError, ValueError, SutureError) as exc:
-            why = ("did not answer within " f"{INHERIT_TIMEOUT:g} s"
+            why = (f"did not answer within {_timeout():g} s"
                    if isinstance(exc, socket.timeout) else f"could not be asked: {exc}")
             warn(f"pid {me}: the patches applied by hand to its ancestor pid {anc} were not "
                  f"inherited: its agent {why}. Check with `suture status`.")
