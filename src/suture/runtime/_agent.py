@@ -909,8 +909,9 @@ def wait_ready(timeout: float = START_WAIT) -> bool:
     import, before the application imports anything, instead of landing while it already
     runs (a spawn pool's worker runs its first task within milliseconds). Bounded: a busy
     or hung ancestor delays the start by at most ``timeout`` (its inheritance then goes on
-    on the agent thread). Not called after fork (the child has the parent's patches in
-    memory) nor by ``suture attach`` (the process runs already)."""
+    on the agent thread). After a fork only when an ancestor beyond the parent has an
+    agent (``_inherit._wait_after_fork``: the child has its parent's patches in memory);
+    never by ``suture attach`` (the process runs already)."""
     agent = _agent
     if agent is None or agent.pid != os.getpid():
         return False
