@@ -49,7 +49,7 @@ import sys
 import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from . import _switching, protocol
+from . import _inherit, _switching, protocol
 from .errors import InternalError, SutureError, explain, os_cause, os_failure
 from .protocol import PeerRefused, ProtocolError
 
@@ -62,7 +62,7 @@ THREAD_NAME = "suture-agent"
 # takes about N x the switch interval. 5 ms (the default) x 50 threads made a hello take
 # 2 s; 0.1 ms keeps each wait near 5 ms (docs/live-processes.md, "Busy processes").
 SERVE_SWITCH_INTERVAL = 0.0001
-_OPS = ("hello", "status", "apply", "revert", "list", "dists")
+_OPS = ("hello", "status", "apply", "revert", "list", "dists", "inherit")
 
 
 class AgentStartError(SutureError, OSError):
@@ -207,6 +207,7 @@ class _Agent:
         self.ident = (st.st_dev, st.st_ino)
         self.stopping = False
         self.conn: Optional[socket.socket] = None
+        self.ready = threading.Event()   # set once the start-up applies are done (_serve)
         self.thread = threading.Thread(target=self._serve, name=THREAD_NAME, daemon=True)
 
     def __repr__(self) -> str:
@@ -218,6 +219,8 @@ class _Agent:
         backoff = threading.Event()  # never set: wait() is a sleep that needs no import
         if not self.stopping:
             _auto_apply()  # patch store: before the first request, never raises
+            _inherit_patches(os.path.dirname(self.path))  # by hand to ancestors; never raises
+        self.ready.set()
         while not self.stopping:
             try:
                 conn, _ = self.sock.accept()
@@ -382,9 +385,16 @@ def _op_apply(frame: Dict[str, Any]) -> Dict[str, Any]:
         raise ProtocolError(f"'restricted_to' must be null or a distribution name, "
                             f"not {restricted_to!r}")
     _watch_imports()
-    return runtime.apply(data, wait_quiescent=None if wait is None else float(wait),
-                         restricted=restricted_to is not None,
-                         deadline=_deadline(frame)).to_dict()
+    patch_ = runtime.load_patch(data)
+    out = runtime.apply(patch_, wait_quiescent=None if wait is None else float(wait),
+                        restricted=restricted_to is not None,
+                        deadline=_deadline(frame)).to_dict()
+    # Kept for the processes this one starts later (_inherit); the target goes into the
+    # audit row (_audited), so that `suture status` still knows it once we have exited.
+    _inherit.remember(data, restricted_to is not None, str(out.get("patch", "")),
+                      str(out.get("state", "")))
+    out["target"] = dict(patch_.target)
+    return out
 
 
 def _deadline(frame: Dict[str, Any]) -> Optional[float]:
@@ -451,7 +461,7 @@ def _op_dists(frame: Dict[str, Any]) -> Dict[str, Any]:
 
 _HANDLERS: Dict[str, Callable[[Dict[str, Any]], Dict[str, Any]]] = {
     "hello": _op_hello, "status": _op_status, "apply": _op_apply, "revert": _op_revert,
-    "list": _op_list, "dists": _op_dists,
+    "list": _op_list, "dists": _op_dists, "inherit": _inherit.op_inherit,
 }
 
 
@@ -635,9 +645,30 @@ def _audited(op: str, handler: Callable[[Dict[str, Any]], Dict[str, Any]],
         if missed is not None and isinstance(exc, SutureError):
             exc.details["audit"] = missed
         raise
-    missed = _record(op, str(out.get("patch", "")), str(out.get("state", "")), uid)
+    missed = _record(op, str(out.get("patch", "")), str(out.get("state", "")), uid,
+                     _hand_detail(op, out))
     out["audit"] = missed if missed is not None else {"recorded": True}
     return out
+
+
+def _hand_detail(op: str, out: Dict[str, Any]) -> str:
+    """The detail of a successful apply's row: our parent and the patch's target, which
+    `suture status` reads to judge the processes a gone process's parent starts later
+    (tooling/fleet/fanout.py, ``_gone_hand_patches``)."""
+    import json
+    if op != "apply" or not isinstance(out.get("target"), dict):
+        return ""
+    return (f"by hand; ppid={os.getppid()}; target="
+            f"{json.dumps(out['target'], sort_keys=True, separators=(',', ':'))}")
+
+
+def _inherit_patches(runtime_dir: str) -> None:
+    """At agent start, after the store: apply what our ancestors were patched with by hand
+    (runtime/_inherit.py). On the agent thread, so the application is not delayed."""
+    try:
+        _inherit.from_ancestors(runtime_dir, _record, _warn, _watch_imports, _outcome)
+    except BaseException as exc:  # noqa: BLE001 - never break the target
+        _warn(f"patches of the ancestors of pid {os.getpid()} not inherited: {exc}")
 
 
 def _concerns(patch: Any) -> bool:
@@ -1238,6 +1269,7 @@ def start(runtime_dir: Optional[str] = None, forked: bool = False) -> str:
             # guarded against a fork from the application's threads.
             os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
                                 after_in_child=_after_fork_in_child)
+            _inherit.register_fork_wait(running, wait_ready)  # after ours: waits for it
             _fork_hook = True
         agent.begin()
         _agent, _dir_arg = agent, runtime_dir
@@ -1246,6 +1278,27 @@ def start(runtime_dir: Optional[str] = None, forked: bool = False) -> str:
         if not forked:
             prune_dead_sockets(directory)   # a fork child leaves that to its parent's kind
         return agent.path
+
+
+START_WAIT = 5.0
+
+
+def wait_ready(timeout: float = START_WAIT) -> bool:
+    """Wait up to ``timeout`` s until the agent has applied, at its start, the installed
+    patches and those its ancestors were patched with by hand; True if it has.
+
+    The bootstrap of a new interpreter (``suture run``, a spawned or exec-ed child) calls
+    it before the application's own code runs: the patches are then in place, or pending
+    import, before the application imports anything, instead of landing while it already
+    runs (a spawn pool's worker runs its first task within milliseconds). Bounded: a busy
+    or hung ancestor delays the start by at most ``timeout`` (its inheritance then goes on
+    on the agent thread). After a fork only when an ancestor beyond the parent has an
+    agent (``_inherit._wait_after_fork``: the child has its parent's patches in memory);
+    never by ``suture attach`` (the process runs already)."""
+    agent = _agent
+    if agent is None or agent.pid != os.getpid():
+        return False
+    return agent.ready.wait(timeout)
 
 
 def stop(timeout: Optional[float] = 5.0) -> None:

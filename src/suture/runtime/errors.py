@@ -207,6 +207,23 @@ class RolledBack(SutureError):
     code = "SUT-E400"
 
 
+class InheritFailed(SutureError):
+    """A child's agent could not get, at its start, the patches applied by hand to an
+    ancestor (the ancestor's agent did not answer in time, or answered nonsense). The child
+    runs without them; recorded in the audit log (op ``inherit``), and ``suture status``
+    reports the child exposed (runtime/_inherit.py)."""
+
+    code = "SUT-E617"
+
+
+class NotCovered(SutureError):
+    """A Python process without an agent may load the patched distribution at the patch's
+    baseline: ``apply --all`` cannot reach it, and ``status`` reports it exposed. Attach
+    it (``suture attach PID``) or restart it under ``suture run``."""
+
+    code = "SUT-E618"
+
+
 class SystemCallFailed(SutureError, OSError):
     """A system call failed for a reason outside Suture and the patch: the process is out of
     file descriptors (EMFILE), the host too (ENFILE), a disk is full (ENOSPC, EDQUOT), access

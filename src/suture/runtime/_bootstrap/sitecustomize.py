@@ -20,6 +20,7 @@ def _start_agent() -> None:
         from suture.runtime import _agent
 
         _agent.start()
+        _agent.wait_ready()  # bounded: installed and inherited patches before the app runs
     except BaseException as exc:  # noqa: BLE001 - the application must start regardless
         try:
             sys.stderr.write(f"suture: warning: agent not started in pid {os.getpid()}: {exc}\n")

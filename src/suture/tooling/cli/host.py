@@ -52,12 +52,17 @@ def _render_rows(rows: Sequence[Any], verb: str) -> None:
         counts[r.outcome] = counts.get(r.outcome, 0) + 1
     click.echo("\n" + ", ".join(f"{n} {o}" for o, n in sorted(counts.items()))
                + f" (of {len(rows)} process{'es' if len(rows) != 1 else ''})")
+    if counts.get("not covered"):
+        click.echo("not covered: Python processes without an agent that may run the patched "
+                   "release; attach them (`suture attach PID`) or restart them under "
+                   "`suture run`.")
 
 
 def _audit_notes(rows: Sequence[Any], code: int) -> int:
     """Say on stderr which rows the target's own store did not record (fanout.py wrote them
     in ours), and which no store recorded: then the exit code is 1 unless already 1 or 3
-    (docs/errors.md), because a change recorded nowhere must not pass for a clean run."""
+    (docs/errors.md), because a change recorded nowhere must not pass for a clean run
+    (nor for "not covered", 4)."""
     for r in rows:
         a = r.audit
         if a is None:
@@ -72,7 +77,7 @@ def _audit_notes(rows: Sequence[Any], code: int) -> int:
             click.echo(f"error: PID {r.pid}: {r.outcome} but recorded in NO audit log: {theirs}; "
                        f"and yours ({fb['store']}): {fb['why']} [{fb['code']}]. Record it by "
                        f"hand and repair a store (`suture audit verify`).", err=True)
-    if any(r.unaudited for r in rows) and code in (0, 2):
+    if any(r.unaudited for r in rows) and code in (0, 2, 4):
         return 1
     return code
 
@@ -182,11 +187,13 @@ def apply(file: Path, pids: Sequence[int], select_all: bool, wait_quiescent: Opt
     a bad or untrusted file contacts no process, nor does a patch marked bad on this host
     (`suture bad`). With --all, processes that do not have the patch's distribution
     installed are skipped.
+    With --all, Python processes without an agent that may run the patch's baseline are
+    listed as "not covered".
     Exit codes: 0 every process applied, already fixed, pending import or skipped;
     2 some process refused (it is unchanged), no trusted key signed the patch, or it is
     marked bad; 3 a process died or the health check failed during --watch, and the
-    patch was reverted everywhere this command applied it; 1 some process failed, a
-    revert after --watch failed, or an error.
+    patch was reverted everywhere this command applied it; 4 (--all) some process is not
+    covered (no agent); 1 some process failed, a revert after --watch failed, or an error.
     """
 
     from ...runtime import store

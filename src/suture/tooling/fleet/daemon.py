@@ -338,7 +338,8 @@ def _apply_exposed(cfg: Config, report: Dict[str, Any], refused: Dict[str, str],
         targets = []
         for proc in entry["processes"]:
             key = f"{entry['id']}:{proc['pid']}:{rollout.start_time(proc['pid'])}"
-            if proc["state"] == "exposed" and key not in refused:
+            # (a process without an agent cannot be applied to: status names it)
+            if proc["state"] == "exposed" and proc.get("agent", True) and key not in refused:
                 targets.append(proc["pid"])
         if not targets:
             continue

@@ -35,8 +35,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from packaging.version import InvalidVersion, Version
 
 from ...runtime import store
-from ...runtime.errors import (PatchFormatError, RefusedError, RevertOrderError, SutureError,
-                              UnknownPatch)
+from ...runtime.errors import (NotCovered, PatchFormatError, RefusedError, RevertOrderError,
+                              SutureError, UnknownPatch)
 from ...runtime.patchfile import Patch, load
 from ..host import client
 
@@ -119,11 +119,14 @@ def _fallback(op: str, pid: int, patch_id: str, row: Row, answer: Any) -> Row:
 
 
 def exit_code(rows: Sequence[Row]) -> int:
-    """1 if any row failed, else 2 if any was refused, else 0."""
+    """1 if any row failed, else 2 if any was refused, else 4 if a Python process without
+    an agent may load the patched distribution ("not covered", ``not_covered``), else 0."""
     if any(r.outcome == "failed" for r in rows):
         return 1
     if any(r.outcome == "refused" for r in rows):
         return 2
+    if any(r.outcome == "not covered" for r in rows):
+        return 4
     return 0
 
 
@@ -214,7 +217,10 @@ def apply(data: bytes, patch: Patch, pids: Sequence[int], *, select_all: bool = 
         return _fallback("apply", pid, patch.id,
                          Row(pid, state, reason=_summary(result), result=result), result)
 
-    return _fan_out(pids, work, progress, parallel or default_parallel())
+    rows = _fan_out(pids, work, progress, parallel or default_parallel())
+    # --all: the Python processes it could not reach (no agent) and that may run the
+    # baseline are rows too ("not covered", exit 4): "1 applied" must not read as "all".
+    return rows + (not_covered(patch, runtime_dir) if select_all else [])
 
 
 def revert(patch_id: str, pids: Sequence[int], *, select_all: bool = False,
@@ -369,11 +375,26 @@ def status(pids: Sequence[int] = (), *, patches: Optional[Sequence[Patch]] = Non
                                         "reason": reason, "fix": fix})
         if proc["exposed"]:
             proc["state"] = "exposed"
+    _judge_hand_patches(by_id, processes, runtime_dir)
+    bare = agentless(unseen, seen, _candidates(by_id),
+                     {p["pid"]: p["dists"] for p in processes
+                      if p["state"] in ("ok", "exposed")}) if unseen else {}
     for pid in unseen:
-        processes.append({"pid": pid, "state": "unknown", "command": _command(seen, pid),
-                          "reason": f"not inspected: no agent (`suture attach {pid}`)",
-                          "error": None, "applied": [], "active": [], "dists": {},
-                          "exposed": []})
+        proc = {"pid": pid, "state": "unknown", "command": _command(seen, pid),
+                "reason": f"not inspected: no agent (`suture attach {pid}`)",
+                "error": None, "applied": [], "active": [], "dists": {}, "exposed": []}
+        processes.append(proc)
+        for entry, state, reason in bare.get(pid, []):
+            if state == "unknown":
+                continue
+            fix = f"suture attach {pid}, then suture apply FILE --pid {pid}; or restart it"
+            entry["processes"].append({"pid": pid, "state": state, "reason": reason,
+                                       "fix": fix if state == "exposed" else None,
+                                       "agent": False})
+            if state == "exposed":
+                proc["exposed"].append({"patch": entry["id"], "cves": entry["cves"],
+                                        "reason": reason, "fix": fix})
+                proc.update(state="exposed", reason=reason)
     exposed = [{"pid": p["pid"], "patch": x["patch"], "cves": x["cves"]}
                for p in processes for x in p["exposed"]]
     return {"store": store.db_path(), "patches": list(by_id.values()),
@@ -385,7 +406,9 @@ def status_exit_code(processes: Sequence[Dict[str, Any]]) -> int:
     """2 if any process is exposed, else 1 if any could not be asked, else 0.
 
     Exposure wins over errors: it is a fact that needs action whatever the other
-    processes say. Processes without an agent (state ``unknown``) count for nothing.
+    processes say. A process without an agent is exposed when it may load a patch's
+    distribution at the baseline (``agentless``); otherwise (state ``unknown``) it counts
+    for nothing.
     """
     states = {p["state"] for p in processes}
     return 2 if "exposed" in states else 1 if "error" in states else 0
@@ -532,3 +555,240 @@ def ps(*, dists: Sequence[str] = (), runtime_dir: Optional[str] = None) -> List[
         with ThreadPoolExecutor(max_workers=min(32, len(with_agent))) as pool:
             list(pool.map(enrich, with_agent))
     return sorted(rows, key=lambda r: r["pid"])
+
+
+# -- children and processes without an agent (issue 16) ----------------------------------
+#
+# A patch applied by hand (`suture apply`, not installed) reaches the processes its holder
+# starts later through their agents (runtime/_inherit.py). Status checks that it did: every
+# such patch is judged against every process asked, as installed patches are. A process
+# that runs the patch's distribution at its baseline and lacks the patch is exposed, named
+# with the holder ("applied by hand to pid P, not here"). Holders are the processes that
+# report the patch now, and processes that had it applied and have exited (audit rows of
+# op `apply`, whose detail carries the target and the holder's parent): those are judged
+# only against the descendants of that parent, when it is alive and has an agent (a
+# reloader's next child, a pool's next worker), so an old row does not make every process
+# of the host exposed forever.
+# Processes without an agent are judged from outside (tooling/host/outside.py): the
+# distribution at the baseline where they may import it is "exposed: no agent".
+
+def _dist_target(target: Dict[str, Any]) -> bool:
+    return target.get("kind") == "distribution" and bool(target.get("from_version"))
+
+
+def _roots(holders: Sequence[int]) -> List[int]:
+    """The holders that descend from no other holder (who got it by hand, not inherited)."""
+    from ..host import outside
+    return sorted(h for h in holders if not any(outside.descends(h, o) for o in holders
+                                                if o != h)) or sorted(holders)
+
+
+def _hand_reason(entry: Dict[str, Any], holders: Sequence[int], gone: bool) -> str:
+    roots = _roots(holders)
+    who = f"pid{'s' if len(roots) != 1 else ''} {', '.join(map(str, roots))}"
+    more = len(holders) - len(roots)
+    return (f"patch {entry['id'][:12]} was applied by hand to {who}"
+            + (" (exited)" if gone else "") + ", not here"
+            + (f" ({more} process{'es' if more != 1 else ''} started by it inherited it)"
+               if more > 0 else "")
+            + ": apply it or restart under an installed patch")
+
+
+def _has_or_covers(applied: Sequence[Dict[str, Any]], entry: Dict[str, Any]) -> bool:
+    mine = entry["target"]
+    for a in applied:
+        if a.get("id") == entry["id"]:
+            return True
+        theirs = a.get("target") or {}
+        if (_dist_target(mine) and _dist_target(theirs) and theirs.get("name") == mine["name"]
+                and _same_version(theirs.get("from_version"), mine["from_version"])):
+            new, old = _version(theirs.get("to_version")), _version(mine.get("to_version"))
+            if new is not None and old is not None and new >= old:
+                return True
+    return False
+
+
+def _gone_hand_patches(live: Dict[str, Any]) -> List[Tuple[Dict[str, Any], int, int]]:
+    """(entry, holder pid, its parent) for patches applied by hand, and not reverted, in
+    processes that have exited, from the audit log's newest rows; skipped when the log
+    cannot be read (status reads the store anyway and reports that)."""
+    import json
+    try:
+        rows = store.audit_log(limit=2000)
+    except SutureError:
+        return []
+    latest: Dict[Tuple[str, int], Dict[str, Any]] = {}
+    reverted: Dict[str, int] = {}     # patch id -> seq of its newest revert, anywhere
+    for r in rows:
+        if r.get("op") in ("apply", "revert") and r.get("patch_id"):
+            latest[(str(r["patch_id"]), int(r.get("pid") or 0))] = r
+            if r["op"] == "revert" and r.get("result") == "reverted":
+                reverted[str(r["patch_id"])] = int(r.get("seq") or 0)
+    out: List[Tuple[Dict[str, Any], int, int]] = []
+    for (patch_id, pid), r in latest.items():
+        detail = str(r.get("detail") or "")
+        # reverted somewhere after it was applied here: the operator took it back
+        if int(r.get("seq") or 0) < reverted.get(patch_id, -1):
+            continue
+        if (r["op"] != "apply" or r.get("result") not in ("applied", "pending import")
+                or "target=" not in detail or os.path.exists(f"/proc/{pid}")):
+            continue
+        try:
+            target = json.loads(detail.partition("target=")[2])
+            parent = int(detail.partition("ppid=")[2].partition(";")[0])
+        except ValueError:
+            continue
+        if not isinstance(target, dict) or parent <= 1 or not os.path.exists(f"/proc/{parent}"):
+            continue
+        entry = live.get(patch_id) or {"id": patch_id, "target": target, "cves": [],
+                                       "installed": False, "processes": []}
+        out.append((entry, pid, parent))
+    return out
+
+
+def _judge_hand_patches(by_id: Dict[str, Dict[str, Any]], processes: List[Dict[str, Any]],
+                        runtime_dir: Optional[str]) -> None:
+    """Add the verdicts of patches applied by hand in other processes (comment above)."""
+    from ..host import outside
+    asked = [p for p in processes if p["state"] in ("ok", "exposed")]
+    hand = {i: e for i, e in by_id.items() if not e["installed"]}
+    holders = {i: [r["pid"] for r in e["processes"] if r["state"] in ("fixed",
+                                                                       "pending import")]
+               for i, e in hand.items()}
+    judged: List[Tuple[Dict[str, Any], List[int], bool, Optional[int]]] = [
+        (e, holders[i], False, None) for i, e in hand.items() if holders[i]]
+    exited: Dict[Tuple[str, int], List[int]] = {}
+    with_agent = {p["pid"] for p in asked}
+    for entry, pid, ppid in _gone_hand_patches(hand):
+        # Only a parent with an agent (a reloader, a pool, a pre-fork master under Suture)
+        # restarts what it had: a shell or a test runner is the parent of unrelated programs.
+        if ppid not in with_agent or (entry["id"] in by_id and by_id[entry["id"]]["installed"]):
+            continue
+        by_id.setdefault(entry["id"], entry)
+        exited.setdefault((entry["id"], ppid), []).append(pid)
+    judged += [(by_id[i], sorted(pids), True, ppid) for (i, ppid), pids in exited.items()]
+    names = sorted({e["target"]["name"] for e, _, _, _ in judged if _dist_target(e["target"])})
+    missing = [p for p in asked if any(n not in p["dists"] for n in names)]
+
+    def ask(p: Dict[str, Any]) -> None:
+        try:
+            found = client.call(p["pid"], "dists", STATUS_TIMEOUT, runtime_dir=runtime_dir,
+                                names=[n for n in names if n not in p["dists"]])
+            p["dists"].update(found.get("dists") or {})
+        except SutureError:
+            pass
+
+    if missing:
+        with ThreadPoolExecutor(max_workers=min(32, len(missing))) as pool:
+            list(pool.map(ask, missing))
+    for entry, who, gone, parent in judged:
+        done = {r["pid"] for r in entry["processes"]}
+        for p in asked:
+            if p["pid"] in done or p["pid"] in who or _has_or_covers(p["applied"], entry):
+                continue
+            if parent is not None and not outside.descends(p["pid"], parent):
+                continue
+            target = entry["target"]
+            if not _dist_target(target):
+                if any(outside.descends(p["pid"], h) for h in who):
+                    entry["processes"].append({
+                        "pid": p["pid"], "state": "unknown", "fix": None,
+                        "reason": _hand_reason(entry, who, gone).split(": apply")[0]
+                        + "; the patch is not built from a released version, so whether "
+                          "this process runs its code cannot be told"})
+                continue
+            version = p["dists"].get(target["name"])
+            if version is None or not _same_version(version, target["from_version"]):
+                state, reason, fix = ("not affected", f"runs {target['name']} {version}; the "
+                                      f"patch is for {target['from_version']}" if version
+                                      else f"{target['name']} is not installed here", None)
+            else:
+                state, reason = "exposed", _hand_reason(entry, who, gone)
+                fix = f"suture apply FILE --pid {p['pid']}"
+            entry["processes"].append({"pid": p["pid"], "state": state, "reason": reason,
+                                       "fix": fix})
+            if state == "exposed":
+                p["exposed"].append({"patch": entry["id"], "cves": entry["cves"],
+                                     "reason": reason, "fix": fix})
+                p["state"] = "exposed"
+
+
+def _candidates(by_id: Dict[str, Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The entries (known or applied by hand) a process without an agent is judged on."""
+    return [e for e in by_id.values() if _dist_target(e["target"])]
+
+
+def agentless(pids: Sequence[int], seen: Dict[int, client.PythonProcess],
+              entries: Sequence[Dict[str, Any]], parents: Dict[int, Dict[str, Any]]
+              ) -> Dict[int, List[Tuple[Dict[str, Any], str, str]]]:
+    """For each process without an agent: (entry, state, reason) per distribution patch.
+
+    State "exposed" (baseline installed where it may import from, or a forked child of a
+    process whose agent reports the distribution at the baseline), "not affected" (another
+    version), or "unknown" (it cannot be told from outside). ``parents``: pid -> the
+    ``dists`` answer of processes with an agent, for the forked-child rule."""
+    from ..host import outside
+    out: Dict[int, List[Tuple[Dict[str, Any], str, str]]] = {}
+    for pid in pids:
+        proc = seen.get(pid)
+        version = proc.python if proc is not None else "unknown"
+        rows: List[Tuple[Dict[str, Any], str, str]] = []
+        parent = outside.ppid(pid)
+        forked = (parent in parents and parent in seen and proc is not None
+                  and seen[parent].executable == proc.executable
+                  and seen[parent].command == proc.command)
+        places = outside.site_dirs(pid, version) if entries else []
+        for e in entries:
+            t = e["target"]
+            name, base = t["name"], t["from_version"]
+            found, where, dirs = outside.find_dist(pid, version, name, places)
+            how = f"{where}"
+            if found is None and forked:
+                found = parents[parent].get(name)
+                how = f"forked from pid {parent}, whose agent reports it"
+            if found is None:
+                rows.append((e, "unknown", f"{name} not found where it may import from "
+                             f"({len(dirs)} director{'y' if len(dirs) == 1 else 'ies'} "
+                             "searched); a path set at run time cannot be seen from outside"))
+            elif _same_version(found, base):
+                rows.append((e, "exposed", f"no agent, and it may load {name} {found} "
+                             f"({how}): attach it or restart it"))
+            else:
+                rows.append((e, "not affected", f"runs {name} {found} ({how}); the patch is "
+                             f"for {base}"))
+        out[pid] = rows
+    return out
+
+
+def not_covered(patch: Patch, runtime_dir: Optional[str] = None) -> List[Row]:
+    """``apply``/``revert --all``: a row "not covered" for each Python process without an
+    agent that may load ``patch``'s distribution at its baseline (see ``agentless``)."""
+    if not _versioned(patch):
+        return []
+    procs = {p.pid: p for p in client.list_python_processes(runtime_dir=runtime_dir)}
+    # A socket whose agent did not answer hello (busy, stale) was not applied to either.
+    bare = sorted(pid for pid, p in procs.items() if not p.agent)
+    if not bare:
+        return []
+    entry = {"id": patch.id, "target": dict(patch.target)}
+    name = patch.target["name"]
+    parents: Dict[int, Dict[str, Any]] = {}
+    from ..host import outside
+    for pid in {outside.ppid(b) for b in bare}:
+        if pid in procs and procs[pid].agent:
+            try:
+                parents[pid] = dict(client.call(pid, "dists", STATUS_TIMEOUT,
+                                                runtime_dir=runtime_dir,
+                                                names=[name]).get("dists") or {})
+            except SutureError:
+                continue
+    rows = []
+    for pid, verdicts in agentless(bare, procs, [entry], parents).items():
+        for _, state, reason in verdicts:
+            if state == "exposed":
+                if procs[pid].socket:
+                    reason = (f"its agent did not answer ({procs[pid].agent_error}); "
+                              + reason.replace("no agent, and it", "it"))
+                rows.append(Row(pid, "not covered", code=NotCovered.code, reason=reason,
+                                result={"command": procs[pid].command}))
+    return rows
