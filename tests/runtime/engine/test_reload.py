@@ -123,3 +123,40 @@ emit({"observed": tgt_rel.check(-1), "modules": runtime.status()["patches"][0]["
     assert got["modules"]["tgt_rel"].startswith("refused at reload: "), got["modules"]
     assert got["live"] == [{}]
     assert got["told"] == ["tgt_rel"]
+
+
+@pytest.mark.slow
+def test_module_state_set_back_to_the_baselines_is_reverted_by_the_application(ws):
+    # The fix lowers a module-level limit; the functions keep their fixed code, but the
+    # application (or a reload behind another finder that only touched data) puts the
+    # baseline's value back: the process runs the vulnerable behaviour again.
+    v1 = ws.tree("v1", V1)
+    patch = ws.patch(v1, ws.tree("v2", {"tgt_rel/__init__.py": V1["tgt_rel/__init__.py"]
+                                        .replace("LIMIT = 10", "LIMIT = 5")}), state=True)
+    got = ws.run(OBSERVE + r"""
+patch = load(ARGS["patch"])
+out = {"applied": [runtime.apply(patch).state, tgt_rel.check(7), live()]}
+tgt_rel.LIMIT = 10
+out["set_back"] = [tgt_rel.check(7), live()]
+try:
+    runtime.apply(patch)
+    out["again"] = "applied"
+except runtime.RefusedError as exc:
+    out["again"] = [exc.code, str(exc), tgt_rel.check(7), live()]
+tgt_rel.LIMIT = 5          # set right by hand
+out["by_hand"] = live()
+tgt_rel.LIMIT = 6          # the application's own run-time value: neither release's
+out["own"] = live()
+emit(out)
+""", [v1], {"patch": str(patch)})
+    assert got["applied"] == ["applied", False, [{"tgt_rel": "verified"}]]
+    observed, [live] = got["set_back"]
+    assert observed is True
+    assert live == {"tgt_rel": "reverted by the application (SUT-E211): module state is the "
+                               "baseline's again where the fix changed it: LIMIT"}, live
+    # applying again cannot make that change twice: refused, never a false "applied"
+    code, message, observed, live = got["again"]
+    assert code == "SUT-E211" and "still runs it" in message, message
+    assert observed is True and "LIMIT" in live[0]["tgt_rel"]
+    assert got["by_hand"] == [{"tgt_rel": "verified"}]
+    assert got["own"] == [{"tgt_rel": "verified"}]

@@ -60,7 +60,8 @@ from typing import Any, ContextManager, Dict, List, Optional
 from .. import _hook, _members, _units
 from . import commit as _commit
 from .commit import MISSING
-from ..errors import DeadlinePassed, RestartRequired, RolledBack, SutureError, UnitsBusy
+from ..errors import (DeadlinePassed, RestartRequired, RevertedByApplication, RolledBack,
+                      SutureError, UnitsBusy)
 from ..patchfile import Patch
 from . import _objects
 from ._activeness import _settle, _wait_quiescent, active
@@ -641,6 +642,17 @@ def _reapply(rec: _Record, gone: Dict[str, str]) -> Result:
         notes.append(f"applied again to {name}, which was {_reporting.REVERTED}: {how}")
     rec.notes.extend(notes)
     _serve()
+    # Never "applied" on a module that still runs what the application put back: a change
+    # the plan makes only against the baseline (module state set back under fixed
+    # functions) is not made a second time by the preparation above.
+    still = {n: h for n, h in _reporting.drift(rec).items() if n in gone}
+    if still:
+        where = "; ".join(f"{n}: {h}" for n, h in sorted(still.items()))
+        raise RevertedByApplication(
+            f"Patch {rec.patch.short_id} was applied here, and the application has since "
+            f"reverted part of it ({where}). Applying it again did not restore that: the "
+            f"process still runs it. Restart the process on the fixed release, or set it "
+            f"back by hand.", details={"patch": rec.patch.id, "modules": still})
     return Result(rec.patch.id, "applied", modules=dict(rec.modules), pause_ns=rec.pause_ns,
                   ops=len(rec.ops), caveats=rec.caveats, notes=notes,
                   verified=dict(rec.verified))
