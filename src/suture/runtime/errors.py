@@ -122,11 +122,12 @@ class FramesAtRisk(RefusedError):
 class RevertedByApplication(RefusedError):
     """The code of a status finding (``status()["patches"][i]["live"]``) and of its audit
     row; raised only by an apply that patched such a module again and still finds it
-    reverted (a change its plan cannot make twice, e.g. module state set back). The live objects of a module an applied patch patched are no longer
-    the fixed ones: the module ran again without Suture's import hook (a reload behind
-    another finder), a function's ``__code__`` was set back, a name was rebound to other
-    code, the module was replaced in ``sys.modules``. The process runs old code there
-    again; ``suture apply`` of the same patch patches it again."""
+    reverted (a change its plan cannot make twice, e.g. module state set back). The live
+    objects of a module an applied patch patched are no longer the fixed ones: the module
+    ran again without Suture's import hook (a reload behind another finder), a function's
+    ``__code__`` was set back, a name was rebound to other code, module state was set back
+    to the baseline's, the module was replaced in ``sys.modules``. The process runs old
+    code there again; ``suture apply`` of the same patch patches it again."""
 
     code = "SUT-E211"
 
