@@ -272,6 +272,43 @@ def test_workers_terminated_at_birth_die_by_sigterm_and_leave_no_socket(targets:
     assert socks(targets) == []
 
 
+# An application that installs its own SIGTERM handler after the agent, chaining to the one
+# it replaced when that is callable (a common pattern): before the agent, the replaced one
+# was SIG_DFL, not callable, so the application's own shutdown ran to its end.
+CHAINS_SIGTERM = r'''
+import os, signal, sys, time
+import suture.agent
+path = suture.agent.start()
+out = sys.argv[1]
+
+def mine(signum, frame):
+    if callable(previous):
+        previous(signum, frame)
+    with open(out, "w") as f:
+        f.write("graceful " + str(os.path.exists(path)))
+    sys.exit(0)
+
+previous = signal.signal(signal.SIGTERM, mine)
+print("ready", flush=True)
+while True:
+    time.sleep(0.05)
+'''
+
+
+@pytest.mark.slow
+def test_an_application_handler_that_chains_to_the_agents_still_shuts_down_its_way(
+        targets: Targets, state: Path, tmp_path: Path):
+    out = tmp_path / "out.txt"
+    proc = targets.start([sys.executable, str(targets.script(CHAINS_SIGTERM)), str(out)],
+                         targets.env())
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    # the agent's handler did nothing when chained to; the socket went at interpreter exit
+    assert out.read_text() == "graceful True"
+    assert socks(targets) == []
+
+
 # multiprocessing's fork pool with maxtasksperchild=1: every task in a fresh worker, which
 # ends with os._exit(0) as soon as it has answered (popen_fork).
 FORK_POOL = r'''

@@ -1107,6 +1107,13 @@ def _sigterm_handler(install: bool) -> None:
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
+    if signal.getsignal(signal.SIGTERM) is not _on_sigterm:
+        # Called by an application handler that chains to the one it replaced (``prev =
+        # signal.signal(SIGTERM, mine)``, then ``if callable(prev): prev(...)``). Without
+        # the agent, ``prev`` was SIG_DFL, which is not callable: nothing ran there, and the
+        # application's own shutdown went on. Do the same: neither die here nor drop the
+        # socket of a process that may run for a while yet.
+        return
     _ending("terminated by SIGTERM")
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
