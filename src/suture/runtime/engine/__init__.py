@@ -85,6 +85,8 @@ from .prepare import _prepare
 from . import reporting as _reporting, reverting as _reverting, verify as _verify
 from .reverting import _added_module_removals
 
+_reporting.state_check = _verify.reset_paths   # status checks module state too
+
 
 __all__ = ["apply", "revert", "status", "applied_ids", "patch_on_import", "on_import_refused",
            "on_reverted",

@@ -21,14 +21,17 @@ from __future__ import annotations
 import sys
 import types
 from types import FunctionType
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .. import _fingerprint
-from ._state import _Record, _applied, _isa, _own_dict, live_module, state_names
+from ._state import _Record, _applied, _isa, _own_dict, live_module
 
 _CLASS_DICT = type.__dict__["__dict__"].__get__   # a class's own members (no metaclass code)
 _MISSING = object()
 REVERTED = "reverted by the application"
+# The module-state half of the check (``verify.reset_paths``), handed over by the package
+# (engine/__init__.py) rather than imported: verify is a step of apply in this module's
+# own layer (tests/runtime/test_import_graph.py).
+state_check: Optional[Callable[[Any, str, types.ModuleType], List[str]]] = None
 
 
 def records() -> Tuple[List[Dict[str, Any]], Dict[int, Tuple[Any, ...]]]:
@@ -162,7 +165,7 @@ def drift(rec: _Record) -> Dict[str, str]:
                            + (f" and {len(fresh) - 3} more" if len(fresh) > 3 else "")
                            + " are new functions from the file on disk")
         if not hows:
-            reset = _state_back(rec, name, module)
+            reset = state_check(rec.patch, name, module) if state_check is not None else []
             if reset:
                 hows.append(f"module state is the baseline's again where the fix changed it: "
                             f"{', '.join(reset[:3])}"
@@ -171,35 +174,6 @@ def drift(rec: _Record) -> Dict[str, str]:
             out[name] = "; ".join(hows[:3]) + (f"; and {len(hows) - 3} more" if len(hows) > 3
                                                else "")
     return out
-
-
-def _state_back(rec: _Record, name: str, module: types.ModuleType) -> List[str]:
-    """Paths of the patch's state manifest (docs/engine.md, "State equivalence") whose live
-    value is the baseline's again where the fixed release's differs: module-level state set
-    back after the apply (a constant rebound, a table restored). Only equality with the
-    baseline counts: a value the application computes at run time, neither release's, was
-    never held to the fixed one, and is not reported. Paths one release lacks are skipped:
-    a deletion kept while old code still ran leaves its name bound on purpose."""
-    from . import verify as _verify   # imports post, commit: kept out of status's import
-    entry = (_verify._manifest(rec.patch) or {}).get(name)
-    ns = _own_dict(module)
-    if not isinstance(entry, dict) or not entry.get("verified") or ns is None:
-        return []
-    as_name, root = state_names(name, module)
-    lined = _fingerprint.lined_for(entry.get("lined"), "fixed")   # the fixed code is live
-    back: List[str] = []
-    for p in entry.get("paths") or ():
-        base, fixed = p.get("baseline"), p.get("fixed")
-        if base == fixed or "absent" in (base, fixed):
-            continue
-        try:
-            now = _fingerprint.fingerprint_at(ns, as_name, _verify._segments(p["path"]),
-                                              root=root, lined=lined)
-        except Exception:  # noqa: BLE001 - status must answer; an unreadable path is not proof
-            continue
-        if now == base:
-            back.append(str(p.get("label", p["path"])))
-    return back
 
 
 def verify(rec: _Record) -> Dict[str, str]:

@@ -436,6 +436,34 @@ def after(taken: Dict[str, Any], modules: Dict[str, types.ModuleType],
     return verdicts
 
 
+def reset_paths(patch: Patch, name: str, module: types.ModuleType) -> List[str]:
+    """Paths of the patch's state manifest (docs/engine.md, "State equivalence") whose live
+    value is the baseline's again where the fixed release's differs: module-level state set
+    back after the apply (a constant rebound, a table restored). Only equality with the
+    baseline counts: a value the application computes at run time, neither release's, was
+    never held to the fixed one, and is not reported. Paths one release lacks are skipped:
+    a deletion kept while old code still ran leaves its name bound on purpose."""
+    entry = (_manifest(patch) or {}).get(name)
+    if not isinstance(entry, dict) or not entry.get("verified"):
+        return []
+    ns = vars(module)
+    as_name, root = state_names(name, module)
+    lined = _fingerprint.lined_for(entry.get("lined"), "fixed")   # the fixed code is live
+    back: List[str] = []
+    for p in entry.get("paths") or ():
+        base, fixed = p.get("baseline"), p.get("fixed")
+        if base == fixed or "absent" in (base, fixed):
+            continue
+        try:
+            now = _fingerprint.fingerprint_at(ns, as_name, _segments(p["path"]),
+                                              root=root, lined=lined)
+        except Exception:  # noqa: BLE001 - status must answer; an unreadable path is not proof
+            continue
+        if now == base:
+            back.append(str(p.get("label", p["path"])))
+    return back
+
+
 def refusal(patch: Patch, verdicts: List[Verdict]) -> Optional[StateDiverges]:
     """The error for paths that do not equal the fixed release, or None."""
     bad = [(v.module, d) for v in verdicts for d in v.diverged]
