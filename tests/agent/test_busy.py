@@ -120,6 +120,17 @@ def audit_rows(pid: int) -> List[dict]:
     return [r for r in store.audit_log() if r["pid"] == pid]
 
 
+# CI runs the suite on five Pythons within 45 minutes on two cores, and these are the
+# heaviest tests of issue 16 (50 spinning threads; 50 threads over two apply/revert
+# cycles). They run on the oldest, the middle and the newest Python: 3.9 (the GIL of
+# 3.2-3.11), 3.11 (the version the other once-per-CI tests use) and 3.13 (the GIL moved
+# into each interpreter in 3.12). The control that shows versions do mix without units
+# needs one run. docs/live-processes.md, "Busy processes".
+_THREE = pytest.mark.skipif(sys.version_info[:2] not in ((3, 9), (3, 11), (3, 13)),
+                            reason="heavy: run on 3.9, 3.11 and 3.13 only (CI's time budget)")
+
+
+@_THREE
 def test_busy_process_answers_refuses_late_commits_and_applies(versions, env, busy):  # noqa: F811
     target = busy(versions["v1"])
     ps = run_cli(env, "ps", "--dist", PKG, "--json")
@@ -212,7 +223,12 @@ def _pair(root: Path, version: str) -> Path:
     return root
 
 
-@pytest.mark.parametrize("marked", [True, False], ids=["unit", "no-unit"])
+@_THREE
+@pytest.mark.parametrize("marked", [
+    True,
+    pytest.param(False, marks=pytest.mark.skipif(sys.version_info[:2] != (3, 11),
+                                                 reason="the control: one run per CI")),
+], ids=["unit", "no-unit"])
 def test_units_keep_one_version_per_iteration(marked, env, tmp_path):
     v1, v2 = _pair(tmp_path / "v1", "1"), _pair(tmp_path / "v2", "2")
     report = build_trees(materialize(str(v1)), materialize(str(v2)))

@@ -286,6 +286,9 @@ def get(port: int) -> Optional[List[str]]:
         return None
 
 
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11),
+                    reason="one run per CI is enough: the reloader is Django's, and the "
+                    "inheritance it relies on runs on every version in the pool tests")
 def test_django_runserver_child_restarted_by_the_reloader(dist, rundir, procs, tmp_path):
     pytest.importorskip("django")
     project = tmp_path / "project"
