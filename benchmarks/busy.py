@@ -37,6 +37,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
+from suture.runtime.errors import SutureError
+from suture.runtime.patchfile import load
 from suture.tooling.build import build_trees
 from suture.tooling.build.sources import materialize
 from suture.tooling.host import client
@@ -80,10 +82,24 @@ def _target(name: str, src: str, threads: int, root: Path, lib: Path,
     return proc
 
 
+OP_TIMEOUT = 30.0
+
+
 def _timed(pid: int, op: str, rundir: Path, **fields: Any) -> Tuple[float, Any]:
+    """Client wall time of one request; ``inf`` when it got no answer within OP_TIMEOUT
+    (counted as such in the median: a request that never answers is the worst case)."""
     t0 = time.perf_counter()
-    out = client.call(pid, op, 120, runtime_dir=str(rundir), **fields)
+    try:
+        out = client.call(pid, op, OP_TIMEOUT, runtime_dir=str(rundir), **fields)
+    except SutureError as exc:
+        print(f"pid {pid} {op}: {exc.code} after {time.perf_counter() - t0:.1f} s",
+              file=sys.stderr)
+        return float("inf"), None
     return time.perf_counter() - t0, out
+
+
+def _finite(x: float) -> Any:
+    return None if x == float("inf") else x
 
 
 def main() -> None:
@@ -106,6 +122,7 @@ def main() -> None:
         patch = build_trees(materialize(str(root / "v1")), materialize(str(root / "v2")),
                             verify_state=False).data
         encoded = base64.b64encode(patch).decode("ascii")
+        patch_id = load(patch).id
 
         variants: List[Tuple[str, str, int]] = []
         for spec in args.variant:
@@ -131,8 +148,10 @@ def main() -> None:
                         rows[name][op].append(t)
                     t, res = _timed(proc.pid, "apply", rundir, patch=encoded)
                     rows[name]["apply"].append(t)
-                    rows[name]["pause_ms"].append(res.get("pause_ns", 0) / 1e6)
-                    t, _ = _timed(proc.pid, "revert", rundir, patch_id=res["patch"])
+                    if res is not None:
+                        rows[name]["pause_ms"].append(res.get("pause_ns", 0) / 1e6)
+                    # revert by id even when the apply's answer was lost: it may have landed
+                    t, _ = _timed(proc.pid, "revert", rundir, patch_id=patch_id)
                     rows[name]["revert"].append(t)
                     proc.send_signal(signal.SIGSTOP)
                 print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
@@ -146,15 +165,20 @@ def main() -> None:
         "python": platform.python_version(), "threads": args.threads, "rounds": args.rounds,
         "cpus": os.cpu_count(), "load_before": os.getloadavg()[0],
         "variants": {name: {"src": src, "threads": threads} for name, src, threads in variants},
-        "median": {name: {op: statistics.median(v) for op, v in ops.items()}
-                   for name, ops in rows.items()},
-        "rounds_raw": rows,
+        "median": {name: {op: _finite(statistics.median(v)) if v else None
+                          for op, v in ops.items()} for name, ops in rows.items()},
+        "timeouts": {name: {op: sum(1 for x in v if x == float("inf")) for op, v in ops.items()}
+                     for name, ops in rows.items()},
+        "rounds_raw": {name: {op: [x if x != float("inf") else None for x in v]
+                              for op, v in ops.items()} for name, ops in rows.items()},
     }
     print(f"Python {out['python']}, {args.threads} busy threads, {args.rounds} rounds, medians:")
     print(f"{'variant':<10} {'hello':>9} {'status':>9} {'apply':>9} {'revert':>9} {'pause':>9}")
     for name, m in out["median"].items():
-        print(f"{name:<10} {m['hello'] * 1e3:>7.0f}ms {m['status'] * 1e3:>7.0f}ms "
-              f"{m['apply'] * 1e3:>7.0f}ms {m['revert'] * 1e3:>7.0f}ms {m['pause_ms']:>7.3f}ms")
+        cells = [f"{m[op] * 1e3:>7.0f}ms" if m[op] is not None else f"{'timeout':>9}"
+                 for op in ("hello", "status", "apply", "revert")]
+        print(f"{name:<10} {' '.join(cells)} {(m['pause_ms'] or 0):>7.3f}ms  "
+              f"timeouts {out['timeouts'][name]}")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
 
