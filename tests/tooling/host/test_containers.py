@@ -42,7 +42,10 @@ def contained(versions: Dict[str, Path], tmp_path: Path) -> Iterator[Dict[str, o
     env = dict(os.environ, PYTHONPATH=str(SRC), SUTURE_RUNTIME_DIR=str(rt))
     shell = (f'mount -t tmpfs -o mode=0700 tmpfs "{rt}" && '
              f'exec {sys.executable} -c "$SCRIPT"')
-    proc = subprocess.Popen(["unshare", "--pid", "--fork", "--mount", "--mount-proc",
+    # --kill-child: the target is pid 1 of its namespace, which SIGKILL of `unshare` alone
+    # left running after the test (seen: one per test run, still alive hours later).
+    proc = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", "--mount",
+                             "--mount-proc",
                              "/bin/sh", "-c", shell], env=dict(env, SCRIPT=script),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
