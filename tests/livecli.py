@@ -17,7 +17,7 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List
+from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
 
@@ -112,26 +112,36 @@ def start_target(rundir: str, tmp_path: Path) -> Iterator[Callable[..., Target]]
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         procs.append(proc)
         target = Target(proc, out)
-        deadline = time.monotonic() + 20
-        while True:   # ready when its agent answers hello and it has observed once
-            assert proc.poll() is None, f"target exited: {proc.stderr.read()}"
-            try:
-                client.hello(proc.pid, 1.0, runtime_dir=rundir)
-                if target.observed():
-                    return target
-            except SutureError:
-                pass
-            assert time.monotonic() < deadline, "the target's agent never answered"
-            time.sleep(0.01)
+        return ready(proc, target, rundir)
 
     try:
         yield start
     finally:
-        for p in procs:
-            p.kill()
-            p.wait()
-            if p.stderr:
-                p.stderr.close()
+        reap(procs)
+
+
+def ready(proc: subprocess.Popen, target: Any, rundir: str, what: str = "target") -> Any:
+    """Return ``target`` once its agent answers hello and it has observed once (20 s)."""
+    deadline = time.monotonic() + 20
+    while True:
+        assert proc.poll() is None, f"{what} exited: {proc.stderr.read()}"
+        try:
+            client.hello(proc.pid, 1.0, runtime_dir=rundir)
+            if target.observed():
+                return target
+        except SutureError:
+            pass
+        assert time.monotonic() < deadline, f"the {what}'s agent never answered"
+        time.sleep(0.01)
+
+
+def reap(procs: List[subprocess.Popen]) -> None:
+    """Kill and wait for every process a fixture started."""
+    for p in procs:
+        p.kill()
+        p.wait()
+        if p.stderr:
+            p.stderr.close()
 
 
 def cli(rundir: str, *args: str) -> subprocess.CompletedProcess:

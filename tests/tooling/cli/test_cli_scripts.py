@@ -23,9 +23,7 @@ from typing import Callable, Dict, Iterator, List
 
 import pytest
 
-from suture.runtime.errors import SutureError
-from suture.tooling.host import client
-
+import livecli
 from signing import signed
 
 pytestmark = pytest.mark.slow
@@ -180,26 +178,12 @@ def start(rundir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                 stderr=subprocess.PIPE, text=True)
         procs.append(proc)
         target = Script(proc, out, file)
-        deadline = time.monotonic() + 20
-        while True:   # ready when its agent answers and it has written once
-            assert proc.poll() is None, f"script exited: {proc.stderr.read()}"
-            try:
-                client.hello(proc.pid, 1.0, runtime_dir=rundir)
-                if target.observed():
-                    return target
-            except SutureError:
-                pass
-            assert time.monotonic() < deadline, "the script's agent never answered"
-            time.sleep(0.01)
+        return livecli.ready(proc, target, rundir, "script")
 
     try:
         yield go
     finally:
-        for p in procs:
-            p.kill()
-            p.wait()
-            if p.stderr:
-                p.stderr.close()
+        livecli.reap(procs)
 
 
 def apply(rundir: str, patch: Path, pid: int) -> Dict[str, object]:

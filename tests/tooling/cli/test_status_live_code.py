@@ -27,10 +27,8 @@ import livecli
 from livecli import PKG, SRC, cli, patch_id
 from signing import signed
 from suture.runtime import store
-from suture.runtime.errors import SutureError
 from suture.tooling.build import build_trees
 from suture.tooling.build.sources import materialize
-from suture.tooling.host import client
 
 pytestmark = pytest.mark.slow
 
@@ -115,26 +113,12 @@ def start(rundir: str, tmp_path: Path) -> Iterator[Callable[[str, Dict[str, str]
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         procs.append(proc)
         target = Proc(proc, out, trigger)
-        deadline = time.monotonic() + 20
-        while True:
-            assert proc.poll() is None, f"target exited: {proc.stderr.read()}"
-            try:
-                client.hello(proc.pid, 1.0, runtime_dir=rundir)
-                if target.observed():
-                    return target
-            except SutureError:
-                pass
-            assert time.monotonic() < deadline, "the target's agent never answered"
-            time.sleep(0.01)
+        return livecli.ready(proc, target, rundir)
 
     try:
         yield go
     finally:
-        for p in procs:
-            p.kill()
-            p.wait()
-            if p.stderr:
-                p.stderr.close()
+        livecli.reap(procs)
 
 
 def status(rundir: str, pid: int) -> Tuple[int, Dict[str, Any], Dict[str, Any]]:
