@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the static checks and the whole test suite on every supported CPython (3.9-3.13),
+# Run the static checks and the whole test suite on every supported CPython (3.9-3.15),
 # each in its own virtual environment built from uv.lock. Extra arguments go to pytest.
 # The checks (mypy --strict and ruff, configured in pyproject.toml) run in every
 # environment: the runtime must type-check against each version's stdlib.
@@ -48,7 +48,45 @@ if ! why=$(bash scripts/get-gdb.sh --check); then
     fi
 fi
 
-versions="${SUTURE_PYTHONS:-3.9 3.10 3.11 3.12 3.13}"
+versions="${SUTURE_PYTHONS:-3.9 3.10 3.11 3.12 3.13 3.14 3.15}"
+
+# CPython 3.14 and 3.15 are not in pyenv here. When no python3.X is on PATH, scripts/get-python.sh
+# unpacks Debian's build into a cache outside the checkout (another clone, or a rerun, reuses
+# it: ~1 min each the first time, both at once). A ".ok" stamp marks a finished install; one
+# without it (an interrupted run) is made again. flock keeps two runs from racing.
+py_cache="${SUTURE_PYTHON_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/suture/python}"
+get_python() {   # get_python 3.14 -> its bin directory on stdout, its log on stderr
+    local v=$1 dest=$py_cache/$1
+    (
+        flock 9
+        if [ ! -e "$dest/.ok" ] || ! "$dest/bin/python$v" -c pass 2>/dev/null; then
+            rm -rf "$dest"
+            bash scripts/get-python.sh "$v" "$dest" >"$py_cache/$v.log" 2>&1 \
+                || { tail -n 20 "$py_cache/$v.log" >&2; exit 1; }
+            touch "$dest/.ok"
+        fi
+    ) 9>"$py_cache/$v.lock" || return 1
+    echo "$dest/bin"
+}
+fetch=()
+for v in $versions; do
+    case $v in 3.9|3.10|3.11|3.12|3.13) continue ;; esac
+    command -v "python$v" >/dev/null 2>&1 && continue
+    fetch+=("$v")
+done
+if [ ${#fetch[@]} -gt 0 ]; then
+    echo "test.sh: making CPython ${fetch[*]} with scripts/get-python.sh in $py_cache"
+    mkdir -p "$py_cache" || exit 1
+    declare -A jobs=()
+    for v in "${fetch[@]}"; do get_python "$v" >"$py_cache/$v.bin" & jobs[$v]=$!; done
+    for v in "${fetch[@]}"; do
+        if wait "${jobs[$v]}"; then
+            export PATH="$(cat "$py_cache/$v.bin"):$PATH"
+        else
+            echo "test.sh: could not make CPython $v (above); its run will fail"
+        fi
+    done
+fi
 failed=""
 for v in $versions; do
     echo "=== Python $v"

@@ -53,7 +53,9 @@ class SutureFinder(importlib.abc.MetaPathFinder):
             filename = f"<suture {short_id}>/{fullname.replace('.', '/')}" + (
                 "/__init__.py" if is_pkg else ".py")
             loader = _SourceLoader(source, filename)
-            return importlib.util.spec_from_loader(fullname, loader, origin=filename,
+            # typeshed for 3.15 drops Loader.load_module but still asks for a LoaderProtocol
+            # (which has it): the loader is fine, its stub is not.
+            return importlib.util.spec_from_loader(fullname, loader, origin=filename,  # type: ignore[arg-type]
                                                    is_package=is_pkg)
         if fullname not in _pending and fullname not in _reexec:
             return None
