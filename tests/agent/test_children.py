@@ -166,13 +166,18 @@ def wait_for(pred: Any, what: str, timeout: float = 20.0) -> Any:
 # -- situation 3: a spawn pool respawns its workers after a by-hand apply to the parent ----
 
 POOL = """\
-import json, multiprocessing as mp, os, sys, time
-STARTED = time.time()   # in a worker: after its agent's start-up (sitecustomize)
+import json, multiprocessing as mp, os, sys
 from {pkg} import answer
+
+def started():
+    # This process's start, on /proc/uptime's clock. Not a module global: 3.14's forkserver
+    # imports __main__ once and forks every worker from it, so globals are the server's.
+    with open("/proc/self/stat", "rb") as f:
+        return int(f.read().rsplit(b")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
 
 def work(_):
     from {pkg} import answer
-    return os.getpid(), STARTED, answer()
+    return os.getpid(), started(), answer()
 
 if __name__ == "__main__":
     with mp.get_context(sys.argv[1]).Pool(2, maxtasksperchild=1) as pool:
@@ -207,11 +212,11 @@ def test_pool_workers_started_after_a_by_hand_apply_inherit_it(method, dist, run
     before_up = uptime()
     out = cli(rundir, "apply", str(dist["fix"]), "--pid", str(parent))
     assert out.returncode == 0, out.stdout + out.stderr
-    done, done_up = time.time(), uptime()
+    done_up = uptime()
     results = ask(6)
     # Workers spawned before the apply may take the first tasks; every worker started
     # after it runs the fixed code (on main: "old", nothing inherits a by-hand apply).
-    new = [(pid, a) for pid, started, a in results if started > done]
+    new = [(pid, a) for pid, started, a in results if started > done_up]
     assert len(new) >= 4 and {a for _, a in new} == {"new"}, results
     # Status: the live workers started after the apply have the patch, inherited; what
     # was started before and lacks it (a worker, the resource tracker) is exposed, named
