@@ -6,7 +6,8 @@ Constraints, because this code loads into other people's processes:
   the import hook is installed by ``apply`` only while a patch has modules
   still to import, adds modules or has patched a module in place (it serves
   reloads), and removed when none is left;
-* it supports CPython 3.9-3.13 (3.14 where present), GIL builds.
+* it supports CPython 3.9-3.15, GIL builds (a free-threaded build is refused:
+  docs/engine.md, "Free-threaded builds").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Code objects: structural identity and qualified names, on CPython 3.9-3.14.
+"""Code objects: structural identity and qualified names, on CPython 3.9-3.15.
 
 Run-pre matching (Ksplice's term) compares the code a process runs with the code
 the patch's baseline compiles to *in this interpreter*. Two code objects are

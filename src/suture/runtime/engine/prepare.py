@@ -679,7 +679,7 @@ def _prepare_class(txn: _ModuleTxn, module: types.ModuleType, cp: _defs.ClassPla
                                     f"{txn.name}:{cp.qualname}.__bases__"))
 
 
-# What @dataclass writes into a class (3.9-3.14), besides the fields' defaults.
+# What @dataclass writes into a class (3.9-3.15), besides the fields' defaults.
 _DATACLASS_MADE = ("__init__", "__repr__", "__eq__", "__lt__", "__le__", "__gt__", "__ge__",
                    "__hash__", "__setattr__", "__delattr__", "__match_args__", "__replace__",
                    "__dataclass_fields__", "__dataclass_params__", "__annotations__",

@@ -388,7 +388,7 @@ class _Deadline:
         """A factory like ``http_class`` whose connections register their socket.
 
         ``_create_connection`` is the hook ``http.client`` itself uses to open the TCP
-        socket (3.9-3.13; HTTPS wraps that socket afterwards, so the TLS handshake is
+        socket (3.9-3.15; HTTPS wraps that socket afterwards, so the TLS handshake is
         covered too). Its timeout (per operation) is capped by what is left."""
         def make(*args: Any, **kwargs: Any) -> Any:
             conn = http_class(*args, **kwargs)
