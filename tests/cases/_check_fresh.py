@@ -71,6 +71,29 @@ def imported_top_levels(path):
     return found
 
 
+def python_matches(spec, version=None):
+    """Does ``version`` (default: this interpreter's X.Y) satisfy expect.json's
+    ``"python"``, a comma-separated list of ``>=X.Y``, ``>X.Y``, ``<=X.Y``, ``<X.Y``,
+    ``==X.Y``, ``!=X.Y``? (tests/test_cases.py reads it with packaging; this is stdlib.)"""
+    here = tuple(version or sys.version_info[:2])
+    ops = {">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, "==": lambda a, b: a == b,
+           "!=": lambda a, b: a != b, ">": lambda a, b: a > b, "<": lambda a, b: a < b}
+    for clause in (spec or "").split(","):
+        clause = clause.strip()
+        if not clause:
+            continue
+        op = next(o for o in (">=", "<=", "==", "!=", ">", "<") if clause.startswith(o))
+        if not ops[op](here, tuple(int(x) for x in clause[len(op):].strip().split("."))):
+            return False
+    return True
+
+
+def python_of(python):
+    out = subprocess.run([python, "-c", "import sys; print('%d %d' % sys.version_info[:2])"],
+                         capture_output=True, text=True, timeout=60).stdout.split()
+    return int(out[0]), int(out[1])
+
+
 def static_problems(case, seen_names):
     problems = []
     name = os.path.basename(case)
@@ -90,6 +113,10 @@ def static_problems(case, seen_names):
     for qualname, verdict in expect.get("verdicts", {}).items():
         if verdict not in VERDICTS:
             problems.append("verdict %r for %s" % (verdict, qualname))
+    try:
+        python_matches(expect.get("python"), (3, 0))
+    except (StopIteration, ValueError):
+        problems.append("python %r is not a version specifier" % (expect.get("python"),))
     hooks = expect.get("hooks")
     if hooks and not os.path.isfile(os.path.join(case, hooks)):
         problems.append("hooks file %s missing" % hooks)
@@ -177,6 +204,10 @@ def main():
             failed += 1
             print("FAIL %-36s static      %s" % (name, "; ".join(problems)))
         for python in pythons:
+            if not python_matches(expect.get("python"), python_of(python)):
+                print("skip %-36s %-11s needs Python %s" % (name, os.path.basename(python),
+                                                         expect["python"]))
+                continue
             started = time.monotonic()
             problems = check_runs(python, case)
             took = time.monotonic() - started
