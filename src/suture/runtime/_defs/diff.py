@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Set, Tuple
 
 from .syntax import (FuncNode, _base_names, _body_dump, _called_roots, _declared_global,
-                     _defaults_dump, _defines, _import_call, _import_map, _keyed, _names_in,
+                     annotation_readers, annotations_dump, _defaults_dump, _defines, _import_call, _import_map, _keyed, _names_in,
                      _shape, _text, _uses_class_cell, _uses_globals, bound_names,
                      deleted_names, dump, dumps, iter_classes, iter_functions, mutated_root,
                      normal_form, stmt_category, touched_names, unbound_at_end)
@@ -111,6 +111,15 @@ class _Differ:
                              "object takes the fix and the old one forwards to it, so every "
                              "reference sees it; the old object's signature reads "
                              "(*args, **kwargs)")
+            readers = annotation_readers(new)
+            if annotations_dump(old) != annotations_dump(new) and readers \
+                    and "<locals>" not in q:
+                # the engine carries the function's own annotations (engine/_annotations.py)
+                self.add("changed annotations under a decorator", q, "hook",
+                         f"{', '.join(readers)} ran when the function was defined and may "
+                         "have read its annotations (pydantic's validate_call, FastAPI and "
+                         "typer routes, singledispatch's register): what it built from them "
+                         "keeps the old ones. A hook must rebuild it, or restart")
             if _defaults_dump(old) != _defaults_dump(new):
                 if "<locals>" in q:
                     self.add("changed default", q, "caveat",

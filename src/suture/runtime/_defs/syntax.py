@@ -305,6 +305,34 @@ def _defaults_dump(fn: FuncNode) -> str:
     return dumps([*fn.args.defaults, *fn.args.kw_defaults])
 
 
+def annotations_dump(fn: FuncNode) -> str:
+    """A def's annotations, in the order CPython puts them in ``__annotations__``."""
+    a = fn.args
+    args = [*a.posonlyargs, *a.args, a.vararg, *a.kwonlyargs, a.kwarg]
+    return dumps([x.annotation for x in args if x is not None] + [fn.returns])
+
+
+# Decorators known not to read the annotations of what they wrap when it is defined
+# (by the last part of their dotted name). Any other may (pydantic's validate_call,
+# FastAPI and typer routes, singledispatch's register): what it built from them would
+# keep the old annotations when only the function's own are carried.
+ANNOTATION_BLIND_DECORATORS = frozenset({
+    "staticmethod", "classmethod", "property", "setter", "getter", "deleter",
+    "cached_property", "abstractmethod", "lru_cache", "cache", "wraps", "overload",
+    "final", "override", "contextmanager", "asynccontextmanager"})
+
+
+def annotation_readers(fn: FuncNode) -> List[str]:
+    """The decorators of ``fn`` that may read its annotations when it is defined."""
+    out = []
+    for d in fn.decorator_list:
+        node = d.func if isinstance(d, ast.Call) else d
+        last = node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", None)
+        if last not in ANNOTATION_BLIND_DECORATORS:
+            out.append("@" + _text(d))  # type: ignore[arg-type]
+    return out
+
+
 def _body_dump(fn: FuncNode) -> str:
     return dumps(fn.body) + "|" + _signature_dump(fn) + "|" + dump(fn.returns) + type(fn).__name__
 

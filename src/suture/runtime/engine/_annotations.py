@@ -56,13 +56,6 @@ from ._state import _ModuleTxn, _unless_exhausted
 LAZY = sys.version_info >= (3, 14)   # PEP 649: __annotate__
 
 
-def annotations_dump(node: _syntax.FuncNode) -> str:
-    """The annotations of a def, in the order CPython puts them in ``__annotations__``."""
-    a = node.args
-    args = [*a.posonlyargs, *a.args, a.vararg, *a.kwonlyargs, a.kwarg]
-    return _syntax.dumps([x.annotation for x in args if x is not None] + [node.returns])
-
-
 def changed(plan: _defs.ModulePlan) -> Dict[str, _syntax.FuncNode]:
     """Qualified name -> fixed def, for the functions whose annotations the fix changes."""
     if plan.old_tree is None or plan.new_tree is None:
@@ -70,7 +63,7 @@ def changed(plan: _defs.ModulePlan) -> Dict[str, _syntax.FuncNode]:
     old = dict(_syntax.iter_functions(plan.old_tree.body))
     return {q: node for q, node in _syntax.iter_functions(plan.new_tree.body)
             if q in old and "<locals>" not in q
-            and annotations_dump(node) != annotations_dump(old[q])}
+            and _syntax.annotations_dump(node) != _syntax.annotations_dump(old[q])}
 
 
 def carry(txn: _ModuleTxn, module: types.ModuleType, plan: _defs.ModulePlan,
@@ -108,9 +101,22 @@ def carry(txn: _ModuleTxn, module: types.ModuleType, plan: _defs.ModulePlan,
                 target.__annotate__ = new   # type: ignore[attr-defined]
                 continue
             old = getattr(f, "__annotate__", None)
+            if old is None:
+                # No __annotate__ before (no annotations): revert will set None back, which
+                # keeps the cache the fixed annotations filled. This op, undone after it,
+                # puts the old (empty) __annotations__ back.
+                txn.ops.append(Op("attr", f, "__annotations__", {}, label))
             txn.ops.append(Op("attr", f, "__annotate__", new, label))
+            holders = _holders(old, f)
             txn.ops.extend(Op(kind, holder, key, new, f"{label} (wrapper)")
-                           for kind, holder, key in _holders(old, f))
+                           for kind, holder, key in holders)
+            if new is None:
+                # Setting __annotate__ to None keeps a cached __annotations__: empty it
+                # too, after. Undone in reverse order, the old dict comes back first
+                # (which sets __annotate__ to None) and then the old __annotate__ (which
+                # clears that cache again), as the function had them.
+                txn.ops.extend(Op("attr", g, "__annotations__", {}, label)
+                               for g in [f] + [h for k, h, _ in holders if k == "attr"])
             continue
         values = dict(stub.__annotations__)
         if target is not None:
