@@ -1,0 +1,2 @@
+def norm(tag):
+    return tag
