@@ -32,7 +32,8 @@ def python_skip(expect: Dict[str, Any]) -> str:
 
 
 def run_case(case: Path, root: Path, mode: str, patch: Path = None) -> Dict[str, Any]:
-    env = dict(os.environ, PYTHONPATH=str(SRC), PYTHONDONTWRITEBYTECODE="1")
+    extra = json.loads((case / "expect.json").read_text()).get("env", {})
+    env = dict(os.environ, PYTHONPATH=str(SRC), PYTHONDONTWRITEBYTECODE="1", **extra)
     args = [sys.executable, str(CASES / "_runner.py"), str(case), str(root), mode]
     if patch is not None:
         args.append(str(patch))

@@ -148,6 +148,8 @@ def static_problems(case, seen_names):
 def run_fresh(python, case, version, hashseed):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env.update(PYTHONPATH=SRC, PYTHONDONTWRITEBYTECODE="1", PYTHONHASHSEED=str(hashseed))
+    env.update(json.load(open(os.path.join(case, "expect.json"), encoding="utf-8"))
+               .get("env", {}))
     proc = subprocess.run(
         [python, RUNNER, case, os.path.join(case, version), "fresh"],
         capture_output=True, text=True, timeout=60, env=env, cwd=case)
