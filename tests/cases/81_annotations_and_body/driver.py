@@ -1,7 +1,7 @@
 """Case 81: annotations and bodies change together: defaults and kw-only defaults with
 them (__defaults__, __kwdefaults__), annotations added to a function that had none (one
 that reads a class new in the fixed release), removed from another, and a method's read
-a class-body name. A framework converts arguments by the annotations (as pydantic,
+a class-body name; a new annotated function is added. A framework converts arguments by the annotations (as pydantic,
 FastAPI): after apply, annotations, signatures and calls are the fixed release's."""
 import inspect
 import typing
@@ -47,5 +47,6 @@ def observe(state):
         "tag": [_call(m.tag, r) for r in RAW],
         "strip": [_call(m.strip, " A ")],
         "take": [_call(state["take"], r) for r in RAW],
+        "describe": [m.describe(3) if hasattr(m, "describe") else None],
     }
     return out

@@ -33,3 +33,9 @@ class Quota:
         if amount > 100:
             raise ValueError("over quota")
         return amount
+
+
+def describe(n: int) -> str:
+    """New in the fixed release: one more annotated function (on 3.14+ one more
+    __annotate__ code object in the module)."""
+    return f"size {clamp(n)}"
