@@ -2,7 +2,8 @@
 convert). Annotations are behaviour when a framework reads them (pydantic, FastAPI,
 typer): after apply, f.__annotations__, inspect.get_annotations and
 typing.get_type_hints must be the fixed release's, also through an lru_cache wrapper
-(functools.update_wrapper copied the annotations), for a bound method made before the
+and a functools.wraps wrapper (update_wrapper copied the annotations: the same dict
+before 3.14, the same __annotate__ since), for a bound method made before the
 patch, for methods whose annotations read a class-body name, and in a module with
 ``from __future__ import annotations``; after revert, the old ones. On 3.14+ functions
 carry __annotate__ (PEP 649), before it a dict."""
@@ -36,6 +37,7 @@ def setup():
               api.Account.parse, later.limit):
         f.__annotations__
     typing.get_type_hints(api.refund)
+    api.audit.__annotations__
     return {"api": api, "later": later, "withdraw": acct.withdraw}
 
 
@@ -43,6 +45,7 @@ def observe(state):
     api, later = state["api"], state["later"]
     funcs = {"transfer": api.transfer, "refund": api.refund,
              "refund.__wrapped__": api.refund.__wrapped__,
+             "audit": api.audit, "audit.__wrapped__": api.audit.__wrapped__,
              "withdraw": api.Account.withdraw, "bound withdraw": state["withdraw"],
              "parse": api.Account.parse, "limit": later.limit}
     get_annotations = getattr(inspect, "get_annotations", None)   # 3.10+
@@ -57,6 +60,7 @@ def observe(state):
     out["calls"] = {
         "transfer": [_call(api.transfer, r, "bob") for r in RAW],
         "refund": [_call(api.refund, r) for r in RAW],
+        "audit": [_call(api.audit, r) for r in RAW],
         "withdraw": [_call(state["withdraw"], r) for r in RAW],
         "parse": [_call(api.Account.parse, r) for r in RAW],
         "limit": [_call(later.limit, r) for r in RAW],

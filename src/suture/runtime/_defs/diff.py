@@ -78,6 +78,7 @@ class _Differ:
         self.plan = ModulePlan()
         self.old_funcs = dict(iter_functions(old.body))
         self.new_funcs = dict(iter_functions(new.body))
+        self.imports = _import_map(new.body)
 
     def add(self, kind: str, qualname: str, verdict: str, reason: str = "") -> None:
         self.plan.changes.append(Change(kind, qualname, verdict, reason))
@@ -111,15 +112,21 @@ class _Differ:
                              "object takes the fix and the old one forwards to it, so every "
                              "reference sees it; the old object's signature reads "
                              "(*args, **kwargs)")
-            readers = annotation_readers(new)
-            if annotations_dump(old) != annotations_dump(new) and readers \
-                    and "<locals>" not in q:
-                # the engine carries the function's own annotations (engine/_annotations.py)
-                self.add("changed annotations under a decorator", q, "hook",
-                         f"{', '.join(readers)} ran when the function was defined and may "
-                         "have read its annotations (pydantic's validate_call, FastAPI and "
-                         "typer routes, singledispatch's register): what it built from them "
-                         "keeps the old ones. A hook must rebuild it, or restart")
+            if annotations_dump(old) != annotations_dump(new) and "<locals>" not in q:
+                # the engine carries the function's own annotations (engine/_annotations.py),
+                # not what a decorator built from them when the function was defined
+                reads, may = annotation_readers(new, self.imports)
+                if reads:
+                    self.add("changed annotations read by a decorator", q, "hook",
+                             f"{', '.join(reads)} read the annotations when the function "
+                             "was defined (argument validation or conversion, dispatch on "
+                             "the type) and keeps what it built from the old ones: a hook "
+                             "must rebuild it, or restart")
+                elif may:
+                    self.add("changed annotations under a decorator", q, "caveat",
+                             f"the function's annotations are replaced; if {', '.join(may)} "
+                             "read them when the function was defined (as pydantic, FastAPI "
+                             "and singledispatch do), what it built keeps the old ones")
             if _defaults_dump(old) != _defaults_dump(new):
                 if "<locals>" in q:
                     self.add("changed default", q, "caveat",

@@ -3,6 +3,13 @@ style): the fix changes annotations only, the bodies are the same."""
 import functools
 
 
+def logged(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return fn(*args, **kwargs)
+    return wrapper
+
+
 def transfer(amount: float, to: str, *, memo: str = "") -> dict:
     return {"amount": amount, "to": to, "memo": memo}
 
@@ -10,6 +17,11 @@ def transfer(amount: float, to: str, *, memo: str = "") -> dict:
 @functools.lru_cache(maxsize=None)
 def refund(amount: float) -> dict:
     return {"refund": amount}
+
+
+@logged
+def audit(amount: float) -> str:
+    return f"audit {amount!r}"
 
 
 class Account:

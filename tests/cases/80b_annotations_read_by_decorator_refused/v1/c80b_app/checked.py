@@ -3,7 +3,7 @@ function is defined, as pydantic's validate_call does."""
 import functools
 
 
-def validated(fn):
+def validate_call(fn):
     converters = [(name, kind) for name, kind in fn.__annotations__.items()
                   if name != "return"]
 
@@ -19,6 +19,6 @@ def validated(fn):
     return wrapper
 
 
-@validated
+@validate_call
 def pay(amount: float) -> str:
     return f"paid {amount}"
