@@ -35,9 +35,9 @@ def setup():
     # annotations read before the patch (3.14+ caches __annotations__ on first access)
     for f in (api.transfer, api.refund.__wrapped__, api.Account.withdraw,
               api.Account.parse, later.limit):
-        f.__annotations__
+        _ = f.__annotations__
     typing.get_type_hints(api.refund)
-    api.audit.__annotations__
+    _ = api.audit.__annotations__
     return {"api": api, "later": later, "withdraw": acct.withdraw}
 
 

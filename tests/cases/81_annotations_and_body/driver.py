@@ -27,7 +27,7 @@ def setup():
 
     quota = limits.Quota()
     for f in (limits.clamp, limits.fetch, limits.tag, limits.strip, limits.Quota.take):
-        f.__annotations__   # 3.14+ caches them on first read
+        _ = f.__annotations__   # 3.14+ caches them on first read
     return {"m": limits, "take": quota.take}
 
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Set, Tuple
 
 from .syntax import (FuncNode, _base_names, _body_dump, _called_roots, _declared_global,
-                     annotation_readers, annotations_dump, _defaults_dump, _defines, _import_call, _import_map, _keyed, _names_in,
-                     _shape, _text, _uses_class_cell, _uses_globals, bound_names,
+                     _defaults_dump, _defines, _import_call, _import_map, _keyed, _names_in,
+                     _shape, annotation_readers, annotations_dump, _text, _uses_class_cell, _uses_globals, bound_names,
                      deleted_names, dump, dumps, iter_classes, iter_functions, mutated_root,
                      normal_form, stmt_category, touched_names, unbound_at_end)
 from .instances import (CallHazard, StateDelta, call_hazards, instance_deltas,

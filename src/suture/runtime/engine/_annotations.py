@@ -145,9 +145,10 @@ def _stub(module: types.ModuleType, q: str, node: _syntax.FuncNode, owner: Optio
                            for d in fn.args.kw_defaults]
     body: List[ast.stmt] = [fn]
     if owner is not None and lazy:
-        body = [ast.copy_location(ast.ClassDef(
-            name=q.rsplit(".", 2)[-2], bases=[], keywords=[], body=body, decorator_list=[],
-            **({"type_params": []} if sys.version_info >= (3, 12) else {})), node)]
+        cls = ast.ClassDef(name=q.rsplit(".", 2)[-2], bases=[], keywords=[], body=body,
+                           decorator_list=[])
+        cls.__dict__["type_params"] = []   # a field since 3.12 (only 3.14+ gets here)
+        body = [ast.copy_location(cls, node)]
     tree = ast.fix_missing_locations(ast.Module(body=body, type_ignores=[]))
     flags = __future__.annotations.compiler_flag if future else 0
     # a class body reads its own namespace first, then the module's (as _eval_defaults)

@@ -207,7 +207,7 @@ def _exec_stmts(txn: _ModuleTxn, module: types.ModuleType,
         # to the scratch namespace. A proxy loads its module when read as a global of
         # the live module, wherever it was made.
         d = module.__dict__
-        tmp = {k: d[k] for k in ("__name__", "__package__", "__spec__", "__path__",
+        tmp: Dict[str, Any] = {k: d[k] for k in ("__name__", "__package__", "__spec__", "__path__",
                                  "__file__", "__builtins__") if k in d}
         exec(compile(source, txn.filename, "exec", dont_inherit=True), tmp)
         return tuple(tmp[n] for n in names)
