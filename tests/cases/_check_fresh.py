@@ -58,7 +58,8 @@ def stdlib_names():
     if names is None:  # Python < 3.10: a good enough approximation
         names = set(sys.builtin_module_names) | {
             "asyncio", "dataclasses", "enum", "functools", "json", "os", "posixpath",
-            "re", "threading", "types", "typing", "collections", "itertools"}
+            "re", "threading", "types", "typing", "collections", "itertools", "inspect",
+            "dis"}
     return set(names)
 
 

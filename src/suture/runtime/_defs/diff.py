@@ -18,9 +18,10 @@ from typing import Dict, List, Optional, Set, Tuple
 
 from .syntax import (FuncNode, _base_names, _body_dump, _called_roots, _declared_global,
                      _defaults_dump, _defines, _import_call, _import_map, _keyed, _names_in,
-                     _shape, annotation_readers, annotations_dump, _text, _uses_class_cell, _uses_globals, bound_names,
-                     deleted_names, dump, dumps, iter_classes, iter_functions, mutated_root,
-                     normal_form, stmt_category, touched_names, unbound_at_end)
+                     _shape, _text, _uses_class_cell, _uses_globals, annotation_readers,
+                     annotations_dump, bound_names, deleted_names, dump, dumps,
+                     iter_classes, iter_functions, mutated_root, normal_form,
+                     stmt_category, touched_names, type_params_dump, unbound_at_end)
 from .instances import (CallHazard, StateDelta, call_hazards, instance_deltas,
                         only_adds_state)
 from .verdicts import (_FIELD_MARKERS, _LAYOUT_BUILTINS, _annotated_only, _annotation_only,
@@ -112,7 +113,16 @@ class _Differ:
                              "object takes the fix and the old one forwards to it, so every "
                              "reference sees it; the old object's signature reads "
                              "(*args, **kwargs)")
-            if annotations_dump(old) != annotations_dump(new) and "<locals>" not in q:
+            generic = "<locals>" not in q and (type_params_dump(old) != "[]"
+                                               or type_params_dump(new) != "[]")
+            if generic and (type_params_dump(old) != type_params_dump(new)
+                            or annotations_dump(old) != annotations_dump(new)):
+                self.add("changed generic signature", q, "restart",
+                         "the type parameters (PEP 695) or the annotations of a generic "
+                         "function change: its __type_params__ and annotations come from "
+                         "the def's own type-parameter scope, which a live function "
+                         "cannot be given")
+            elif annotations_dump(old) != annotations_dump(new) and "<locals>" not in q:
                 # the engine carries the function's own annotations (engine/_annotations.py),
                 # not what a decorator built from them when the function was defined
                 reads, may = annotation_readers(new, self.imports)

@@ -305,6 +305,11 @@ def _defaults_dump(fn: FuncNode) -> str:
     return dumps([*fn.args.defaults, *fn.args.kw_defaults])
 
 
+def type_params_dump(fn: FuncNode) -> str:
+    """A def's PEP 695 type parameters (3.12+; none before)."""
+    return dumps(getattr(fn, "type_params", None) or [])
+
+
 def annotations_dump(fn: FuncNode) -> str:
     """A def's annotations, in the order CPython puts them in ``__annotations__``."""
     a = fn.args

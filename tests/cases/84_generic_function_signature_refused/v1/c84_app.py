@@ -1,0 +1,6 @@
+def first[T](items: list[T]) -> T:
+    return items[0]
+
+
+def clamp[N: (int, float)](n: N, hi: N) -> N:
+    return min(n, hi)
