@@ -113,8 +113,8 @@ class _Differ:
                              "object takes the fix and the old one forwards to it, so every "
                              "reference sees it; the old object's signature reads "
                              "(*args, **kwargs)")
-            generic = "<locals>" not in q and (type_params_dump(old) != "[]"
-                                               or type_params_dump(new) != "[]")
+            generic = "<locals>" not in q and bool(getattr(old, "type_params", None)
+                                                   or getattr(new, "type_params", None))
             if generic and (type_params_dump(old) != type_params_dump(new)
                             or annotations_dump(old) != annotations_dump(new)):
                 self.add("changed generic signature", q, "restart",
