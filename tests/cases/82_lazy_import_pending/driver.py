@@ -41,4 +41,7 @@ def after_apply(state, runtime):
     early = sys.modules["c82_early"]
     assert type(vars(early)["colorsys"]).__name__ == "lazy_import", vars(early)["colorsys"]
     assert "colorsys" not in sys.modules, "the apply loaded a lazy import"
+    # a proxy both versions hold in a patched module: the apply's scans and state
+    # check walk that module's dict, and must not load it
+    assert type(vars(early)["wave"]).__name__ == "lazy_import" and "wave" not in sys.modules
     assert "c82_late" not in sys.modules and "c82_parser" not in sys.modules
