@@ -113,15 +113,17 @@ class _Differ:
                              "object takes the fix and the old one forwards to it, so every "
                              "reference sees it; the old object's signature reads "
                              "(*args, **kwargs)")
-            generic = "<locals>" not in q and bool(getattr(old, "type_params", None)
-                                                   or getattr(new, "type_params", None))
+            # a def's own type parameters, or those of a class it is in (class C[T]:)
+            generic = "<locals>" not in q and bool(
+                getattr(old, "type_params", None) or getattr(new, "type_params", None)
+                or any(getattr(c, "type_params", None) for c in self._enclosing(q)))
             if generic and (type_params_dump(old) != type_params_dump(new)
                             or annotations_dump(old) != annotations_dump(new)):
                 self.add("changed generic signature", q, "restart",
                          "the type parameters (PEP 695) or the annotations of a generic "
-                         "function change: its __type_params__ and annotations come from "
-                         "the def's own type-parameter scope, which a live function "
-                         "cannot be given")
+                         "function, or of a method of a generic class, change: its "
+                         "__type_params__ and annotations come from a type-parameter "
+                         "scope, which a live function cannot be given")
             elif annotations_dump(old) != annotations_dump(new) and "<locals>" not in q:
                 # the engine carries the function's own annotations (engine/_annotations.py),
                 # not what a decorator built from them when the function was defined
@@ -202,6 +204,13 @@ class _Differ:
                      "loop variable stays bound where the loop left it")
             return True
         return False
+
+    def _enclosing(self, q: str) -> List[ast.ClassDef]:
+        """The classes (old and new) that ``q``'s qualified name puts it in."""
+        parts = q.split(".")[:-1]
+        wanted = {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
+        return [c for tree in (self.old, self.new) for cq, c in iter_classes(tree.body)
+                if cq in wanted]
 
     def _in_class(self, q: str) -> bool:
         parent = q.rsplit(".", 1)[0] if "." in q else ""

@@ -82,13 +82,13 @@ def carry(txn: _ModuleTxn, module: types.ModuleType, plan: _defs.ModulePlan,
         if node is None:
             continue
         assert q is not None
-        if getattr(node, "type_params", None):
+        owner = _resolve_class(module, q.rsplit(".", 1)[0]) if "." in q else None
+        if getattr(node, "type_params", None) or getattr(owner, "__type_params__", None):
             raise RestartRequired(
                 f"Patch {txn.name}:{q} changes the annotations of a generic function (PEP 695 "
                 "type parameters): they read type variables that only the def's own scope "
                 "makes, which a live function cannot be given. Nothing was changed; restart "
                 "the process.", details={"module": txn.name, "function": q})
-        owner = _resolve_class(module, q.rsplit(".", 1)[0]) if "." in q else None
         pending = {op.key: op.new for op in txn.ops if owner is not None
                    and op.kind == "attr" and op.obj is owner and op.new is not MISSING}
         lazy = LAZY and not future
@@ -178,6 +178,12 @@ def _annotate_of(stub: FunctionType, module: types.ModuleType, owner: Optional[t
     # the namespace its class body filled. Here: the live class's, with this patch's changes.
     classdict = {**(dict(vars(owner)) if owner else {}), **pending}
     cells = {"__classdict__": types.CellType(classdict)}
+    if set(made.__code__.co_freevars) - set(cells):
+        raise RestartRequired(
+            f"The fixed annotations of {module.__name__}:{f.__qualname__} read "
+            f"{', '.join(made.__code__.co_freevars)} from an enclosing scope, which a live "
+            "function cannot be given. Nothing was changed; restart the process.",
+            details={"module": module.__name__, "function": f.__qualname__})
     closure = tuple(cells[n] for n in made.__code__.co_freevars)
     new = FunctionType(made.__code__, module.__dict__, made.__name__, None, closure or None)
     new.__qualname__ = f"{f.__qualname__}.__annotate__"

@@ -4,3 +4,8 @@ def first[T](items: list[T]) -> T:
 
 def clamp[N: (int, float)](n: N, hi: N) -> N:
     return min(n, hi)
+
+
+class Box[T]:
+    def put(self, item: T) -> list[T]:
+        return [item]

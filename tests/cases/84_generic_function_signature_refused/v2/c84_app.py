@@ -6,3 +6,8 @@ def clamp[N: int](n: N, hi: N) -> N:
     if n < 0:
         raise ValueError("negative")
     return min(n, hi)
+
+
+class Box[T]:
+    def put(self, item: T | None) -> list[T]:
+        return [item] if item is not None else []
