@@ -208,9 +208,12 @@ class _Differ:
     def _enclosing(self, q: str) -> List[ast.ClassDef]:
         """The classes (old and new) that ``q``'s qualified name puts it in."""
         parts = q.split(".")[:-1]
+        if not parts:
+            return []
+        if not hasattr(self, "_classes"):
+            self._classes = [*iter_classes(self.old.body), *iter_classes(self.new.body)]
         wanted = {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
-        return [c for tree in (self.old, self.new) for cq, c in iter_classes(tree.body)
-                if cq in wanted]
+        return [c for cq, c in self._classes if cq in wanted]
 
     def _in_class(self, q: str) -> bool:
         parent = q.rsplit(".", 1)[0] if "." in q else ""
