@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Dict
 
 import pytest
+from packaging.specifiers import SpecifierSet
 
 from suture.tooling.build import BuildRefused, build_trees
 from suture.tooling.build.sources import materialize
@@ -19,8 +20,20 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 CASE_DIRS = sorted(p for p in CASES.iterdir() if p.is_dir() and (p / "expect.json").exists())
 
 
+def python_skip(expect: Dict[str, Any]) -> str:
+    """Why this interpreter does not run the case ("" if it does): expect.json's
+    ``"python"`` is a version specifier (``">=3.15"``) for syntax or semantics that exist
+    only there (PEP 810's ``lazy import``)."""
+    spec = expect.get("python")
+    here = "%d.%d" % sys.version_info[:2]
+    if spec and here not in SpecifierSet(spec):
+        return f"the case needs Python {spec} (expect.json); this is {here}"
+    return ""
+
+
 def run_case(case: Path, root: Path, mode: str, patch: Path = None) -> Dict[str, Any]:
-    env = dict(os.environ, PYTHONPATH=str(SRC), PYTHONDONTWRITEBYTECODE="1")
+    extra = json.loads((case / "expect.json").read_text()).get("env", {})
+    env = dict(os.environ, PYTHONPATH=str(SRC), PYTHONDONTWRITEBYTECODE="1", **extra)
     args = [sys.executable, str(CASES / "_runner.py"), str(case), str(root), mode]
     if patch is not None:
         args.append(str(patch))
@@ -42,6 +55,8 @@ def build_case(case: Path, tmp_path: Path, expect: Dict[str, Any], refuse: bool 
 @pytest.mark.parametrize("case", CASE_DIRS, ids=[p.name for p in CASE_DIRS])
 def test_case(case: Path, tmp_path: Path) -> None:
     expect = json.loads((case / "expect.json").read_text())
+    if python_skip(expect):
+        pytest.skip(python_skip(expect))
     patch_file = tmp_path / "case.suture"
     if expect["outcome"] == "refused" and expect.get("refused_by") != "engine":
         with pytest.raises(BuildRefused) as info:

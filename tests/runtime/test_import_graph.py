@@ -104,7 +104,7 @@ def test_the_import_hook_does_not_import_the_engine():
 LAYERS = [
     {"_state", "commit"},
     {"_refgraph", "_activeness"},
-    {"_scratch", "_patchhooks"},
+    {"_scratch", "_patchhooks", "_annotations"},
     {"_objects"},
     {"check", "prepare", "post", "verify", "reverting", "reporting"},
     {""},   # the package: apply, revert, status, the lock

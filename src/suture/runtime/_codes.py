@@ -60,14 +60,31 @@ def is_named_function(code: CodeType) -> bool:
     return bool(code.co_flags & _CO_OPTIMIZED) and code.co_name.isidentifier()
 
 
+def is_annotate(code: CodeType) -> bool:
+    """Code the 3.14+ compiler makes for annotations (PEP 649): ``__annotate__(format, /)``.
+
+    Not application code, and no name of its own: a module, each class and each annotated
+    function get one, compiled into the *enclosing* body, all named ``__annotate__`` (a
+    method's, ``C.__annotate__``, like its class's). Matching them by qualified name would
+    pair the wrong ones and refuse any fix that adds an annotated function ("several
+    definitions share this name and their number changed": aiohttp 3.9.2 and Werkzeug
+    2.2.3 of the CVE corpus on 3.14). So the engine leaves them out of the code it
+    matches and swaps; a function's changed annotations are carried by
+    engine/_annotations.py.
+    """
+    return (code.co_name == "__annotate__" and code.co_posonlyargcount == 1
+            and code.co_varnames[:1] == ("format",))
+
+
 def walk(code: CodeType, qualname: str = "") -> Iterator[Tuple[str, CodeType]]:
-    """Every code object nested in ``code`` with its qualified name.
+    """Every code object nested in ``code`` with its qualified name, but annotation
+    code (``is_annotate``).
 
     ``code`` is a module or class body; the names follow the compiler's rules:
     ``f.<locals>.g`` inside functions, ``C.m`` inside class bodies.
     """
     for c in code.co_consts:
-        if not isinstance(c, CodeType):
+        if not isinstance(c, CodeType) or is_annotate(c):
             continue
         q = code_qualname(c, qualname, code)
         yield q, c
@@ -124,7 +141,7 @@ def live_qualnames(funcs: List[FunctionType]) -> Dict[int, str]:
 
 def _walk_from(code: CodeType, q: str) -> Iterator[Tuple[str, CodeType]]:
     for c in code.co_consts:
-        if isinstance(c, CodeType):
+        if isinstance(c, CodeType) and not is_annotate(c):
             nq = code_qualname(c, q, code)
             yield nq, c
             yield from _walk_from(c, nq)

@@ -18,9 +18,10 @@ from typing import Dict, List, Optional, Set, Tuple
 
 from .syntax import (FuncNode, _base_names, _body_dump, _called_roots, _declared_global,
                      _defaults_dump, _defines, _import_call, _import_map, _keyed, _names_in,
-                     _shape, _text, _uses_class_cell, _uses_globals, bound_names,
-                     deleted_names, dump, dumps, iter_classes, iter_functions, mutated_root,
-                     normal_form, stmt_category, touched_names, unbound_at_end)
+                     _shape, _text, _uses_class_cell, _uses_globals, annotation_readers,
+                     annotations_dump, bound_names, deleted_names, dump, dumps,
+                     iter_classes, iter_functions, mutated_root, normal_form,
+                     stmt_category, touched_names, type_params_dump, unbound_at_end)
 from .instances import (CallHazard, StateDelta, call_hazards, instance_deltas,
                         only_adds_state)
 from .verdicts import (_FIELD_MARKERS, _LAYOUT_BUILTINS, _annotated_only, _annotation_only,
@@ -78,6 +79,7 @@ class _Differ:
         self.plan = ModulePlan()
         self.old_funcs = dict(iter_functions(old.body))
         self.new_funcs = dict(iter_functions(new.body))
+        self.imports = _import_map(new.body)
 
     def add(self, kind: str, qualname: str, verdict: str, reason: str = "") -> None:
         self.plan.changes.append(Change(kind, qualname, verdict, reason))
@@ -111,6 +113,32 @@ class _Differ:
                              "object takes the fix and the old one forwards to it, so every "
                              "reference sees it; the old object's signature reads "
                              "(*args, **kwargs)")
+            # a def's own type parameters, or those of a class it is in (class C[T]:)
+            generic = "<locals>" not in q and bool(
+                getattr(old, "type_params", None) or getattr(new, "type_params", None)
+                or any(getattr(c, "type_params", None) for c in self._enclosing(q)))
+            if generic and (type_params_dump(old) != type_params_dump(new)
+                            or annotations_dump(old) != annotations_dump(new)):
+                self.add("changed generic signature", q, "restart",
+                         "the type parameters (PEP 695) or the annotations of a generic "
+                         "function, or of a method of a generic class, change: its "
+                         "__type_params__ and annotations come from a type-parameter "
+                         "scope, which a live function cannot be given")
+            elif annotations_dump(old) != annotations_dump(new) and "<locals>" not in q:
+                # the engine carries the function's own annotations (engine/_annotations.py),
+                # not what a decorator built from them when the function was defined
+                reads, may = annotation_readers(new, self.imports)
+                if reads:
+                    self.add("changed annotations read by a decorator", q, "hook",
+                             f"{', '.join(reads)} read the annotations when the function "
+                             "was defined (argument validation or conversion, dispatch on "
+                             "the type) and keeps what it built from the old ones: a hook "
+                             "must rebuild it, or restart")
+                elif may:
+                    self.add("changed annotations under a decorator", q, "caveat",
+                             f"the function's annotations are replaced; if {', '.join(may)} "
+                             "read them when the function was defined (as pydantic, FastAPI "
+                             "and singledispatch do), what it built keeps the old ones")
             if _defaults_dump(old) != _defaults_dump(new):
                 if "<locals>" in q:
                     self.add("changed default", q, "caveat",
@@ -176,6 +204,16 @@ class _Differ:
                      "loop variable stays bound where the loop left it")
             return True
         return False
+
+    def _enclosing(self, q: str) -> List[ast.ClassDef]:
+        """The classes (old and new) that ``q``'s qualified name puts it in."""
+        parts = q.split(".")[:-1]
+        if not parts:
+            return []
+        if not hasattr(self, "_classes"):
+            self._classes = [*iter_classes(self.old.body), *iter_classes(self.new.body)]
+        wanted = {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
+        return [c for cq, c in self._classes if cq in wanted]
 
     def _in_class(self, q: str) -> bool:
         parent = q.rsplit(".", 1)[0] if "." in q else ""

@@ -305,6 +305,51 @@ def _defaults_dump(fn: FuncNode) -> str:
     return dumps([*fn.args.defaults, *fn.args.kw_defaults])
 
 
+def type_params_dump(fn: FuncNode) -> str:
+    """A def's PEP 695 type parameters (3.12+; none before)."""
+    return dumps(getattr(fn, "type_params", None) or [])
+
+
+def annotations_dump(fn: FuncNode) -> str:
+    """A def's annotations, in the order CPython puts them in ``__annotations__``."""
+    a = fn.args
+    args = [*a.posonlyargs, *a.args, a.vararg, *a.kwonlyargs, a.kwarg]
+    return dumps([x.annotation for x in args if x is not None] + [fn.returns])
+
+
+# Decorators known not to read the annotations of what they wrap when it is defined
+# (by the last part of their dotted name).
+ANNOTATION_BLIND_DECORATORS = frozenset({
+    "staticmethod", "classmethod", "property", "setter", "getter", "deleter",
+    "cached_property", "abstractmethod", "lru_cache", "cache", "wraps", "overload",
+    "final", "override", "contextmanager", "asynccontextmanager"})
+# Decorators known to read them when the function is defined and to keep what they built
+# (argument validators and converters, dispatch on the annotated type), and libraries
+# whose decorators do (a FastAPI route's ``@app.get(...)``: its root is no import).
+ANNOTATION_READING_DECORATORS = frozenset({
+    "validate_call", "validate_arguments", "register", "typechecked", "beartype"})
+ANNOTATION_READING_LIBRARIES = frozenset({
+    "pydantic", "fastapi", "typer", "beartype", "typeguard", "strawberry", "litestar"})
+
+
+def annotation_readers(fn: FuncNode, imports: Dict[str, str]) -> Tuple[List[str], List[str]]:
+    """The decorators of ``fn`` that read its annotations when it is defined, and those
+    that may (any other but the known-blind ones), as source text. ``imports``: the
+    module's ``_import_map``."""
+    known = any(src.split()[1].lstrip(".").split(".")[0] in ANNOTATION_READING_LIBRARIES
+                for src in imports.values())
+    reads: List[str] = []
+    may: List[str] = []
+    for d in fn.decorator_list:
+        node = d.func if isinstance(d, ast.Call) else d
+        last = node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", None)
+        if last in ANNOTATION_BLIND_DECORATORS:
+            continue
+        (reads if known or last in ANNOTATION_READING_DECORATORS else may).append(
+            "@" + _text(d))  # type: ignore[arg-type]
+    return reads, may
+
+
 def _body_dump(fn: FuncNode) -> str:
     return dumps(fn.body) + "|" + _signature_dump(fn) + "|" + dump(fn.returns) + type(fn).__name__
 

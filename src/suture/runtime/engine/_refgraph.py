@@ -44,8 +44,8 @@ def _module_functions(module: types.ModuleType, files: Set[str]) -> List[Functio
         _walks["lru"] = _lru_rows(w for w in found if type(w) is _LRU_TYPE)
     else:
         found = gc.get_referrers(d)
-    return [f for f in found
-            if type(f) is FunctionType and f.__code__.co_filename in files]
+    return [f for f in found if type(f) is FunctionType and f.__code__.co_filename in files
+            and not _codes.is_annotate(f.__code__)]   # annotation code: see there
 
 
 def _stale_caches(txns: List[_ModuleTxn]) -> List[Any]:

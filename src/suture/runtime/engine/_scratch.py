@@ -149,6 +149,29 @@ def _compile_stmts(stmts: List[ast.stmt], plan: _defs.ModulePlan, filename: str)
     return compile(tree, filename, "exec", dont_inherit=True)
 
 
+def _lazy_imports(stmts: List[ast.stmt], channel: str) -> Tuple[List[ast.stmt], Set[str]]:
+    """``lazy import ...`` (3.15+, PEP 810) as ``names = channel(source, names)``: the
+    scratch namespace is not module level, where such a statement must run (a
+    SyntaxError at run time otherwise); ``_exec_stmts``' channel runs it there."""
+    out: List[ast.stmt] = []
+    names: Set[str] = set()
+    for s in stmts:
+        if not getattr(s, "is_lazy", 0):
+            out.append(s)
+            continue
+        bound = tuple(_syntax.bound_names(s))
+        names.update(bound)
+        call = ast.Call(func=ast.Name(id=channel, ctx=ast.Load()),
+                        args=[ast.Constant(ast.unparse(s)),
+                              ast.Tuple(elts=[ast.Constant(n) for n in bound], ctx=ast.Load())],
+                        keywords=[])
+        target = ast.Tuple(elts=[ast.Name(id=n, ctx=ast.Store()) for n in bound],
+                           ctx=ast.Store())
+        out.append(ast.fix_missing_locations(ast.copy_location(
+            ast.Assign(targets=[target], value=call), s)))
+    return out, names
+
+
 def _exec_stmts(txn: _ModuleTxn, module: types.ModuleType,
                stmts: List[ast.stmt]) -> Dict[str, Any]:
     """Evaluate new and changed module-level statements into a scratch namespace.
@@ -166,6 +189,8 @@ def _exec_stmts(txn: _ModuleTxn, module: types.ModuleType,
         return ns
     assert txn.plan is not None
     stmts, registrations = _split_registrations(stmts, module)
+    lazy_channel = f"__suture_lazy_{id(ns):x}__"
+    stmts, lazy_names = _lazy_imports(stmts, lazy_channel)
     channel = f"__suture_scratch_{id(ns):x}__"
     stmts = _ScratchReads.rewrite(stmts, channel)
     setter = f"__suture_set_{id(ns):x}__"
@@ -173,7 +198,19 @@ def _exec_stmts(txn: _ModuleTxn, module: types.ModuleType,
     code = _compile_stmts(stmts, txn.plan, txn.filename)
     # An import binds an object ``sys.modules`` already shares: the batch did not make it.
     imported = {n for s in stmts if _syntax.stmt_category(s) == "import"
-                for n in _syntax.bound_names(s)}
+                for n in _syntax.bound_names(s)} | lazy_names
+
+    def lazy_import(source: str, names: Tuple[str, ...]) -> Tuple[Any, ...]:
+        # PEP 810 allows ``lazy import`` only at module level, where globals are locals:
+        # run it so, in a namespace of its own that names this module as the importer
+        # (relative imports, the lazy-imports filter), and hand its proxies, unloaded,
+        # to the scratch namespace. A proxy loads its module when read as a global of
+        # the live module, wherever it was made.
+        d = module.__dict__
+        tmp: Dict[str, Any] = {k: d[k] for k in ("__name__", "__package__", "__spec__", "__path__",
+                                 "__file__", "__builtins__") if k in d}
+        exec(compile(source, txn.filename, "exec", dont_inherit=True), tmp)
+        return tuple(tmp[n] for n in names)
 
     def set_at_commit(root: str, obj: Any, key: str, value: Any, item: bool) -> None:
         if root in ns and root not in imported:   # made by this batch: unseen elsewhere
@@ -186,6 +223,7 @@ def _exec_stmts(txn: _ModuleTxn, module: types.ModuleType,
                               f"{txn.name}: {root}{f'[{key!r}]' if item else f'.{key}'}"))
     setattr(builtins, channel, ns)
     setattr(builtins, setter, set_at_commit)
+    setattr(builtins, lazy_channel, lazy_import)
     try:
         exec(code, module.__dict__, ns)
         for name, dispatcher, type_expr in registrations:
@@ -209,6 +247,7 @@ def _exec_stmts(txn: _ModuleTxn, module: types.ModuleType,
     finally:
         delattr(builtins, channel)
         delattr(builtins, setter)
+        delattr(builtins, lazy_channel)
     return ns
 
 

@@ -38,6 +38,7 @@ from .commit import MISSING, Call, Op
 from ..errors import (BaselineMismatch, NeedsHook, PatchFormatError, RefusedError, RestartRequired,
                       ScriptChanged, ScriptNotPatchable)
 from ..patchfile import ModulePatch, Patch
+from . import _annotations
 from ._refgraph import _lru_wrappers, _module_functions, _resolve_class
 from .check import is_main, main_frame, main_guards
 from ._scratch import _bind_module, _compile_stmts, _defaults, _exec_stmts, _late_split
@@ -256,6 +257,7 @@ def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
         _prepare_class(txn, module, cp, plan, mod_ns)
     _bind_module(txn, module, plan, mod_ns, late=False)
     _defaults(txn, module, plan.recompute_defaults, mod_ns, quals)
+    _annotations.carry(txn, module, plan, mod_ns, quals)
     if warn_kind and sys.version_info >= (3, 13):
         txn.notes.append("a function changes between plain and generator/coroutine code")
     if script:

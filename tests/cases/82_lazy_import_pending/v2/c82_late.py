@@ -1,0 +1,2 @@
+def safe(p):
+    return ".." not in p and not p.startswith("/")
