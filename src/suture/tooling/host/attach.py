@@ -574,12 +574,17 @@ def attach(pid: int, timeout: float = DEFAULT_TIMEOUT, *,
         raise
     if error is not None:
         if _give_up(identity, host_token):
+            error.details.setdefault("routes", routes)
             raise error
         # else a stub claimed it at the last moment: its bootstrap runs, wait for it
 
     # The stub only started a thread; its answer follows within moments.
     wait = max(timeout, 5.0)
-    answer = _wait_answer(prefix + result_path, time.monotonic() + wait)
+    try:
+        answer = _wait_answer(prefix + result_path, time.monotonic() + wait)
+    except BaseException:   # Ctrl-C: the bootstrap must not start an agent nobody awaits
+        _give_up(identity, host_token + ".run")
+        raise
     if answer is None:
         stopped = _give_up(identity, host_token + ".run")
         raise AttachTimeout(
@@ -590,6 +595,7 @@ def attach(pid: int, timeout: float = DEFAULT_TIMEOUT, *,
                "it was starting the agent when time ran out: check `suture ps`."),
             details={"pid": pid, "routes": routes, "stopped": stopped})
     if not answer.get("ok"):
+        _give_up(identity, host_token + ".run")   # unclaimed when it failed before the claim
         cls = UnsupportedTarget if answer.get("type") == "UnsupportedPython" else AttachError
         raise cls(f"the agent did not start in PID {pid}: {answer.get('error')}",
                   details={"pid": pid, "answer": answer, "routes": routes})
