@@ -23,6 +23,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
@@ -260,6 +261,54 @@ def test_no_queued_script_acts_after_a_reported_timeout(targets: Targets):
         assert not os.path.exists(targets.sock(proc.pid))
         time.sleep(0.05)
     assert not list(targets.rundir.glob("attach-*")), list(targets.rundir.iterdir())
+    rc, row = attach(proc.pid)   # a later attach works normally: not "already"
+    assert rc == 0 and row["outcome"] == "attached", row
+    hello(targets, proc.pid)
+    stop.touch()
+    assert finish(proc) == ["end"]
+
+
+@pytest.mark.skipif(sys.version_info[:2] not in ((3, 9), (3, 14)),
+                    reason="one run per route, gdb alone (3.9) and sys.remote_exec first "
+                           "(3.14): CI's time budget; what it checks is plain file operations")
+def test_a_bootstrap_too_slow_to_answer_starts_nothing_afterwards(targets: Targets):
+    # The main thread is inside `import json` (the application's own json module, which
+    # waits for a file, then hands over to the real one), so the bootstrap thread's own
+    # `import json` waits for it. Attach gives up waiting for the answer (SUT-E634); when
+    # the import completes, the bootstrap must not start an agent after all.
+    go, stop, shadow = targets.root / "go", targets.root / "stop", targets.root / "shadow"
+    shadow.mkdir()
+    (shadow / "json.py").write_text(textwrap.dedent(f"""
+        import os, sys, time
+        print("importing", flush=True)
+        while not os.path.exists({str(go)!r}):
+            time.sleep(0.02)
+        sys.path.remove({str(shadow)!r})
+        del sys.modules["json"]
+        import json   # the real one, which the import system then keeps as "json"
+    """), encoding="utf-8")
+    proc, _ = start(targets, f"""
+        import os, sys, time
+        print("ready", flush=True)
+        sys.path.insert(0, {str(shadow)!r})
+        import json
+        assert json.loads("[1]") == [1]
+        print("imported", flush=True)
+        while not os.path.exists({str(stop)!r}):
+            time.sleep(0.01)
+        print("end")
+    """)
+    assert proc.stdout.readline() == "importing\n"
+    rc, row = attach(proc.pid, "--timeout", "1")
+    assert rc == 1 and row["error"]["code"] == "SUT-E634", row
+    assert "it will stop before starting an agent" in row["error"]["message"], row
+    go.touch()
+    assert proc.stdout.readline() == "imported\n"
+    end = time.monotonic() + 1.0   # the bootstrap goes on now: it must start nothing
+    while time.monotonic() < end:
+        assert not os.path.exists(targets.sock(proc.pid))
+        time.sleep(0.05)
+    assert not list(targets.rundir.glob(f"attach-{proc.pid}-*.json"))
     rc, row = attach(proc.pid)   # a later attach works normally: not "already"
     assert rc == 0 and row["outcome"] == "attached", row
     hello(targets, proc.pid)
