@@ -261,7 +261,9 @@ def test_no_queued_script_acts_after_a_reported_timeout(targets: Targets):
         assert not os.path.exists(targets.sock(proc.pid))
         time.sleep(0.05)
     assert not list(targets.rundir.glob("attach-*")), list(targets.rundir.iterdir())
-    rc, row = attach(proc.pid)   # a later attach works normally: not "already"
+    # A later attach works normally, not "already"; still without gdb: the main thread
+    # runs Python now, so sys.remote_exec alone gets in.
+    rc, row = attach(proc.pid, env=dict(os.environ, PATH="/nonexistent"))
     assert rc == 0 and row["outcome"] == "attached", row
     hello(targets, proc.pid)
     stop.touch()
