@@ -7,6 +7,10 @@ the states the issue names: busy in a pure-Python loop, blocked in
 ``time.sleep``, in socket I/O, in a lock wait, many threads, and inside long C
 calls (where attach must time out without harm, or get in through another
 thread's safe point).
+
+On 3.14+ attach tries ``sys.remote_exec`` first and falls back to gdb when the
+main thread does not run its script promptly; the tests check behaviour, the
+same on every version, and look at what gdb reported only where gdb got in.
 """
 
 from __future__ import annotations
@@ -19,13 +23,14 @@ import stat
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
 import pytest
 
-from agentutil import Targets, result
+from agentutil import Targets, result, wait_for
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux") or shutil.which("gdb") is None,
@@ -42,10 +47,17 @@ def foreign_env(targets: Targets, *paths: str) -> Dict[str, str]:
     return env
 
 
-def start(targets: Targets, code: str, *paths: str, python: str = sys.executable):
-    """Start a target; return (proc, first line it printed), the line after 'ready'."""
+def start(targets: Targets, code: str, *paths: str, python: str = sys.executable,
+          no_remote_exec: bool = False):
+    """Start a target; return (proc, first line it printed), the line after 'ready'.
+
+    ``no_remote_exec``: the target refuses ``sys.remote_exec`` (3.14+), so that a test of
+    the gdb route's own refusals gets them, not a late success through the other route."""
     script = targets.script(code)
-    proc = targets.start([python, str(script)], foreign_env(targets, *paths))
+    env = foreign_env(targets, *paths)
+    if no_remote_exec:
+        env["PYTHON_DISABLE_REMOTE_DEBUG"] = "1"
+    proc = targets.start([python, str(script)], env)
     line = proc.stdout.readline()
     if not line.startswith("ready"):
         out, err = proc.communicate(timeout=10)
@@ -69,6 +81,13 @@ def finish(proc: subprocess.Popen, timeout: float = 60) -> List[str]:
     return out.splitlines()
 
 
+def gdb_details(row: Dict[str, Any]) -> Any:
+    """What gdb reported when it got the stub in (always before 3.14), else None."""
+    if sys.version_info < (3, 14):
+        assert row["method"] == "gdb", row
+    return row["details"] if row["method"] == "gdb" else row["details"].get("gdb")
+
+
 def hello(targets: Targets, pid: int) -> Dict[str, Any]:
     info = result(targets.sock(pid), "hello")
     assert info["pid"] == pid
@@ -89,8 +108,9 @@ def test_busy_pure_python_loop(targets: Targets):
         print(n, total, total == n * (n - 1) // 2)
     """)
     rc, row = attach(proc.pid)
-    assert rc == 0 and row["outcome"] == "attached" and row["method"] == "gdb", row
-    assert row["details"]["where"] == "PyErr_CheckSignals" and not row["details"]["woke"]
+    assert rc == 0 and row["outcome"] == "attached" and row["method"] in ("gdb", "remote_exec"), row
+    got = gdb_details(row)
+    assert got is None or (got["where"] == "PyErr_CheckSignals" and not got["woke"]), row
     info = hello(targets, proc.pid)
     assert info["python"] == ".".join(map(str, sys.version_info[:3]))
     stop.touch()
@@ -108,7 +128,8 @@ def test_main_thread_asleep_is_woken_and_sleeps_its_full_time(targets: Targets):
     t0 = time.monotonic()
     rc, row = attach(proc.pid)
     assert rc == 0 and row["outcome"] == "attached", row
-    assert row["details"]["woke"] is True and row["details"]["where"] == "PyErr_CheckSignals"
+    got = gdb_details(row)   # sys.remote_exec alone cannot get in: gdb woke it
+    assert got["woke"] is True and got["where"] == "PyErr_CheckSignals", row
     assert time.monotonic() - t0 < 3.5   # did not wait for the sleep to end
     hello(targets, proc.pid)
     assert float(finish(proc)[0]) >= 4.0  # the sleep was not shortened
@@ -143,6 +164,158 @@ def test_blocked_in_accept_and_in_a_lock_wait(targets: Targets):
         c.sendall(b"ping")
         assert c.recv(100) == b"PING"
     assert finish(proc) == ["served ping"]
+
+
+BLOCKED = {
+    # single-threaded, in accept(): nothing runs Python until a client comes
+    "accept-alone": """
+        import socket
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        print("ready", srv.getsockname()[1], flush=True)
+        conn, _ = srv.accept()
+        conn.sendall(conn.recv(100).upper())
+        conn.close()
+        print("served")
+    """,
+    # single-threaded, in a lock wait that must still last its full time
+    "lock-alone": """
+        import threading, time
+        lock = threading.Lock()
+        lock.acquire()
+        print("ready", flush=True)
+        t0 = time.monotonic()
+        got = lock.acquire(timeout=4)
+        print(got, time.monotonic() - t0 >= 4)
+    """,
+    # asleep while a background thread wakes every 10 ms (not a CPU-bound one: with a
+    # thread that never blocks, every import the bootstrap thread makes waits out a GIL
+    # switch interval, the convoy effect, and attach takes seconds under load)
+    "sleep-beside-ticking-thread": """
+        import threading, time
+        stop, n = [], [0]
+        def tick():
+            while not stop:
+                n[0] += 1
+                time.sleep(0.01)
+        t = threading.Thread(target=tick)
+        t.start()
+        print("ready", flush=True)
+        t0 = time.monotonic()
+        time.sleep(4)
+        slept = time.monotonic() - t0
+        stop.append(1)
+        t.join()
+        print(slept >= 4, n[0] > 0)
+    """,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BLOCKED))
+def test_main_thread_blocked_attach_gets_in_without_waiting(targets: Targets, kind: str):
+    # sys.remote_exec (3.14+) runs its script only in the main thread at its next safe
+    # point, which a blocked main thread does not reach: attach must get in anyway, well
+    # before the block ends, and the blocking call must end as it would have.
+    proc, out = start(targets, BLOCKED[kind])
+    t0 = time.monotonic()
+    rc, row = attach(proc.pid)
+    assert rc == 0 and row["outcome"] == "attached", row
+    assert time.monotonic() - t0 < 3.5, row   # the lock wait and the sleep last 4 s
+    hello(targets, proc.pid)
+    if kind == "accept-alone":
+        with socket.create_connection(("127.0.0.1", int(out[0])), timeout=10) as c:
+            c.sendall(b"ping")
+            assert c.recv(100) == b"PING"
+        assert finish(proc) == ["served"]
+    else:
+        assert finish(proc) == ["False True" if kind == "lock-alone" else "True True"]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 14),
+                    reason="only sys.remote_exec (3.14+) queues a script; before, a timeout "
+                           "leaves gdb's harmless signal check (test_long_c_call_...)")
+def test_no_queued_script_acts_after_a_reported_timeout(targets: Targets):
+    stop = targets.root / "stop"
+    proc, _ = start(targets, f"""
+        import os, time
+        print("ready", flush=True)
+        time.sleep(2.5)
+        print("awake", flush=True)
+        while not os.path.exists({str(stop)!r}):
+            time.sleep(0.01)
+        print("end")
+    """)
+    # Without gdb, sys.remote_exec is the only route, and its script cannot run before
+    # the sleep ends: attach must report the timeout...
+    rc, row = attach(proc.pid, "--timeout", "1", env=dict(os.environ, PATH="/nonexistent"))
+    assert rc == 1 and row["error"]["code"] == "SUT-E634", row
+    assert "gdb" in row["error"]["message"] and "is not installed" in row["error"]["message"]
+    # ...and the script, which runs once the main thread is back in Python (and removes
+    # its own file first), must then do nothing: no agent, no answer, nothing left.
+    assert proc.stdout.readline() == "awake\n"
+    wait_for(lambda: not list(targets.rundir.glob(f"attach-{proc.pid}-*.py")),
+             "the queued script to run", timeout=10, proc=proc)
+    end = time.monotonic() + 1.0   # what it would start takes well under that
+    while time.monotonic() < end:
+        assert not os.path.exists(targets.sock(proc.pid))
+        time.sleep(0.05)
+    assert not list(targets.rundir.glob("attach-*")), list(targets.rundir.iterdir())
+    # A later attach works normally, not "already"; still without gdb: the main thread
+    # runs Python now, so sys.remote_exec alone gets in.
+    rc, row = attach(proc.pid, env=dict(os.environ, PATH="/nonexistent"))
+    assert rc == 0 and row["outcome"] == "attached", row
+    hello(targets, proc.pid)
+    stop.touch()
+    assert finish(proc) == ["end"]
+
+
+@pytest.mark.skipif(sys.version_info[:2] not in ((3, 9), (3, 14)),
+                    reason="one run per route, gdb alone (3.9) and sys.remote_exec first "
+                           "(3.14): CI's time budget; what it checks is plain file operations")
+def test_a_bootstrap_too_slow_to_answer_starts_nothing_afterwards(targets: Targets):
+    # The main thread is inside `import json` (the application's own json module, which
+    # waits for a file, then hands over to the real one), so the bootstrap thread's own
+    # `import json` waits for it. Attach gives up waiting for the answer (SUT-E634); when
+    # the import completes, the bootstrap must not start an agent after all.
+    go, stop, shadow = targets.root / "go", targets.root / "stop", targets.root / "shadow"
+    shadow.mkdir()
+    (shadow / "json.py").write_text(textwrap.dedent(f"""
+        import os, sys, time
+        print("importing", flush=True)
+        while not os.path.exists({str(go)!r}):
+            time.sleep(0.02)
+        sys.path.remove({str(shadow)!r})
+        del sys.modules["json"]
+        import json   # the real one, which the import system then keeps as "json"
+    """), encoding="utf-8")
+    proc, _ = start(targets, f"""
+        import os, sys, time
+        print("ready", flush=True)
+        sys.path.insert(0, {str(shadow)!r})
+        import json
+        assert json.loads("[1]") == [1]
+        print("imported", flush=True)
+        while not os.path.exists({str(stop)!r}):
+            time.sleep(0.01)
+        print("end")
+    """)
+    assert proc.stdout.readline() == "importing\n"
+    rc, row = attach(proc.pid, "--timeout", "1")
+    assert rc == 1 and row["error"]["code"] == "SUT-E634", row
+    assert "it will stop before starting an agent" in row["error"]["message"], row
+    go.touch()
+    assert proc.stdout.readline() == "imported\n"
+    end = time.monotonic() + 1.0   # the bootstrap goes on now: it must start nothing
+    while time.monotonic() < end:
+        assert not os.path.exists(targets.sock(proc.pid))
+        time.sleep(0.05)
+    assert not list(targets.rundir.glob(f"attach-{proc.pid}-*.json"))
+    rc, row = attach(proc.pid)   # a later attach works normally: not "already"
+    assert rc == 0 and row["outcome"] == "attached", row
+    hello(targets, proc.pid)
+    stop.touch()
+    assert finish(proc) == ["end"]
 
 
 def test_many_threads(targets: Targets):
@@ -227,7 +400,7 @@ def test_c_call_in_main_thread_other_thread_gives_the_safe_point(targets: Target
     """)
     rc, row = attach(proc.pid)
     assert rc == 0 and row["outcome"] == "attached", row
-    assert row["details"]["where"] == "PyEval_SaveThread"
+    assert gdb_details(row)["where"] == "PyEval_SaveThread", row
     assert row["seconds"] < 2.5   # did not wait for the main thread's C call
     hello(targets, proc.pid)
     assert finish(proc) == ["0"]
@@ -273,8 +446,9 @@ def test_refuses_what_is_not_python(targets: Targets):
 
 
 def test_says_so_when_gdb_is_missing(targets: Targets):
+    # and, on 3.14+, the target refuses sys.remote_exec: no way in at all
     proc, _ = start(targets, "import time\nprint('ready', flush=True)\ntime.sleep(2)\n"
-                             "print('end')\n")
+                             "print('end')\n", no_remote_exec=True)
     rc, row = attach(proc.pid, env=dict(os.environ, PATH="/nonexistent"))
     assert rc == 1 and row["error"]["code"] == "SUT-E632", row
     assert "gdb is not installed" in row["error"]["message"]
@@ -301,7 +475,8 @@ def test_a_gdb_that_cannot_write_registers_is_refused_before_any_call(targets: T
     # Before the probe, the half-made call left the registers changed: the target's
     # time.sleep raised OSError(514) and the program died.
     proc, _ = start(targets, "import time\nprint('ready', flush=True)\nt = time.monotonic()\n"
-                             "time.sleep(3)\nprint('slept', time.monotonic() - t >= 3)\n")
+                             "time.sleep(3)\nprint('slept', time.monotonic() - t >= 3)\n",
+                    no_remote_exec=True)
     rc, row = attach(proc.pid, env=dict(os.environ, PATH="/usr/bin:/bin"))
     assert rc == 1 and row["error"]["code"] == "SUT-E632", row
     assert "cannot write the registers" in row["error"]["message"]
@@ -395,5 +570,5 @@ def test_refuses_a_python_it_does_not_support(targets: Targets, python: str):
     rc, row = attach(proc.pid)
     version = os.path.basename(python)[len("python"):]
     assert rc == 1 and row["error"]["code"] == "SUT-E633", row
-    assert f"runs Python {version}; Suture supports CPython 3.9 to 3.14" in row["error"]["message"]
+    assert f"runs Python {version}; Suture supports CPython 3.9 to 3.15" in row["error"]["message"]
     assert proc.poll() is None

@@ -128,8 +128,9 @@ def ps(dists: Sequence[str], as_json: bool) -> None:
 def attach(pids: Sequence[int], timeout: float, as_json: bool) -> None:
     """Load the agent into running Python processes started without Suture.
 
-    Uses gdb (sys.remote_exec on Python 3.14) to run a tiny bootstrap at a safe
-    point, bounded by --timeout; acts with each target's own uid and gid. Exit
+    Runs a tiny bootstrap at a safe point with sys.remote_exec (Python 3.14+,
+    when it runs promptly) or gdb (any thread's safe point), bounded by
+    --timeout; acts with each target's own uid and gid. Exit
     codes: 0 every process has an agent now, 1 some could not be attached
     (the row says why; those processes run on unchanged).
     """
@@ -149,8 +150,11 @@ def attach(pids: Sequence[int], timeout: float, as_json: bool) -> None:
             elif r["outcome"] == "already":
                 click.echo(f"PID {pid}: already has an agent ({r['socket']})")
             else:
-                click.echo(f"PID {pid}: attached with {r['method']} in {r['seconds']:.2f} s, "
-                           f"Python {r['python']}; agent at {r['socket']}")
+                why = r["details"].get("fallback")
+                click.echo(f"PID {pid}: attached with {r['method']}"
+                           + (f" ({why})" if why else "")
+                           + f" in {r['seconds']:.2f} s, Python {r['python']}; "
+                           f"agent at {r['socket']}")
     if as_json:
         _emit_json({"processes": rows})
     sys.exit(1 if any(r["outcome"] == "failed" for r in rows) else 0)

@@ -8,9 +8,12 @@ to read nothing of ours. Inputs, all in the environment:
     SUTURE_STUB     Python source to run in the target at a safe point
     SUTURE_TIMEOUT  seconds to wait for a safe point
     SUTURE_HEX      "MIN:MAX", the target's sys.hexversion must be in [MIN, MAX)
+    SUTURE_TOKEN    the attach's one-time token, as a path gdb can see (optional): when
+                    it is gone, another route (a queued ``sys.remote_exec`` script on
+                    3.14+) claimed it first, and gdb stops before any call or at once
 
-Output: one line ``SUTURE-RESULT <json>`` on stdout, with ``state`` one of
-ran, timeout, unsupported, not-python, busy, exited, stub-failed, attach-failed, error.
+Output: one line ``SUTURE-RESULT <json>`` on stdout, with ``state`` one of ran, claimed,
+timeout, unsupported, not-python, busy, exited, stub-failed, attach-failed, error.
 
 The safety argument, in order:
 
@@ -38,9 +41,10 @@ The safety argument, in order:
    in a fresh namespace via ``PyRun_String``, then breakpoints are removed and
    gdb detaches. The stub only starts a thread; the real work happens there.
 
-The timeout is a timer that sends SIGINT to gdb itself, which stops the
-target the way Ctrl-C in gdb does (the signal is not passed on). A SIGINT
-really sent to the target meanwhile is passed on.
+The timeout is a watchdog thread that sends SIGINT to gdb itself, which
+stops the target the way Ctrl-C in gdb does (the signal is not passed on). A
+SIGINT really sent to the target meanwhile is passed on. The same watchdog
+ends the wait early when the token is claimed by the other route.
 """
 
 import json
@@ -54,6 +58,7 @@ PID = int(os.environ["SUTURE_PID"])
 STUB = os.environ["SUTURE_STUB"]
 TIMEOUT = float(os.environ.get("SUTURE_TIMEOUT", "5"))
 HEX_MIN, HEX_MAX = (int(x) for x in os.environ.get("SUTURE_HEX", "0:0").split(":"))
+TOKEN = os.environ.get("SUTURE_TOKEN", "")
 
 ERESTART = (-512, -513, -514, -516)  # ERESTARTSYS/NOINTR/NOHAND, ERESTART_RESTARTBLOCK
 EINTR = -4
@@ -61,7 +66,7 @@ SYMBOLS = ("Py_AddPendingCall", "PyErr_CheckSignals", "PyEval_SaveThread", "PyEr
            "PyGILState_Check", "PyInterpreterState_Get", "PyInterpreterState_Main",
            "PyDict_New", "PyDict_SetItemString", "PyEval_GetBuiltins", "PyRun_String",
            "PyLong_AsLong", "Py_DecRef", "PyErr_Clear", "PyMem_RawMalloc", "PyMem_RawFree")
-# Functions that hold the pending-call lock (names across 3.9-3.14).
+# Functions that hold the pending-call lock (names across 3.9-3.15).
 LOCK_HOLDERS = ("Py_AddPendingCall", "_PyEval_AddPendingCall", "_push_pending_call",
                 "_pop_pending_call", "make_pending_calls", "_make_pending_calls",
                 "handle_signals", "_PyEval_MakePendingCalls", "Py_MakePendingCalls")
@@ -74,6 +79,11 @@ def ex(cmd):
 
 def done(**result):
     print("SUTURE-RESULT " + json.dumps(result), flush=True)
+
+
+def claimed():
+    """True when the token is gone: the other route's stub claimed it, nothing left to do."""
+    return bool(TOKEN) and not os.path.lexists(TOKEN)
 
 
 def address(name):
@@ -227,7 +237,8 @@ def run_stub(target):
 
 
 def wait_for_safe_point(target, woke):
-    lock, state = threading.Lock(), {"waiting": False, "fired": False}
+    lock, state = threading.Lock(), {"waiting": False, "fired": None}
+    finished = threading.Event()
     stops = []
 
     def on_stop(event):
@@ -237,18 +248,26 @@ def wait_for_safe_point(target, woke):
         stops.append(event)
 
     def watchdog():
-        with lock:
-            if state["waiting"]:
-                state["fired"] = True
-                os.kill(os.getpid(), 2)  # gdb's Ctrl-C: stops the target, not passed on
+        # Fires only while the target runs (`continue`): a breakpoint being handled, or
+        # a stub being run, is never interrupted; the next wait is.
+        end = time.monotonic() + TIMEOUT
+        while not finished.wait(0.02):
+            why = ("claimed" if claimed() else
+                   "timeout" if time.monotonic() >= end else None)
+            if why is None:
+                continue
+            with lock:
+                if state["waiting"]:
+                    state["fired"] = why
+                    os.kill(os.getpid(), 2)  # gdb's Ctrl-C: stops the target, not passed on
+                    return
 
     breakpoints = [SafePoint(target.addr["PyErr_CheckSignals"], True),
                    SafePoint(target.addr["PyEval_SaveThread"], False)]
     gdb.events.stop.connect(on_stop)
     gdb.events.exited.connect(on_exit)
-    timer = threading.Timer(TIMEOUT, watchdog)
-    timer.daemon = True
-    timer.start()
+    dog = threading.Thread(target=watchdog, daemon=True)
+    dog.start()
     command, started = "continue", time.monotonic()
     try:
         while True:
@@ -263,7 +282,7 @@ def wait_for_safe_point(target, woke):
             if any(isinstance(e, gdb.ExitedEvent) for e in stops):
                 return {"state": "exited"}
             if state["fired"]:
-                return {"state": "timeout", "waited": round(time.monotonic() - started, 3)}
+                return {"state": state["fired"], "waited": round(time.monotonic() - started, 3)}
             hit = [e for e in stops if isinstance(e, gdb.BreakpointEvent)]
             signal = [e for e in stops if isinstance(e, gdb.SignalEvent)]
             if hit:
@@ -288,7 +307,7 @@ def wait_for_safe_point(target, woke):
             else:
                 command = "continue"
     finally:
-        timer.cancel()
+        finished.set()
         for bp in breakpoints:
             try:
                 bp.delete()
@@ -308,6 +327,8 @@ def main():
     except gdb.error as exc:
         return done(state="attach-failed", message=str(exc))
     try:
+        if claimed():
+            return done(state="claimed")
         ex("handle all nostop noprint pass")
         ex("handle SIGINT stop print nopass")
         target = Target()

@@ -4,7 +4,7 @@ The design, its safety argument and its limits are in docs/live-processes.md
 ("Attach"); the part that runs inside gdb is ``_gdb_inject.py``, the part that
 runs inside the target is ``runtime/_bootstrap/attach.py``. Here, in order:
 
-1. look before touching: the process exists, runs CPython 3.9-3.14 as far as
+1. look before touching: the process exists, runs CPython 3.9-3.15 as far as
    /proc tells, has no agent yet, nobody traces it, and we may act on it;
 2. choose the identity: the target's own uid, gid and groups. Run as root
    against another user's process, everything below (files and ptrace) is
@@ -13,13 +13,17 @@ runs inside the target is ``runtime/_bootstrap/attach.py``. Here, in order:
 3. publish the bootstrap directory (runtime copy + ``attach.py``) in the
    target's own runtime directory, through /proc/<pid>/root when the target
    lives in another mount namespace (a container);
-4. inject a two-line stub at a safe point (gdb; ``sys.remote_exec`` when both
-   this Python and the target are 3.14+), bounded by ``timeout``;
+4. create the attach's one-time token, then inject a short stub at a safe
+   point, bounded by ``timeout``: first ``sys.remote_exec`` when this Python and
+   the target are the same 3.14+, for ``REMOTE_EXEC_WAIT`` (it runs only in the
+   main thread), then gdb, which gets in through any thread; the first stub to
+   claim the token starts the bootstrap, any other does nothing;
 5. wait for the answer file the stub's thread writes, then say hello to the
    new agent over its socket.
 
 Every refusal is a ``SutureError`` saying what blocked and what to do; the
-target is left as it was (a timeout leaves at most one queued no-op call).
+target is left as it was. Giving up removes the token, so what stays queued
+(a signal check from gdb, a ``sys.remote_exec`` script) does nothing.
 """
 
 from __future__ import annotations
@@ -41,8 +45,13 @@ from . import client
 __all__ = ["attach", "Attached", "AttachError", "AttachRefused", "NoInjector",
            "UnsupportedTarget", "AttachTimeout", "SUPPORTED"]
 
-SUPPORTED = (0x03090000, 0x030F0000)   # sys.hexversion in [3.9, 3.15)
+SUPPORTED = (0x03090000, 0x03100000)   # sys.hexversion in [3.9, 3.16)
 DEFAULT_TIMEOUT = 10.0
+# How long sys.remote_exec's script gets before gdb is tried (within the timeout). It
+# runs at the main thread's next eval-breaker check: within microseconds when that
+# thread runs Python, never while it is blocked (sleep, accept(), a lock wait) or in a
+# C call; waiting longer only delays the gdb route, which gets in through any thread.
+REMOTE_EXEC_WAIT = 0.3
 _GDB_GRACE = 20.0                      # beyond the safe-point timeout, for gdb to start and detach
 _T = TypeVar("_T")
 
@@ -177,7 +186,7 @@ def _python(pid: int) -> Tuple[str, str]:
         major, minor = (int(x) for x in version.split(".")[:2])
         if not SUPPORTED[0] <= (major << 24 | minor << 16) < SUPPORTED[1]:
             raise UnsupportedTarget(f"PID {pid} runs Python {version}; Suture supports "
-                                    f"CPython 3.9 to 3.14", details={"pid": pid,
+                                    f"CPython 3.9 to 3.15", details={"pid": pid,
                                                                      "python": version})
     return exe, version
 
@@ -243,12 +252,52 @@ def _gdb_env() -> Dict[str, str]:
             "HOME": "/", "TERM": "dumb"}
 
 
-# -- the stub and the answer -----------------------------------------------------------
+# -- the stub, the token and the answer -----------------------------------------------
 
-def _stub(attach_py: str, result: str, stub_file: str = "") -> str:
+def _stub(attach_py: str, result: str, token: str, method: str, stub_file: str = "") -> str:
+    """The source a route runs at a safe point: claim the token, then start a thread.
+
+    The claim renames the attacher's token to ``token + ".run"``. A rename is atomic, so
+    of the two routes and the attacher giving up (which removes the token) exactly one
+    wins and the others do nothing: a script that ``sys.remote_exec`` queued and that
+    runs after attach reported a failure, or after gdb got in, is a no-op. The stub runs
+    in whichever thread reached the safe point, so it does no more than that rename and
+    a thread start (``os`` and ``_thread`` are always imported). ``stub_file`` is
+    ``sys.remote_exec``'s script, which removes itself when it runs: removing it
+    earlier would make a late run print "Can't open debugger script" on the target's
+    stderr.
+    """
+    claimed = token + ".run"
     inner = (f"import runpy\nrunpy.run_path({attach_py!r}, init_globals={{'RESULT': {result!r}, "
-             f"'STUB': {stub_file!r}}}, run_name='__suture_attach__')\n")
-    return f"import _thread\n_thread.start_new_thread(exec, ({inner!r}, {{}}))\n"
+             f"'TOKEN': {claimed!r}, 'METHOD': {method!r}}}, run_name='__suture_attach__')\n")
+    lines = ["import os"]
+    if stub_file:
+        lines.append(f"try:\n    os.unlink({stub_file!r})\nexcept OSError:\n    pass")
+    lines.append(f"try:\n    os.rename({token!r}, {claimed!r})\nexcept OSError:\n    pass\n"
+                 f"else:\n    import _thread\n    _thread.start_new_thread(exec, ({inner!r}, {{}}))")
+    return "\n".join(lines) + "\n"
+
+
+def _wait_claim(pid: int, host_token: str, until: float) -> bool:
+    """Wait until a stub has claimed the token (it is gone); False at ``until``."""
+    while True:
+        if not os.path.lexists(host_token):
+            return True
+        if time.monotonic() >= until or not os.path.exists(f"/proc/{pid}"):
+            return False
+        time.sleep(0.01)
+
+
+def _give_up(identity: _Identity, host_path: str) -> bool:
+    """Remove a token as the target's user: True when we did, so nobody will act on it;
+    False when a stub (``.token``) or the bootstrap (``.token.run``) took it first."""
+    def remove() -> bool:
+        try:
+            os.unlink(host_path)
+        except FileNotFoundError:
+            return False
+        return True
+    return _as_user(identity, remove)
 
 
 def _wait_answer(path: str, deadline: float) -> Optional[Dict[str, Any]]:
@@ -276,18 +325,14 @@ def _wait_answer(path: str, deadline: float) -> Optional[Dict[str, Any]]:
 
 # -- injectors -------------------------------------------------------------------------
 
-def _gdb(pid: int, identity: _Identity, stub: str, timeout: float) -> Dict[str, Any]:
-    gdb = shutil.which("gdb")
-    if gdb is None:
-        raise NoInjector("gdb is not installed, and attaching before Python 3.14 needs it "
-                         "(apt install gdb / dnf install gdb); or start the program under "
-                         "`suture run`", details={"pid": pid})
+def _gdb(gdb: str, pid: int, identity: _Identity, stub: str, timeout: float,
+         host_token: str) -> Dict[str, Any]:
     here = os.path.dirname(os.path.abspath(__file__))
     with open(os.path.join(here, "_gdb_inject.py"), encoding="utf-8") as f:
         script = f.read()
     env = dict(_gdb_env(), SUTURE_GDB_SCRIPT=script, SUTURE_PID=str(pid),
                SUTURE_STUB=stub, SUTURE_TIMEOUT=f"{timeout:g}",
-               SUTURE_HEX=f"{SUPPORTED[0]}:{SUPPORTED[1]}")
+               SUTURE_HEX=f"{SUPPORTED[0]}:{SUPPORTED[1]}", SUTURE_TOKEN=host_token)
     kwargs: Dict[str, Any] = {}
     if _dropping(identity):
         kwargs = {"user": identity.uid, "group": identity.gid,
@@ -325,19 +370,31 @@ def _gdb(pid: int, identity: _Identity, stub: str, timeout: float) -> Dict[str, 
                       details={"pid": pid, "stderr": err[-4000:]})
 
 
-def _remote_exec(pid: int, identity: _Identity, stub_file: str) -> Dict[str, Any]:
-    """Python 3.14's PEP 768 path. Untested here: no 3.14 on the build machines yet."""
-    def call() -> Dict[str, Any]:
-        sys.remote_exec(pid, stub_file)  # type: ignore[attr-defined]
-        return {"state": "queued", "where": "sys.remote_exec"}
+def _remote_exec_usable(version: str) -> bool:
+    """PEP 768's ``sys.remote_exec`` works only between two CPythons of the same X.Y (a
+    3.14 caller refuses a 3.15 target and the reverse), 3.14 or newer."""
+    if not hasattr(sys, "remote_exec") or version == "unknown":
+        return False
+    return tuple(map(int, version.split(".")[:2])) == sys.version_info[:2]
+
+
+def _remote_exec(pid: int, identity: _Identity, stub_file: str) -> Optional[str]:
+    """Queue ``stub_file`` in ``pid`` with ``sys.remote_exec``: None when queued, else why
+    not (remote debugging disabled in the target, ptrace refused...)."""
+    def call() -> None:
+        sys.remote_exec(pid, stub_file)  # type: ignore[attr-defined,unused-ignore]
     try:
-        return _as_user(identity, call)
-    except (PermissionError, OSError, RuntimeError) as exc:
-        raise AttachRefused(f"sys.remote_exec({pid}) failed: {exc}",
-                            details={"pid": pid}) from exc
+        _as_user(identity, call)
+    except AttachError as exc:   # raised in the child that dropped to the target's user
+        return str(exc.details.get("error", {}).get("message") or exc.message)
+    except (OSError, RuntimeError, ValueError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
-def _explain(pid: int, result: Dict[str, Any], timeout: float) -> SutureError:
+def _explain(pid: int, result: Dict[str, Any], timeout: float, queued: bool) -> SutureError:
+    """The error for a gdb result; ``queued``: a sys.remote_exec script waits in the
+    target too (a no-op once the token is removed, which the caller does next)."""
     state = result.get("state")
     message = str(result.get("message", ""))
     details = dict(result, pid=pid)
@@ -357,21 +414,26 @@ def _explain(pid: int, result: Dict[str, Any], timeout: float) -> SutureError:
     if state == "unsupported":
         hv = int(result.get("hexversion", 0))
         return UnsupportedTarget(f"PID {pid} runs Python {hv >> 24}.{(hv >> 16) & 255}; Suture "
-                                 f"supports CPython 3.9 to 3.14. Nothing was changed.",
+                                 f"supports CPython 3.9 to 3.15. Nothing was changed.",
                                  details=details)
     if state == "registers-unwritable":
         return NoInjector(
             f"this gdb cannot write the registers of PID {pid} on this CPU ({message.strip()}), "
             f"so it cannot call into the process safely; nothing was changed. gdb 13 has this "
-            f"bug on CPUs with AMX: use gdb 14 or newer (scripts/get-gdb.sh makes one), Python "
-            f"3.14's sys.remote_exec, or start the program under `suture run`.",
+            f"bug on CPUs with AMX: use gdb 14 or newer (scripts/get-gdb.sh makes one), or "
+            f"start the program under `suture run`"
+            + (" (sys.remote_exec's script did not run in time either: the main thread did "
+               "not reach a safe point)." if queued else "."),
             details=details)
     if state == "timeout":
         return AttachTimeout(
             f"PID {pid} reached no safe point within {timeout:g} s: its main thread is in a "
             f"long call outside the interpreter (a C extension, or blocked in one Suture does "
             f"not interrupt) and no other thread ran Python code. Nothing was changed (one "
-            f"harmless signal check stays queued). Retry later or with a longer --timeout.",
+            f"harmless signal check stays queued"
+            + ("; so does sys.remote_exec's script, which will find its token gone and do "
+               "nothing" if queued else "")
+            + "). Retry later or with a longer --timeout.",
             details=details)
     if state == "exited":
         return AttachError(f"PID {pid} exited while Suture was attaching", details=details)
@@ -382,6 +444,77 @@ def _explain(pid: int, result: Dict[str, Any], timeout: float) -> SutureError:
 
 
 # -- the command -----------------------------------------------------------------------
+
+def _inject(pid: int, identity: _Identity, gdb: Optional[str], stub_file: str, gdb_stub: str,
+            host_token: str, timeout: float) -> Tuple[Dict[str, Dict[str, Any]],
+                                                       Optional[SutureError]]:
+    """Run the routes until a stub claims the token, within ``timeout``.
+
+    Returns (what each route did, None) once the token is claimed, or (..., the error
+    to report) when no stub claimed it: the caller then removes the token (and may
+    still find it claimed at the last moment). ``stub_file`` is set when
+    sys.remote_exec may be tried.
+    """
+    deadline = time.monotonic() + timeout
+    routes: Dict[str, Dict[str, Any]] = {}
+    queued = False
+    if stub_file:
+        why = _remote_exec(pid, identity, stub_file)
+        queued = why is None
+        routes["remote_exec"] = {"state": "queued"} if queued else {"state": "refused",
+                                                                     "message": why}
+        if queued:
+            t0 = time.monotonic()
+            until = deadline if gdb is None else min(deadline, t0 + min(REMOTE_EXEC_WAIT,
+                                                                        timeout / 3))
+            if _wait_claim(pid, host_token, until):
+                routes["remote_exec"].update(state="ran", waited=round(time.monotonic() - t0, 3))
+                return routes, None
+            routes["remote_exec"]["waited"] = round(time.monotonic() - t0, 3)
+    if gdb is None:
+        if not os.path.exists(f"/proc/{pid}"):
+            return routes, AttachError(f"PID {pid} exited while Suture was attaching",
+                                       details={"pid": pid, "routes": routes})
+        if queued:
+            return routes, AttachTimeout(
+                f"PID {pid} reached no safe point within {timeout:g} s: sys.remote_exec runs "
+                f"its script only in the main thread, which is blocked (sleep, accept(), a "
+                f"lock wait, a C call), and gdb, which gets in through any thread and wakes "
+                f"a blocked main thread, is not installed (apt install gdb / dnf install "
+                f"gdb). Nothing was changed: the queued script will find its token gone and "
+                f"do nothing. Retry later, or with a longer --timeout.",
+                details={"pid": pid, "routes": routes})
+        return routes, NoInjector(
+            f"gdb is not installed, and PID {pid} refused sys.remote_exec "
+            f"({routes['remote_exec']['message']}); install gdb (apt install gdb / dnf install "
+            f"gdb) or start the program under `suture run`",
+            details={"pid": pid, "routes": routes})
+    error: Optional[SutureError] = None
+    try:
+        for attempt in range(4):
+            outcome = _gdb(gdb, pid, identity, gdb_stub,
+                           max(deadline - time.monotonic(), 0.1), host_token)
+            if outcome.get("state") != "busy":
+                break
+            time.sleep(0.1 * (attempt + 1))
+    except AttachError as exc:
+        outcome, error = {"state": "failed", "message": exc.message}, exc
+    routes["gdb"] = outcome
+    if not os.path.lexists(host_token):
+        return routes, None     # gdb's stub claimed it, or remote_exec's did meanwhile
+    if outcome.get("state") == "ran":
+        error = AttachError(
+            f"the stub ran in PID {pid} but could not claim its token {host_token} (can the "
+            f"process rename files in its runtime directory?). Nothing was changed.",
+            details={"pid": pid, "routes": routes})
+    elif error is None:
+        error = _explain(pid, outcome, timeout, queued)
+    # gdb failed early (a gdb that cannot write registers...): the queued script may still
+    # run before the deadline, so wait for it rather than give up now.
+    if queued and _wait_claim(pid, host_token, deadline):
+        return routes, None
+    return routes, error
+
 
 def attach(pid: int, timeout: float = DEFAULT_TIMEOUT, *,
            runtime_dir: Optional[str] = None) -> Attached:
@@ -398,61 +531,94 @@ def attach(pid: int, timeout: float = DEFAULT_TIMEOUT, *,
         pass
     _check_tracer(pid, status)
     _check_yama(pid, identity)
+    gdb = shutil.which("gdb")
+    remote = _remote_exec_usable(version)
+    if gdb is None and not remote:
+        raise NoInjector("gdb is not installed, and attaching needs it unless this Python "
+                         "and the target are the same Python 3.14 or newer (sys.remote_exec) "
+                         "(apt install gdb / dnf install gdb); or start the program under "
+                         "`suture run`", details={"pid": pid, "python": version})
 
     prefix = _root_prefix(pid)
     env = client._proc_environ(pid)
     directory = runtime_dir or _agent._default_dir(env, identity.uid)
     content = _bootstrap.bundle()
-    nonce = os.urandom(6).hex()
-    result_name = f"attach-{pid}-{nonce}.json"
-    use_remote = (hasattr(sys, "remote_exec") and version != "unknown"
-                  and tuple(map(int, version.split(".")[:2])) >= (3, 14))
-    stub_name = f"attach-{pid}-{nonce}.py" if use_remote else ""
+    name = f"attach-{pid}-{os.urandom(6).hex()}"
+    result_path = os.path.join(directory, name + ".json")
+    token = os.path.join(directory, name + ".token")
+    stub_path = os.path.join(directory, name + ".py") if remote else ""
 
     def publish() -> str:
+        """As the target's user: the bootstrap directory, the token, remote_exec's script."""
         host_dir = _agent.ensure_dir(prefix + directory)
         boot = _bootstrap.publish(os.path.join(host_dir, "bootstrap"), content)
-        return boot[len(prefix):]
-
-    boot = _as_user(identity, publish)
-    attach_py = os.path.join(boot, "attach.py")
-    result_path = os.path.join(directory, result_name)
-    stub_path = os.path.join(directory, stub_name) if stub_name else ""
-    stub = _stub(attach_py, result_path, stub_path)
-
-    if use_remote:
-        def write_stub() -> None:
-            fd = os.open(prefix + stub_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        attach_py = os.path.join(boot[len(prefix):], "attach.py")
+        files = [(token, "")]
+        if stub_path:
+            files.append((stub_path, _stub(attach_py, result_path, token, "remote_exec",
+                                           stub_path)))
+        for path, text in files:
+            fd = os.open(prefix + path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                         0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(stub)
-        _as_user(identity, write_stub)
-        outcome = _remote_exec(pid, identity, stub_path)
-        method = "remote_exec"
-    else:
-        for attempt in range(4):
-            outcome = _gdb(pid, identity, stub, timeout)
-            if outcome.get("state") != "busy":
-                break
-            time.sleep(0.1 * (attempt + 1))
-        method = "gdb"
-        if outcome.get("state") != "ran":
-            raise _explain(pid, outcome, timeout)
+                f.write(text)
+        return attach_py
+
+    attach_py = _as_user(identity, publish)
+    host_token = prefix + token
+    try:
+        routes, error = _inject(pid, identity, gdb, stub_path,
+                                _stub(attach_py, result_path, token, "gdb"), host_token, timeout)
+    except BaseException:
+        _give_up(identity, host_token)   # never leave a token a late script could claim
+        raise
+    if error is not None:
+        if _give_up(identity, host_token):
+            error.details.setdefault("routes", routes)
+            raise error
+        # else a stub claimed it at the last moment: its bootstrap runs, wait for it
 
     # The stub only started a thread; its answer follows within moments.
-    answer = _wait_answer(prefix + result_path, time.monotonic() + max(timeout, 5.0))
+    wait = max(timeout, 5.0)
+    try:
+        answer = _wait_answer(prefix + result_path, time.monotonic() + wait)
+    except BaseException:   # Ctrl-C: the bootstrap must not start an agent nobody awaits
+        _give_up(identity, host_token + ".run")
+        raise
     if answer is None:
+        stopped = _give_up(identity, host_token + ".run")
         raise AttachTimeout(
-            f"the bootstrap in PID {pid} did not answer within {max(timeout, 5.0):g} s "
-            + ("(sys.remote_exec runs it at the next safe point; it may still attach later)"
-               if use_remote else "(it was started; check `suture ps`)"),
-            details={"pid": pid, "method": method, "injector": outcome})
+            f"the bootstrap in PID {pid} did not answer within {wait:g} s (its thread was "
+            f"started, and may wait for an import lock the main thread holds); "
+            + ("it will stop before starting an agent: nothing was changed. Retry later."
+               if stopped else
+               "it was starting the agent when time ran out: check `suture ps`."),
+            details={"pid": pid, "routes": routes, "stopped": stopped})
     if not answer.get("ok"):
+        _give_up(identity, host_token + ".run")   # unclaimed when it failed before the claim
         cls = UnsupportedTarget if answer.get("type") == "UnsupportedPython" else AttachError
         raise cls(f"the agent did not start in PID {pid}: {answer.get('error')}",
-                  details={"pid": pid, "answer": answer})
+                  details={"pid": pid, "answer": answer, "routes": routes})
+    method = str(answer.get("method") or ("gdb" if "gdb" in routes else "remote_exec"))
+    details: Dict[str, Any]
+    if method == "gdb":
+        details = {k: v for k, v in routes.get("gdb", {}).items() if k != "state"}
+        tried = routes.get("remote_exec")
+        if tried:
+            details["fallback"] = (
+                f"sys.remote_exec's script had not run within {tried.get('waited', 0):g} s"
+                if tried["state"] == "queued" else
+                f"sys.remote_exec refused: {tried.get('message')}")
+    else:
+        details = {"where": "sys.remote_exec",
+                   "waited": routes.get("remote_exec", {}).get("waited", 0.0)}
+        if routes.get("gdb", {}).get("state") == "ran":
+            # gdb woke the blocked main thread and ran its stub there; the stub's first
+            # bytecode let the pending script run (and claim the token) before it.
+            details["gdb"] = {k: v for k, v in routes["gdb"].items() if k != "state"}
+            details["fallback"] = "its script ran once gdb had woken the main thread"
     socket_file = str(answer.get("socket", ""))
     host_socket = prefix + socket_file
     info = client.hello(pid, runtime_dir=os.path.dirname(host_socket) if socket_file else None)
     return Attached(pid, "attached", method, round(time.monotonic() - started, 3), host_socket,
-                    str(info.get("python", answer.get("python", version))),
-                    details={k: v for k, v in outcome.items() if k != "state"})
+                    str(info.get("python", answer.get("python", version))), details=details)
