@@ -145,8 +145,8 @@ def _stub(module: types.ModuleType, q: str, node: _syntax.FuncNode, owner: Optio
                            for d in fn.args.kw_defaults]
     body: List[ast.stmt] = [fn]
     if owner is not None and lazy:
-        cls = ast.ClassDef(name=q.rsplit(".", 2)[-2], bases=[], keywords=[], body=body,
-                           decorator_list=[])
+        cls = ast.ClassDef(name=q.rsplit(".", 2)[-2], bases=[], keywords=[],  # type: ignore[call-arg]
+                           body=body, decorator_list=[])   # (3.12's stub requires type_params)
         cls.__dict__["type_params"] = []   # a field since 3.12 (only 3.14+ gets here)
         body = [ast.copy_location(cls, node)]
     tree = ast.fix_missing_locations(ast.Module(body=body, type_ignores=[]))
