@@ -213,7 +213,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                                  work, patch)))
     valgrind = subprocess.run(["valgrind", "--version"], capture_output=True,
                               text=True).stdout.strip()
-    doc = {"date": datetime.date.today().isoformat(), "machine": platform.machine(),
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "src"],
+                           capture_output=True, text=True).stdout.split()[1::2]
+    doc = {"date": datetime.date.today().isoformat(), "commit": commit, "uncommitted": dirty,
+           "machine": platform.machine(),
            "valgrind": valgrind, "n1": args.n1, "n2": args.n2, "warm": args.warm,
            "results": results}
     if args.json == "-":
