@@ -94,6 +94,12 @@ def test_apply_is_refused_and_status_reports_the_process_exposed_with_the_reason
     text = cli(rundir, "status", "--pid", str(target.pid))
     assert text.returncode == 2 and "free-threaded build" in text.stdout, text.stdout
 
+    out = cli(rundir, "ps", "--json")
+    [mine] = [p for p in json.loads(out.stdout)["processes"] if p["pid"] == target.pid]
+    assert mine["agent"] is True and mine["hello"]["free_threaded"] is True
+    text = cli(rundir, "ps")
+    assert "free-threaded build: its agent refuses every apply (SUT-E218" in text.stdout
+
     # The agent's own audit log: the apply at start (its crash-loop trace first) and the one
     # by hand, both refused.
     rows = [r for r in store.audit_log() if r["pid"] == target.pid]
