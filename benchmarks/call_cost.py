@@ -17,7 +17,8 @@ every variant below, a fresh worker process runs under ``valgrind --tool=callgri
 
 The count that matters is the steady state, so nothing is toggled inside the process:
 each variant runs twice, with ``N1`` and ``N2`` timed iterations and everything else the
-same (start-up, imports, the apply, the warm-ups; ``PYTHONHASHSEED=0``), and the cost per
+same (start-up, imports, the apply, the warm-ups; ``PYTHONHASHSEED=0``; the collector
+collected, then disabled for the timed loop), and the cost per
 iteration is ``(Ir(N2) - Ir(N1)) / (N2 - N1)``. That needs no symbol of the interpreter
 (``--toggle-collect`` would need one per version and build: the 3.14/3.15 binaries inline
 the evaluation loop differently) and cancels every one-off cost.
@@ -96,7 +97,13 @@ elif variant == "bare":
     exec(compile(open(root + "/../fixed.py").read(), "fixed", "exec"), ns)
     answer.__code__ = ns["answer"].__code__
 hot(warm)                       # the steady state after the patch
+# No collection inside the timed loop: the engine's apply leaves garbage the other variants
+# do not, and a collection that falls in one of the two runs only is no cost of a call.
+import gc
+gc.collect()
+gc.disable()
 (loop if variant == "loop" else hot)(n)
+gc.enable()
 print(json.dumps({"answer": answer(0), "site": site(hot),
                   "jit": bool(getattr(getattr(sys, "_jit", None), "is_enabled", lambda: False)())}))
 '''
