@@ -23,7 +23,7 @@ iteration is ``(Ir(N2) - Ir(N1)) / (N2 - N1)``. That needs no symbol of the inte
 (``--toggle-collect`` would need one per version and build: the 3.14/3.15 binaries inline
 the evaluation loop differently) and cancels every one-off cost.
 
-The worker also reports what the call site became (``dis`` with ``adaptive=True``, 3.12+):
+The worker also reports what the call site became (``dis`` with ``adaptive=True``, 3.11+):
 ``CALL_PY_EXACT_ARGS`` is specialised; a plain ``CALL`` is not. On 3.13+ assigning
 ``__code__`` resets the function's version for good (gh-117045), so the site stays
 unspecialised: docs/performance.md, "Call cost of patched functions".
@@ -82,7 +82,7 @@ def site(fn):
     # what the call site is now: specialised (CALL_PY_EXACT_ARGS) or not (CALL)
     try:
         ins = dis.get_instructions(fn, adaptive=True)
-    except TypeError:       # before 3.12: no adaptive view
+    except TypeError:       # 3.9, 3.10: no adaptive view
         return None
     return [i.opname for i in ins if i.opname.startswith("CALL")]
 
@@ -180,7 +180,7 @@ def table(results: List[Dict[str, Any]]) -> str:
         lines.append(f"| {r['version']} | {m['loop']['ir_per_iteration']:.1f} | "
                      f"{m['unpatched']['ir_per_call']:.1f} | {m['engine']['ir_per_call']:.1f} | "
                      f"{m['bare']['ir_per_call']:.1f} | {m['ratio_engine']:.2f} | "
-                     f"{', '.join(site) if site else 'n/a (no adaptive view before 3.12)'} "
+                     f"{', '.join(site) if site else 'n/a (no adaptive view before 3.11)'} "
                      f"(unpatched: {', '.join(m['unpatched']['call_site'] or ['n/a'])}) |")
     return "\n".join(lines)
 
