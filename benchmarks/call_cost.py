@@ -15,13 +15,17 @@ every variant below, a fresh worker process runs under ``valgrind --tool=callgri
 * ``loop``: the loop alone (its body does not call), subtracted to give the net cost of
   one call.
 
-The count that matters is the steady state, so nothing is toggled inside the process:
-each variant runs twice, with ``N1`` and ``N2`` timed iterations and everything else the
-same (start-up, imports, the apply, the warm-ups; ``PYTHONHASHSEED=0``; the collector
-collected, then disabled for the timed loop), and the cost per
-iteration is ``(Ir(N2) - Ir(N1)) / (N2 - N1)``. That needs no symbol of the interpreter
-(``--toggle-collect`` would need one per version and build: the 3.14/3.15 binaries inline
-the evaluation loop differently) and cancels every one-off cost.
+The count that matters is the steady state. The worker calls ``os.getppid()`` right
+before and right after the timed loop, and callgrind dumps its counters on each entry to
+libc's ``getppid`` (``--dump-before=getppid``): the second of the three dumps holds the
+timed loop alone. That needs no symbol of the interpreter (``--toggle-collect`` on an
+interpreter function would need one per version and build: the 3.14/3.15 binaries are
+PGO/LTO builds that inline the evaluation loop differently), and it keeps out the apply,
+whose count varies from run to run (the engine's waits poll a clock, and valgrind runs
+the process about 50 times slower). Each variant runs twice, with ``N1`` and ``N2`` timed
+iterations (``PYTHONHASHSEED=0``; the collector collected, then disabled for the timed
+loop), and the cost per iteration is ``(Ir(N2) - Ir(N1)) / (N2 - N1)``, which also cancels
+the two ``getppid`` calls.
 
 The worker also reports what the call site became (``dis`` with ``adaptive=True``, 3.11+):
 ``CALL_PY_EXACT_ARGS`` is specialised; a plain ``CALL`` is not. On 3.13+ assigning
@@ -99,10 +103,12 @@ elif variant == "bare":
 hot(warm)                       # the steady state after the patch
 # No collection inside the timed loop: the engine's apply leaves garbage the other variants
 # do not, and a collection that falls in one of the two runs only is no cost of a call.
-import gc
+import gc, os
 gc.collect()
 gc.disable()
+os.getppid()                    # callgrind dumps its counters here (--dump-before=getppid)
 (loop if variant == "loop" else hot)(n)
+os.getppid()                    # and here: the second dump holds the timed loop alone
 gc.enable()
 print(json.dumps({"answer": answer(0), "site": site(hot),
                   "jit": bool(getattr(getattr(sys, "_jit", None), "is_enabled", lambda: False)())}))
@@ -137,16 +143,24 @@ def callgrind(python: str, variant: str, n: int, warm: int, work: Path, patch: P
     for k in [k for k in env if k.startswith("SUTURE_")]:
         del env[k]
     proc = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                           "--dump-before=getppid",
                            python, "-c", WORKER, variant, str(n), str(warm),
                            str(work / "v1"), str(patch)],
                           capture_output=True, text=True, env=env, timeout=900)
     if proc.returncode != 0:
         raise RuntimeError(f"{python} {variant} n={n}: exit {proc.returncode}\n{proc.stderr[-3000:]}")
-    found = re.search(r"Collected : (\d+)", proc.stderr)
-    if found is None:
-        raise RuntimeError(f"no callgrind total in:\n{proc.stderr[-2000:]}")
-    out.unlink()
-    return dict(json.loads(proc.stdout.strip().splitlines()[-1]), ir=int(found.group(1)))
+    dumps = sorted(work.glob(out.name + "*"))
+    if len(dumps) != 3:
+        raise RuntimeError(f"expected 3 callgrind dumps (before, timed, after), got {dumps}")
+    totals = {}
+    for d in dumps:
+        found = re.search(r"^totals: (\d+)", d.read_text(), re.M)
+        if found is None:
+            raise RuntimeError(f"no totals in {d}")
+        totals[d.name[len(out.name):]] = int(found.group(1))
+        d.unlink()
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]), ir=totals[".2"],
+                ir_whole=sum(totals.values()))
 
 
 def measure(python: str, n1: int, n2: int, warm: int, work: Path, patch: Path) -> Dict[str, Any]:
