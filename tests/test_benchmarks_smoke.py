@@ -80,7 +80,7 @@ def test_costs_quick() -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(sys.version_info[:2] != (3, 13),
                     reason="one run per CI: CI's time budget (eight processes under valgrind, "
-                           "about 45 s)")
+                           "about 40 s of CPU)")
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
 def test_call_cost_quick() -> None:
     result = run("call_cost.py")
