@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -74,3 +75,22 @@ def test_costs_quick() -> None:
     assert result["apply"]["one"]["fleet_apply_ms"]["n"] == 3
     assert [r["processes"] for r in result["apply"]["fanout"]] == [3]
     assert result["idle"]["ratio_median"] > 0 and result["idle"]["rss_kib"]["with"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.version_info[:2] != (3, 13),
+                    reason="one run per CI: CI's time budget (ten processes under valgrind, "
+                           "about 50 s of CPU)")
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_call_cost_quick() -> None:
+    result = run("call_cost.py")
+    (row,) = result["results"]
+    m = row["measured"]
+    for variant in ("unpatched", "engine", "bare"):
+        assert m[variant]["ir_per_call"] > 0, m
+    assert m["engine"]["ir_per_call_same_state"] > 0, m
+    # 3.13: the call site specialises for the function as loaded, and not after its
+    # __code__ was swapped (its version is reset for good: docs/performance.md)
+    assert "CALL_PY_EXACT_ARGS" in m["unpatched"]["call_site"], m["unpatched"]
+    assert "CALL_PY_EXACT_ARGS" not in m["engine"]["call_site"], m["engine"]
+    assert "CALL_PY_EXACT_ARGS" not in m["bare"]["call_site"], m["bare"]

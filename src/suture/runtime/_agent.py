@@ -49,7 +49,7 @@ import sys
 import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from . import _inherit, _switching, protocol
+from . import _freethreaded, _inherit, _switching, protocol
 from .errors import InternalError, SutureError, explain, os_cause, os_failure
 from .protocol import PeerRefused, ProtocolError
 
@@ -355,7 +355,9 @@ def _op_hello(frame: Dict[str, Any]) -> Dict[str, Any]:
             "implementation": sys.implementation.name, "agent": version,
             "protocol": list(protocol.SUPPORTED), "uid": os.geteuid(),
             "argv": list(getattr(sys, "argv", [])), "executable": sys.executable,
-            "pidns": _pid_namespace(), "start": _start_ticks("self")}
+            "pidns": _pid_namespace(), "start": _start_ticks("self"),
+            # a free-threaded build: answered, never patched (SUT-E218; _freethreaded)
+            "free_threaded": _freethreaded.probe()["free_threaded"]}
 
 
 def _op_status(frame: Dict[str, Any]) -> Dict[str, Any]:

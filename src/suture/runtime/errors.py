@@ -158,6 +158,16 @@ class UnitsBusy(RefusedError):
     code = "SUT-E217"
 
 
+class FreeThreadedBuild(RefusedError):
+    """The process runs a free-threaded build of CPython (``Py_GIL_DISABLED``, 3.13t/3.14t),
+    where no GIL makes the commit atomic: every apply, revert and patch at import is refused
+    before anything changes, also when its GIL is enabled at run time. The agent still
+    answers, and ``suture status`` reports the process exposed with this reason
+    (docs/engine.md, "Free-threaded builds")."""
+
+    code = "SUT-E218"
+
+
 class ScriptNotPatchable(RefusedError):
     """The patch's module runs here as ``__main__`` (a script, ``python -m``), and the change
     cannot reach the code running there: its ``if __name__ == "__main__":`` block, the

@@ -57,7 +57,7 @@ import types
 import warnings
 from typing import Any, ContextManager, Dict, List, Optional
 
-from .. import _hook, _members, _units
+from .. import _freethreaded, _hook, _members, _units
 from . import commit as _commit
 from .commit import MISSING
 from ..errors import (DeadlinePassed, RestartRequired, RevertedByApplication, RolledBack,
@@ -169,6 +169,8 @@ def _after_fork() -> None:
 def apply(patch: Patch, *, wait_quiescent: Optional[float] = None,
           restricted: bool = False, deadline: Optional[float] = None) -> Result:
     _check_deadline(patch.short_id, patch.id, "apply", deadline)   # past already: no work
+    # No GIL, no atomic commit: refused before the lock, the hook or any step (SUT-E218).
+    _freethreaded.check("apply", patch.id, patch.short_id)
     with _lock(), _fine_switching():
         _walks.clear()
         _walks["scope"] = True
@@ -535,6 +537,7 @@ def _imported_meanwhile(rec: _Record) -> None:
 def revert(patch_id: str, force: bool = False, deadline: Optional[float] = None) -> Result:
     with _lock():
         rec = _find(patch_id)
+        _freethreaded.check("revert", rec.patch.id, rec.patch.short_id)
         _before_commit(rec.patch.short_id, rec.patch.id, "revert", None, deadline)
         try:
             return _reverting.revert(rec, _serve, force)
@@ -598,7 +601,9 @@ def status() -> Dict[str, Any]:
             _imported_meanwhile(rec)
         patches, old = _reporting.records()
         _tell_reverted(patches)
-    return {"patches": patches, "active": active(old)}   # the heap walk runs unlocked
+    # unpatchable: None, or why every apply is refused here (a free-threaded build, SUT-E218)
+    return {"patches": patches, "active": active(old),   # the heap walk runs unlocked
+            "unpatchable": _freethreaded.report()}
 
 
 def _tell_reverted(patches: List[Dict[str, Any]]) -> None:
@@ -700,6 +705,7 @@ def _patch_module(rec: _Record, name: str, module: types.ModuleType, again: bool
     record it), or is raised with ``refuse``."""
     mp = next(m for m in rec.patch.modules if m.name == name)
     try:
+        _freethreaded.check("import", rec.patch.id, rec.patch.short_id)
         if rec.owner is not None:   # the file found may not be the one checked at apply
             _members.check_loaded(rec.patch, rec.owner, name, module)
         if mp.compact:

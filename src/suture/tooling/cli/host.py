@@ -114,6 +114,9 @@ def ps(dists: Sequence[str], as_json: bool) -> None:
             click.echo(f"{'':>9}uses " + ", ".join(f"{n} {v}" for n, v in sorted(used.items())))
         if r.get("agent_error"):
             click.echo(f"{'':>9}\u2514 {r['agent_error']}")
+        if (r.get("hello") or {}).get("free_threaded"):
+            click.echo(f"{'':>9}\u2514 free-threaded build: its agent refuses every apply "
+                       "(SUT-E218; restart it on a GIL build)")
         hint = hint or not (r["agent"] or r.get("busy"))
     if hint:
         click.echo("\nProcesses without an agent cannot be patched: start them under "

@@ -367,6 +367,15 @@ def status(pids: Sequence[int] = (), *, patches: Optional[Sequence[Patch]] = Non
                     "id": str(a.get("id")), "target": dict(a.get("target") or {}),
                     "cves": list(a.get("cves") or []), "installed": False, "processes": []})
                 verdicts.append((entry, _applied_state(a, row.pid, running)))
+        # A process Suture cannot patch (a free-threaded build, SUT-E218): its exposure says
+        # why, and the fix is a restart, not an apply that would be refused again.
+        unpatchable = row.result["status"].get("unpatchable")
+        if isinstance(unpatchable, dict):
+            proc["unpatchable"] = unpatchable
+            why = f"cannot be patched here ({unpatchable.get('code')}): free-threaded build"
+            verdicts = [(e, (st, f"{r}; {why}", f"restart PID {row.pid} on the fixed release "
+                             "or on a GIL build of CPython")) if st in UNPROTECTED
+                        else (e, (st, r, f)) for e, (st, r, f) in verdicts]
         for entry, (state, reason, fix) in verdicts:
             entry["processes"].append({"pid": row.pid, "state": state, "reason": reason,
                                        "fix": fix})
