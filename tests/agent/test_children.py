@@ -167,11 +167,20 @@ def wait_for(pred: Any, what: str, timeout: float = 20.0) -> Any:
 
 POOL = """\
 import json, multiprocessing as mp, os, sys
+
+def now():   # /proc/uptime's clock, the test's
+    with open("/proc/uptime") as f:
+        return float(f.read().split()[0])
+
+STARTED = os.getpid(), now()   # in a worker: after its agent's start-up (sitecustomize)
 from {pkg} import answer
 
 def started():
-    # This process's start, on /proc/uptime's clock. Not a module global: 3.14's forkserver
-    # imports __main__ once and forks every worker from it, so globals are the server's.
+    pid, at = STARTED
+    if pid == os.getpid():
+        return at
+    # 3.14's forkserver imports __main__ once and forks every worker from it: the global
+    # is the server's, and the worker's own start is its fork.
     with open("/proc/self/stat", "rb") as f:
         return int(f.read().rsplit(b")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
 
