@@ -79,7 +79,7 @@ for v in $versions; do
     fetch+=("$v")
 done
 if [ ${#fetch[@]} -gt 0 ]; then
-    echo "test.sh: making CPython ${fetch[*]} with scripts/get-python.sh in $py_cache"
+    echo "test.sh: CPython ${fetch[*]} from scripts/get-python.sh, cached in $py_cache"
     mkdir -p "$py_cache" || exit 1
     declare -A jobs=()
     for v in "${fetch[@]}"; do get_python "$v" >"$py_cache/$v.bin" & jobs[$v]=$!; done
@@ -95,22 +95,60 @@ fi
 # this machine's environment sets PYTHONDONTWRITEBYTECODE=1, so without this step each of the
 # suite's many `python -m suture` subprocesses compiled click, cryptography and Suture from
 # source again: 0.6 s of CPU each instead of 0.13 s (test_cli_exit_codes.py: 10.8 s of CPU
-# without, 3.7 s with). The
-# environment and src/ are compiled once per version; PYTHONDONTWRITEBYTECODE stays as the
-# caller set it, so the modules tests write and rewrite in temporary directories are never
-# cached (a .pyc is validated by mtime in seconds and size: a rewrite within the same second
-# could run stale code).
+# without, 3.7 s with). The environment and src/ are compiled once per version;
+# PYTHONDONTWRITEBYTECODE stays as the caller set it, so the modules tests write and rewrite
+# in temporary directories are never cached (a .pyc is validated by mtime in seconds and
+# size: a rewrite within the same second could run stale code).
+#
+# Two versions at a time (SUTURE_JOBS, default: the number of CPUs, at most 2): one version's
+# suite keeps about one CPU busy (half of two was idle, measured with vmstat), and seven
+# versions one after another took about an hour on two CPUs. Each version writes its own log
+# under .cache/test-logs and prints it whole when it ends, so the output stays readable. Each
+# version has its own environment, mypy cache and pytest temporary directory; ruff and
+# pytest run without their caches (shared files).
+one_version() {   # one_version 3.X PYTEST_ARGS...: its static checks and suite, log on stdout
+    local v=$1; shift
+    local run=(env UV_PROJECT_ENVIRONMENT=".venvs/py$v" uv run --quiet --locked --python "$v" --extra test --)
+    env UV_PROJECT_ENVIRONMENT=".venvs/py$v" uv sync --quiet --locked --python "$v" --extra test \
+        --compile-bytecode || return 1
+    "${run[@]}" python -m compileall -q -j 0 src benchmarks >/dev/null || echo "test.sh: compileall failed"
+    "${run[@]}" python -m mypy || return 1
+    "${run[@]}" python -m ruff check --quiet --no-cache . || return 1
+    "${run[@]}" python -m pytest -p no:cacheprovider "$@"
+}
+jobs=${SUTURE_JOBS:-$(nproc 2>/dev/null || echo 1)}
+[ "$jobs" -gt 2 ] 2>/dev/null && [ -z "${SUTURE_JOBS:-}" ] && jobs=2
+logs=.cache/test-logs
+trap 'kill 0 2>/dev/null' INT TERM   # Ctrl-C or a CI timeout stops every version's run
+rm -rf "$logs" && mkdir -p "$logs" || exit 1
+queue=($versions)
+running=()
+next=0
+start_one() {
+    local v=${queue[$next]}
+    next=$((next + 1))
+    echo "=== Python $v: started $(date +%H:%M:%S)"
+    ( SECONDS=0
+      one_version "$v" "$@" >"$logs/py$v.log" 2>&1
+      rc=$?
+      echo "$rc" >"$logs/py$v.rc"
+      { echo "=== Python $v: $([ "$rc" = 0 ] && echo passed || echo FAILED) in ${SECONDS} s"
+        cat "$logs/py$v.log"; } | { flock 9; cat; } 9>"$logs/.out.lock"
+    ) &
+    running+=($!)
+}
+while [ "$next" -lt "${#queue[@]}" ] || [ "${#running[@]}" -gt 0 ]; do
+    while [ "$next" -lt "${#queue[@]}" ] && [ "${#running[@]}" -lt "$jobs" ]; do
+        start_one "$@"
+    done
+    wait -n 2>/dev/null || true
+    alive=()
+    for pid in "${running[@]}"; do kill -0 "$pid" 2>/dev/null && alive+=("$pid"); done
+    running=("${alive[@]+"${alive[@]}"}")
+done
 failed=""
 for v in $versions; do
-    echo "=== Python $v"
-    env UV_PROJECT_ENVIRONMENT=".venvs/py$v" uv sync --quiet --locked --python "$v" --extra test \
-        --compile-bytecode || { failed="$failed $v"; continue; }
-    run=(env UV_PROJECT_ENVIRONMENT=".venvs/py$v" uv run --quiet --locked --python "$v" --extra test --)
-    "${run[@]}" python -m compileall -q -j 0 src benchmarks >/dev/null || echo "test.sh: compileall failed"
-    if ! "${run[@]}" python -m mypy || ! "${run[@]}" python -m ruff check --quiet . \
-            || ! "${run[@]}" python -m pytest "$@"; then
-        failed="$failed $v"
-    fi
+    [ "$(cat "$logs/py$v.rc" 2>/dev/null)" = 0 ] || failed="$failed $v"
 done
 if [ -n "$failed" ]; then
     echo "FAILED on Python:$failed"
