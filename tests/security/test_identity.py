@@ -17,6 +17,8 @@ checks who listens (SO_PEERCRED) before it sends a byte, and checks the agent's 
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -112,11 +114,27 @@ def exited_pid() -> int:
     return proc.pid
 
 
+@contextlib.contextmanager
+def host_tmp_dir(exclusive: bool) -> Iterator[None]:
+    """/tmp/suture-0, where a client looks last, is one directory for the whole host, and
+    scripts/test.sh runs two Pythons' suites at once: the test that plants it holds this
+    lock exclusively, the tests whose client may look there hold it shared."""
+    fd = os.open("/tmp/suture-tests-host-tmp-dir.lock", os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW,
+                 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
+
+
 @pytest.fixture
-def caller_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def caller_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """This process as a client: the socket is found from the target, not from us."""
     monkeypatch.delenv("SUTURE_RUNTIME_DIR", raising=False)
     monkeypatch.delenv(client.UNVERIFIED_ENV, raising=False)
+    with host_tmp_dir(exclusive=False):
+        yield
 
 
 # -- finding 1: an exited PID, a directory another user created -------------------------
@@ -127,6 +145,11 @@ def caller_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_revert_of_an_exited_pid_never_reaches_a_socket_planted_in_tmp(
         targets: Targets, patch: Dict[str, Any]) -> None:
     planted_dir = "/tmp/suture-0"   # where the client looked for a process of unknown uid
+    with host_tmp_dir(exclusive=True):
+        plant_and_revert(targets, patch, planted_dir)
+
+
+def plant_and_revert(targets: Targets, patch: Dict[str, Any], planted_dir: str) -> None:
     if os.path.lexists(planted_dir):
         pytest.skip(f"{planted_dir} exists already: the attacker (and this test) cannot "
                     "create it")
