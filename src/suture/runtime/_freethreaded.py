@@ -26,23 +26,23 @@ patch, or, worse, one meaning "pretend GIL" that turned the refusal off.
 from __future__ import annotations
 
 import sys
-import sysconfig
 from typing import Any, Dict, Optional
 
 from .errors import FreeThreadedBuild
 
-_disabled: Optional[bool] = None   # Py_GIL_DISABLED: fixed for the life of the interpreter
+# Py_GIL_DISABLED, fixed for the life of the interpreter: a free-threaded build's ABI flags
+# hold "t" (PEP 703; "3.13t"). Not sysconfig.get_config_var: on 3.14 it takes a module lock,
+# and a fork while the agent's thread held it left the child's first status() waiting for
+# ever (tests/agent/test_forking.py). Read once, at import, with no lock.
+_DISABLED = "t" in getattr(sys, "abiflags", "")
 
 
 def probe() -> Dict[str, Any]:
     """What this interpreter says of its build: ``free_threaded`` (compiled with
     ``Py_GIL_DISABLED``) and ``gil_enabled`` (``sys._is_gil_enabled()``, 3.13+; True on
     earlier versions, which have only GIL builds)."""
-    global _disabled
-    if _disabled is None:
-        _disabled = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
     is_enabled = getattr(sys, "_is_gil_enabled", None)
-    return {"free_threaded": _disabled,
+    return {"free_threaded": _DISABLED,
             "gil_enabled": bool(is_enabled()) if callable(is_enabled) else True}
 
 
