@@ -222,10 +222,13 @@ def test_pool_workers_started_after_a_by_hand_apply_inherit_it(method, dist, run
     out = cli(rundir, "apply", str(dist["fix"]), "--pid", str(parent))
     assert out.returncode == 0, out.stdout + out.stderr
     done_up = uptime()
+    alive = set(descendants(parent))   # the pool is idle: no worker starts meanwhile
     results = ask(6)
-    # Workers spawned before the apply may take the first tasks; every worker started
-    # after it runs the fixed code (on main: "old", nothing inherits a by-hand apply).
-    new = [(pid, a) for pid, started, a in results if started > done_up]
+    # Workers spawned before the apply (or during it) may take the first tasks; every
+    # worker started after it runs the fixed code (on main: "old", nothing inherits a
+    # by-hand apply). "After" by pid, not by start time: a forked worker's start is known
+    # to a clock tick (10 ms) only.
+    new = [(pid, a) for pid, _, a in results if pid not in alive]
     assert len(new) >= 4 and {a for _, a in new} == {"new"}, results
     # Status: the live workers started after the apply have the patch, inherited; what
     # was started before and lacks it (a worker, the resource tracker) is exposed, named
