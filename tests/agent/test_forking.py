@@ -272,6 +272,68 @@ def test_workers_terminated_at_birth_die_by_sigterm_and_leave_no_socket(targets:
     assert socks(targets) == []
 
 
+# A child forked from a thread other than the main one, and a grandchild forked from that
+# child's main thread, each running Python code (no blocking call that would check for
+# signals) when SIGTERM comes. On CPython 3.13+ a Python handler never runs there (see
+# _STALE_MAIN_AFTER_THREAD_FORK in the agent): a process whose SIGTERM is lost spins 10 s.
+FORK_OFF_MAIN = r'''
+import json, os, signal, sys, threading, time
+import suture.agent
+suture.agent.start()
+
+def spin():
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        pass
+    os._exit(7)
+
+def terminate(pid):   # its wait status, 0 if it outlived SIGTERM by 5 s
+    time.sleep(0.3)   # it spins by now
+    os.kill(pid, signal.SIGTERM)
+    end = time.monotonic() + 5
+    while time.monotonic() < end:
+        done, st = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return st
+        time.sleep(0.01)
+    os.waitpid(pid, 0)
+    return 0
+
+r, w = os.pipe()
+results = {}
+
+def from_thread():
+    pid = os.fork()
+    if pid == 0:
+        grandchild = os.fork()
+        if grandchild == 0:
+            spin()
+        os.write(w, b"%d\n" % terminate(grandchild))
+        spin()
+    results["grandchild"] = int(os.read(r, 64))
+    results["child"] = terminate(pid)
+
+thread = threading.Thread(target=from_thread)
+thread.start()
+thread.join()
+print(json.dumps(results))
+'''
+
+
+@pytest.mark.slow
+def test_processes_forked_off_the_main_thread_still_die_by_sigterm(targets: Targets,
+                                                                   state: Path):
+    """A SIGTERM sent while such a process runs Python code kills it, as it would without
+    the agent (multiprocessing's pool respawns its workers from a thread, and terminate()
+    waited for ever for one whose SIGTERM was lost: CI, 3.13 and 3.14)."""
+    proc = targets.start([sys.executable, str(targets.script(FORK_OFF_MAIN))], targets.env())
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    status = json.loads(out)
+    assert {who: os.WIFSIGNALED(st) and os.WTERMSIG(st) for who, st in status.items()} \
+        == {"grandchild": signal.SIGTERM, "child": signal.SIGTERM}, (status, err)
+
+
 # An application that installs its own SIGTERM handler after the agent, chaining to the one
 # it replaced when that is callable (a common pattern): before the agent, the replaced one
 # was SIG_DFL, not callable, so the application's own shutdown ran to its end.
@@ -345,4 +407,10 @@ def test_a_fork_pool_that_recycles_its_workers_keeps_the_patch(targets: Targets,
     refused = [r for r in store.audit_log() if r["result"].startswith("refused")]
     assert refused == []
     workers = [pid for pid, _ in answers]
+    if sys.version_info >= (3, 13):
+        # Workers the pool respawned from its thread die by SIGTERM's default action there
+        # (see test_processes_forked_off_the_main_thread_still_die_by_sigterm): the socket
+        # of one that terminate() killed is left for `suture ps` to remove, as after a kill.
+        left = [s for s in socks(targets) if int(s.split(".")[0]) in workers]
+        assert left == [] or cli(targets, "ps").returncode == 0
     assert [s for s in socks(targets) if int(s.split(".")[0]) in workers] == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -211,7 +212,9 @@ def test_an_unsigned_patch_installed_for_development_is_applied_loudly(targets: 
 
 # A service that the installed patch (tiny.calc 1 -> 2) breaks, in one of several ways.
 BROKEN_BY_THE_PATCH = r'''
-import os, sys, time
+import os, sys, threading, time
+if sys.argv[1] == "renamed":   # a main thread named as after a fork off another thread
+    threading.current_thread().name = "Thread-2 (_handle_workers)"
 import suture.agent
 suture.agent.start()
 from tiny import calc
@@ -223,7 +226,7 @@ if mode == "die":
     os._exit(3)                              # a nonzero exit: counted as a crash
 if mode == "raise":
     raise RuntimeError("the patch broke me")   # an uncaught exception ends the process
-if mode == "stay":
+if mode in ("stay", "renamed"):
     sys.stdin.read()
 '''
 
@@ -232,7 +235,7 @@ def run_patched(targets: Targets, tmp: Path, mode: str, **env: str) -> Any:
     script = targets.script(BROKEN_BY_THE_PATCH)
     proc = targets.start([sys.executable, str(script), mode],
                          targets.env([str(tmp / "v1")], **env), stdin=subprocess.PIPE)
-    if mode != "stay":
+    if mode not in ("stay", "renamed"):
         proc.communicate(timeout=60)
     return proc
 
@@ -275,6 +278,34 @@ def test_clean_exits_and_survivors_are_no_crash_loop(targets: Targets, state: Pa
                  "the survived row", proc=proc)
         proc.kill()
         proc.wait(30)
+    proc = run_patched(targets, tmp_path, "stay")
+    auto = wait_for(lambda: outcomes(proc.pid), "the auto-apply row", proc=proc)
+    assert [r["result"] for r in auto] == ["applied"]
+    assert store.bad_patches() == {}
+    assert patch.id
+
+
+@pytest.mark.slow
+def test_sigterm_where_the_agent_cannot_see_it_is_no_crash_loop(targets: Targets, state: Path,
+                                                               tmp_path: Path):
+    """On CPython 3.13+ a process forked off a thread keeps SIGTERM's default action (see
+    _STALE_MAIN_AFTER_THREAD_FORK in the agent), so it dies with no exit row; three such
+    terminated workers are not a crash loop. Before, SIGTERM is seen and recorded."""
+    patch = install(build(tmp_path, "1", "2"))
+    for _ in range(3):
+        proc = run_patched(targets, tmp_path, "renamed")
+        auto = wait_for(lambda proc=proc: outcomes(proc.pid), "the auto-apply row", proc=proc)
+        assert [r["result"] for r in auto] == ["applied"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == -signal.SIGTERM
+    applying = [r["detail"] for r in store.audit_log() if r["result"] == "applying"]
+    exited = [r["result"] for r in store.audit_log() if r["op"] == "exited"]
+    if sys.version_info >= (3, 13):
+        assert [d.endswith(";sigterm=unrecorded") for d in applying] == [True] * 3
+        assert exited == []
+    else:
+        assert ["sigterm=unrecorded" in d for d in applying] == [False] * 3
+        assert exited == ["terminated by SIGTERM"] * 3
     proc = run_patched(targets, tmp_path, "stay")
     auto = wait_for(lambda: outcomes(proc.pid), "the auto-apply row", proc=proc)
     assert [r["result"] for r in auto] == ["applied"]

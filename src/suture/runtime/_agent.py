@@ -781,7 +781,8 @@ def _auto_apply() -> None:
                           f"installed with --allow-unsigned (development only)")
                 # Written first: a process the patch kills at once must still leave a trace.
                 _record("auto-apply", patch.id, "applying", uid,
-                        f"start={_start_ticks(os.getpid())}")
+                        f"start={_start_ticks(os.getpid())}"
+                        + (f";{_SIGTERM_UNRECORDED}" if _sigterm_unobservable else ""))
                 _survival.append(patch.id)
                 _watch_imports()
             result = runtime.apply(patch, restricted=bool(trust.get("restricted_to")))
@@ -850,6 +851,7 @@ CRASH_LOOP = 3
 _APPLIED = ("applied", "pending import")
 _ENDED_WELL = ("clean", "terminated by SIGTERM")   # "exited" results that are no crash
 NO_EXIT = "no exit recorded: killed by a signal or lost"
+_SIGTERM_UNRECORDED = "sigterm=unrecorded"   # see _STALE_MAIN_AFTER_THREAD_FORK
 _survival: List[str] = []   # patches this process applied from the store, not yet survived
 
 
@@ -891,11 +893,14 @@ def _crash_loop(store: Any, patch_id: str) -> Optional[Tuple[str, List[Dict[str,
                          or (r["op"] == "exited" and r["result"] in _ENDED_WELL)
                          or (r["op"] == "auto-apply" and r["result"] not in _APPLIED)
                          for r in later)
-        start = str(app.get("detail") or "").partition("start=")[2].partition(";")[0]
+        detail = str(app.get("detail") or "")
+        start = detail.partition("start=")[2].partition(";")[0]
         alive = bool(start) and _start_ticks(int(app["pid"])) == start
-        if ended_well or alive:
-            return None
         exits = [r["result"] for r in later if r["op"] == "exited"]
+        # A process whose SIGTERM has its default action may have ended well unseen.
+        unseen = not exits and _SIGTERM_UNRECORDED in detail.split(";")
+        if ended_well or alive or unseen:
+            return None
         processes.append({"pid": int(app["pid"]), "start": start, "applied_at": app["at"],
                           "exit": exits[-1] if exits else None})
     processes.reverse()   # oldest first
@@ -998,6 +1003,7 @@ def _before_fork() -> None:
     _fork_holds[me] = False   # set first: a signal handler may interrupt the wait
     _fork_holds[me] = _guard.acquire(timeout=_GUARD_WAIT)
     _fork_sigterm[me] = _hold_sigterm()
+    _fork_off_main[me] = _STALE_MAIN_AFTER_THREAD_FORK and me != threading.main_thread().ident
 
 
 def _after_fork_in_parent() -> None:
@@ -1016,6 +1022,24 @@ def _after_fork_in_parent() -> None:
 # unblocks it, and then kills it through our handler. An application's own handler is
 # not ours to change; an application that blocks SIGTERM itself keeps it blocked.
 _fork_sigterm: Dict[int, bool] = {}   # forking thread ident -> we blocked SIGTERM
+
+# CPython 3.13 and later (seen on 3.13.0, 3.14 and 3.15.2): the C signal handler flags a
+# caught signal on the thread state of the main thread the interpreter started with
+# (_PyRuntime.main_tstate), which a fork never updates. In a child forked from another
+# thread (multiprocessing's pool respawns workers from its _handle_workers thread) that
+# thread state is gone: a Python handler then never runs from the eval loop, only when a
+# blocking call the signal interrupts checks for signals itself. With our handler in
+# place, a pool's terminate() sent SIGTERM to a worker running Python code, the handler
+# never ran, the worker then waited on the pool's queue for ever, and so did the pool
+# (CI, 3.13 and 3.14; tests/agent/test_forking.py). With the default action the kernel
+# kills the worker, as it would without Suture. So in such a child, and in any process
+# forked from one (the flag is copied with the memory), SIGTERM keeps its default action:
+# its socket file is then left for prune_dead_sockets (`suture ps`, the next agent in
+# the directory), and its exit is not recorded ("sigterm=unrecorded" in its "applying"
+# rows, which _crash_loop does not count as crashes).
+_STALE_MAIN_AFTER_THREAD_FORK = sys.version_info >= (3, 13)
+_fork_off_main: Dict[int, bool] = {}   # forking thread ident -> not the main thread
+_sigterm_unobservable = False          # see above: never install _on_sigterm here
 
 
 def _hold_sigterm() -> bool:
@@ -1100,7 +1124,7 @@ def _sigterm_handler(install: bool) -> None:
         if threading.get_ident() != threading.main_thread().ident:
             return
         current = signal.getsignal(signal.SIGTERM)
-        if install and current == signal.SIG_DFL:
+        if install and current == signal.SIG_DFL and not _sigterm_unobservable:
             signal.signal(signal.SIGTERM, _on_sigterm)
         elif not install and current is _on_sigterm:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -1223,7 +1247,7 @@ def start(runtime_dir: Optional[str] = None, forked: bool = False) -> str:
     the fork hook in a new child (sockets of dead siblings are not pruned then: that
     would slow down every fork).
     """
-    global _agent, _dir_arg, _fork_hook
+    global _agent, _dir_arg, _fork_hook, _sigterm_unobservable
     with _lock:
         if _agent is not None and _agent.pid == os.getpid():
             if _agent.thread.is_alive():
@@ -1283,6 +1307,11 @@ def start(runtime_dir: Optional[str] = None, forked: bool = False) -> str:
         agent.begin()
         _agent, _dir_arg = agent, runtime_dir
         _install_exit_hooks()
+        if not forked and _STALE_MAIN_AFTER_THREAD_FORK \
+                and threading.main_thread().name != "MainThread":
+            # Forked off a thread before an agent ran here (threading renames no thread
+            # it makes the main one after such a fork): see _STALE_MAIN_AFTER_THREAD_FORK.
+            _sigterm_unobservable = True
         _sigterm_handler(install=True)
         if not forked:
             prune_dead_sockets(directory)   # a fork child leaves that to its parent's kind
@@ -1329,7 +1358,7 @@ def _at_exit() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _agent, _lock, _guard, _fork_unguarded
+    global _agent, _lock, _guard, _fork_unguarded, _sigterm_unobservable
     sigterm = False
     try:
         _lock = threading.Lock()  # the parent may have held it at fork time
@@ -1341,6 +1370,10 @@ def _after_fork_in_child() -> None:
         _guard = threading.RLock()
         sigterm = _fork_sigterm.pop(me, False)
         _fork_sigterm.clear()
+        if _fork_off_main.pop(me, False):
+            _sigterm_unobservable = True
+            _sigterm_handler(install=False)   # before a held SIGTERM is let through
+        _fork_off_main.clear()
         del _survival[:]          # the parent's trace to leave, not ours
         inherited, _agent = _agent, None
         if inherited is not None:  # else stopped before the fork: the child gets none
