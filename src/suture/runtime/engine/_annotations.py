@@ -49,9 +49,9 @@ from typing import Any, Dict, List, Optional
 from .._defs import syntax as _syntax
 from .. import _defs
 from .commit import MISSING, Op
-from ..errors import RefusedError, RestartRequired
+from ..errors import RestartRequired
 from ._refgraph import _resolve_class
-from ._state import _ModuleTxn, _unless_exhausted
+from ._state import _ModuleTxn, _evaluation_refused
 
 LAZY = sys.version_info >= (3, 14)   # PEP 649: __annotate__
 
@@ -157,11 +157,8 @@ def _stub(module: types.ModuleType, q: str, node: _syntax.FuncNode, owner: Optio
         exec(compile(tree, filename, "exec", flags=flags, dont_inherit=True),
              module.__dict__, scope)
     except Exception as exc:
-        raise _unless_exhausted(
-            exc, f"evaluating the new annotations of {module.__name__}:{q}", RefusedError(
-                f"Evaluating the new annotations of {module.__name__}:{q} failed: "
-                f"{type(exc).__name__}: {exc}. Nothing was changed.",
-                details={"module": module.__name__, "function": q})) from exc
+        raise _evaluation_refused(exc, f"evaluating the new annotations of {module.__name__}:{q}",
+                                  {"module": module.__name__, "function": q}) from exc
     made = scope.maps[0][body[0].name]   # type: ignore[attr-defined]
     if owner is not None and lazy:
         made = vars(made)[fn.name]

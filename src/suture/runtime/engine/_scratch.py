@@ -31,9 +31,8 @@ from typing import AbstractSet, Any, Dict, List, Optional, Set, Tuple
 from .._defs import syntax as _syntax
 from .. import _codes, _defs
 from .commit import MISSING, Call, Op
-from ..errors import RefusedError
 from ._refgraph import _importers, _resolve_class, _source_tree
-from ._state import _ModuleTxn, _own_dict, _unless_exhausted
+from ._state import _ModuleTxn, _evaluation_refused, _own_dict
 
 
 def _late_split(plan: _defs.ModulePlan, package: str = "", patched: AbstractSet[str] = frozenset(),
@@ -240,10 +239,8 @@ def _exec_stmts(txn: _ModuleTxn, module: types.ModuleType,
                     cls = eval(cls, module.__dict__, ns)
             txn.ops.extend(_register_op(dispatcher, cls, func, f"{txn.name}.{name}"))
     except Exception as exc:
-        raise _unless_exhausted(exc, f"evaluating the new definitions of {txn.name}", RefusedError(
-            f"Evaluating the new definitions of {txn.name} failed: "
-            f"{type(exc).__name__}: {exc}. Nothing was changed.",
-            details={"module": txn.name})) from exc
+        raise _evaluation_refused(exc, f"evaluating the new definitions of {txn.name}",
+                                  {"module": txn.name}) from exc
     finally:
         delattr(builtins, channel)
         delattr(builtins, setter)
@@ -519,11 +516,8 @@ def _eval_defaults(module: types.ModuleType, q: str, node: _syntax.FuncNode,
         kwdefaults = eval(compile(kw_expr, filename, "eval", dont_inherit=True),
                           module.__dict__, scope)
     except Exception as exc:
-        raise _unless_exhausted(
-            exc, f"evaluating the new defaults of {module.__name__}:{q}", RefusedError(
-                f"Evaluating the new defaults of {module.__name__}:{q} failed: "
-                f"{type(exc).__name__}: {exc}. Nothing was changed.",
-                details={"module": module.__name__, "function": q})) from exc
+        raise _evaluation_refused(exc, f"evaluating the new defaults of {module.__name__}:{q}",
+                                  {"module": module.__name__, "function": q}) from exc
     return defaults or None, kwdefaults or None
 
 
@@ -570,11 +564,9 @@ def _propagate(txn: _ModuleTxn, copies: List[Tuple[Dict[str, Any], str, Any]],
                 txn.ops.append(Op("attr", cls, targets[0].id, value,
                                   f"{mod.__name__}:{q}.{targets[0].id} (from {txn.name})"))
         except Exception as exc:
-            raise _unless_exhausted(
-                exc, f"recomputing what {mod.__name__} derived from {txn.name}", RefusedError(
-                    f"Recomputing what {mod.__name__} derived from {txn.name} failed: "
-                    f"{type(exc).__name__}: {exc}. Nothing was changed.",
-                    details={"module": mod.__name__})) from exc
+            raise _evaluation_refused(
+                exc, f"recomputing what {mod.__name__} derived from {txn.name}",
+                {"module": mod.__name__}) from exc
         rebound: Dict[str, Any] = {}
         for name in sorted(dep.names):
             old = d.get(name, MISSING)

@@ -26,7 +26,8 @@ from types import CodeType, FunctionType
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 from .. import _defs, _fingerprint, _members, _switching
-from ..errors import SutureError, UnknownPatch, EXHAUSTED, os_cause, os_failure
+from ..errors import (RefusedError, SutureError, UnknownPatch, EXHAUSTED, os_cause,
+                      os_failure)
 from ..patchfile import Patch
 
 
@@ -187,6 +188,16 @@ def _unless_exhausted(exc: BaseException, doing: str, refusal: SutureError) -> S
     if cause is not None and cause.errno in EXHAUSTED:
         return os_failure(cause, None, doing)
     return refusal
+
+
+def _evaluation_refused(exc: BaseException, doing: str,
+                        details: Dict[str, Any]) -> SutureError:
+    """What a failure of the patch's new code, evaluated in the target before the commit,
+    is: ``doing`` (lowercase, "evaluating the new defaults of m:f") failed and nothing was
+    changed (a refusal), or SUT-E640 (``_unless_exhausted``)."""
+    return _unless_exhausted(exc, doing, RefusedError(
+        f"{doing[:1].upper()}{doing[1:]} failed: {type(exc).__name__}: {exc}. "
+        f"Nothing was changed.", details=details))
 
 
 def _raise_os_failure(exc: BaseException, path: Optional[str], doing: str) -> None:
