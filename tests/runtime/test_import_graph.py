@@ -103,7 +103,7 @@ def test_the_import_hook_does_not_import_the_engine():
 # lower layer; within the steps, a step never imports a later step of an apply.
 LAYERS = [
     {"_state", "commit"},
-    {"_refgraph", "_activeness"},
+    {"_refgraph", "_activeness", "_oldcalls"},
     {"_scratch", "_patchhooks", "_annotations"},
     {"_objects"},
     {"check", "prepare", "post", "verify", "reverting", "reporting"},

@@ -66,5 +66,11 @@ def status() -> Dict[str, Any]:
     return _engine.status()
 
 
+def count_old_calls(on: bool) -> Optional[str]:
+    """Count calls into the code applied patches replaced (CPython 3.12+), or stop; None,
+    or why it cannot count here. ``status()`` then reports ``old_calls`` per patch."""
+    return _engine.count_old_calls(on)
+
+
 def applied() -> List[str]:
     return _engine.applied_ids()

@@ -362,6 +362,12 @@ def _op_hello(frame: Dict[str, Any]) -> Dict[str, Any]:
 
 def _op_status(frame: Dict[str, Any]) -> Dict[str, Any]:
     from .. import runtime
+    old_calls = frame.get("old_calls")
+    if old_calls is not None:
+        if not isinstance(old_calls, bool):
+            raise ProtocolError(f"'old_calls' must be true (start counting calls into replaced "
+                                f"code), false (stop) or absent, not {old_calls!r}")
+        runtime.count_old_calls(old_calls)   # why not, if it cannot: in the status below
     return runtime.status()
 
 

@@ -63,7 +63,7 @@ from .commit import MISSING
 from ..errors import (DeadlinePassed, RestartRequired, RevertedByApplication, RolledBack,
                       SutureError, UnitsBusy)
 from ..patchfile import Patch
-from . import _objects
+from . import _objects, _oldcalls
 from ._activeness import _settle, _wait_quiescent, active
 from ._patchhooks import _migrate, _run_hook, _unmigrate
 from ._refgraph import _stale_caches
@@ -443,12 +443,14 @@ def _apply(patch: Patch, wait_quiescent: Optional[float],
         rec.caveats = [f"{m.name}:{c.qualname}: {c.reason}" for m in patch.modules
                        for c in m.changes if c.verdict == "caveat"]
         for r in replaced:
+            _oldcalls.forget(r)
             del _applied[r.patch.id]
             rec.notes.append(f"replaced patch {r.patch.short_id} (same target and baseline)")
         rec.rewind = {}
         for t in live:
             _reporting.snapshot(rec, t.name, loaded[t.name])
         _applied[patch.id] = rec
+        _oldcalls.track(rec)
         _serve()
         _imported_meanwhile(rec)
         return Result(patch.id, "applied" if live or "applied" in rec.modules.values()
@@ -601,9 +603,20 @@ def status() -> Dict[str, Any]:
             _imported_meanwhile(rec)
         patches, old = _reporting.records()
         _tell_reverted(patches)
+    running = active(old)   # the heap walk runs unlocked
+    for p in patches:   # drained_at, and old_calls while counting (_oldcalls)
+        p.update(_oldcalls.report(p["id"], [a for a in running if a.get("patch") == p["id"]]))
     # unpatchable: None, or why every apply is refused here (a free-threaded build, SUT-E218)
-    return {"patches": patches, "active": active(old),   # the heap walk runs unlocked
-            "unpatchable": _freethreaded.report()}
+    counting, why_not = _oldcalls.state()
+    return {"patches": patches, "active": running, "unpatchable": _freethreaded.report(),
+            "old_calls": {"counting": counting, "unavailable": why_not}}
+
+
+def count_old_calls(on: bool) -> Optional[str]:
+    """Count calls into the code every applied patch replaced (and patches applied from now
+    on), or stop; None, or why counting is impossible here (engine/_oldcalls.py)."""
+    with _lock():
+        return _oldcalls.counting(on, list(_applied.values()))
 
 
 def _tell_reverted(patches: List[Dict[str, Any]]) -> None:
@@ -753,6 +766,7 @@ def _patch_module(rec: _Record, name: str, module: types.ModuleType, again: bool
             rec.verified.update({v.module: v.summary() for v in verdicts})
             rec.ops.extend(ops + late)
             rec.old_codes.update(txn.old_codes)
+            _oldcalls.track(rec)
             rec.filenames[name] = txn.filename
         if txn.state == "applied" or again:
             _reporting.snapshot(rec, name, module)

@@ -19,7 +19,7 @@ from .commit import MISSING, Op
 from ..errors import RevertOrderError
 from ..patchfile import Patch
 from ._activeness import _installed_codes, _settle
-from . import _objects
+from . import _objects, _oldcalls
 from ._patchhooks import _migrate, _run_hook
 from ._state import HookContext, Result, _Record, _applied, _own_dict, live_module
 
@@ -59,6 +59,7 @@ def revert(rec: _Record, serve: Callable[[], None], force: bool = False) -> Resu
     added = {id(o) for o in additions}
     undo = [o for o in log if id(o) not in added]
     calls = [o for o in undo if o.kind == "call"]
+    _oldcalls.forget(rec)   # the old code is about to run again, legitimately
     pause = _commit.run(lazy + calls, undo_first=undo) if lazy else \
         _commit.undo(undo) if undo else 0
     del _applied[rec.patch.id]
