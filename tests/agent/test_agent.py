@@ -198,6 +198,26 @@ def test_apply_status_revert_through_the_socket_while_four_threads_call(targets:
 
 
 @pytest.mark.slow
+def test_status_counts_calls_into_replaced_code_when_asked(targets: Targets, tmp_path: Path):
+    patch = patch_b64(tmp_path)
+    proc, path = start_workers(targets, "--agent")
+    applied = result(path, "apply", patch=patch, wait_quiescent=None)
+    assert result(path, "status")["old_calls"] == {"counting": False, "unavailable": None}
+    on = result(path, "status", old_calls=True)
+    entry = on["patches"][0]
+    assert entry["id"] == applied["patch"] and entry["drained_at"] is not None
+    if sys.version_info >= (3, 12):
+        assert on["old_calls"] == {"counting": True, "unavailable": None}
+        # the workers call the patched function all the time: the fixed code, not counted
+        assert entry["old_calls"]["calls"] == 0
+    else:
+        assert on["old_calls"]["counting"] is False and "3.12" in on["old_calls"]["unavailable"]
+    assert result(path, "status", old_calls=False)["old_calls"]["counting"] is False
+    assert call(path, "status", old_calls="yes")["error"]["code"] == "SUT-E601"
+    assert observe(targets, proc.pid)["errors"] == []
+
+
+@pytest.mark.slow
 def test_refusals_come_back_as_error_frames_with_their_code(targets: Targets, tmp_path: Path):
     patch_b64(tmp_path)  # writes the v1 tree the target imports
     proc, path = start_workers(targets, "--agent")
