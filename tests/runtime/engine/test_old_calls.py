@@ -5,7 +5,6 @@ objects (sys.monitoring), off until asked for."""
 from __future__ import annotations
 
 import sys
-import types
 
 import pytest
 
