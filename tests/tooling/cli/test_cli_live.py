@@ -344,6 +344,28 @@ def test_vex_says_affected_then_not_affected_then_revokes_it_with_a_later_timest
                                             f"patch {fid}")
 
 
+def test_vex_without_statements_warns_and_bad_sboms_are_usage_errors(
+        rundir: str, state: Path, tmp_path: Path) -> None:
+    out = cli(rundir, "vex")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["statements"] == []
+    assert "no statement" in out.stderr and "the OpenVEX schema wants at least one" in out.stderr
+    assert json.loads((state / "vex.json").read_text())["statements"] == {}
+
+    not_json = tmp_path / "sbom.json"
+    not_json.write_text("{")
+    no_serial = tmp_path / "noserial.json"
+    no_serial.write_text(json.dumps({"bomFormat": "CycloneDX", "specVersion": "1.5"}))
+    for args, says in [(["--sbom", str(no_serial)], "--sbom needs --format cyclonedx"),
+                       (["--format", "cyclonedx", "--sbom", str(not_json)], "as JSON"),
+                       (["--format", "cyclonedx", "--sbom", str(tmp_path)], "directory"),
+                       (["--format", "cyclonedx", "--sbom", str(no_serial)],
+                        "no serialNumber")]:
+        out = cli(rundir, "vex", *args)
+        assert out.returncode == 64, (args, out.stdout, out.stderr)
+        assert says in out.stderr and out.stdout == "", (args, out.stderr)
+
+
 # -- suture metrics: the same view for Prometheus ------------------------------------------
 
 def scrape(rundir: str, *args: str) -> Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float]:
