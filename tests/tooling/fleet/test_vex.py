@@ -355,3 +355,25 @@ def test_cyclonedx_for_an_sbom_refers_to_its_components_by_bom_link():
             head + "nested", head + "pkg%3Apypi%2Fjinja2%403.1.5%3Ffile_path%3Dvenv%252Flib"]
     with pytest.raises(ValueError, match="no serialNumber"):
         vex.cyclonedx(doc, sbom=dict(sbom, serialNumber=None))
+
+
+def test_a_claim_suture_can_no_longer_make_is_withdrawn_once(tmp_path: Path):
+    # the patch was removed from the store: no statement would leave the old
+    # not_affected as the latest word for a reader that merges documents
+    state = tmp_path / "vex.json"
+    vex.save_state(document(report(["fixed"]), now=T0), state)
+    gone = document(report([], cves=[]), now=T0, previous=vex.load_state(state))
+    assert [(s["vulnerability"]["name"], s["status"], s["timestamp"])
+            for s in gone["statements"]] == [
+        ("CVE-2024-0001", "under_investigation", "2026-11-26T06:00:01Z"),
+        ("CVE-2025-27516", "under_investigation", "2026-11-26T06:00:01Z")]
+    assert all(s["products"] == [{"@id": "pkg:pypi/jinja2@3.1.5"}] and "withdrawn" in
+               s["status_notes"] for s in gone["statements"])
+    bom = json.loads(vex.cyclonedx(gone)[0])
+    assert {v["analysis"]["state"] for v in bom["vulnerabilities"]} == {"in_triage"}
+    vex.save_state(gone, state)
+    assert document(report([], cves=[]), now=T0,
+                    previous=vex.load_state(state))["statements"] == []
+    # an affected statement that disappears needs no withdrawal: it claimed nothing
+    vex.save_state(document(report(["exposed"]), now=T0), state)
+    assert document(report([], cves=[]), previous=vex.load_state(state))["statements"] == []

@@ -24,7 +24,8 @@ the status says whether running code from that release is still vulnerable here:
   by hand but not installed, so a new process would load the vulnerable code.
 
 ``fixed`` is never said: to a scanner it means that the release itself is fixed, which
-is false for every copy of it on disk.
+is false for every copy of it on disk. ``under_investigation`` is said once, to withdraw
+a ``not_affected`` claim that Suture can no longer make (its patch removed from the store).
 
 Statements come from the installed (and hand-applied) patches with their CVEs, and, when
 the report has them, from its ``advisories`` (PyPI's advisory data joined with the
@@ -97,7 +98,9 @@ def save_state(doc: Dict[str, Any], path: Optional[Path] = None) -> None:
     """Keep what the next document needs to give a changed status a later timestamp."""
     from .feed import _write_atomic
     state = {"timestamp": doc["timestamp"], "@id": doc["@id"],
-             "statements": {_key(s): {"status": s["status"],
+             "statements": {_key(s): {"vulnerability": s["vulnerability"],
+                                      "product": s["products"][0]["@id"],
+                                      "status": s["status"],
                                       "justification": s.get("justification"),
                                       "timestamp": s["timestamp"]}
                             for s in doc["statements"]}}
@@ -144,6 +147,8 @@ def document(report: Dict[str, Any], *, partial: Optional[Dict[str, List[str]]] 
     for adv in report.get("advisories") or []:
         for statement in _from_advisory(adv, patches, partial):
             _merge(found, statement)
+    before: Dict[str, Any] = (previous or {}).get("statements") or {}
+    _withdraw(found, before)
     statements = [found[k] for k in sorted(found)]
     if blind:
         note = (f"{len(blind)} Python process(es) without the Suture agent were not inspected "
@@ -152,7 +157,7 @@ def document(report: Dict[str, Any], *, partial: Optional[Dict[str, List[str]]] 
         for s in statements:
             s["status_notes"] = (s["status_notes"] + " " + note if s.get("status_notes")
                                  else note)
-    stamp = _stamper(now, (previous or {}).get("statements") or {})
+    stamp = _stamper(now, before)
     for s in statements:
         s["timestamp"] = stamp(s)
     issued = max([now] + [s["timestamp"] for s in statements])
@@ -170,6 +175,24 @@ def document(report: Dict[str, Any], *, partial: Optional[Dict[str, List[str]]] 
         "tooling": f"suture {__version__} (suture vex)",
         "statements": statements,
     }
+
+
+def _withdraw(found: Dict[Tuple[str, str], Dict[str, Any]], before: Dict[str, Any]) -> None:
+    """A ``not_affected`` claim of the last document that Suture can no longer make (its
+    patch was removed from the store, the advisory withdrawn) is not simply dropped: a
+    reader that merges documents would keep the old claim as the latest word. It becomes
+    ``under_investigation`` once, with a later timestamp; the document after that drops it."""
+    made = {f"{k[0]} {k[1]}" for k in found}
+    for key, old in sorted(before.items()):
+        if (key in made or not isinstance(old, dict) or old.get("status") != "not_affected"
+                or not isinstance(old.get("vulnerability"), dict) or not old.get("product")):
+            continue
+        found[(str(old["vulnerability"].get("name")), str(old["product"]))] = {
+            "vulnerability": old["vulnerability"], "products": [{"@id": old["product"]}],
+            "status": "under_investigation", "status_notes": (
+                "The previous document said not_affected; Suture no longer knows a patch "
+                "that protects this release here (removed from the store, or no longer "
+                "matched to this vulnerability), so that claim is withdrawn.")}
 
 
 def _stamper(now: str, before: Dict[str, Any]) -> Any:
@@ -428,6 +451,11 @@ def cyclonedx(doc: Dict[str, Any], *, sbom: Optional[Dict[str, Any]] = None
                 state=ImpactAnalysisState.NOT_AFFECTED,
                 justification=ImpactAnalysisJustification.PROTECTED_AT_RUNTIME,
                 detail=_detail(s, "impact_statement"), last_updated=when)
+            recommendation = None
+        elif s["status"] == "under_investigation":
+            analysis = VulnerabilityAnalysis(state=ImpactAnalysisState.IN_TRIAGE,
+                                             detail=s.get("status_notes"),
+                                             last_updated=when)
             recommendation = None
         else:
             analysis = VulnerabilityAnalysis(
