@@ -241,10 +241,11 @@ def test_advisories_make_one_statement_per_running_release_with_aliases():
     assert PID in fixed["impact_statement"]
     assert got["pkg:pypi/jinja2@3.1.4"]["status"] == "affected"
     assert got["pkg:pypi/jinja2@3.1.4"]["action_statement"].startswith(
-        "1 running process(es) (pids 101) run jinja2 3.1.4 and no Suture patch for it is "
-        "known: upgrade to jinja2 3.1.6 and restart them.")
+        # spelled as the patch's target names it (the advisory says "jinja2")
+        "1 running process(es) (pids 101) run Jinja2 3.1.4 and no Suture patch for it is "
+        "known: upgrade to Jinja2 3.1.6 and restart them.")
     assert got["pkg:pypi/jinja2@3.1.3"]["action_statement"].startswith(
-        f"1 running process(es) (pids 102) run jinja2 3.1.3 without Suture patch "
+        f"1 running process(es) (pids 102) run Jinja2 3.1.3 without Suture patch "
         f"{OTHER[:12]}: apply it")
 
 
@@ -377,3 +378,15 @@ def test_a_claim_suture_can_no_longer_make_is_withdrawn_once(tmp_path: Path):
     # an affected statement that disappears needs no withdrawal: it claimed nothing
     vex.save_state(document(report(["exposed"]), now=T0), state)
     assert document(report([], cves=[]), previous=vex.load_state(state))["statements"] == []
+
+
+def test_an_advisory_about_a_dotted_name_is_spelled_as_the_installed_distribution():
+    # advisories name packages canonically ("zope-interface"); scanners keep the dots
+    rep = report(["fixed"], cves=["CVE-2099-1"],
+                 target={"kind": "distribution", "name": "zope.interface",
+                         "from_version": "7.1", "to_version": "7.2"})
+    rep["advisories"] = [dict(advisory(proc(100, "7.1", "fixed in memory", PID)),
+                              package="zope-interface", id="CVE-2099-1", aliases=[])]
+    (s,) = document(rep)["statements"]
+    assert s["products"] == [{"@id": "pkg:pypi/zope.interface@7.1"}]
+    assert s["status"] == "not_affected"

@@ -53,6 +53,8 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 from urllib.parse import quote, quote_plus
 
+from packaging.utils import canonicalize_name
+
 from ... import __version__
 from ...runtime import store
 
@@ -144,8 +146,14 @@ def document(report: Dict[str, Any], *, partial: Optional[Dict[str, List[str]]] 
                                           "products": [{"@id": product}],
                                           "status": status}, **notes)
     patches = {e["id"]: e for e in report["patches"]}
+    # An advisory names its package canonically (PEP 503: "zope-interface"), but the
+    # scanners' purl keeps the distribution's dots ("zope.interface"): spell it as the
+    # patches and the agents' answers do when they know it.
+    names = [e["target"].get("name") for e in report["patches"]] + [
+        n for p in report["processes"] for n in p.get("dists") or {}]
+    spelled: Dict[str, str] = {canonicalize_name(str(n)): str(n) for n in names if n}
     for adv in report.get("advisories") or []:
-        for statement in _from_advisory(adv, patches, partial):
+        for statement in _from_advisory(adv, patches, partial, spelled):
             _merge(found, statement)
     before: Dict[str, Any] = (previous or {}).get("statements") or {}
     _withdraw(found, before)
@@ -268,13 +276,15 @@ def _impact(rel: str, patches: Sequence[str], fixed: Sequence[Any], upgrade: str
 
 
 def _from_advisory(adv: Dict[str, Any], patches: Dict[str, Dict[str, Any]],
-                   partial: Dict[str, List[str]]) -> Iterable[Dict[str, Any]]:
+                   partial: Dict[str, List[str]], spelled: Dict[str, str]
+                   ) -> Iterable[Dict[str, Any]]:
     """One statement per release of the advisory's package that a process runs and that
     the advisory affects (releases it does not affect are left to the scanner, which knows
     them as well: Suture adds nothing there)."""
     name, vid = str(adv.get("package") or ""), str(adv.get("id") or "")
     if not name or not vid:
         return
+    name = spelled.get(canonicalize_name(name), name)
     aliases = sorted({str(a) for a in adv.get("aliases") or []} - {vid})
     by_version: Dict[str, List[Dict[str, Any]]] = {}
     for p in adv.get("processes") or []:
