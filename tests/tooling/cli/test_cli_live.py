@@ -18,6 +18,7 @@ import pytest
 
 import livecli
 from livecli import PKG, Target, cli, patch_id
+from vexschema import cyclonedx_errors, openvex_errors
 
 pytestmark = pytest.mark.slow
 
@@ -261,23 +262,28 @@ def test_status_cannot_tell_who_needs_a_patch_built_from_directories(
 
 # -- suture vex: the same view, as OpenVEX for scanners -----------------------------------
 
-def vex_statements(rundir: str) -> Dict[str, Dict[str, Any]]:
-    out = cli(rundir, "vex")
+def vex_document(rundir: str, *args: str) -> Dict[str, Any]:
+    out = cli(rundir, "vex", *args)
     assert out.returncode == 0, out.stderr
-    doc = json.loads(out.stdout)
+    doc: Dict[str, Any] = json.loads(out.stdout)
     assert doc["@context"] == "https://openvex.dev/ns/v0.2.0"
     assert doc["@id"].startswith("urn:suture:vex:") and doc["version"] == 1
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", doc["timestamp"])
+    assert openvex_errors(doc) == []
+    return doc
+
+
+def vex_statements(rundir: str) -> Dict[str, Dict[str, Any]]:
     by_cve: Dict[str, Dict[str, Any]] = {}
-    for s in doc["statements"]:
+    for s in vex_document(rundir)["statements"]:
         assert s["products"] == [{"@id": f"pkg:pypi/{PKG}@1.0"}]
-        assert s["status"] in ("affected", "fixed", "not_affected", "under_investigation")
+        assert s["status"] in ("affected", "not_affected")
         by_cve[s["vulnerability"]["name"]] = s
     return by_cve
 
 
-def test_vex_says_affected_then_fixed_then_not_affected(
-        dists: Dict[str, Path], rundir: str, state: Path,
+def test_vex_says_affected_then_not_affected_then_revokes_it_with_a_later_timestamp(
+        dists: Dict[str, Path], rundir: str, state: Path, tmp_path: Path,
         start_target: Callable[..., Target]) -> None:
     exposed = start_target(dists["1.0"])
     other = start_target(dists["2.0"])
@@ -290,21 +296,74 @@ def test_vex_says_affected_then_fixed_then_not_affected(
     assert s["action_statement"].startswith(
         f"1 running process(es) (pids {exposed.pid}) run {PKG} 1.0 without Suture patch "
         f"{fid[:12]}: apply it")
+    first = s["timestamp"]
 
     out = cli(rundir, "apply", str(dists["fix"]), "--pid", str(exposed.pid))
     assert out.returncode == 0, out.stdout + out.stderr
     (s,) = vex_statements(rundir).values()
-    assert s["status"] == "fixed"
-    assert s["status_notes"].startswith(
-        f"Fixed in memory by Suture patch {fid[:12]} in every running process that loads "
-        f"{PKG} 1.0 (1: pids {exposed.pid}).")
-    assert str(other.pid) not in s["status_notes"].split("without the Suture agent")[0]
+    assert (s["status"], s["justification"]) == ("not_affected",
+                                                 "inline_mitigations_already_exist")
+    assert s["impact_statement"].startswith(
+        f"Fixed in memory in every running process that loads {PKG} 1.0 (1: pids "
+        f"{exposed.pid}); Suture patch {fid} (the sha256 of the patch payload) is installed")
+    assert str(other.pid) not in s["impact_statement"]
+    claimed = s["timestamp"]
+    assert claimed > first
+    (again,) = vex_statements(rundir).values()       # nothing changed: the same claim
+    assert again["timestamp"] == claimed
 
+    # CycloneDX from the same statements, for an SBOM that lists the release
+    sbom = tmp_path / "sbom.cdx.json"
+    sbom.write_text(json.dumps({
+        "bomFormat": "CycloneDX", "specVersion": "1.5", "version": 1,
+        "serialNumber": "urn:uuid:3e671687-395b-41f5-a30f-a58921a69b79",
+        "components": [{"bom-ref": "r1", "type": "library", "name": PKG, "version": "1.0",
+                        "purl": f"pkg:pypi/{PKG}@1.0"}]}))
+    out = cli(rundir, "vex", "--format", "cyclonedx", "--sbom", str(sbom))
+    assert out.returncode == 0, out.stderr
+    assert cyclonedx_errors(out.stdout) == []
+    (v,) = json.loads(out.stdout)["vulnerabilities"]
+    assert (v["id"], v["analysis"]["state"], v["affects"]) == (
+        "CVE-2099-101", "not_affected",
+        [{"ref": "urn:cdx:3e671687-395b-41f5-a30f-a58921a69b79/1#r1"}])
+
+    out = cli(rundir, "revert", fid[:12], "--pid", str(exposed.pid), "--json")
+    assert out.returncode == 0, out.stdout + out.stderr
+    (s,) = vex_statements(rundir).values()
+    assert s["status"] == "affected" and "justification" not in s
+    assert s["timestamp"] > claimed            # "latest statement wins" revokes the claim
+
+    out = cli(rundir, "apply", str(dists["fix"]), "--pid", str(exposed.pid))
+    assert out.returncode == 0, out.stdout + out.stderr
     exposed.proc.kill()
     exposed.proc.wait()
     (s,) = vex_statements(rundir).values()
     assert (s["status"], s["justification"]) == ("not_affected",
-                                                 "vulnerable_code_not_in_execute_path")
+                                                 "inline_mitigations_already_exist")
+    assert s["impact_statement"].startswith(f"No running process loads {PKG} 1.0; Suture "
+                                            f"patch {fid}")
+
+
+def test_vex_without_statements_warns_and_bad_sboms_are_usage_errors(
+        rundir: str, state: Path, tmp_path: Path) -> None:
+    out = cli(rundir, "vex")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["statements"] == []
+    assert "no statement" in out.stderr and "the OpenVEX schema wants at least one" in out.stderr
+    assert json.loads((state / "vex.json").read_text())["statements"] == {}
+
+    not_json = tmp_path / "sbom.json"
+    not_json.write_text("{")
+    no_serial = tmp_path / "noserial.json"
+    no_serial.write_text(json.dumps({"bomFormat": "CycloneDX", "specVersion": "1.5"}))
+    for args, says in [(["--sbom", str(no_serial)], "--sbom needs --format cyclonedx"),
+                       (["--format", "cyclonedx", "--sbom", str(not_json)], "as JSON"),
+                       (["--format", "cyclonedx", "--sbom", str(tmp_path)], "directory"),
+                       (["--format", "cyclonedx", "--sbom", str(no_serial)],
+                        "no serialNumber")]:
+        out = cli(rundir, "vex", *args)
+        assert out.returncode == 64, (args, out.stdout, out.stderr)
+        assert says in out.stderr and out.stdout == "", (args, out.stderr)
 
 
 # -- suture metrics: the same view for Prometheus ------------------------------------------

@@ -120,11 +120,22 @@ def sync(source: str, dry_run: bool, install: bool, deadline: str, as_json: bool
 @click.command()
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the document here (default: standard output).")
-def vex(output: Path) -> None:
-    """Write an OpenVEX document for this host: per CVE of the installed patches and the
-    release it affects, whether the running processes are fixed in memory, still affected
-    (or need a restart), or not affected. Built from what `suture status` sees.
-    Exit codes: 0 written, 1 the store cannot be read."""
+@click.option("--format", "fmt", type=click.Choice(["openvex", "cyclonedx"]),
+              default="openvex", show_default=True,
+              help="OpenVEX v0.2.0, or CycloneDX 1.5 VEX.")
+@click.option("--sbom", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="cyclonedx only: a CycloneDX SBOM (JSON) of the scanned system; the VEX "
+                   "then refers to its components by BOM-Link, the form `trivy sbom --vex` "
+                   "reads.")
+def vex(output: Path, fmt: str, sbom: Path) -> None:
+    """Write a VEX document for this host: per vulnerability of the installed patches (and
+    of the advisories `suture status` knows) and the release it affects, whether that
+    release is not affected here (every process that loads it runs the patch, and new
+    processes apply it at start) or affected (and what to do). Built from what `suture
+    status` sees; feed it to a scanner (`trivy ... --vex FILE`, `grype ... --vex FILE`).
+    A changed status gets a later timestamp than the last document's (kept in the state
+    directory), so the newer document overrides it.
+    Exit codes: 0 written, 1 the store cannot be read, 64 a bad --sbom."""
     import json
 
     from ...runtime import store
@@ -132,6 +143,18 @@ def vex(output: Path) -> None:
     from ..fleet import fanout
     from ..fleet import vex as vex_mod
 
+    if sbom is not None and fmt != "cyclonedx":
+        raise click.UsageError("--sbom needs --format cyclonedx")
+    bom = None
+    if sbom is not None:
+        try:
+            bom = json.loads(sbom.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise click.BadParameter(f"cannot read {sbom} as JSON: {exc}",
+                                     param_hint="--sbom") from exc
+        if not isinstance(bom, dict) or bom.get("bomFormat") != "CycloneDX":
+            raise click.BadParameter(f"{sbom} is not a CycloneDX JSON document",
+                                     param_hint="--sbom")
     try:
         known = [load(d) for d, _ in store.load_installed()]
         report = fanout.status(patches=known)
@@ -139,11 +162,33 @@ def vex(output: Path) -> None:
         _fail(exc, True)
     partial = {p.id: [str(x) for x in p.meta.get("excluded") or []]
                for p in known if p.meta.get("partial")}
-    text = json.dumps(vex_mod.document(report, partial=partial), indent=2, sort_keys=True)
+    doc = vex_mod.document(report, partial=partial, previous=vex_mod.load_state())
+    if not doc["statements"]:
+        click.echo("suture vex: no statement (no installed patch names a CVE of a released "
+                   "version, and no advisory matches a running process); the OpenVEX schema "
+                   "wants at least one, so strict validators reject this document",
+                   err=True)
+    if fmt == "cyclonedx":
+        try:
+            text, left_out = vex_mod.cyclonedx(doc, sbom=bom)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--sbom") from exc
+        for product in left_out:
+            click.echo(f"suture vex: {product} is not in {sbom}: its statements were left "
+                       "out", err=True)
+    else:
+        text = json.dumps(doc, indent=2, sort_keys=True)
     if output is None:
         click.echo(text)
     else:
         output.write_text(text + "\n", encoding="utf-8")
+    try:
+        vex_mod.save_state(doc)
+    except OSError as exc:
+        # The document is right; only the next one's timestamps lose their memory (a
+        # changed status then gets the time it is written, which is later in practice).
+        click.echo(f"suture vex: could not keep this document's statements in "
+                   f"{vex_mod.state_path()}: {exc}", err=True)
 
 
 @click.command()
