@@ -270,3 +270,16 @@ def test_a_release_whose_only_wheel_is_for_another_python_still_takes_the_fallba
     assert f"trying the wheel for Python {other}" in shown, shown
     assert "not found on the index" not in shown
 
+
+def test_two_identical_versions_are_refused_not_written_as_an_empty_patch(tmp_path: Path):
+    case = CASES / "09_constants_regex"
+    copy = tree(tmp_path / "copy", {str(p.relative_to(case / "v1")): p.read_text()
+                                    for p in (case / "v1").rglob("*.py")})
+    for new in (str(case / "v1"), str(copy)):  # the same path twice, or a copy of it
+        out = cli("build", str(case / "v1"), new, "-o", "x.suture", cwd=tmp_path)
+        assert out.returncode == 1, out.stdout + out.stderr
+        assert out.stderr.startswith("error: nothing to patch: ") and "[SUT-E505]" in out.stderr
+        assert not (tmp_path / "x.suture").exists()
+    out = cli("build", str(case / "v1"), str(copy), "--json", cwd=tmp_path)
+    assert out.returncode == 1 and json.loads(out.stdout)["error"]["code"] == "SUT-E505"
+    assert not list(tmp_path.glob("*.suture"))

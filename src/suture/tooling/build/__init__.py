@@ -31,6 +31,12 @@ EXIT_RESTART = 3
 EXIT_NEEDS_HOOK = 4
 
 
+class NothingToPatch(SutureError, ValueError):
+    """OLD and NEW hold the same modules and files: a patch would change nothing."""
+
+    code = "SUT-E505"
+
+
 class BuildRefused(SutureError):
     """The builder refused: some change cannot be hotpatched (as given)."""
 
@@ -122,7 +128,10 @@ def build(old: str, new: str, *, cves: Sequence[str] = (), summary: str = "",
           import_env: Optional[Mapping[str, str]] = None,
           import_python: Optional[str] = None, progress: Progress = None) -> BuildReport:
     """Materialise OLD and NEW (dir, wheel, sdist or name==version) and build.
-    ``progress`` is told each slow step."""
+
+    Two releases with the same modules and files are refused (``NothingToPatch``): an
+    empty patch written with success looks like a fix that ships nothing, and is most
+    often the same version given twice. ``progress`` is told each slow step."""
     kw = dict(cache_dir=cache_dir, find_links=find_links, index_url=index_url,
               no_index=no_index, progress=progress)
     old_tree = materialize(old, **kw)  # type: ignore[arg-type]
@@ -131,7 +140,7 @@ def build(old: str, new: str, *, cves: Sequence[str] = (), summary: str = "",
                        summary=summary, hooks=hooks, allow_restart=allow_restart,
                        embed_sources=embed_sources, verify_state=verify_state,
                        dry_run=dry_run, import_path=import_path, import_env=import_env,
-                       import_python=import_python, progress=progress)
+                       import_python=import_python, progress=progress, refuse_empty=True)
 
 
 def _say(progress: Progress, message: str) -> None:
@@ -150,7 +159,7 @@ def build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str] = (),
                 dry_run: bool = False, import_path: Sequence[str] = (),
                 import_env: Optional[Mapping[str, str]] = None,
                 import_python: Optional[str] = None,
-                progress: Progress = None) -> BuildReport:
+                progress: Progress = None, refuse_empty: bool = False) -> BuildReport:
     """Diff two trees into a report and, unless refused, a patch.
 
     A changed module travels compact (its baseline's hash and the changed lines;
@@ -169,14 +178,16 @@ def build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str] = (),
     import-time values the manifest holds.
     ``dry_run`` then also applies the patch to a fresh process of the baseline and reverts
     it (``report.dry_run``): what ``suture build`` does.
-    ``progress`` is told each slow step before it starts.
+    ``progress`` is told each slow step before it starts. ``refuse_empty`` raises
+    ``NothingToPatch`` when the trees hold the same modules and files (``build``, the
+    command's path, asks for it; other callers get the empty patch they asked for).
     """
     with _state.importing_with(import_python):
         return _build_trees(old, new, cves=cves, summary=summary, hooks=hooks,
                             allow_restart=allow_restart, refuse=refuse,
                             embed_sources=embed_sources, verify_state=verify_state,
                             dry_run=dry_run, import_path=import_path, import_env=import_env,
-                            progress=progress)
+                            progress=progress, refuse_empty=refuse_empty)
 
 
 def _build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str], summary: str,
@@ -184,9 +195,15 @@ def _build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str], summa
                  embed_sources: bool, verify_state: bool, dry_run: bool,
                  import_path: Sequence[str],
                  import_env: Optional[Mapping[str, str]],
-                 progress: Progress = None) -> BuildReport:
+                 progress: Progress = None, refuse_empty: bool = False) -> BuildReport:
     _say(progress, f"diffing {_label(old)} and {_label(new)}")
     report = diff_trees(old, new, cves=cves, summary=summary, hooks=hooks)
+    if refuse_empty and not report.modules and not report.files:
+        raise NothingToPatch(
+            f"nothing to patch: {_label(old)} ({old.root}) and {_label(new)} ({new.root}) "
+            "hold the same modules and files, so the patch would change nothing. Give the "
+            "vulnerable release first and the fixed one second. No patch was written",
+            details={"old": old.origin, "new": new.origin})
     # Unchanged modules that import a changed one: imported with it at build, so the state
     # they built from it is in the manifest (issue 15, "State manifest (build side)").
     graph = _import_graph(old, new) if verify_state else {}

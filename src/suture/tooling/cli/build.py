@@ -145,7 +145,8 @@ def build(old: str, new: str, output: Optional[Path], cves: Sequence[str], summa
     Downloads and unpacked releases are kept in the cache: --cache-dir, else
     $SUTURE_CACHE_DIR, else $XDG_CACHE_HOME/suture or ~/.cache/suture. On a terminal,
     each slow step is shown on stderr.
-    Exit codes: 0 built, 3 a change needs a restart, 4 a change needs a hook, 1 error.
+    Exit codes: 0 built, 3 a change needs a restart, 4 a change needs a hook, 1 error
+    (including OLD and NEW holding the same code: nothing to patch, SUT-E505).
     """
     from ..build import BuildRefused
     from ..build import build as do_build
