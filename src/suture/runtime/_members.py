@@ -52,7 +52,7 @@ from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Sequence, Set,
 from .errors import NotInDistribution, UnprovenDistribution
 from .patchfile import ModulePatch, Patch
 
-__all__ = ["Owner", "canonical", "find", "check", "check_loaded"]
+__all__ = ["Owner", "canonical", "find", "check", "check_loaded", "running_release"]
 
 
 def canonical(name: str) -> str:
@@ -132,6 +132,44 @@ def find(name: str) -> Optional[Owner]:
     if not records:
         return None
     return Owner(want, versions, list(dict.fromkeys(roots)), records, frozenset(files))
+
+
+def running_release(name: str, module: Any) -> Tuple[Optional[str], str]:
+    """Which release of the distribution ``name`` this process runs ``module`` from, for
+    messages (SUT-E201 names it beside the patch's baseline): the version and how it was
+    known, or ``(None, "")``.
+
+    First the ``__version__`` of the module's top-level package, read from memory: the
+    release that was imported, even when another one has been installed over it since.
+    Else the installed metadata: the distribution whose RECORD lists the module's file,
+    or, when none does (no RECORD), the one installed under that name. Those describe the
+    disk now, which is what the process imported unless it was upgraded under it; the
+    second string says which it is. Never raises: a broken installation must not turn a
+    refusal into a crash, so anything reading it raises is an unknown version."""
+    top = sys.modules.get(str(getattr(module, "__name__", "")).split(".")[0])
+    version = getattr(top, "__version__", None)
+    if isinstance(version, str) and version:
+        return version, "its __version__"
+    file = _file_of(module)
+    try:
+        import importlib.metadata as md
+
+        want = canonical(name)
+        named: Optional[str] = None
+        for query in dict.fromkeys((name, want, want.replace("-", "_"))):
+            for dist in md.distributions(name=query):
+                if canonical(str(dist.metadata["Name"] or "")) != want:
+                    continue
+                named = named or str(dist.version)
+                listed = dist.files
+                if file and listed and os.path.realpath(file) in {
+                        os.path.realpath(str(dist.locate_file(f))) for f in listed}:
+                    return str(dist.version), "the installed RECORD that lists its file"
+        if named is not None:
+            return named, "the installed metadata"
+    except Exception:  # noqa: BLE001 - see the docstring: for a message only
+        pass
+    return None, ""
 
 
 def _file_of(module: Any) -> Optional[str]:

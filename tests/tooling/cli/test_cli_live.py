@@ -404,3 +404,38 @@ def test_metrics_follow_the_exposure_of_processes(
     assert m[("suture_apply_pause_seconds_count", ())] == 1
     assert 0 < m[("suture_apply_pause_seconds_sum", ())] < 0.1
     assert m[("suture_apply_pause_seconds_bucket", (("le", "+Inf"),))] == 1
+
+
+def test_a_refusal_for_another_release_names_the_baseline_and_the_running_release(
+        dists: Dict[str, Path], rundir: str, tmp_path: Path,
+        start_target: Callable[..., Target]) -> None:
+    # Issue 18: SUT-E201 said "does not match the baseline" and left the user to find out
+    # which release the process runs. 0.9's code is neither 1.0 (the baseline) nor 1.1.
+    older = start_target(livecli.write_dist(tmp_path / "0.9", "older", "0.9"))
+    fix = dists["fix"]
+    out = cli(rundir, "apply", str(fix), "--pid", str(older.pid), "--json")
+    assert out.returncode == 2, out.stdout + out.stderr
+    [row] = rows(out)
+    assert (row["outcome"], row["code"]) == ("refused", "SUT-E201"), row
+    assert (f"The patch's baseline is {PKG} 1.0; this process runs {PKG} 0.9 (the installed "
+            f"metadata): it needs a patch built from {PKG} 0.9.") in row["error"]["message"], row
+    assert (row["error"]["details"]["baseline_version"],
+            row["error"]["details"]["running_version"]) == ("1.0", "0.9")
+    out = cli(rundir, "apply", str(fix), "--pid", str(older.pid))
+    assert f"{PKG} 1.0" in out.stdout + out.stderr and f"{PKG} 0.9" in out.stdout + out.stderr
+    assert older.observed() == "older"
+
+
+def test_the_running_release_is_the_one_imported_when_the_package_says_it(
+        dists: Dict[str, Path], rundir: str, tmp_path: Path,
+        start_target: Callable[..., Target]) -> None:
+    # The metadata on disk says 1.0 (installed over the process, say), but the package
+    # imported says 0.9 in memory: the message names what runs.
+    root = livecli.write_dist(tmp_path / "0.9", "older", "1.0")
+    init = root / PKG / "__init__.py"
+    init.write_text(init.read_text() + "__version__ = '0.9'\n")
+    older = start_target(root)
+    out = cli(rundir, "apply", str(dists["fix"]), "--pid", str(older.pid), "--json")
+    [row] = rows(out)
+    assert row["code"] == "SUT-E201", row
+    assert f"this process runs {PKG} 0.9 (its __version__)" in row["error"]["message"], row

@@ -88,3 +88,42 @@ def test_demo_returns_1_and_names_the_step_when_a_step_misbehaves(
     pid = _target_pid(out)
     assert pid != os.getpid()
     assert _gone(pid), f"the target PID {pid} outlived the failed demo"
+
+
+def _snapshot(directory: Path) -> dict:
+    return {str(p.relative_to(directory)): p.read_bytes()
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_the_demo_leaves_the_hosts_store_audit_log_and_config_untouched(tmp_path: Path) -> None:
+    # Issue 18: the demo's agent audited its applies and reverts in the host's store, so
+    # they showed in `suture audit`, `status` and the metrics as the host's own history.
+    from signing import signed, make_patch
+
+    host_state, host_config = tmp_path / "host-state", Path(os.environ["SUTURE_CONFIG_DIR"])
+    env = dict(os.environ, PYTHONPATH=str(SRC), PYTHONDONTWRITEBYTECODE="1", NO_COLOR="1",
+               SUTURE_STATE_DIR=str(host_state), SUTURE_RUNTIME_DIR=str(tmp_path / "run"))
+    patch = tmp_path / "host.suture"
+    patch.write_bytes(signed(make_patch(tmp_path / "trees")))
+    # A host with history: one installed patch, so its store and audit log exist.
+    got = subprocess.run([sys.executable, "-m", "suture", "install", str(patch)],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert got.returncode == 0, got.stdout + got.stderr
+    audit_before = subprocess.run([sys.executable, "-m", "suture", "audit", "--json"],
+                                  capture_output=True, text=True, env=env, timeout=60)
+    state_before, config_before = _snapshot(host_state), _snapshot(host_config)
+    assert state_before
+
+    proc = subprocess.run([sys.executable, "-m", "suture", "demo", "--fast"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert "Demo passed" in proc.stdout
+
+    assert _snapshot(host_state) == state_before
+    assert _snapshot(host_config) == config_before
+    audit_after = subprocess.run([sys.executable, "-m", "suture", "audit", "--json"],
+                                 capture_output=True, text=True, env=env, timeout=60)
+    assert audit_after.returncode == audit_before.returncode
+    assert audit_after.stdout == audit_before.stdout
+    assert "notesvc" not in audit_after.stdout

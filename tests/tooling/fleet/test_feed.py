@@ -314,3 +314,24 @@ def test_install_puts_every_synced_patch_in_the_store_but_not_bad_ones(
     assert [r["id"] for r in store.installed()] == [ids[1]]
     code, out = run("sync", str(src), "--install")          # again: nothing new
     assert code == 0 and out["installed"] == []
+
+
+def test_the_hint_for_an_index_signed_by_a_restricted_key_is_a_command_that_works(
+        tmp_path: Path, patches: List[Path], monkeypatch: pytest.MonkeyPatch):
+    # Issue 18: the hint said `suture trust add KEY.pub`, which refuses a key already listed.
+    src = tmp_path / "acme"
+    publish(patches, src)
+    publisher = Ed25519PrivateKey.generate()
+    _index_signed_by(src, publisher)
+    policy = policy_with(tmp_path, {"key": publisher, "name": "acme",
+                                    "distributions": ["pkg0"]})
+    with pytest.raises(feed.FeedError) as err:
+        feed.read_index((src / feed.INDEX_FILE).read_bytes(), policy)
+    command = re.search(r"`suture (trust set \S+ --any)`", err.value.message)
+    assert command is not None, err.value.message
+    monkeypatch.setenv("SUTURE_CONFIG_DIR", str(tmp_path / "cfg"))
+    got = CliRunner().invoke(main, command.group(1).split())
+    assert got.exit_code == 0, got.output
+    index = feed.read_index((src / feed.INDEX_FILE).read_bytes(),
+                            trust.load_policy(policy.path))
+    assert index.signed_by == ["acme"]

@@ -8,6 +8,7 @@ SUTURE_RUNTIME_DIR; the PIDs served are the test process and real sleeper proces
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import pickle
@@ -21,7 +22,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
@@ -592,3 +593,116 @@ def test_cli_ps_json_lists_agents_patches_and_dists(
     assert "call suture.agent.start() in them, or `suture attach PID`." in out.stdout
     assert re.search(rf"^ *{with_agent} .* yes +abababababab ", out.stdout, re.M), out.stdout
     assert re.search(r"^ +uses urllib3 1\.26\.17$", out.stdout, re.M), out.stdout
+
+
+# -- text output for people (issue 18) -----------------------------------------------------
+
+_LONG = ("Refused patch abababababab (sutclientdemo): sutclientdemo does not match the "
+         "baseline: `sutclientdemo:answer` differs from the code the patch was built against "
+         "(sha256 0123456789ab\u2026). The patch's baseline is sutclientdemo 1.0; this process "
+         "runs sutclientdemo 0.9 (its __version__): it needs a patch built from sutclientdemo "
+         "0.9. Nothing was changed.")
+
+
+def _on_a_terminal(args: List[str], rundir: str, columns: int,
+                   env_columns: Optional[str]) -> Tuple[int, str]:
+    """Run ``suture ARGS`` with stdout on a pseudo-terminal ``columns`` wide (and
+    ``$COLUMNS`` set to ``env_columns``, or unset): exit status and what it showed."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    primary, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    env.update(PYTHONPATH=str(SRC), SUTURE_RUNTIME_DIR=rundir)
+    if env_columns is not None:
+        env["COLUMNS"] = env_columns
+    proc = subprocess.Popen([sys.executable, "-m", "suture", *args], stdout=secondary,
+                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=env)
+    os.close(secondary)
+    shown = b""
+    try:
+        while select.select([primary], [], [], 60)[0]:
+            try:
+                chunk = os.read(primary, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+        code = proc.wait(timeout=60)
+    finally:
+        os.close(primary)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return code, shown.decode("utf-8").replace("\r\n", "\n")
+
+
+def _detail(text: str, pid: int) -> Tuple[List[str], str]:
+    """The lines of ``pid``'s row and its DETAIL text, the wrapped lines joined again."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.lstrip().startswith(f"{pid} "))
+    row = [lines[start]] + list(itertools.takewhile(lambda line: line.startswith(" " * 28),
+                                                    lines[start + 1:]))
+    return row, " ".join(line[28:].strip() for line in row)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("columns, env_columns", [(200, "60"), (64, None)])
+def test_cli_apply_and_revert_wrap_the_detail_column_to_the_terminal(
+        agent: FakeAgent, rundir: str, patch_file: Path, columns: int,
+        env_columns: Optional[str]) -> None:
+    width = int(env_columns or columns)   # $COLUMNS wins, as for every terminal program
+    agent.serve(1000501, apply=lambda r: err("BaselineMismatch", "SUT-E201", _LONG),
+                revert=lambda r: err("UnknownPatch", "SUT-E300", _LONG))
+    agent.serve(1000502, apply=applied(), revert=lambda r: ok({"patch": r["patch_id"],
+                                                                "state": "reverted"}))
+    for args in (["apply", str(patch_file)], ["revert", "ab" * 6]):
+        args += ["--pid", "1000501", "--pid", "1000502"]
+        code, shown = _on_a_terminal(args, rundir, columns, env_columns)
+        assert code == 2, shown
+        assert all(len(line) <= width for line in shown.splitlines()), shown
+        row, detail = _detail(shown, 1000501)
+        assert len(row) > 2 and detail == _LONG, shown
+        assert row[0].startswith("1000501  refused SUT-E"), shown
+        done = "applied" if args[0] == "apply" else "reverted"
+        assert _detail(shown, 1000502)[0][0].split()[:2] == ["1000502", done], shown
+        # Into a pipe, whatever $COLUMNS says: one line per row, for scripts and grep.
+        env = dict(os.environ, PYTHONPATH=str(SRC), SUTURE_RUNTIME_DIR=rundir, COLUMNS="60")
+        piped = subprocess.run([sys.executable, "-m", "suture", *args], capture_output=True,
+                               text=True, env=env, timeout=120)
+        assert piped.returncode == 2
+        assert re.search(rf"^ *1000501  refused SUT-E\d+ +{re.escape(_LONG)}$", piped.stdout,
+                         re.M), piped.stdout
+
+
+@pytest.mark.slow
+def test_cli_ps_shows_python_and_distribution_versions_in_one_format(
+        agent: FakeAgent, rundir: str, sleepers: Callable[[int], List[int]]) -> None:
+    with_agent, without = sleepers(2)
+    answer = {"dists": {"PyYAML": "6.0.1", "urllib3": "1.26.17", "Typing_Extensions": "4.9.0",
+                        "idna": "3.4"},
+              "loaded": {"PyYAML": True, "urllib3": True, "Typing_Extensions": True,
+                         "idna": False}}
+    agent.serve(with_agent, dists=lambda r: ok(answer))
+    out = cli("ps", rundir=rundir)
+    assert out.returncode == 0, out.stderr
+    minor = "{}.{}".format(*sys.version_info[:2])
+    by_pid = {int(line.split()[0]): line for line in out.stdout.splitlines()
+              if line.split() and line.split()[0].isdigit()}
+    # The agent says 3.11.7, the outside 3.X: one precision for every row (JSON keeps 3.11.7)
+    assert by_pid[with_agent].split()[2] == "3.11"
+    assert by_pid[without].split()[2] == minor
+    # normalised names, sorted, as `suture status` names them; imported ones only
+    assert re.search(r"^ +uses pyyaml 6\.0\.1, typing-extensions 4\.9\.0, urllib3 1\.26\.17$",
+                     out.stdout, re.M), out.stdout
+    # asked for by name: each one, marked when not imported
+    answer.update(dists={"pyyaml": "6.0.1", "idna": "3.4", "six": "1.16"},
+                  loaded={"pyyaml": True, "idna": False, "six": None})
+    out = cli("ps", "--dist", "pyyaml", "--dist", "idna", "--dist", "six", rundir=rundir)
+    assert re.search(r"^ +uses idna 3\.4 \(not imported yet\), pyyaml 6\.0\.1, six 1\.16 "
+                     r"\(imported: unknown\)$", out.stdout, re.M), out.stdout

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, List
@@ -296,3 +297,93 @@ def test_trust_only_through_restricted_keys_is_recorded_for_the_agents(tmp_path:
     verdict = trust.check(dist, scoped)
     assert verdict.trusted and not verdict.membership.checked
     assert verdict.membership.reason.startswith("Tiny_Calc is not installed here")
+
+
+# ---------------------------------------------------------------- changing a key's trust
+
+def _policy_files(host: Path) -> List[str]:
+    return sorted(p.name for p in (host / "cfg").iterdir())
+
+
+def test_a_key_is_widened_narrowed_and_removed_by_commands(host: Path, tmp_path: Path):
+    # Issue 18: `trust add` refused a listed key with "edit the file"; now each change is a
+    # command, and each refusal names the command that does it.
+    dist = trust.sign(make_patch(tmp_path, dist="Tiny_Calc"), KEY)
+    f = host / "fix.suture"
+    f.write_bytes(dist)
+    pub = host / "acme.pub"
+    pub.write_text(trust.public_key_line(KEY.public_key(), "acme") + "\n")
+    kid = trust.keyid(KEY.public_key())
+    assert cli("trust", "add", str(pub), "--dist", "requests").exit_code == 0
+    os.chmod(host / "cfg" / trust.POLICY_FILE, 0o600)
+
+    got = cli("verify", str(f))
+    assert got.exit_code == 2
+    hint = re.search(r"`suture (trust set \S+ [^`]+)`", got.output)
+    assert hint is not None, got.output
+    assert hint.group(1) == f"trust set {kid[:12]} --dist requests --dist tiny-calc"
+    got = cli(*hint.group(1).split())  # the hint is a command that works
+    assert got.exit_code == 0, got.output
+    assert "for requests, tiny-calc (was: requests)" in got.output
+    assert cli("verify", str(f)).exit_code == 0
+
+    # narrowed by `set` (by name), widened again by `add --dist` (the union)
+    got = cli("trust", "set", "acme", "--dist", "requests", "--json")
+    assert got.exit_code == 0, got.output
+    assert json.loads(got.output)["key"]["distributions"] == ["requests"]
+    assert cli("verify", str(f)).exit_code == 2
+    got = cli("trust", "add", str(pub), "--dist", "Tiny_Calc", "--json")
+    assert got.exit_code == 0, got.output
+    assert json.loads(got.output)["key"]["distributions"] == ["requests", "tiny-calc"]
+    assert cli("verify", str(f)).exit_code == 0
+
+    # `add` without --dist never silently widens a restricted key to any patch
+    got = cli("trust", "add", str(pub))
+    assert got.exit_code == 1 and f"suture trust set {kid[:12]} --any" in got.output
+    assert cli("trust", "set", kid[:8], "--any").exit_code == 0
+    assert json.loads(cli("trust", "--json").output)["keys"] == [
+        {"name": "acme", "keyid": kid, "distributions": None}]
+    got = cli("trust", "add", str(pub), "--dist", "requests")
+    assert got.exit_code == 1 and f"suture trust set {kid[:12]} --dist requests" in got.output
+
+    # each rewrite kept the file's mode and left no temporary file behind
+    assert os.stat(host / "cfg" / trust.POLICY_FILE).st_mode & 0o777 == 0o600
+    assert _policy_files(host) == [trust.POLICY_FILE]
+
+    got = cli("trust", "remove", kid, "--json")
+    assert got.exit_code == 0 and json.loads(got.output)["removed"]["keyid"] == kid
+    got = cli("verify", str(f), "--json")
+    assert got.exit_code == 2 and json.loads(got.output)["signatures"][0]["status"] \
+        == "unknown key"
+    assert trust.load_policy().keys == ()
+    assert cli("trust", "add", str(pub)).exit_code == 0  # and it can come back
+
+
+def test_set_and_remove_refuse_what_names_no_single_key(host: Path):
+    one, two = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    policy_with(host, {"key": one, "name": "same"}, {"key": two, "name": "same"})
+    path = host / "cfg" / trust.POLICY_FILE
+    before = path.read_bytes()
+    for args, match in [(("remove", "nobody"), "no key has that id"),
+                        (("remove", "same"), "several keys match it"),
+                        (("remove", trust.keyid(one.public_key())[:6]), "no key has that id"),
+                        (("set", "same", "--any"), "several keys match it"),
+                        (("set", trust.keyid(one.public_key())), "either --dist NAME"),
+                        (("set", trust.keyid(one.public_key()), "--any", "--dist", "x"),
+                         "either --dist NAME")]:
+        got = cli("trust", *args, "--json")
+        assert got.exit_code == 1, (args, got.output)
+        err = json.loads(got.output)["error"]
+        assert err["code"] == "SUT-E111" and match in err["message"], (args, err)
+    assert path.read_bytes() == before
+
+
+def test_set_and_remove_keep_the_policy_checks(host: Path):
+    policy_with(host, {"key": KEY, "name": "acme"})
+    path = host / "cfg" / trust.POLICY_FILE
+    os.chmod(path, 0o666)
+    before = path.read_bytes()
+    for args in (("remove", "acme"), ("set", "acme", "--dist", "x")):
+        got = cli("trust", *args)
+        assert got.exit_code == 1 and "lets other users choose" in got.output, got.output
+    assert path.read_bytes() == before and os.stat(path).st_mode & 0o777 == 0o666

@@ -18,7 +18,7 @@ import threading
 import types
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
-from .. import _defs
+from .. import _defs, _members
 from ..errors import (BaselineMismatch, HookFailed, NeedsHook, PatchFormatError, RestartRequired,
                       RevertOrderError, ScriptChanged)
 from .. import patchfile
@@ -307,15 +307,38 @@ def _resolved(patch: Patch, mp: ModulePatch, module: types.ModuleType) -> Module
             "running code itself is then checked), or restart the script.",
             details={"module": mp.name, "main": True, "file": getattr(module, "__file__", None),
                      "baseline_sha256": mp.baseline.sha256, "first": None})
+    releases, known = releases_note(patch, module)
     raise BaselineMismatch(
         f"Refused patch {patch.short_id} ({patch.describe()}): {mp.name} does not match the "
         f"baseline: its source file ({getattr(module, '__file__', None) or 'none'}) is neither "
         f"the baseline (sha256 {mp.baseline.sha256[:12]}\u2026) nor the fixed version, and "
         "this patch carries only the changed lines, so the running code cannot be checked "
-        "against the baseline. Nothing was changed. If another version was installed under "
-        "the running process, rebuild the patch with `suture build --embed-sources`, which "
-        "carries the whole baseline.",
-        details={"module": mp.name, "baseline_sha256": mp.baseline.sha256, "first": None})
+        f"against the baseline.{releases} Nothing was changed. If another version was "
+        "installed under the running process, rebuild the patch with `suture build "
+        "--embed-sources`, which carries the whole baseline.",
+        details={"module": mp.name, "baseline_sha256": mp.baseline.sha256, "first": None,
+                 **known})
+
+
+def releases_note(patch: Patch, module: types.ModuleType) -> Tuple[str, Dict[str, Any]]:
+    """For SUT-E201: the patch's baseline release and the one this process runs (``_members
+    .running_release``), as a sentence (with a leading space) and as details; nothing when
+    the patch names no distribution (built from two source trees)."""
+    t = patch.target
+    if t.get("kind") != "distribution" or not t.get("from_version"):
+        return "", {}
+    name, base = str(t.get("name")), str(t["from_version"])
+    running, how = _members.running_release(name, module)
+    details: Dict[str, Any] = {"baseline_version": base, "running_version": running}
+    if running is None:
+        return (f" The patch's baseline is {name} {base}; which release of {name} this "
+                f"process runs is not known (no __version__, no installed metadata).", details)
+    if running != base:
+        return (f" The patch's baseline is {name} {base}; this process runs {name} {running} "
+                f"({how}): it needs a patch built from {name} {running}.", details)
+    return (f" The patch's baseline is {name} {base}, and this process has {name} {running} "
+            f"({how}), yet its code differs: its files were changed, or the module is "
+            f"another copy.", details)
 
 
 def _file_text(module: types.ModuleType) -> Optional[str]:

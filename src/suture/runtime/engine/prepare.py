@@ -40,7 +40,7 @@ from ..errors import (BaselineMismatch, NeedsHook, PatchFormatError, RefusedErro
 from ..patchfile import ModulePatch, Patch
 from . import _annotations
 from ._refgraph import _lru_wrappers, _module_functions, _resolve_class
-from .check import is_main, main_frame, main_guards
+from .check import is_main, main_frame, main_guards, releases_note
 from ._scratch import _bind_module, _compile_stmts, _defaults, _exec_stmts, _late_split
 from ._state import (_LRU_IS_HEAP_TYPE, _LRU_TYPE, _ModuleTxn, _Record, _applied, _isa, _own_dict,
                      state_names,
@@ -172,13 +172,15 @@ def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
         swaps.append((f, new, q))
     if mismatched or (on_base and on_fixed and not again):
         first = mismatched[0] if mismatched else sorted(on_fixed)[0]
+        releases, known = releases_note(patch, module)
         raise BaselineMismatch(
             f"Refused patch {patch.short_id} ({patch.describe()}): {mp.name} does not match "
             f"the baseline: `{mp.name}:{first}` differs from the code the patch was built "
-            f"against (sha256 {mp.baseline.sha256[:12]}\u2026). Nothing was changed. Check which "
-            "version the process runs, then rebuild the patch from that version.",
+            f"against (sha256 {mp.baseline.sha256[:12]}\u2026).{releases} Nothing was "
+            "changed. Check which version the process runs, then rebuild the patch from that "
+            "version.",
             details={"module": mp.name, "first": first, "mismatched": mismatched,
-                     "baseline_sha256": mp.baseline.sha256})
+                     "baseline_sha256": mp.baseline.sha256, **known})
     if on_fixed and not on_base:
         txn.state = "already fixed"
         return txn

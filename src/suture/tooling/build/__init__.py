@@ -23,12 +23,18 @@ from ...runtime.patchfile import (Change, ModulePatch, Patch, Source, compacted,
                                  dump, load)
 from . import objects as _objects
 from . import state as _state
-from .sources import SourceTree, materialize
+from .sources import Progress, SourceTree, materialize
 
 NATIVE_SUFFIXES = (".so", ".pyd", ".dylib", ".dll")
 IGNORED_SUFFIXES = (".pyi", "py.typed")
 EXIT_RESTART = 3
 EXIT_NEEDS_HOOK = 4
+
+
+class NothingToPatch(SutureError, ValueError):
+    """OLD and NEW hold the same modules and files: a patch would change nothing."""
+
+    code = "SUT-E505"
 
 
 class BuildRefused(SutureError):
@@ -120,14 +126,30 @@ def build(old: str, new: str, *, cves: Sequence[str] = (), summary: str = "",
           embed_sources: bool = False, verify_state: bool = True, dry_run: bool = False,
           import_path: Sequence[str] = (),
           import_env: Optional[Mapping[str, str]] = None,
-          import_python: Optional[str] = None) -> BuildReport:
-    """Materialise OLD and NEW (dir, wheel, sdist or name==version) and build."""
-    kw = dict(cache_dir=cache_dir, find_links=find_links, index_url=index_url, no_index=no_index)
-    return build_trees(materialize(old, **kw), materialize(new, **kw), cves=cves,  # type: ignore[arg-type]
+          import_python: Optional[str] = None, progress: Progress = None) -> BuildReport:
+    """Materialise OLD and NEW (dir, wheel, sdist or name==version) and build.
+
+    Two releases with the same modules and files are refused (``NothingToPatch``): an
+    empty patch written with success looks like a fix that ships nothing, and is most
+    often the same version given twice. ``progress`` is told each slow step."""
+    kw = dict(cache_dir=cache_dir, find_links=find_links, index_url=index_url,
+              no_index=no_index, progress=progress)
+    old_tree = materialize(old, **kw)  # type: ignore[arg-type]
+    new_tree = materialize(new, **kw)  # type: ignore[arg-type]
+    return build_trees(old_tree, new_tree, cves=cves,
                        summary=summary, hooks=hooks, allow_restart=allow_restart,
                        embed_sources=embed_sources, verify_state=verify_state,
                        dry_run=dry_run, import_path=import_path, import_env=import_env,
-                       import_python=import_python)
+                       import_python=import_python, progress=progress, refuse_empty=True)
+
+
+def _say(progress: Progress, message: str) -> None:
+    if progress is not None:
+        progress(message)
+
+
+def _label(tree: SourceTree) -> str:
+    return f"{tree.name} {tree.version}" if tree.name and tree.version else tree.origin
 
 
 def build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str] = (),
@@ -136,7 +158,8 @@ def build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str] = (),
                 embed_sources: bool = False, verify_state: bool = True,
                 dry_run: bool = False, import_path: Sequence[str] = (),
                 import_env: Optional[Mapping[str, str]] = None,
-                import_python: Optional[str] = None) -> BuildReport:
+                import_python: Optional[str] = None,
+                progress: Progress = None, refuse_empty: bool = False) -> BuildReport:
     """Diff two trees into a report and, unless refused, a patch.
 
     A changed module travels compact (its baseline's hash and the changed lines;
@@ -155,26 +178,41 @@ def build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str] = (),
     import-time values the manifest holds.
     ``dry_run`` then also applies the patch to a fresh process of the baseline and reverts
     it (``report.dry_run``): what ``suture build`` does.
+    ``progress`` is told each slow step before it starts. ``refuse_empty`` raises
+    ``NothingToPatch`` when the trees hold the same modules and files (``build``, the
+    command's path, asks for it; other callers get the empty patch they asked for).
     """
     with _state.importing_with(import_python):
         return _build_trees(old, new, cves=cves, summary=summary, hooks=hooks,
                             allow_restart=allow_restart, refuse=refuse,
                             embed_sources=embed_sources, verify_state=verify_state,
-                            dry_run=dry_run, import_path=import_path, import_env=import_env)
+                            dry_run=dry_run, import_path=import_path, import_env=import_env,
+                            progress=progress, refuse_empty=refuse_empty)
 
 
 def _build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str], summary: str,
                  hooks: Optional[Path], allow_restart: bool, refuse: bool,
                  embed_sources: bool, verify_state: bool, dry_run: bool,
                  import_path: Sequence[str],
-                 import_env: Optional[Mapping[str, str]]) -> BuildReport:
+                 import_env: Optional[Mapping[str, str]],
+                 progress: Progress = None, refuse_empty: bool = False) -> BuildReport:
+    _say(progress, f"diffing {_label(old)} and {_label(new)}")
     report = diff_trees(old, new, cves=cves, summary=summary, hooks=hooks)
+    if refuse_empty and not report.modules and not report.files:
+        raise NothingToPatch(
+            f"nothing to patch: {_label(old)} ({old.root}) and {_label(new)} ({new.root}) "
+            "hold the same modules and files, so the patch would change nothing. Give the "
+            "vulnerable release first and the fixed one second. No patch was written",
+            details={"old": old.origin, "new": new.origin})
     # Unchanged modules that import a changed one: imported with it at build, so the state
     # they built from it is in the manifest (issue 15, "State manifest (build side)").
     graph = _import_graph(old, new) if verify_state else {}
     early_deps = _dependents(old, new, [m.name for m in report.modules
                                         if m.status == "changed" and not is_program(m.name)],
                              graph=graph)
+    if verify_state:
+        _say(progress, "importing both releases in fresh interpreters to record the module "
+                       "state the fix changes")
     early_state = _read_at_import(report, old, new, import_path, import_env,
                                   extra=early_deps[0]) if verify_state else None
     restart = report.blockers("restart")
@@ -219,6 +257,8 @@ def _build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str], summa
     if early_state is not None and sorted(early_state["modules"]) == sorted(changed + deps):
         report.state = early_state
     elif verify_state:
+        _say(progress, "importing both releases again with the modules that import the "
+                       "changed ones")
         report.state = _state.manifest(old.root, new.root, changed, dependents=deps,
                                        skip_globals=_copies(new, deps),
                                        import_path=import_path, import_env=import_env)
@@ -249,11 +289,13 @@ def _build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str], summa
             for m in report.modules if m.status == "removed" for c in m.changes),
         hooks=Source.of(Path(hooks).read_text(encoding="utf-8")) if hooks else None,
     )
+    _say(progress, "compiling and writing the patch")
     data = dump(patch)
     report.patch = load(data)
     report.data = data
     if derive:
-        _derive_or_refuse(report, old, new, data, changed, need_hook, import_path, import_env)
+        _derive_or_refuse(report, old, new, data, changed, need_hook, import_path, import_env,
+                          progress)
     if report.dry_run is not None or not (verify_state and dry_run):
         pass
     elif hooks is None:
@@ -261,6 +303,8 @@ def _build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str], summa
         # the patch ships. A fixed module that imports in a fresh interpreter may still
         # fail to evaluate in a patched one (a new name read by a generator that runs
         # too early), or not reach the fixed state.
+        _say(progress, "dry run: applying the patch to a fresh process of the baseline "
+                       "and reverting it")
         report.dry_run = _state.dry_run(old.root, data, changed, new_root=new.root,
                                         import_path=import_path,
                                         import_env=import_env)
@@ -275,7 +319,8 @@ def _build_trees(old: SourceTree, new: SourceTree, *, cves: Sequence[str], summa
 def _derive_or_refuse(report: BuildReport, old: SourceTree, new: SourceTree, data: bytes,
                       changed: Sequence[str], need_hook: List[Dict[str, str]],
                       import_path: Sequence[str],
-                      import_env: Optional[Mapping[str, str]]) -> None:
+                      import_env: Optional[Mapping[str, str]],
+                      progress: Progress = None) -> None:
     """Changes that would need a hook (module-level code with effects: a registration
     moved from one class to another, a statement that fills a registry), accepted without
     one when the state check derives their effect: the patch, applied without a hook to a
@@ -298,6 +343,8 @@ def _derive_or_refuse(report: BuildReport, old: SourceTree, new: SourceTree, dat
                         f"{state['modules'].get(m, {}).get('reason', 'not imported')})"
                         for m in unverified)
     else:
+        _say(progress, "dry run without a hook: applying the patch to a fresh process of "
+                       "the baseline")
         dry = report.dry_run = _state.dry_run(old.root, data, changed, new_root=new.root,
                                               import_path=import_path, import_env=import_env)
         differs = dry.get("differs") or {}

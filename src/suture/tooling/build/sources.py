@@ -106,6 +106,7 @@ __all__ = [
     "SourceTree",
     "materialize",
     "default_cache_dir",
+    "Progress",
     # errors, by remedy
     "SourceError",
     "SourceNotFound",
@@ -115,6 +116,16 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+
+Progress = Optional[Callable[[str], None]]
+"""Told, in a few words, each slow step before it starts (``suture build`` prints them
+on stderr when that is a terminal): a download or an unpacking can take seconds, and
+silence looks like a hang."""
+
+
+def _say(progress: Progress, message: str) -> None:
+    if progress is not None:
+        progress(message)
 
 _CACHE_LAYOUT = "sources-v1"
 _INFO_FORMAT = 1
@@ -318,6 +329,7 @@ def materialize(
     find_links: Sequence[str] = (),
     index_url: Optional[str] = None,
     no_index: bool = False,
+    progress: Progress = None,
 ) -> SourceTree:
     """Return the source tree for a directory, wheel, sdist or ``name==version``.
 
@@ -345,7 +357,8 @@ def materialize(
                 "Pass a source directory, a wheel, an sdist or 'name==version'.",
                 details={"spec": spec, "path": str(path.resolve())},
             )
-        return _from_archive(path, archive_kind, kind=archive_kind, origin=spec, cache=cache)
+        return _from_archive(path, archive_kind, kind=archive_kind, origin=spec, cache=cache,
+                             progress=progress)
     if path.exists():
         raise UnknownSourceKind(
             f"Cannot build from {spec!r}: {path.resolve()} is neither a directory "
@@ -356,7 +369,7 @@ def materialize(
     if pinned is not None:
         return _from_spec(
             spec, pinned.group("name"), pinned.group("version"), cache=cache,
-            find_links=find_links, index_url=index_url, no_index=no_index,
+            find_links=find_links, index_url=index_url, no_index=no_index, progress=progress,
         )
     if _REQUIREMENT_LIKE.match(spec):
         raise UnknownSourceKind(
@@ -413,6 +426,7 @@ def _from_archive(
     cache: Path,
     fallback_name: Optional[str] = None,
     fallback_version: Optional[str] = None,
+    progress: Progress = None,
 ) -> SourceTree:
     digest = _sha256_file(path)
     entry = cache / _CACHE_LAYOUT / _EXTRACTED[archive_kind] / digest
@@ -420,6 +434,7 @@ def _from_archive(
         _log.debug("cache hit for %s: %s", path, entry)
         info = _read_info(entry)
     else:
+        _say(progress, f"unpacking {path.name} into the cache {cache}")
         info = _build_entry(path, archive_kind, entry, cache)
     return SourceTree(
         root=entry / "root",
@@ -873,6 +888,7 @@ def _from_spec(
     find_links: Sequence[str],
     index_url: Optional[str],
     no_index: bool,
+    progress: Progress = None,
 ) -> SourceTree:
     links = [str(Path(link).resolve()) if Path(link).exists() else link for link in find_links]
     options = {"find_links": links, "index_url": index_url, "no_index": no_index}
@@ -882,16 +898,19 @@ def _from_spec(
     requirement = f"{name}=={version}"
     if download.is_dir():
         _log.debug("cache hit for %s: %s", requirement, download)
+        _say(progress, f"{requirement}: already downloaded, in the cache {cache}")
         archive = _single_archive(download)
         if archive is None:
             raise _damaged_cache(download, "it does not hold exactly one wheel or sdist")
     else:
-        archive = _download(requirement, download, cache, links, index_url, no_index)
+        _say(progress, f"downloading {requirement} with pip into the cache {cache}")
+        archive = _download(requirement, download, cache, links, index_url, no_index,
+                            progress)
     archive_kind = _archive_kind(archive)
     assert archive_kind is not None, "_single_archive only returns wheels and sdists"
     return _from_archive(
         archive, archive_kind, kind="spec", origin=spec, cache=cache,
-        fallback_name=name, fallback_version=version,
+        fallback_name=name, fallback_version=version, progress=progress,
     )
 
 
@@ -907,11 +926,13 @@ _OTHER_PYTHONS = ("3.13", "3.12", "3.11", "3.10", "3.9")
 
 def _pip_command(requirement: str, dest: Path, find_links: Sequence[str],
                  index_url: Optional[str], no_index: bool, binary_only: bool,
-                 python: Optional[str] = None) -> List[str]:
+                 python: Optional[str] = None, verbose: bool = False) -> List[str]:
     command = [
         sys.executable, "-m", "pip", "download", "--no-deps", "--no-input",
         "--disable-pip-version-check", "--progress-bar", "off", "--dest", str(dest),
     ]
+    if verbose:  # pip logs each index's project page it could not find (_unknown_project)
+        command.append("-vv")
     if binary_only:
         command.append("--only-binary=:all:")
     if python:
@@ -926,15 +947,77 @@ def _pip_command(requirement: str, dest: Path, find_links: Sequence[str],
     return command
 
 
-def _run_pip(command: List[str]) -> Tuple[int, str]:
+def _run_pip(command: List[str]) -> Tuple[int, str, str]:
+    """pip's exit status, stderr and stdout (where ``-vv`` logs go)."""
     try:
         done = subprocess.run(
             command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             encoding="utf-8", errors="replace", check=False,
         )
     except OSError as exc:
-        return -1, f"could not start {command[0]}: {exc}"
-    return done.returncode, done.stderr
+        return -1, f"could not start {command[0]}: {exc}", ""
+    return done.returncode, done.stderr, done.stdout
+
+
+_NO_VERSIONS = re.compile(r"Could not find a version that satisfies the requirement "
+                          r"\S+ \(from versions: none\)")
+_INDEXES = re.compile(r"^Looking in indexes: (.+)$", re.MULTILINE)
+_LINKS = re.compile(r"^Looking in links: (.+)$", re.MULTILINE)
+
+
+def _unknown_project(name: str, log: str) -> Optional[List[str]]:
+    """The places pip looked in, when its ``-vv`` log shows that none of them knows the
+    project ``name`` at all; None when it may exist or this cannot be told.
+
+    A typo in the name otherwise costs seven pip runs (wheel, sdist, then the wheels of
+    five other Pythons), each asking every index again: 15-25 s of silence. The other
+    Pythons' wheels come from the same project pages, so when every index answered that it
+    has no page for the project (HTTP 404, or a ``file:`` index with no such directory)
+    and pip found no file of it at all, they cannot help. Anything else (an index that
+    failed another way, a ``--find-links`` that is not a local directory, a local file of
+    that name) keeps the slow path: a fallback skipped wrongly would refuse a release
+    that can be built."""
+    if not _NO_VERSIONS.search(log):
+        return None
+    project = _canonical(name)
+    found = _INDEXES.search(log)
+    if found:
+        indexes = [u.strip() for u in found.group(1).split(",")]
+    elif "Ignoring indexes:" in log:  # --no-index
+        indexes = []
+    else:  # pip names its indexes only when they are not just PyPI
+        indexes = ["https://pypi.org/simple"]
+    for index in indexes:
+        page = index.rstrip("/") + "/" + project + "/"
+        missing = (f"Could not fetch URL {page}: 404 ", f"Location '{page}' is ignored: it is "
+                   f"neither a file nor a directory")
+        if not any(m in log for m in missing):
+            return None
+    links_line = _LINKS.search(log)
+    links = [u.strip() for u in links_line.group(1).split(",")] if links_line else []
+    for link in links:
+        directory = Path(link[len("file://"):] if link.startswith("file://") else link)
+        if not directory.is_dir():
+            return None
+        for entry in directory.iterdir():
+            stem = re.split(r"-\d", entry.name, maxsplit=1)[0]
+            if _canonical(stem) == project:
+                return None
+    return indexes + links
+
+
+def _refuse_unknown_project(requirement: str, log: str) -> None:
+    name = requirement.split("==", 1)[0]
+    places = _unknown_project(name, log)
+    if places is None:
+        return
+    raise SourceNotFound(
+        f"Cannot build from {requirement!r}: {name} was not found on the index: no "
+        f"release of that name in {', '.join(places)}. Check the spelling of the "
+        f"distribution's name (as on PyPI), or pass --index-url/--find-links where it is. "
+        f"Nothing was cached.",
+        details={"requirement": requirement, "name": name, "looked_in": places},
+    )
 
 
 def _tail(text: str) -> str:
@@ -943,31 +1026,37 @@ def _tail(text: str) -> str:
 
 
 def _download(requirement: str, download: Path, cache: Path, find_links: Sequence[str],
-              index_url: Optional[str], no_index: bool) -> Path:
+              index_url: Optional[str], no_index: bool, progress: Progress = None) -> Path:
     staging = _staging_dir(cache, "download")
     try:
         dest = staging / "wheel"
         command = _pip_command(requirement, dest, find_links, index_url, no_index, True)
-        returncode, stderr = _run_pip(command)
+        returncode, stderr, _ = _run_pip(command)
         if returncode != 0:
             # Same requirement, any format: pip still prefers a wheel, so this
             # only differs when no wheel fits and pip takes the sdist.
             last = _tail(stderr).splitlines()[-1:]
             _log.info("no wheel for %s (pip: %s); falling back to an sdist",
                       requirement, last[0] if last else "no message")
+            _say(progress, f"no wheel of {requirement} for this Python; trying its sdist")
             dest = staging / "any"
-            command = _pip_command(requirement, dest, find_links, index_url, no_index, False)
-            returncode, stderr = _run_pip(command)
+            command = _pip_command(requirement, dest, find_links, index_url, no_index, False,
+                                   verbose=True)
+            returncode, stderr, stdout = _run_pip(command)
+            if returncode != 0:
+                _refuse_unknown_project(requirement, stdout + "\n" + stderr)
         # Neither a wheel for this Python nor an sdist pip can prepare (old releases whose
         # build no longer runs): a wheel built for another supported Python holds the same
         # Python sources (PyYAML 5.4 has cp36-cp39 wheels only). Its native files are
         # that Python's, and the builder reports them as such.
         here = f"{sys.version_info.major}.{sys.version_info.minor}"
         for other in [v for v in _OTHER_PYTHONS if v != here] if returncode != 0 else []:
+            _say(progress, f"no sdist of {requirement} that builds here; trying the wheel "
+                           f"for Python {other}")
             attempt_dest = staging / f"py{other}"
             attempt = _pip_command(requirement, attempt_dest, find_links, index_url,
                                    no_index, True, python=other)
-            code, err = _run_pip(attempt)
+            code, err, _ = _run_pip(attempt)
             if code == 0:
                 _log.info("took the Python %s wheel of %s for its sources", other, requirement)
                 returncode, stderr, command, dest = code, err, attempt, attempt_dest

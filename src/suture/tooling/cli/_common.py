@@ -9,7 +9,9 @@ helpers live below the commands that use them, never borrowed from a sibling (th
 from __future__ import annotations
 
 import json
+import os
 import sys
+import textwrap
 from typing import Any, Dict, List, NoReturn, Optional, Sequence, Tuple
 
 import click
@@ -20,6 +22,34 @@ from ...runtime.patchfile import Patch
 
 def _emit_json(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+def _columns() -> Optional[int]:
+    """How wide a table's lines may be when stdout is a terminal: ``$COLUMNS`` when set (as
+    shells and ``stty`` know it), else the terminal's own width. None when stdout is a pipe
+    or a file, whatever ``$COLUMNS`` says: scripts and ``grep`` see one row per line."""
+    try:
+        if not sys.stdout.isatty():
+            return None
+        explicit = os.environ.get("COLUMNS", "")
+        if explicit.isdigit() and int(explicit) > 0:
+            return int(explicit)
+        return os.get_terminal_size(sys.stdout.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _wrap_column(text: str, indent: int, columns: Optional[int]) -> str:
+    """``text`` as the last column of a table whose earlier columns take ``indent``
+    characters: wrapped at spaces to ``columns`` (``_columns``), its continuation lines
+    indented to the column, so that no line is wider than the terminal. A word longer than
+    the room left (a path, a URL) stays whole on its own line rather than be cut where it
+    cannot be copied. At least 30 characters wide, however narrow the terminal."""
+    if columns is None:
+        return text
+    width = max(30, columns - indent)
+    lines = textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False)
+    return ("\n" + " " * indent).join(lines) if lines else text
 
 
 EX_USAGE = 64      # sysexits.h: bad command line (click's own default, 2, means "refused")

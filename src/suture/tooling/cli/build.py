@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import click
 
@@ -107,7 +107,9 @@ def _render_state(state: Optional[Dict[str, Any]]) -> None:
 @click.option("--find-links", multiple=True, help="Passed to pip for name==version.")
 @click.option("--index-url", default=None, help="Passed to pip for name==version.")
 @click.option("--no-index", is_flag=True, help="Passed to pip for name==version.")
-@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where downloads and unpacked releases are kept (default: "
+                   "$SUTURE_CACHE_DIR, else $XDG_CACHE_HOME/suture or ~/.cache/suture).")
 @click.option("--no-import", is_flag=True,
               help="Do not import the releases at build (their import-time code would run "
                    "here): the patch records their state as not verified.")
@@ -140,7 +142,11 @@ def build(old: str, new: str, output: Optional[Path], cves: Sequence[str], summa
     Each release is imported at build, in fresh interpreters, to record which module
     state the fix changes (the engine checks it after an apply): this runs their
     import-time code here; --no-import does not.
-    Exit codes: 0 built, 3 a change needs a restart, 4 a change needs a hook, 1 error.
+    Downloads and unpacked releases are kept in the cache: --cache-dir, else
+    $SUTURE_CACHE_DIR, else $XDG_CACHE_HOME/suture or ~/.cache/suture. On a terminal,
+    each slow step is shown on stderr.
+    Exit codes: 0 built, 3 a change needs a restart, 4 a change needs a hook, 1 error
+    (including OLD and NEW holding the same code: nothing to patch, SUT-E505).
     """
     from ..build import BuildRefused
     from ..build import build as do_build
@@ -155,6 +161,7 @@ def build(old: str, new: str, output: Optional[Path], cves: Sequence[str], summa
     try:
         signers = _signing_keys(keys)
         report = do_build(old, new, cves=cves, summary=summary, hooks=hooks,
+                          progress=_progress(),
                           allow_restart=allow_restart, cache_dir=cache_dir,
                           find_links=find_links, index_url=index_url, no_index=no_index,
                           embed_sources=embed_sources, verify_state=not no_import,
@@ -200,6 +207,19 @@ def build(old: str, new: str, output: Optional[Path], cves: Sequence[str], summa
         click.echo(f"objects built before the patch need state the builder cannot derive: "
                    f"fill in {stub_file} and rebuild with --hooks {stub_file}; until then "
                    "apply refuses (SUT-E209) in processes that hold such objects")
+
+
+def _progress() -> Optional[Callable[[str], None]]:
+    """Each slow step on stderr, when stderr is a terminal: a cold download or the imports
+    at build take seconds, and a command that prints nothing looks hung. Not otherwise: a
+    script or CI log reads the report (or --json) only, and stderr stays for errors."""
+    if not sys.stderr.isatty():
+        return None
+
+    def say(message: str) -> None:
+        click.echo(f"suture build: {message}\u2026", err=True)
+
+    return say
 
 
 def _write_stub(stub: Optional[str], output: Path) -> Optional[Path]:

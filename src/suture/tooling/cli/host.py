@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import click
 
 from ...runtime.errors import SutureError
-from ._common import _UNSIGNED_OPT, _emit_json, _fail, _verified, _when
+from ._common import _UNSIGNED_OPT, _columns, _emit_json, _fail, _verified, _when, _wrap_column
 
 
 _PARALLEL_OPT = click.option(
@@ -44,9 +44,13 @@ def _render_rows(rows: Sequence[Any], verb: str) -> None:
                    "answered; see `suture ps`)")
         return
     click.echo(f"{'PID':>7}  {'RESULT':<18} DETAIL")
+    columns = _columns()
     for r in rows:
         label = f"{r.outcome} {r.code}" if r.outcome in ("refused", "failed") else r.outcome
-        click.echo(f"{r.pid:>7}  {label:<18} {r.reason}")
+        # A label longer than its column (a long outcome and code) pushes DETAIL to the right;
+        # the wrapped lines then start under the detail's first character.
+        head = f"{r.pid:>7}  {label:<18} "
+        click.echo(head + _wrap_column(str(r.reason), len(head), columns))
     counts: Dict[str, int] = {}
     for r in rows:
         counts[r.outcome] = counts.get(r.outcome, 0) + 1
@@ -103,15 +107,16 @@ def ps(dists: Sequence[str], as_json: bool) -> None:
         return
     click.echo(f"{'PID':>7}  {'USER':<10} {'PYTHON':<8} {'AGENT':<6} {'PATCHES':<14} COMMAND")
     hint = False
+    columns = _columns()
     for r in rows:
         agent = ("yes" if r["agent"] else "busy" if r.get("busy")
                  else "stale" if r.get("socket") else "no")
         patches = ",".join(p[:12] for p in r["patches"]) or "-"
-        click.echo(f"{r['pid']:>7}  {r['user']:<10} {r['python']:<8} {agent:<6} {patches:<14} "
-                   f"{r['command'][:80]}")
-        used = {n: v for n, v in r["dists"].items() if dists or r["loaded"].get(n)}
+        click.echo(f"{r['pid']:>7}  {r['user']:<10} {_minor(r['python']):<8} {agent:<6} "
+                   f"{patches:<14} {r['command'][:80]}")
+        used = _uses(r["dists"], r["loaded"], bool(dists))
         if used:
-            click.echo(f"{'':>9}uses " + ", ".join(f"{n} {v}" for n, v in sorted(used.items())))
+            click.echo(f"{'':>9}uses " + _wrap_column(", ".join(used), 14, columns))
         if r.get("agent_error"):
             click.echo(f"{'':>9}\u2514 {r['agent_error']}")
         if (r.get("hello") or {}).get("free_threaded"):
@@ -121,6 +126,34 @@ def ps(dists: Sequence[str], as_json: bool) -> None:
     if hint:
         click.echo("\nProcesses without an agent cannot be patched: start them under "
                    "`suture run`, call suture.agent.start() in them, or `suture attach PID`.")
+
+
+def _minor(python: str) -> str:
+    """The PYTHON column: ``3.X`` for every process. Only an agent can tell the micro
+    version (``3.11.7``); from outside, the executable's name or its libpython tells
+    ``3.11``. One precision for all rows, so that equal versions look equal; ``--json``
+    keeps what was known (``python``)."""
+    parts = python.split(".")
+    return ".".join(parts[:2]) if len(parts) >= 2 and all(p.isdigit() for p in parts[:2]) \
+        else python
+
+
+def _uses(found: Dict[str, Any], loaded: Dict[str, Any], asked: bool) -> List[str]:
+    """``NAME VERSION`` of each distribution a process uses, as ``suture status`` names
+    them: the normalised name (``PyYAML`` and ``pyyaml`` are one distribution, however it
+    was installed or asked for), sorted by it. Without ``--dist``, the imported ones only;
+    with it, every one asked for, marked when not imported (or when that is unknown)."""
+    from packaging.utils import canonicalize_name
+
+    out = []
+    for name, version in found.items():
+        imported = loaded.get(name)
+        if not asked and not imported:
+            continue
+        mark = ("" if imported else " (not imported yet)" if imported is False
+                else " (imported: unknown)")
+        out.append((str(canonicalize_name(name)), f"{canonicalize_name(name)} {version}{mark}"))
+    return [text for _, text in sorted(out)]
 
 
 @click.command()

@@ -1,10 +1,11 @@
-"""CLI, trust: ``suture verify`` and ``suture trust [add]`` (logic in tooling/trust)."""
+"""CLI, trust: ``suture verify`` and ``suture trust [add|set|remove]`` (logic in
+tooling/trust)."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import click
 
@@ -58,7 +59,7 @@ def verify_(file: Path, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_context
 def trust(ctx: click.Context, as_json: bool) -> None:
-    """Show the keys this host trusts to sign patches (see `suture trust add`).
+    """Show the keys this host trusts to sign patches (see `suture trust add`, `set`, `remove`).
 
     The policy is trust.toml in $SUTURE_CONFIG_DIR, else /etc/suture for root, else
     $XDG_CONFIG_HOME/suture or ~/.config/suture.
@@ -93,7 +94,12 @@ def trust(ctx: click.Context, as_json: bool) -> None:
               help="Trust this key only for patches of this distribution (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def trust_add(public_key: Path, name: str, dists: Sequence[str], as_json: bool) -> None:
-    """Trust the key in PUBLIC_KEY (a .pub file from `suture keygen`) on this host."""
+    """Trust the key in PUBLIC_KEY (a .pub file from `suture keygen`) on this host.
+
+    With --dist for a key already trusted only for some distributions, adds these to
+    its list. To narrow a key, or trust it for any patch: `suture trust set KEY`; to
+    stop trusting it: `suture trust remove KEY`.
+    """
     from ..trust import add_key, policy_path
 
     try:
@@ -103,5 +109,72 @@ def trust_add(public_key: Path, name: str, dists: Sequence[str], as_json: bool) 
     if as_json:
         _emit_json({"policy": policy_path(), "key": key.to_dict()})
         return
-    scope = ", ".join(dists) if dists else "any distribution"
-    click.echo(f"trusted {key.name} ({key.keyid[:12]}) for {scope} in {policy_path()}")
+    click.echo(f"trusted {key.name} ({key.keyid[:12]}) for {_scope(key.distributions)} in "
+               f"{policy_path()}")
+
+
+def _scope(dists: Optional[Sequence[str]]) -> str:
+    return "any distribution" if dists is None else ", ".join(dists)
+
+
+def _policy_path() -> str:
+    from ..trust import policy_path
+
+    return policy_path()
+
+
+@trust.command("set")
+@click.argument("key")
+@click.option("--dist", "dists", multiple=True, metavar="NAME",
+              help="Trust the key only for patches of these distributions (repeatable); "
+                   "replaces its list.")
+@click.option("--any", "any_", is_flag=True, help="Trust the key for any patch.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def trust_set(key: str, dists: Sequence[str], any_: bool, as_json: bool) -> None:
+    """Change what the listed KEY may sign: exactly the --dist distributions, or --any.
+
+    KEY is a key id, a prefix of at least 8 of its hex digits (`suture trust` shows 12),
+    or its name. Widens or narrows; patches already installed stay installed.
+    Exit codes: 0 changed, 1 no such key (or several), bad policy, or neither or both
+    of --dist and --any.
+    """
+    from ..trust import TrustPolicyError, set_scope
+
+    try:
+        if bool(dists) == any_:
+            raise TrustPolicyError("give either --dist NAME (repeatable) or --any; to stop "
+                                   "trusting the key: `suture trust remove KEY`",
+                                   details={"key": key})
+        before, after = set_scope(key, None if any_ else list(dists))
+    except SutureError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        _emit_json({"policy": _policy_path(), "before": before.to_dict(), "key": after.to_dict()})
+        return
+    click.echo(f"trusted {after.name} ({after.keyid[:12]}) for {_scope(after.distributions)} "
+               f"(was: {_scope(before.distributions)}) in {_policy_path()}")
+
+
+@trust.command("remove")
+@click.argument("key")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def trust_remove(key: str, as_json: bool) -> None:
+    """Stop trusting KEY (a key id, a prefix of at least 8 hex digits, or its name).
+
+    Patches it signed that are already installed stay installed: `suture list` shows
+    who signed each, and `suture remove ID` takes one out.
+    Exit codes: 0 removed, 1 no such key (or several), or a bad policy.
+    """
+    from ..trust import remove_key
+
+    try:
+        removed = remove_key(key)
+    except SutureError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        _emit_json({"policy": _policy_path(), "removed": removed.to_dict()})
+        return
+    click.echo(f"no longer trusted: {removed.name} ({removed.keyid[:12]}) in {_policy_path()}; "
+               f"patches it signed that are installed stay installed (`suture list`)")
+
+

@@ -17,7 +17,11 @@ Design notes:
 * notesvc runs as a separate Python process, started the way ``suture run``
   starts a program (``_AgentTarget``), and is patched only through its agent
   socket with ``client.call``, as ``suture apply --pid`` would. Its agent uses a
-  runtime directory inside the demo's temporary directory, never the user's.
+  runtime directory, a state directory (patch store, audit log) and a config
+  directory inside the demo's temporary directory, never the user's: the demo's
+  applies and reverts are not the host's history, must not show in its audit log,
+  ``suture status`` or metrics, and the host's installed patches must not be applied
+  to the demo's service at its start.
   The HTTP side (``_Client``, ``_Traffic``) knows only a URL; hits and sessions
   live in the other process and are read through ``GET /stats``.
 * The target is stopped in a ``finally`` (SIGTERM, wait, SIGKILL as a last
@@ -216,7 +220,10 @@ class _AgentTarget:
 
     The agent's runtime directory (socket and bootstrap copy) is private to the demo:
     ``<work>/run``, passed to the target as SUTURE_RUNTIME_DIR and to every call, so
-    the user's own runtime directory is never read or written.
+    the user's own runtime directory is never read or written. So are its state and
+    config directories (``<work>/state``, ``<work>/config``): the agent audits every
+    apply and revert in the state directory's store, and applies that store's patches
+    when it starts.
     """
 
     def __init__(self, app_root: Path, files_root: Path, work: Path) -> None:
@@ -241,6 +248,8 @@ class _AgentTarget:
         base = dict(os.environ)
         base["PYTHONPATH"] = str(self.app_root)  # the v1 copy, and nothing of the caller's
         base["SUTURE_RUNTIME_DIR"] = self.runtime_dir
+        base["SUTURE_STATE_DIR"] = str(self.work / "state")
+        base["SUTURE_CONFIG_DIR"] = str(self.work / "config")
         base["PYTHONUNBUFFERED"] = "1"
         env = environment(base, bootstrap)
         with open(self._out, "wb") as out, open(self._err, "wb") as err:

@@ -224,12 +224,18 @@ def read_index(data: bytes, policy: trust.Policy, now: Optional[str] = None,
         raise _bad("a patch id appears twice")
     unrestricted = [k for k in keys if k.distributions is None]
     if not unrestricted:
-        why = ("it is signed by keys restricted to some distributions, which may sign "
-               "patches of those but not a feed's index" if keys else
-               "no key the trust policy lists signed it")
+        if keys:  # the key is listed already: `trust add` would refuse it as a duplicate
+            why = ("it is signed by keys restricted to some distributions, which may sign "
+                   "patches of those but not a feed's index")
+            todo = ("To trust the publisher's key for any patch (and so for its index): "
+                    + "; ".join(f"`suture trust set {k.keyid[:12]} --any` ({k.name})"
+                                for k in keys))
+        else:
+            why = "no key the trust policy lists signed it"
+            todo = "Add the publisher's key with `suture trust add KEY.pub`"
         raise FeedError(f"feed {feed!r} index version {version} is not trusted: {why} "
-                        f"(policy {policy.path}). Add the publisher's key with `suture trust "
-                        f"add KEY.pub`.", details={"feed": feed, "policy": policy.path})
+                        f"(policy {policy.path}). {todo}.",
+                        details={"feed": feed, "policy": policy.path})
     if parse_time(str(expires)) <= parse_time(now or _now()):
         raise FeedError(f"feed {feed!r} index version {version} expired at {expires}: the "
                         "publisher must publish again (an index that stops being renewed is "

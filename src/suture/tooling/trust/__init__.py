@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
 import os
@@ -43,7 +44,8 @@ else:  # pragma: no cover - exercised on 3.9/3.10 by the same tests
     import tomli as tomllib
 
 __all__ = ["TrustPolicyError", "KeyFileError", "TrustedKey", "Policy", "Verdict",
-           "config_dir", "policy_path", "load_policy", "add_key", "keygen", "load_private_key",
+           "config_dir", "policy_path", "load_policy", "add_key", "set_scope", "remove_key",
+           "find_key", "keygen", "load_private_key",
            "public_key_line", "sign", "check", "require", "POLICY_FILE", "seal",
            "signers", "keyid", "open_owned", "Membership", "membership_here"]
 
@@ -230,18 +232,40 @@ def _toml_str(s: str) -> str:
     return json.dumps(s, ensure_ascii=True)  # a JSON string is a valid TOML basic string
 
 
+def _scope(dists: Optional[Sequence[str]]) -> str:
+    return "any distribution" if dists is None else ", ".join(dists)
+
+
 def add_key(public_text: str, name: str = "", distributions: Sequence[str] = (),
             path: Optional[str] = None) -> TrustedKey:
     """Append a key to the trust policy (creating it, mode 0644, in a 0700-or-existing
-    directory); a key already listed is refused rather than listed twice."""
+    directory).
+
+    A key already listed is never listed twice. ``distributions`` given for a key already
+    restricted to some widens it to the union (the policy is rewritten atomically,
+    ``_rewrite``); any other call for a listed key is refused with the command that does
+    what was probably meant (``set_scope``): ``add`` never silently turns a restricted key
+    into one trusted for any patch, nor narrows a key trusted for any patch."""
     path = path or policy_path()
     public = _parse_public(public_text, "the public key")
     policy = load_policy(path)
     kid = keyid(public)
     listed = policy.by_id(kid)
     if listed is not None:
-        raise TrustPolicyError(f"the key {kid[:12]} is already in {path} (as "
-                               f"{listed.name!r}); edit the file to change it",
+        wanted = {canonicalize_name(d) for d in distributions}
+        if listed.distributions is not None and wanted:
+            return _rewrite(policy, listed, tuple(sorted(wanted | set(listed.distributions))))
+        if listed.distributions is None:
+            hint = (f"to trust it only for {', '.join(sorted(wanted))}: `suture trust set "
+                    f"{kid[:12]} {' '.join('--dist ' + d for d in sorted(wanted))}`"
+                    if wanted else "nothing to change")
+            raise TrustPolicyError(f"the key {kid[:12]} is already in {path} (as "
+                                   f"{listed.name!r}), trusted for any distribution; {hint}",
+                                   details={"path": path, "keyid": kid})
+        raise TrustPolicyError(f"the key {kid[:12]} is already in {path} (as {listed.name!r}), "
+                               f"trusted only for {_scope(listed.distributions)}; to widen it, "
+                               f"`suture trust add KEY.pub --dist NAME`; to trust it for any "
+                               f"patch, `suture trust set {kid[:12]} --any`",
                                details={"path": path, "keyid": kid})
     name = name or (public_text.split()[2] if len(public_text.split()) > 2 else kid[:12])
     block = ["\n[[keys]]", f"name = {_toml_str(name)}",
@@ -250,8 +274,7 @@ def add_key(public_text: str, name: str = "", distributions: Sequence[str] = (),
         block.append("distributions = [" + ", ".join(_toml_str(d) for d in distributions) + "]")
     try:
         os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
-        header = "" if policy.exists else ("# Suture trust policy: keys whose signatures this "
-                                           "host accepts (docs/security.md).\n")
+        header = "" if policy.exists else (_HEADER + "\n")
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         with os.fdopen(fd, "a") as f:
             f.write(header + "\n".join(block) + "\n")
@@ -261,6 +284,112 @@ def add_key(public_text: str, name: str = "", distributions: Sequence[str] = (),
     added = load_policy(path).by_id(kid)
     assert added is not None
     return added
+
+
+_HEADER = "# Suture trust policy: keys whose signatures this host accepts (docs/security.md)."
+
+
+def find_key(policy: Policy, ref: str) -> TrustedKey:
+    """The one key of ``policy`` that ``ref`` names: its key id, a prefix of it of at least
+    8 hex digits (``suture trust`` shows 12), or its name. None or several: refused, naming
+    what is listed, since changing the wrong key's trust is worse than asking again."""
+    ref = ref.strip()
+    exact = [k for k in policy.keys if k.keyid == ref.lower()]
+    by_prefix = [k for k in policy.keys if len(ref) >= 8 and k.keyid.startswith(ref.lower())]
+    by_name = [k for k in policy.keys if k.name == ref]
+    found = exact or list({k.keyid: k for k in by_prefix + by_name}.values())
+    if len(found) == 1:
+        return found[0]
+    listed = ", ".join(f"{k.keyid[:12]} ({k.name})" for k in policy.keys) or "no key"
+    why = "several keys match it" if found else "no key has that id, id prefix or name"
+    raise TrustPolicyError(f"{ref!r}: {why} in the trust policy {policy.path}, which lists "
+                           f"{listed}; name the key by its id (`suture trust` shows them)",
+                           details={"path": policy.path, "key": ref,
+                                    "matches": [k.keyid for k in found]})
+
+
+def set_scope(ref: str, distributions: Optional[Sequence[str]],
+              path: Optional[str] = None) -> Tuple[TrustedKey, TrustedKey]:
+    """Trust the key ``ref`` (``find_key``) for exactly ``distributions``, or for any patch
+    when None: widens or narrows. Returns the key before and after."""
+    if distributions is not None and not distributions:
+        raise TrustPolicyError("give the distributions the key may sign (--dist NAME, "
+                               "repeatable) or --any; to stop trusting it: `suture trust "
+                               "remove KEYID`", details={"key": ref})
+    policy = load_policy(path)
+    before = find_key(policy, ref)
+    scope = (None if distributions is None
+             else tuple(sorted({canonicalize_name(d) for d in distributions})))
+    return before, _rewrite(policy, before, scope)
+
+
+def remove_key(ref: str, path: Optional[str] = None) -> TrustedKey:
+    """Stop trusting the key ``ref`` (``find_key``); returns it. Patches it signed that are
+    already installed stay installed (docs/security.md, "What this does not give")."""
+    policy = load_policy(path)
+    key = find_key(policy, ref)
+    _rewrite(policy, key, None, remove=True)
+    return key
+
+
+def _rewrite(policy: Policy, key: TrustedKey, scope: Optional[Tuple[str, ...]],
+             remove: bool = False) -> TrustedKey:
+    """Write ``policy`` with ``key`` given ``scope`` (or left out), atomically: a new file
+    beside it (``O_EXCL | O_NOFOLLOW``, the old file's mode), flushed to disk, then renamed
+    over it, so that a reader sees the old policy or the new one, never half of either.
+    ``policy`` was read through ``load_policy``, so the file and its directories passed the
+    ownership checks before anything is written; the result is read back the same way.
+
+    The file is written from what it lists: comments other than the leading ones are not
+    kept (editing TOML text in place would need a TOML editor the tooling does not have)."""
+    path = policy.path
+    blocks: List[str] = []
+    for k in policy.keys:
+        if k.keyid == key.keyid and remove:
+            continue
+        dists = scope if k.keyid == key.keyid else k.distributions
+        lines = ["[[keys]]", f"name = {_toml_str(k.name)}",
+                 f"public_key = {_toml_str(public_key_line(k.public))}"]
+        if dists is not None:
+            lines.append("distributions = [" + ", ".join(_toml_str(d) for d in dists) + "]")
+        blocks.append("\n".join(lines) + "\n")
+    directory = os.path.dirname(path) or "."
+    tmp = os.path.join(directory, f".{POLICY_FILE}.{os.getpid()}.{os.urandom(4).hex()}")
+    try:
+        with open_owned(path) as f:
+            old = f.read().decode("utf-8", "replace")
+            mode = os.fstat(f.fileno()).st_mode & 0o755
+        leading = []
+        for line in old.splitlines():
+            if not line.startswith("#"):
+                break
+            leading.append(line)
+        text = "\n".join(leading or [_HEADER]) + "\n\n" + "\n".join(blocks)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(text)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError as exc:
+        raise TrustPolicyError(f"cannot write the trust policy {path}: {exc}",
+                               details={"path": path}) from exc
+    after = load_policy(path).by_id(key.keyid)
+    if remove:
+        assert after is None
+        return key
+    assert after is not None
+    return after
 
 
 # ---------------------------------------------------------------- signing and checking
@@ -430,8 +559,14 @@ class Verdict:
                    f"belongs to another patch")
         elif "not allowed" in by:
             s = by["not allowed"]
+            dist = canonicalize_name(str(self.patch.target.get("name", "")))
             why = (f"{who} is signed by {s['name']!r}, which the trust policy allows only for "
-                   f"{', '.join(s['distributions'])}")
+                   f"{', '.join(s['distributions'])}" + (
+                       f". To trust it for {dist} too: `suture trust set {s['keyid'][:12]} "
+                       + " ".join(f"--dist {d}" for d in sorted({*s['distributions'], dist}))
+                       + "`" if self.patch.target.get("kind") == "distribution" else
+                       " (a patch that names no distribution needs a key trusted for any "
+                       f"patch: `suture trust set {s['keyid'][:12]} --any`)"))
         elif not self.policy.keys:
             where = (f"the trust policy {self.policy.path} lists none" if self.policy.exists
                      else f"there is no trust policy at {self.policy.path}")
