@@ -1,0 +1,235 @@
+"""Issue 18, items 1-3: `suture status` reports exposure from what processes run, joined
+with public advisories, not only from the patches it knows.
+
+Three real processes with the agent, on real urllib3 releases (the wheels in tests/data):
+one on 1.26.17 that gets the CVE-2023-45803 patch by hand, one on 1.26.17 that does not,
+one on 1.26.18 (the fix). Advisory data comes from a mirror file in PyPI's format
+(tests/data/advisories-urllib3.json) or, in the second variant, from the live registry.
+`suture status --json`, its exit code and `suture metrics` must agree; after `revert`
+the first process is exposed again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterator, List
+
+import pytest
+
+import livecli
+from livecli import SRC, cli, patch_id, reap
+from signing import signed
+from suture.tooling.build import build_trees
+from suture.tooling.build.sources import materialize
+from suture.tooling.fleet import advisories
+from suture.tooling.host import client
+
+pytestmark = pytest.mark.slow
+
+rundir, state = livecli.rundir, livecli.state
+
+DATA = Path(__file__).resolve().parents[2] / "data"
+MIRROR = DATA / "advisories-urllib3.json"
+CVE = "CVE-2023-45803"
+ALIASES = ["CVE-2023-45803", "GHSA-g4mx-q9vg-27p4", "PYSEC-2023-212"]
+
+TARGET = """\
+import os, sys, time
+import urllib3
+import suture.agent
+suture.agent.start()
+out = {out!r}
+while True:
+    with open(out + ".tmp", "w") as f:
+        f.write(urllib3.__version__)
+    os.replace(out + ".tmp", out)
+    time.sleep(0.05)
+"""
+
+
+@pytest.fixture(scope="module")
+def releases(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Any]:
+    cache = tmp_path_factory.mktemp("cache")
+    old = materialize(str(DATA / "urllib3-1.26.17-py2.py3-none-any.whl"), cache_dir=cache)
+    new = materialize(str(DATA / "urllib3-1.26.18-py2.py3-none-any.whl"), cache_dir=cache)
+    report = build_trees(old, new, cves=[CVE])
+    patch = tmp_path_factory.mktemp("patch") / "urllib3.suture"
+    patch.write_bytes(signed(report.data))
+    return {"old": old.root, "new": new.root, "patch": patch}
+
+
+class Target:
+    def __init__(self, proc: subprocess.Popen, out: Path) -> None:
+        self.proc, self.out, self.pid = proc, out, proc.pid
+
+    def observed(self) -> str:
+        try:
+            return self.out.read_text()
+        except FileNotFoundError:
+            return ""
+
+
+@pytest.fixture
+def start(rundir: str, tmp_path: Path) -> Iterator[Any]:
+    procs: List[subprocess.Popen] = []
+
+    def run(root: Path) -> Target:
+        out = tmp_path / f"observed-{len(procs)}.txt"
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), str(root)]),
+                   SUTURE_RUNTIME_DIR=rundir)
+        proc = subprocess.Popen([sys.executable, "-c", TARGET.format(out=str(out))], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        procs.append(proc)
+        return livecli.ready(proc, Target(proc, out), rundir)
+
+    try:
+        yield run
+    finally:
+        reap(procs)
+
+
+def status(rundir: str, pids: List[int], source: str) -> Dict[str, Any]:
+    args = [a for pid in pids for a in ("--pid", str(pid))]
+    r = cli(rundir, "status", "--json", "--advisories", source, *args)
+    assert r.returncode in (0, 2), r.stderr
+    report = json.loads(r.stdout)
+    assert report["exit_code"] == r.returncode
+    return report
+
+
+def states(report: Dict[str, Any], cve: str = CVE) -> Dict[int, Any]:
+    """pid -> (state, patch, version) of advisory ``cve``."""
+    (adv,) = [a for a in report["advisories"] if a["id"] == cve]
+    return {r["pid"]: (r["state"], r["patch"], r["version"]) for r in adv["processes"]}
+
+
+def metric(text: str, state: str, cve: str = CVE) -> float:
+    m = re.search(r'^suture_advisory_processes\{advisory="%s",package="urllib3",state="%s"\} '
+                  r"(\S+)$" % (re.escape(cve), re.escape(state)), text, re.M)
+    assert m, text
+    return float(m.group(1))
+
+
+def exposed_metric(text: str, cve: str = CVE) -> float:
+    m = re.search(r'^suture_exposed_processes\{cve="%s"\} (\S+)$' % re.escape(cve), text, re.M)
+    assert m, text
+    return float(m.group(1))
+
+
+def test_three_processes_from_a_mirror_file_status_and_metrics_agree(
+        releases: Dict[str, Any], start: Any, rundir: str, state: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    patched, unpatched, fixed = (start(releases["old"]), start(releases["old"]),
+                                 start(releases["new"]))
+    pids = [patched.pid, unpatched.pid, fixed.pid]
+    ident = patch_id(releases["patch"])
+
+    # Before any patch: both 1.26.17 processes are exposed and no patch is known here.
+    report = status(rundir, pids, str(MIRROR))
+    (adv,) = report["advisories"]                    # PYSEC and GHSA merged, withdrawn dropped
+    assert adv["id"] == CVE and adv["aliases"] == ALIASES
+    assert adv["package"] == "urllib3" and adv["fixed_in"] == ["1.26.18", "2.0.7"]
+    assert adv["link"] and "303" in adv["summary"]
+    assert states(report) == {patched.pid: ("exposed, no patch", None, "1.26.17"),
+                              unpatched.pid: ("exposed, no patch", None, "1.26.17"),
+                              fixed.pid: ("not affected", None, "1.26.18")}
+    assert report["exit_code"] == 2
+    by_pid = {p["pid"]: p for p in report["processes"]}
+    assert by_pid[fixed.pid]["state"] == "ok" and by_pid[patched.pid]["state"] == "exposed"
+    (dist,) = [d for d in by_pid[patched.pid]["inventory"]["dists"] if d["name"] == "urllib3"]
+    assert dist["version"] == "1.26.17" and dist["changed_count"] == 0
+    assert dist["verified"] == dist["modules"] > 10           # every loaded file hashed
+
+    # By hand to the first: fixed in memory there; the second may take the same patch.
+    r = cli(rundir, "apply", str(releases["patch"]), "--pid", str(patched.pid))
+    assert r.returncode == 0, r.stdout + r.stderr
+    report = status(rundir, pids, str(MIRROR))
+    assert states(report) == {patched.pid: ("fixed in memory", ident, "1.26.17"),
+                              unpatched.pid: ("exposed, patch available", ident, "1.26.17"),
+                              fixed.pid: ("not affected", None, "1.26.18")}
+    assert report["exit_code"] == 2
+    # the advisory's row, and the hand-applied patch's own (issue 16): the same process
+    assert {x["pid"] for x in report["exposed"]} == {unpatched.pid}
+    assert {x.get("advisory") for x in report["exposed"]} == {CVE, None}
+    assert status(rundir, [patched.pid, fixed.pid], str(MIRROR))["exit_code"] == 0
+
+    # `suture metrics` (every process of this runtime dir) says the same.
+    monkeypatch.setenv("SUTURE_ADVISORIES", str(MIRROR))
+    r = cli(rundir, "metrics")
+    assert r.returncode == 0, r.stderr
+    assert metric(r.stdout, "fixed in memory") == 1
+    assert metric(r.stdout, "exposed, patch available") == 1
+    assert metric(r.stdout, "exposed, no patch") == 0
+    assert metric(r.stdout, "not affected") == 1
+    assert exposed_metric(r.stdout) == 1
+
+    # Reverted: the first runs the vulnerable code again, and says so.
+    r = cli(rundir, "revert", ident, "--pid", str(patched.pid))
+    assert r.returncode == 0, r.stdout + r.stderr
+    report = status(rundir, pids, str(MIRROR))
+    after = states(report)
+    assert after[patched.pid][0].startswith("exposed") and after[fixed.pid][0] == "not affected"
+    assert status(rundir, [patched.pid, fixed.pid], str(MIRROR))["exit_code"] == 2
+    r = cli(rundir, "metrics")
+    assert exposed_metric(r.stdout) == 2 and metric(r.stdout, "fixed in memory") == 0
+    text = cli(rundir, "status", "--advisories", str(MIRROR), "--pid", str(patched.pid))
+    assert text.returncode == 2 and f"advisory {CVE}" in text.stdout
+    assert "exposed, no patch" in text.stdout and "no patch known" in text.stdout
+
+
+def test_the_live_registry_variant(releases: Dict[str, Any], start: Any, rundir: str,
+                                   state: Path, tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SUTURE_CACHE_DIR", str(tmp_path / "cache"))
+    probe = advisories.lookup([("urllib3", "1.26.17"), ("urllib3", "1.26.18")],
+                              advisories.Source("pypi", cache=tmp_path / "cache"))
+    if probe.errors:
+        pytest.skip("PyPI's advisory data for urllib3 1.26.17/1.26.18 cannot be had from "
+                    f"here: {sorted(probe.errors.values())[0]}")
+    patched, unpatched, fixed = (start(releases["old"]), start(releases["old"]),
+                                 start(releases["new"]))
+    pids = [patched.pid, unpatched.pid, fixed.pid]
+    r = cli(rundir, "apply", str(releases["patch"]), "--pid", str(patched.pid))
+    assert r.returncode == 0, r.stdout + r.stderr
+    report = status(rundir, pids, "pypi")
+    assert report["exit_code"] == 2       # the unpatched one at least
+    got = states(report)
+    assert got[patched.pid][0] == "fixed in memory"
+    assert got[unpatched.pid][0] == "exposed, patch available"
+    assert got[fixed.pid][0] == "not affected"
+    (adv,) = [a for a in report["advisories"] if a["id"] == CVE]
+    assert set(ALIASES) <= set(adv["aliases"])
+    # the cache now answers offline
+    assert states(status(rundir, pids, "cache")) == got
+
+
+def test_inventory_tells_files_changed_since_import_and_files_not_in_their_record(
+        releases: Dict[str, Any], start: Any, rundir: str, tmp_path: Path) -> None:
+    root = tmp_path / "site"
+    shutil.copytree(releases["old"], root)
+    # edited before the process starts: it runs the edit, which its RECORD does not list
+    with open(root / "urllib3" / "fields.py", "a") as f:
+        f.write("\n# edited in place\n")
+    target = start(root)
+    first = client.call(target.pid, "inventory", 10.0, runtime_dir=rundir)
+    (dist,) = [d for d in first["dists"] if d["name"] == "urllib3"]
+    assert dist["version"] == "1.26.17" and dist["version_on_disk"] is None
+    assert [(c["module"], c["why"]) for c in dist["changed"]] == [
+        ("urllib3.fields", "differs from RECORD")]
+    # replaced under the running process: the disk moved on, the process did not
+    time.sleep(0.01)     # a new mtime even on a coarse clock (the size changes anyway)
+    with open(root / "urllib3" / "filepost.py", "a") as f:
+        f.write("\n# upgraded under the process\n")
+    second = client.call(target.pid, "inventory", 10.0, runtime_dir=rundir)
+    (dist,) = [d for d in second["dists"] if d["name"] == "urllib3"]
+    assert sorted((c["module"], c["why"]) for c in dist["changed"]) == [
+        ("urllib3.fields", "differs from RECORD"),
+        ("urllib3.filepost", "changed on disk since import")]
+    assert dist["changed_count"] == 2 and dist["verified"] == dist["modules"] - 2
