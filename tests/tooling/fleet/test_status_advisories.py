@@ -233,3 +233,53 @@ def test_inventory_tells_files_changed_since_import_and_files_not_in_their_recor
         ("urllib3.fields", "differs from RECORD"),
         ("urllib3.filepost", "changed on disk since import")]
     assert dist["changed_count"] == 2 and dist["verified"] == dist["modules"] - 2
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run `suture status` as another uid")
+@pytest.mark.skipif(not os.path.exists(SYSTEM_PYTHON), reason="needs a system Python that "
+                    "another uid can run")
+def test_a_user_is_told_which_python_processes_it_could_not_inspect() -> None:
+    import tempfile
+
+    import click
+    import packaging
+
+    base = Path(tempfile.mkdtemp(prefix="suture-hidden-"))   # pytest's tmp_path is 0700
+    try:
+        _run_as_nobody(base, click, packaging)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _run_as_nobody(tmp_path: Path, click: Any, packaging: Any) -> None:
+    # suture and its two imports for `status`, where uid 65534 can read them
+    lib = tmp_path / "lib"
+    for src in (SRC / "suture", Path(click.__file__).parent, Path(packaging.__file__).parent):
+        shutil.copytree(src, lib / src.name, ignore=shutil.ignore_patterns("__pycache__"))
+    for p in [tmp_path, *tmp_path.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    for own in ("state", "run"):
+        (tmp_path / own).mkdir(mode=0o700)
+        os.chown(tmp_path / own, 65534, 65534)
+    mine = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                            stdin=subprocess.PIPE)      # root's: closed to uid 65534
+    try:
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONPATH": str(lib),
+               "SUTURE_STATE_DIR": str(tmp_path / "state"), "SUTURE_ADVISORIES": "off",
+               "SUTURE_RUNTIME_DIR": str(tmp_path / "run"), "HOME": str(tmp_path)}
+        runs = [subprocess.run([SYSTEM_PYTHON, "-m", "suture", "status", *extra], env=env,
+                               cwd="/", capture_output=True, text=True, timeout=120,
+                               user=65534, group=65534, extra_groups=[])
+                for extra in (["--json"], [])]
+    finally:
+        mine.kill()
+        mine.wait()
+    as_json, text = runs
+    assert as_json.returncode == 0, as_json.stderr
+    hidden = {p["pid"]: p for p in json.loads(as_json.stdout)["hidden"]}
+    assert mine.pid in hidden and "run as root" in hidden[mine.pid]["reason"]
+    assert "could not be inspected" in text.stdout and f"{mine.pid}" in text.stdout
+    assert "other users' not visible" in text.stdout

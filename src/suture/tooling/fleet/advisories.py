@@ -46,7 +46,9 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-__all__ = ["Advisory", "Lookup", "Source", "merge", "primary_id", "lookup", "cache_dir",
+from ...runtime.errors import SutureError
+
+__all__ = ["Advisory", "AdvisorySourceError", "Lookup", "Source", "merge", "primary_id", "lookup", "cache_dir",
            "DEFAULT_TTL", "PYPI_URL"]
 
 PYPI_URL = "https://pypi.org/pypi"
@@ -186,12 +188,19 @@ def _same(a: str, b: str) -> bool:
 
 # -- sources ------------------------------------------------------------------------------
 
+class AdvisorySourceError(SutureError):
+    """The advisory mirror file given cannot be read, or is not PyPI's format."""
+    code = "SUT-E660"
+
+
 def _mirror(path: Path) -> Dict[Release, List[Dict[str, Any]]]:
-    from ...runtime.errors import SutureError
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise SutureError(f"cannot read the advisory mirror {path}: {exc}") from exc
+        raise AdvisorySourceError(
+            f"cannot read the advisory mirror file {path}: {exc}. Give a file in PyPI's JSON "
+            "format (docs/fleet.md, \"Advisories\"), or --advisories pypi, cache or off.",
+            details={"path": str(path)}) from exc
     out: Dict[Release, List[Dict[str, Any]]] = {}
 
     def response(r: Any) -> None:
@@ -203,14 +212,21 @@ def _mirror(path: Path) -> Dict[Release, List[Dict[str, Any]]]:
     if isinstance(data, list):
         for r in data:
             response(r)
-    elif isinstance(data, dict) and isinstance(data.get("releases"), dict):
+    elif isinstance(data, dict) and isinstance(data.get("releases"), dict) and "info" not in data:
         for key, value in data["releases"].items():
             name, _, version = str(key).partition("==")
             if isinstance(value, dict):
                 value = value.get("vulnerabilities") or []
-            out[(canonicalize_name(name), version)] = list(value or [])
+            if name and version and isinstance(value, list):
+                out[(canonicalize_name(name), version)] = list(value)
     else:
         response(data)
+    if not out:
+        raise AdvisorySourceError(
+            f"the advisory mirror file {path} names no release: expected a PyPI JSON response "
+            "(with info.name, info.version and vulnerabilities), a list of them, or "
+            "{\"releases\": {\"NAME==VERSION\": [vulnerabilities]}} (docs/fleet.md)",
+            details={"path": str(path)})
     return out
 
 
