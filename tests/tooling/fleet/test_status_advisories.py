@@ -283,3 +283,45 @@ def _run_as_nobody(tmp_path: Path, click: Any, packaging: Any) -> None:
     assert mine.pid in hidden and "run as root" in hidden[mine.pid]["reason"]
     assert "could not be inspected" in text.stdout and f"{mine.pid}" in text.stdout
     assert "other users' not visible" in text.stdout
+
+
+def test_an_upgrade_under_a_running_process_keeps_the_version_it_runs(
+        releases: Dict[str, Any], start: Any, rundir: str, tmp_path: Path) -> None:
+    root = tmp_path / "site"
+    shutil.copytree(releases["old"], root)
+    target = start(root)
+    before = client.call(target.pid, "inventory", 10.0, runtime_dir=rundir)
+    (dist,) = [d for d in before["dists"] if d["name"] == "urllib3"]
+    assert (dist["version"], dist["version_on_disk"], dist["changed_count"]) == (
+        "1.26.17", None, 0)
+    # `pip install -U` as it does it: the old files and dist-info go, the new ones come
+    time.sleep(0.01)
+    shutil.rmtree(root / "urllib3")
+    shutil.rmtree(root / "urllib3-1.26.17.dist-info")
+    shutil.copytree(releases["new"] / "urllib3", root / "urllib3")
+    shutil.copytree(releases["new"] / "urllib3-1.26.18.dist-info",
+                    root / "urllib3-1.26.18.dist-info")
+    after = client.call(target.pid, "inventory", 10.0, runtime_dir=rundir)
+    (dist,) = [d for d in after["dists"] if d["name"] == "urllib3"]
+    assert (dist["version"], dist["version_on_disk"]) == ("1.26.17", "1.26.18")
+    assert dist["changed_count"] == dist["modules"] and dist["verified"] == 0
+    assert {c["why"] for c in dist["changed"]} == {"changed on disk since import"}
+    assert target.observed() == "1.26.17"          # and it does run the old release
+
+
+def test_the_live_registry_answers_for_the_latest_release(tmp_path: Path) -> None:
+    # What does work through a proxy that passes only project pages: the latest release's
+    # advisories, read from the project page when the per-release page answers 404.
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"{advisories.PYPI_URL}/urllib3/json", timeout=10) as r:
+            latest = json.loads(r.read())["info"]["version"]
+    except OSError as exc:
+        pytest.skip(f"PyPI is unreachable from here: {exc}")
+    found = advisories.lookup([("urllib3", latest)],
+                              advisories.Source("pypi", cache=tmp_path))
+    if any("unreachable" in e for e in found.errors.values()):
+        pytest.skip(f"PyPI became unreachable: {found.errors}")
+    assert not found.errors, found.errors
+    assert isinstance(found.found[("urllib3", latest)], list)
+    assert (tmp_path / "urllib3" / f"{latest}.json").exists()

@@ -404,7 +404,10 @@ def _render_status(report: Dict[str, Any]) -> None:
     else:
         click.echo(f"nothing exposed ({len(asked)} process{'es' if len(asked) != 1 else ''} "
                    f"asked, {len(failed)} could not be, {len(unknown)} not inspected"
-                   + (f", {len(hidden)} other users' not visible" if hidden else "") + ")")
+                   + (f", {len(hidden)} other users' not visible" if hidden else "")
+                   + (f"; advisories unknown for {len(report['advisory_errors'])} "
+                      f"release{'s' if len(report['advisory_errors']) != 1 else ''}, above"
+                      if report.get("advisory_errors") else "") + ")")
 
 
 def _render_advisories(report: Dict[str, Any]) -> None:
@@ -421,6 +424,10 @@ def _render_advisories(report: Dict[str, Any]) -> None:
         for r in a["processes"]:
             patch = f"  patch {r['patch'][:12]}" if r["patch"] else ""
             click.echo(f"  {r['pid']:>7}  {r['version']:<12} {r['state']}{patch}")
+            fixes = [x["fix"] for p in report["processes"] if p["pid"] == r["pid"]
+                     for x in p["exposed"] if x.get("advisory") == a["id"] and x.get("fix")]
+            if fixes:
+                click.echo(f"  {'':>7}  {'':<12} fix: {fixes[0]}")
         click.echo()
     errors = report.get("advisory_errors") or []
     if errors:
