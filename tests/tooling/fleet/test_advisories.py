@@ -195,3 +195,17 @@ def test_the_source_comes_from_the_option_or_the_environment(monkeypatch, tmp_pa
     assert Source.parse(str(URLLIB3)) == Source("file", path=URLLIB3)
     monkeypatch.setenv("SUTURE_CACHE_DIR", str(tmp_path))
     assert advisories.cache_dir() == tmp_path / "advisories"
+
+
+def test_a_release_page_the_registry_does_not_serve_is_not_asked_again_for_an_hour(
+        registry, tmp_path):
+    registry.pages["/pypi/ecdsa/json"] = json.loads(ECDSA.read_text())     # latest: 0.19.2
+    source = Source("pypi", url=registry.url, cache=tmp_path)
+    first = advisories.lookup([("ecdsa", "0.19.1")], source, now=1000.0)
+    asked = len(registry.asked)
+    assert asked == 2 and "answered 404" in first.errors[("ecdsa", "0.19.1")]
+    again = advisories.lookup([("ecdsa", "0.19.1")], source, now=1000.0 + 3599)
+    assert len(registry.asked) == asked
+    assert "remembered from 1970-01-01 00:16 UTC" in again.errors[("ecdsa", "0.19.1")]
+    advisories.lookup([("ecdsa", "0.19.1")], source, now=1000.0 + 3601)
+    assert len(registry.asked) == asked + 2

@@ -258,6 +258,50 @@ def _write_cache(root: Path, release: Release, entry: Dict[str, Any]) -> None:
         pass
 
 
+# A release whose page the registry does not serve (a proxy: ``_Fetcher.release``) is not
+# asked again for this long, so that every `suture status` does not repeat two requests
+# per release that are known to fail.
+BLOCKED_TTL = 3600.0
+
+
+def _blocked_file(root: Path, release: Release) -> Path:
+    path = _cache_file(root, release)
+    return path.with_name(path.stem + ".unknown.json")
+
+
+def _read_blocked(root: Path, release: Release) -> Optional[Dict[str, Any]]:
+    try:
+        entry = json.loads(_blocked_file(root, release).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    ok = (isinstance(entry, dict) and isinstance(entry.get("fetched"), (int, float))
+          and isinstance(entry.get("reason"), str))
+    return entry if ok else None
+
+
+def _write_blocked(root: Path, release: Release, now: float, reason: str) -> None:
+    path = _blocked_file(root, release)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"fetched": now, "reason": reason}), encoding="utf-8")
+    except OSError:
+        pass
+
+
+def _when(fetched: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(fetched))
+
+
+def _fallback(result: "Lookup", release: Release, stale: Optional[Dict[str, Any]],
+              reason: str) -> None:
+    """No fresh answer: a cached one of any age (noted), else the release is unknown."""
+    if stale is not None:
+        result.found[release] = merge(stale["vulnerabilities"], release[0])
+        result.notes[release] = f"from the cache, fetched {_when(stale['fetched'])}: {reason}"
+    else:
+        result.errors[release] = reason
+
+
 class Unreachable(Exception):
     """The registry did not answer (network, proxy, TLS, 5xx): nothing is known."""
 
@@ -338,8 +382,13 @@ def lookup(releases: Iterable[Release], source: Source, *, now: Optional[float] 
     todo: List[Release] = []
     for release in wanted:
         entry = _read_cache(root, release)
+        blocked = _read_blocked(root, release)
         if entry is not None and (source.kind == "cache" or now - entry["fetched"] < source.ttl):
             result.found[release] = merge(entry["vulnerabilities"], release[0])
+        elif (source.kind == "pypi" and blocked is not None
+              and 0 <= now - blocked["fetched"] < min(source.ttl, BLOCKED_TTL)):
+            _fallback(result, release, entry, f"{blocked['reason']} (remembered from "
+                      f"{_when(blocked['fetched'])}; asked again an hour after that)")
         elif source.kind == "cache":
             result.errors[release] = f"not in the cache {root} (offline)"
         else:
@@ -352,13 +401,9 @@ def lookup(releases: Iterable[Release], source: Source, *, now: Optional[float] 
         try:
             status, vulns = fetcher.release(release)
         except (Unreachable, LookupError) as exc:
-            stale = _read_cache(root, release)
-            if stale is not None:
-                result.found[release] = merge(stale["vulnerabilities"], release[0])
-                when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(stale["fetched"]))
-                result.notes[release] = f"from the cache, fetched {when}: {exc}"
-            else:
-                result.errors[release] = str(exc)
+            if isinstance(exc, LookupError):   # a fact about the path to PyPI: remember it
+                _write_blocked(root, release, now, str(exc))
+            _fallback(result, release, _read_cache(root, release), str(exc))
             return
         _write_cache(root, release, {"fetched": now, "status": status,
                                      "vulnerabilities": vulns})
