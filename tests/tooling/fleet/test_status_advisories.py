@@ -325,3 +325,42 @@ def test_the_live_registry_answers_for_the_latest_release(tmp_path: Path) -> Non
     assert not found.errors, found.errors
     assert isinstance(found.found[("urllib3", latest)], list)
     assert (tmp_path / "urllib3" / f"{latest}.json").exists()
+
+
+OLD_AGENT = """\
+import os, sys, time
+import urllib3
+from suture.runtime import _agent
+del _agent._HANDLERS["inventory"]       # the agent of a Suture from before issue 18
+import suture.agent
+suture.agent.start()
+out = {out!r}
+while True:
+    with open(out + ".tmp", "w") as f:
+        f.write(urllib3.__version__)
+    os.replace(out + ".tmp", out)
+    time.sleep(0.05)
+"""
+
+
+def test_an_agent_without_inventory_is_judged_from_its_imported_distributions(
+        releases: Dict[str, Any], rundir: str, tmp_path: Path) -> None:
+    procs: List[subprocess.Popen] = []
+    try:
+        out = tmp_path / "observed.txt"
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), str(releases["old"])]),
+                   SUTURE_RUNTIME_DIR=rundir)
+        proc = subprocess.Popen([sys.executable, "-c", OLD_AGENT.format(out=str(out))],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True)
+        procs.append(proc)
+        livecli.ready(proc, Target(proc, out), rundir)
+        report = status(rundir, [proc.pid], str(MIRROR))
+    finally:
+        reap(procs)
+    (p,) = report["processes"]
+    assert p["inventory"]["source"] == "dists"
+    assert [(d["name"], d["version"]) for d in p["inventory"]["dists"]
+            if d["name"] == "urllib3"] == [("urllib3", "1.26.17")]
+    assert states(report) == {proc.pid: ("exposed, no patch", None, "1.26.17")}
+    assert report["exit_code"] == 2
