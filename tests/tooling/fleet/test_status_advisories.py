@@ -364,3 +364,19 @@ def test_an_agent_without_inventory_is_judged_from_its_imported_distributions(
             if d["name"] == "urllib3"] == [("urllib3", "1.26.17")]
     assert states(report) == {proc.pid: ("exposed, no patch", None, "1.26.17")}
     assert report["exit_code"] == 2
+
+
+def test_a_patch_synced_from_a_feed_is_a_patch_available(
+        releases: Dict[str, Any], start: Any, rundir: str, state: Path) -> None:
+    target = start(releases["old"])
+    report = status(rundir, [target.pid], str(MIRROR))
+    assert states(report) == {target.pid: ("exposed, no patch", None, "1.26.17")}
+    ident = patch_id(releases["patch"])
+    mirror = state / "feeds" / "acme-0123456789ab" / "patches"   # as `suture sync` lays it
+    mirror.mkdir(parents=True)
+    shutil.copy(releases["patch"], mirror / f"{ident}.suture")
+    report = status(rundir, [target.pid], str(MIRROR))
+    assert states(report) == {target.pid: ("exposed, patch available", ident, "1.26.17")}
+    (x,) = [x for p in report["processes"] for x in p["exposed"]]
+    assert "synced to acme-0123456789ab" in x["reason"] and x["fix"].startswith(
+        f"suture apply FILE --pid {target.pid}")

@@ -438,8 +438,8 @@ def status(pids: Sequence[int] = (), *, patches: Optional[Sequence[Patch]] = Non
             "processes": processes, "exposed": exposed,
             "advisories": advisory_rows, "advisory_source": found_adv.source,
             "advisory_errors": [{"package": n, "version": v, "reason": found_adv.errors[(n, v)],
-                                 "pids": sorted(set(pids))}
-                                for (n, v), pids in sorted(errors.items())],
+                                 "pids": sorted(set(who))}
+                                for (n, v), who in sorted(errors.items())],
             "advisory_notes": [{"package": n, "version": v, "note": note}
                                for (n, v), note in sorted(found_adv.notes.items())],
             "hidden": [] if pids else hidden_processes(),
