@@ -9,7 +9,8 @@ its name and version and, per loaded module, whether the file still is what was 
   when the agent first saw the module (at agent start for the modules already imported
   then, else at the first ``inventory``): an upgrade under a running process. The version
   that process runs is then the one first seen (``version``), not the disk's
-  (``version_on_disk``).
+  (``version_on_disk``); if the file had already changed when it was first attributed to
+  a release, that release may not be the one loaded: ``version_uncertain``.
 * ``differs from RECORD``: the file's sha256 is not the one the distribution's RECORD
   lists (edited in place, or another release's file).
 * ``missing on disk``: the file was deleted.
@@ -36,6 +37,9 @@ _hashes: Dict[str, Tuple[int, int, str]] = {}     # file -> (mtime_ns, size, REC
 # dist-info path -> (RECORD's (mtime_ns, size), name, version, {abs file: hash}, top names)
 _infos: Dict[str, Tuple[Tuple[int, int], str, str, Dict[str, str], List[str]]] = {}
 _first: Dict[str, Tuple[str, str]] = {}           # file -> (name, version) of its first owner
+# Files that had already changed since import when first attributed to a release: the
+# release they were loaded from is not known (the dist-info there now may be a newer one).
+_uncertain: Dict[str, bool] = {}
 
 
 def _modules() -> List[Tuple[str, str]]:
@@ -180,17 +184,22 @@ def inventory() -> Dict[str, Any]:
             unowned += 1
             continue
         info = _infos[owner]
+        new = full not in _first
         first = _first.setdefault(full, (info[1], info[2]))
         entry = dists.get(first)
         if entry is None:
             entry = dists[first] = {"name": first[0], "version": first[1],
                                     "version_on_disk": None, "path": owner, "modules": 0,
                                     "verified": 0, "unchecked": 0, "changed": [],
-                                    "changed_count": 0}
+                                    "changed_count": 0, "version_uncertain": False}
         if info[2] != first[1]:
             entry["version_on_disk"] = info[2]
         entry["modules"] += 1
         why = _check(full, file, info[3].get(full), budget)
+        if new and why == "changed on disk since import":
+            _uncertain[full] = True
+        if _uncertain.get(full):
+            entry["version_uncertain"] = True
         if why == "verified":
             entry["verified"] += 1
         elif why == "unchecked":

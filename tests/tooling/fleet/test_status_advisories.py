@@ -380,3 +380,26 @@ def test_a_patch_synced_from_a_feed_is_a_patch_available(
     (x,) = [x for p in report["processes"] for x in p["exposed"]]
     assert "synced to acme-0123456789ab" in x["reason"] and x["fix"].startswith(
         f"suture apply FILE --pid {target.pid}")
+
+
+def test_an_upgrade_before_the_first_inventory_leaves_the_release_unknown_not_fixed(
+        releases: Dict[str, Any], start: Any, rundir: str, tmp_path: Path) -> None:
+    root = tmp_path / "site"
+    shutil.copytree(releases["old"], root)
+    target = start(root)              # its agent noted the files' size and mtime at start
+    time.sleep(0.01)
+    shutil.rmtree(root / "urllib3")
+    shutil.rmtree(root / "urllib3-1.26.17.dist-info")
+    shutil.copytree(releases["new"] / "urllib3", root / "urllib3")
+    shutil.copytree(releases["new"] / "urllib3-1.26.18.dist-info",
+                    root / "urllib3-1.26.18.dist-info")
+    report = status(rundir, [target.pid], str(MIRROR))
+    (dist,) = [d for p in report["processes"] for d in p["inventory"]["dists"]
+               if d["name"] == "urllib3"]
+    assert dist["version_uncertain"] and dist["version"] == "1.26.18"
+    # not "not affected" by what the disk says: unknown, and said so
+    assert all(r["pid"] != target.pid for a in report["advisories"] for r in a["processes"])
+    (err,) = [e for e in report["advisory_errors"] if e["package"] == "urllib3"]
+    assert err["version"] == "unknown (on disk: 1.26.18)" and err["pids"] == [target.pid]
+    assert "restart it" in err["reason"]
+    assert target.observed() == "1.26.17"

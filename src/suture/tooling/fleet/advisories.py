@@ -481,8 +481,9 @@ def join(processes: Sequence[Dict[str, Any]], found: Lookup,
         rows: List[Dict[str, Any]] = []
         for p in processes:
             for d in (p.get("inventory") or {}).get("dists") or []:
-                if canonicalize_name(str(d.get("name"))) != adv.package:
-                    continue
+                if (canonicalize_name(str(d.get("name"))) != adv.package
+                        or d.get("version_uncertain")):
+                    continue          # unknown release: in advisory_errors
                 version = str(d.get("version"))
                 release = (adv.package, version)
                 listed = next((r for n, r in found.found.items()

@@ -429,15 +429,22 @@ def status(pids: Sequence[int] = (), *, patches: Optional[Sequence[Patch]] = Non
                     **({"advisory": x["advisory"]} if "advisory" in x else {}))
                for p in processes for x in p["exposed"]]
     errors: Dict[Tuple[str, str], List[int]] = {}
+    reasons = dict(found_adv.errors)
     for p in processes:
         for d in (p.get("inventory") or {}).get("dists") or []:
             key = (canonicalize_name(str(d["name"])), str(d["version"]))
-            if key in found_adv.errors:
+            if d.get("version_uncertain") and source.kind != "off":
+                # files replaced before the agent could tell which release they came from
+                key = (key[0], f"unknown (on disk: {key[1]})")
+                reasons[key] = ("its files changed on disk before the agent could tell which "
+                                "release they came from (an upgrade under the running "
+                                "process): the release it runs is unknown; restart it")
+            if key in reasons:
                 errors.setdefault(key, []).append(p["pid"])
     return {"store": store.db_path(), "patches": list(by_id.values()),
             "processes": processes, "exposed": exposed,
             "advisories": advisory_rows, "advisory_source": found_adv.source,
-            "advisory_errors": [{"package": n, "version": v, "reason": found_adv.errors[(n, v)],
+            "advisory_errors": [{"package": n, "version": v, "reason": reasons[(n, v)],
                                  "pids": sorted(set(who))}
                                 for (n, v), who in sorted(errors.items())],
             "advisory_notes": [{"package": n, "version": v, "note": note}
@@ -478,7 +485,8 @@ def _advisories(source: Any, processes: List[Dict[str, Any]], by_id: Dict[str, D
                 if p["state"] == "error" else
                 {"source": "off", "dists": [], "reason": "advisories are off"})
     releases = {(str(d["name"]), str(d["version"])) for p in processes
-                for d in (p.get("inventory") or {}).get("dists") or []}
+                for d in (p.get("inventory") or {}).get("dists") or []
+                if not d.get("version_uncertain")}
     if source.kind == "off" or not releases:
         return adv_mod.Lookup(source=source.describe()), []
     found = adv_mod.lookup(releases, source)
