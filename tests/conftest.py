@@ -47,3 +47,24 @@ def _private_trust_policy():
                 os.environ.pop("SUTURE_CONFIG_DIR", None)
             else:
                 os.environ["SUTURE_CONFIG_DIR"] = saved
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_registry_advisories():
+    """`suture status` (and metrics, vex) look up public advisories on PyPI by default:
+    the suite does not, so that no test depends on the network or on the caller's
+    SUTURE_ADVISORIES. Tests of advisories pass their source (a mirror file, or the
+    registry in the test that is about it). Set in os.environ for `suture` subprocesses."""
+    saved = {k: os.environ.get(k) for k in ("SUTURE_ADVISORIES", "SUTURE_ADVISORIES_TTL",
+                                            "SUTURE_PYPI_URL")}
+    os.environ["SUTURE_ADVISORIES"] = "off"
+    for k in ("SUTURE_ADVISORIES_TTL", "SUTURE_PYPI_URL"):
+        os.environ.pop(k, None)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -220,6 +220,10 @@ class _Agent:
         if not self.stopping:
             _auto_apply()  # patch store: before the first request, never raises
             _inherit_patches(os.path.dirname(self.path))  # by hand to ancestors; never raises
+            # What each loaded module's file is now, to tell an upgrade under the running
+            # process later (``inventory``); one stat per module, never raises.
+            from . import _inventory
+            _inventory.note_loaded()
         self.ready.set()
         while not self.stopping:
             try:
@@ -467,9 +471,15 @@ def _op_dists(frame: Dict[str, Any]) -> Dict[str, Any]:
     return _dists(names)
 
 
+def _op_inventory(frame: Dict[str, Any]) -> Dict[str, Any]:
+    from . import _inventory
+    return _inventory.inventory()
+
+
 _HANDLERS: Dict[str, Callable[[Dict[str, Any]], Dict[str, Any]]] = {
     "hello": _op_hello, "status": _op_status, "apply": _op_apply, "revert": _op_revert,
     "list": _op_list, "dists": _op_dists, "inherit": _inherit.op_inherit,
+    "inventory": _op_inventory,
 }
 
 
@@ -573,7 +583,10 @@ def _preload() -> None:
     try:
         import importlib.util  # noqa: F401
         import sqlite3  # noqa: F401
-        from . import store  # noqa: F401
+        import base64  # noqa: F401
+        import csv  # noqa: F401
+        import hashlib  # noqa: F401
+        from . import _inventory, store  # noqa: F401
     except BaseException:  # noqa: BLE001 - no sqlite3: the store then reports it, later
         pass
 

@@ -197,7 +197,8 @@ def vex(output: Path, fmt: str, sbom: Path) -> None:
                    "collector) instead of standard output.")
 def metrics(textfile: Path) -> None:
     """Print this host's Prometheus metrics: processes by state, exposed processes per CVE,
-    per-patch states, audited operations, apply pauses, feed syncs.
+    per-patch states, processes per public advisory and state (source: SUTURE_ADVISORIES,
+    as `suture status --advisories`), audited operations, apply pauses, feed syncs.
     Exit codes: 0 written, 1 the store cannot be read."""
     from ...runtime import store
     from ...runtime.patchfile import load

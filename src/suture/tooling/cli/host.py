@@ -327,7 +327,11 @@ def revert(patch_id: str, pids: Sequence[int], select_all: bool, parallel: Optio
 @click.command()
 @_PID_OPT
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def status(pids: Sequence[int], as_json: bool) -> None:
+@click.option("--advisories", "advisory_source", metavar="SOURCE", default=None,
+              help="Where public advisories come from: pypi (default: PyPI, with a cache "
+                   "that expires), cache (offline), off, or a mirror FILE "
+                   "(env SUTURE_ADVISORIES; docs/fleet.md).")
+def status(pids: Sequence[int], as_json: bool, advisory_source: Optional[str]) -> None:
     """What is applied where, and which processes are still exposed.
 
     Compares every process with an agent (default: every visible one) with the patches
@@ -340,13 +344,19 @@ def status(pids: Sequence[int], as_json: bool) -> None:
     are listed as not inspected and do not change the exit code: what they loaded cannot
     be told. With --pid, a process without an agent is an error.
 
+    Advisories: every distribution whose modules a process has loaded (its agent lists
+    them, and checks their files against the RECORD) is looked up in PyPI's advisory
+    data; per process and advisory: fixed in memory (by which patch), exposed, patch
+    available (installed, applied elsewhere or synced from a feed), exposed, no patch
+    (upgrade and restart), or not affected.
+
     Exit codes: 2 some process is exposed or draining (even if another could not be asked); 1 a
     process could not be asked, or the store cannot be read; 0 otherwise.
     """
-    from ..fleet import fanout
+    from ..fleet import advisories, fanout
 
     try:
-        report = fanout.status(pids)
+        report = fanout.status(pids, advisory_source=advisories.Source.parse(advisory_source))
     except SutureError as exc:
         _fail(exc, as_json)
     if as_json:
@@ -406,19 +416,63 @@ def _render_status(report: Dict[str, Any]) -> None:
         for p in unknown:
             click.echo(f"  {p['pid']:>7}  {_one_line(p['command'], 100)}")
         click.echo()
+    _render_advisories(report)
+    hidden = report.get("hidden") or []
+    if hidden:
+        click.echo(f"could not be inspected ({len(hidden)}; other users' processes):")
+        for p in hidden:
+            click.echo(f"  {p['pid']:>7}  {_one_line(p['command'], 100)}")
+        click.echo()
     if report["exposed"]:
         pids = sorted({x["pid"] for x in report["exposed"]})
         click.echo(f"EXPOSED: {len(pids)} process{'es' if len(pids) != 1 else ''}")
         for x in report["exposed"]:
             cves = ", ".join(x["cves"]) or "no CVE listed"
             command = _one_line(procs[x["pid"]]["command"], 60) or "?"
-            click.echo(f"  PID {x['pid']} ({command}): {cves} (patch {x['patch'][:12]})")
+            which = f"patch {x['patch'][:12]}" if x["patch"] else "no patch known"
+            click.echo(f"  PID {x['pid']} ({command}): {cves} ({which})")
         if any((e["fix"] or "").startswith("suture apply FILE") for p in report["processes"]
                for e in p["exposed"]):
             click.echo(_NO_FILE_HINT)
     else:
         click.echo(f"nothing exposed ({len(asked)} process{'es' if len(asked) != 1 else ''} "
-                   f"asked, {len(failed)} could not be, {len(unknown)} not inspected)")
+                   f"asked, {len(failed)} could not be, {len(unknown)} not inspected"
+                   + (f", {len(hidden)} other users' not visible" if hidden else "")
+                   + (f"; advisories unknown for {len(report['advisory_errors'])} "
+                      f"release{'s' if len(report['advisory_errors']) != 1 else ''}, above"
+                      if report.get("advisory_errors") else "") + ")")
+
+
+def _render_advisories(report: Dict[str, Any]) -> None:
+    rows = [(a, r) for a in report.get("advisories") or [] for r in a["processes"]]
+    for a in report.get("advisories") or []:
+        if not a["processes"]:
+            continue
+        fixed = ", ".join(a["fixed_in"]) or "no fixed release"
+        others = [x for x in a["aliases"] if x != a["id"]]
+        click.echo(f"advisory {a['id']}" + (f" ({', '.join(others)})" if others else "")
+                   + f"  {a['package']}  fixed in {fixed}")
+        if a["summary"]:
+            click.echo(f"  {_one_line(a['summary'], 100)}")
+        for r in a["processes"]:
+            patch = f"  patch {r['patch'][:12]}" if r["patch"] else ""
+            click.echo(f"  {r['pid']:>7}  {r['version']:<12} {r['state']}{patch}")
+            fixes = [x["fix"] for p in report["processes"] if p["pid"] == r["pid"]
+                     for x in p["exposed"] if x.get("advisory") == a["id"] and x.get("fix")]
+            if fixes:
+                click.echo(f"  {'':>7}  {'':<12} fix: {fixes[0]}")
+        click.echo()
+    errors = report.get("advisory_errors") or []
+    if errors:
+        click.echo(f"advisories unknown ({report.get('advisory_source')}):")
+        for e in errors:
+            pids = ", ".join(map(str, e["pids"][:10]))
+            click.echo(f"  {e['package']} {e['version']} (pid {pids}): {e['reason']}")
+        click.echo()
+    elif not rows and report.get("advisory_source") not in (None, "off"):
+        click.echo(f"advisories: none for the releases the processes run "
+                   f"({report.get('advisory_source')})")
+        click.echo()
 
 
 @click.command(context_settings={"ignore_unknown_options": True,

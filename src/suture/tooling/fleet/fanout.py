@@ -30,8 +30,9 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from ...runtime import store
@@ -39,6 +40,9 @@ from ...runtime.errors import (NotCovered, PatchFormatError, RefusedError, Rever
                               SutureError, UnknownPatch)
 from ...runtime.patchfile import Patch, load
 from ..host import client
+
+if TYPE_CHECKING:
+    from . import advisories
 
 __all__ = ["Row", "apply", "revert", "status", "status_exit_code", "ps", "agent_pids",
            "exit_code", "OK_OUTCOMES", "PATCH_STATES", "PROCESS_STATES", "STATUS_TIMEOUT"]
@@ -312,7 +316,8 @@ PROCESS_STATES = ("ok", "exposed", "error", "unknown")
 
 
 def status(pids: Sequence[int] = (), *, patches: Optional[Sequence[Patch]] = None,
-           runtime_dir: Optional[str] = None) -> Dict[str, Any]:
+           runtime_dir: Optional[str] = None,
+           advisory_source: Optional["advisories.Source"] = None) -> Dict[str, Any]:
     """What is applied where and which processes are still exposed: the report that
     ``suture status --json`` prints (its shape: docs/live-processes.md).
 
@@ -321,7 +326,15 @@ def status(pids: Sequence[int] = (), *, patches: Optional[Sequence[Patch]] = Non
     visible Python process: those with an agent socket are asked, the others are listed
     with state ``unknown`` (what they loaded cannot be told) and do not count as exposed.
     Raises ``StoreError`` / ``PatchFormatError`` when the store cannot be read.
+
+    Advisories (``advisory_source``, default from ``SUTURE_ADVISORIES``: PyPI with a
+    cache): each process's agent lists the distributions of its loaded modules
+    (``inventory``), and every public advisory of those releases is judged per process
+    (``advisories.join``): the report's ``advisories``; an exposed one makes the process
+    exposed, whether or not a patch for it is known.
     """
+    from . import advisories as adv_mod
+    source = advisory_source if advisory_source is not None else adv_mod.Source.parse(None)
     known = list(patches) if patches is not None else [load(d) for d, _ in store.load_installed()]
     seen = {p.pid: p for p in client.list_python_processes(check_agent=False,
                                                            runtime_dir=runtime_dir)}
@@ -339,7 +352,9 @@ def status(pids: Sequence[int] = (), *, patches: Optional[Sequence[Patch]] = Non
                              names=names) if names else {})
         return Row(pid, "ok", result={"status": answer,
                                       "dists": dict(found.get("dists") or {}),
-                                      "loaded": dict(found.get("loaded") or {})})
+                                      "loaded": dict(found.get("loaded") or {}),
+                                      "inventory": _inventory(pid, runtime_dir)
+                                      if source.kind != "off" else None})
 
     by_id: Dict[str, Dict[str, Any]] = {
         p.id: {"id": p.id, "target": dict(p.target), "cves": list(p.meta.get("cves") or []),
@@ -357,6 +372,8 @@ def status(pids: Sequence[int] = (), *, patches: Optional[Sequence[Patch]] = Non
                    if isinstance(a, dict)]
         proc.update(applied=applied, active=list(row.result["status"].get("active") or []),
                     dists=row.result["dists"])
+        if row.result["inventory"] is not None:
+            proc["inventory"] = row.result["inventory"]
         running = proc["active"]
         verdicts = [(by_id[p.id], _judge(p, row.pid, applied, row.result["dists"],
                                          row.result["loaded"], running)) for p in known]
@@ -391,7 +408,10 @@ def status(pids: Sequence[int] = (), *, patches: Optional[Sequence[Patch]] = Non
     for pid in unseen:
         proc = {"pid": pid, "state": "unknown", "command": _command(seen, pid),
                 "reason": f"not inspected: no agent (`suture attach {pid}`)",
-                "error": None, "applied": [], "active": [], "dists": {}, "exposed": []}
+                "error": None, "applied": [], "active": [], "dists": {}, "exposed": [],
+                "inventory": {"source": "none", "dists": [], "reason": (
+                    "no agent: the code it loaded is unknown; judged from outside against "
+                    "the known patches only")}}
         processes.append(proc)
         for entry, state, reason in bare.get(pid, []):
             if state == "unknown":
@@ -404,11 +424,134 @@ def status(pids: Sequence[int] = (), *, patches: Optional[Sequence[Patch]] = Non
                 proc["exposed"].append({"patch": entry["id"], "cves": entry["cves"],
                                         "reason": reason, "fix": fix})
                 proc.update(state="exposed", reason=reason)
-    exposed = [{"pid": p["pid"], "patch": x["patch"], "cves": x["cves"]}
+    found_adv, advisory_rows = _advisories(source, processes, by_id, known)
+    exposed = [dict({"pid": p["pid"], "patch": x["patch"], "cves": x["cves"]},
+                    **({"advisory": x["advisory"]} if "advisory" in x else {}))
                for p in processes for x in p["exposed"]]
+    errors: Dict[Tuple[str, str], List[int]] = {}
+    reasons = dict(found_adv.errors)
+    for p in processes:
+        for d in (p.get("inventory") or {}).get("dists") or []:
+            key = (canonicalize_name(str(d["name"])), str(d["version"]))
+            if d.get("version_uncertain") and source.kind != "off":
+                # files replaced before the agent could tell which release they came from
+                key = (key[0], f"unknown (on disk: {key[1]})")
+                reasons[key] = ("its files changed on disk before the agent could tell which "
+                                "release they came from (an upgrade under the running "
+                                "process): the release it runs is unknown; restart it")
+            if key in reasons:
+                errors.setdefault(key, []).append(p["pid"])
     return {"store": store.db_path(), "patches": list(by_id.values()),
             "processes": processes, "exposed": exposed,
+            "advisories": advisory_rows, "advisory_source": found_adv.source,
+            "advisory_errors": [{"package": n, "version": v, "reason": reasons[(n, v)],
+                                 "pids": sorted(set(who))}
+                                for (n, v), who in sorted(errors.items())],
+            "advisory_notes": [{"package": n, "version": v, "note": note}
+                               for (n, v), note in sorted(found_adv.notes.items())],
+            "hidden": [] if pids else hidden_processes(),
             "exit_code": status_exit_code(processes)}
+
+
+def _inventory(pid: int, runtime_dir: Optional[str]) -> Dict[str, Any]:
+    """What process ``pid`` runs, from its agent's ``inventory`` (docs/protocol.md); from
+    an agent too old to have that op, the distributions ``dists`` says are imported, with
+    no file checks (``source``: "dists")."""
+    try:
+        answer = client.call(pid, "inventory", STATUS_TIMEOUT, runtime_dir=runtime_dir)
+        return dict(answer, source="agent")
+    except SutureError as exc:
+        if exc.code != "SUT-E601":
+            return {"source": "error", "reason": exc.message, "dists": []}
+    try:
+        found = client.call(pid, "dists", STATUS_TIMEOUT, runtime_dir=runtime_dir)
+    except SutureError as exc:
+        return {"source": "error", "reason": exc.message, "dists": []}
+    loaded = found.get("loaded") or {}
+    return {"source": "dists", "dists": [
+        {"name": n, "version": str(v), "version_on_disk": None, "changed": [],
+         "changed_count": 0} for n, v in sorted((found.get("dists") or {}).items())
+        if loaded.get(n) is True]}
+
+
+def _advisories(source: Any, processes: List[Dict[str, Any]], by_id: Dict[str, Dict[str, Any]],
+                known: Sequence[Patch]) -> Tuple[Any, List[Dict[str, Any]]]:
+    """Look up and judge the advisories of every release the processes run (above)."""
+    from . import advisories as adv_mod
+    for p in processes:
+        if "inventory" not in p:
+            p["inventory"] = (
+                {"source": "error", "dists": [], "reason": f"could not be asked: {p['reason']}"}
+                if p["state"] == "error" else
+                {"source": "off", "dists": [], "reason": "advisories are off"})
+    releases = {(str(d["name"]), str(d["version"])) for p in processes
+                for d in (p.get("inventory") or {}).get("dists") or []
+                if not d.get("version_uncertain")}
+    if source.kind == "off" or not releases:
+        return adv_mod.Lookup(source=source.describe()), []
+    found = adv_mod.lookup(releases, source)
+    candidates = [adv_mod.Candidate(p.id, dict(p.target), list(p.meta.get("cves") or []),
+                                    "installed") for p in known]
+    seen = {c.id for c in candidates}
+    for entry in by_id.values():
+        if entry["id"] not in seen:
+            seen.add(entry["id"])
+            candidates.append(adv_mod.Candidate(entry["id"], entry["target"], entry["cves"],
+                                                "applied by hand"))
+    candidates += [c for c in _feed_patches() if c.id not in seen]
+    protected = {(row["pid"], entry["id"]): row["state"] for entry in by_id.values()
+                 for row in entry["processes"]}
+    asked = [p for p in processes if (p.get("inventory") or {}).get("dists")]
+    rows = adv_mod.join(asked, found, candidates, protected)
+    return found, rows
+
+
+def _feed_patches() -> List[Any]:
+    """Patches synced from feeds into this host's mirrors (not installed): each a
+    candidate fix. Their signatures were checked by `suture sync`; unreadable ones are
+    skipped (sync reports those)."""
+    from pathlib import Path
+
+    from . import advisories as adv_mod
+    out = []
+    for path in sorted(Path(store.state_dir()).glob("feeds/*/patches/*.suture")):
+        try:
+            p = load(path.read_bytes())
+        except (OSError, SutureError):
+            continue
+        out.append(adv_mod.Candidate(p.id, dict(p.target), list(p.meta.get("cves") or []),
+                                     f"synced to {path.parent.parent.name}"))
+    return out
+
+
+def hidden_processes() -> List[Dict[str, Any]]:
+    """Processes that look like Python (their command line, which anyone may read) but
+    whose executable this user may not read: other users' processes, for a non-root
+    user. Listed so that "nothing exposed" is never said about what was not seen."""
+    if os.geteuid() == 0:
+        return []
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        try:
+            os.readlink(f"/proc/{pid}/exe")
+            continue
+        except PermissionError:
+            pass
+        except OSError:
+            continue          # gone, or a kernel thread
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = [a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a]
+        except OSError:
+            continue
+        if argv and "python" in os.path.basename(argv[0]).lower():
+            out.append({"pid": pid, "command": " ".join(argv),
+                        "reason": "not ours to inspect (its executable is closed to this "
+                                  "user): run as root, or as its user"})
+    return out
 
 
 def status_exit_code(processes: Sequence[Dict[str, Any]]) -> int:

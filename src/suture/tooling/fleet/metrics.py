@@ -47,10 +47,12 @@ def render(report: Dict[str, Any], audit: Sequence[Dict[str, Any]],
     for p in report["processes"]:
         for cve in sorted({c for x in p.get("exposed", []) for c in x["cves"]}):
             per_cve[cve] += 1
-    known_cves = sorted({c for e in report["patches"] for c in e["cves"]})
+    known_cves = sorted({c for e in report["patches"] for c in e["cves"]}
+                        | {a["id"] for a in report.get("advisories") or []})
     lines += _family("suture_exposed_processes", "gauge",
-                     "Processes still exposed to each CVE of the known patches (draining "
-                     "ones included: old code of the patch still runs there).",
+                     "Processes still exposed to each CVE of the known patches or public "
+                     "advisory of the releases they run (draining ones included: old code "
+                     "of the patch still runs there).",
                      [("suture_exposed_processes", {"cve": c}, per_cve.get(c, 0))
                       for c in known_cves])
     patch_states = [("suture_patch_processes", {"patch": e["id"][:12], "state": s},
@@ -60,6 +62,17 @@ def render(report: Dict[str, Any], audit: Sequence[Dict[str, Any]],
                      "Processes per known patch and state (draining: applied, but frames "
                      "that started before it still run the old code; such a process also "
                      "counts in suture_exposed_processes).", patch_states)
+    from .advisories import STATES as ADVISORY_STATES
+    lines += _family("suture_advisory_processes", "gauge",
+                     "Processes per public advisory of a release they run, and state (fixed "
+                     "in memory; exposed, patch available; exposed, no patch; not affected).",
+                     [("suture_advisory_processes",
+                       {"advisory": a["id"], "package": a["package"], "state": s},
+                       sum(1 for r in a["processes"] if r["state"] == s))
+                      for a in report.get("advisories") or [] for s in ADVISORY_STATES])
+    lines += _family("suture_hidden_processes", "gauge",
+                     "Python processes of other users this user could not inspect.",
+                     [("suture_hidden_processes", {}, len(report.get("hidden") or []))])
     ops = Counter((str(r.get("op")), str(r.get("result"))) for r in audit)
     lines += _family("suture_operations_total", "counter",
                      "Operations recorded in the host's audit log, by operation and result.",
