@@ -26,6 +26,7 @@ import pytest
 import livecli
 from livecli import SRC, cli, patch_id, reap
 from signing import signed
+from vexschema import openvex_errors
 from suture.tooling.build import build_trees
 from suture.tooling.build.sources import materialize
 from suture.tooling.fleet import advisories
@@ -123,8 +124,19 @@ def exposed_metric(text: str, cve: str = CVE) -> float:
     return float(m.group(1))
 
 
-def test_three_processes_from_a_mirror_file_status_and_metrics_agree(
-        releases: Dict[str, Any], start: Any, rundir: str, state: Path,
+def vex(rundir: str, out: Path) -> Dict[Any, Dict[str, Any]]:
+    """`suture vex` (every process of ``rundir``), checked against the OpenVEX schema:
+    (vulnerability, purl) -> statement."""
+    r = cli(rundir, "vex", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(out.read_text())
+    assert openvex_errors(doc) == []
+    return {(st["vulnerability"]["name"], p["@id"]): st
+            for st in doc["statements"] for p in st["products"]}
+
+
+def test_three_processes_from_a_mirror_file_status_metrics_and_vex_agree(
+        releases: Dict[str, Any], start: Any, rundir: str, state: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     patched, unpatched, fixed = (start(releases["old"]), start(releases["old"]),
                                  start(releases["new"]))
@@ -169,6 +181,13 @@ def test_three_processes_from_a_mirror_file_status_and_metrics_agree(
     assert metric(r.stdout, "exposed, no patch") == 0
     assert metric(r.stdout, "not affected") == 1
     assert exposed_metric(r.stdout) == 1
+    # `suture vex` too: the release both 1.26.17 processes load is affected while one runs
+    # it unpatched (the advisory's other ids as aliases); the fixed release is not listed.
+    statements = vex(rundir, tmp_path / "vex-1.json")
+    old_release = statements[(CVE, "pkg:pypi/urllib3@1.26.17")]
+    assert old_release["status"] == "affected"
+    assert set(old_release["vulnerability"].get("aliases", [])) == set(ALIASES) - {CVE}
+    assert (CVE, "pkg:pypi/urllib3@1.26.18") not in statements
 
     # Reverted: the first runs the vulnerable code again, and says so.
     r = cli(rundir, "revert", ident, "--pid", str(patched.pid))
@@ -179,6 +198,8 @@ def test_three_processes_from_a_mirror_file_status_and_metrics_agree(
     assert status(rundir, [patched.pid, fixed.pid], str(MIRROR))["exit_code"] == 2
     r = cli(rundir, "metrics")
     assert exposed_metric(r.stdout) == 2 and metric(r.stdout, "fixed in memory") == 0
+    again = vex(rundir, tmp_path / "vex-2.json")[(CVE, "pkg:pypi/urllib3@1.26.17")]
+    assert again["status"] == "affected" and again["timestamp"] >= old_release["timestamp"]
     text = cli(rundir, "status", "--advisories", str(MIRROR), "--pid", str(patched.pid))
     assert text.returncode == 2 and f"advisory {CVE}" in text.stdout
     assert "exposed, no patch" in text.stdout and "no patch known" in text.stdout
