@@ -45,7 +45,13 @@ _uncertain: Dict[str, bool] = {}
 def _modules() -> List[Tuple[str, str]]:
     out = []
     for name, module in list(sys.modules.items()):
-        file = getattr(module, "__file__", None)
+        # The module's own dict, not getattr: no module __getattr__, lazy-import proxy or
+        # non-module object in sys.modules runs application code for this.
+        try:
+            own = object.__getattribute__(module, "__dict__")
+        except Exception:  # noqa: BLE001 - an object without one has no file either
+            continue
+        file = own.get("__file__") if isinstance(own, dict) else None
         if isinstance(file, str) and os.path.isabs(file):
             out.append((name, file))
     return out
