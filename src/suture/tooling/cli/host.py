@@ -133,7 +133,9 @@ def attach(pids: Sequence[int], timeout: float, as_json: bool) -> None:
 
     Runs a tiny bootstrap at a safe point with sys.remote_exec (Python 3.14+,
     when it runs promptly) or gdb (any thread's safe point), bounded by
-    --timeout; acts with each target's own uid and gid. Exit
+    --timeout; acts with each target's own uid and gid. The new agent's
+    hello is awaited as long (it applies the installed patches first); an
+    agent too busy to answer is reported attached, with a note. Exit
     codes: 0 every process has an agent now, 1 some could not be attached
     (the row says why; those processes run on unchanged).
     """
@@ -157,7 +159,8 @@ def attach(pids: Sequence[int], timeout: float, as_json: bool) -> None:
                 click.echo(f"PID {pid}: attached with {r['method']}"
                            + (f" ({why})" if why else "")
                            + f" in {r['seconds']:.2f} s, Python {r['python']}; "
-                           f"agent at {r['socket']}")
+                           f"agent at {r['socket']}"
+                           + (f"; {r['details']['busy']}" if r["details"].get("busy") else ""))
     if as_json:
         _emit_json({"processes": rows})
     sys.exit(1 if any(r["outcome"] == "failed" for r in rows) else 0)
