@@ -530,6 +530,29 @@ def test_second_attach_says_already(targets: Targets):
     assert rc == 0 and row["outcome"] == "already", row
 
 
+def test_attach_from_a_shell_with_another_runtime_dir_finds_the_agent(targets: Targets):
+    # The caller's SUTURE_RUNTIME_DIR names another directory than the target's own: the
+    # agent attach started (in the target's directory) must still be found, and the
+    # second attach must say "already" without injecting again: here it could not even
+    # (no gdb on PATH, and before 3.14 no other way in).
+    proc, _ = start(targets, "import time\nprint('ready', flush=True)\ntime.sleep(30)\n")
+    elsewhere = targets.root / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    env = dict(os.environ, SUTURE_RUNTIME_DIR=str(elsewhere))
+    rc, row = attach(proc.pid, env=env)
+    assert rc == 0 and row["outcome"] == "attached", row
+    assert row["socket"] == targets.sock(proc.pid), row
+    rc, row = attach(proc.pid, env=dict(env, PATH="/nonexistent"))
+    assert rc == 0 and (row["outcome"], row["method"]) == ("already", ""), row
+    assert row["socket"] == targets.sock(proc.pid), row
+    assert not list(elsewhere.iterdir())
+    out = subprocess.run([sys.executable, "-m", "suture", "attach", str(proc.pid)],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert (out.returncode, out.stdout) == (
+        0, f"PID {proc.pid}: already attached: its agent listens at "
+           f"{targets.sock(proc.pid)}\n"), out
+
+
 def test_refuses_what_is_not_python(targets: Targets):
     proc = targets.start(["sleep", "30"], dict(os.environ))
     rc, row = attach(proc.pid)

@@ -153,7 +153,8 @@ def attach(pids: Sequence[int], timeout: float, as_json: bool) -> None:
                 click.echo(f"PID {pid}: not attached: {r['error']['message']} "
                            f"[{r['error']['code']}]")
             elif r["outcome"] == "already":
-                click.echo(f"PID {pid}: already has an agent ({r['socket']})")
+                click.echo(f"PID {pid}: already attached: its agent listens at {r['socket']}"
+                           + (f"; {r['details']['busy']}" if r["details"].get("busy") else ""))
             else:
                 why = r["details"].get("fallback")
                 click.echo(f"PID {pid}: attached with {r['method']}"

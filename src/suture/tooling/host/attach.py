@@ -523,10 +523,20 @@ def attach(pid: int, timeout: float = DEFAULT_TIMEOUT, *,
     status = _status(pid)
     identity = _identity(pid, status)
     _, version = _python(pid)
+    # Already attached? Looked for where the agent may be, not only where our own
+    # $SUTURE_RUNTIME_DIR says: an agent started with the target's own directory is
+    # hidden from a caller whose environment names another, and gdb would be run again
+    # into a process that has an agent (issue 18). An agent that accepts but does not
+    # answer in time (busy, or applying installed patches at its start) is there too.
     try:
-        info = client.hello(pid, runtime_dir=runtime_dir)
-        return Attached(pid, "already", socket=client.socket_path(pid, runtime_dir),
-                        python=str(info.get("python", version)))
+        path, info = client.find_agent(pid, timeout, runtime_dir=runtime_dir)
+        return Attached(pid, "already", socket=path, python=str(info.get("python", version)))
+    except client.AgentTimeout as exc:
+        return Attached(pid, "already", socket=str(exc.details.get("socket", "")),
+                        python=version, details={
+                            "busy": f"its agent did not answer hello within {timeout:g} s "
+                                    f"(a busy process); `suture ps` shows it once it answers",
+                            "hello_error": exc.to_dict()})
     except SutureError:
         pass
     _check_tracer(pid, status)
