@@ -196,8 +196,10 @@ def apply(file: Path, pids: Sequence[int], select_all: bool, wait_quiescent: Opt
 
     The file is checked here first, signatures included (trust policy: `suture trust`);
     a bad or untrusted file contacts no process, nor does a patch marked bad on this host
-    (`suture bad`). With --all, processes that do not have the patch's distribution
-    installed are skipped.
+    (`suture bad`). A process that does not have the patch's distribution installed, or
+    has it at another version than the baseline, is skipped as not affected (with --pid
+    and --all alike); "pending import" means the baseline release is there, not imported
+    yet.
     With --all, Python processes without an agent that may run the patch's baseline are
     listed as "not covered".
     Exit codes: 0 every process applied, already fixed, pending import or skipped;
