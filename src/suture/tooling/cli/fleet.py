@@ -191,6 +191,10 @@ def daemon(config_file: str, once: bool, dry_run: bool, as_json: bool) -> None:
 
     from ..fleet import daemon as daemon_mod
 
+    if dry_run and not once:
+        # Without --once the daemon would run for real, every interval: the opposite of
+        # what --check asks for.
+        raise click.UsageError("--check needs --once (one cycle, computed, nothing changed)")
     try:
         cfg = daemon_mod.load_config(config_file)
     except SutureError as exc:
