@@ -30,7 +30,7 @@ from typing import Any, Dict, List, Tuple
 
 import pytest
 
-from agentutil import Targets, result, wait_for
+from agentutil import SRC, Targets, result, wait_for
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux") or shutil.which("gdb") is None,
@@ -430,11 +430,127 @@ def test_attached_process_takes_a_patch(targets: Targets, tmp_path: Path):
     assert finish(proc) == []
 
 
+def _pending_connections(pid: int, path: str) -> int:
+    """Connections to the agent socket ``path`` of ``pid`` that the agent has not accepted
+    yet (state 02, SS_CONNECTING, in /proc/net/unix). The kernel shows a socket by the
+    name it was bound to: the agent binds a temporary name and renames it."""
+    names = (path, f"{path}.{pid}.tmp")
+    with open("/proc/net/unix", encoding="utf-8") as f:
+        rows = [line.split() for line in f.readlines()[1:]]
+    return sum(1 for r in rows if len(r) >= 8 and r[7] in names and r[5] == "02")
+
+
+@pytest.mark.slow
+def test_a_slow_hello_is_not_a_failure_and_the_installed_patch_applies(
+        targets: Targets, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    # The issue's case: the agent applies the host's installed patch before it serves its
+    # first request, so its hello comes late; attach said "did not answer hello within
+    # 0.5 s" (SUT-E612) although it had attached and the patch was applied. Here the
+    # apply is slowed by something real: the application is inside a unit of work
+    # (suture.runtime.unit()), and an apply never commits inside one.
+    from test_store_live import build, install
+
+    monkeypatch.setenv("SUTURE_STATE_DIR", str(targets.root / "state"))  # the target's store
+    patch = install(build(tmp_path, "1", "2"))
+    go, stop = targets.root / "go", targets.root / "stop"
+    proc, _ = start(targets, f"""
+        import os, time
+        import suture.runtime as rt
+        from tiny import calc
+        print("ready", flush=True)
+        with rt.unit():
+            while not os.path.exists({str(go)!r}):
+                time.sleep(0.01)
+        while calc.value() == 1:
+            time.sleep(0.01)
+        print("now", calc.value(), flush=True)
+        while not os.path.exists({str(stop)!r}):
+            time.sleep(0.01)
+    """, str(SRC), str(tmp_path / "v1"))
+    attaching = subprocess.Popen(
+        [sys.executable, "-m", "suture", "attach", str(proc.pid), "--json", "--timeout", "30"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        sock = targets.sock(proc.pid)
+        # attach's hello is sent, and the agent, waiting for the unit, does not take it
+        wait_for(lambda: _pending_connections(proc.pid, sock), "attach's hello", proc=proc)
+        time.sleep(1.0)   # the slowness: twice the 0.5 s the hello was given
+        assert _pending_connections(proc.pid, sock) == 1   # still unanswered: a slow hello indeed
+        go.touch()
+        out, err = attaching.communicate(timeout=120)
+    finally:
+        if attaching.poll() is None:
+            attaching.kill()
+            attaching.communicate()
+    row = json.loads(out)["processes"][0]
+    assert attaching.returncode == 0 and row["outcome"] == "attached", (row, err)
+    assert "busy" not in row["details"], row
+    assert proc.stdout.readline() == "now 2\n"
+    status = result(sock, "status")
+    assert [(p["id"], p["modules"]) for p in status["patches"]] \
+        == [(patch.id, {"tiny.calc": "applied"})]
+    stop.touch()
+    assert finish(proc) == []
+
+
+@pytest.mark.slow
+def test_an_agent_too_busy_to_answer_within_the_timeout_is_attached_with_a_note(
+        targets: Targets, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    # As above, but the unit of work outlasts --timeout: the agent runs (its socket is
+    # there), so attach says "attached" and why its hello did not come; exit 0.
+    from test_store_live import build, install
+
+    monkeypatch.setenv("SUTURE_STATE_DIR", str(targets.root / "state"))
+    install(build(tmp_path, "1", "2"))
+    stop = targets.root / "stop"
+    proc, _ = start(targets, f"""
+        import os, time
+        import suture.runtime as rt
+        from tiny import calc
+        print("ready", flush=True)
+        with rt.unit():
+            while not os.path.exists({str(stop)!r}):
+                time.sleep(0.01)
+    """, str(SRC), str(tmp_path / "v1"))
+    rc, row = attach(proc.pid, "--timeout", "1")
+    assert rc == 0 and row["outcome"] == "attached", row
+    assert row["details"]["busy"].startswith("the agent started but did not answer hello "
+                                             "within 1 s"), row
+    assert row["details"]["hello_error"]["code"] == "SUT-E612", row
+    assert os.path.exists(targets.sock(proc.pid))
+    hello(targets, proc.pid)   # it answers once its start-up apply gave up on the unit
+    stop.touch()
+    assert finish(proc) == []
+
+
 def test_second_attach_says_already(targets: Targets):
     proc, _ = start(targets, "import time\nprint('ready', flush=True)\ntime.sleep(30)\n")
     assert attach(proc.pid)[1]["outcome"] == "attached"
     rc, row = attach(proc.pid)
     assert rc == 0 and row["outcome"] == "already", row
+
+
+def test_attach_from_a_shell_with_another_runtime_dir_finds_the_agent(targets: Targets):
+    # The caller's SUTURE_RUNTIME_DIR names another directory than the target's own: the
+    # agent attach started (in the target's directory) must still be found, and the
+    # second attach must say "already" without injecting again: here it could not even
+    # (no gdb on PATH, and before 3.14 no other way in).
+    proc, _ = start(targets, "import time\nprint('ready', flush=True)\ntime.sleep(30)\n")
+    elsewhere = targets.root / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    env = dict(os.environ, SUTURE_RUNTIME_DIR=str(elsewhere))
+    rc, row = attach(proc.pid, env=env)
+    assert rc == 0 and row["outcome"] == "attached", row
+    assert row["socket"] == targets.sock(proc.pid), row
+    rc, row = attach(proc.pid, env=dict(env, PATH="/nonexistent"))
+    assert rc == 0 and (row["outcome"], row["method"]) == ("already", ""), row
+    assert row["socket"] == targets.sock(proc.pid), row
+    assert not list(elsewhere.iterdir())
+    out = subprocess.run([sys.executable, "-m", "suture", "attach", str(proc.pid)],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert (out.returncode, out.stdout) == (
+        0, f"PID {proc.pid}: already attached: its agent listens at "
+           f"{targets.sock(proc.pid)}\n"), out
 
 
 def test_refuses_what_is_not_python(targets: Targets):

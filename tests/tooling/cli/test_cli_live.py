@@ -99,6 +99,43 @@ def test_module_not_yet_imported_is_pending_and_counts_as_protected(
                      "imported$", out.stdout, re.M), out.stdout
 
 
+def test_apply_pid_and_all_follow_one_rule_for_who_is_affected(
+        dists: Dict[str, Path], rundir: str, tmp_path: Path,
+        start_target: Callable[..., Target]) -> None:
+    # Before issue 18, --pid sent the patch to a process without the distribution and
+    # answered "pending import" (its agent waits for an import that will never be of the
+    # baseline), while --all said it does not use it. Now both: not installed, or another
+    # release, is "not affected" (skipped, exit 0, nothing sent); "pending import" only
+    # where the baseline release is installed and not imported yet.
+    empty = tmp_path / "no-dist"
+    empty.mkdir()
+    without = start_target(empty, imported=False)            # no sutlivedemo at all
+    other = start_target(dists["2.0"], imported=False)       # another release
+    lazy = start_target(dists["1.0"], imported=False)        # the baseline, not imported
+    fix = str(dists["fix"])
+    expected = {
+        without.pid: ("skipped", f"not affected: {PKG} is not installed here"),
+        other.pid: ("skipped", f"not affected: runs {PKG} 2.0; the patch is for 1.0"),
+        lazy.pid: ("pending import", f"{PKG} will be checked against the baseline and "
+                                     "verified when imported"),
+    }
+    for pid in (without.pid, other.pid):
+        out = cli(rundir, "apply", fix, "--pid", str(pid), "--json")
+        assert out.returncode == 0, out.stdout + out.stderr
+        ((row),) = rows(out)
+        assert (row["outcome"], row["reason"]) == expected[pid], row
+        # nothing was applied there: the agent has no patch
+        assert livecli.client.call(pid, "status", 10, runtime_dir=rundir)["patches"] == []
+    out = cli(rundir, "apply", fix, "--all", "--json")
+    assert out.returncode == 0, out.stdout + out.stderr
+    got = {r["pid"]: (r["outcome"], r["reason"]) for r in rows(out) if r["pid"] in expected}
+    assert got[lazy.pid][1].endswith(expected[lazy.pid][1]), got   # after the pause
+    assert {**got, lazy.pid: expected[lazy.pid]} == expected, got
+    out = cli(rundir, "apply", fix, "--pid", str(without.pid))
+    assert re.search(rf"^ +{without.pid}  skipped +not affected: {PKG} is not installed "
+                     "here$", out.stdout, re.M), out.stdout
+
+
 def report(rundir: str, *args: str) -> Tuple[int, Dict[str, Any]]:
     out = cli(rundir, "status", "--json", *args)
     assert out.stdout, out.stderr

@@ -178,3 +178,56 @@ def test_the_running_daemon_serves_metrics_and_stops_on_sigterm(
             proc.wait()
         if proc.stderr:
             proc.stderr.close()
+
+
+def test_check_says_exactly_what_the_next_cycle_does_and_changes_nothing(
+        dists: Dict[str, Path], rundir: str, state: Path, tmp_path: Path,
+        start_target: Callable[..., Target]) -> None:
+    # The case: a due patch the host has not synced yet, and exposed processes.
+    # --check said it would apply nothing (it neither synced nor counted what it would
+    # install), and the next --once applied to every exposed process.
+    exposed = [start_target(dists["1.0"]) for _ in range(3)]
+    other = start_target(dists["2.0"])          # another release: not affected
+    fid = patch_id(dists["fix"])
+    src = tmp_path / "feed"
+    feed.publish([dists["fix"]], src, KEY, feed="acme", now=ago(1))
+    path = config(tmp_path, src)
+
+    out = cli(rundir, "daemon", "--config", str(path), "--once", "--check", "--json")
+    assert out.returncode == 0, out.stdout + out.stderr
+    check = json.loads(out.stdout)
+    assert check["dry_run"] is True and check["applied"] == []
+    (p,) = check["patches"]
+    assert (p["id"], p["reason"]) == (fid, "would install")
+    ((would,),) = [[w] for w in check["would_apply"]]
+    assert would["patch"] == fid
+    assert sorted(would["pids"]) == sorted(t.pid for t in exposed)
+    # nothing changed: nothing installed, synced, applied or written
+    assert store.installed() == [] and not (state / "feeds").exists()
+    assert not (state / "daemon.json").exists()
+    assert [t.observed() for t in exposed] == ["old"] * 3
+
+    # Without --json: text for people, the same facts.
+    out = cli(rundir, "daemon", "--config", str(path), "--once", "--check")
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].endswith(", ring broad: --check, nothing was changed"), out.stdout
+    assert f"  {fid[:12]}  {live.PKG} 1.0\u21921.1  CVE-2099-101  would install" \
+        in lines, out.stdout
+    assert f"  {fid[:12]} to 3 processes: " in out.stdout, out.stdout
+    assert not out.stdout.lstrip().startswith(("{", "["))
+
+    # The cycle then does exactly that.
+    report = once(rundir, path)
+    ((run,),) = [[a] for a in report["applied"]]
+    assert run["patch"] == fid
+    assert sorted((r["pid"], r["outcome"]) for r in run["processes"]) \
+        == sorted((t.pid, "applied") for t in exposed)
+    for t in exposed:
+        t.wait_for("new")
+    assert other.observed() == "old"
+    assert view(report, other.pid)[0][0] == "not affected"
+
+    # And a check now says there is nothing left to do, as the next cycle finds.
+    out = cli(rundir, "daemon", "--config", str(path), "--once", "--check")
+    assert out.returncode == 0 and "would apply: nothing" in out.stdout, out.stdout

@@ -128,3 +128,15 @@ def test_the_process_view_names_partial_patches_refusals_and_bad_marks(tmp_path:
     assert view(3, patch) == ("exposed", "runs tiny 1.1 without this patch; the patch is "
                                          "marked bad on this host (health check failed)")
     assert view(4, patch) == ("pending import", "tiny not imported yet")
+
+
+def test_check_without_once_is_a_usage_error_and_runs_nothing(tmp_path: Path) -> None:
+    # Without --once, `daemon --check` ran the real daemon, every interval.
+    from click.testing import CliRunner
+
+    from suture.tooling.cli import main
+
+    path = write(tmp_path, f'feeds = ["{tmp_path / "feed"}"]\n')
+    out = CliRunner().invoke(main, ["daemon", "--config", path, "--check"])
+    assert out.exit_code == 64, out.output
+    assert "--check needs --once" in out.output

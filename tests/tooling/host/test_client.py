@@ -381,7 +381,7 @@ def test_apply_all_skips_processes_without_the_distribution(agent: FakeAgent) ->
                           "to_version": "2.4.1"}, modules=(), id="ab" * 32)
     rows = fanout.apply(b"PATCH", patch, [1000001, 1000002], select_all=True)
     assert [(r.pid, r.outcome, r.reason) for r in rows] == [
-        (1000001, "skipped", "does not use shop-lib"),
+        (1000001, "skipped", "not affected: shop-lib is not installed here"),
         (1000002, "applied", "sutclientdemo: applied; pause 0.12 ms")]
     assert agent.ops(1000001) == ["dists"]
     sent = [r for r in agent.requests if r["op"] == "apply"][0]

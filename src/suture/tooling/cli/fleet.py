@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Dict, Sequence
 
 import click
 
@@ -224,19 +224,23 @@ def metrics(textfile: Path) -> None:
               help="daemon.toml (default: in the config directory, beside trust.toml).")
 @click.option("--once", is_flag=True, help="Run one cycle and exit (cron, tests).")
 @click.option("--check", "dry_run", is_flag=True,
-              help="With --once: say what the cycle would install and apply; change nothing.")
+              help="With --once: say what the cycle would install and apply, exactly (it "
+                   "syncs into a throw-away copy of the mirrors); change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="With --once: print the cycle's report.")
 def daemon(config_file: str, once: bool, dry_run: bool, as_json: bool) -> None:
     """Keep this host patched: sync the feeds, install patches when they are due for this
     host's ring (delay, maintenance window), apply them to exposed processes (health watch,
     revert and mark bad on failure). State: <state dir>/daemon.json. See docs/fleet.md.
     Exit codes: 0 stopped (SIGTERM) or --once done, 1 configuration or cycle error."""
-    import json
     import signal
     import threading
 
     from ..fleet import daemon as daemon_mod
 
+    if dry_run and not once:
+        # Without --once the daemon would run for real, every interval: the opposite of
+        # what --check asks for.
+        raise click.UsageError("--check needs --once (one cycle, computed, nothing changed)")
     try:
         cfg = daemon_mod.load_config(config_file)
     except SutureError as exc:
@@ -250,7 +254,7 @@ def daemon(config_file: str, once: bool, dry_run: bool, as_json: bool) -> None:
         if as_json:
             _emit_json(report)
         else:
-            click.echo(json.dumps(report["processes"], indent=1))
+            _render_cycle(report)
         return
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -258,3 +262,53 @@ def daemon(config_file: str, once: bool, dry_run: bool, as_json: bool) -> None:
     click.echo(f"suture daemon: ring {cfg.ring}, {len(cfg.feeds)} feed(s), every "
                f"{cfg.interval:g} s ({cfg.path})", err=True)
     sys.exit(daemon_mod.run(cfg, stop=stop))
+
+
+def _render_cycle(report: Dict[str, Any]) -> None:
+    """One `daemon --once` report as text: feeds, patches, what was (or would be) applied,
+    and each process's state per patch (--json has the same, whole)."""
+    from ..fleet.feed import describe
+
+    check = bool(report.get("dry_run"))
+    click.echo(f"daemon cycle at {report['at']}, ring {report['ring']}"
+               + (": --check, nothing was changed" if check else ""))
+    for f in report["feeds"]:
+        if f.get("code"):
+            click.echo(f"  feed {f['source']}: FAILED {f['code']} {f.get('error', '')}")
+        else:
+            click.echo(f"  feed {f['source']}: {f.get('feed')} index version {f.get('version')}"
+                       + (f", refused {', '.join(i[:12] for i in f['refused'])}"
+                          if f.get("refused") else "")
+                       + (f", failed {', '.join(i[:12] for i in f['failed'])}"
+                          if f.get("failed") else ""))
+    targets: Dict[str, str] = {}
+    if report["patches"]:
+        click.echo("patches:")
+    for p in report["patches"]:
+        targets[p["id"]] = describe(p["target"])
+        cves = ", ".join(p["cves"]) or "no CVE"
+        state = ("would install" if p["reason"] == "would install"
+                 else "installed now" if p.get("installed_now")
+                 else p["state"] + (f": {p['reason']}" if p["reason"] else ""))
+        click.echo(f"  {p['id'][:12]}  {targets[p['id']]}  {cves}  {state}")
+    if check:
+        click.echo("would apply:" if report["would_apply"] else "would apply: nothing")
+        for w in report["would_apply"]:
+            pids = ", ".join(str(pid) for pid in w["pids"])
+            click.echo(f"  {w['patch'][:12]} to {len(w['pids'])} process"
+                       f"{'es' if len(w['pids']) != 1 else ''}: {pids}")
+    else:
+        click.echo("applied:" if report["applied"] else "applied: nothing")
+        for a in report["applied"]:
+            rows = ", ".join(f"{r['pid']} {r['outcome']}" for r in a["processes"])
+            watch = a.get("watch")
+            click.echo(f"  {a['patch'][:12]}: {rows}"
+                       + (f"; watch {watch['result']}" if watch else ""))
+    if report["processes"]:
+        click.echo("processes:")
+    for proc in report["processes"]:
+        command = " ".join(str(proc.get("command", "")).split())[:60]
+        click.echo(f"  {proc['pid']:>7}  {command}")
+        for p in proc["patches"]:
+            click.echo(f"  {'':>7}    {p['patch'][:12]}  {p['state']}"
+                       + (f": {p['reason']}" if p["reason"] else ""))

@@ -166,7 +166,9 @@ def attach(pids: Sequence[int], timeout: float, as_json: bool) -> None:
 
     Runs a tiny bootstrap at a safe point with sys.remote_exec (Python 3.14+,
     when it runs promptly) or gdb (any thread's safe point), bounded by
-    --timeout; acts with each target's own uid and gid. Exit
+    --timeout; acts with each target's own uid and gid. The new agent's
+    hello is awaited as long (it applies the installed patches first); an
+    agent too busy to answer is reported attached, with a note. Exit
     codes: 0 every process has an agent now, 1 some could not be attached
     (the row says why; those processes run on unchanged).
     """
@@ -184,13 +186,15 @@ def attach(pids: Sequence[int], timeout: float, as_json: bool) -> None:
                 click.echo(f"PID {pid}: not attached: {r['error']['message']} "
                            f"[{r['error']['code']}]")
             elif r["outcome"] == "already":
-                click.echo(f"PID {pid}: already has an agent ({r['socket']})")
+                click.echo(f"PID {pid}: already attached: its agent listens at {r['socket']}"
+                           + (f"; {r['details']['busy']}" if r["details"].get("busy") else ""))
             else:
                 why = r["details"].get("fallback")
                 click.echo(f"PID {pid}: attached with {r['method']}"
                            + (f" ({why})" if why else "")
                            + f" in {r['seconds']:.2f} s, Python {r['python']}; "
-                           f"agent at {r['socket']}")
+                           f"agent at {r['socket']}"
+                           + (f"; {r['details']['busy']}" if r["details"].get("busy") else ""))
     if as_json:
         _emit_json({"processes": rows})
     sys.exit(1 if any(r["outcome"] == "failed" for r in rows) else 0)
@@ -225,8 +229,10 @@ def apply(file: Path, pids: Sequence[int], select_all: bool, wait_quiescent: Opt
 
     The file is checked here first, signatures included (trust policy: `suture trust`);
     a bad or untrusted file contacts no process, nor does a patch marked bad on this host
-    (`suture bad`). With --all, processes that do not have the patch's distribution
-    installed are skipped.
+    (`suture bad`). A process that does not have the patch's distribution installed, or
+    has it at another version than the baseline, is skipped as not affected (with --pid
+    and --all alike); "pending import" means the baseline release is there, not imported
+    yet.
     With --all, Python processes without an agent that may run the patch's baseline are
     listed as "not covered".
     Exit codes: 0 every process applied, already fixed, pending import or skipped;

@@ -28,7 +28,9 @@ import datetime as _dt
 import json
 import os
 import re
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -207,9 +209,16 @@ def cycle(cfg: Config, *, now: Optional[_dt.datetime] = None,
           policy: Optional[trust.Policy] = None, dry_run: bool = False,
           log: Callable[[str], None] = lambda _: None) -> Dict[str, Any]:
     """One pass: sync, install what is due, apply to exposed processes. Returns the report
-    also written to ``daemon.json``. ``dry_run`` changes nothing (no download, install,
-    apply or state): patches that would be installed say ``would install``, and
-    ``would_apply`` lists the processes that would be patched."""
+    also written to ``daemon.json``.
+
+    ``dry_run`` (``--once --check``) computes exactly what this cycle would do, through the
+    same steps, and changes nothing: each feed is synced into a throw-away copy of its
+    mirror (what is missing is downloaded there), a patch that would be installed says
+    ``would install`` and counts as installed for step 3, and ``would_apply`` lists, per
+    patch, the processes that step 3 would patch; nothing is installed, applied or
+    written in the state directory. Before issue 18 the check neither synced nor counted
+    the patches it would install, so it said "nothing to apply" where the cycle then
+    applied a patch to every exposed process."""
     now = now or _dt.datetime.now(_dt.timezone.utc)
     policy = policy if policy is not None else trust.load_policy()
     state = _read_state()
@@ -220,14 +229,23 @@ def cycle(cfg: Config, *, now: Optional[_dt.datetime] = None,
     bad = store.bad_patches()
     installed = {row["id"] for row in store.installed()}
     mirrored: Dict[str, bytes] = {}
-    for source in cfg.feeds:
-        # One feed at a time, synced then installed from: a feed that is down, slow
-        # (bounded by its deadline) or hostile delays the others by at most its deadline
-        # and never stops them (issue 13, findings 5 and 6); its error is in the report.
-        _sync_feed(source, cfg, policy, report, dry_run, log)
-        _install_due(source, cfg, policy, report, dry_run, log, now, bad, installed,
-                     mirrored)
-    _apply_exposed(cfg, report, refused, log, dry_run, mirrored)
+    would_install: Dict[str, Tuple[bytes, Any]] = {}
+    staging = tempfile.TemporaryDirectory(prefix="suture-check-") if dry_run else None
+    try:
+        for source in cfg.feeds:
+            # One feed at a time, synced then installed from: a feed that is down, slow
+            # (bounded by its deadline) or hostile delays the others by at most its
+            # deadline and never stops them (issue 13, findings 5 and 6); its error is
+            # in the report.
+            mirror = (_staged_mirror(source, Path(staging.name)) if staging is not None
+                      else feed.mirror_dir(source))
+            _sync_feed(source, cfg, policy, report, mirror, log)
+            _install_due(source, mirror, cfg, policy, report, log, now, bad, installed,
+                         mirrored, would_install if dry_run else None)
+        _apply_exposed(cfg, report, refused, log, dry_run, mirrored, would_install)
+    finally:
+        if staging is not None:
+            staging.cleanup()
     if dry_run:
         report.pop("status", None)
         return report
@@ -244,11 +262,23 @@ def cycle(cfg: Config, *, now: Optional[_dt.datetime] = None,
     return report
 
 
+def _staged_mirror(source: str, staging: Path) -> Path:
+    """A copy of ``source``'s mirror in ``staging`` (empty when never synced), for a dry
+    run to sync into and install from as the cycle would from the mirror itself."""
+    real = feed.mirror_dir(source)
+    copy = staging / real.name
+    if real.is_dir():
+        shutil.copytree(real, copy)
+    else:
+        copy.mkdir(mode=0o700)
+    return copy
+
+
 def _sync_feed(source: str, cfg: Config, policy: trust.Policy, report: Dict[str, Any],
-               dry_run: bool, log: Callable[[str], None]) -> None:
+               mirror: Path, log: Callable[[str], None]) -> None:
     try:
-        synced = feed.sync(source, policy=policy, now=report["at"], dry_run=dry_run,
-                           deadline=cfg.deadline)
+        synced = feed.sync(source, policy=policy, now=report["at"], deadline=cfg.deadline,
+                           mirror=mirror)
     except SutureError as exc:      # every failure of a feed's input is one (feed.py)
         report["feeds"].append({"source": source, "ok": False, "error": exc.message,
                                 "code": exc.code})
@@ -262,16 +292,17 @@ def _sync_feed(source: str, cfg: Config, policy: trust.Policy, report: Dict[str,
                                        if r["outcome"] == "failed"]})
 
 
-def _install_due(source: str, cfg: Config, policy: trust.Policy, report: Dict[str, Any],
-                 dry_run: bool, log: Callable[[str], None], now: _dt.datetime,
-                 bad: Dict[str, Any], installed: Set[str], mirrored: Dict[str, bytes]) -> None:
-    """Install what is due from the mirror of the configured feed ``source``.
+def _install_due(source: str, mirror: Path, cfg: Config, policy: trust.Policy,
+                 report: Dict[str, Any], log: Callable[[str], None], now: _dt.datetime,
+                 bad: Dict[str, Any], installed: Set[str], mirrored: Dict[str, bytes],
+                 would_install: Optional[Dict[str, Tuple[bytes, Any]]]) -> None:
+    """Install what is due from ``mirror``, the mirror of the configured feed ``source``.
 
     Only mirrors of feeds configured now are read (a feed removed from daemon.toml is
     not installed from any more), only what their current index lists, and only a file
     that is exactly the entry's patch (id and sha256, ``feed.mirror_patch``): issue 13,
-    finding 8. A patch marked bad is never installed."""
-    mirror = feed.mirror_dir(source)
+    finding 8. A patch marked bad is never installed. A dry run passes
+    ``would_install``, which gets what would be installed, instead of the store."""
     try:
         index = feed.read_index((mirror / feed.INDEX_FILE).read_bytes(), policy,
                                 report["at"], where=f"mirrored in {mirror}")
@@ -292,8 +323,9 @@ def _install_due(source: str, cfg: Config, policy: trust.Policy, report: Dict[st
             data, record = b"", None
             if ok and entry["id"] not in installed:
                 ok, why = False, f"not installed: {getattr(exc, 'message', exc)}"
-        if ok and entry["id"] not in installed and dry_run:
+        if ok and entry["id"] not in installed and would_install is not None:
             ok, why = False, "would install"
+            would_install[entry["id"]] = (data, record)
         elif ok and entry["id"] not in installed:
             try:
                 store.install(data, record)
@@ -304,7 +336,7 @@ def _install_due(source: str, cfg: Config, policy: trust.Policy, report: Dict[st
                 log(f"installed {entry['id'][:12]} ({feed.describe(entry['target'])})")
             except (OSError, SutureError) as exc:
                 ok, why = False, f"not installed: {getattr(exc, 'message', exc)}"
-        if not ok and data:
+        if not ok and data and entry["id"] not in (would_install or {}):
             mirrored[entry["id"]] = data
         report["patches"].append(dict(row, state="installed" if ok else "waiting",
                                       reason="" if ok else why))
@@ -312,13 +344,15 @@ def _install_due(source: str, cfg: Config, policy: trust.Policy, report: Dict[st
 
 def _apply_exposed(cfg: Config, report: Dict[str, Any], refused: Dict[str, str],
                    log: Callable[[str], None], dry_run: bool = False,
-                   mirrored: Optional[Dict[str, bytes]] = None) -> None:
+                   mirrored: Optional[Dict[str, bytes]] = None,
+                   would_install: Optional[Dict[str, Tuple[bytes, Any]]] = None) -> None:
     """Apply installed patches to the processes exposed to them. Patches synced but not
     due yet (``mirrored``) count in the status too, so their exposure shows (metrics,
-    ``daemon.json``) while the host waits for them."""
+    ``daemon.json``) while the host waits for them; those a dry run would install
+    (``would_install``) count as installed."""
     files: Dict[str, Tuple[bytes, Any, Optional[str]]] = {}
     bad = store.bad_patches()
-    for data, record in store.load_installed():
+    for data, record in [*store.load_installed(), *(would_install or {}).values()]:
         if record is not None:          # agents refuse rows without a trust record too
             patch = load(data)
             files[patch.id] = (data, patch, record.get("restricted_to"))

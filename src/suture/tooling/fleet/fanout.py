@@ -4,7 +4,8 @@ Each process is contacted on its own thread; one slow or broken agent delays onl
 own row. A row is plain data (``Row.to_dict()`` is what ``--json`` prints). Outcomes:
 
 * apply: ``applied``, ``already fixed``, ``already applied``, ``pending import``,
-  ``skipped`` (``--all`` only: the process does not have the target distribution),
+  ``skipped`` (not affected: the process does not have the target distribution, or has
+  it at another version than the patch's baseline; ``--pid`` and ``--all`` alike),
   ``refused`` (the agent changed nothing: a ``RefusedError``, a patch it cannot read,
   an unknown patch id...), ``failed`` (no answer, rolled back, internal error).
 * revert: ``reverted``, ``skipped`` (``--all``: the patch is not applied there),
@@ -178,14 +179,37 @@ def _canonical(name: str) -> str:
     return name.lower().replace("_", "-").replace(".", "-")
 
 
-def _has_dist(dists: Dict[str, Any], name: str) -> bool:
+def _dist_version(dists: Dict[str, Any], name: str) -> Optional[str]:
+    """The version of distribution ``name`` in a ``dists`` answer, None when not there."""
     want = _canonical(name)
     for key, value in dists.items():
         if _canonical(key) == want:
             if isinstance(value, dict):
-                return value.get("version") is not None
-            return value is not None
-    return False
+                value = value.get("version")
+            return None if value is None else str(value)
+    return None
+
+
+def _not_affected(patch: Patch, dists: Dict[str, Any]) -> Optional[str]:
+    """Why a process whose ``dists`` answer this is does not need ``patch`` (None when
+    it may: the agent decides). One rule for ``apply --pid`` and ``--all``, the same as
+    ``status``'s "not affected": the patch's distribution is not installed there, or at
+    another version than the patch's baseline. Only a process that has the baseline
+    release can be "pending import" (a module of it not imported yet): before issue 18,
+    ``--pid`` sent the patch to a process without the distribution, whose agent answered
+    "pending import", while ``--all`` skipped it."""
+    if patch.target.get("kind") != "distribution" or not patch.target.get("name"):
+        return None
+    name = str(patch.target["name"])
+    version = _dist_version(dists, name)
+    if version is None:
+        return f"not affected: {name} is not installed here"
+    base = patch.target.get("from_version")
+    if base and not _same_version(version, base):
+        fixed = (" (the fixed release)" if _same_version(version, patch.target.get("to_version"))
+                 else "")
+        return f"not affected: runs {name} {version}{fixed}; the patch is for {base}"
+    return None
 
 
 def apply(data: bytes, patch: Patch, pids: Sequence[int], *, select_all: bool = False,
@@ -202,11 +226,12 @@ def apply(data: bytes, patch: Patch, pids: Sequence[int], *, select_all: bool = 
     dist = patch.target.get("name") if patch.target.get("kind") == "distribution" else None
 
     def work(pid: int) -> Row:
-        if select_all and dist:
+        if dist:
             found = client.call(pid, "dists", STATUS_TIMEOUT, runtime_dir=runtime_dir,
                                 names=[dist]).get("dists", {})
-            if not _has_dist(found if isinstance(found, dict) else {}, dist):
-                return Row(pid, "skipped", reason=f"does not use {dist}")
+            why = _not_affected(patch, found if isinstance(found, dict) else {})
+            if why is not None:
+                return Row(pid, "skipped", reason=why)
         extra = {"restricted_to": restricted_to} if restricted_to else {}
         deadline = time.time() + timeout
         try:

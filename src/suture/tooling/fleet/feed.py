@@ -579,7 +579,8 @@ def _check_rollback(index: Index, name: str, state: Dict[str, Any], digest: str,
 
 def sync(source: str, *, policy: Optional[trust.Policy] = None,
          fetch: Optional[Fetch] = None, now: Optional[str] = None,
-         dry_run: bool = False, deadline: float = DEADLINE) -> Dict[str, Any]:
+         dry_run: bool = False, deadline: float = DEADLINE,
+         mirror: Optional[Path] = None) -> Dict[str, Any]:
     """Bring the feed at ``source`` (URL or directory) to this host's mirror.
 
     Returns a report: the index version, and one row per patch with its outcome
@@ -592,22 +593,25 @@ def sync(source: str, *, policy: Optional[trust.Policy] = None,
     Every download of this sync together must finish within ``deadline`` seconds
     (FeedDeadline, SUT-E102, otherwise); any other failure to download the index is a
     FeedDownloadError (SUT-E101) naming the URL.
+
+    ``mirror``: sync into this directory instead of the host's mirror of ``source``
+    (``suture daemon --once --check`` syncs into a copy of it, which it then removes).
     """
     policy = policy if policy is not None else trust.load_policy()
     timer = _Deadline(deadline)
     try:
-        return _sync(source, policy, fetch, now, dry_run, timer)
+        return _sync(source, policy, fetch, now, dry_run, timer, mirror)
     finally:
         timer.cancel()
 
 
 def _sync(source: str, policy: trust.Policy, fetch: Optional[Fetch], now: Optional[str],
-          dry_run: bool, deadline: _Deadline) -> Dict[str, Any]:
+          dry_run: bool, deadline: _Deadline, mirror: Optional[Path]) -> Dict[str, Any]:
     name, fetch_fn = _fetcher(source, deadline)
     fetch = fetch or fetch_fn
     now = now or _now()
     index = read_index(fetch(INDEX_FILE, MAX_INDEX_BYTES), policy, now, where=f"from {name}")
-    mirror = mirror_dir(source)
+    mirror = mirror or mirror_dir(source)
     state = _state(mirror, name, index.feed)
     digest = hashlib.sha256(index.data).hexdigest()
     seen = _check_rollback(index, name, state, digest, now)

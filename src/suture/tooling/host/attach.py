@@ -523,10 +523,20 @@ def attach(pid: int, timeout: float = DEFAULT_TIMEOUT, *,
     status = _status(pid)
     identity = _identity(pid, status)
     _, version = _python(pid)
+    # Already attached? Looked for where the agent may be, not only where our own
+    # $SUTURE_RUNTIME_DIR says: an agent started with the target's own directory is
+    # hidden from a caller whose environment names another, and gdb would be run again
+    # into a process that has an agent (issue 18). An agent that accepts but does not
+    # answer in time (busy, or applying installed patches at its start) is there too.
     try:
-        info = client.hello(pid, runtime_dir=runtime_dir)
-        return Attached(pid, "already", socket=client.socket_path(pid, runtime_dir),
-                        python=str(info.get("python", version)))
+        path, info = client.find_agent(pid, timeout, runtime_dir=runtime_dir)
+        return Attached(pid, "already", socket=path, python=str(info.get("python", version)))
+    except client.AgentTimeout as exc:
+        return Attached(pid, "already", socket=str(exc.details.get("socket", "")),
+                        python=version, details={
+                            "busy": f"its agent did not answer hello within {timeout:g} s "
+                                    f"(a busy process); `suture ps` shows it once it answers",
+                            "hello_error": exc.to_dict()})
     except SutureError:
         pass
     _check_tracer(pid, status)
@@ -619,6 +629,21 @@ def attach(pid: int, timeout: float = DEFAULT_TIMEOUT, *,
             details["fallback"] = "its script ran once gdb had woken the main thread"
     socket_file = str(answer.get("socket", ""))
     host_socket = prefix + socket_file
-    info = client.hello(pid, runtime_dir=os.path.dirname(host_socket) if socket_file else None)
+    # The answer file says the agent listens; the hello proves that socket is PID's own.
+    # The agent applies the host's installed patches before it serves its first request
+    # (runtime/_agent.py, _auto_apply), which can take longer than a discovery hello in a
+    # busy process: so the hello gets --timeout, like every other wait of an attach, and
+    # a hello that does not come in time means "attached, busy", not a failure (the agent
+    # runs, and has maybe applied patches: reporting failure would be false).
+    try:
+        info = client.hello(pid, timeout,
+                            runtime_dir=os.path.dirname(host_socket) if socket_file else None)
+    except client.AgentTimeout as exc:
+        info = {}
+        details["busy"] = (
+            f"the agent started but did not answer hello within {timeout:g} s: it applies "
+            f"the installed patches before its first request, or the process is busy; "
+            f"`suture ps` shows it once it answers")
+        details["hello_error"] = exc.to_dict()
     return Attached(pid, "attached", method, round(time.monotonic() - started, 3), host_socket,
                     str(info.get("python", answer.get("python", version))), details=details)

@@ -34,7 +34,7 @@ from ...runtime.errors import SutureError
 
 __all__ = [
     # API
-    "socket_path", "socket_candidates", "call", "hello", "list_python_processes",
+    "socket_path", "socket_candidates", "call", "hello", "find_agent", "list_python_processes",
     "PythonProcess", "rebuild_error",
     # errors
     "AgentError", "NoAgent", "AgentUnreachable", "AgentTimeout", "AgentPermissionDenied",
@@ -488,18 +488,24 @@ class _Place:
         return self.shown_root + self.path
 
 
-def _places(target: _Target, runtime_dir: Optional[str]) -> List[_Place]:
+def _places(target: _Target, runtime_dir: Optional[str],
+            anywhere: bool = False) -> List[_Place]:
+    """Where to look, in order. ``anywhere``: after our override, the target's own
+    directories too (``find_agent``)."""
     name = f"{target.inner}.sock"
     override = runtime_dir or os.environ.get("SUTURE_RUNTIME_DIR")
-    if override:
-        # Ours to choose, so in our root; attach names a container's directory through
-        # /proc/PID/root, which is the target's root.
-        prefix = f"/proc/{target.pid}/root"
-        if override.startswith(prefix + "/"):
-            return [_Place(prefix, prefix, os.path.join(override[len(prefix):], name), True)]
-        return [_Place("", "", os.path.join(override, name), True)]
-    return [_Place(target.root, target.shown_root, os.path.join(d, name), False)
-            for d in _candidate_dirs(target.pid)]
+    own = [_Place(target.root, target.shown_root, os.path.join(d, name), False)
+           for d in _candidate_dirs(target.pid)]
+    if not override:
+        return own
+    # Ours to choose, so in our root; attach names a container's directory through
+    # /proc/PID/root, which is the target's root.
+    prefix = f"/proc/{target.pid}/root"
+    if override.startswith(prefix + "/"):
+        ours = _Place(prefix, prefix, os.path.join(override[len(prefix):], name), True)
+    else:
+        ours = _Place("", "", os.path.join(override, name), True)
+    return [ours, *own] if anywhere else [ours]
 
 
 def _owners(target: _Target, root_fd: int, place: _Place) -> FrozenSet[int]:
@@ -598,13 +604,14 @@ def _resolve(target: _Target, place: _Place) -> Tuple[int, str]:
             os.close(fd)
 
 
-def _locate(target: _Target, op: str, runtime_dir: Optional[str]) -> Tuple[int, str, str]:
+def _locate(target: _Target, op: str, runtime_dir: Optional[str],
+            anywhere: bool = False) -> Tuple[int, str, str]:
     """(dir fd, name, the path as shown) of the first place where a safe socket exists.
 
     An unsafe candidate is passed over (an agent never starts in one: ensure_dir); if no
     safe one exists, its refusal is raised, else a candidate we may not look into, else
     NoAgent for the first one (where the agent would be)."""
-    places = _places(target, runtime_dir)
+    places = _places(target, runtime_dir, anywhere)
     refused: Optional[UnsafeSocketPath] = None
     blocked: Optional[Tuple[str, OSError]] = None
     for place in places:
@@ -700,9 +707,9 @@ def call(pid: int, op: str, timeout: float = DEFAULT_TIMEOUT, *,
 
 
 def _request(target: _Target, op: str, timeout: float, runtime_dir: Optional[str],
-             fields: Dict[str, Any]) -> Tuple[str, Dict[str, Any]]:
+             fields: Dict[str, Any], anywhere: bool = False) -> Tuple[str, Dict[str, Any]]:
     pid = target.pid
-    dir_fd, name, path = _locate(target, op, runtime_dir)
+    dir_fd, name, path = _locate(target, op, runtime_dir, anywhere)
     try:
         # The directory we checked, whatever its depth: AF_UNIX paths stay short.
         via = f"/proc/self/fd/{dir_fd}/{name}"
@@ -866,6 +873,22 @@ def _result(frame: Dict[str, Any], pid: int, op: str) -> Dict[str, Any]:
 def hello(pid: int, timeout: float = HELLO_TIMEOUT, *,
           runtime_dir: Optional[str] = None) -> Dict[str, Any]:
     return call(pid, "hello", timeout, runtime_dir=runtime_dir)
+
+
+def find_agent(pid: int, timeout: float = HELLO_TIMEOUT, *,
+               runtime_dir: Optional[str] = None) -> Tuple[str, Dict[str, Any]]:
+    """(socket as shown, hello) of ``pid``'s agent wherever it listens: in ``runtime_dir``
+    (or our $SUTURE_RUNTIME_DIR) first, then in the target's own directories.
+
+    Every other call looks only where our override says (docs/protocol.md). Attach must
+    not: an agent started with the target's own SUTURE_RUNTIME_DIR is hidden from a
+    caller whose environment names another directory, and attach would then inject
+    again into a process that has an agent. The identity checks are those of ``call``.
+    """
+    target = _read_target(pid, _verifying(runtime_dir))
+    path, info = _request(target, "hello", timeout, runtime_dir, {}, anywhere=True)
+    _check_hello(target, path, info)
+    return path, info
 
 
 # -- finding Python processes ----------------------------------------------------------
