@@ -104,9 +104,10 @@ def test_apply_pid_and_all_follow_one_rule_for_who_is_affected(
         start_target: Callable[..., Target]) -> None:
     # Before issue 18, --pid sent the patch to a process without the distribution and
     # answered "pending import" (its agent waits for an import that will never be of the
-    # baseline), while --all said it does not use it. Now both: not installed, or another
-    # release, is "not affected" (skipped, exit 0, nothing sent); "pending import" only
-    # where the baseline release is installed and not imported yet.
+    # baseline), while --all said it does not use it. Now both: not installed is "not
+    # affected" (skipped, exit 0, nothing sent); another release is refused by its agent
+    # (SUT-E201, both releases named, exit 2); "pending import" only where the baseline
+    # release is installed and not imported yet.
     empty = tmp_path / "no-dist"
     empty.mkdir()
     without = start_target(empty, imported=False)            # no sutlivedemo at all
@@ -115,20 +116,29 @@ def test_apply_pid_and_all_follow_one_rule_for_who_is_affected(
     fix = str(dists["fix"])
     expected = {
         without.pid: ("skipped", f"not affected: {PKG} is not installed here"),
-        other.pid: ("skipped", f"not affected: runs {PKG} 2.0; the patch is for 1.0"),
+        other.pid: ("refused", f"this process runs {PKG} 2.0"),
         lazy.pid: ("pending import", f"{PKG} will be checked against the baseline and "
                                      "verified when imported"),
     }
-    for pid in (without.pid, other.pid):
+    def outcome(row: Dict[str, Any]) -> Tuple[str, str]:
+        if row["outcome"] == "refused":
+            assert row["code"] == "SUT-E201", row
+            message = row["error"]["message"]
+            assert f"The patch's baseline is {PKG} 1.0" in message, row
+            return "refused", expected[other.pid][1] if expected[other.pid][1] in message \
+                else message
+        return row["outcome"], row["reason"]
+
+    for pid, code in ((without.pid, 0), (other.pid, 2)):
         out = cli(rundir, "apply", fix, "--pid", str(pid), "--json")
-        assert out.returncode == 0, out.stdout + out.stderr
+        assert out.returncode == code, out.stdout + out.stderr
         ((row),) = rows(out)
-        assert (row["outcome"], row["reason"]) == expected[pid], row
+        assert outcome(row) == expected[pid], row
         # nothing was applied there: the agent has no patch
         assert livecli.client.call(pid, "status", 10, runtime_dir=rundir)["patches"] == []
     out = cli(rundir, "apply", fix, "--all", "--json")
-    assert out.returncode == 0, out.stdout + out.stderr
-    got = {r["pid"]: (r["outcome"], r["reason"]) for r in rows(out) if r["pid"] in expected}
+    assert out.returncode == 2, out.stdout + out.stderr   # the other release's refusal
+    got = {r["pid"]: outcome(r) for r in rows(out) if r["pid"] in expected}
     assert got[lazy.pid][1].endswith(expected[lazy.pid][1]), got   # after the pause
     assert {**got, lazy.pid: expected[lazy.pid]} == expected, got
     out = cli(rundir, "apply", fix, "--pid", str(without.pid))

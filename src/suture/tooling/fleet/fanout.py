@@ -37,8 +37,8 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from ...runtime import store
-from ...runtime.errors import (NotCovered, PatchFormatError, RefusedError, RevertOrderError,
-                              SutureError, UnknownPatch)
+from ...runtime.errors import (BaselineMismatch, NotCovered, PatchFormatError, RefusedError,
+                              RevertOrderError, SutureError, UnknownPatch)
 from ...runtime.patchfile import Patch, load
 from ..host import client
 
@@ -190,25 +190,30 @@ def _dist_version(dists: Dict[str, Any], name: str) -> Optional[str]:
     return None
 
 
-def _not_affected(patch: Patch, dists: Dict[str, Any]) -> Optional[str]:
-    """Why a process whose ``dists`` answer this is does not need ``patch`` (None when
-    it may: the agent decides). One rule for ``apply --pid`` and ``--all``, the same as
-    ``status``'s "not affected": the patch's distribution is not installed there, or at
-    another version than the patch's baseline. Only a process that has the baseline
-    release can be "pending import" (a module of it not imported yet): before issue 18,
-    ``--pid`` sent the patch to a process without the distribution, whose agent answered
-    "pending import", while ``--all`` skipped it."""
+def _not_for(pid: int, patch: Patch, dists: Dict[str, Any]) -> Optional[Row]:
+    """The row of a process whose ``dists`` answer says ``patch`` is not for it, before
+    anything is sent (None: send it, the agent decides). One rule for ``apply --pid`` and
+    ``--all`` (before issue 18, ``--pid`` sent the patch to a process without the
+    distribution, whose agent answered "pending import", while ``--all`` skipped it):
+    * the distribution is not installed there: skipped, "not affected";
+    * another release is: refused, SUT-E201, naming both releases as the engine does. That
+      process may well run vulnerable code this patch cannot fix, which a skip with exit 0
+      would hide; and its agent, if the package is not imported yet, would answer "pending
+      import" for an import that can never match.
+    "pending import" is then only said where the baseline release is installed."""
     if patch.target.get("kind") != "distribution" or not patch.target.get("name"):
         return None
     name = str(patch.target["name"])
     version = _dist_version(dists, name)
     if version is None:
-        return f"not affected: {name} is not installed here"
+        return Row(pid, "skipped", reason=f"not affected: {name} is not installed here")
     base = patch.target.get("from_version")
     if base and not _same_version(version, base):
-        fixed = (" (the fixed release)" if _same_version(version, patch.target.get("to_version"))
-                 else "")
-        return f"not affected: runs {name} {version}{fixed}; the patch is for {base}"
+        return _error_row(pid, BaselineMismatch(
+            f"Patch {patch.short_id} ({patch.describe()}) was not sent. The patch's baseline "
+            f"is {name} {base}; this process runs {name} {version} (the installed metadata): "
+            f"it needs a patch built from {name} {version}.",
+            details={"baseline_version": str(base), "running_version": version}))
     return None
 
 
@@ -229,9 +234,9 @@ def apply(data: bytes, patch: Patch, pids: Sequence[int], *, select_all: bool = 
         if dist:
             found = client.call(pid, "dists", STATUS_TIMEOUT, runtime_dir=runtime_dir,
                                 names=[dist]).get("dists", {})
-            why = _not_affected(patch, found if isinstance(found, dict) else {})
-            if why is not None:
-                return Row(pid, "skipped", reason=why)
+            early = _not_for(pid, patch, found if isinstance(found, dict) else {})
+            if early is not None:
+                return early
         extra = {"restricted_to": restricted_to} if restricted_to else {}
         deadline = time.time() + timeout
         try:
