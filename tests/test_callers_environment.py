@@ -43,6 +43,7 @@ def test_the_suite_passes_whatever_suture_variables_the_caller_exported(tmp_path
         "SUTURE_CONFIG_DIR": str(config), "SUTURE_CACHE_DIR": str(cache),
         "SUTURE_SURVIVE_SECONDS": "0.1", "SUTURE_INHERIT_TIMEOUT": "0.05",
         "SUTURE_AGENT": "1", "SUTURE_TEST_UNVERIFIED_AGENTS": "1",
+        "SUTURE_ADVISORIES": "pypi",   # every `suture status` would ask the registry
     }
     env = dict(os.environ, **hostile)
     # Its own base directory (pytest would prune numbered ones of this run), short: the
