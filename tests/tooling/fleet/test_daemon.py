@@ -231,3 +231,43 @@ def test_check_says_exactly_what_the_next_cycle_does_and_changes_nothing(
     # And a check now says there is nothing left to do, as the next cycle finds.
     out = cli(rundir, "daemon", "--config", str(path), "--once", "--check")
     assert out.returncode == 0 and "would apply: nothing" in out.stdout, out.stdout
+
+
+def test_a_retired_feed_patch_is_not_installed_again_until_its_baseline_runs_again(
+        dists: Dict[str, Path], rundir: str, state: Path, tmp_path: Path,
+        start_target: Callable[..., Target]) -> None:
+    old = start_target(dists["1.0"])
+    fid = patch_id(dists["fix"])
+    src = tmp_path / "feed"
+    feed.publish([dists["fix"]], src, KEY, feed="acme", now=ago(1))
+    path = config(tmp_path, src)
+    report = once(rundir, path)
+    assert [r["id"] for r in store.installed()] == [fid] and report["retired"] == []
+    (kept,) = report["kept"]
+    assert kept["reasons"][0] == f"pid {old.pid} runs {live.PKG} 1.0 with the patch"
+
+    # The fixed release runs, and nothing runs 1.0: retired, and not installed again.
+    old.proc.kill()
+    old.proc.wait()
+    fixed = start_target(write_dist(tmp_path / "1.1", "new", "1.1"))
+    report = once(rundir, path)
+    (retired,) = report["retired"]
+    assert retired["patch"] == fid and retired["reason"].startswith(
+        f"no process runs {live.PKG} 1.0; the disk has {live.PKG} 1.1")
+    assert store.installed() == []
+    report = once(rundir, path)
+    (p,) = report["patches"]
+    assert p["state"] == "waiting" and p["reason"].startswith("retired at ")
+    assert store.installed() == [] and report["retired"] == []
+    assert view(report, fixed.pid) == [("not affected", f"runs {live.PKG} 1.1 (the fixed "
+                                                        "release); the patch is for 1.0")]
+
+    # A process on 1.0 again: the mark goes, and the next cycle installs and applies it.
+    again = start_target(dists["1.0"])
+    report = once(rundir, path)
+    assert view(report, again.pid)[0][0] == "exposed"
+    report = once(rundir, path)
+    assert [r["id"] for r in store.installed()] == [fid]
+    ((applied,),) = [a["processes"] for a in report["applied"]]
+    assert (applied["pid"], applied["outcome"]) == (again.pid, "applied")
+    again.wait_for("new")

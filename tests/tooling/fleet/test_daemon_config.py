@@ -140,3 +140,55 @@ def test_check_without_once_is_a_usage_error_and_runs_nothing(tmp_path: Path) ->
     out = CliRunner().invoke(main, ["daemon", "--config", path, "--check"])
     assert out.exit_code == 64, out.output
     assert "--check needs --once" in out.output
+
+
+def _proc(pid: int, *dists: Dict[str, Any], state: str = "ok", disk: Any = None,
+          source: str = "agent", applied: Any = ()) -> Dict[str, Any]:
+    return {"pid": pid, "state": state, "reason": "no answer", "applied": list(applied),
+            "dists": {} if disk is None else {"urllib3": disk},
+            "inventory": {"source": source, "dists": list(dists)}}
+
+
+def _runs(version: str, on_disk: Any = None, uncertain: bool = False) -> Dict[str, Any]:
+    return {"name": "urllib3", "version": version, "version_on_disk": on_disk,
+            "version_uncertain": uncertain}
+
+
+def _check(*procs: Dict[str, Any], hidden: Any = (), verdicts: Any = ()) -> Any:
+    status = {"processes": list(procs), "hidden": list(hidden),
+              "patches": [{"id": "p1", "processes": list(verdicts)}]}
+    return daemon.retire_check(status, "p1", "urllib3", "1.26.17", "1.26.18")
+
+
+def test_retiring_waits_for_every_process_and_for_the_disk() -> None:
+    # Every process runs the fixed release (or a newer one): the patch may retire.
+    on_base, other, why = _check(_proc(1, _runs("1.26.18"), disk="1.26.18"),
+                                 _proc(2, disk="2.0.7"))
+    assert (on_base, other) == ([], [])
+    assert why == ("no process runs urllib3 1.26.17; the disk has urllib3 1.26.18, 2.0.7 "
+                   "(fixed in 1.26.18) for all 2 process(es) that have it")
+    # One still runs the baseline, patched or not, or has it installed and not imported.
+    assert _check(_proc(1, _runs("1.26.17", "1.26.18"), disk="1.26.18",
+                        applied=[{"id": "p1"}]))[0] == [
+        "pid 1 runs urllib3 1.26.17 with the patch"]
+    assert _check(_proc(1, _runs("1.26.17", "1.26.18")))[0] == ["pid 1 runs urllib3 1.26.17"]
+    assert _check(_proc(1, disk="1.26.17"))[0] == [
+        "pid 1 has urllib3 1.26.17 installed (not imported yet)"]
+    # The release it runs is not known: kept.
+    assert _check(_proc(1, _runs("1.26.18", uncertain=True)))[0] == [
+        "pid 1 runs urllib3 1.26.18 (release uncertain)"]
+    # A process without an agent that may load the baseline.
+    assert _check(_proc(1, _runs("1.26.18")), _proc(2, state="unknown"),
+                  verdicts=[{"pid": 2, "state": "exposed"}])[0] == [
+        "pid 2 (no agent) may load urllib3 1.26.17"]
+    # What could not be seen keeps it: errors, other users' processes, old agents.
+    assert _check(_proc(1, _runs("1.26.18")), _proc(2, state="error"))[1] == [
+        "pid 2 could not be asked: no answer"]
+    assert _check(_proc(1, _runs("1.26.18")), hidden=[{"pid": 3}])[1] == [
+        "1 process(es) of other users could not be inspected"]
+    assert _check(_proc(1, _runs("1.26.18")), _proc(2, disk="1.26.18", source="dists"))[1] \
+        == ["pid 2: which release of urllib3 it runs cannot be told (inventory: dists)"]
+    # No process shows the disk's release, or one shows an older one.
+    assert _check()[1] == ["no process shows which release of urllib3 is on disk"]
+    assert _check(_proc(1, disk="1.26.16"))[1] == [
+        "pid 1 has urllib3 1.26.16 on disk, not the fixed 1.26.18 or later"]

@@ -304,6 +304,11 @@ def _render_cycle(report: Dict[str, Any]) -> None:
             watch = a.get("watch")
             click.echo(f"  {a['patch'][:12]}: {rows}"
                        + (f"; watch {watch['result']}" if watch else ""))
+    retire = report.get("would_retire" if check else "retired") or []
+    if retire:
+        click.echo("would retire:" if check else "retired:")
+    for r in retire:
+        click.echo(f"  {r['patch'][:12]}  {r['reason']}")
     if report["processes"]:
         click.echo("processes:")
     for proc in report["processes"]:

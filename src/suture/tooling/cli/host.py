@@ -409,6 +409,7 @@ def _render_status(report: Dict[str, Any]) -> None:
             click.echo(f"  {pid:>7}  {a.get('qualname', '?'):<40} in {where} "
                        f"(patch {str(a.get('patch', '?'))[:12]})")
         click.echo()
+    _render_restart_debt(report.get("restart_debt") or [])
     failed = [p for p in report["processes"] if p["state"] == "error"]
     if failed:
         click.echo("could not be asked:")
@@ -447,6 +448,33 @@ def _render_status(report: Dict[str, Any]) -> None:
                    + (f"; advisories unknown for {len(report['advisory_errors'])} "
                       f"release{'s' if len(report['advisory_errors']) != 1 else ''}, above"
                       if report.get("advisory_errors") else "") + ")")
+
+
+def _held(seconds: Any) -> str:
+    """``3d 4h``, ``2h 5m``, ``4m 10s``, ``12s``: how long a patch has been held."""
+    if not isinstance(seconds, (int, float)):
+        return "for an unknown time"
+    s = int(seconds)
+    for unit, size, sub, subsize in (("d", 86400, "h", 3600), ("h", 3600, "m", 60),
+                                     ("m", 60, "s", 1)):
+        if s >= size:
+            return f"for {s // size}{unit} {(s % size) // subsize}{sub}"
+    return f"for {s}s"
+
+
+def _render_restart_debt(rows: Sequence[Dict[str, Any]]) -> None:
+    """Processes that hold a hot patch while the disk has the fixed release (not exposed:
+    the exit code does not change; a restart pays the debt and lets the patch retire)."""
+    if not rows:
+        return
+    click.echo("restart debt (the fixed release is on disk; these run the old one, "
+               "hot-patched):")
+    for r in rows:
+        click.echo(f"  {r['pid']:>7}  {r['distribution']} {r['version_running']} "
+                   f"(on disk: {r['version_on_disk']})  patch {r['patch'][:12]} held "
+                   f"{_held(r['held_for'])}")
+        click.echo(f"  {'':>7}  fix: {r['fix']}")
+    click.echo()
 
 
 def _render_advisories(report: Dict[str, Any]) -> None:

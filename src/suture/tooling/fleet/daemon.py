@@ -15,7 +15,10 @@ One ``cycle`` (docs/fleet.md, "Host daemon"):
    with ``health``, watched, reverted everywhere and marked bad on failure). A process
    that refused a patch is not asked again for that patch (the refusal stays in the
    daemon's state, keyed by pid and start time, so a new process with a reused pid is);
-4. the per-process view is written to ``<state dir>/daemon.json`` and, if configured,
+4. an installed patch that no process needs any more is retired (``_retire``: removed
+   from the store, audited ``retire``/``retired`` with why; a feed's retired patch is
+   not installed again while that holds);
+5. the per-process view is written to ``<state dir>/daemon.json`` and, if configured,
    the Prometheus textfile.
 
 The daemon holds nothing in memory that matters: the store (installs, audit, bad marks),
@@ -36,6 +39,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+
+from packaging.utils import canonicalize_name
 
 from ...runtime import store
 from ...runtime.errors import SutureError
@@ -223,9 +228,11 @@ def cycle(cfg: Config, *, now: Optional[_dt.datetime] = None,
     policy = policy if policy is not None else trust.load_policy()
     state = _read_state()
     refused: Dict[str, str] = dict(state.get("refused") or {})
+    retired: Dict[str, Any] = dict(state.get("retired") or {})
     report: Dict[str, Any] = {"at": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "ring": cfg.ring,
                               "dry_run": dry_run, "feeds": [], "patches": [], "applied": [],
-                              "would_apply": [], "processes": []}
+                              "would_apply": [], "retired": [], "would_retire": [], "kept": [],
+                              "processes": []}
     bad = store.bad_patches()
     installed = {row["id"] for row in store.installed()}
     mirrored: Dict[str, bytes] = {}
@@ -241,15 +248,16 @@ def cycle(cfg: Config, *, now: Optional[_dt.datetime] = None,
                       else feed.mirror_dir(source))
             _sync_feed(source, cfg, policy, report, mirror, log)
             _install_due(source, mirror, cfg, policy, report, log, now, bad, installed,
-                         mirrored, would_install if dry_run else None)
+                         mirrored, would_install if dry_run else None, retired)
         _apply_exposed(cfg, report, refused, log, dry_run, mirrored, would_install)
+        _retire(report, retired, log, dry_run)
     finally:
         if staging is not None:
             staging.cleanup()
     if dry_run:
         report.pop("status", None)
         return report
-    state = {"at": report["at"], "refused": refused, "report": report}
+    state = {"at": report["at"], "refused": refused, "retired": retired, "report": report}
     feed._write_atomic(_state_path(), json.dumps(state, indent=1).encode("utf-8"), 0o600)
     if cfg.textfile is not None or cfg.metrics_listen is not None:
         from . import metrics
@@ -295,13 +303,15 @@ def _sync_feed(source: str, cfg: Config, policy: trust.Policy, report: Dict[str,
 def _install_due(source: str, mirror: Path, cfg: Config, policy: trust.Policy,
                  report: Dict[str, Any], log: Callable[[str], None], now: _dt.datetime,
                  bad: Dict[str, Any], installed: Set[str], mirrored: Dict[str, bytes],
-                 would_install: Optional[Dict[str, Tuple[bytes, Any]]]) -> None:
+                 would_install: Optional[Dict[str, Tuple[bytes, Any]]],
+                 retired: Optional[Dict[str, Any]] = None) -> None:
     """Install what is due from ``mirror``, the mirror of the configured feed ``source``.
 
     Only mirrors of feeds configured now are read (a feed removed from daemon.toml is
     not installed from any more), only what their current index lists, and only a file
     that is exactly the entry's patch (id and sha256, ``feed.mirror_patch``): issue 13,
-    finding 8. A patch marked bad is never installed. A dry run passes
+    finding 8. A patch marked bad is never installed, nor one this daemon retired (until
+    a process runs its baseline again: ``_retire``). A dry run passes
     ``would_install``, which gets what would be installed, instead of the store."""
     try:
         index = feed.read_index((mirror / feed.INDEX_FILE).read_bytes(), policy,
@@ -317,6 +327,8 @@ def _install_due(source: str, mirror: Path, cfg: Config, policy: trust.Policy,
         ok, why = _due(entry, cfg, now)
         if ok and entry["id"] in bad:
             ok, why = False, f"marked bad: {bad[entry['id']]['reason']}"
+        if ok and retired and entry["id"] in retired and entry["id"] not in installed:
+            ok, why = False, f"retired at {retired[entry['id']]['at']}"
         try:
             data, record = feed.mirror_patch(mirror, entry, policy)
         except (OSError, SutureError) as exc:
@@ -393,7 +405,8 @@ def _apply_exposed(cfg: Config, report: Dict[str, Any], refused: Dict[str, str],
                         + (" (RECORDED IN NO AUDIT LOG)" if r.unaudited else "")
                         for r in done.rows)
             + (f"; watch {done.watch.result}" if done.watch else ""))
-    status = fanout.status(patches=list(known.values()))
+    # With every process's inventory: _retire needs the release each one runs.
+    status = fanout.status(patches=list(known.values()), inventory=True)
     report["status"] = status
     for proc in status["processes"]:
         if proc["state"] == "unknown":
@@ -401,6 +414,120 @@ def _apply_exposed(cfg: Config, report: Dict[str, Any], refused: Dict[str, str],
         report["processes"].append({"pid": proc["pid"], "command": proc["command"],
                                     "patches": _process_view(proc["pid"], status, refused,
                                                              known, bad)})
+
+
+# -- retiring patches (issue 18, item 4) ----------------------------------------------
+#
+# An installed patch serves processes that start later (their agents apply it) and is the
+# record of what the host protects. Once the fixed release is on disk and every process
+# runs it, it serves nothing: it is retired, so `suture list` and the status stop carrying
+# it. Retiring removes it from the store only; a process that still holds it keeps it.
+# The rule is conservative, since keeping a patch costs little and retiring one early
+# leaves a process that starts on the old release unpatched: nothing is retired while a
+# process could not be asked, another user's process could not be seen, a process
+# (with or without an agent) may run the baseline, or no process shows the disk's
+# release. A feed's patch this daemon retired is not installed again while it stays
+# retired; the mark is dropped (and the next cycle installs it) as soon as a process
+# runs the baseline again.
+
+def retire_check(status: Dict[str, Any], patch_id: str, name: str, base: str,
+                 fixed: str) -> Tuple[List[str], List[str], str]:
+    """Whether the patch ``patch_id`` (``name`` ``base``→``fixed``) may retire, from a
+    ``fanout.status(..., inventory=True)`` report: (processes that may run the baseline,
+    other reasons to keep it, why it may retire when both are empty)."""
+    want = canonicalize_name(name)
+    on_base: List[str] = []
+    other: List[str] = []
+    disks: Dict[str, List[int]] = {}
+    hidden = status.get("hidden") or []
+    if hidden:
+        other.append(f"{len(hidden)} process(es) of other users could not be inspected")
+    entry = next((e for e in status["patches"] if e["id"] == patch_id), None)
+    for p in status["processes"]:
+        pid = p["pid"]
+        if p["state"] == "error":
+            other.append(f"pid {pid} could not be asked: {p['reason']}")
+            continue
+        if p["state"] == "unknown":     # no agent: judged from outside (fanout.agentless)
+            verdicts = [r for r in (entry or {}).get("processes") or [] if r["pid"] == pid]
+            if any(r["state"] == "exposed" for r in verdicts):
+                on_base.append(f"pid {pid} (no agent) may load {name} {base}")
+            continue
+        inv = p.get("inventory") or {}
+        disk = fanout._dist_version(p.get("dists") or {}, name)
+        if inv.get("source") != "agent":
+            if disk is not None:
+                other.append(f"pid {pid}: which release of {name} it runs cannot be told "
+                             f"(inventory: {inv.get('source')})")
+            continue
+        runs = [d for d in inv.get("dists") or []
+                if canonicalize_name(str(d["name"])) == want]
+        for d in runs:
+            if d.get("version_uncertain") or fanout._same_version(d["version"], base):
+                held = any(str(a.get("id")) == patch_id for a in p["applied"])
+                on_base.append(f"pid {pid} runs {name} {d['version']}"
+                               + (" (release uncertain)" if d.get("version_uncertain")
+                                  else "") + (" with the patch" if held else ""))
+            disks.setdefault(str(d.get("version_on_disk") or d["version"]), []).append(pid)
+        if not runs and disk is not None:
+            if fanout._same_version(disk, base):
+                on_base.append(f"pid {pid} has {name} {base} installed (not imported yet)")
+            disks.setdefault(str(disk), []).append(pid)
+    fixed_v = fanout._version(fixed)
+    if not disks:
+        other.append(f"no process shows which release of {name} is on disk")
+    for version, pids in sorted(disks.items()):
+        v = fanout._version(version)
+        if fixed_v is None or v is None or v < fixed_v:
+            other.append(f"pid {', '.join(map(str, sorted(set(pids))))} has {name} {version} "
+                         f"on disk, not the fixed {fixed} or later")
+    count = len({pid for pids in disks.values() for pid in pids})
+    why = (f"no process runs {name} {base}; the disk has {name} "
+           f"{', '.join(sorted(disks))} (fixed in {fixed}) for all {count} process(es) "
+           f"that have it")
+    return on_base, other, why
+
+
+def _retire(report: Dict[str, Any], retired: Dict[str, Any], log: Callable[[str], None],
+            dry_run: bool) -> None:
+    """Retire the installed patches no process needs (comment above); a dry run lists
+    them in ``would_retire`` instead; ``kept`` says why each other one stays. Drops the
+    mark of retired patches whose baseline runs again."""
+    status = report["status"]
+    for row in store.installed():
+        if not (row["from_version"] and row["to_version"] and row["target_name"]):
+            continue        # not built from two releases: whether it is needed is unknown
+        on_base, other, why = retire_check(status, row["id"], row["target_name"],
+                                           row["from_version"], row["to_version"])
+        if on_base or other:
+            report["kept"].append({"patch": row["id"], "reasons": on_base + other})
+            continue
+        if dry_run:
+            report["would_retire"].append({"patch": row["id"], "reason": why})
+            continue
+        try:
+            store.remove(row["id"])
+            store.audit("retire", row["id"], "retired", os.getpid(), os.getuid(),
+                        f"daemon: {why}")
+        except SutureError as exc:
+            log(f"retire {row['id'][:12]}: {exc}")
+            continue
+        retired[row["id"]] = {"at": report["at"], "reason": why}
+        report["retired"].append({"patch": row["id"], "reason": why})
+        log(f"retired {row['id'][:12]}: {why}")
+    if dry_run:
+        return
+    installed = {r["id"] for r in store.installed()}
+    for patch_id in [i for i in retired if i not in installed]:
+        entry = next((e for e in status["patches"] if e["id"] == patch_id), None)
+        target = (entry or {}).get("target") or {}
+        if not (target.get("name") and target.get("from_version")):
+            continue        # not synced any more: nothing would install it again
+        on_base, _, _ = retire_check(status, patch_id, target["name"],
+                                     target["from_version"], str(target.get("to_version")))
+        if on_base:
+            del retired[patch_id]
+            log(f"{patch_id[:12]} is needed again ({on_base[0]}): installed next cycle")
 
 
 def _process_view(pid: int, status: Dict[str, Any], refused: Dict[str, str],

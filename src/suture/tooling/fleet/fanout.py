@@ -46,7 +46,8 @@ if TYPE_CHECKING:
     from . import advisories
 
 __all__ = ["Row", "apply", "revert", "status", "status_exit_code", "ps", "agent_pids",
-           "exit_code", "OK_OUTCOMES", "PATCH_STATES", "PROCESS_STATES", "STATUS_TIMEOUT"]
+           "exit_code", "restart_debt", "OK_OUTCOMES", "PATCH_STATES", "PROCESS_STATES",
+           "STATUS_TIMEOUT"]
 
 OK_OUTCOMES = ("applied", "already fixed", "already applied", "pending import", "skipped",
                "reverted", "ok")
@@ -347,7 +348,8 @@ PROCESS_STATES = ("ok", "exposed", "error", "unknown")
 
 def status(pids: Sequence[int] = (), *, patches: Optional[Sequence[Patch]] = None,
            runtime_dir: Optional[str] = None,
-           advisory_source: Optional["advisories.Source"] = None) -> Dict[str, Any]:
+           advisory_source: Optional["advisories.Source"] = None,
+           inventory: bool = False) -> Dict[str, Any]:
     """What is applied where and which processes are still exposed: the report that
     ``suture status --json`` prints (its shape: docs/live-processes.md).
 
@@ -362,6 +364,13 @@ def status(pids: Sequence[int] = (), *, patches: Optional[Sequence[Patch]] = Non
     (``inventory``), and every public advisory of those releases is judged per process
     (``advisories.join``): the report's ``advisories``; an exposed one makes the process
     exposed, whether or not a patch for it is known.
+
+    Restart debt (the report's ``restart_debt``, and each process's): every process that holds a hot
+    patch while the disk already has the patch's fixed release (or a newer one) of that
+    distribution. The inventory, which says which release a process runs and which one
+    is on disk now, is asked for that from every process with a patch applied, even with
+    advisories off; with ``inventory`` (the daemon, for retiring patches) from every
+    process.
     """
     from . import advisories as adv_mod
     source = advisory_source if advisory_source is not None else adv_mod.Source.parse(None)
@@ -380,11 +389,12 @@ def status(pids: Sequence[int] = (), *, patches: Optional[Sequence[Patch]] = Non
         answer = client.call(pid, "status", STATUS_TIMEOUT, runtime_dir=runtime_dir)
         found = (client.call(pid, "dists", STATUS_TIMEOUT, runtime_dir=runtime_dir,
                              names=names) if names else {})
+        wanted = inventory or source.kind != "off" or bool(answer.get("patches"))
         return Row(pid, "ok", result={"status": answer,
                                       "dists": dict(found.get("dists") or {}),
                                       "loaded": dict(found.get("loaded") or {}),
                                       "inventory": _inventory(pid, runtime_dir)
-                                      if source.kind != "off" else None})
+                                      if wanted else None})
 
     by_id: Dict[str, Dict[str, Any]] = {
         p.id: {"id": p.id, "target": dict(p.target), "cves": list(p.meta.get("cves") or []),
@@ -454,6 +464,7 @@ def status(pids: Sequence[int] = (), *, patches: Optional[Sequence[Patch]] = Non
                 proc["exposed"].append({"patch": entry["id"], "cves": entry["cves"],
                                         "reason": reason, "fix": fix})
                 proc.update(state="exposed", reason=reason)
+    debt = restart_debt(processes)
     found_adv, advisory_rows = _advisories(source, processes, by_id, known)
     exposed = [dict({"pid": p["pid"], "patch": x["patch"], "cves": x["cves"]},
                     **({"advisory": x["advisory"]} if "advisory" in x else {}))
@@ -480,7 +491,56 @@ def status(pids: Sequence[int] = (), *, patches: Optional[Sequence[Patch]] = Non
             "advisory_notes": [{"package": n, "version": v, "note": note}
                                for (n, v), note in sorted(found_adv.notes.items())],
             "hidden": [] if pids else hidden_processes(),
+            "restart_debt": debt,
             "exit_code": status_exit_code(processes)}
+
+
+# -- restart debt (issue 18, item 4) ------------------------------------------------------
+#
+# A hot patch is a bridge to the fixed release, not a place to live: once the disk holds
+# that release (`pip install -U` under the running process), a restart runs it from disk
+# and the patch can retire. Until then the process owes a restart. The agent's inventory
+# says both halves: `version` is the release the process runs (the one it first saw), and
+# `version_on_disk` the one there now when it differs. `dists` cannot be used: it reads
+# the disk, so it says the fixed release for a process that still runs the old one.
+
+def restart_debt(processes: List[Dict[str, Any]], now: Optional[float] = None
+                 ) -> List[Dict[str, Any]]:
+    """Rows of restart debt, also set on each process as ``restart_debt``: a distribution
+    patch applied in a process that runs the patch's baseline release (inventory
+    ``version``) while the disk holds its fixed release or a newer one
+    (``version_on_disk``). ``held_for``: seconds since the agent applied the patch."""
+    now = time.time() if now is None else now
+    out: List[Dict[str, Any]] = []
+    for p in processes:
+        rows: List[Dict[str, Any]] = []
+        p["restart_debt"] = rows
+        if p["state"] not in ("ok", "exposed"):
+            continue
+        running = {canonicalize_name(str(d["name"])): d
+                   for d in (p.get("inventory") or {}).get("dists") or []
+                   if (p.get("inventory") or {}).get("source") == "agent"
+                   and not d.get("version_uncertain")}
+        for a in p["applied"]:
+            target = a.get("target") or {}
+            if not (_dist_target(target) and target.get("to_version")):
+                continue
+            d = running.get(canonicalize_name(str(target["name"])))
+            if d is None or not _same_version(d["version"], target["from_version"]):
+                continue
+            disk, fixed = _version(d.get("version_on_disk")), _version(target["to_version"])
+            if disk is None or fixed is None or disk < fixed:
+                continue
+            at = a.get("applied_at")
+            held = round(max(0.0, now - float(at)), 3) if isinstance(at, (int, float)) else None
+            rows.append({
+                "pid": p["pid"], "patch": str(a.get("id")), "distribution": target["name"],
+                "version_running": d["version"], "version_on_disk": d["version_on_disk"],
+                "fixed_in": target["to_version"], "applied_at": at, "held_for": held,
+                "fix": f"restart PID {p['pid']} to run {d['version_on_disk']} from disk; "
+                       "the hot patch can then retire"})
+        out += rows
+    return out
 
 
 def _inventory(pid: int, runtime_dir: Optional[str]) -> Dict[str, Any]:

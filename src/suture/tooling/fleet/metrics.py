@@ -70,6 +70,21 @@ def render(report: Dict[str, Any], audit: Sequence[Dict[str, Any]],
                        {"advisory": a["id"], "package": a["package"], "state": s},
                        sum(1 for r in a["processes"] if r["state"] == s))
                       for a in report.get("advisories") or [] for s in ADVISORY_STATES])
+    debt: Dict[Tuple[str, str], List[float]] = {}
+    for r in report.get("restart_debt") or []:
+        debt.setdefault((str(r["patch"])[:12], str(r["distribution"])), []).append(
+            float(r["held_for"] or 0.0))
+    lines += _family("suture_restart_debt_processes", "gauge",
+                     "Processes that hold a hot patch while the disk has the fixed release "
+                     "(or newer): a restart runs it from disk and lets the patch retire. Not "
+                     "exposed.",
+                     [("suture_restart_debt_processes", {"patch": k[0], "package": k[1]},
+                       len(v)) for k, v in sorted(debt.items())])
+    lines += _family("suture_restart_debt_seconds", "gauge",
+                     "Of those processes, the longest time one has held the patch (seconds "
+                     "since it was applied there).",
+                     [("suture_restart_debt_seconds", {"patch": k[0], "package": k[1]},
+                       max(v)) for k, v in sorted(debt.items())])
     lines += _family("suture_hidden_processes", "gauge",
                      "Python processes of other users this user could not inspect.",
                      [("suture_hidden_processes", {}, len(report.get("hidden") or []))])
