@@ -169,6 +169,38 @@ def test_a_404_for_the_release_is_explained_by_the_project_page(registry, tmp_pa
     # a release or project PyPI does not have: no advisories there
     assert found.found[("ecdsa", "0.0.0+local")] == []
     assert found.found[("not-on-pypi", "1.0")] == []
+    # ... and said so, with when: "none known", not "none"
+    assert "not on " in found.notes[("not-on-pypi", "1.0")]
+
+
+def test_a_registry_url_that_knows_no_project_is_unknown_not_none_and_not_cached(
+        registry, tmp_path):
+    # A URL that answers 404 to everything (PyPI's simple index, a mirror of another kind)
+    # once made every release "no advisories", cached for a day (a new user's finding).
+    wrong = Source("pypi", url=registry.url, cache=tmp_path)
+    asked = [("urllib3", "1.26.17"), ("requests", "2.31.0"), ("idna", "3.4")]
+    found = advisories.lookup(asked, wrong, now=1000.0)
+    assert found.found == {}
+    assert all("knows none of the 3 projects" in found.errors[r] for r in asked)
+    assert list(tmp_path.rglob("*.json")) == []
+    # the right URL then answers at once: nothing wrong was remembered
+    registry.pages["/pypi/urllib3/1.26.17/json"] = {
+        "info": {"name": "urllib3", "version": "1.26.17"},
+        "vulnerabilities": [vuln("PYSEC-2023-212", ["CVE-2023-45803"], ["1.26.18"])]}
+    right = advisories.lookup([("urllib3", "1.26.17")], wrong, now=1001.0)
+    assert [a.id for a in right.found[("urllib3", "1.26.17")]] == ["CVE-2023-45803"]
+
+
+def test_a_project_not_on_the_registry_is_asked_again_after_an_hour(registry, tmp_path):
+    source = Source("pypi", url=registry.url, cache=tmp_path)
+    registry.pages["/pypi/urllib3/1.26.17/json"] = {"info": {"version": "1.26.17"},
+                                                   "vulnerabilities": []}
+    advisories.lookup([("urllib3", "1.26.17"), ("private-thing", "1.0")], source, now=0.0)
+    before = len(registry.asked)
+    advisories.lookup([("private-thing", "1.0")], source, now=60.0)
+    assert len(registry.asked) == before                       # remembered...
+    advisories.lookup([("private-thing", "1.0")], source, now=3601.0)
+    assert len(registry.asked) > before                        # ...for an hour only
 
 
 def test_an_unreachable_registry_says_so_and_falls_back_on_the_cache(registry, tmp_path):

@@ -165,9 +165,9 @@ def vex(output: Path, fmt: str, sbom: Path) -> None:
     doc = vex_mod.document(report, partial=partial, previous=vex_mod.load_state())
     if not doc["statements"]:
         click.echo("suture vex: no statement (no installed patch names a CVE of a released "
-                   "version, and no advisory matches a running process); the OpenVEX schema "
-                   "wants at least one, so strict validators reject this document",
-                   err=True)
+                   "version, and no advisory matches a running process)"
+                   + ("" if fmt == "cyclonedx" else "; the OpenVEX schema wants at least one, "
+                      "so strict validators reject this document"), err=True)
     if fmt == "cyclonedx":
         try:
             text, left_out = vex_mod.cyclonedx(doc, sbom=bom)

@@ -347,8 +347,10 @@ def status(pids: Sequence[int], as_json: bool, advisory_source: Optional[str]) -
     (it runs the patch's baseline release without the patch, a module was refused at
     import, or the application brought old code back: a reload, a monkeypatch), not
     affected (another version, or not installed). Python processes without an agent
-    are listed as not inspected and do not change the exit code: what they loaded cannot
-    be told. With --pid, a process without an agent is an error.
+    are listed as not inspected: what they loaded cannot be told, so they change the exit
+    code only when what can be seen from outside says they may load a known patch's
+    distribution at its baseline (then exposed). With --pid, a process without an agent
+    is an error.
 
     Advisories: every distribution whose modules a process has loaded (its agent lists
     them, and checks their files against the RECORD) is looked up in PyPI's advisory
@@ -506,6 +508,12 @@ def _render_advisories(report: Dict[str, Any]) -> None:
     elif not rows and report.get("advisory_source") not in (None, "off"):
         click.echo(f"advisories: none for the releases the processes run "
                    f"({report.get('advisory_source')})")
+        click.echo()
+    notes = report.get("advisory_notes") or []
+    if notes:   # answers that need a caveat: a stale cache, a project not on the registry
+        click.echo("advisory notes:")
+        for n in notes:
+            click.echo(f"  {n['package']} {n['version']}: {n['note']}")
         click.echo()
 
 

@@ -383,8 +383,12 @@ def lookup(releases: Iterable[Release], source: Source, *, now: Optional[float] 
     for release in wanted:
         entry = _read_cache(root, release)
         blocked = _read_blocked(root, release)
-        if entry is not None and (source.kind == "cache" or now - entry["fetched"] < source.ttl):
+        not_there = entry is not None and entry.get("status") == "absent"
+        if entry is not None and (source.kind == "cache" or now - entry["fetched"] < (
+                min(source.ttl, BLOCKED_TTL) if not_there else source.ttl)):
             result.found[release] = merge(entry["vulnerabilities"], release[0])
+            if not_there:
+                result.notes[release] = _absent_note(source.url, entry["fetched"])
         elif (source.kind == "pypi" and blocked is not None
               and 0 <= now - blocked["fetched"] < min(source.ttl, BLOCKED_TTL)):
             _fallback(result, release, entry, f"{blocked['reason']} (remembered from "
@@ -396,6 +400,8 @@ def lookup(releases: Iterable[Release], source: Source, *, now: Optional[float] 
     if not todo:
         return result
     fetcher = _Fetcher(source.url)
+    answered: List[Release] = []
+    absent: List[Release] = []
 
     def fetch(release: Release) -> None:
         try:
@@ -405,13 +411,35 @@ def lookup(releases: Iterable[Release], source: Source, *, now: Optional[float] 
                 _write_blocked(root, release, now, str(exc))
             _fallback(result, release, _read_cache(root, release), str(exc))
             return
+        if status == "absent":
+            absent.append(release)
+            return
+        answered.append(release)
         _write_cache(root, release, {"fetched": now, "status": status,
                                      "vulnerabilities": vulns})
         result.found[release] = merge(vulns, release[0])
 
     with ThreadPoolExecutor(max_workers=min(PARALLEL, len(todo))) as pool:
         list(pool.map(fetch, todo))
+    # "Not on the registry" is said of a private or local distribution. Said of every
+    # project asked, it is rather a registry URL that serves no such pages (the simple
+    # index, a mirror of another kind): nothing is known, and nothing is cached.
+    if len(absent) >= 2 and not answered and not any(r in result.found for r in wanted):
+        for gone in absent:
+            _fallback(result, gone, None, (
+                f"{source.url} knows none of the {len(absent)} projects asked (all answered "
+                f"404): is it PyPI's JSON API (https://pypi.org/pypi, or $SUTURE_PYPI_URL)?"))
+        return result
+    for gone in absent:
+        _write_cache(root, gone, {"fetched": now, "status": "absent", "vulnerabilities": []})
+        result.found[gone] = []
+        result.notes[gone] = _absent_note(source.url, now)
     return result
+
+
+def _absent_note(url: str, fetched: float) -> str:
+    return (f"not on {url} (answered 404 on {_when(fetched)}): a private or local "
+            f"distribution? No advisories are known for it; asked again after an hour")
 
 
 # -- the join: per process and advisory, one of four states -------------------------------

@@ -85,6 +85,12 @@ def render(report: Dict[str, Any], audit: Sequence[Dict[str, Any]],
                      "since it was applied there).",
                      [("suture_restart_debt_seconds", {"patch": k[0], "package": k[1]},
                        max(v)) for k, v in sorted(debt.items())])
+    lines += _family("suture_advisory_unknown_releases", "gauge",
+                     "Releases that processes run whose advisories could not be had (the "
+                     "registry unreachable or not serving them, not in the mirror file): "
+                     "their exposure is unknown, not none.",
+                     [("suture_advisory_unknown_releases", {},
+                       len(report.get("advisory_errors") or []))])
     lines += _family("suture_hidden_processes", "gauge",
                      "Python processes of other users this user could not inspect.",
                      [("suture_hidden_processes", {}, len(report.get("hidden") or []))])
