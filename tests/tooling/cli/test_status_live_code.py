@@ -287,10 +287,28 @@ def test_a_suspended_generator_on_old_code_is_draining_until_it_finishes(
     assert m[("suture_exposed_processes", (("cve", "CVE-2099-16"),))] == 1
     assert m[("suture_patch_processes", (("patch", fix[:12]), ("state", "draining")))] == 1
 
+    # Counting calls into the replaced code (issue 18, item 5), from now on; not drained.
+    out = cli(rundir, "status", "--pid", str(target.pid), "--old-calls", "--json")
+    [applied] = json.loads(out.stdout)["processes"][0]["applied"]
+    assert applied["drained_at"] is None, applied
+    counting = sys.version_info >= (3, 12)
+    assert ("calls" in applied["old_calls"]) is counting, applied
+
     target.trigger.touch()
     target.wait_for("finished old,old")   # it finished on the code it started with
     code, proc, rows = status(rundir, target.pid)
     assert code == 0 and rows[fix]["state"] == "fixed", rows
+    [applied] = proc["applied"]
+    assert applied["drained_at"] is not None, applied   # the last old frame has gone
+    out = cli(rundir, "status", "--pid", str(target.pid))
+    if counting:   # the generator resumed in the old code: evidence it ran after the apply
+        assert applied["old_calls"]["by_function"].get("sutgendemo:numbers", 0) >= 1, applied
+        assert "calls into replaced code" in out.stdout and "; drained" in out.stdout, out.stdout
+    else:
+        assert "3.12" in applied["old_calls"]["unavailable"], applied
+        assert "not counted" in out.stdout, out.stdout
+    out = cli(rundir, "status", "--pid", str(target.pid), "--no-old-calls", "--json")
+    assert "old_calls" not in json.loads(out.stdout)["processes"][0]["applied"][0]
     m = metrics(rundir)
     assert m[("suture_exposed_processes", (("cve", "CVE-2099-16"),))] == 0
     assert m[("suture_patch_processes", (("patch", fix[:12]), ("state", "fixed")))] == 1

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -337,7 +338,12 @@ def revert(patch_id: str, pids: Sequence[int], select_all: bool, parallel: Optio
               help="Where public advisories come from: pypi (default: PyPI, with a cache "
                    "that expires), cache (offline), off, or a mirror FILE "
                    "(env SUTURE_ADVISORIES; docs/fleet.md).")
-def status(pids: Sequence[int], as_json: bool, advisory_source: Optional[str]) -> None:
+@click.option("--old-calls/--no-old-calls", "old_calls", default=None,
+              help="Start counting, in the processes asked, calls into the code the applied "
+                   "patches replaced (CPython 3.12+; cheap: only those code objects are "
+                   "watched), and show the counts; --no-old-calls stops it.")
+def status(pids: Sequence[int], as_json: bool, advisory_source: Optional[str],
+           old_calls: Optional[bool]) -> None:
     """What is applied where, and which processes are still exposed.
 
     Compares every process with an agent (default: every visible one) with the patches
@@ -364,7 +370,8 @@ def status(pids: Sequence[int], as_json: bool, advisory_source: Optional[str]) -
     from ..fleet import advisories, fanout
 
     try:
-        report = fanout.status(pids, advisory_source=advisories.Source.parse(advisory_source))
+        report = fanout.status(pids, advisory_source=advisories.Source.parse(advisory_source),
+                               old_calls=old_calls)
     except SutureError as exc:
         _fail(exc, as_json)
     if as_json:
@@ -381,6 +388,33 @@ def _one_line(text: str, width: int) -> str:
 _NO_FILE_HINT = ("FILE: the patch file with that id (`suture list` shows the installed ones).\n"
                  "Installed patches are applied automatically only when an agent starts;\n"
                  "processes already running need `suture apply`.")
+
+
+def _render_old_calls(asked: Sequence[Dict[str, Any]]) -> None:
+    """Per process and applied patch, while counting is on there (`--old-calls`): calls
+    into the replaced code since counting began, or why it cannot count."""
+    lines = []
+    for p in asked:
+        for a in p["applied"]:
+            calls = a.get("old_calls")
+            if not isinstance(calls, dict):
+                continue
+            short = str(a.get("id", "?"))[:12]
+            if "unavailable" in calls:
+                lines.append(f"  {p['pid']:>7}  patch {short}  not counted: {calls['unavailable']}")
+                continue
+            since = time.strftime("%H:%M:%S", time.localtime(calls.get("since") or 0))
+            by = ", ".join(f"{q} {n}" for q, n in (calls.get("by_function") or {}).items())
+            drained = a.get("drained_at")
+            lines.append(f"  {p['pid']:>7}  patch {short}  {calls.get('calls', 0)} call(s) since "
+                         f"{since}" + (f" ({by})" if by else "")
+                         + ("; drained" if drained else "; old frames still run"))
+    if lines:
+        click.echo("calls into replaced code (entries and resumptions; none is the evidence "
+                   "the old code is gone):")
+        for line in lines:
+            click.echo(line)
+        click.echo()
 
 
 def _render_status(report: Dict[str, Any]) -> None:
@@ -411,6 +445,7 @@ def _render_status(report: Dict[str, Any]) -> None:
             click.echo(f"  {pid:>7}  {a.get('qualname', '?'):<40} in {where} "
                        f"(patch {str(a.get('patch', '?'))[:12]})")
         click.echo()
+    _render_old_calls(asked)
     _render_restart_debt(report.get("restart_debt") or [])
     failed = [p for p in report["processes"] if p["state"] == "error"]
     if failed:

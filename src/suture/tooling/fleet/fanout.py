@@ -349,7 +349,7 @@ PROCESS_STATES = ("ok", "exposed", "error", "unknown")
 def status(pids: Sequence[int] = (), *, patches: Optional[Sequence[Patch]] = None,
            runtime_dir: Optional[str] = None,
            advisory_source: Optional["advisories.Source"] = None,
-           inventory: bool = False) -> Dict[str, Any]:
+           inventory: bool = False, old_calls: Optional[bool] = None) -> Dict[str, Any]:
     """What is applied where and which processes are still exposed: the report that
     ``suture status --json`` prints (its shape: docs/live-processes.md).
 
@@ -371,6 +371,11 @@ def status(pids: Sequence[int] = (), *, patches: Optional[Sequence[Patch]] = Non
     is on disk now, is asked for that from every process with a patch applied, even with
     advisories off; with ``inventory`` (the daemon, for retiring patches) from every
     process.
+
+    ``old_calls``: True starts counting calls into the code applied patches replaced in
+    each process asked (CPython 3.12+; each applied patch's ``old_calls`` in its status),
+    False stops it, None leaves it as it is (docs/live-processes.md, "Evidence that the
+    old code is gone").
     """
     from . import advisories as adv_mod
     source = advisory_source if advisory_source is not None else adv_mod.Source.parse(None)
@@ -385,8 +390,11 @@ def status(pids: Sequence[int] = (), *, patches: Optional[Sequence[Patch]] = Non
         unseen = [pid for pid in sorted(seen) if pid not in asked]
     names = sorted({p.target["name"] for p in known if _versioned(p)})
 
+    counting = {} if old_calls is None else {"old_calls": old_calls}
+
     def work(pid: int) -> Row:
-        answer = client.call(pid, "status", STATUS_TIMEOUT, runtime_dir=runtime_dir)
+        answer = client.call(pid, "status", STATUS_TIMEOUT, runtime_dir=runtime_dir,
+                             **counting)
         found = (client.call(pid, "dists", STATUS_TIMEOUT, runtime_dir=runtime_dir,
                              names=names) if names else {})
         wanted = inventory or source.kind != "off" or bool(answer.get("patches"))
