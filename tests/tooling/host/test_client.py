@@ -470,11 +470,21 @@ def test_cli_apply_refuses_a_bad_file_before_contacting_any_process(
 
 
 @pytest.mark.slow
-def test_cli_apply_needs_exactly_one_of_pid_and_all(rundir: str, patch_file: Path) -> None:
-    out = cli("apply", str(patch_file), rundir=rundir)
-    assert out.returncode == 1
-    assert out.stderr == ("error: Give the target processes with --pid PID (repeatable) or "
-                          "--all, not both and not neither. Nothing was changed. [SUT-E000]\n")
+def test_cli_apply_needs_exactly_one_of_pid_and_all(rundir: str, patch_file: Path,
+                                                    tmp_path: Path) -> None:
+    # A usage error (64), said before the file's signature is looked at (a newcomer got
+    # "not signed" for an unsigned patch given without a target).
+    message = ("Give the target processes with --pid PID (repeatable) or --all, not both "
+               "and not neither. Nothing was changed.")
+    unsigned = tmp_path / "unsigned.suture"
+    unsigned.write_bytes(b"not even a patch")
+    for args in ([str(patch_file)], [str(unsigned)], [str(unsigned), "--allow-unsigned"],
+                 [str(patch_file), "--all", "--pid", "1"]):
+        out = cli("apply", *args, rundir=rundir)
+        assert out.returncode == 64, out.stderr
+        assert message in " ".join(out.stderr.split()), out.stderr
+    out = cli("revert", "abcd", rundir=rundir)
+    assert out.returncode == 64 and "not both and not neither" in out.stderr
 
 
 @pytest.mark.slow

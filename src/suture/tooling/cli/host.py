@@ -26,12 +26,18 @@ _ALL_OPT = click.option("--all", "select_all", is_flag=True,
                              "to answer at once included).")
 
 
-def _targets(pids: Sequence[int], select_all: bool, as_json: bool) -> List[int]:
+def _one_target_form(pids: Sequence[int], select_all: bool) -> None:
+    """A usage error (exit 64), checked before anything else (the patch file's signature
+    included): the targets are --pid PID... or --all, not both and not neither."""
+    if bool(pids) == select_all:
+        raise click.UsageError("Give the target processes with --pid PID (repeatable) or "
+                               "--all, not both and not neither. Nothing was changed.")
+
+
+def _targets(pids: Sequence[int], select_all: bool) -> List[int]:
     from ..fleet.fanout import agent_pids
 
-    if bool(pids) == select_all:
-        _fail(SutureError("Give the target processes with --pid PID (repeatable) or --all, "
-                          "not both and not neither. Nothing was changed."), as_json)
+    _one_target_form(pids, select_all)
     return list(dict.fromkeys(pids)) if pids else agent_pids()
 
 
@@ -230,10 +236,10 @@ def apply(file: Path, pids: Sequence[int], select_all: bool, wait_quiescent: Opt
 
     The file is checked here first, signatures included (trust policy: `suture trust`);
     a bad or untrusted file contacts no process, nor does a patch marked bad on this host
-    (`suture bad`). A process that does not have the patch's distribution installed, or
-    has it at another version than the baseline, is skipped as not affected (with --pid
-    and --all alike); "pending import" means the baseline release is there, not imported
-    yet.
+    (`suture bad`). A process that does not have the patch's distribution installed is
+    skipped as not affected; one that has another version than the baseline is refused
+    (SUT-E201) without being sent the patch (with --pid and --all alike); "pending import"
+    means the baseline release is there, not imported yet.
     With --all, Python processes without an agent that may run the patch's baseline are
     listed as "not covered".
     Exit codes: 0 every process applied, already fixed, pending import or skipped;
@@ -247,6 +253,7 @@ def apply(file: Path, pids: Sequence[int], select_all: bool, wait_quiescent: Opt
     from ...runtime.errors import MarkedBad
     from ..fleet import rollout
 
+    _one_target_form(pids, select_all)
     data = file.read_bytes()
     patch, record = _verified(data, allow_unsigned, as_json)
     try:
@@ -260,7 +267,7 @@ def apply(file: Path, pids: Sequence[int], select_all: bool, wait_quiescent: Opt
                         details={"patch_id": patch.id, **bad}), as_json, code=2)
     if health is not None and watch_s is None:
         watch_s = 30.0
-    targets = _targets(pids, select_all, as_json)
+    targets = _targets(pids, select_all)
     check = rollout.HealthCheck(health, health_timeout) if health else None
     watched = [0]
 
@@ -321,7 +328,7 @@ def revert(patch_id: str, pids: Sequence[int], select_all: bool, parallel: Optio
     """
     from ..fleet import fanout
 
-    targets = _targets(pids, select_all, as_json)
+    targets = _targets(pids, select_all)
     rows = fanout.revert(patch_id, targets, select_all=select_all, progress=_progress,
                         parallel=parallel, force=force)
     if as_json:
