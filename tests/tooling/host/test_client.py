@@ -412,7 +412,13 @@ def test_revert_unknown_patch_is_refused_for_a_pid_and_skipped_with_all(agent: F
     [row] = fanout.revert("abc", [1000201])
     assert (row.outcome, row.code, row.reason) == ("refused", "SUT-E300", "no patch abc")
     [row] = fanout.revert("abc", [1000201], select_all=True)
+    # --all: not applied there (its agent's list), so not sent, and no refusal audited there
+    assert (row.outcome, row.reason) == ("skipped", "patch abc is not applied here")
+    assert agent.ops(1000201).count("revert") == 1   # the --pid one only
+    agent.handlers[1000201]["list"] = lambda r: ok({"patches": ["abc" + "0" * 61]})
+    [row] = fanout.revert("abc", [1000201], select_all=True)   # listed: sent; gone meanwhile
     assert (row.outcome, row.code) == ("skipped", UnknownPatch.code)
+    assert agent.ops(1000201).count("revert") == 2
 
 
 # -- the commands, as a user runs them ----------------------------------------------------

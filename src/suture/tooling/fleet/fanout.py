@@ -264,6 +264,10 @@ def revert(patch_id: str, pids: Sequence[int], *, select_all: bool = False,
     extra = {"force": True} if force else {}
 
     def work(pid: int) -> Row:
+        if select_all and not _has_patch(pid, patch_id, runtime_dir):
+            # Not sent: its agent would refuse it (SUT-E300) and audit a refusal for a
+            # process nobody asked to revert (`--all` means "wherever it is applied").
+            return Row(pid, "skipped", reason=f"patch {patch_id} is not applied here")
         deadline = time.time() + APPLY_TIMEOUT
         try:
             result = client.call(pid, "revert", APPLY_TIMEOUT + ANSWER_GRACE,
@@ -285,6 +289,19 @@ def revert(patch_id: str, pids: Sequence[int], *, select_all: bool = False,
                          result)
 
     return _fan_out(pids, work, progress, parallel or default_parallel())
+
+
+def _has_patch(pid: int, patch_id: str, runtime_dir: Optional[str]) -> bool:
+    """Whether the agent of ``pid`` lists an applied patch whose id starts with
+    ``patch_id``; True when it cannot be asked (the revert then says what is wrong)."""
+    try:
+        listed = client.call(pid, "list", STATUS_TIMEOUT, runtime_dir=runtime_dir)
+    except SutureError:
+        return True
+    ids = listed.get("patches") if isinstance(listed, dict) else None
+    if not isinstance(ids, list):
+        return True
+    return any(str(i).startswith(patch_id.lower()) for i in ids)
 
 
 def _unknown(exc: client.AgentTimeout, op: str, pid: int, deadline: float) -> SutureError:
