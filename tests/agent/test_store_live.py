@@ -295,7 +295,8 @@ def test_sigterm_where_the_agent_cannot_see_it_is_no_crash_loop(targets: Targets
     for _ in range(3):
         proc = run_patched(targets, tmp_path, "renamed")
         auto = wait_for(lambda proc=proc: outcomes(proc.pid), "the auto-apply row", proc=proc)
-        assert [r["result"] for r in auto] == ["applied"]
+        # "pending import" when the agent got there before the script's import of tiny
+        assert [r["result"] for r in auto] in (["applied"], ["pending import"])
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == -signal.SIGTERM
     applying = [r["detail"] for r in store.audit_log() if r["result"] == "applying"]

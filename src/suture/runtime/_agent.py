@@ -468,7 +468,14 @@ def _op_dists(frame: Dict[str, Any]) -> Dict[str, Any]:
     if names is not None and (not isinstance(names, list)
                               or not all(isinstance(n, str) for n in names)):
         raise ProtocolError("'names' must be a list of distribution names, or absent")
-    return _dists(names)
+    modules = frame.get("modules")
+    if modules is not None and (not isinstance(modules, list)
+                                or not all(isinstance(m, str) for m in modules)):
+        raise ProtocolError("'modules' must be a list of module names, or absent")
+    answer = _dists(names)
+    if modules is not None:   # a patch's modules: which this process has imported
+        answer["modules"] = {m: m in sys.modules for m in modules}
+    return answer
 
 
 def _op_inventory(frame: Dict[str, Any]) -> Dict[str, Any]:

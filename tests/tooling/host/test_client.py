@@ -373,16 +373,26 @@ def test_permission_denied_on_the_directory_names_the_directory(rundir: str) -> 
 # -- fleet: the fan-out -------------------------------------------------------------------
 
 def test_apply_all_skips_processes_without_the_distribution(agent: FakeAgent) -> None:
-    agent.serve(1000001, dists=lambda r: ok({"dists": {}}), apply=applied())
+    # The agent says which of the patch's modules it has imported (none here: skipped)...
+    agent.serve(1000001, dists=lambda r: ok({"dists": {}, "modules": {
+        m: False for m in r.get("modules", [])}}), apply=applied())
     agent.serve(1000002, dists=lambda r: ok({"dists": {"Shop_Lib": "2.4.0"},
                                              "loaded": {"Shop_Lib": True}}),
                 apply=applied())
+    # ... an agent too old to say is sent the patch (its agent decides), and so is one
+    # that runs the modules with no metadata (a plain directory on sys.path)
+    agent.serve(1000003, dists=lambda r: ok({"dists": {}}), apply=applied())
+    agent.serve(1000004, dists=lambda r: ok({"dists": {}, "modules": {"shop": True}}),
+                apply=applied())
     patch = Patch(target={"kind": "distribution", "name": "shop-lib", "from_version": "2.4.0",
                           "to_version": "2.4.1"}, modules=(), id="ab" * 32)
-    rows = fanout.apply(b"PATCH", patch, [1000001, 1000002], select_all=True)
+    rows = fanout.apply(b"PATCH", patch, [1000001, 1000002, 1000003, 1000004],
+                        select_all=True)
     assert [(r.pid, r.outcome, r.reason) for r in rows] == [
         (1000001, "skipped", "not affected: shop-lib is not installed here"),
-        (1000002, "applied", "sutclientdemo: applied; pause 0.12 ms")]
+        (1000002, "applied", "sutclientdemo: applied; pause 0.12 ms"),
+        (1000003, "applied", "sutclientdemo: applied; pause 0.12 ms"),
+        (1000004, "applied", "sutclientdemo: applied; pause 0.12 ms")]
     assert agent.ops(1000001) == ["dists"]
     sent = [r for r in agent.requests if r["op"] == "apply"][0]
     assert sent["patch"] == "UEFUQ0g=" and sent["wait_quiescent"] is None

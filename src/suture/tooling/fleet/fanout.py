@@ -196,7 +196,11 @@ def _not_for(pid: int, patch: Patch, dists: Dict[str, Any]) -> Optional[Row]:
     anything is sent (None: send it, the agent decides). One rule for ``apply --pid`` and
     ``--all`` (before issue 18, ``--pid`` sent the patch to a process without the
     distribution, whose agent answered "pending import", while ``--all`` skipped it):
-    * the distribution is not installed there: skipped, "not affected";
+    * the distribution is not installed there and none of the patch's modules is imported
+      there: skipped, "not affected" (a process that runs the modules from a plain
+      directory, with no metadata, is sent the patch: its agent applies it, or refuses it
+      where the patch is trusted only for that distribution, which metadata must prove;
+      so is one whose agent cannot tell, being older);
     * another release is: refused, SUT-E201, naming both releases as the engine does. That
       process may well run vulnerable code this patch cannot fix, which a skip with exit 0
       would hide; and its agent, if the package is not imported yet, would answer "pending
@@ -205,8 +209,11 @@ def _not_for(pid: int, patch: Patch, dists: Dict[str, Any]) -> Optional[Row]:
     if patch.target.get("kind") != "distribution" or not patch.target.get("name"):
         return None
     name = str(patch.target["name"])
-    version = _dist_version(dists, name)
+    version = _dist_version(dists.get("dists") or {}, name)
     if version is None:
+        imported = dists.get("modules")
+        if not isinstance(imported, dict) or any(imported.values()):
+            return None
         return Row(pid, "skipped", reason=f"not affected: {name} is not installed here")
     base = patch.target.get("from_version")
     if base and not _same_version(version, base):
@@ -234,7 +241,7 @@ def apply(data: bytes, patch: Patch, pids: Sequence[int], *, select_all: bool = 
     def work(pid: int) -> Row:
         if dist:
             found = client.call(pid, "dists", STATUS_TIMEOUT, runtime_dir=runtime_dir,
-                                names=[dist]).get("dists", {})
+                                names=[dist], modules=[m.name for m in patch.modules])
             early = _not_for(pid, patch, found if isinstance(found, dict) else {})
             if early is not None:
                 return early
