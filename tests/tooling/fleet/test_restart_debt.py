@@ -12,88 +12,34 @@ and the next cycle does: out of the store, with an audit row that says why.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator
 
 import pytest
 
 import livecli
-from livecli import SRC, cli, patch_id, reap
-from signing import signed
+import urllib3live
+from livecli import cli, patch_id
 from suture.runtime import store
-from suture.tooling.build import build_trees
-from suture.tooling.build.sources import materialize
 
 pytestmark = pytest.mark.slow
 
 rundir, state = livecli.rundir, livecli.state
 
-DATA = Path(__file__).resolve().parents[2] / "data"
-CVE = "CVE-2023-45803"
-
-TARGET = """\
-import os, sys, time
-import urllib3
-import suture.agent
-suture.agent.start()
-out = {out!r}
-while True:
-    with open(out + ".tmp", "w") as f:
-        f.write(urllib3.__version__)
-    os.replace(out + ".tmp", out)
-    time.sleep(0.05)
-"""
+DATA, CVE = urllib3live.DATA, urllib3live.CVE
 
 
 @pytest.fixture(scope="module")
 def releases(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Any]:
-    cache = tmp_path_factory.mktemp("cache")
-    old = materialize(str(DATA / "urllib3-1.26.17-py2.py3-none-any.whl"), cache_dir=cache)
-    new = materialize(str(DATA / "urllib3-1.26.18-py2.py3-none-any.whl"), cache_dir=cache)
-    report = build_trees(old, new, cves=[CVE])
-    patch = tmp_path_factory.mktemp("patch") / "urllib3.suture"
-    patch.write_bytes(signed(report.data))
-    return {"old": old.root, "new": new.root, "patch": patch}
-
-
-class Target:
-    def __init__(self, proc: subprocess.Popen, out: Path) -> None:
-        self.proc, self.out, self.pid = proc, out, proc.pid
-
-    def observed(self) -> str:
-        try:
-            return self.out.read_text()
-        except FileNotFoundError:
-            return ""
+    return urllib3live.releases(tmp_path_factory)
 
 
 @pytest.fixture
 def start(rundir: str, tmp_path: Path) -> Iterator[Any]:
-    procs: List[subprocess.Popen] = []
-
-    def run(root: Path) -> Target:
-        out = tmp_path / f"observed-{len(procs)}.txt"
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), str(root)]),
-                   SUTURE_RUNTIME_DIR=rundir)
-        proc = subprocess.Popen([sys.executable, "-c", TARGET.format(out=str(out))], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        procs.append(proc)
-        return livecli.ready(proc, Target(proc, out), rundir)
-
-    def stop(target: Target) -> None:
-        reap([target.proc])
-        procs.remove(target.proc)
-
-    run.stop = stop  # type: ignore[attr-defined]
-    try:
+    with urllib3live.targets(rundir, tmp_path) as run:
         yield run
-    finally:
-        reap(procs)
 
 
 def status(rundir: str, pid: int) -> Dict[str, Any]:

@@ -24,11 +24,9 @@ from typing import Any, Dict, Iterator, List
 import pytest
 
 import livecli
-from livecli import SRC, cli, patch_id, reap
-from signing import signed
+import urllib3live
+from livecli import SRC, cli, patch_id
 from vexschema import openvex_errors
-from suture.tooling.build import build_trees
-from suture.tooling.build.sources import materialize
 from suture.tooling.fleet import advisories
 from suture.tooling.host import client
 
@@ -36,64 +34,19 @@ pytestmark = pytest.mark.slow
 
 rundir, state = livecli.rundir, livecli.state
 
-DATA = Path(__file__).resolve().parents[2] / "data"
+DATA, CVE = urllib3live.DATA, urllib3live.CVE
 MIRROR = DATA / "advisories-urllib3.json"
-CVE = "CVE-2023-45803"
 ALIASES = ["CVE-2023-45803", "GHSA-g4mx-q9vg-27p4", "PYSEC-2023-212"]
-
-TARGET = """\
-import os, sys, time
-import urllib3
-import suture.agent
-suture.agent.start()
-out = {out!r}
-while True:
-    with open(out + ".tmp", "w") as f:
-        f.write(urllib3.__version__)
-    os.replace(out + ".tmp", out)
-    time.sleep(0.05)
-"""
-
 
 @pytest.fixture(scope="module")
 def releases(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Any]:
-    cache = tmp_path_factory.mktemp("cache")
-    old = materialize(str(DATA / "urllib3-1.26.17-py2.py3-none-any.whl"), cache_dir=cache)
-    new = materialize(str(DATA / "urllib3-1.26.18-py2.py3-none-any.whl"), cache_dir=cache)
-    report = build_trees(old, new, cves=[CVE])
-    patch = tmp_path_factory.mktemp("patch") / "urllib3.suture"
-    patch.write_bytes(signed(report.data))
-    return {"old": old.root, "new": new.root, "patch": patch}
-
-
-class Target:
-    def __init__(self, proc: subprocess.Popen, out: Path) -> None:
-        self.proc, self.out, self.pid = proc, out, proc.pid
-
-    def observed(self) -> str:
-        try:
-            return self.out.read_text()
-        except FileNotFoundError:
-            return ""
+    return urllib3live.releases(tmp_path_factory)
 
 
 @pytest.fixture
 def start(rundir: str, tmp_path: Path) -> Iterator[Any]:
-    procs: List[subprocess.Popen] = []
-
-    def run(root: Path) -> Target:
-        out = tmp_path / f"observed-{len(procs)}.txt"
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), str(root)]),
-                   SUTURE_RUNTIME_DIR=rundir)
-        proc = subprocess.Popen([sys.executable, "-c", TARGET.format(out=str(out))], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        procs.append(proc)
-        return livecli.ready(proc, Target(proc, out), rundir)
-
-    try:
+    with urllib3live.targets(rundir, tmp_path) as run:
         yield run
-    finally:
-        reap(procs)
 
 
 def status(rundir: str, pids: List[int], source: str) -> Dict[str, Any]:
@@ -366,24 +319,14 @@ while True:
 
 def test_an_agent_without_inventory_is_judged_from_its_imported_distributions(
         releases: Dict[str, Any], rundir: str, tmp_path: Path) -> None:
-    procs: List[subprocess.Popen] = []
-    try:
-        out = tmp_path / "observed.txt"
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), str(releases["old"])]),
-                   SUTURE_RUNTIME_DIR=rundir)
-        proc = subprocess.Popen([sys.executable, "-c", OLD_AGENT.format(out=str(out))],
-                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                text=True)
-        procs.append(proc)
-        livecli.ready(proc, Target(proc, out), rundir)
-        report = status(rundir, [proc.pid], str(MIRROR))
-    finally:
-        reap(procs)
+    with urllib3live.targets(rundir, tmp_path) as run:
+        target = run(releases["old"], OLD_AGENT)
+        report = status(rundir, [target.pid], str(MIRROR))
     (p,) = report["processes"]
     assert p["inventory"]["source"] == "dists"
     assert [(d["name"], d["version"]) for d in p["inventory"]["dists"]
             if d["name"] == "urllib3"] == [("urllib3", "1.26.17")]
-    assert states(report) == {proc.pid: ("exposed, no patch", None, "1.26.17")}
+    assert states(report) == {target.pid: ("exposed, no patch", None, "1.26.17")}
     assert report["exit_code"] == 2
 
 
