@@ -12,6 +12,8 @@ back into (the edges that matter are the explicit ones). No exception is granted
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Set
 
@@ -92,6 +94,17 @@ def test_the_runtime_imports_no_circle():
     assert {"suture.runtime.engine", "suture.runtime.engine.check", "suture.runtime._hook"} \
         <= GRAPH.keys()
     assert _cycle(GRAPH) == []
+
+
+def test_importing_the_runtime_loads_neither_the_engine_nor_the_patch_reader():
+    # The agent idles in every process and the CLI imports error classes from here: the
+    # engine and the patch reader load on first use (issue 19).
+    code = ("import sys, suture.runtime as r; print(sorted(m for m in sys.modules "
+            "if m.startswith('suture.'))); r.Result; r.load_patch; r.unit; "
+            "print('suture.runtime.engine' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out == ["['suture.runtime', 'suture.runtime.errors']", "True"], out
 
 
 def test_the_import_hook_does_not_import_the_engine():

@@ -104,6 +104,7 @@ modules_before = set(sys.modules)
 import suture.runtime
 import suture.runtime.errors
 import suture.runtime.patchfile
+import suture.runtime.engine  # loaded on first use (issue 19): importing it starts nothing either
 after = snapshot()
 new = sorted(set(sys.modules) - modules_before)
 std = sorted(getattr(sys, "stdlib_module_names", ()))

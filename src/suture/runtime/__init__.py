@@ -12,16 +12,35 @@ Constraints, because this code loads into other people's processes:
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Union
+import importlib
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
 
-from . import engine as _engine
-from .engine import HookContext, Result, drop_shadow, shadow
-from ._units import unit
 from .errors import (BaselineMismatch, DeadlinePassed, HookFailed, NeedsHook, NotInDistribution,
                      NotQuiescent, PatchFormatError, RefusedError, RestartRequired,
                      RevertOrderError, RolledBack, SutureError, UnitsBusy, UnknownPatch,
                      UnprovenDistribution)
-from .patchfile import Patch, load as load_patch
+
+if TYPE_CHECKING:
+    from ._units import unit
+    from .engine import HookContext, Result, drop_shadow, shadow
+    from .patchfile import Patch, load as load_patch
+
+# Importing this package loads only ``errors``: the engine, the patch reader and the units
+# come on first use (PEP 562), so that the agent idling in every process, and the CLI
+# importing an error class, do not pay for them (issue 19).
+_LAZY = {"HookContext": ("engine", "HookContext"), "Result": ("engine", "Result"),
+         "shadow": ("engine", "shadow"), "drop_shadow": ("engine", "drop_shadow"),
+         "unit": ("_units", "unit"), "Patch": ("patchfile", "Patch"),
+         "load_patch": ("patchfile", "load")}
+
+
+def __getattr__(name: str) -> Any:
+    where = _LAZY.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{where[0]}"), where[1])
+    globals()[name] = value
+    return value
 
 __all__ = [
     # API
@@ -49,28 +68,34 @@ def apply(patch: Union[Patch, bytes], *, wait_quiescent: Optional[float] = None,
     refused with ``DeadlinePassed`` if it has passed when the commit is reached.
     """
     if isinstance(patch, (bytes, bytearray)):
-        patch = load_patch(bytes(patch))
-    return _engine.apply(patch, wait_quiescent=wait_quiescent, restricted=restricted,
-                         deadline=deadline)
+        from .patchfile import load
+        patch = load(bytes(patch))
+    from . import engine
+    return engine.apply(patch, wait_quiescent=wait_quiescent, restricted=restricted,
+                        deadline=deadline)
 
 
 def revert(patch_id: str, force: bool = False, deadline: Optional[float] = None) -> Result:
     """Restore every object ``patch_id`` touched; newest patch first. ``force`` reverts
     even when objects built meanwhile lack state the restored code reads (SUT-E209).
     ``deadline``: as for ``apply``."""
-    return _engine.revert(patch_id, force, deadline)
+    from . import engine
+    return engine.revert(patch_id, force, deadline)
 
 
 def status() -> Dict[str, Any]:
     """Applied patches, per-module state, and old code still running."""
-    return _engine.status()
+    from . import engine
+    return engine.status()
 
 
 def count_old_calls(on: bool) -> Optional[str]:
     """Count calls into the code applied patches replaced (CPython 3.12+), or stop; None,
     or why it cannot count here. ``status()`` then reports ``old_calls`` per patch."""
-    return _engine.count_old_calls(on)
+    from . import engine
+    return engine.count_old_calls(on)
 
 
 def applied() -> List[str]:
-    return _engine.applied_ids()
+    from . import engine
+    return engine.applied_ids()
