@@ -27,6 +27,7 @@ Usage (from the repository root)::
     PYTHONPATH=src python3 benchmarks/patch_size.py --corpus ../shared/corpus/public.json
     PYTHONPATH=src python3 benchmarks/patch_size.py --json out.json
     PYTHONPATH=src python3 benchmarks/patch_size.py --quick   # urllib3, offline
+    PYTHONPATH=src python3 benchmarks/patch_size.py --pair Django:4.2.17:4.2.18
 """
 
 from __future__ import annotations
@@ -220,8 +221,8 @@ def measure(pair: Dict[str, Any], old: str, new: str, cache: Optional[Path],
 def git_state() -> Dict[str, Any]:
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=REPO, capture_output=True,
-                              text=True).stdout.strip()
-    return {"commit": git("rev-parse", "HEAD"),
+                              text=True).stdout
+    return {"commit": git("rev-parse", "HEAD").strip(),
             "dirty": [line[3:] for line in git("status", "--porcelain").splitlines()]}
 
 
@@ -277,6 +278,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--cache", type=Path, default=None,
                     help="the builder's cache directory (default ~/.cache/suture)")
     ap.add_argument("--pairs", default="", help="comma-separated package names (default: all)")
+    ap.add_argument("--pair", action="append", default=[], metavar="NAME:OLD:NEW",
+                    help="measure this release pair instead of the corpus (repeatable)")
     ap.add_argument("--no-import", action="store_true",
                     help="no state manifest (faster; patches are smaller than real ones)")
     ap.add_argument("--quick", action="store_true",
@@ -294,7 +297,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                             not args.no_import))
     else:
         wanted = {p.lower() for p in args.pairs.split(",") if p}
-        for pair in corpus_pairs(args.corpus):
+        pairs = [dict(zip(("name", "old", "new"), spec.split(":")), role="extra")
+                 for spec in args.pair] or corpus_pairs(args.corpus)
+        for pair in pairs:
             if wanted and pair["name"].lower() not in wanted:
                 continue
             print(f"... {pair['name']} {pair['old']} -> {pair['new']}", file=sys.stderr)
