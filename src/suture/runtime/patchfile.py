@@ -1,20 +1,18 @@
 """Read, write and validate the patch artifact (formats 1 and 2).
 
-A patch file is a DSSE-shaped JSON envelope around canonical payload bytes::
+A patch file is a DSSE-shaped JSON envelope around the payload bytes::
 
-    {"payload": "<base64>", "payloadType": PAYLOAD_TYPE, "signatures": []}
+    {"payload": "<base64>", "payloadType": PAYLOAD_TYPE_DEFLATE, "signatures": []}
 
 The payload is JSON with sorted keys and no insignificant white space, so the
-same patch always has the same bytes; its sha256 is the patch id. Signatures
-sign the payload bytes, never the envelope (tooling/trust/__init__.py checks them; the
-runtime cannot, being stdlib-only: docs/security.md). This module is the
-only reader of the format; tooling writes through ``dump``. See
-docs/patch-format.md.
-
-Since the deflate payload type, the payload travels compressed (zlib): the
-envelope's ``payloadType`` says so, signatures sign the compressed bytes (DSSE),
-and the patch id stays the sha256 of the canonical JSON, whichever zlib wrote
-the stream. ``inflate`` refuses to produce more than ``MAX_PATCH_BYTES``.
+same patch always has the same JSON; its sha256 is the patch id. It travels
+deflated (zlib with ``ZDICT``, ``PAYLOAD_TYPE_DEFLATE``) or, in files written
+before issue 19, as it is (``PAYLOAD_TYPE``); the id is the same either way, and
+``inflate`` refuses to produce more than ``MAX_PATCH_BYTES``. Signatures sign the
+payload bytes the envelope carries (DSSE), never the envelope
+(tooling/trust/__init__.py checks them; the runtime cannot, being stdlib-only:
+docs/security.md). This module is the only reader of the format; tooling writes
+through ``dump``. See docs/patch-format.md.
 
 Format 2 adds *compact* modules: the baseline travels as its sha256 only and
 the fixed source as line hunks against it (``make_delta``). The engine reads
