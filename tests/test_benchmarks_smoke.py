@@ -94,3 +94,14 @@ def test_call_cost_quick() -> None:
     assert "CALL_PY_EXACT_ARGS" in m["unpatched"]["call_site"], m["unpatched"]
     assert "CALL_PY_EXACT_ARGS" not in m["engine"]["call_site"], m["engine"]
     assert "CALL_PY_EXACT_ARGS" not in m["bare"]["call_site"], m["bare"]
+
+
+@pytest.mark.slow
+def test_patch_size_quick() -> None:
+    # One pair from tests/data (offline); sizes are deterministic but not asserted here.
+    result = run("patch_size.py")
+    (pair,) = result["pairs"]
+    assert pair["pair"] == "urllib3 1.26.17 -> 1.26.18" and pair["patch_bytes"] > 0
+    parts = pair["breakdown"]["payload_json_parts"]
+    assert sum(parts.values()) == pair["breakdown"]["payload_json"]
+    assert result["summary"]["built"] == 1 and result["suture"]["commit"]

@@ -13,7 +13,6 @@ the same process, so damage left by one would show in every later check.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import json
 import signal
@@ -26,7 +25,8 @@ from typing import Any, Dict, List, Tuple
 
 import pytest
 
-from suture.runtime.patchfile import Source, canonical_json, dump, load, read_envelope
+from suture.runtime.patchfile import (Source, canonical_json, dump, load, payload_json,
+                                     read_envelope, seal)
 from suture.tooling.build import build_trees
 from suture.tooling.build.sources import materialize
 
@@ -204,10 +204,10 @@ def unchanged(target: Target, before: Dict[str, Any]) -> None:
 def _file_cases(tmp: Path, good: bytes) -> Dict[str, Tuple[bytes, int, str, str]]:
     """name -> (file bytes, exit code, error code, words the message must contain)."""
     envelope, payload = read_envelope(good)
-    edited_summary = json.loads(payload)
+    edited_summary = json.loads(payload_json(envelope, payload))
     edited_summary["meta"]["summary"] = "harmless, promise"
-    resealed = dict(envelope, payload=base64.b64encode(canonical_json(edited_summary))
-                    .decode("ascii"))
+    resealed = dict(envelope, payload=seal(canonical_json(edited_summary))["payload"])
+    assert resealed["payloadType"] == seal(b"")["payloadType"]
     other = signed(build(tmp, "other", {**V1, "calc.py": "def value():\n    return 7\n"},
                          {**V1, "calc.py": "def value():\n    return 8\n"}))
     stolen = dict(envelope, signatures=read_envelope(other)[0]["signatures"])

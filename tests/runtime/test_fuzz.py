@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from suture.runtime import store
 from suture.runtime.errors import PatchFormatError
 from suture.runtime.patchfile import (PAYLOAD_TYPE, Patch, canonical_json, dump, load,
-                                     read_envelope, resolve, sha256_text)
+                                     payload_json, read_envelope, resolve, sha256_text)
 from suture.tooling import trust
 from suture.tooling.build import build_trees
 from suture.tooling.build.sources import materialize
@@ -210,7 +210,7 @@ def test_the_store_refuses_or_keeps_what_load_accepts(tmp_path_factory: Any, bod
 def test_compact_modules_in_a_real_patch(module: Any):
     # The real patch (compact, format 2) with its module replaced: the rest stays valid, so
     # every draw reaches the compact validators and, when accepted, resolve().
-    body = json.loads(read_envelope(REAL)[1])
+    body = json.loads(payload_json(*read_envelope(REAL)))
     assert body["format"] == 2
     module["changes"] = body["modules"][0]["changes"]
     body["modules"] = [module]

@@ -649,10 +649,10 @@ def _frame_patch_id(op: str, frame: Dict[str, Any]) -> str:
     try:
         if op == "revert":
             return str(frame.get("patch_id") or "")
-        from .patchfile import patch_id, read_envelope
-        _, payload = read_envelope(base64.b64decode(str(frame.get("patch")).encode("ascii"),
-                                                    validate=True))
-        return patch_id(payload)
+        from .patchfile import patch_id, payload_json, read_envelope
+        envelope, payload = read_envelope(base64.b64decode(
+            str(frame.get("patch")).encode("ascii"), validate=True))
+        return patch_id(payload_json(envelope, payload))
     except Exception:  # noqa: BLE001
         return ""
 

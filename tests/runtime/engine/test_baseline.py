@@ -8,10 +8,12 @@ patch is recorded and no import hook is installed.
 from __future__ import annotations
 
 import base64
+import hashlib
 import dataclasses
 import json
 import re
 import textwrap
+import zlib
 
 import pytest
 
@@ -261,13 +263,22 @@ def test_apply_refuses_a_change_list_that_its_sources_do_not_justify(ws):
 # -- load_patch on tampered files (no target code is loaded: in-process) ---------------
 
 def _payload(data: bytes) -> dict:
-    return json.loads(base64.b64decode(json.loads(data)["payload"]))
+    return json.loads(patchfile.payload_json(*patchfile.read_envelope(data)))
 
 
-def _repack(payload: dict) -> bytes:
+def _repack(payload: dict, compress: bool = True) -> bytes:
     raw = patchfile.canonical_json(payload)
-    return patchfile.canonical_json({"payload": base64.b64encode(raw).decode("ascii"),
-                                     "payloadType": patchfile.PAYLOAD_TYPE,
+    return patchfile.canonical_json(patchfile.seal(raw, compress)) + b"\n"
+
+
+def _deflate(body: bytes, zdict: bytes = patchfile.ZDICT) -> bytes:
+    deflater = zlib.compressobj(9, zlib.DEFLATED, 15, 9, zlib.Z_DEFAULT_STRATEGY, zdict)
+    return deflater.compress(body) + deflater.flush()
+
+
+def _deflated(body: bytes) -> bytes:
+    return patchfile.canonical_json({"payload": base64.b64encode(body).decode("ascii"),
+                                     "payloadType": patchfile.PAYLOAD_TYPE_DEFLATE,
                                      "signatures": []}) + b"\n"
 
 
@@ -330,6 +341,58 @@ def test_load_patch_refuses_a_corrupted_base64_payload(patch_bytes):
                        match=r"^patch payload is not valid base64 \(truncated or edited\?\) "
                              r"\[SUT-E100\]$"):
         runtime.load_patch(json.dumps(envelope).encode())
+
+
+def test_a_patch_has_one_id_deflated_or_not(patch_bytes):
+    # Files written before the deflate payload type (formats 1 and 2 as they are) still
+    # load, and the id is the sha256 of the canonical JSON either way.
+    plain = _repack(_payload(patch_bytes), compress=False)
+    assert json.loads(plain)["payloadType"] == patchfile.PAYLOAD_TYPE
+    assert json.loads(patch_bytes)["payloadType"] == patchfile.PAYLOAD_TYPE_DEFLATE
+    assert len(patch_bytes) < len(plain)
+    body = patchfile.read_envelope(plain)[1]
+    assert runtime.load_patch(plain).id == runtime.load_patch(patch_bytes).id \
+        == hashlib.sha256(body).hexdigest()
+
+
+def test_the_deflate_dictionary_is_frozen():
+    # Patches deflated with it cannot be read with any other bytes: changing it needs a new
+    # payload type (docs/patch-format.md), not an edit.
+    assert hashlib.sha256(patchfile.ZDICT).hexdigest() == \
+        "c9eb147d43d2714758c8ba71d7dfe6b0956908fc58322c6723e25707560d7809"
+
+
+def test_load_patch_refuses_a_deflated_payload_in_another_json_form(patch_bytes):
+    raw = json.dumps(_payload(patch_bytes), indent=1).encode()
+    with pytest.raises(runtime.PatchFormatError,
+                       match=r"^patch payload is not in canonical form \(edited by hand\?\) "
+                             r"\[SUT-E100\]$"):
+        runtime.load_patch(_deflated(_deflate(raw)))
+
+
+def test_load_patch_refuses_a_deflate_bomb_before_inflating_it_all():
+    # 64 MiB and one byte of spaces deflate to 65 KB; the reader stops at the cap.
+    bomb = _deflate(b" " * (patchfile.MAX_PATCH_BYTES + 1))
+    assert len(bomb) < 100_000
+    with pytest.raises(runtime.PatchFormatError,
+                       match=r"^patch payload inflates to more than 67108864 bytes "
+                             r"\[SUT-E100\]$"):
+        runtime.load_patch(_deflated(bomb))
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda z: z[:-5], "is a truncated zlib stream"),
+    (lambda z: z + b"\x00", "has bytes after its zlib stream"),
+    (lambda z: z[:-1] + bytes([z[-1] ^ 1]), "is not a valid zlib stream"),   # adler32
+    (lambda z: b"not zlib", "is not a valid zlib stream"),
+    (lambda z: _deflate(patchfile.inflate(z), b"another dictionary"),
+     "is not a valid zlib stream"),
+])
+def test_load_patch_refuses_a_broken_zlib_stream(patch_bytes, edit, message):
+    stream = _deflate(patchfile.canonical_json(_payload(patch_bytes)))
+    assert _deflated(stream) == patch_bytes   # what the builder wrote, and it loads
+    with pytest.raises(runtime.PatchFormatError, match=f"^patch payload {message}"):
+        runtime.load_patch(_deflated(edit(stream)))
 
 
 @pytest.mark.parametrize("cut", [1, 2, 100, 1000])

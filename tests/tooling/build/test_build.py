@@ -40,8 +40,12 @@ def test_building_twice_gives_the_same_bytes_and_the_id_is_the_payload_sha256(tm
     second = build_trees(materialize(str(case / "v1")), materialize(str(case / "v2")),
                          cves=["CVE-2099-1", "CVE-2099-2"])
     assert first.data == second.data
-    _, payload = patchfile.read_envelope(first.data)
-    assert first.patch.id == hashlib.sha256(payload).hexdigest()
+    # the id is the sha256 of the canonical payload JSON, deflated in the file or not
+    body = patchfile.payload_json(*patchfile.read_envelope(first.data))
+    assert first.patch.id == hashlib.sha256(body).hexdigest()
+    plain = patchfile.dump(first.patch, compress=False)
+    assert patchfile.read_envelope(plain)[1] == body and len(plain) > len(first.data)
+    assert patchfile.load(plain).id == first.patch.id
     assert first.patch.meta["cves"] == ["CVE-2099-1", "CVE-2099-2"]
 
 

@@ -176,8 +176,7 @@ def test_building_twice_gives_the_same_bytes_with_the_state_manifest(tmp_path):
 
 
 def _with_state(data: bytes, state: Any) -> bytes:
-    _, payload = patchfile.read_envelope(data)
-    body = json.loads(payload)
+    body = json.loads(patchfile.payload_json(*patchfile.read_envelope(data)))
     body["meta"]["state"] = state
     raw = patchfile.canonical_json(body)
     return patchfile.canonical_json({"payload": base64.b64encode(raw).decode("ascii"),

@@ -56,7 +56,8 @@ import click
 
 from ...runtime import SutureError
 from ...runtime.errors import UntrustedPatch
-from ...runtime.patchfile import canonical_json, read_envelope
+from ...runtime.patchfile import (PAYLOAD_TYPE, canonical_json, payload_json, read_envelope,
+                                  seal)
 
 __all__ = ["run"]
 
@@ -357,9 +358,10 @@ def _edited(data: bytes) -> bytes:
     """``data`` with its summary changed and its signatures kept: still a well-formed patch,
     as an attacker who edits a signed file would produce."""
     envelope, payload = read_envelope(data)
-    body = json.loads(payload)
+    body = json.loads(payload_json(envelope, payload))
     body["meta"]["summary"] += " (edited)"
-    envelope["payload"] = base64.b64encode(canonical_json(body)).decode("ascii")
+    resealed = seal(canonical_json(body), envelope["payloadType"] != PAYLOAD_TYPE)
+    envelope["payload"] = resealed["payload"]
     return canonical_json(envelope) + b"\n"
 
 

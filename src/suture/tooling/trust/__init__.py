@@ -36,7 +36,7 @@ from packaging.utils import canonicalize_name
 
 from ...runtime import _members, _owned
 from ...runtime.errors import NotInDistribution, PatchFormatError, SutureError, UntrustedPatch
-from ...runtime.patchfile import PAYLOAD_TYPE, Patch, canonical_json, load, read_envelope
+from ...runtime.patchfile import Patch, canonical_json, load, read_envelope
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -415,7 +415,8 @@ def sign(data: bytes, key: Ed25519PrivateKey) -> bytes:
     load(data)  # sign only what is a valid patch
     envelope, payload = read_envelope(data)
     kid = keyid(key.public_key())
-    sig = base64.b64encode(key.sign(_pae(PAYLOAD_TYPE, payload))).decode("ascii")
+    sig = base64.b64encode(key.sign(_pae(str(envelope["payloadType"]), payload))
+                           ).decode("ascii")
     kept = [s for s in _signatures(envelope) if s.get("keyid") != kid]
     envelope["signatures"] = kept + [{"keyid": kid, "sig": sig}]
     return canonical_json(envelope) + b"\n"
