@@ -36,22 +36,22 @@ whose runtime work was the engine.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import errno
 import os
-import platform
 import signal
 import socket
 import stat
 import struct
 import sys
 import threading
-from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from . import _freethreaded, _inherit, _switching, protocol
+from . import _enginelock, _inherit, protocol
 from .errors import InternalError, SutureError, explain, os_cause, os_failure
 from .protocol import PeerRefused, ProtocolError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # not at run time: typing costs an idle agent 1.6 MiB (issue 19)
+    from typing import Any, Callable, Dict, List, Optional, Tuple
 
 __all__ = ["start", "stop", "running", "socket_dir", "socket_path", "AgentStartError",
            "THREAD_NAME"]
@@ -222,8 +222,12 @@ class _Agent:
             _inherit_patches(os.path.dirname(self.path))  # by hand to ancestors; never raises
             # What each loaded module's file is now, to tell an upgrade under the running
             # process later (``inventory``); one stat per module, never raises.
-            from . import _inventory
-            _inventory.note_loaded()
+            try:
+                _load(("suture.runtime._inventory",))
+                from . import _inventory
+                _inventory.note_loaded()
+            except BaseException:  # noqa: BLE001 - bookkeeping must not stop the agent
+                pass
         self.ready.set()
         while not self.stopping:
             try:
@@ -238,6 +242,8 @@ class _Agent:
                 continue
             self.conn = conn
             try:
+                _load(_REQUEST_MODULES)
+                from . import _switching
                 with _switching.lowered(SERVE_SWITCH_INTERVAL):   # "Busy processes"
                     self._handle(conn)
             except BaseException:  # noqa: BLE001 - a failed send: drop the connection
@@ -286,6 +292,7 @@ class _Agent:
         if handler is None:
             raise ProtocolError(f"unknown op {op!r}; this agent knows {', '.join(_OPS)}",
                                 details={"ops": list(_OPS)})
+        _load(_OP_MODULES.get(str(op), ()))   # under the fork guard: see "Forking programs"
         if op in _AUDITED:
             return protocol.ok(_audited(op, handler, frame, uid))
         return protocol.ok(handler(frame))
@@ -355,7 +362,10 @@ def _op_hello(frame: Dict[str, Any]) -> Dict[str, Any]:
     # pid (as this process sees itself), pidns and start let a client prove that the
     # process that answers is the one it was asked about (docs/protocol.md, "Identity").
     version = getattr(sys.modules.get("suture"), "__version__", "unknown")
-    return {"pid": os.getpid(), "python": platform.python_version(),
+    from . import _freethreaded
+    # sys.version's first word is what platform.python_version() returns on CPython
+    # (platform costs an idle agent 1 MiB: issue 19).
+    return {"pid": os.getpid(), "python": sys.version.split()[0],
             "implementation": sys.implementation.name, "agent": version,
             "protocol": list(protocol.SUPPORTED), "uid": os.geteuid(),
             "argv": list(getattr(sys, "argv", [])), "executable": sys.executable,
@@ -376,6 +386,9 @@ def _op_status(frame: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def _op_apply(frame: Dict[str, Any]) -> Dict[str, Any]:
+    import base64
+    import binascii
+
     from .. import runtime
     patch = frame.get("patch")
     if not isinstance(patch, str):
@@ -423,7 +436,8 @@ def _deadline(frame: Dict[str, Any]) -> Optional[float]:
 def _watch_imports() -> None:
     """Have every refusal at import (a pending module that is not the patch's baseline)
     recorded in the audit log: the process then runs that module unpatched. Registered
-    when the agent first applies a patch (the engine is imported then anyway)."""
+    when the agent first applies a patch; imports the engine, under the fork guard."""
+    _load(_ENGINE_MODULES)
     from .engine import on_import_refused, on_reverted
     on_import_refused(_import_refused)
     on_reverted(_reverted)
@@ -579,23 +593,55 @@ def _dists(names: Optional[List[str]]) -> Dict[str, Any]:
 _AUDITED = ("apply", "revert")
 
 
-def _preload() -> None:
-    """Import, on the thread calling start(), every module the agent thread needs for the store.
+# What the agent imports, and when (issue 19). An idle agent imports nothing beyond what
+# start() needs (socket, threading, signal, struct, protocol, errors, _inherit,
+# _enginelock): the engine, the patch reader, the store and sqlite3, json and the rest
+# load when a request or a start-up apply needs them, on the agent thread, through
+# _load(), which imports under the fork guard (see "Forking programs": a fork waits for
+# the import to finish, so no child inherits a module's import lock held by a thread it
+# does not have). Each list names what the code outside the engine lock then imports;
+# what the engine imports inside its own functions runs under the engine lock, which a
+# fork waits for too.
+_ENGINE = "suture.runtime.engine"
+_REQUEST_MODULES = protocol.FRAME_MODULES + ("suture.runtime._switching",)
+_PATCH_MODULES = ("base64", "binascii", "suture.runtime.patchfile")
+_STORE_MODULES = ("sqlite3", "suture.runtime.store")
+_ENGINE_MODULES = _PATCH_MODULES + _STORE_MODULES + (_ENGINE,)
+_OP_MODULES: Dict[str, Tuple[str, ...]] = {
+    "status": (_ENGINE,),
+    "apply": _ENGINE_MODULES + ("importlib.util",),
+    "revert": _ENGINE_MODULES,
+    "list": (_ENGINE,),
+    "dists": ("importlib.metadata", "suture.runtime._members"),
+    "inherit": ("base64",),
+    "inventory": ("suture.runtime._inventory", "base64", "csv", "hashlib"),
+}
 
-    Not on the agent thread: a fork while that thread is inside an import
-    leaves the module's import lock held in the child by a thread that does
-    not exist there, and the child's agent would block on it forever (seen on
-    3.11 in the fork test). sqlite3 costs about 4 ms, paid once per process.
-    """
+
+def _load(names: Tuple[str, ...]) -> None:
+    """Import ``names`` under the fork guard (those not imported yet). An ImportError is
+    the caller's, as it would be from an import statement."""
+    missing = [n for n in names if n not in sys.modules]
+    if not missing:
+        return
+    with _guarded():
+        for name in missing:
+            try:
+                __import__(name)
+            except ImportError:
+                if name != "sqlite3":
+                    raise
+                # No sqlite3 in this Python: the store reports it (StoreError) when used.
+
+
+def _bad_patches() -> Dict[str, Dict[str, Any]]:
+    """The store's bad marks, read under the fork guard; {} if it cannot be read."""
     try:
-        import importlib.util  # noqa: F401
-        import sqlite3  # noqa: F401
-        import base64  # noqa: F401
-        import csv  # noqa: F401
-        import hashlib  # noqa: F401
-        from . import _inventory, store  # noqa: F401
-    except BaseException:  # noqa: BLE001 - no sqlite3: the store then reports it, later
-        pass
+        with _guarded():
+            from . import store
+            return store.bad_patches()
+    except BaseException:  # noqa: BLE001 - no store: nothing is marked bad that we can see
+        return {}
 
 
 def _outcome(exc: BaseException) -> str:
@@ -617,8 +663,8 @@ def _record(op: str, patch_id: str, result: str, uid: int,
     """Append an audit row; None when written, else why not (the ``audit`` field of
     docs/protocol.md: data for the client, which records it in its own store)."""
     try:
-        from . import store
-        with _guarded():   # SQLite is not fork-safe: see "Forking programs"
+        with _guarded():   # SQLite is not fork-safe, nor an import: see "Forking programs"
+            from . import store
             store.audit(op, patch_id, result, os.getpid(), uid, detail[:2000])
         return None
     except BaseException as exc:  # noqa: BLE001 - an audit row is not worth breaking the target
@@ -649,6 +695,8 @@ def _frame_patch_id(op: str, frame: Dict[str, Any]) -> str:
     try:
         if op == "revert":
             return str(frame.get("patch_id") or "")
+        import base64
+
         from .patchfile import patch_id, read_envelope
         _, payload = read_envelope(base64.b64decode(str(frame.get("patch")).encode("ascii"),
                                                     validate=True))
@@ -694,7 +742,8 @@ def _inherit_patches(runtime_dir: str) -> None:
     """At agent start, after the store: apply what our ancestors were patched with by hand
     (runtime/_inherit.py). On the agent thread, so the application is not delayed."""
     try:
-        _inherit.from_ancestors(runtime_dir, _record, _warn, _watch_imports, _outcome)
+        _inherit.from_ancestors(runtime_dir, _record, _warn, _watch_imports, _outcome,
+                                _load, _bad_patches)
     except BaseException as exc:  # noqa: BLE001 - never break the target
         _warn(f"patches of the ancestors of pid {os.getpid()} not inherited: {exc}")
 
@@ -752,6 +801,8 @@ def _auto_apply() -> None:
     with _guarded():
         try:
             from . import store
+            if store.nothing_installed():
+                return   # decided without sqlite3, the patch reader or the engine (issue 19)
             blocked = store.write_blocked()
             rows = store.load_installed()
             bad = store.bad_patches() if rows else {}
@@ -814,6 +865,7 @@ def _auto_apply() -> None:
             result = runtime.apply(patch, restricted=bool(trust.get("restricted_to")))
         except BaseException as exc:  # noqa: BLE001 - a refusal is recorded, never raised
             with _guarded():
+                import base64
                 refused_id = _frame_patch_id("apply", {"patch": base64.b64encode(data)
                                                        .decode("ascii")})
                 _record("auto-apply", refused_id, _outcome(exc), uid, str(exc))
@@ -831,6 +883,8 @@ def _auto_apply() -> None:
 
 
 def _applied_ids() -> List[str]:
+    if _ENGINE not in sys.modules:
+        return []   # nothing was ever applied here: the engine need not load for that
     try:
         from .. import runtime
         return list(runtime.applied())
@@ -984,7 +1038,7 @@ def _record_exit(result: Optional[str] = None) -> None:
 #   wrote no row (issue 16, situation 6: 4, 12, 12, 1, 6 and 6 of 12 workers of a
 #   pre-fork program ran unpatched, with no audit row and an empty status);
 # * an import on the agent thread leaves its module lock held by a thread that does not
-#   exist in the child (see _preload);
+#   exist in the child (see _load);
 # * the survival list may be between two updates.
 # So the agent does all of that under ``_guard``, and a before-fork hook takes it: a fork
 # waits until the agent's current store call, import or bookkeeping step is done (each is
@@ -1313,16 +1367,12 @@ def start(runtime_dir: Optional[str] = None, forked: bool = False) -> str:
                     pass
             raise AgentStartError(f"cannot listen on {path}: {exc}",
                                   details={"path": path}) from exc
-        _preload()
-        try:
-            # Now, on this thread, not lazily on the agent thread's first apply: a fork
-            # whose before-hooks ran before the engine registered its own would not wait
-            # for the apply that follows, and the child would inherit the engine lock
-            # held by a thread it does not have (seen: a worker hung in status()).
-            from .engine import _lock as engine_lock
-            engine_lock()
-        except Exception:  # noqa: BLE001 - the engine reports its own problems later
-            pass
+        # The engine lock's fork hooks, now, on this thread, and before ours, not lazily on
+        # the agent thread's first apply: a fork whose before-hooks ran before the engine
+        # registered its own would not wait for the apply that follows, and the child
+        # would inherit the engine lock held by a thread it does not have (seen: a worker
+        # hung in status()). Without importing the engine (issue 19): _enginelock.
+        _enginelock.register_fork_hooks()
         if not _fork_hook:
             # Before the agent thread starts: its first store call must already be
             # guarded against a fork from the application's threads.

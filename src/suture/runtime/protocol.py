@@ -5,12 +5,16 @@ Shared by the agent (inside targets) and the client (tooling): stdlib only.
 
 from __future__ import annotations
 
-import json
-import socket
-from typing import Any, Dict, Optional
-
-from . import _bounded
 from .errors import SutureError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # not at run time: typing costs an idle agent 1.6 MiB (issue 19)
+    import socket
+    from typing import Any, Dict, Optional
+
+# What encoding and reading a frame imports, on first use: an idle agent never does
+# (issue 19), and one that serves requests imports them first under its fork guard.
+FRAME_MODULES = ("json", "suture.runtime._bounded")
 
 VERSION = 1
 SUPPORTED = (1,)
@@ -31,12 +35,14 @@ class PeerRefused(SutureError, PermissionError):
 
 
 def encode(obj: Dict[str, Any]) -> bytes:
+    import json
     return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode("utf-8") + b"\n"
 
 
 def loads(data: bytes, limit: int = MAX_LINE) -> Any:
     """One frame's JSON, through the bounded reader (depth, numbers, duplicate keys,
     UTF-8, NUL): anything else is a ProtocolError (SUT-E601), never an internal error."""
+    from . import _bounded
     return _bounded.loads(data, error=ProtocolError, what="frame", max_bytes=limit)
 
 
