@@ -36,14 +36,15 @@ whose runtime work was the engine.
 
 from __future__ import annotations
 
+import _socket as socket   # not socket.py: see "Memory" below
 import errno
 import os
-import signal
-import socket
 import stat
 import struct
 import sys
 import threading
+
+import _signal as signal   # type: ignore   # not signal.py (no stubs): see "Memory" below
 
 from . import _enginelock, _inherit, protocol
 from .errors import InternalError, SutureError, explain, os_cause, os_failure
@@ -55,6 +56,15 @@ if TYPE_CHECKING:   # not at run time: typing costs an idle agent 1.6 MiB (issue
 
 __all__ = ["start", "stop", "running", "socket_dir", "socket_path", "AgentStartError",
            "THREAD_NAME"]
+
+# Memory (issue 19): this module loads into every process started under ``suture run``,
+# and an idle agent should cost it under 2 MiB. What it imports at start is the floor:
+# threading, struct, and the C modules _socket and _signal rather than socket.py and
+# signal.py, which add enum, selectors and a dozen more modules (0.5-1.2 MiB, by version)
+# for wrappers the agent does not need: _socket's sockets have every method used here but
+# accept() (``_accept()`` plus a wrap, in _serve), and _signal returns plain ints where
+# signal.py returns enums (compared here by value). typing is imported only by the type
+# checker. Everything else loads when first needed, under the fork guard (_load).
 
 THREAD_NAME = "suture-agent"
 # While a request is served: each blocking call (recv, send, a file read, an import, the
@@ -231,7 +241,10 @@ class _Agent:
         self.ready.set()
         while not self.stopping:
             try:
-                conn, _ = self.sock.accept()
+                # _socket's accept: the new descriptor (close-on-exec, blocking: the
+                # listening socket has no timeout), wrapped as socket.py's accept() does.
+                fd, _ = self.sock._accept()  # type: ignore[attr-defined]
+                conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fd)
             except OSError as exc:
                 if self.stopping or exc.errno in (errno.EBADF, errno.EINVAL):
                     return  # stop() shut the socket down, or it is gone: end quietly

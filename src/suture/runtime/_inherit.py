@@ -36,9 +36,9 @@ Standard library only; importing this module does nothing.
 
 from __future__ import annotations
 
+import _socket as socket   # not socket.py: an idle agent's memory (_agent, "Memory")
 import collections
 import os
-import socket
 import struct
 import threading
 

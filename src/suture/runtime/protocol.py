@@ -9,7 +9,7 @@ from .errors import SutureError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:   # not at run time: typing costs an idle agent 1.6 MiB (issue 19)
-    import socket
+    import _socket
     from typing import Any, Dict, Optional
 
 # What encoding and reading a frame imports, on first use: an idle agent never does
@@ -46,7 +46,7 @@ def loads(data: bytes, limit: int = MAX_LINE) -> Any:
     return _bounded.loads(data, error=ProtocolError, what="frame", max_bytes=limit)
 
 
-def read_frame(sock: socket.socket, limit: int = MAX_LINE) -> Dict[str, Any]:
+def read_frame(sock: _socket.socket, limit: int = MAX_LINE) -> Dict[str, Any]:
     """Read one newline-terminated JSON object; raise ProtocolError on anything else."""
     chunks = []
     size = 0
