@@ -143,6 +143,9 @@ def memory(pid: int) -> Dict[str, int]:
             if len(parts) >= 2 and parts[0].endswith(":") and parts[1].isdigit():
                 fields[parts[0][:-1]] = int(parts[1])
     out["pss_kib"] = fields.get("Pss", 0)
+    # Anonymous: heap, stacks, arenas. The rest of RSS is file pages (the interpreter's own
+    # code, touched by the agent's code paths), which every process of that binary shares.
+    out["anon_kib"] = fields.get("Anonymous", 0)
     out["uss_kib"] = fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)
     return out
 
@@ -198,11 +201,11 @@ def measure_memory(python: str, work: Path, rounds: int, settle: float) -> Dict[
         rows = raw[variant]
         out[variant] = {"modules": rows[-1]["modules"], "engine": rows[-1]["engine"],
                         "sqlite3": rows[-1]["sqlite3"]}
-        for key in ("rss_kib", "pss_kib", "uss_kib"):
+        for key in ("rss_kib", "pss_kib", "uss_kib", "anon_kib"):
             out[variant][key] = spread([r[key] for r in rows])
         if variant != "bare":
             # Round by round (the same round's bare process): the delta, then its spread.
-            for key in ("rss_kib", "pss_kib", "uss_kib"):
+            for key in ("rss_kib", "pss_kib", "uss_kib", "anon_kib"):
                 deltas = [r[key] - b[key] for r, b in zip(rows, raw["bare"])]
                 out[variant][f"delta_{key}"] = spread(deltas)
     return out
@@ -260,9 +263,9 @@ def git_state() -> Dict[str, Any]:
 
 
 def table(results: List[Dict[str, Any]]) -> str:
-    lines = ["| Python | bare RSS | agent: +RSS | +USS | modules | `suture run`: +RSS | +USS "
-             "| empty store file: +RSS | engine / sqlite3 loaded | Ir ratio without/with |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
+    lines = ["| Python | bare RSS | agent: +RSS | +anonymous | +USS | modules | `suture run`: +RSS "
+             "| +USS | empty store file: +RSS | engine / sqlite3 loaded | Ir ratio without/with |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
     for r in results:
         m = r["memory"]
 
@@ -276,7 +279,7 @@ def table(results: List[Dict[str, Any]]) -> str:
                  f"{ir['ratio_without_over_with']['max']:.4f})") if ir else "-"
         lines.append(
             f"| {r['version']} | {m['bare']['rss_kib']['median'] / 1024:.1f} MiB "
-            f"| {d('agent', 'rss_kib')} | {d('agent', 'uss_kib')} "
+            f"| {d('agent', 'rss_kib')} | {d('agent', 'anon_kib')} | {d('agent', 'uss_kib')} "
             f"| {m['bare']['modules']} -> {m['agent']['modules']} "
             f"| {d('run', 'rss_kib')} | {d('run', 'uss_kib')} | {d('store', 'rss_kib')} "
             f"| {int(m['agent']['engine'])}/{int(m['agent']['sqlite3'])} "

@@ -46,7 +46,7 @@ import threading
 
 import _signal as signal   # type: ignore   # not signal.py (no stubs): see "Memory" below
 
-from . import _enginelock, _inherit, protocol
+from . import _enginelock, _inherit, _switching, protocol
 from .errors import InternalError, SutureError, explain, os_cause, os_failure
 from .protocol import PeerRefused, ProtocolError
 
@@ -255,9 +255,10 @@ class _Agent:
                 continue
             self.conn = conn
             try:
-                _load(_REQUEST_MODULES)
-                from . import _switching
-                with _switching.lowered(SERVE_SWITCH_INTERVAL):   # "Busy processes"
+                # Lowered before the first request's imports too: in a busy process each
+                # file read of an import waits for the GIL ("Busy processes").
+                with _switching.lowered(SERVE_SWITCH_INTERVAL):
+                    _load(_REQUEST_MODULES)
                     self._handle(conn)
             except BaseException:  # noqa: BLE001 - a failed send: drop the connection
                 pass
@@ -616,7 +617,7 @@ _AUDITED = ("apply", "revert")
 # what the engine imports inside its own functions runs under the engine lock, which a
 # fork waits for too.
 _ENGINE = "suture.runtime.engine"
-_REQUEST_MODULES = protocol.FRAME_MODULES + ("suture.runtime._switching",)
+_REQUEST_MODULES = protocol.FRAME_MODULES
 _PATCH_MODULES = ("base64", "binascii", "suture.runtime.patchfile")
 _STORE_MODULES = ("sqlite3", "suture.runtime.store")
 _ENGINE_MODULES = _PATCH_MODULES + _STORE_MODULES + (_ENGINE,)
