@@ -307,6 +307,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                            [p for p in a.pythons.split(",") if p]) \
         if (a.versions or a.pythons) else interpreters([], [sys.executable])
     valgrind = shutil.which("valgrind") is not None and not a.no_valgrind
+    state = git_state()    # before: what was measured, not what the tree became meanwhile
     results = []
     for row in pythons:
         with tempfile.TemporaryDirectory(prefix="suture-idle-") as d:
@@ -318,7 +319,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         results.append(result)
         if a.json != "-":
             print(f"{row['version']} done", file=sys.stderr)
-    doc = dict(git_state(), nproc=os.cpu_count(), rounds=a.rounds, ir_rounds=a.ir_rounds,
+    doc = dict(state, nproc=os.cpu_count(), rounds=a.rounds, ir_rounds=a.ir_rounds,
                quick=a.quick, results=results)
     if a.json == "-":
         print(json.dumps(doc, indent=1))
