@@ -169,7 +169,7 @@ def _connect(create: bool, read_only: str = "") -> Any:
         _check_owned(path, "database")
         if read_only:
             # An SQLite URI: "%", "?" and "#" in the path must be escaped. By hand, not with
-            # urllib.parse: no import on the agent thread (see _agent._preload).
+            # urllib.parse: fewer imports on the agent thread (see _agent._load).
             uri = os.path.abspath(path).replace("%", "%25").replace("?", "%3f") \
                 .replace("#", "%23")
             conn = sqlite3.connect(f"file:{uri}?{read_only}", timeout=BUSY_TIMEOUT,
