@@ -5,6 +5,7 @@ under the fork guard, when a request or a start-up apply needs them."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -12,7 +13,7 @@ from typing import Any, Dict, List
 
 import pytest
 
-from agentutil import DEADLINE, Targets, result, wait_for
+from agentutil import DEADLINE, SRC, Targets, result, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -52,10 +53,29 @@ def test_an_idle_agent_loads_neither_the_engine_nor_sqlite3_until_a_request_need
     proc.stdin.flush()
     after_hello = _line(proc)
     assert after_hello["suture.runtime.engine"] is False and after_hello["sqlite3"] is False
-    assert result(path, "status")["patches"] == []     # the engine loads now, and answers
+    # status and list answer without the engine while nothing was ever applied here...
+    assert result(path, "status")["patches"] == [] and result(path, "list")["patches"] == []
+    proc.stdin.write("\n")
+    proc.stdin.flush()
+    assert _line(proc)["suture.runtime.engine"] is False
+    # ...and a request that needs it loads it (old_calls: the engine's counters).
+    assert result(path, "status", old_calls=False)["patches"] == []
     proc.stdin.write("\n")
     proc.stdin.flush()
     assert _line(proc)["suture.runtime.engine"] is True
+
+
+def test_the_status_of_a_process_that_never_loaded_the_engine_is_the_engines_own():
+    # runtime.status() answers for the engine while it is not imported (nothing applied):
+    # the answer must be the one the engine gives in the same state.
+    code = ("import json, sys; from suture import runtime; a = runtime.status(); "
+            "b = runtime.applied(); assert 'suture.runtime.engine' not in sys.modules; "
+            "import suture.runtime.engine; print(json.dumps([a, runtime.status(), b, "
+            "runtime.applied()]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env=dict(os.environ, PYTHONPATH=str(SRC)))
+    without, engine, ids_without, ids = json.loads(out.stdout)
+    assert without == engine and ids_without == ids == [], (without, engine)
 
 
 FORK_WHILE_IMPORTING = r'''
@@ -135,8 +155,9 @@ def test_a_fork_while_the_agent_imports_the_engine_gives_a_working_child(targets
     pid = _line(proc)["ready"]
     path = targets.wait_agent(pid, proc)
     answers: List[Any] = []
-    # Blocks until the gate opens; the agent imports the engine for it.
-    asker = threading.Thread(target=lambda: answers.append(result(path, "status")))
+    # Blocks until the gate opens; the agent imports the engine for it (old_calls needs it).
+    asker = threading.Thread(target=lambda: answers.append(result(path, "status",
+                                                                  old_calls=False)))
     asker.start()
     got = _line(proc)
     asker.join(DEADLINE)

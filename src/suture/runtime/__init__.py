@@ -84,8 +84,20 @@ def revert(patch_id: str, force: bool = False, deadline: Optional[float] = None)
     return engine.revert(patch_id, force, deadline)
 
 
+_ENGINE = "suture.runtime.engine"
+
+
 def status() -> Dict[str, Any]:
     """Applied patches, per-module state, and old code still running."""
+    import sys
+    if _ENGINE not in sys.modules:
+        # Nothing was ever applied in this process (every apply imports the engine): what
+        # engine.status() answers then, without importing it, so that `suture status`
+        # asking every process on a host leaves idle agents idle (issue 19).
+        # tests/agent/test_idle.py checks that the two answers are equal.
+        from . import _freethreaded
+        return {"patches": [], "active": [], "unpatchable": _freethreaded.report(),
+                "old_calls": {"counting": False, "unavailable": None}}
     from . import engine
     return engine.status()
 
@@ -98,5 +110,8 @@ def count_old_calls(on: bool) -> Optional[str]:
 
 
 def applied() -> List[str]:
+    import sys
+    if _ENGINE not in sys.modules:
+        return []   # nothing was ever applied here (see status())
     from . import engine
     return engine.applied_ids()

@@ -43,6 +43,7 @@ import stat
 import struct
 import sys
 import threading
+import time
 
 import _signal as signal   # type: ignore   # not signal.py (no stubs): see "Memory" below
 
@@ -395,7 +396,10 @@ def _op_status(frame: Dict[str, Any]) -> Dict[str, Any]:
         if not isinstance(old_calls, bool):
             raise ProtocolError(f"'old_calls' must be true (start counting calls into replaced "
                                 f"code), false (stop) or absent, not {old_calls!r}")
+        _load((_ENGINE,))
         runtime.count_old_calls(old_calls)   # why not, if it cannot: in the status below
+    # Without the engine when nothing was ever applied here (runtime.status): a host-wide
+    # `suture status` leaves idle agents idle (issue 19).
     return runtime.status()
 
 
@@ -622,30 +626,46 @@ _PATCH_MODULES = ("base64", "binascii", "suture.runtime.patchfile")
 _STORE_MODULES = ("sqlite3", "suture.runtime.store")
 _ENGINE_MODULES = _PATCH_MODULES + _STORE_MODULES + (_ENGINE,)
 _OP_MODULES: Dict[str, Tuple[str, ...]] = {
-    "status": (_ENGINE,),
+    "status": ("suture.runtime._freethreaded",),   # the engine if it is loaded already
     "apply": _ENGINE_MODULES + ("importlib.util",),
     "revert": _ENGINE_MODULES,
-    "list": (_ENGINE,),
     "dists": ("importlib.metadata", "suture.runtime._members"),
     "inherit": ("base64",),
     "inventory": ("suture.runtime._inventory", "base64", "csv", "hashlib"),
 }
 
 
+_loading: List[float] = []     # monotonic start of each _load in progress (this process)
+_loaded = [0.0]                # seconds spent in finished _load calls (this process)
+
+
 def _load(names: Tuple[str, ...]) -> None:
     """Import ``names`` under the fork guard (those not imported yet). An ImportError is
-    the caller's, as it would be from an import statement."""
+    the caller's, as it would be from an import statement. The time it takes is not
+    counted against ``wait_ready``'s bound."""
     missing = [n for n in names if n not in sys.modules]
     if not missing:
         return
-    with _guarded():
-        for name in missing:
-            try:
-                __import__(name)
-            except ImportError:
-                if name != "sqlite3":
-                    raise
-                # No sqlite3 in this Python: the store reports it (StoreError) when used.
+    began = time.monotonic()
+    _loading.append(began)
+    try:
+        with _guarded():
+            for name in missing:
+                try:
+                    __import__(name)
+                except ImportError:
+                    if name != "sqlite3":
+                        raise
+                    # No sqlite3 in this Python: the store reports it (StoreError) when used.
+    finally:
+        _loading.remove(began)
+        _loaded[0] += time.monotonic() - began
+
+
+def _load_seconds() -> float:
+    """Seconds spent in _load so far in this process, those in progress included."""
+    now = time.monotonic()
+    return _loaded[0] + sum(now - began for began in list(_loading))
 
 
 def _bad_patches() -> Dict[str, Dict[str, Any]]:
@@ -1420,13 +1440,24 @@ def wait_ready(timeout: float = START_WAIT) -> bool:
     import, before the application imports anything, instead of landing while it already
     runs (a spawn pool's worker runs its first task within milliseconds). Bounded: a busy
     or hung ancestor delays the start by at most ``timeout`` (its inheritance then goes on
-    on the agent thread). After a fork only when an ancestor beyond the parent has an
-    agent (``_inherit._wait_after_fork``: the child has its parent's patches in memory);
-    never by ``suture attach`` (the process runs already)."""
+    on the agent thread). The time the agent spends importing what the applies need (the
+    engine, the patch reader, the store: ``_load``) is not counted: an idle agent no
+    longer imports them in ``start()``, before this wait, as it did (issue 19), and a
+    child must not start unpatched because its own imports were slow (a loaded host, a
+    fork child of a process that never used the engine). After a fork only when an
+    ancestor beyond the parent has an agent (``_inherit._wait_after_fork``: the child has
+    its parent's patches in memory); never by ``suture attach`` (the process runs
+    already)."""
     agent = _agent
     if agent is None or agent.pid != os.getpid():
         return False
-    return agent.ready.wait(timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline + _load_seconds() - time.monotonic()
+        if remaining <= 0:
+            return agent.ready.is_set()
+        if agent.ready.wait(remaining):
+            return True
 
 
 def stop(timeout: Optional[float] = 5.0) -> None:
@@ -1465,6 +1496,8 @@ def _after_fork_in_child() -> None:
             _sigterm_handler(install=False)   # before a held SIGTERM is let through
         _fork_off_main.clear()
         del _survival[:]          # the parent's trace to leave, not ours
+        del _loading[:]           # the parent's imports: not this child's wait
+        _loaded[0] = 0.0
         inherited, _agent = _agent, None
         if inherited is not None:  # else stopped before the fork: the child gets none
             inherited.abandon()
