@@ -259,7 +259,6 @@ class _Agent:
                 # Lowered before the first request's imports too: in a busy process each
                 # file read of an import waits for the GIL ("Busy processes").
                 with _switching.lowered(SERVE_SWITCH_INTERVAL):
-                    _load(_REQUEST_MODULES)
                     self._handle(conn)
             except BaseException:  # noqa: BLE001 - a failed send: drop the connection
                 pass
@@ -272,6 +271,7 @@ class _Agent:
 
     def _handle(self, conn: socket.socket) -> None:
         conn.settimeout(protocol.READ_TIMEOUT)
+        plain = False   # the canonical hello: read and answered without json (protocol.py)
         try:
             uid = _peer_uid(conn)
             if uid not in (0, self.euid):
@@ -280,10 +280,15 @@ class _Agent:
                                                               "allowed": sorted({0, self.euid})}))
             else:
                 try:
-                    frame = protocol.read_frame(conn, protocol.MAX_LINE)
+                    line = protocol.read_line(conn, protocol.MAX_LINE)
                 except socket.timeout as exc:
                     raise ProtocolError(f"no complete request within "
                                         f"{protocol.READ_TIMEOUT:g} s") from exc
+                if line == protocol.HELLO_REQUEST:
+                    plain, frame = True, {"v": protocol.VERSION, "op": "hello"}
+                else:
+                    _load(_REQUEST_MODULES)
+                    frame = protocol.parse(line, protocol.MAX_LINE)
                 reply = self._dispatch(frame, uid)
         except (ConnectionError, BrokenPipeError):
             return  # the peer went away: nobody to answer
@@ -291,10 +296,18 @@ class _Agent:
             reply = protocol.error(exc)
         except Exception as exc:  # noqa: BLE001 - becomes SUT-E640 or SUT-E999 on the wire
             reply = protocol.error(_unexpected(exc))
-        try:
-            data = protocol.encode(reply)
-        except Exception as exc:  # noqa: BLE001 - e.g. a result that is not JSON
-            data = protocol.encode(protocol.error(_internal(exc)))
+        data = b""
+        if plain:
+            try:
+                data = protocol.encode_plain(reply)
+            except Exception:  # noqa: BLE001 - not plain data: written by json below
+                data = b""
+        if not data:
+            _load(_REQUEST_MODULES)
+            try:
+                data = protocol.encode(reply)
+            except Exception as exc:  # noqa: BLE001 - e.g. a result that is not JSON
+                data = protocol.encode(protocol.error(_internal(exc)))
         conn.settimeout(protocol.READ_TIMEOUT)  # a peer that never reads must not wedge us
         _send_all(conn, data)
 
@@ -626,6 +639,7 @@ _PATCH_MODULES = ("base64", "binascii", "suture.runtime.patchfile")
 _STORE_MODULES = ("sqlite3", "suture.runtime.store")
 _ENGINE_MODULES = _PATCH_MODULES + _STORE_MODULES + (_ENGINE,)
 _OP_MODULES: Dict[str, Tuple[str, ...]] = {
+    "hello": ("suture.runtime._freethreaded",),
     "status": ("suture.runtime._freethreaded",),   # the engine if it is loaded already
     "apply": _ENGINE_MODULES + ("importlib.util",),
     "revert": _ENGINE_MODULES,
