@@ -523,6 +523,10 @@ def _row_hash(prev: str, row: Dict[str, Any]) -> str:
 def audit(op: str, patch_id: str, result: str, pid: int, actor_uid: int,
           detail: str = "") -> None:
     """Append one row to the audit log (creating the store if needed), chained to the last."""
+    # Imported now, not inside the write transaction below (_row_hash): a first import
+    # there would hold the database lock longer, and other writers wait for it.
+    import hashlib  # noqa: F401
+    import json  # noqa: F401
     row = dict(zip(_FIELDS, (time.time(), int(actor_uid), int(pid), op, patch_id, result,
                              detail)))
 
