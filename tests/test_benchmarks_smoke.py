@@ -105,3 +105,18 @@ def test_patch_size_quick() -> None:
     parts = pair["breakdown"]["payload_json_parts"]
     assert sum(parts.values()) == pair["breakdown"]["payload_json"]
     assert result["summary"]["built"] == 1 and result["suture"]["commit"]
+
+
+@pytest.mark.slow
+def test_idle_quick() -> None:
+    # One round on this Python; callgrind (two short runs per variant) only if installed.
+    result = run("idle.py")
+    assert result["commit"] and isinstance(result["dirty"], list)
+    (row,) = result["results"]
+    memory = row["memory"]
+    for variant in ("bare", "agent", "run", "store"):
+        assert memory[variant]["rss_kib"]["median"] > 0, memory[variant]
+    assert memory["agent"]["modules"] > memory["bare"]["modules"]
+    assert memory["agent"]["engine"] is False and memory["agent"]["sqlite3"] is False
+    if shutil.which("valgrind") is not None:
+        assert row["instructions"]["ratio_without_over_with"]["median"] > 0

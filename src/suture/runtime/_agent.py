@@ -36,25 +36,36 @@ whose runtime work was the engine.
 
 from __future__ import annotations
 
-import base64
-import binascii
+import _socket as socket   # not socket.py: see "Memory" below
 import errno
 import os
-import platform
-import signal
-import socket
 import stat
 import struct
 import sys
 import threading
-from typing import Any, Callable, Dict, List, Optional, Tuple
+import time
 
-from . import _freethreaded, _inherit, _switching, protocol
+import _signal as signal   # type: ignore   # not signal.py (no stubs): see "Memory" below
+
+from . import _enginelock, _inherit, _switching, protocol
 from .errors import InternalError, SutureError, explain, os_cause, os_failure
 from .protocol import PeerRefused, ProtocolError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # not at run time: typing costs an idle agent 1.6 MiB (issue 19)
+    from typing import Any, Callable, Dict, List, Optional, Tuple
+
 __all__ = ["start", "stop", "running", "socket_dir", "socket_path", "AgentStartError",
            "THREAD_NAME"]
+
+# Memory (issue 19): this module loads into every process started under ``suture run``,
+# and an idle agent should cost it under 2 MiB. What it imports at start is the floor:
+# threading, struct, and the C modules _socket and _signal rather than socket.py and
+# signal.py, which add enum, selectors and a dozen more modules (0.5-1.2 MiB, by version)
+# for wrappers the agent does not need: _socket's sockets have every method used here but
+# accept() (``_accept()`` plus a wrap, in _serve), and _signal returns plain ints where
+# signal.py returns enums (compared here by value). typing is imported only by the type
+# checker. Everything else loads when first needed, under the fork guard (_load).
 
 THREAD_NAME = "suture-agent"
 # While a request is served: each blocking call (recv, send, a file read, an import, the
@@ -222,12 +233,19 @@ class _Agent:
             _inherit_patches(os.path.dirname(self.path))  # by hand to ancestors; never raises
             # What each loaded module's file is now, to tell an upgrade under the running
             # process later (``inventory``); one stat per module, never raises.
-            from . import _inventory
-            _inventory.note_loaded()
+            try:
+                _load(("suture.runtime._inventory",))
+                from . import _inventory
+                _inventory.note_loaded()
+            except BaseException:  # noqa: BLE001 - bookkeeping must not stop the agent
+                pass
         self.ready.set()
         while not self.stopping:
             try:
-                conn, _ = self.sock.accept()
+                # _socket's accept: the new descriptor (close-on-exec, blocking: the
+                # listening socket has no timeout), wrapped as socket.py's accept() does.
+                fd, _ = self.sock._accept()  # type: ignore[attr-defined]
+                conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fd)
             except OSError as exc:
                 if self.stopping or exc.errno in (errno.EBADF, errno.EINVAL):
                     return  # stop() shut the socket down, or it is gone: end quietly
@@ -238,7 +256,9 @@ class _Agent:
                 continue
             self.conn = conn
             try:
-                with _switching.lowered(SERVE_SWITCH_INTERVAL):   # "Busy processes"
+                # Lowered before the first request's imports too: in a busy process each
+                # file read of an import waits for the GIL ("Busy processes").
+                with _switching.lowered(SERVE_SWITCH_INTERVAL):
                     self._handle(conn)
             except BaseException:  # noqa: BLE001 - a failed send: drop the connection
                 pass
@@ -251,6 +271,7 @@ class _Agent:
 
     def _handle(self, conn: socket.socket) -> None:
         conn.settimeout(protocol.READ_TIMEOUT)
+        plain = False   # the canonical hello: read and answered without json (protocol.py)
         try:
             uid = _peer_uid(conn)
             if uid not in (0, self.euid):
@@ -259,10 +280,15 @@ class _Agent:
                                                               "allowed": sorted({0, self.euid})}))
             else:
                 try:
-                    frame = protocol.read_frame(conn, protocol.MAX_LINE)
+                    line = protocol.read_line(conn, protocol.MAX_LINE)
                 except socket.timeout as exc:
                     raise ProtocolError(f"no complete request within "
                                         f"{protocol.READ_TIMEOUT:g} s") from exc
+                if line == protocol.HELLO_REQUEST:
+                    plain, frame = True, {"v": protocol.VERSION, "op": "hello"}
+                else:
+                    _load(_REQUEST_MODULES)
+                    frame = protocol.parse(line, protocol.MAX_LINE)
                 reply = self._dispatch(frame, uid)
         except (ConnectionError, BrokenPipeError):
             return  # the peer went away: nobody to answer
@@ -270,10 +296,18 @@ class _Agent:
             reply = protocol.error(exc)
         except Exception as exc:  # noqa: BLE001 - becomes SUT-E640 or SUT-E999 on the wire
             reply = protocol.error(_unexpected(exc))
-        try:
-            data = protocol.encode(reply)
-        except Exception as exc:  # noqa: BLE001 - e.g. a result that is not JSON
-            data = protocol.encode(protocol.error(_internal(exc)))
+        data = b""
+        if plain:
+            try:
+                data = protocol.encode_plain(reply)
+            except Exception:  # noqa: BLE001 - not plain data: written by json below
+                data = b""
+        if not data:
+            _load(_REQUEST_MODULES)
+            try:
+                data = protocol.encode(reply)
+            except Exception as exc:  # noqa: BLE001 - e.g. a result that is not JSON
+                data = protocol.encode(protocol.error(_internal(exc)))
         conn.settimeout(protocol.READ_TIMEOUT)  # a peer that never reads must not wedge us
         _send_all(conn, data)
 
@@ -286,6 +320,7 @@ class _Agent:
         if handler is None:
             raise ProtocolError(f"unknown op {op!r}; this agent knows {', '.join(_OPS)}",
                                 details={"ops": list(_OPS)})
+        _load(_OP_MODULES.get(str(op), ()))   # under the fork guard: see "Forking programs"
         if op in _AUDITED:
             return protocol.ok(_audited(op, handler, frame, uid))
         return protocol.ok(handler(frame))
@@ -355,7 +390,10 @@ def _op_hello(frame: Dict[str, Any]) -> Dict[str, Any]:
     # pid (as this process sees itself), pidns and start let a client prove that the
     # process that answers is the one it was asked about (docs/protocol.md, "Identity").
     version = getattr(sys.modules.get("suture"), "__version__", "unknown")
-    return {"pid": os.getpid(), "python": platform.python_version(),
+    from . import _freethreaded
+    # sys.version's first word is what platform.python_version() returns on CPython
+    # (platform costs an idle agent 1 MiB: issue 19).
+    return {"pid": os.getpid(), "python": sys.version.split()[0],
             "implementation": sys.implementation.name, "agent": version,
             "protocol": list(protocol.SUPPORTED), "uid": os.geteuid(),
             "argv": list(getattr(sys, "argv", [])), "executable": sys.executable,
@@ -371,11 +409,17 @@ def _op_status(frame: Dict[str, Any]) -> Dict[str, Any]:
         if not isinstance(old_calls, bool):
             raise ProtocolError(f"'old_calls' must be true (start counting calls into replaced "
                                 f"code), false (stop) or absent, not {old_calls!r}")
+        _load((_ENGINE,))
         runtime.count_old_calls(old_calls)   # why not, if it cannot: in the status below
+    # Without the engine when nothing was ever applied here (runtime.status): a host-wide
+    # `suture status` leaves idle agents idle (issue 19).
     return runtime.status()
 
 
 def _op_apply(frame: Dict[str, Any]) -> Dict[str, Any]:
+    import base64
+    import binascii
+
     from .. import runtime
     patch = frame.get("patch")
     if not isinstance(patch, str):
@@ -423,7 +467,8 @@ def _deadline(frame: Dict[str, Any]) -> Optional[float]:
 def _watch_imports() -> None:
     """Have every refusal at import (a pending module that is not the patch's baseline)
     recorded in the audit log: the process then runs that module unpatched. Registered
-    when the agent first applies a patch (the engine is imported then anyway)."""
+    when the agent first applies a patch; imports the engine, under the fork guard."""
+    _load(_ENGINE_MODULES)
     from .engine import on_import_refused, on_reverted
     on_import_refused(_import_refused)
     on_reverted(_reverted)
@@ -579,23 +624,72 @@ def _dists(names: Optional[List[str]]) -> Dict[str, Any]:
 _AUDITED = ("apply", "revert")
 
 
-def _preload() -> None:
-    """Import, on the thread calling start(), every module the agent thread needs for the store.
+# What the agent imports, and when (issue 19). An idle agent imports nothing beyond what
+# start() needs (socket, threading, signal, struct, protocol, errors, _inherit,
+# _enginelock): the engine, the patch reader, the store and sqlite3, json and the rest
+# load when a request or a start-up apply needs them, on the agent thread, through
+# _load(), which imports under the fork guard (see "Forking programs": a fork waits for
+# the import to finish, so no child inherits a module's import lock held by a thread it
+# does not have). Each list names what the code outside the engine lock then imports;
+# what the engine imports inside its own functions runs under the engine lock, which a
+# fork waits for too.
+_ENGINE = "suture.runtime.engine"
+_REQUEST_MODULES = protocol.FRAME_MODULES
+_PATCH_MODULES = ("base64", "binascii", "suture.runtime.patchfile")
+_STORE_MODULES = ("sqlite3", "suture.runtime.store")
+_ENGINE_MODULES = _PATCH_MODULES + _STORE_MODULES + (_ENGINE,)
+_OP_MODULES: Dict[str, Tuple[str, ...]] = {
+    "hello": ("suture.runtime._freethreaded",),
+    "status": ("suture.runtime._freethreaded",),   # the engine if it is loaded already
+    "apply": _ENGINE_MODULES + ("importlib.util",),
+    "revert": _ENGINE_MODULES,
+    "dists": ("importlib.metadata", "suture.runtime._members"),
+    "inherit": ("base64",),
+    "inventory": ("suture.runtime._inventory", "base64", "csv", "hashlib"),
+}
 
-    Not on the agent thread: a fork while that thread is inside an import
-    leaves the module's import lock held in the child by a thread that does
-    not exist there, and the child's agent would block on it forever (seen on
-    3.11 in the fork test). sqlite3 costs about 4 ms, paid once per process.
-    """
+
+_loading: List[float] = []     # monotonic start of each _load in progress (this process)
+_loaded = [0.0]                # seconds spent in finished _load calls (this process)
+
+
+def _load(names: Tuple[str, ...]) -> None:
+    """Import ``names`` under the fork guard (those not imported yet). An ImportError is
+    the caller's, as it would be from an import statement. The time it takes is not
+    counted against ``wait_ready``'s bound."""
+    missing = [n for n in names if n not in sys.modules]
+    if not missing:
+        return
+    began = time.monotonic()
+    _loading.append(began)
     try:
-        import importlib.util  # noqa: F401
-        import sqlite3  # noqa: F401
-        import base64  # noqa: F401
-        import csv  # noqa: F401
-        import hashlib  # noqa: F401
-        from . import _inventory, store  # noqa: F401
-    except BaseException:  # noqa: BLE001 - no sqlite3: the store then reports it, later
-        pass
+        with _guarded():
+            for name in missing:
+                try:
+                    __import__(name)
+                except ImportError:
+                    if name != "sqlite3":
+                        raise
+                    # No sqlite3 in this Python: the store reports it (StoreError) when used.
+    finally:
+        _loading.remove(began)
+        _loaded[0] += time.monotonic() - began
+
+
+def _load_seconds() -> float:
+    """Seconds spent in _load so far in this process, those in progress included."""
+    now = time.monotonic()
+    return _loaded[0] + sum(now - began for began in list(_loading))
+
+
+def _bad_patches() -> Dict[str, Dict[str, Any]]:
+    """The store's bad marks, read under the fork guard; {} if it cannot be read."""
+    try:
+        with _guarded():
+            from . import store
+            return store.bad_patches()
+    except BaseException:  # noqa: BLE001 - no store: nothing is marked bad that we can see
+        return {}
 
 
 def _outcome(exc: BaseException) -> str:
@@ -617,8 +711,8 @@ def _record(op: str, patch_id: str, result: str, uid: int,
     """Append an audit row; None when written, else why not (the ``audit`` field of
     docs/protocol.md: data for the client, which records it in its own store)."""
     try:
-        from . import store
-        with _guarded():   # SQLite is not fork-safe: see "Forking programs"
+        with _guarded():   # SQLite is not fork-safe, nor an import: see "Forking programs"
+            from . import store
             store.audit(op, patch_id, result, os.getpid(), uid, detail[:2000])
         return None
     except BaseException as exc:  # noqa: BLE001 - an audit row is not worth breaking the target
@@ -649,6 +743,8 @@ def _frame_patch_id(op: str, frame: Dict[str, Any]) -> str:
     try:
         if op == "revert":
             return str(frame.get("patch_id") or "")
+        import base64
+
         from .patchfile import patch_id, payload_json, read_envelope
         envelope, payload = read_envelope(base64.b64decode(
             str(frame.get("patch")).encode("ascii"), validate=True))
@@ -694,7 +790,8 @@ def _inherit_patches(runtime_dir: str) -> None:
     """At agent start, after the store: apply what our ancestors were patched with by hand
     (runtime/_inherit.py). On the agent thread, so the application is not delayed."""
     try:
-        _inherit.from_ancestors(runtime_dir, _record, _warn, _watch_imports, _outcome)
+        _inherit.from_ancestors(runtime_dir, _record, _warn, _watch_imports, _outcome,
+                                _load, _bad_patches)
     except BaseException as exc:  # noqa: BLE001 - never break the target
         _warn(f"patches of the ancestors of pid {os.getpid()} not inherited: {exc}")
 
@@ -752,6 +849,8 @@ def _auto_apply() -> None:
     with _guarded():
         try:
             from . import store
+            if store.nothing_installed():
+                return   # decided without sqlite3, the patch reader or the engine (issue 19)
             blocked = store.write_blocked()
             rows = store.load_installed()
             bad = store.bad_patches() if rows else {}
@@ -814,6 +913,7 @@ def _auto_apply() -> None:
             result = runtime.apply(patch, restricted=bool(trust.get("restricted_to")))
         except BaseException as exc:  # noqa: BLE001 - a refusal is recorded, never raised
             with _guarded():
+                import base64
                 refused_id = _frame_patch_id("apply", {"patch": base64.b64encode(data)
                                                        .decode("ascii")})
                 _record("auto-apply", refused_id, _outcome(exc), uid, str(exc))
@@ -831,6 +931,8 @@ def _auto_apply() -> None:
 
 
 def _applied_ids() -> List[str]:
+    if _ENGINE not in sys.modules:
+        return []   # nothing was ever applied here: the engine need not load for that
     try:
         from .. import runtime
         return list(runtime.applied())
@@ -984,7 +1086,7 @@ def _record_exit(result: Optional[str] = None) -> None:
 #   wrote no row (issue 16, situation 6: 4, 12, 12, 1, 6 and 6 of 12 workers of a
 #   pre-fork program ran unpatched, with no audit row and an empty status);
 # * an import on the agent thread leaves its module lock held by a thread that does not
-#   exist in the child (see _preload);
+#   exist in the child (see _load);
 # * the survival list may be between two updates.
 # So the agent does all of that under ``_guard``, and a before-fork hook takes it: a fork
 # waits until the agent's current store call, import or bookkeeping step is done (each is
@@ -1313,16 +1415,12 @@ def start(runtime_dir: Optional[str] = None, forked: bool = False) -> str:
                     pass
             raise AgentStartError(f"cannot listen on {path}: {exc}",
                                   details={"path": path}) from exc
-        _preload()
-        try:
-            # Now, on this thread, not lazily on the agent thread's first apply: a fork
-            # whose before-hooks ran before the engine registered its own would not wait
-            # for the apply that follows, and the child would inherit the engine lock
-            # held by a thread it does not have (seen: a worker hung in status()).
-            from .engine import _lock as engine_lock
-            engine_lock()
-        except Exception:  # noqa: BLE001 - the engine reports its own problems later
-            pass
+        # The engine lock's fork hooks, now, on this thread, and before ours, not lazily on
+        # the agent thread's first apply: a fork whose before-hooks ran before the engine
+        # registered its own would not wait for the apply that follows, and the child
+        # would inherit the engine lock held by a thread it does not have (seen: a worker
+        # hung in status()). Without importing the engine (issue 19): _enginelock.
+        _enginelock.register_fork_hooks()
         if not _fork_hook:
             # Before the agent thread starts: its first store call must already be
             # guarded against a fork from the application's threads.
@@ -1356,13 +1454,24 @@ def wait_ready(timeout: float = START_WAIT) -> bool:
     import, before the application imports anything, instead of landing while it already
     runs (a spawn pool's worker runs its first task within milliseconds). Bounded: a busy
     or hung ancestor delays the start by at most ``timeout`` (its inheritance then goes on
-    on the agent thread). After a fork only when an ancestor beyond the parent has an
-    agent (``_inherit._wait_after_fork``: the child has its parent's patches in memory);
-    never by ``suture attach`` (the process runs already)."""
+    on the agent thread). The time the agent spends importing what the applies need (the
+    engine, the patch reader, the store: ``_load``) is not counted: an idle agent no
+    longer imports them in ``start()``, before this wait, as it did (issue 19), and a
+    child must not start unpatched because its own imports were slow (a loaded host, a
+    fork child of a process that never used the engine). After a fork only when an
+    ancestor beyond the parent has an agent (``_inherit._wait_after_fork``: the child has
+    its parent's patches in memory); never by ``suture attach`` (the process runs
+    already)."""
     agent = _agent
     if agent is None or agent.pid != os.getpid():
         return False
-    return agent.ready.wait(timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline + _load_seconds() - time.monotonic()
+        if remaining <= 0:
+            return agent.ready.is_set()
+        if agent.ready.wait(remaining):
+            return True
 
 
 def stop(timeout: Optional[float] = 5.0) -> None:
@@ -1401,6 +1510,8 @@ def _after_fork_in_child() -> None:
             _sigterm_handler(install=False)   # before a held SIGTERM is let through
         _fork_off_main.clear()
         del _survival[:]          # the parent's trace to leave, not ours
+        del _loading[:]           # the parent's imports: not this child's wait
+        _loaded[0] = 0.0
         inherited, _agent = _agent, None
         if inherited is not None:  # else stopped before the fork: the child gets none
             inherited.abandon()

@@ -26,9 +26,12 @@ patch, or, worse, one meaning "pretend GIL" that turned the refusal off.
 from __future__ import annotations
 
 import sys
-from typing import Any, Dict, Optional
 
 from .errors import FreeThreadedBuild
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # not at run time: typing costs an idle agent 1.6 MiB (issue 19)
+    from typing import Any, Dict, Optional
 
 # Py_GIL_DISABLED, fixed for the life of the interpreter: a free-threaded build's ABI flags
 # hold "t" (PEP 703; "3.13t"). Not sysconfig.get_config_var: on 3.14 it takes a module lock,

@@ -36,15 +36,19 @@ Standard library only; importing this module does nothing.
 
 from __future__ import annotations
 
-import base64
+import _socket as socket   # not socket.py: an idle agent's memory (_agent, "Memory")
 import collections
 import os
-import socket
 import struct
 import threading
-from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from . import protocol
+from . import _enginelock, protocol
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # not at run time: typing costs an idle agent 1.6 MiB (issue 19)
+    from typing import Any, Callable, Dict, List, Optional, Tuple
+
+    Record = Callable[..., Any]
 
 __all__ = ["remember", "op_inherit", "from_ancestors", "INHERIT_TIMEOUT", "MAX_ANCESTORS"]
 
@@ -72,6 +76,11 @@ def op_inherit(frame: Dict[str, Any]) -> Dict[str, Any]:
     # hooks after ours, and then a forked child could not wait (``_wait_after_fork``). The
     # agent serves one request at a time, so no apply or revert of ours runs meanwhile;
     # copying a dict's keys does not release the GIL.
+    if not _held:
+        # Nothing applied here (remember() follows an apply): the engine need not load.
+        return {"pid": os.getpid(), "patches": []}
+    import base64
+
     from .engine._state import _applied
     live = set(list(_applied))
     return {"pid": os.getpid(), "patches": [
@@ -142,9 +151,6 @@ def _ask(path: str, pid: int, timeout: float) -> List[Dict[str, Any]]:
             and isinstance(p.get("patch"), str)]
 
 
-Record = Callable[..., Any]
-
-
 def _timeout() -> float:
     """``INHERIT_TIMEOUT``, or ``$SUTURE_INHERIT_TIMEOUT`` seconds (tests, slow hosts)."""
     try:
@@ -180,8 +186,7 @@ def register_fork_wait(running: Callable[[], Optional[str]],
 
 def _wait_after_fork() -> None:
     try:
-        from . import engine
-        if engine._fork_holds.get(threading.get_ident()) or not _agent_calls:
+        if _enginelock.fork_holds.get(threading.get_ident()) or not _agent_calls:
             return
         running, wait_ready = _agent_calls
         path = running()
@@ -196,12 +201,17 @@ def _wait_after_fork() -> None:
 
 def from_ancestors(runtime_dir: str, record: Record, warn: Callable[[str], None],
                    before_apply: Callable[[], None],
-                   outcome: Callable[[BaseException], str]) -> None:
+                   outcome: Callable[[BaseException], str],
+                   load: Callable[[Tuple[str, ...]], None],
+                   bad_patches: Callable[[], Dict[str, Dict[str, Any]]]) -> None:
     """Apply what our ancestors were patched with by hand (see the module docstring).
 
     ``record(op, patch_id, result, uid, detail)`` writes an audit row; ``warn`` one stderr
-    line; ``before_apply`` runs before the first apply (the agent's import-refusal
-    listener); ``outcome(exc)`` is the audit result of a refusal. Never raises.
+    line; ``before_apply`` runs before the engine is used (the agent's import-refusal
+    listener); ``outcome(exc)`` is the audit result of a refusal; ``load(names)`` imports
+    modules under the agent's fork guard (nothing is imported at all when no ancestor has
+    an agent: issue 19); ``bad_patches()`` reads the store's bad marks, under that guard.
+    Never raises.
     """
     from .errors import InheritFailed, MarkedBad, SutureError
 
@@ -213,6 +223,7 @@ def from_ancestors(runtime_dir: str, record: Record, warn: Callable[[str], None]
         if not os.path.exists(path) or _euid(anc) != euid:
             continue
         try:
+            load(protocol.FRAME_MODULES)
             for p in _ask(path, anc, _timeout()):
                 wanted.setdefault(p["id"], (p, anc))
         except (OSError, ValueError, SutureError) as exc:
@@ -225,13 +236,10 @@ def from_ancestors(runtime_dir: str, record: Record, warn: Callable[[str], None]
     if not wanted:
         return
     from .. import runtime
+    before_apply()      # loads the engine (under the guard) and listens for refusals
+    import base64       # loaded by before_apply, under the guard
     have = set(runtime.applied())
-    try:
-        from . import store
-        bad = store.bad_patches()
-    except BaseException:  # noqa: BLE001 - no store: nothing is marked bad that we can see
-        bad = {}
-    first = True
+    bad = bad_patches()
     for pid_, (p, anc) in wanted.items():
         restricted = bool(p.get("restricted"))
         try:
@@ -246,9 +254,6 @@ def from_ancestors(runtime_dir: str, record: Record, warn: Callable[[str], None]
                 raise MarkedBad(f"patch {pid_[:12]} applied by hand to pid {anc} is marked bad "
                                 f"on this host ({bad[pid_].get('reason')}); not inherited",
                                 details={"patch_id": pid_})
-            if first:
-                before_apply()
-                first = False
             result = runtime.apply(data, restricted=restricted)
         except BaseException as exc:  # noqa: BLE001 - a refusal is recorded, never raised
             record("inherit", pid_, outcome(exc), euid, f"from pid {anc}: {exc}")

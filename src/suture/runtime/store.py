@@ -34,17 +34,20 @@ importers for little gain.
 from __future__ import annotations
 
 import errno
-import hashlib
-import json
 import os
 import stat
 import time
-from typing import Any, Dict, List, Optional, Tuple
 
 from .errors import SutureError, UnknownPatch, explain
-from .patchfile import Patch, load
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:   # not at run time: see "Idle agents" below
+    from typing import Any, Dict, List, Optional, Tuple
+
+    from .patchfile import Patch
 
 __all__ = ["StoreError", "StoreTooNew", "SCHEMA_VERSION", "state_dir", "db_path", "install",
+           "nothing_installed",
            "remove", "installed", "load_installed", "mark_bad", "clear_bad", "bad_patches",
            "audit", "audit_log", "audit_for", "verify_audit", "write_blocked", "BUSY_TIMEOUT",
            "CHAIN_STATES"]
@@ -107,6 +110,13 @@ def db_path(directory: Optional[str] = None) -> str:
     return os.path.join(directory or state_dir(), "store.db")
 
 
+def nothing_installed() -> bool:
+    """True when this user's store holds no installed patch, known without opening it
+    (no sqlite3): there is no store file. Every agent asks this at its start (issue 19);
+    False means "look": the store may still hold none."""
+    return not os.path.lexists(db_path())
+
+
 def _check_owned(path: str, what: str) -> None:
     """One check: ``path`` is ours (or root's), not a symlink, not writable by others."""
     st = os.lstat(path)
@@ -159,7 +169,7 @@ def _connect(create: bool, read_only: str = "") -> Any:
         _check_owned(path, "database")
         if read_only:
             # An SQLite URI: "%", "?" and "#" in the path must be escaped. By hand, not with
-            # urllib.parse: no import on the agent thread (see _agent._preload).
+            # urllib.parse: fewer imports on the agent thread (see _agent._load).
             uri = os.path.abspath(path).replace("%", "%25").replace("?", "%3f") \
                 .replace("#", "%23")
             conn = sqlite3.connect(f"file:{uri}?{read_only}", timeout=BUSY_TIMEOUT,
@@ -303,6 +313,8 @@ def install(data: bytes, trust: Optional[Dict[str, Any]] = None) -> Patch:
     that have a record: this module cannot check signatures (stdlib only), so the record
     is what the verifying tool wrote, and the store's ownership checks are what protect it.
     """
+    import json
+    from .patchfile import load
     patch = load(data)
     target = patch.target
     row = (patch.id, str(target.get("name", "")), target.get("from_version"),
@@ -375,6 +387,7 @@ def remove(patch_id_or_prefix: str) -> str:
 
 
 def _trust(text: Optional[str]) -> Optional[Dict[str, Any]]:
+    import json
     try:
         value = json.loads(text) if text else None
     except ValueError:
@@ -384,6 +397,7 @@ def _trust(text: Optional[str]) -> Optional[Dict[str, Any]]:
 
 def installed() -> List[Dict[str, Any]]:
     """Installed patches, oldest first, without their data."""
+    import json
     keys = ("id", "target_name", "from_version", "to_version", "cves", "installed_at", "trust")
 
     def go(conn: Any) -> List[Dict[str, Any]]:
@@ -416,6 +430,7 @@ def mark_bad(patch_id: str, reason: str, uid: int,
              processes: Optional[List[Dict[str, Any]]] = None) -> None:
     """Mark ``patch_id`` bad. ``processes``: the processes that tripped the mark (a crash
     loop: pid, start, exit), kept as JSON in a column older stores gain on this write."""
+    import json
     row = (patch_id, time.time(), reason[:2000], int(uid),
            None if processes is None else json.dumps(processes))
 
@@ -473,6 +488,7 @@ def bad_patches() -> Dict[str, Dict[str, Any]]:
 
 
 def _processes(text: Optional[str]) -> Optional[List[Dict[str, Any]]]:
+    import json
     try:
         value = json.loads(text) if text else None
     except ValueError:
@@ -497,6 +513,8 @@ _FIELDS = ("at", "actor_uid", "pid", "op", "patch_id", "result", "detail")
 
 
 def _row_hash(prev: str, row: Dict[str, Any]) -> str:
+    import hashlib
+    import json
     body = json.dumps([prev] + [row[k] for k in _FIELDS], separators=(",", ":"),
                       ensure_ascii=True)
     return hashlib.sha256(body.encode("ascii")).hexdigest()
@@ -505,6 +523,10 @@ def _row_hash(prev: str, row: Dict[str, Any]) -> str:
 def audit(op: str, patch_id: str, result: str, pid: int, actor_uid: int,
           detail: str = "") -> None:
     """Append one row to the audit log (creating the store if needed), chained to the last."""
+    # Imported now, not inside the write transaction below (_row_hash): a first import
+    # there would hold the database lock longer, and other writers wait for it.
+    import hashlib  # noqa: F401
+    import json  # noqa: F401
     row = dict(zip(_FIELDS, (time.time(), int(actor_uid), int(pid), op, patch_id, result,
                              detail)))
 

@@ -38,13 +38,48 @@ _PACKAGE_INIT = '''\
 """Suture runtime only (copied by ``suture run``); the tooling is not here.
 
 If a full Suture is installed further down sys.path, its subpackages are
-reachable through __path__ (pkgutil.extend_path).
+reachable through __path__: what pkgutil.extend_path does, written out here
+because this runs in every process and pkgutil's imports cost about 1 MiB.
 """
 
-from pkgutil import extend_path
+import os as _os
+import sys as _sys
 
-__path__ = extend_path(__path__, __name__)
+
+def _extend_path(path, name):
+    path = list(path)
+    for entry in _sys.path:
+        if not isinstance(entry, str):
+            continue
+        try:
+            finder = _sys.path_importer_cache[entry]
+        except KeyError:
+            finder = None
+            for hook in _sys.path_hooks:
+                try:
+                    finder = hook(entry)
+                except ImportError:
+                    continue
+                _sys.path_importer_cache.setdefault(entry, finder)
+                break
+        spec = finder.find_spec(name) if hasattr(finder, "find_spec") else None
+        for portion in (spec.submodule_search_locations or []) if spec is not None else []:
+            if portion not in path:
+                path.append(portion)
+        pkgfile = _os.path.join(entry, name + ".pkg")
+        if _os.path.isfile(pkgfile):
+            try:
+                with open(pkgfile) as f:
+                    lines = [line.rstrip("\\n") for line in f]
+            except OSError:
+                continue
+            path += [line for line in lines if line and not line.startswith("#")]
+    return path
+
+
+__path__ = _extend_path(__path__, __name__)
 __version__ = {version!r}
+del _extend_path, _os, _sys
 '''
 
 

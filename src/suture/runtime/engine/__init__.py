@@ -49,15 +49,14 @@ from __future__ import annotations
 import ast
 import dataclasses
 import importlib
-import os
 import sys
 import threading
 import time
 import types
 import warnings
-from typing import Any, ContextManager, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
-from .. import _freethreaded, _hook, _members, _units
+from .. import _enginelock, _freethreaded, _hook, _members, _units
 from . import commit as _commit
 from .commit import MISSING
 from ..errors import (DeadlinePassed, RestartRequired, RevertedByApplication, RolledBack,
@@ -93,7 +92,7 @@ __all__ = ["apply", "revert", "status", "applied_ids", "patch_on_import", "on_im
            "shadow", "drop_shadow",
            "HookContext", "Result"]
 
-_LOCK = threading.RLock()  # every engine entry point; take it through _lock()
+_LOCK = _enginelock.LOCK  # every engine entry point; take it through _lock()
 
 
 # -- the engine lock and fork -------------------------------------------------------
@@ -103,21 +102,10 @@ _LOCK = threading.RLock()  # every engine entry point; take it through _lock()
 # and, between a commit and its bookkeeping, patched code with no record. So a fork
 # waits for the apply/revert in progress, as CPython's logging and concurrent.futures
 # do for their locks: before=acquire, after_in_parent=release; but after_in_child
-# releases too, where they re-initialise (docs/engine.md, "Fork").
-#
-# * The child releases; it does not re-create the lock. The thread that forks is the
-#   child's only thread and keeps its ident there, so it owns what its before-hook
-#   acquired. If it held the lock already (a hook or migration that forks), the
-#   re-entrant acquire does not block, and after the release the child still holds it
-#   once: it finishes the same apply/revert from where it forked, then lets go. A new
-#   lock would break that (its final release would fail, and the rest of the apply
-#   would run unlocked). Also, the agent's own after_in_child hook, registered earlier
-#   when the agent starts first, already runs a new agent thread that may be waiting on
-#   this very lock object: it must be released, not replaced.
-# * Registered once, lazily, on the first use of the engine (importing the runtime
-#   registers nothing). Two threads using the engine for the first time at once may
-#   both register: harmless, since every before is paired with its after, and a
-#   thread never holds _LOCK before the hooks are registered.
+# releases too, where they re-initialise (docs/engine.md, "Fork"). The lock and its
+# hooks live in ``_enginelock`` (why the child releases rather than re-creates, and the
+# order of registration), so that the agent registers them at its start without
+# importing the engine (issue 19).
 # * A fork therefore waits as long as an apply/revert holds the lock: milliseconds
 #   normally; the hooks' own time; up to ``wait_quiescent`` seconds, and up to
 #   SETTLE_SECONDS for deferred deletions, when threads keep running old code
@@ -125,43 +113,8 @@ _LOCK = threading.RLock()  # every engine entry point; take it through _lock()
 #   that itself runs that old code makes those waits time out, then it forks.
 # * _hook's state lock is only ever taken under _LOCK, so it is free at fork too.
 
-_fork_hooks = False
-_fork_holds: Dict[int, int] = {}   # thread ident -> acquisitions made by before-fork hooks
-
-
-def _lock() -> ContextManager[bool]:
-    """The engine lock, with the fork hooks registered (on first use)."""
-    if not _fork_hooks:
-        _register_fork_hooks()
-    return _LOCK
-
-
-def _register_fork_hooks() -> None:
-    global _fork_hooks
-    if hasattr(os, "register_at_fork"):
-        os.register_at_fork(before=_before_fork, after_in_parent=_after_fork,
-                            after_in_child=_after_fork)
-    _fork_hooks = True
-
-
-def _before_fork() -> None:
-    # Counted before acquiring: if a signal handler raises while this waits, CPython
-    # forks anyway and runs the after-hooks, whose release then fails harmlessly.
-    me = threading.get_ident()
-    _fork_holds[me] = _fork_holds.get(me, 0) + 1
-    _LOCK.acquire()
-
-
-def _after_fork() -> None:
-    me = threading.get_ident()
-    held = _fork_holds.pop(me, 0)
-    if held > 1:
-        _fork_holds[me] = held - 1
-    if held:
-        try:
-            _LOCK.release()
-        except RuntimeError:  # the before-hook was interrupted before it got the lock
-            pass
+_fork_holds = _enginelock.fork_holds   # thread ident -> acquisitions by before-fork hooks
+_lock = _enginelock.lock               # the engine lock, fork hooks registered on first use
 
 
 # -- public entry points -------------------------------------------------------
