@@ -17,15 +17,11 @@ def _start_agent() -> None:
     if os.environ.get("SUTURE_AGENT") != "1":
         return
     try:
-        # Our own modules are cached as bytecode in our own directory (the bootstrap, 0700)
-        # even under PYTHONDONTWRITEBYTECODE (common in container images): compiling them
-        # again in every process would cost its start-up time and, in the compiler's
-        # garbage left in the heap, about 2 MiB of memory (issue 19).
-        saved, sys.dont_write_bytecode = sys.dont_write_bytecode, False
-        try:
-            from suture.runtime import _agent
-        finally:
-            sys.dont_write_bytecode = saved
+        # Installers compile Suture's bytecode; without it (PYTHONDONTWRITEBYTECODE and an
+        # uncompiled checkout) every process compiles the agent again, which costs its
+        # start-up time and about 2 MiB (issue 19). The user's setting is kept: the agent
+        # never writes into the installed package on its own.
+        from suture.runtime import _agent
 
         _agent.start()
         _agent.wait_ready()  # bounded: installed and inherited patches before the app runs
