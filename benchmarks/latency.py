@@ -16,8 +16,10 @@ Each round runs, as subprocesses and in this order:
 * ``suture revert ID --pid N`` (so that every round's apply applies afresh).
 
 Every command's exit code and outcome are checked. Per command: the median, min and max
-wall time over the rounds (ms). The commands of one round run back to back, so a loaded
-machine slows all of them alike. Then, once each: ``suture apply`` under
+wall time over the rounds (ms), and the same of its CPU time (user + system, from
+``getrusage`` of the child: what a loaded machine inflates least, as waiting for a CPU is
+not counted). The commands of one round run back to back, so a loaded machine slows all
+of them alike. Then, once each: ``suture apply`` under
 ``-X importtime`` (the modules it imports, the costliest first), and with
 ``--instructions`` every command under ``valgrind --tool=callgrind`` (CPU instructions: a
 number a loaded machine does not change).
@@ -34,6 +36,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -142,16 +145,21 @@ class Bench:
         if name == "suture status" and "fixed" not in done.stdout:
             raise RuntimeError(f"status does not show the patch: {done.stdout}")
 
-    def rounds(self, n: int) -> Dict[str, List[float]]:
-        times: Dict[str, List[float]] = {name: [] for name, _ in self.commands}
+    def rounds(self, n: int) -> Tuple[Dict[str, List[float]], Dict[str, List[float]]]:
+        """Wall and CPU milliseconds of each command, ``n`` rounds."""
+        wall: Dict[str, List[float]] = {name: [] for name, _ in self.commands}
+        cpu: Dict[str, List[float]] = {name: [] for name, _ in self.commands}
         for _ in range(n):
             for name, argv in self.commands:
+                r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
                 t0 = time.perf_counter()
                 done = subprocess.run(argv, env=self.env, capture_output=True, text=True,
                                       timeout=120)
-                times[name].append((time.perf_counter() - t0) * 1e3)
+                wall[name].append((time.perf_counter() - t0) * 1e3)
+                r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu[name].append((r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime) * 1e3)
                 self.check(name, done)
-        return times
+        return wall, cpu
 
     def importtime(self, top: int) -> Dict[str, Any]:
         """``suture apply`` once under -X importtime: the total, and the costliest modules
@@ -218,7 +226,7 @@ def main(argv: Any = None) -> int:
         bench = Bench(Path(d))
         try:
             bench.rounds(1)   # warm the page cache; not counted
-            times = bench.rounds(rounds)
+            wall, cpu = bench.rounds(rounds)
             result: Dict[str, Any] = {
                 "commit": git("rev-parse", "HEAD"),
                 "uncommitted": git("status", "--porcelain", "src", "benchmarks").splitlines(),
@@ -227,7 +235,8 @@ def main(argv: Any = None) -> int:
                 "machine": {"cpus": os.cpu_count(), "load": os.getloadavg()},
                 "bytecode_compiled": not a.no_compile,
                 "rounds": rounds,
-                "ms": {name: summary(ts) for name, ts in times.items()},
+                "ms": {name: summary(ts) for name, ts in wall.items()},
+                "cpu_ms": {name: summary(ts) for name, ts in cpu.items()},
                 "importtime_apply": bench.importtime(a.top),
             }
             if a.instructions:
@@ -242,11 +251,14 @@ def main(argv: Any = None) -> int:
         return 0
     print(f"Python {result['python']}, commit {result['commit'][:12]}, {rounds} rounds "
           f"(load {result['machine']['load'][0]:.2f})\n")
-    print("| command | median ms | min | max |" + (" instructions |" if a.instructions else ""))
-    print("| --- | ---: | ---: | ---: |" + (" ---: |" if a.instructions else ""))
+    print("| command | wall ms median | min | max | CPU ms median | min | max |"
+          + (" instructions |" if a.instructions else ""))
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if a.instructions else ""))
     for name, s in result["ms"].items():
         ins = result.get("instructions", {}).get(name)
-        print(f"| `{name}` | {s['median']} | {s['min']} | {s['max']} |"
+        c = result["cpu_ms"][name]
+        print(f"| `{name}` | {s['median']} | {s['min']} | {s['max']} | {c['median']} | "
+              f"{c['min']} | {c['max']} |"
               + (f" {ins / 1e6:.0f} M |" if ins else (" - |" if a.instructions else "")))
     imp = result["importtime_apply"]
     print(f"\n`suture apply` imports {imp['modules']} modules, {imp['total_us'] / 1e3:.1f} ms "
