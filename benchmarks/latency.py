@@ -4,8 +4,11 @@
     PYTHONPATH=src python3 benchmarks/latency.py [--rounds 10] [--json] [--out FILE]
                                                  [--instructions] [--quick]
 
-One target process with the agent (it imports a one-function module ``tiny.calc``) and a
-small signed patch of that function, trusted by a policy in a private config directory.
+One target process with the agent (it imports a one-function module ``tiny.calc``, of a
+distribution ``tiny`` 1.0 installed with metadata) and a small signed patch of that
+function, built as from tiny 1.0 to 1.1 (a distribution patch, as a CVE fix is: the CLI
+checks the patch's modules against its own environment's copy, and asks the agent which
+release it runs before sending it), trusted by a policy in a private config directory.
 Each round runs, as subprocesses and in this order:
 
 * ``python -c pass``: the interpreter's own start-up (the floor of every command);
@@ -26,7 +29,9 @@ number a loaded machine does not change).
 
 The command is run as the installed console script runs it (``from
 suture.tooling.cli import main; main()``), with the source tree's bytecode compiled first
-(``compileall``, as an installed wheel has it); ``--no-compile`` skips that.
+(``compileall``, as an installed wheel has it); ``--no-compile`` skips that. ``--src DIR``
+times the commands of another source tree (an older commit's ``src``, from ``git
+archive``), with this tree's builder making the patch: a before/after comparison.
 """
 
 from __future__ import annotations
@@ -63,10 +68,14 @@ sys.stdin.read()
 ENTRY = "import sys; from suture.tooling.cli import main; sys.exit(main())"
 
 
-def tree(root: Path, body: str) -> Path:
+def tree(root: Path, body: str, version: str) -> Path:
     (root / "tiny").mkdir(parents=True)
     (root / "tiny" / "__init__.py").write_text("")
     (root / "tiny" / "calc.py").write_text(f"def value():\n    return {body}\n")
+    info = root / f"tiny-{version}.dist-info"   # what the agent's `dists` answer reads
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: tiny\nVersion: {version}\n")
+    (info / "top_level.txt").write_text("tiny\n")
     return root
 
 
@@ -85,14 +94,18 @@ def git(*args: str) -> str:
 
 
 class Bench:
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, src: Path = SRC) -> None:
+        from dataclasses import replace
+
         from suture.tooling import trust
         from suture.tooling.build import build_trees
         from suture.tooling.build.sources import materialize
 
-        report = build_trees(materialize(str(tree(work / "v1", "1"))),
-                             materialize(str(tree(work / "v2", "2"))))
+        report = build_trees(
+            replace(materialize(str(tree(work / "v1", "1", "1.0"))), name="tiny", version="1.0"),
+            replace(materialize(str(tree(work / "v2", "2", "1.1"))), name="tiny", version="1.1"))
         assert report.data is not None and report.patch is not None
+        assert report.target["kind"] == "distribution", report.target
         key, pub, _ = trust.keygen(work / "k", "latency")
         trust.add_key(pub.read_text(), path=str(work / "config" / trust.POLICY_FILE))
         self.file = work / "fix.suture"
@@ -100,14 +113,14 @@ class Bench:
         self.patch_id = report.patch.id
         run = work / "run"
         run.mkdir(mode=0o700)
-        self.env = dict(os.environ, PYTHONPATH=str(SRC), SUTURE_RUNTIME_DIR=str(run),
+        self.env = dict(os.environ, PYTHONPATH=str(src), SUTURE_RUNTIME_DIR=str(run),
                         SUTURE_STATE_DIR=str(work / "state"),
                         SUTURE_CONFIG_DIR=str(work / "config"))
         self.env.pop("PYTHONDONTWRITEBYTECODE", None)   # use the compiled bytecode
         self.env.pop("PYTHONPROFILEIMPORTTIME", None)
         script = work / "target.py"
         script.write_text(TARGET)
-        target_env = dict(self.env, PYTHONPATH=os.pathsep.join([str(SRC), str(work / "v1")]))
+        target_env = dict(self.env, PYTHONPATH=os.pathsep.join([str(src), str(work / "v1")]))
         self.target = subprocess.Popen([sys.executable, str(script)], env=target_env,
                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.target.stdout is not None and self.target.stdout.readline() == "ready\n"
@@ -215,20 +228,23 @@ def main(argv: Any = None) -> int:
     ap.add_argument("--no-compile", action="store_true",
                     help="do not compile the source tree's bytecode first")
     ap.add_argument("--top", type=int, default=15, help="import-time rows to keep")
+    ap.add_argument("--src", type=Path, default=SRC,
+                    help="the source tree whose commands are timed (default: this one)")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ap.add_argument("--out", help="also write the JSON to this file")
     a = ap.parse_args(argv)
     rounds = 2 if a.quick else a.rounds
     if not a.no_compile:
-        subprocess.run([sys.executable, "-m", "compileall", "-q", str(SRC)], check=True,
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(a.src)], check=True,
                        stdout=subprocess.DEVNULL, env=dict(os.environ, PYTHONDONTWRITEBYTECODE=""))
     with tempfile.TemporaryDirectory(prefix="sut-lat-") as d:
-        bench = Bench(Path(d))
+        bench = Bench(Path(d), a.src.resolve())
         try:
             bench.rounds(1)   # warm the page cache; not counted
             wall, cpu = bench.rounds(rounds)
             result: Dict[str, Any] = {
                 "commit": git("rev-parse", "HEAD"),
+                "src": str(a.src),
                 "uncommitted": git("status", "--porcelain", "src", "benchmarks").splitlines(),
                 "python": platform.python_version(),
                 "executable": sys.executable,
