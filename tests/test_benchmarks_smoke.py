@@ -120,3 +120,18 @@ def test_idle_quick() -> None:
     assert memory["agent"]["engine"] is False and memory["agent"]["sqlite3"] is False
     if shutil.which("valgrind") is not None:
         assert row["instructions"]["ratio_without_over_with"]["median"] > 0
+
+
+@pytest.mark.slow
+def test_latency_quick() -> None:
+    # The commands as a user runs them, against a live target; --no-compile: the suite
+    # does not write bytecode into the tree (the full run compiles it, as a wheel has it).
+    result = run("latency.py", "--no-compile")
+    assert set(result["ms"]) == {"python -c pass", "suture --version", "suture ps",
+                                 "suture apply", "suture status", "suture revert"}
+    for name, s in result["ms"].items():
+        assert s["n"] == 2 and 0 < s["min"] <= s["median"] <= s["max"], (name, s)
+    imports = result["importtime_apply"]
+    assert imports["modules"] > 0 and imports["by_cumulative"]
+    assert "suture.tooling.cli.host" in imports["loaded"]
+    assert result["commit"] is not None and result["python"]

@@ -12,12 +12,14 @@ import json
 import os
 import sys
 import textwrap
-from typing import Any, Dict, List, NoReturn, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, NoReturn, Optional, Sequence, Tuple
 
 import click
 
 from ...runtime.errors import SutureError, UntrustedPatch
-from ...runtime.patchfile import Patch
+
+if TYPE_CHECKING:   # the patch reader loads with the trust check, when a command needs it
+    from ...runtime.patchfile import Patch
 
 
 def _emit_json(obj: Any) -> None:

@@ -150,7 +150,7 @@ def _uses(found: Dict[str, Any], loaded: Dict[str, Any], asked: bool) -> List[st
     them: the normalised name (``PyYAML`` and ``pyyaml`` are one distribution, however it
     was installed or asked for), sorted by it. Without ``--dist``, the imported ones only;
     with it, every one asked for, marked when not imported (or when that is unknown)."""
-    from packaging.utils import canonicalize_name
+    from ...runtime._members import canonical as canonicalize_name   # packaging's rule
 
     out = []
     for name, version in found.items():

@@ -35,17 +35,15 @@ from __future__ import annotations
 import json
 import os
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
-from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from ...runtime._members import canonical as canonicalize_name   # packaging's rule (PEP 503)
 from ...runtime.errors import SutureError
 
 __all__ = ["Advisory", "AdvisorySourceError", "Lookup", "Source", "merge", "primary_id", "lookup", "cache_dir",
@@ -316,6 +314,9 @@ class _Fetcher:
         """The JSON at ``path``, None on 404; raises ``Unreachable``."""
         if self.down is not None:
             raise Unreachable(self.down)
+        import urllib.error   # here: `suture status` imports this module, maybe offline
+        import urllib.request
+
         request = urllib.request.Request(f"{self.url}/{path}",
                                          headers={"Accept": "application/json",
                                                   "User-Agent": "suture (advisories)"})

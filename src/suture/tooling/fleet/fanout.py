@@ -33,10 +33,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
-
 from ...runtime import store
+from ...runtime._members import canonical as canonicalize_name   # packaging's rule (PEP 503)
 from ...runtime.errors import (BaselineMismatch, NotCovered, PatchFormatError, RefusedError,
                               RevertOrderError, SutureError, UnknownPatch)
 from ...runtime.patchfile import Patch, load
@@ -698,6 +696,8 @@ def _versioned(patch: Patch) -> bool:
 
 
 def _version(text: Any) -> Any:
+    from packaging.version import InvalidVersion, Version   # for distribution patches only
+
     try:
         return Version(str(text))
     except InvalidVersion:

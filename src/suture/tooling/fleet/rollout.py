@@ -14,21 +14,15 @@ followed: a 3xx already counts as an answer from a live service.
 
 from __future__ import annotations
 
-import subprocess
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from ...runtime._agent import _start_ticks
-
 __all__ = ["HealthCheck", "WatchReport", "start_time", "watch"]
 
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
+# `suture apply` imports this module; what only --watch and --health need (urllib.request,
+# subprocess, the agent's module) is imported where they run (issue 19: urllib.request
+# alone costs more than the rest of apply's imports from here).
 
 
 @dataclass(frozen=True)
@@ -45,6 +39,13 @@ class HealthCheck:
         return self._url() if self.is_url else self._command()
 
     def _url(self) -> Optional[str]:
+        import urllib.error
+        import urllib.request
+
+        class _NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+                return None
+
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
         try:
             with opener.open(self.spec, timeout=self.timeout) as answer:
@@ -56,6 +57,8 @@ class HealthCheck:
         return None if 200 <= status < 400 else f"GET {self.spec}: HTTP {status}"
 
     def _command(self) -> Optional[str]:
+        import subprocess
+
         try:
             done = subprocess.run(["/bin/sh", "-c", self.spec], capture_output=True,
                                   text=True, timeout=self.timeout, stdin=subprocess.DEVNULL)
@@ -75,6 +78,8 @@ def start_time(pid: int) -> Optional[int]:
     None if there is no such live process (a zombie has exited: it only waits for its
     parent to read its status). With the pid, the start time names one process for good.
     The agent's crash-loop check reads it the same way (one parser for both)."""
+    from ...runtime._agent import _start_ticks
+
     ticks = _start_ticks(pid)
     return int(ticks) if ticks.isdigit() else None
 
@@ -173,7 +178,8 @@ def apply_watched(data: bytes, patch: Any, pids: Sequence[int], *, select_all: b
     from ...runtime.errors import SutureError
     from . import fanout
 
-    starts = {pid: start_time(pid) for pid in pids}      # before: see watch()
+    # Before the apply (see watch()), and only for a watch: read by nothing else.
+    starts = {pid: start_time(pid) for pid in pids} if watch_s else {}
     done = Rollout(fanout.apply(data, patch, pids, select_all=select_all,
                                wait_quiescent=wait_quiescent, progress=progress,
                                parallel=parallel, restricted_to=restricted_to))

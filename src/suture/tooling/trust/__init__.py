@@ -27,12 +27,8 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Dict, List, Mapping, Optional, Sequence, Tuple, Type
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from packaging.utils import canonicalize_name
+from typing import (TYPE_CHECKING, Any, BinaryIO, Dict, List, Mapping, Optional, Sequence, Tuple,
+                    Type)
 
 from ...runtime import _members, _owned
 from ...runtime.errors import NotInDistribution, PatchFormatError, SutureError, UntrustedPatch
@@ -42,6 +38,18 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.9/3.10 by the same tests
     import tomli as tomllib
+
+# ``cryptography`` is imported in the functions that use it, and only its ed25519 module
+# to check a signature (its ``serialization`` module, for key files, costs three times as
+# much): `suture apply` checks signatures on its way to the target (issue 19,
+# docs/performance.md).
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (Ed25519PrivateKey,
+                                                                   Ed25519PublicKey)
+
+# Distribution names as PEP 503 normalises them (packaging's ``canonicalize_name``, whose
+# module loads ``packaging.tags`` and more at import: the runtime's copy is the same rule).
+canonicalize_name = _members.canonical
 
 __all__ = ["TrustPolicyError", "KeyFileError", "TrustedKey", "Policy", "Verdict",
            "config_dir", "policy_path", "load_policy", "add_key", "set_scope", "remove_key",
@@ -88,25 +96,37 @@ def policy_path() -> str:
 
 # ---------------------------------------------------------------- keys
 
+def _raw(public: Ed25519PublicKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
 def keyid(public: Ed25519PublicKey) -> str:
-    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return _keyid(_raw(public))
+
+
+def _keyid(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
 def public_key_line(public: Ed25519PublicKey, name: str = "") -> str:
     """The one-line text of a ``.pub`` file: ``suture-ed25519 BASE64 [name]``."""
-    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    raw = _raw(public)
     return " ".join(p for p in (_PUB_PREFIX, base64.b64encode(raw).decode("ascii"), name) if p)
 
 
-def _parse_public(text: str, where: str) -> Ed25519PublicKey:
-    """A public key given as a ``.pub`` line or as bare base64 of the 32 raw bytes."""
+def _parse_public(text: str, where: str) -> Tuple[Ed25519PublicKey, str]:
+    """A public key given as a ``.pub`` line or as bare base64 of the 32 raw bytes, and
+    its key id."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     parts = text.split()
     if parts and parts[0] == _PUB_PREFIX:
         parts = parts[1:]
     try:
         raw = base64.b64decode(parts[0] if parts else "", validate=True)
-        return Ed25519PublicKey.from_public_bytes(raw)
+        return Ed25519PublicKey.from_public_bytes(raw), _keyid(raw)
     except (binascii.Error, ValueError) as exc:
         raise TrustPolicyError(f"{where}: not an Ed25519 public key (expected "
                                f"'{_PUB_PREFIX} BASE64' or 32 bytes in base64)",
@@ -124,6 +144,9 @@ def keygen(prefix: Path, name: str = "") -> Tuple[Path, Path, str]:
         if os.path.lexists(p):
             raise KeyFileError(f"{p} exists; refusing to overwrite a key (choose another "
                                f"--out)", details={"path": str(p)})
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     private = Ed25519PrivateKey.generate()
     pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
@@ -139,6 +162,9 @@ def keygen(prefix: Path, name: str = "") -> Tuple[Path, Path, str]:
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (OSError, ValueError, TypeError) as exc:
@@ -216,13 +242,13 @@ def load_policy(path: Optional[str] = None) -> Policy:
         if unknown:  # a misspelt "distributions" must not silently trust a key for everything
             raise TrustPolicyError(f"{where} has unknown fields {unknown}",
                                    details={"path": path, "fields": unknown})
-        public = _parse_public(str(entry.get("public_key", "")), where)
+        public, kid = _parse_public(str(entry.get("public_key", "")), where)
         dists = entry.get("distributions")
         if dists is not None and (not isinstance(dists, list)
                                   or not all(isinstance(d, str) and d for d in dists)):
             raise TrustPolicyError(f"{where}: distributions must be a list of names",
                                    details={"path": path})
-        keys.append(TrustedKey(str(entry.get("name") or keyid(public)[:12]), keyid(public),
+        keys.append(TrustedKey(str(entry.get("name") or kid[:12]), kid,
                                public, None if dists is None
                                else tuple(sorted({canonicalize_name(d) for d in dists}))))
     return Policy(path, tuple(keys))
@@ -247,9 +273,8 @@ def add_key(public_text: str, name: str = "", distributions: Sequence[str] = (),
     what was probably meant (``set_scope``): ``add`` never silently turns a restricted key
     into one trusted for any patch, nor narrows a key trusted for any patch."""
     path = path or policy_path()
-    public = _parse_public(public_text, "the public key")
+    public, kid = _parse_public(public_text, "the public key")
     policy = load_policy(path)
-    kid = keyid(public)
     listed = policy.by_id(kid)
     if listed is not None:
         wanted = {canonicalize_name(d) for d in distributions}
@@ -434,6 +459,8 @@ def seal(payload_type: str, payload: bytes, keys: Sequence[Ed25519PrivateKey]) -
 def signers(envelope: Dict[str, Any], payload: bytes, policy: Policy) -> List[TrustedKey]:
     """The policy's keys with a valid signature over ``payload`` in ``envelope``, whatever
     their distribution restrictions (the caller decides what a restricted key may sign)."""
+    from cryptography.exceptions import InvalidSignature
+
     message = _pae(str(envelope["payloadType"]), payload)
     out: List[TrustedKey] = []
     for s in _signatures(envelope):
@@ -594,6 +621,8 @@ def check(data: bytes, policy: Optional[Policy] = None) -> Verdict:
         if key is None:
             row["status"] = "unknown key"
         else:
+            from cryptography.exceptions import InvalidSignature
+
             try:
                 key.public.verify(base64.b64decode(s["sig"], validate=True), message)
                 row["status"] = "valid" if key.allows(patch) else "not allowed"
