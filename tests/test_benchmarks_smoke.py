@@ -66,6 +66,26 @@ def test_zero_downtime_quick(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_peers_quick(tmp_path: Path) -> None:
+    # No network here: the children run this interpreter (--no-venv), and a peer it lacks
+    # (jurigged is not a dev dependency) is reported as unavailable rather than installed.
+    result = run("peers.py", "--no-venv", "--cache", str(tmp_path))
+    assert result["rounds"] == 1 and result["git"]["commit"]
+    assert {"suture", "importlib"} <= set(result["tools"])
+    assert set(result["tools"]) | set(result["unavailable"]) == {
+        "suture", "jurigged", "superreload", "importlib"}
+    summary = result["summary"]
+    assert all(summary["suture"]["checks"].values()), summary["suture"]
+    assert summary["suture"]["op_ms"]["n"] == 1 and summary["suture"]["pause_us"]["n"] == 1
+    # importlib.reload re-runs the module: new functions and a new class, fresh state
+    reload = summary["importlib"]["checks"]
+    assert reload["module_functions"] and not reload["aliases"], reload
+    assert not reload["old_instances"] and not reload["state_kept"], reload
+    if "superreload" in summary:   # IPython clears the module's namespace and runs it again
+        assert not summary["superreload"]["checks"]["state_kept"], summary["superreload"]
+
+
+@pytest.mark.slow
 def test_costs_quick() -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"), PYTHONDONTWRITEBYTECODE="1")
     proc = subprocess.run([sys.executable, str(BENCH / "costs.py"), "--quick", "--json"],
