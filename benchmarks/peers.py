@@ -205,7 +205,21 @@ if profile == "1":
         text = s.getvalue()
         start = text.find("   ncalls")
         rows.append(text[start:].rstrip().splitlines() if start >= 0 else [text])
-    out["profile"] = {"by_tottime": rows[0], "by_cumulative": rows[1]}
+    st = pstats.Stats(pr).stats
+    total = max(v[3] for v in st.values())
+    def name(k):
+        return "%s:%d(%s)" % (k[0].split("/src/")[-1] if "/suture/" in k[0] else k[0].split("/")[-1], k[1], k[2])
+    mine = sorted((k for k, v in st.items() if "/suture/" in k[0] and v[3] >= 0.01 * total),
+                  key=lambda k: -st[k][3])
+    # suture's own functions by cumulative time, and who calls the hottest stdlib helpers
+    frames = [{"function": name(k), "calls": st[k][1], "own_ms": round(st[k][2] * 1e3, 2),
+               "cum_ms": round(st[k][3] * 1e3, 2)} for k in mine[:40]]
+    hot = sorted((k for k in st if "/suture/" not in k[0]), key=lambda k: -st[k][3])[:6]
+    callers = {name(k): sorted(((name(c), round(v[3] * 1e3, 2)) for c, v in st[k][4].items()),
+                               key=lambda x: -x[1])[:6] for k in hot}
+    out["profile"] = {"total_ms": round(total * 1e3, 2), "by_tottime": rows[0],
+                      "by_cumulative": rows[1], "suture_frames": frames,
+                      "callers_of_hottest": callers}
     out["op_ms"] = None   # under the profiler: not a timing
 else:
     t0 = time.perf_counter()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -95,9 +96,13 @@ async def _worker(i: int, port: int, path: str, rate: float, conns: int, start: 
 
 
 async def run(port: int, path: str, rate: float, conns: int, seconds: float,
-              timeout: float) -> List[Dict[str, Any]]:
+              timeout: float, started: Optional[str] = None) -> List[Dict[str, Any]]:
     rows: List[Dict[str, Any]] = []
     start = time.monotonic() + 0.05
+    if started:  # the driver times its operation from the schedule's start
+        with open(started + ".tmp", "w") as f:
+            f.write(repr(start))
+        os.replace(started + ".tmp", started)
     await asyncio.gather(*(_worker(i, port, path, rate, conns, start, start + seconds,
                                    timeout, rows) for i in range(conns)))
     rows.sort(key=lambda r: r["s"])
@@ -113,8 +118,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--timeout", type=float, default=10.0)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--started", default=None,
+                    help="write the schedule's start (CLOCK_MONOTONIC) to this file")
     a = ap.parse_args(argv)
-    rows = asyncio.run(run(a.port, a.path, a.rate, a.conns, a.seconds, a.timeout))
+    rows = asyncio.run(run(a.port, a.path, a.rate, a.conns, a.seconds, a.timeout, a.started))
     with open(a.out, "w") as f:
         for r in rows:
             f.write(json.dumps(r) + "\n")
