@@ -357,6 +357,16 @@ def summarize(runs: List[Dict[str, Any]], tools: Sequence[str]) -> Dict[str, Any
             if s and p and p[0] > 0:
                 ratios.append(s[0] / p[0])
         out[tool]["suture_over_this"] = spread(ratios)
+        out[tool]["rounds_suture_faster"] = sum(1 for x in ratios if x < 1)
+    # issue 19's target: Suture's apply faster than superreload, every guarantee kept
+    if "suture" in out and "superreload" in out:
+        sr = out["superreload"]
+        out["target"] = {"suture_faster_than_superreload":
+                         bool(sr["suture_over_this"]["n"]
+                              and sr["suture_over_this"]["median"] < 1),
+                         "rounds_met": sr["rounds_suture_faster"],
+                         "rounds": sr["suture_over_this"]["n"],
+                         "suture_all_checks": all(out["suture"]["checks"].values())}
     return out
 
 
@@ -369,6 +379,8 @@ def markdown(result: Dict[str, Any]) -> str:
              + " | ".join(c.replace("_", " ") for c in CHECKS) + " |",
              "| --- | --- | --- | " + " | ".join("---" for _ in CHECKS) + " |"]
     for tool, s in result["summary"].items():
+        if tool == "target":
+            continue
         t = s["op_ms"]
         ratio = s.get("suture_over_this")
         rtxt = (f"{ratio['median']:.2f} ({ratio['min']:.2f}–{ratio['max']:.2f})"
@@ -376,6 +388,12 @@ def markdown(result: Dict[str, Any]) -> str:
         lines.append(f"| {names[tool]} | {t['median']:.2f} ({t['min']:.2f}–{t['max']:.2f}) | "
                      f"{rtxt} | " + " | ".join("yes" if s["checks"][c] else "**no**"
                                                for c in CHECKS) + " |")
+    target = result["summary"].get("target")
+    if target:
+        met = target["suture_faster_than_superreload"] and target["suture_all_checks"]
+        lines += ["", f"Target, Suture faster than `superreload` with every check held: "
+                      f"{'met' if met else 'missed'} (faster in {target['rounds_met']} of "
+                      f"{target['rounds']} rounds)"]
     missing = result.get("unavailable") or []
     if missing:
         lines += ["", "Not run (cannot be imported here): " + ", ".join(missing)]

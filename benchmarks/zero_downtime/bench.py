@@ -23,7 +23,10 @@ schedule starts:
    uvicorn's process manager (one worker at a time: a new one up, then the old one
    retired; uvicorn has this only with ``--workers``, hence 2 workers for every method);
 3. ``restart``: the fixed file is written, the server is stopped (SIGTERM, waited for)
-   and started again; the operation ends when it answers.
+   and started again; the operation ends when it answers;
+4. ``control`` (only if asked for in ``--methods``): ``suture --version`` runs and nothing
+   changes: what a process starting beside the server costs its latency on a small
+   machine (the CLI of ``suture`` competes for the same CPUs as the server and the load).
 
 ``--rounds`` repeats all of it, every server and method once per round, the order of the
 servers and of the methods rotating from round to round (interleaved).
@@ -42,7 +45,9 @@ Definitions (issue 19: equal windows, the warm-up excluded):
 * **ratio**: window / steady, for p50, p99, p99.9, max and the longest gap.
 * **stall**: the window's largest latency minus steady state's p50: how much later than
   usual the worst-served request was answered (``steady_stall_ms``: the same for the
-  steady windows, for scale). **Longest gap**: the longest time within a window in which
+  steady windows, for scale; ``stall_over_steady_max_ms``: the window's largest latency
+  minus steady state's largest, tolerant of a noisy machine, not the target's measure).
+  **Longest gap**: the longest time within a window in which
   no answer arrived on any connection (an outage of the whole server).
 * **targets**, per run: no failed request in the run; window p99.9 at most 1.2× steady;
   stall at most 10 ms. The summary counts the runs that met each.
@@ -134,6 +139,9 @@ SERVERS: Dict[str, Dict[str, Any]] = {
                                  "--log-level", "warning"]},
 }
 METHODS = ("suture", "reload", "restart")
+# "control" (opt-in, --methods): the CLI starts and exits beside the server and changes
+# nothing; what a process starting on a small machine costs the server's latency by itself
+ALL_METHODS = (*METHODS, "control")
 
 
 # ---------------------------------------------------------------- processes
@@ -256,6 +264,10 @@ def scenario(name: str, method: str, work: Path, cfg: argparse.Namespace, round_
                              "pause_us": [round(r["result"].get("pause_ns", 0) / 1e3, 1)
                                           for r in out.get("processes", [])
                                           if r.get("result")]}
+        elif method == "control":
+            out_ = subprocess.run([sys.executable, "-m", "suture", "--version"], env=host.env,
+                                  capture_output=True, text=True, timeout=120)
+            info["control"] = {"rc": out_.returncode}
         elif method == "reload":
             host.deploy_fix()
             os.kill(proc.pid, signal.SIGHUP)   # gunicorn and uvicorn: replace the workers
@@ -371,6 +383,12 @@ def measure(rows: List[Dict[str, Any]], t_load: float, t_op: float, t_done: floa
         "window_covers_op": bool(any_fixed and max(fixed_at, t_done - t_op) < length),
         "window": window, "steady": steady, "ratio": ratio,
         "stall_ms": stall, "steady_stall_ms": steady_stall,
+        # the same largest latency against steady state's largest (same n): what the
+        # operation added beyond the worst request of a steady window; noise-tolerant,
+        # so not the target's measure
+        "stall_over_steady_max_ms": (round(window["max"] - steady["max"], 3)
+                                     if window["max"] is not None and steady["max"] is not None
+                                     else None),
         "gap_excess_ms": round(window["longest_gap"] - steady["longest_gap"], 3),
         "operation": operation,
         "steady_rate": round(steady_rate, 1),
@@ -409,10 +427,12 @@ def summarize(results: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
             row[part] = {s: spread([r[part][s] for r in rs]) for s in STATS}
         row["n_window"] = spread([r["window"]["n"] for r in rs])
         row["ratio"] = {s: spread([r["ratio"][s] for r in rs]) for s in STATS}
-        for key in ("stall_ms", "steady_stall_ms", "gap_excess_ms", "op_seconds",
+        for key in ("stall_ms", "steady_stall_ms", "stall_over_steady_max_ms", "gap_excess_ms",
+                    "op_seconds",
                     "fixed_after_s", "dip_pct"):
             row[key] = spread([r[key] for r in rs])
         row["state_kept_runs"] = sum(1 for r in rs if r["state_survived"])
+        row["state_judged_runs"] = sum(1 for r in rs if r["state_survived"] is not None)
         row["window_covers_op_runs"] = sum(1 for r in rs if r["window_covers_op"])
         row["targets_met"] = {t: sum(1 for r in rs if r["targets"][t])
                               for t in rs[0]["targets"]}
@@ -447,7 +467,7 @@ def markdown(summary: List[Dict[str, Any]]) -> str:
             f"{_sp(w['max'])} / {_sp(s['max'])} | {_sp(r['ratio']['p99.9'], '{:.2f}')}× | "
             f"{_sp(r['stall_ms'])} ({_sp(r['steady_stall_ms'])}) | "
             f"{_sp(w['longest_gap'])} | {_sp(r['fixed_after_s'], '{:.2f}')} | "
-            f"{r['state_kept_runs']}/{n} | {t['no_failed']}/{n} / {t['p99.9_ratio']}/{n} / "
+            f"{r['state_kept_runs']}/{r['state_judged_runs'] or '–'} | {t['no_failed']}/{n} / {t['p99.9_ratio']}/{n} / "
             f"{t['stall']}/{n} |")
     return "\n".join(lines) + "\n"
 
@@ -458,10 +478,11 @@ def plot(results: List[Dict[str, Any]], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     servers = list(dict.fromkeys(r["server"] for r in results))
-    fig, axes = plt.subplots(len(servers), len(METHODS), figsize=(15, 4.2 * len(servers)),
+    methods = [m for m in ALL_METHODS if any(r["method"] == m for r in results)]
+    fig, axes = plt.subplots(len(servers), len(methods), figsize=(15, 4.2 * len(servers)),
                              sharey=True, squeeze=False)
     for r in results:
-        ax = axes[servers.index(r["server"])][METHODS.index(r["method"])]
+        ax = axes[servers.index(r["server"])][methods.index(r["method"])]
         xs = [p[0] for p in r["series"]]
         ys = [max(p[1], 0.05) for p in r["series"]]
         colors = ["#d62728" if p[2] == 0 else "#1f77b4" if p[2] == 1 else "#2ca02c"
@@ -500,7 +521,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.zero_downtime",
                                  description=__doc__.split("\n")[0])
     ap.add_argument("--servers", default=",".join(SERVERS))
-    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--methods", default=",".join(METHODS),
+                    help=f"of {','.join(ALL_METHODS)} (control: `suture --version` only)")
     ap.add_argument("--rounds", type=int, default=5,
                     help="every server and method once per round, the order rotating")
     ap.add_argument("--warmup", type=float, default=1.0,
