@@ -428,8 +428,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     tools = [t for t in tools if t not in unavailable]
     log = sys.stderr if a.json == "-" else sys.stdout
 
+    # build with this checkout's suture, the one the children run
+    if sys.path[:1] != [str(SRC)]:
+        sys.path.insert(0, str(SRC))
     from suture.tooling.build import build_trees
     from suture.tooling.build.sources import materialize
+    if not str(Path(build_trees.__code__.co_filename)).startswith(str(SRC)):
+        raise SystemExit("suture was imported from elsewhere before the benchmark ran")
 
     work = Path(tempfile.mkdtemp(prefix="suture-peers-"))
     try:

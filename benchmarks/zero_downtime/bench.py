@@ -517,7 +517,21 @@ def machine() -> Dict[str, Any]:
             "dirty": [line for line in git("status", "--porcelain").splitlines() if line][:30]}
 
 
+def use_this_checkout() -> None:
+    """Build and sign with this checkout's ``src`` (the servers and the CLI run it too):
+    an installed or ``.pth``-linked suture elsewhere would build a patch for another
+    engine."""
+    if sys.path[:1] != [str(SRC)]:
+        sys.path.insert(0, str(SRC))
+    for name in [m for m in sys.modules if m == "suture" or m.startswith("suture.")]:
+        if not (getattr(sys.modules[name], "__file__", None) or "").startswith(str(SRC)):
+            raise SystemExit(f"{name} was imported from elsewhere before the benchmark ran")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    use_this_checkout()
+    # SIGTERM (a job killed from outside) unwinds like ^C: servers stopped, files removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser(prog="python -m benchmarks.zero_downtime",
                                  description=__doc__.split("\n")[0])
     ap.add_argument("--servers", default=",".join(SERVERS))
