@@ -243,11 +243,16 @@ def scenario(name: str, method: str, work: Path, cfg: argparse.Namespace, round_
     port = free_port()
     proc, pids = host.start(port)
     rows_file, started = host.root / "rows.jsonl", host.root / "load-started"
+    until = host.root / "load-until"
     before = cfg.warmup + cfg.steady_windows * cfg.window + 0.25
+    # the schedule ends --seconds-after after the operation *ended* (a restart on a busy
+    # machine can take many seconds; state is judged from the requests after it); the
+    # cap only bounds a run whose driver died
     load = subprocess.Popen([sys.executable, "-m", "benchmarks.zero_downtime.loadgen",
                              "--port", str(port), "--rate", str(cfg.rate), "--conns",
-                             str(cfg.conns), "--seconds", str(before + cfg.seconds_after),
-                             "--out", str(rows_file), "--started", str(started)],
+                             str(cfg.conns), "--seconds", str(before + cfg.seconds_after + 600),
+                             "--out", str(rows_file), "--started", str(started),
+                             "--until", str(until)],
                             cwd=str(ROOT), env=dict(os.environ, PYTHONPATH=str(ROOT)))
     procs = [proc]
     info: Dict[str, Any] = {"server": name, "method": method, "round": round_,
@@ -277,7 +282,10 @@ def scenario(name: str, method: str, work: Path, cfg: argparse.Namespace, round_
             proc, _ = host.start(port)
             procs.append(proc)
         t_done = time.monotonic()
-        load.wait(timeout=before + cfg.seconds_after + 120)
+        end = max(t_op + cfg.window, t_done) + cfg.seconds_after
+        until.with_suffix(".tmp").write_text(repr(end))
+        os.replace(until.with_suffix(".tmp"), until)
+        load.wait(timeout=end - time.monotonic() + 120)
     finally:
         for p in procs:
             stop(p)
@@ -545,7 +553,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                     help="seconds of schedule in the window and in each steady window")
     ap.add_argument("--steady-windows", type=int, default=3,
                     help="steady windows before the operation (their median is 'steady')")
-    ap.add_argument("--seconds-after", type=float, default=10.0)
+    ap.add_argument("--seconds-after", type=float, default=10.0,
+                    help="load after the window or the operation, whichever ends later")
     ap.add_argument("--rate", type=float, default=400.0)
     ap.add_argument("--conns", type=int, default=64)
     ap.add_argument("--quick", action="store_true",
