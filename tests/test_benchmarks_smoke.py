@@ -48,21 +48,53 @@ def test_build_time_quick(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_zero_downtime_quick(tmp_path: Path) -> None:
-    # Real servers, short windows, a low rate: what is checked is behaviour, not speed.
-    # 10 s after the operation: a restart of uvicorn on a loaded 2-CPU machine took over
-    # 4 s, and state can only be judged from requests after the window.
+    # Real servers, short windows, a low rate (--quick: one round, a 1 s window against
+    # one 1 s steady window after 0.5 s of warm-up): what is checked is behaviour, not speed.
+    # The load runs --seconds-after more once the operation has ended (a restart of
+    # uvicorn on a loaded 2-CPU machine took over 10 s): state is judged from those.
     out = tmp_path / "zd.json"
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONDONTWRITEBYTECODE="1")
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.zero_downtime", "--servers",
-                           "fastapi-uvicorn", "--methods", "suture,restart", "--seconds-before",
-                           "1", "--seconds-after", "10", "--rate", "100", "--json", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.zero_downtime", "--quick",
+                           "--servers", "fastapi-uvicorn", "--methods", "suture,restart",
+                           "--seconds-after", "4", "--json", str(out)],
                           capture_output=True, text=True, env=env, timeout=300, cwd=str(REPO))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    suture, restart = json.loads(out.read_text())["results"]
+    result = json.loads(out.read_text())
+    assert result["machine"]["commit"] and result["rounds"] == 1
+    suture, restart = result["results"]
     assert suture["apply"]["rc"] == 0 and suture["failed"] == 0
     assert suture["fixed_after_s"] is not None and suture["state_survived"] is True
     assert restart["failed"] > 0 and restart["state_survived"] is False
     assert restart["new_pids_after"] and restart["fixed_after_s"] is not None
+    for r in (suture, restart):
+        # equal windows: the same schedule length, so the same number of requests
+        assert r["window"]["n"] == r["steady"]["n"] == 100, (r["window"], r["steady"])
+        assert set(r["ratio"]) == {"p50", "p99", "p99.9", "max", "longest_gap"}
+        assert r["stall_ms"] is not None or r["window"]["failed"] == r["window"]["n"]
+    assert suture["targets"]["no_failed"] and not restart["targets"]["no_failed"]
+    rows = {row["method"]: row for row in result["summary"]}
+    assert rows["suture"]["runs"] == 1 and rows["suture"]["targets_met"]["no_failed"] == 1
+    assert rows["restart"]["targets_met"]["no_failed"] == 0
+
+
+@pytest.mark.slow
+def test_peers_quick(tmp_path: Path) -> None:
+    # No network here: the children run this interpreter (--no-venv), and a peer it lacks
+    # (jurigged is not a dev dependency) is reported as unavailable rather than installed.
+    result = run("peers.py", "--no-venv", "--cache", str(tmp_path))
+    assert result["rounds"] == 1 and result["git"]["commit"]
+    assert {"suture", "importlib"} <= set(result["tools"])
+    assert set(result["tools"]) | set(result["unavailable"]) == {
+        "suture", "jurigged", "superreload", "importlib"}
+    summary = result["summary"]
+    assert all(summary["suture"]["checks"].values()), summary["suture"]
+    assert summary["suture"]["op_ms"]["n"] == 1 and summary["suture"]["pause_us"]["n"] == 1
+    # importlib.reload re-runs the module: new functions and a new class, fresh state
+    reload = summary["importlib"]["checks"]
+    assert reload["module_functions"] and not reload["aliases"], reload
+    assert not reload["old_instances"] and not reload["state_kept"], reload
+    if "superreload" in summary:   # IPython clears the module's namespace and runs it again
+        assert not summary["superreload"]["checks"]["state_kept"], summary["superreload"]
 
 
 @pytest.mark.slow

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List
 
-from .bench import ROOT, SERVERS, SRC, fixed
+from .bench import ROOT, SERVERS, SRC, fixed, use_this_checkout
 
 CHILD = r'''
 import cProfile, gc, io, json, pstats, sys, threading, time
@@ -70,6 +70,7 @@ def main(argv: List[str] = None) -> int:  # type: ignore[assignment]
     ap.add_argument("--server", default="flask-gunicorn", choices=sorted(SERVERS))
     ap.add_argument("--runs", type=int, default=5)
     a = ap.parse_args(argv)
+    use_this_checkout()
     from suture.tooling.build import build_trees
     from suture.tooling.build.sources import materialize
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -63,13 +64,13 @@ class _Conn:
 
 
 async def _worker(i: int, port: int, path: str, rate: float, conns: int, start: float,
-                  end: float, timeout: float, rows: List[Dict[str, Any]]) -> None:
+                  end: List[float], timeout: float, rows: List[Dict[str, Any]]) -> None:
     conn = _Conn(port, timeout)
     k = 0
     while True:
         scheduled = start + (k * conns + i) / rate
         k += 1
-        if scheduled >= end:
+        if scheduled >= end[0]:
             break
         delay = scheduled - time.monotonic()
         if delay > 0:
@@ -94,12 +95,36 @@ async def _worker(i: int, port: int, path: str, rate: float, conns: int, start: 
     conn.close()
 
 
+async def _follow(until: str, end: List[float]) -> None:
+    """The driver may end the schedule earlier than ``--seconds`` by writing a time
+    (CLOCK_MONOTONIC) to ``until``: the end is then known only once its operation ended."""
+    while True:
+        try:
+            with open(until) as f:
+                text = f.read().strip()
+        except FileNotFoundError:
+            text = ""
+        if text:
+            end[0] = min(end[0], float(text))
+            return
+        await asyncio.sleep(0.05)
+
+
 async def run(port: int, path: str, rate: float, conns: int, seconds: float,
-              timeout: float) -> List[Dict[str, Any]]:
+              timeout: float, started: Optional[str] = None,
+              until: Optional[str] = None) -> List[Dict[str, Any]]:
     rows: List[Dict[str, Any]] = []
     start = time.monotonic() + 0.05
-    await asyncio.gather(*(_worker(i, port, path, rate, conns, start, start + seconds,
-                                   timeout, rows) for i in range(conns)))
+    end = [start + seconds]
+    if started:  # the driver times its operation from the schedule's start
+        with open(started + ".tmp", "w") as f:
+            f.write(repr(start))
+        os.replace(started + ".tmp", started)
+    follow = asyncio.ensure_future(_follow(until, end)) if until else None
+    await asyncio.gather(*(_worker(i, port, path, rate, conns, start, end, timeout, rows)
+                           for i in range(conns)))
+    if follow is not None:
+        follow.cancel()
     rows.sort(key=lambda r: r["s"])
     return rows
 
@@ -113,8 +138,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--timeout", type=float, default=10.0)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--started", default=None,
+                    help="write the schedule's start (CLOCK_MONOTONIC) to this file")
+    ap.add_argument("--until", default=None,
+                    help="end the schedule at the time (CLOCK_MONOTONIC) written to this file")
     a = ap.parse_args(argv)
-    rows = asyncio.run(run(a.port, a.path, a.rate, a.conns, a.seconds, a.timeout))
+    rows = asyncio.run(run(a.port, a.path, a.rate, a.conns, a.seconds, a.timeout, a.started,
+                           a.until))
     with open(a.out, "w") as f:
         for r in rows:
             f.write(json.dumps(r) + "\n")
