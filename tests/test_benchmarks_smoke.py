@@ -94,3 +94,15 @@ def test_call_cost_quick() -> None:
     assert "CALL_PY_EXACT_ARGS" in m["unpatched"]["call_site"], m["unpatched"]
     assert "CALL_PY_EXACT_ARGS" not in m["engine"]["call_site"], m["engine"]
     assert "CALL_PY_EXACT_ARGS" not in m["bare"]["call_site"], m["bare"]
+
+
+@pytest.mark.slow
+def test_stall_quick() -> None:
+    result = run("stall.py")
+    assert result["config"]["rounds"] == 2 and result["variants"][0]["label"] == "src"
+    kinds = {(r["scenario"], r["kind"]) for r in result["rows"]}
+    for scenario in ("spinner", "asyncio"):
+        assert {(scenario, k) for k in ("apply", "revert", "idle", "apply (cold)")} <= kinds
+    for r in result["rows"]:
+        assert r["stall"]["n"] == 2 and r["wall"]["n"] >= 2
+    assert all(w["wall_ns"] > 0 for run in result["runs"] for w in run["windows"])
