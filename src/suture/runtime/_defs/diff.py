@@ -154,8 +154,8 @@ class _Differ:
                              "defaults are evaluated again at apply; the old default objects "
                              "are dropped")
                     self.plan.recompute_defaults.append(q)
-            if dumps(old.decorator_list) != dumps(new.decorator_list) and "<locals>" not in q:
-                pass  # handled with the statement that binds it (module/class level)
+            # a changed decorator is handled with the statement that binds the name
+            # (module or class level)
         for q in self.new_funcs.keys() - self.old_funcs.keys():
             if "<locals>" in q:
                 self.add("added nested function", q, "live")
