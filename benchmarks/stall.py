@@ -463,6 +463,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                             got.update(round=rnd, heap=heap, scenario=scenario,
                                        variant=v["label"], interpreter=py)
                             runs.append(got)
+                            if args.json and args.json != "-":   # partial results survive
+                                Path(args.json + ".partial").write_text(json.dumps(runs))
         result = {
             "config": {"n": args.n, "rounds": args.rounds, "cycles": args.cycles,
                        "heaps": heaps, "scenarios": scenarios, "pythons": pythons,
@@ -483,6 +485,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(text)
             return 0
         Path(args.json).write_text(text + "\n", encoding="utf-8")
+        Path(args.json + ".partial").unlink(missing_ok=True)
     print(markdown(result))
     return 0
 
