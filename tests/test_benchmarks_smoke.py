@@ -167,3 +167,15 @@ def test_latency_quick() -> None:
     assert imports["modules"] > 0 and imports["by_cumulative"]
     assert "suture.tooling.cli.host" in imports["loaded"]
     assert result["commit"] is not None and result["python"]
+
+
+@pytest.mark.slow
+def test_stall_quick() -> None:
+    result = run("stall.py")
+    assert result["config"]["rounds"] == 2 and result["variants"][0]["label"] == "src"
+    kinds = {(r["scenario"], r["kind"]) for r in result["rows"]}
+    for scenario in ("spinner", "asyncio"):
+        assert {(scenario, k) for k in ("apply", "revert", "idle", "apply (cold)")} <= kinds
+    for r in result["rows"]:
+        assert r["stall"]["n"] == 2 and r["wall"]["n"] >= 2
+    assert all(w["wall_ns"] > 0 for run in result["runs"] for w in run["windows"])

@@ -90,3 +90,41 @@ def test_lowered_switch_interval_puts_back_the_applications_value() -> None:
         assert sys.getswitchinterval() == mine
     finally:
         sys.setswitchinterval(saved)
+
+
+def test_deferred_collector_puts_back_the_applications_thresholds() -> None:
+    import gc
+    import os
+
+    from suture.runtime import _switching
+
+    saved = gc.get_threshold()
+    try:
+        gc.set_threshold(900, 11, 12)
+        with _switching.collector_deferred():
+            with _switching.collector_deferred():   # nested holders: the last one restores
+                assert gc.get_threshold() == (_switching._DEFERRED, 11, 12)
+            assert gc.get_threshold()[0] == _switching._DEFERRED
+            # a child forked meanwhile gets the application's thresholds back
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child
+                os.write(w, repr(gc.get_threshold()).encode())
+                os._exit(0)
+            os.close(w)
+            child = os.read(r, 100).decode()
+            os.close(r)
+            os.waitpid(pid, 0)
+            assert child == "(900, 11, 12)"
+        assert gc.get_threshold() == (900, 11, 12)
+        # thresholds the application sets while they are deferred win
+        with _switching.collector_deferred():
+            gc.set_threshold(500, 5, 5)
+        assert gc.get_threshold() == (500, 5, 5)
+        # automatic collection turned off by the application stays off
+        gc.set_threshold(0)
+        with _switching.collector_deferred():
+            assert gc.get_threshold()[0] == 0
+        assert gc.get_threshold()[0] == 0
+    finally:
+        gc.set_threshold(*saved)

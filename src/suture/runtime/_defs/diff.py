@@ -72,10 +72,13 @@ class ModulePlan:
 
 
 class _Differ:
-    def __init__(self, old: ast.Module, new: ast.Module, modname: str) -> None:
+    def __init__(self, old: ast.Module, new: ast.Module, modname: str,
+                 old_lines: Optional[List[str]] = None,
+                 new_lines: Optional[List[str]] = None) -> None:
         self.old = old
         self.new = new
         self.mod = modname
+        self.old_lines, self.new_lines = old_lines, new_lines
         self.plan = ModulePlan()
         self.old_funcs = dict(iter_functions(old.body))
         self.new_funcs = dict(iter_functions(new.body))
@@ -98,6 +101,8 @@ class _Differ:
             old = self.old_funcs.get(q)
             if old is None:
                 continue  # additions are reported where they are bound
+            if self._same_text(old, new):
+                continue  # every comparison below is of parts of this text: all equal
             kind = "method" if self._in_class(q) else "function"
             if "<locals>" in q:
                 kind = "nested function"
@@ -149,8 +154,8 @@ class _Differ:
                              "defaults are evaluated again at apply; the old default objects "
                              "are dropped")
                     self.plan.recompute_defaults.append(q)
-            if dumps(old.decorator_list) != dumps(new.decorator_list) and "<locals>" not in q:
-                pass  # handled with the statement that binds it (module/class level)
+            # a changed decorator is handled with the statement that binds the name
+            # (module or class level)
         for q in self.new_funcs.keys() - self.old_funcs.keys():
             if "<locals>" in q:
                 self.add("added nested function", q, "live")
@@ -204,6 +209,22 @@ class _Differ:
                      "loop variable stays bound where the loop left it")
             return True
         return False
+
+    def _same_text(self, old: FuncNode, new: FuncNode) -> bool:
+        """The two definitions are the same lines of source text, decorators included (so
+        their trees are equal): most functions of a module a fix touches, skipped without
+        dumping their trees (apply time)."""
+        if self.old_lines is None or self.new_lines is None:
+            return False
+        spans = []
+        for fn in (old, new):
+            first = min([fn.lineno, *(d.lineno for d in fn.decorator_list)])
+            last = getattr(fn, "end_lineno", None)
+            if last is None:
+                return False
+            spans.append((first - 1, last))
+        (a0, a1), (b0, b1) = spans
+        return a1 - a0 == b1 - b0 and self.old_lines[a0:a1] == self.new_lines[b0:b1]
 
     def _enclosing(self, q: str) -> List[ast.ClassDef]:
         """The classes (old and new) that ``q``'s qualified name puts it in."""
@@ -385,7 +406,9 @@ class _Differ:
         values = {n for st in self.old.body if stmt_category(st) in ("assign", "binding-block")
                   for n in bound_names(st)}   # removed defs and classes are unbound anyway
         values -= self._del_names   # the fixed module deletes them itself
-        kept = (gone if _uses_globals(self.new) else gone & _declared_global(self.new)) & values
+        kept = gone & values   # the walks of the whole tree only when a value is gone
+        if kept and not _uses_globals(self.new):
+            kept &= _declared_global(self.new)
         for n in sorted(kept):
             self.add("name bound at run time", n, "caveat",
                      "the fixed module no longer binds it at import, but its code binds "
@@ -820,11 +843,18 @@ def code_changed(plan: ModulePlan) -> Set[str]:
                           "changed default")}
 
 
+def _lines(source: str) -> List[str]:
+    """Source lines as the parser numbers them: ``\r\n`` and ``\r`` end a line too, and
+    nothing else does (``str.splitlines`` also splits at form feeds and other characters
+    the parser reads as whitespace, which would shift the numbering)."""
+    return source.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+
+
 def diff_module(old_source: str, new_source: str, modname: str = "") -> ModulePlan:
     """Classify every definition-level change between two versions of one module."""
     old = ast.parse(old_source)
     new = ast.parse(new_source)
-    plan = _Differ(old, new, modname).run()
+    plan = _Differ(old, new, modname, _lines(old_source), _lines(new_source)).run()
     plan.old_tree, plan.new_tree = old, new
     return plan
 

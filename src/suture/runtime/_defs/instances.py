@@ -583,14 +583,19 @@ def call_hazards(old: ast.Module, new: ast.Module, changed: Set[str]) -> List[Ca
         fn = old_funcs[caller]
         owner = caller.rsplit(".", 1)[0] if "." in caller else ""
         me = _self_name(fn) if owner else None
-        shadowed = _locals(fn) | (_params(fn) - {"*"})
-        parents = {id(c): p for p in ast.walk(fn) for c in ast.iter_child_nodes(p)}
-        for node in ast.walk(fn):
-            if not isinstance(node, ast.Call):
-                continue
+        # One walk for the calls; the locals and the parent map (two more walks) only for
+        # a call of a changed callee: most changed functions call none (apply time).
+        shadowed: Optional[Set[str]] = None
+        parents: Optional[Dict[int, ast.AST]] = None
+        for node in [n for n in ast.walk(fn) if isinstance(n, ast.Call)]:
             callee, bound = "", False
-            if isinstance(node.func, ast.Name) and node.func.id not in shadowed:
-                callee = aliases.get(node.func.id, node.func.id)
+            if isinstance(node.func, ast.Name):
+                named = aliases.get(node.func.id, node.func.id)
+                if named in changed and named in new_funcs:
+                    if shadowed is None:
+                        shadowed = _locals(fn) | (_params(fn) - {"*"})
+                    if node.func.id not in shadowed:
+                        callee = named
             elif owner and me and isinstance(node.func, ast.Attribute) \
                     and isinstance(node.func.value, ast.Name) and node.func.value.id == me:
                 callee, bound = f"{owner}.{node.func.attr}", True
@@ -598,6 +603,8 @@ def call_hazards(old: ast.Module, new: ast.Module, changed: Set[str]) -> List[Ca
                 continue
             why = _rejects(node, old_funcs[callee], new_funcs[callee], bound)
             if not why:
+                if parents is None:
+                    parents = {id(c): p for p in ast.walk(fn) for c in ast.iter_child_nodes(p)}
                 why = _unpacks(node, parents, old_funcs[callee], new_funcs[callee])
             if why:
                 out.append(CallHazard(caller, callee, getattr(node, "lineno", 0), why))

@@ -490,7 +490,7 @@ def _imported_meanwhile(rec: _Record) -> None:
 
 
 def revert(patch_id: str, force: bool = False, deadline: Optional[float] = None) -> Result:
-    with _lock():
+    with _lock(), _fine_switching():
         rec = _find(patch_id)
         _freethreaded.check("revert", rec.patch.id, rec.patch.short_id)
         _before_commit(rec.patch.short_id, rec.patch.id, "revert", None, deadline)

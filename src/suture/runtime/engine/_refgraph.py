@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 
 from .. import _codes
 from .commit import Call
-from ._state import (_LRU_IS_HEAP_TYPE, _LRU_TYPE, _ModuleTxn, _isa, _own_dict, _raise_os_failure,
+from ._state import (_LRU_MARK, _LRU_TYPE, _ModuleTxn, _isa, _own_dict, _raise_os_failure,
                      _walks)
 
 
@@ -37,10 +37,10 @@ def _module_functions(module: types.ModuleType, files: Set[str]) -> List[Functio
     referrers of one specific object are only objects that already point at it.
     """
     d = module.__dict__
-    if _LRU_IS_HEAP_TYPE and _walks.get("scope") and "lru" not in _walks:
+    if _LRU_MARK is not None and _walks.get("scope") and "lru" not in _walks:
         # One walk for both: referrers of two objects cost 5.3 ms where two walks cost
         # 9.1 (48 k objects), and every walk stops the application's threads.
-        found = gc.get_referrers(d, _LRU_TYPE)
+        found = gc.get_referrers(d, _LRU_MARK)
         _walks["lru"] = _lru_rows(w for w in found if type(w) is _LRU_TYPE)
     else:
         found = gc.get_referrers(d)
@@ -54,11 +54,11 @@ def _stale_caches(txns: List[_ModuleTxn]) -> List[Any]:
     ``acl.allowed`` (``@lru_cache``, in a module the patch does not touch) calls
     ``rules.limit_for``, which it changes: its cached answers are the old
     code's. Every ``lru_cache``/``cache`` bound in a module or class namespace
-    is checked (on 3.10+, every wrapper in the heap: ``_lru_wrappers``): if its
+    is checked (every wrapper in the heap: ``_lru_wrappers``): if its
     function reads (through its globals, up to 4 calls deep) a function whose
     code or defaults change, a class the patch alters, or a global the patch rebinds, it is
-    cleared in the commit. On 3.9, caches reached only through other paths
-    (instances, closures) are not found; docs/engine.md says so.
+    cleared in the commit. Without ``_LRU_MARK`` (a Python whose ``functools`` differs),
+    caches reached only through other paths (instances, closures) are not found.
     """
     tainted: Set[int] = set()
     rebound: Set[Tuple[int, Any]] = set()
@@ -127,16 +127,17 @@ def _lru_rows(wrappers: Any) -> List[Tuple[str, Any]]:
 def _lru_wrappers() -> List[Tuple[str, Any]]:
     """Every ``lru_cache`` wrapper that may hold stale answers, with where it lives.
 
-    3.10+: the wrapper type is a heap type, so one ``gc.get_referrers`` walk (in C) finds
-    every wrapper, wherever it is bound (module, class, instance, closure). 3.9's type is
-    static: wrappers bound in module and class namespaces are found by scanning
-    ``sys.modules``, a Python loop that costs tens of ms in a Flask worker (the first
-    version did this everywhere: a 20-35 ms latency spike under load, docs/performance.md).
+    Every wrapper refers to ``_LRU_MARK`` (the wrapper type on 3.10+, ``functools._CacheInfo``
+    on 3.9), so one ``gc.get_referrers`` walk (in C) finds every wrapper, wherever it is
+    bound (module, class, instance, closure). Without a mark, wrappers bound in module
+    and class namespaces are found by scanning ``sys.modules``, a Python loop that costs
+    tens of ms in a Flask worker (the first version did this everywhere: a 20-35 ms
+    latency spike under load, docs/performance.md).
     """
-    if _LRU_IS_HEAP_TYPE:
+    if _LRU_MARK is not None:
         found = _walks.get("lru")   # one walk per apply: prepare and _stale_caches share it
         if found is None:
-            found = _lru_rows(w for w in gc.get_referrers(_LRU_TYPE) if type(w) is _LRU_TYPE)
+            found = _lru_rows(w for w in gc.get_referrers(_LRU_MARK) if type(w) is _LRU_TYPE)
             if _walks.get("scope"):
                 _walks["lru"] = found
         return list(found)

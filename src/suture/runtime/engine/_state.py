@@ -16,6 +16,7 @@ import ast
 import collections
 import contextlib
 import functools
+import gc
 import linecache
 import os
 import sys
@@ -31,8 +32,28 @@ from ..errors import (RefusedError, SutureError, UnknownPatch, EXHAUSTED, os_cau
 from ..patchfile import Patch
 
 
-_LRU_TYPE = type(functools.lru_cache()(lambda: None))
+_LRU_PROBE = functools.lru_cache()(lambda: None)
+_LRU_TYPE = type(_LRU_PROBE)
 _LRU_IS_HEAP_TYPE = bool(_LRU_TYPE.__flags__ & (1 << 9))  # Py_TPFLAGS_HEAPTYPE
+
+
+def _lru_mark() -> Any:
+    """An object every ``lru_cache`` wrapper refers to, so one ``gc.get_referrers`` walk
+    finds them all (it is one more argument to the walk that finds a module's functions,
+    ``_refgraph._module_functions``). 3.10+: the wrapper type, a heap type (instances
+    refer to it). 3.9: the type is static, but ``functools.lru_cache`` hands every wrapper
+    it builds ``functools._CacheInfo``, and the wrapper's traverse visits it (checked here
+    on a probe, without a heap walk). None: neither holds; the callers fall back to a walk
+    per changed function (3.9 before: 100 functions cost 100 walks, 12-66 ms in one C call
+    at 50-500 k objects, benchmarks/stall.py)."""
+    if _LRU_IS_HEAP_TYPE:
+        return _LRU_TYPE
+    info = getattr(functools, "_CacheInfo", None)
+    return info if info is not None and any(r is info for r in gc.get_referents(_LRU_PROBE)) \
+        else None
+
+
+_LRU_MARK = _lru_mark()
 _IMMUTABLE = (int, float, complex, str, bytes, bool, type(None), tuple, frozenset)
 
 
@@ -54,8 +75,11 @@ def _fine_switching() -> Iterator[None]:
     the cost of more switches. The commit itself is one C call, which no switch interval
     interrupts. The application's value is put back afterwards, or the one it set
     meanwhile (runtime/_switching.py, shared with the agent serving a request).
+    Automatic garbage collections are held off for the duration too
+    (``_switching.collector_deferred``): one triggered by the engine's allocations runs
+    in a single C call (10-15 ms at 50 k objects, a stop for every thread).
     """
-    with _switching.lowered(_PREPARE_SWITCH_INTERVAL):
+    with _switching.lowered(_PREPARE_SWITCH_INTERVAL), _switching.collector_deferred():
         yield
 
 

@@ -42,7 +42,7 @@ from . import _annotations
 from ._refgraph import _lru_wrappers, _module_functions, _resolve_class
 from .check import is_main, main_frame, main_guards, releases_note
 from ._scratch import _bind_module, _compile_stmts, _defaults, _exec_stmts, _late_split
-from ._state import (_LRU_IS_HEAP_TYPE, _LRU_TYPE, _ModuleTxn, _Record, _applied, _isa, _own_dict,
+from ._state import (_LRU_MARK, _LRU_TYPE, _ModuleTxn, _Record, _applied, _isa, _own_dict,
                      state_names,
                      _register_source, _unless_exhausted)
 
@@ -232,9 +232,9 @@ def _prepare(rec: _Record, mp: ModulePatch, module: types.ModuleType,
     # *times the number of arguments*, so the list is kept short (docs/performance.md).
     changed = [f for f, _, _ in swaps if id(f) in txn.changed_funcs]
     if changed:
-        # 3.10+: the wrapper type is a heap type, so one walk finds every wrapper;
-        # 3.9's is static (instances do not point at it): ask for the changed functions.
-        found = ([w for _, w in _lru_wrappers()] if _LRU_IS_HEAP_TYPE
+        # Every wrapper refers to _LRU_MARK, so the walk that found the module's functions
+        # found every wrapper too; without a mark, ask for the changed functions.
+        found = ([w for _, w in _lru_wrappers()] if _LRU_MARK is not None
                  else gc.get_referrers(*changed))
         changed_ids = {id(f) for f in changed}
         wrappers = [w for w in found if type(w) is _LRU_TYPE
