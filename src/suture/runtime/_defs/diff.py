@@ -189,7 +189,7 @@ class _Differ:
                             else "revert refuses unless REVERT_MIGRATIONS")
                          + f"[\"{self.mod}:{d.cls}\"] sets it (SUT-E209)")
         self.plan.call_hazards = call_hazards(self.old, self.new, code_changed(self.plan),
-                                            self.old_lines)
+                                            self.old_lines, (self.old_funcs, self.new_funcs))
         for h in self.plan.call_hazards:
             self.add("old caller, changed callee", f"{h.caller}->{h.callee}", "caveat",
                      f"a frame already running the old {h.caller}() would call the new "

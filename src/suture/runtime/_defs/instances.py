@@ -571,13 +571,17 @@ def _imports(tree: ast.Module) -> Dict[str, str]:
 # -- running frames: old callers of a callee whose signature changed --------------
 
 def call_hazards(old: ast.Module, new: ast.Module, changed: Set[str],
-                 old_lines: Optional[List[str]] = None) -> List[CallHazard]:
+                 old_lines: Optional[List[str]] = None,
+                 funcs: Optional[Tuple[Dict[str, FuncNode], Dict[str, FuncNode]]] = None
+                 ) -> List[CallHazard]:
     """Calls in changed old functions that the new version of their callee rejects
     (arity, keywords) or whose result the old caller unpacks to another length.
     ``changed``: qualnames of the functions and methods whose code changed (the differ's);
     ``old_lines``: the old source's lines as the parser numbers them (``diff._lines``),
-    to skip callers whose text names no changed callee."""
-    old_funcs, new_funcs = dict(iter_functions(old.body)), dict(iter_functions(new.body))
+    to skip callers whose text names no changed callee; ``funcs``: ``iter_functions`` of
+    both trees, if the caller has them."""
+    old_funcs, new_funcs = funcs or (dict(iter_functions(old.body)),
+                                     dict(iter_functions(new.body)))
     changed = {q for q in changed if q in old_funcs and q in new_funcs and "<locals>" not in q}
     out: List[CallHazard] = []
     aliases = _aliases(old)
