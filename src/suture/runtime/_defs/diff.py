@@ -16,11 +16,11 @@ import ast
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Set, Tuple
 
-from .syntax import (FuncNode, _base_names, _body_dump, _called_roots, _declared_global,
+from .syntax import (FuncNode, _base_names, _called_roots, _declared_global,
                      _defaults_dump, _defines, _import_call, _import_map, _keyed, _names_in,
                      _shape, _text, _uses_class_cell, _uses_globals, annotation_readers,
                      annotations_dump, bound_names, deleted_names, dump, dumps,
-                     iter_classes, iter_functions, mutated_root, normal_form,
+                     iter_classes, iter_functions, mutated_root, normal_form, same_body,
                      stmt_category, touched_names, type_params_dump, unbound_at_end)
 from .instances import (CallHazard, StateDelta, call_hazards, instance_deltas,
                         only_adds_state)
@@ -106,7 +106,7 @@ class _Differ:
             kind = "method" if self._in_class(q) else "function"
             if "<locals>" in q:
                 kind = "nested function"
-            if _body_dump(old) != _body_dump(new):
+            if not same_body(old, new):
                 reason = ""
                 if isinstance(old, ast.AsyncFunctionDef) != isinstance(new, ast.AsyncFunctionDef):
                     reason = "changes between def and async def; callers see the new kind"
@@ -119,17 +119,18 @@ class _Differ:
                              "reference sees it; the old object's signature reads "
                              "(*args, **kwargs)")
             # a def's own type parameters, or those of a class it is in (class C[T]:)
+            annotations_changed = annotations_dump(old) != annotations_dump(new)
             generic = "<locals>" not in q and bool(
                 getattr(old, "type_params", None) or getattr(new, "type_params", None)
                 or any(getattr(c, "type_params", None) for c in self._enclosing(q)))
             if generic and (type_params_dump(old) != type_params_dump(new)
-                            or annotations_dump(old) != annotations_dump(new)):
+                            or annotations_changed):
                 self.add("changed generic signature", q, "restart",
                          "the type parameters (PEP 695) or the annotations of a generic "
                          "function, or of a method of a generic class, change: its "
                          "__type_params__ and annotations come from a type-parameter "
                          "scope, which a live function cannot be given")
-            elif annotations_dump(old) != annotations_dump(new) and "<locals>" not in q:
+            elif annotations_changed and "<locals>" not in q:
                 # the engine carries the function's own annotations (engine/_annotations.py),
                 # not what a decorator built from them when the function was defined
                 reads, may = annotation_readers(new, self.imports)
@@ -187,7 +188,8 @@ class _Differ:
                          + ("apply refuses unless MIGRATIONS" if d.direction == "apply"
                             else "revert refuses unless REVERT_MIGRATIONS")
                          + f"[\"{self.mod}:{d.cls}\"] sets it (SUT-E209)")
-        self.plan.call_hazards = call_hazards(self.old, self.new, code_changed(self.plan))
+        self.plan.call_hazards = call_hazards(self.old, self.new, code_changed(self.plan),
+                                            self.old_lines, (self.old_funcs, self.new_funcs))
         for h in self.plan.call_hazards:
             self.add("old caller, changed callee", f"{h.caller}->{h.callee}", "caveat",
                      f"a frame already running the old {h.caller}() would call the new "
@@ -238,7 +240,9 @@ class _Differ:
 
     def _in_class(self, q: str) -> bool:
         parent = q.rsplit(".", 1)[0] if "." in q else ""
-        return bool(parent) and "<locals>" not in q and parent in dict(iter_classes(self.new.body))
+        if not hasattr(self, "_new_classes"):
+            self._new_classes = {cq for cq, _ in iter_classes(self.new.body)}
+        return bool(parent) and "<locals>" not in q and parent in self._new_classes
 
     def _module_level(self) -> None:
         old_k, new_k = _keyed(self.old.body), _keyed(self.new.body)

@@ -30,10 +30,11 @@ Invariant: only ``ast``; the builder and the engine compute the same deltas.
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
-from .syntax import FuncNode, bound_names, dump, iter_classes, iter_functions
+from .syntax import FuncNode, bound_names, dump, iter_classes, iter_functions, walk
 
 
 @dataclass(frozen=True)
@@ -569,25 +570,38 @@ def _imports(tree: ast.Module) -> Dict[str, str]:
 
 # -- running frames: old callers of a callee whose signature changed --------------
 
-def call_hazards(old: ast.Module, new: ast.Module, changed: Set[str]) -> List[CallHazard]:
+def call_hazards(old: ast.Module, new: ast.Module, changed: Set[str],
+                 old_lines: Optional[List[str]] = None,
+                 funcs: Optional[Tuple[Dict[str, FuncNode], Dict[str, FuncNode]]] = None
+                 ) -> List[CallHazard]:
     """Calls in changed old functions that the new version of their callee rejects
     (arity, keywords) or whose result the old caller unpacks to another length.
-    ``changed``: qualnames of the functions and methods whose code changed (the differ's)."""
-    old_funcs, new_funcs = dict(iter_functions(old.body)), dict(iter_functions(new.body))
+    ``changed``: qualnames of the functions and methods whose code changed (the differ's);
+    ``old_lines``: the old source's lines as the parser numbers them (``diff._lines``),
+    to skip callers whose text names no changed callee; ``funcs``: ``iter_functions`` of
+    both trees, if the caller has them."""
+    old_funcs, new_funcs = funcs or (dict(iter_functions(old.body)),
+                                     dict(iter_functions(new.body)))
     changed = {q for q in changed if q in old_funcs and q in new_funcs and "<locals>" not in q}
     out: List[CallHazard] = []
     aliases = _aliases(old)
+    # Every identifier a call of a changed callee is written with (a superset): below, a
+    # caller is walked only if its text holds one.
+    callees = {q.rsplit(".", 1)[-1] for q in changed} \
+        | {a for a, target in aliases.items() if target in changed}
     for caller in sorted(changed | (old_funcs.keys() - new_funcs.keys())):
         if "<locals>" in caller:
             continue
         fn = old_funcs[caller]
+        if old_lines is not None and not _may_call(fn, old_lines, callees):
+            continue
         owner = caller.rsplit(".", 1)[0] if "." in caller else ""
         me = _self_name(fn) if owner else None
         # One walk for the calls; the locals and the parent map (two more walks) only for
         # a call of a changed callee: most changed functions call none (apply time).
         shadowed: Optional[Set[str]] = None
         parents: Optional[Dict[int, ast.AST]] = None
-        for node in [n for n in ast.walk(fn) if isinstance(n, ast.Call)]:
+        for node in [n for n in walk(fn) if isinstance(n, ast.Call)]:
             callee, bound = "", False
             if isinstance(node.func, ast.Name):
                 named = aliases.get(node.func.id, node.func.id)
@@ -609,6 +623,39 @@ def call_hazards(old: ast.Module, new: ast.Module, changed: Set[str]) -> List[Ca
             if why:
                 out.append(CallHazard(caller, callee, getattr(node, "lineno", 0), why))
     return out
+
+
+def _may_call(fn: FuncNode, lines: List[str], names: Set[str]) -> bool:
+    """Whether ``fn``'s text (decorators to last line) may hold a node named in ``names``.
+
+    False only when the text is ASCII (the parser NFKC-normalises other identifiers, so
+    a name in the tree may be spelt otherwise in the text) and none of its runs of
+    identifier characters is one of ``names``, but ``fn``'s own name once (the ``def``
+    line's), and none that starts with a digit holds one. Every node of ``fn`` is written
+    on those lines, and an ASCII name is in the tree as written: a whole run (the
+    tokenizer reads an identifier to the run's end, and from its start unless a number
+    runs into it, as in ``1if``). So no call in ``fn`` names a changed callee: walking it
+    finds nothing to check (apply time: a caller changed along with callees it does not
+    call)."""
+    first = min([fn.lineno, *(d.lineno for d in fn.decorator_list)])
+    last = getattr(fn, "end_lineno", None)
+    if last is None:
+        return True
+    text = "\n".join(lines[first - 1:last])
+    if not text.isascii():
+        return True
+    own = 0
+    for run in _RUNS.findall(text):
+        if run in names:
+            if run != fn.name or own:
+                return True
+            own = 1
+        elif run[0].isdigit() and not run.isdigit() and any(n in run for n in names):
+            return True
+    return False
+
+
+_RUNS = re.compile(r"\w+", re.ASCII)
 
 
 def _rejects(call: ast.Call, old: FuncNode, new: FuncNode, bound: bool) -> str:

@@ -28,6 +28,24 @@ def dumps(nodes: Iterable[Optional[ast.AST]]) -> str:
     return "|".join(dump(n) for n in nodes)
 
 
+def walk(node: ast.AST) -> List[ast.AST]:
+    """``list(ast.walk(node))``: the same nodes in the same (breadth-first) order, without
+    ``ast.walk``'s three generators per node (apply time: every changed function is
+    walked)."""
+    out = [node]
+    i = 0
+    while i < len(out):
+        n = out[i]
+        i += 1
+        for name in n._fields:
+            v = getattr(n, name, None)   # iter_fields skips a missing field, as None is here
+            if isinstance(v, ast.AST):
+                out.append(v)
+            elif isinstance(v, list):
+                out.extend([x for x in v if isinstance(x, ast.AST)])
+    return out
+
+
 # -- indexing ----------------------------------------------------------------
 
 def _is_def(node: ast.AST) -> bool:
@@ -352,6 +370,90 @@ def annotation_readers(fn: FuncNode, imports: Dict[str, str]) -> Tuple[List[str]
 
 def _body_dump(fn: FuncNode) -> str:
     return dumps(fn.body) + "|" + _signature_dump(fn) + "|" + dump(fn.returns) + type(fn).__name__
+
+
+def same_body(old: FuncNode, new: FuncNode) -> bool:
+    """``_body_dump(old) == _body_dump(new)``, mostly without dumping (apply time).
+
+    The parts the dump joins are compared pairwise in the order the dump writes them
+    (``_same_dump``); only when that cannot tell does it compare the two dumps.
+    """
+    o, n = old.args, new.args
+    parts = ((old.body, new.body),
+             ([*o.posonlyargs, *o.args, o.vararg, *o.kwonlyargs, o.kwarg],
+              [*n.posonlyargs, *n.args, n.vararg, *n.kwonlyargs, n.kwarg]),
+             ([old.returns], [new.returns]))
+    for a, b in parts:
+        if len(a) != len(b):
+            return _body_dump(old) == _body_dump(new)   # "|"-joined: decided by the text
+        for x, y in zip(a, b):
+            if x is None or y is None:
+                if x is y:
+                    continue      # both dump as ""
+                return _body_dump(old) == _body_dump(new)
+            verdict = _same_dump(x, y)
+            if verdict is _UNDECIDED:
+                return _body_dump(old) == _body_dump(new)
+            if verdict is _DIFFERENT:
+                return False
+    return type(old) is type(new)
+
+
+# ``_same_dump``'s answers.
+_EQUAL, _DIFFERENT, _UNDECIDED = "equal", "different", "undecided"
+# Leaves whose ``repr`` differs exactly when they differ, and starts or ends where another
+# value of the type cannot: a string or bytes in quotes (an inner quote is escaped), an
+# int's digits (followed by what follows a value in a dump, never a digit), True/False.
+_PLAIN_LEAVES = (str, bytes, int, bool)
+
+
+def _same_dump(a: object, b: object) -> str:
+    """Whether ``dump(a) == dump(b)`` for two values of the same field, read from the trees.
+
+    ``_EQUAL`` when the two are the same classes with the same fields, of the same plain
+    leaves (the dump writes nothing else, so the same text). ``_DIFFERENT`` when the first
+    difference in the dump's order (fields in ``_fields`` order, lists in order, depth
+    first) makes the two texts differ at that point while all before it was the same
+    text: two node classes (a name followed by "("), two plain leaves of one type, two
+    non-empty lists of different lengths ("]" against ", "). ``_UNDECIDED`` for any other
+    first difference: what the dump leaves out varies by version (None fields; empty
+    lists on 3.13+; ``Load()`` on 3.15), so only the dumps tell.
+    """
+    if isinstance(a, ast.AST):
+        if type(a) is not type(b):
+            if not isinstance(b, ast.AST) or isinstance(a, ast.expr_context) \
+                    or isinstance(b, ast.expr_context):
+                return _UNDECIDED
+            return _DIFFERENT
+        for name in a._fields:
+            x = getattr(a, name, _MISSING)
+            y = getattr(b, name, _MISSING)
+            if x is y:
+                if x is _MISSING:
+                    return _UNDECIDED
+                continue   # the same object (None, a shared context, an interned leaf)
+            verdict = _same_dump(x, y)
+            if verdict is not _EQUAL:
+                return verdict
+        return _EQUAL
+    if isinstance(a, list):
+        if not isinstance(b, list):
+            return _UNDECIDED
+        for x, y in zip(a, b):
+            verdict = _same_dump(x, y)
+            if verdict is not _EQUAL:
+                return verdict
+        if len(a) == len(b):
+            return _EQUAL
+        return _DIFFERENT if a and b else _UNDECIDED
+    if a is None or b is None or a is _MISSING or b is _MISSING or isinstance(b, (ast.AST, list)):
+        return _UNDECIDED
+    if type(a) is type(b) and type(a) in _PLAIN_LEAVES:
+        return _EQUAL if a == b else _DIFFERENT
+    return _EQUAL if repr(a) == repr(b) else _UNDECIDED
+
+
+_MISSING = object()
 
 
 def _names_in(nodes: Iterable[Optional[ast.AST]]) -> Set[str]:
