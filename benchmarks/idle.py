@@ -55,6 +55,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+import _provenance  # benchmarks/_provenance.py (this script's directory)
+
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 VARIANTS = ("bare", "agent", "run", "store")
@@ -254,14 +256,6 @@ def measure_instructions(python: str, work: Path, rounds: int, n1: int,
             "ratio_without_over_with": spread(ratios), "raw_ratios": ratios}
 
 
-def git_state() -> Dict[str, Any]:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True,
-                              text=True).stdout.strip()
-    return {"commit": git("rev-parse", "HEAD"),
-            "dirty": [line[3:] for line in git("status", "--porcelain").splitlines()]}
-
-
 def table(results: List[Dict[str, Any]]) -> str:
     lines = ["| Python | bare RSS | agent: +RSS | +anonymous | +USS | modules | `suture run`: +RSS "
              "| +USS | empty store file: +RSS | engine / sqlite3 loaded | Ir ratio without/with |",
@@ -307,7 +301,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                            [p for p in a.pythons.split(",") if p]) \
         if (a.versions or a.pythons) else interpreters([], [sys.executable])
     valgrind = shutil.which("valgrind") is not None and not a.no_valgrind
-    state = git_state()    # before: what was measured, not what the tree became meanwhile
+    state = _provenance.git_state(ROOT)    # before: what was measured, not what the tree became meanwhile
     results = []
     for row in pythons:
         with tempfile.TemporaryDirectory(prefix="suture-idle-") as d:

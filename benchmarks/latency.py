@@ -51,6 +51,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple
 
+import _provenance  # benchmarks/_provenance.py (this script's directory)
+
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 sys.path[:0] = [str(SRC)]
@@ -83,14 +85,6 @@ def summary(ms: Sequence[float]) -> Dict[str, Any]:
     s = sorted(ms)
     return {"median": round(statistics.median(s), 1), "min": round(s[0], 1),
             "max": round(s[-1], 1), "n": len(s)}
-
-
-def git(*args: str) -> str:
-    try:
-        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True,
-                              text=True, timeout=30).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
 
 
 class Bench:
@@ -243,9 +237,8 @@ def main(argv: Any = None) -> int:
             bench.rounds(1)   # warm the page cache; not counted
             wall, cpu = bench.rounds(rounds)
             result: Dict[str, Any] = {
-                "commit": git("rev-parse", "HEAD"),
+                **_provenance.git_state(ROOT),
                 "src": str(a.src),
-                "uncommitted": git("status", "--porcelain", "src", "benchmarks").splitlines(),
                 "python": platform.python_version(),
                 "executable": sys.executable,
                 "machine": {"cpus": os.cpu_count(), "load": os.getloadavg()},

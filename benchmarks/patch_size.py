@@ -39,11 +39,12 @@ import lzma
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import zlib
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import _provenance  # benchmarks/_provenance.py (this script's directory)
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"
@@ -218,14 +219,6 @@ def measure(pair: Dict[str, Any], old: str, new: str, cache: Optional[Path],
     return row
 
 
-def git_state() -> Dict[str, Any]:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True,
-                              text=True).stdout
-    return {"commit": git("rev-parse", "HEAD").strip(),
-            "dirty": [line[3:] for line in git("status", "--porcelain").splitlines()]}
-
-
 def summary(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
     built = [r for r in rows if "smaller_by" in r]
     out: Dict[str, Any] = {"pairs": len(rows), "built": len(built)}
@@ -307,7 +300,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                 f"{pair['name']}=={pair['new']}", args.cache,
                                 lambda p=pair: wheel_bytes(p["name"], p["new"], args.cache),
                                 not args.no_import))
-    result = {"suture": git_state(), "python": sys.version.split()[0],
+    result = {"suture": _provenance.git_state(REPO), "python": sys.version.split()[0],
               "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
               "config": {"corpus": str(args.corpus), "quick": args.quick,
                          "state_manifest": not args.no_import, "rounds": 1,

@@ -71,6 +71,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+import _provenance  # benchmarks/_provenance.py (this script's directory)
+
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
 TOOLS = ("suture", "jurigged", "superreload", "importlib")
@@ -310,15 +312,6 @@ def available(python: str, tool: str) -> bool:
     return subprocess.run([python, "-c", f"import {mod}"], capture_output=True).returncode == 0
 
 
-def git_info() -> Dict[str, Any]:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True,
-                              text=True).stdout.strip()
-    return {"commit": git("rev-parse", "HEAD"),
-            "dirty": [line for line in git("status", "--porcelain").splitlines()
-                      if line][:30]}
-
-
 # ---------------------------------------------------------------- statistics, output
 
 def spread(values: Sequence[float]) -> Dict[str, Any]:
@@ -464,7 +457,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 if profile and "suture" in tools else None)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    result = {"benchmark": "peers", "git": git_info(), "versions": versions(python),
+    result = {"benchmark": "peers", "git": _provenance.git_state(REPO), "versions": versions(python),
               "interpreter": python, "venv": not a.no_venv, "rounds": rounds,
               "patch_bytes": len(report.data), "functions_changed": N_FUNCS + 1,
               "tools": tools, "unavailable": unavailable,

@@ -54,6 +54,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+import _provenance  # benchmarks/_provenance.py (this script's directory)
+
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
 
@@ -307,24 +309,13 @@ def build_patch(n: int, work: Path) -> Dict[str, Any]:
             "patch_bytes": len(report.data)}
 
 
-def git_info(path: Path) -> Dict[str, Any]:
-    def git(*a: str) -> str:
-        return subprocess.run(["git", *a], cwd=str(path), capture_output=True,
-                              text=True).stdout.strip()
-    try:
-        return {"commit": git("rev-parse", "HEAD"),
-                "uncommitted": [ln for ln in git("status", "--porcelain").splitlines() if ln]}
-    except OSError:
-        return {}
-
-
 def snapshot(label: str, src: Any, work: Path) -> Dict[str, Any]:
     """Copy ``src/suture`` once, so every round measures the same engine."""
     src = Path(src)
     dest = work / f"src-{label}"
     shutil.copytree(src / "suture", dest / "suture",
                     ignore=shutil.ignore_patterns("__pycache__"))
-    return {"label": label, "path": str(dest), "from": str(src), **git_info(src)}
+    return {"label": label, "path": str(dest), "from": str(src), **_provenance.git_state(src)}
 
 
 def run_target(python: str, cfg: Dict[str, Any]) -> Dict[str, Any]:
@@ -470,7 +461,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                        "heaps": heaps, "scenarios": scenarios, "pythons": pythons,
                        "trace": args.trace, "patch_bytes": patch["patch_bytes"]},
             "variants": [{k: v for k, v in var.items() if k != "path"} for var in variants],
-            "repo": git_info(REPO),
+            "repo": _provenance.git_state(REPO),
             "driver_python": sys.version.split()[0],
             "loadavg": {"start": load_start, "end": os.getloadavg()},
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},

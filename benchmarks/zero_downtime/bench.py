@@ -76,6 +76,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from benchmarks._provenance import git_state
 from benchmarks.procs import answers, children, free_port
 
 HERE = Path(__file__).resolve().parent
@@ -516,13 +517,9 @@ def plot(results: List[Dict[str, Any]], out: Path) -> None:
 def machine() -> Dict[str, Any]:
     import platform
 
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True,
-                              text=True).stdout.strip()
     return {"python": platform.python_version(), "nproc": os.cpu_count(),
             "kernel": platform.release(), "loadavg": os.getloadavg(),
-            "commit": git("rev-parse", "HEAD"),
-            "dirty": [line for line in git("status", "--porcelain").splitlines() if line][:30]}
+            **git_state(ROOT)}
 
 
 def use_this_checkout() -> None:
