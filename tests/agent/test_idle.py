@@ -43,8 +43,9 @@ def test_an_idle_agent_loads_neither_the_engine_nor_sqlite3_until_a_request_need
                          targets.env(), stdin=subprocess.PIPE)
     assert proc.stdin is not None
     idle = _line(proc)    # printed after the bootstrap waited for the agent's start-up work
+    # typing is imported at start on purpose (test_dataclasses_defined_while_the_agent_loads...)
     assert idle == {"suture.runtime._agent": True, "suture.runtime.engine": False,
-                    "suture.runtime.patchfile": False, "sqlite3": False, "typing": False,
+                    "suture.runtime.patchfile": False, "sqlite3": False, "typing": True,
                     "platform": False}, idle
     path = targets.wait_agent(proc.pid, proc)
     hello = result(path, "hello")
@@ -63,6 +64,43 @@ def test_an_idle_agent_loads_neither_the_engine_nor_sqlite3_until_a_request_need
     proc.stdin.write("\n")
     proc.stdin.flush()
     assert _line(proc)["suture.runtime.engine"] is True
+
+
+DATACLASSES = r'''
+import dataclasses, sys, threading
+failures = []
+stop = threading.Event()
+def define():
+    while not stop.is_set():
+        try:
+            @dataclasses.dataclass
+            class Point:
+                x: int = 0
+        except Exception as exc:
+            failures.append(repr(exc))
+threading.Thread(target=define, daemon=True).start()
+print("ready", flush=True)
+sys.stdin.readline()
+stop.set()
+print(failures[:3], len(failures), flush=True)
+'''
+
+
+def test_dataclasses_defined_while_the_agent_loads_the_engine_never_see_typing_half_made(
+        targets: Targets):
+    # dataclasses reads typing from sys.modules without importing it. Imported first on the
+    # agent thread (the engine needs it), typing sat there half-initialized while the
+    # application defined a dataclass: "partially initialized module 'typing'" (CI, 3.14).
+    # The agent imports it at start, before the application's code.
+    app = targets.script(DATACLASSES)
+    proc = targets.start([sys.executable, "-m", "suture", "run", "--", sys.executable, str(app)],
+                         targets.env(), stdin=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdin is not None
+    assert proc.stdout.readline().strip() == "ready"
+    path = targets.wait_agent(proc.pid, proc)
+    assert result(path, "status", old_calls=False)["patches"] == []   # loads the engine
+    out, err = proc.communicate("\n", timeout=DEADLINE)
+    assert out.strip().endswith(" 0"), out + err
 
 
 def test_the_status_of_a_process_that_never_loaded_the_engine_is_the_engines_own():

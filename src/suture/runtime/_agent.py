@@ -1421,6 +1421,16 @@ def start(runtime_dir: Optional[str] = None, forked: bool = False) -> str:
         # would inherit the engine lock held by a thread it does not have (seen: a worker
         # hung in status()). Without importing the engine (issue 19): _enginelock.
         _enginelock.register_fork_hooks()
+        # typing, now, on this thread, before the application's code runs: imported first on
+        # the agent thread (the engine needs it), it sits half-initialized in sys.modules
+        # for milliseconds, and dataclasses reads it from there without importing it (its
+        # ClassVar check): a dataclass the application defined meanwhile failed with
+        # "partially initialized module 'typing'" (CI, 3.14: multiprocessing.pool ->
+        # traceback -> _colorize's dataclasses, in a fork-pool test). Loading it aside and
+        # publishing it whole does not work on 3.12+, where typing's C half imports
+        # "typing" while the module runs. It costs an idle agent about 1.6 MiB (issue 19).
+        if "typing" not in sys.modules:
+            import typing  # noqa: F401
         if not _fork_hook:
             # Before the agent thread starts: its first store call must already be
             # guarded against a fork from the application's threads.
