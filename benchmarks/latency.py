@@ -103,7 +103,13 @@ class Bench:
         key, pub, _ = trust.keygen(work / "k", "latency")
         trust.add_key(pub.read_text(), path=str(work / "config" / trust.POLICY_FILE))
         self.file = work / "fix.suture"
-        self.file.write_bytes(trust.sign(report.data, trust.load_private_key(key)))
+        data = report.data
+        if src.resolve() != SRC.resolve():
+            # Another tree (--src, e.g. a release before the deflated payload): the plain
+            # payload, which every Suture reads; this checkout's runs send the deflated one.
+            from suture.runtime import patchfile
+            data = patchfile.dump(patchfile.load(data), compress=False)
+        self.file.write_bytes(trust.sign(data, trust.load_private_key(key)))
         self.patch_id = report.patch.id
         run = work / "run"
         run.mkdir(mode=0o700)

@@ -236,6 +236,8 @@ def target(cfg: Dict[str, Any]) -> Dict[str, Any]:
                 s = io.StringIO()
                 pstats.Stats(pr, stream=s).sort_stats("tottime").print_stats(30)
                 out["profile"] = s.getvalue().splitlines()
+        except BaseException as exc:  # noqa: BLE001 - reported to the driver, which stops
+            out["error"] = f"{type(exc).__name__}: {exc}"
         finally:
             sys.setprofile(None)
             done.set()
@@ -294,6 +296,7 @@ def target(cfg: Dict[str, Any]) -> Dict[str, Any]:
 # ----------------------------------------------------------------------------- parent
 
 def build_patch(n: int, work: Path) -> Dict[str, Any]:
+    from suture.runtime import patchfile
     from suture.tooling.build import build_trees
     from suture.tooling.build.sources import materialize
 
@@ -304,9 +307,11 @@ def build_patch(n: int, work: Path) -> Dict[str, Any]:
         (root / f"{name}.py").write_text(module_source(n, v), encoding="utf-8")
     report = build_trees(materialize(str(work / "v1")), materialize(str(work / "v2")))
     assert report.data is not None, report
-    (work / "patch.suture").write_bytes(report.data)
+    # The plain payload: an engine from before the deflated one (--src old=...) reads it too.
+    data = patchfile.dump(patchfile.load(report.data), compress=False)
+    (work / "patch.suture").write_bytes(data)
     return {"module": name, "v1_root": str(work / "v1"), "patch": str(work / "patch.suture"),
-            "patch_bytes": len(report.data)}
+            "patch_bytes": len(data)}
 
 
 def snapshot(label: str, src: Any, work: Path) -> Dict[str, Any]:
@@ -324,7 +329,10 @@ def run_target(python: str, cfg: Dict[str, Any]) -> Dict[str, Any]:
                           capture_output=True, text=True, env=env, timeout=600)
     if proc.returncode != 0:
         raise RuntimeError(f"{python} target failed (exit {proc.returncode}):\n{proc.stderr}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    got: Dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    if "error" in got:   # an engine that could not apply or revert measures nothing
+        raise RuntimeError(f"{python} target ({cfg.get('label', '')}): {got['error']}")
+    return got
 
 
 def summarize(runs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
