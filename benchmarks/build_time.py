@@ -51,6 +51,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+import _provenance  # benchmarks/_provenance.py (this script's directory)
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"
 DEFAULT_CACHE = Path.home() / ".cache" / "suture-bench"
@@ -483,13 +485,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                           "python": sys.version.split()[0]},
               "pairs": rows}
-    if args.json:
-        text = json.dumps(result, indent=1)
-        if args.json == "-":
-            print(text)
-            return 0
-        Path(args.json).write_text(text + "\n", encoding="utf-8")
-    print(markdown(result))
+    _provenance.emit(result, args.json, markdown)
     return 0
 
 

@@ -61,6 +61,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+import _provenance  # benchmarks/_provenance.py (this script's directory)
+
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
 DEFAULT_PYTHONS = ("python3.9", "python3.10", "python3.11", "python3.12", "python3.13")
@@ -673,13 +675,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         }
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    if args.json:
-        text = json.dumps(result, indent=1)
-        if args.json == "-":
-            print(text)
-            return 0
-        Path(args.json).write_text(text + "\n", encoding="utf-8")
-    print(markdown(result))
+    _provenance.emit(result, args.json, markdown)
     return 0
 
 

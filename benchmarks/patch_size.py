@@ -307,13 +307,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                          "why_one_round": "patch bytes are deterministic"},
               "pairs": rows}
     result["summary"] = summary(rows)
-    if args.json:
-        text = json.dumps(result, indent=1)
-        if args.json == "-":
-            print(text)
-            return 0
-        Path(args.json).write_text(text + "\n", encoding="utf-8")
-    print(markdown(result))
+    _provenance.emit(result, args.json, markdown)
     return 0
 
 

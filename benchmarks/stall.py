@@ -478,14 +478,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         }
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    if args.json:
-        text = json.dumps(result, indent=1)
-        if args.json == "-":
-            print(text)
-            return 0
-        Path(args.json).write_text(text + "\n", encoding="utf-8")
+    _provenance.emit(result, args.json, markdown)
+    if args.json and args.json != "-":
         Path(args.json + ".partial").unlink(missing_ok=True)
-    print(markdown(result))
     return 0
 
 

@@ -301,20 +301,11 @@ def test_the_live_registry_answers_for_the_latest_release(tmp_path: Path) -> Non
     assert (tmp_path / "urllib3" / f"{latest}.json").exists()
 
 
-OLD_AGENT = """\
-import os, sys, time
-import urllib3
-from suture.runtime import _agent
-del _agent._HANDLERS["inventory"]       # the agent of a Suture from before issue 18
-import suture.agent
-suture.agent.start()
-out = {out!r}
-while True:
-    with open(out + ".tmp", "w") as f:
-        f.write(urllib3.__version__)
-    os.replace(out + ".tmp", out)
-    time.sleep(0.05)
-"""
+# The agent of a Suture from before issue 18: the same target without the inventory op.
+OLD_AGENT = urllib3live.TARGET.replace(
+    "import suture.agent\n",
+    'from suture.runtime import _agent\ndel _agent._HANDLERS["inventory"]\nimport suture.agent\n', 1)
+assert OLD_AGENT != urllib3live.TARGET
 
 
 def test_an_agent_without_inventory_is_judged_from_its_imported_distributions(
