@@ -326,6 +326,12 @@ class _Agent:
         if bad is not None:
             raise bad
         op = frame.get("op")
+        if op == "stop" and forwarded:
+            # The main interpreter's agent, at the process's exit: end this thread while
+            # the process still runs (3.13 hung at exit on a sub-interpreter's thread).
+            self.stopping = True
+            self.unlink()
+            return protocol.ok({"stopped": True})
         handler = _HANDLERS.get(op) if isinstance(op, str) else None
         if handler is None:
             raise ProtocolError(f"unknown op {op!r}; this agent knows {', '.join(_OPS)}",
@@ -353,7 +359,9 @@ class _Agent:
             before = {signal.SIGTERM}
         try:
             if _interp != 0:
-                threading._register_atexit(stop)  # type: ignore[attr-defined]
+                # Stopped, not joined: threading joins it right after (joining it here as
+                # well waited out the whole timeout on 3.13 when the interpreter ended).
+                threading._register_atexit(_stop_unjoined)  # type: ignore[attr-defined]
             self.thread.start()
         finally:
             if signal.SIGTERM not in before:
@@ -1537,8 +1545,13 @@ def stop(timeout: Optional[float] = 5.0) -> None:
         _sigterm_handler(install=False)
 
 
+def _stop_unjoined() -> None:
+    stop(0)
+
+
 def _at_exit() -> None:
     _ending(None)
+    _interps.stop_others(os.path.dirname(_agent.path) if _agent is not None else "")
 
 
 def _after_fork_in_child() -> None:

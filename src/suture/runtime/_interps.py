@@ -177,6 +177,40 @@ def start_in(iid: int, runtime_dir: str) -> Optional[str]:
     return None
 
 
+_STOP_CODE = ("import sys\n_suture_agent = sys.modules.get('suture.runtime._agent')\n"
+              "if _suture_agent is not None:\n    _suture_agent.stop(5.0)\n"
+              "del _suture_agent\n")
+
+
+def stop_others(runtime_dir: str) -> None:
+    """At the process's exit, from the main interpreter: have every sub-interpreter's agent
+    end its thread now, before CPython finalizes those interpreters (3.13 waited for ever
+    at exit on a sub-interpreter's thread still serving). Never raises."""
+    if not runtime_dir or "_interpreters" not in sys.modules and \
+            "_xxsubinterpreters" not in sys.modules:
+        return    # no interpreter module imported here: none was created by anyone
+    mod = _module()
+    run = getattr(mod, "exec", None) or getattr(mod, "run_string", None)
+    try:
+        for sub in others(runtime_dir) or []:
+            if not os.path.exists(sub.path):
+                continue
+            # Stopped and joined inside that interpreter: the thread has ended when this
+            # returns (a thread of any interpreter that wants its GIL once the process
+            # finalizes waits for ever on 3.13, and the interpreter's end waits for it).
+            try:
+                if run is not None and run(sub.iid, _STOP_CODE) is None:
+                    continue
+            except Exception:  # noqa: BLE001 - it runs code: ask its agent instead
+                pass
+            try:
+                call(sub.path, protocol.request("stop"), 1.0)
+            except (OSError, ValueError):
+                pass
+    except BaseException:  # noqa: BLE001 - exiting anyway
+        pass
+
+
 # ---------------------------------------------------------------- the main agent's side
 
 class _Other:
