@@ -236,7 +236,8 @@ class _Agent:
         backoff = threading.Event()  # never set: wait() is a sleep that needs no import
         if not self.stopping:
             _auto_apply()  # patch store: before the first request, never raises
-            _inherit_patches(os.path.dirname(self.path))  # by hand to ancestors; never raises
+            if not _started_by_main:   # else the main agent, busy starting us, forwards them
+                _inherit_patches(os.path.dirname(self.path))  # by hand to ancestors
             # What each loaded module's file is now, to tell an upgrade under the running
             # process later (``inventory``); one stat per module, never raises.
             try:
@@ -799,12 +800,15 @@ def _audited(op: str, handler: Callable[[Dict[str, Any]], Dict[str, Any]],
     try:
         out = handler(frame)
     except BaseException as exc:
-        missed = _record(op, _frame_patch_id(op, frame), _outcome(exc), uid, str(exc))
+        details = getattr(exc, "details", None)
+        missed = _record(op, _frame_patch_id(op, frame), _outcome(exc), uid,
+                         _interps.summary(details.get("interpreters")
+                                          if isinstance(details, dict) else None) + str(exc))
         if missed is not None and isinstance(exc, SutureError):
             exc.details["audit"] = missed
         raise
     missed = _record(op, str(out.get("patch", "")), str(out.get("state", "")), uid,
-                     _hand_detail(op, out))
+                     _interps.summary(out.get("interpreters")) + _hand_detail(op, out))
     out["audit"] = missed if missed is not None else {"recorded": True}
     return out
 
@@ -1331,7 +1335,9 @@ def prune_dead_sockets(runtime_dir: Optional[str] = None) -> List[str]:
     boot = _boot_time()
     for name in names:
         stem, dot, ext = name.partition(".")
-        if ext != "sock" or not stem.isdigit() or int(stem) == me:
+        # <pid>.sock, and <pid>.i<ID>.sock of its sub-interpreters (issue 22)
+        sub = ext[1:-5] if ext.startswith("i") and ext.endswith(".sock") else ""
+        if (ext != "sock" and not sub.isdigit()) or not stem.isdigit() or int(stem) == me:
             continue
         path = os.path.join(directory, name)
         try:
@@ -1396,6 +1402,7 @@ _agent: Optional[_Agent] = None
 _dir_arg: Optional[str] = None     # what start() was given, reused by forked children
 _fork_hook = False
 _interp = 0     # this interpreter's id (0: the main one); set by start() (issue 22)
+_started_by_main = False   # set by the main interpreter's agent when it starts us (_interps)
 
 
 def running() -> Optional[str]:

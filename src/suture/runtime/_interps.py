@@ -98,7 +98,7 @@ def listed() -> Optional[List[Tuple[int, str]]]:
     "capi", "xi"; "unknown" before 3.13."""
     mod = _module()
     if mod is None:
-        return None
+        return _listed_by_capi()
     out: List[Tuple[int, str]] = []
     try:
         for item in mod.list_all():
@@ -111,6 +111,29 @@ def listed() -> Optional[List[Tuple[int, str]]]:
     out.sort(key=lambda t: (t[0] != 0, t[0]))
     if out and out[0][0] == 0 and out[0][1] == "unknown":
         out[0] = (0, "runtime")
+    return out
+
+
+def _listed_by_capi() -> Optional[List[Tuple[int, str]]]:
+    """Without an interpreters module (a build without ``_xxsubinterpreters``): the ids
+    from ``PyInterpreterState_Head``/``Next``/``GetID`` through ctypes; None if that
+    cannot be done either."""
+    try:
+        import ctypes
+        api = ctypes.pythonapi
+        vp = ctypes.c_void_p
+        api.PyInterpreterState_Head.restype = vp
+        api.PyInterpreterState_Next.restype, api.PyInterpreterState_Next.argtypes = vp, [vp]
+        api.PyInterpreterState_GetID.restype = ctypes.c_int64
+        api.PyInterpreterState_GetID.argtypes = [vp]
+        out: List[Tuple[int, str]] = []
+        interp = api.PyInterpreterState_Head()
+        while interp:
+            out.append((int(api.PyInterpreterState_GetID(interp)), "unknown"))
+            interp = api.PyInterpreterState_Next(interp)
+    except Exception:  # noqa: BLE001 - no ctypes, no C API: cannot list
+        return None
+    out.sort(key=lambda t: (t[0] != 0, t[0]))
     return out
 
 
@@ -148,6 +171,7 @@ def _start_code(entry: str, runtime_dir: str) -> str:
             f"try:\n    from suture.runtime import _agent as _suture_agent\n"
             f"finally:\n"
             f"    if _added:\n        sys.path.remove(_p)\n"
+            f"_suture_agent._started_by_main = True\n"
             f"_suture_agent.start({runtime_dir!r})\n"
             f"del _p, _added, _suture_agent\n")
 
@@ -269,10 +293,13 @@ def fan(op: str, frame: Dict[str, Any], local: Callable[[Dict[str, Any]], Dict[s
         out = local(frame)
         if op == "status":
             out["interpreters"] = [{"id": 0, "main": True, "whence": "runtime",
-                                    "reach": "self", "reason": "" if subs is not None else
-                                    "this Python cannot list its interpreters",
-                                    "patches": _ids(out)}]
-            out["uninspectable"] = []
+                                    "reach": "self", "reason": "", "patches": _ids(out)}]
+            # Not knowing whether other interpreters exist is not knowing they do not.
+            out["uninspectable"] = [] if subs is not None else [{
+                "interpreter": None, "whence": None,
+                "reason": "this Python cannot list its interpreters (no _interpreters or "
+                          "_xxsubinterpreters module, no ctypes): any sub-interpreter "
+                          "is unseen"}]
         return out
     if op == "apply":
         return _apply(frame, local, subs, runtime_dir)
@@ -312,6 +339,16 @@ def fan(op: str, frame: Dict[str, Any], local: Callable[[Dict[str, Any]], Dict[s
         out["loaded"] = loaded
         return out
     return out
+
+
+def summary(verdicts: Any) -> str:
+    """``interpreters: 0 applied, 1 refused SUT-E201; `` for an audit row's detail, or ""
+    (a process with one interpreter)."""
+    if not isinstance(verdicts, list) or not verdicts:
+        return ""
+    parts = [f"{v.get('id')} {v.get('state')}" + (f" {v['code']}" if v.get("code") else "")
+             for v in verdicts if isinstance(v, dict)]
+    return f"interpreters: {', '.join(parts)}; "
 
 
 def _ids(status: Dict[str, Any]) -> List[str]:
