@@ -343,7 +343,7 @@ class _Agent:
             local, directory = handler, os.path.dirname(self.path)
 
             def handler(frame: Dict[str, Any]) -> Dict[str, Any]:
-                return _interps.fan(str(op), frame, local, directory)
+                return _interps.fan(str(op), frame, local, directory, _op_revert)
         if op in _AUDITED and not forwarded:
             return protocol.ok(_audited(op, handler, frame, uid))
         return protocol.ok(handler(frame))

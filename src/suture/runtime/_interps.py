@@ -37,6 +37,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:   # not at run time: typing costs an idle agent 1.6 MiB (issue 19)
     from typing import Any, Callable, Dict, List, Optional, Tuple
 
+    Handler = Callable[[Dict[str, Any]], Dict[str, Any]]
+
 __all__ = ["current_id", "is_main", "listed", "socket_name", "fan", "FANNED"]
 
 FANNED = ("status", "apply", "revert", "list", "dists")
@@ -176,14 +178,25 @@ def _start_code(entry: str, runtime_dir: str, by_main: bool = True) -> str:
             f"del _p, _added, _suture_agent\n")
 
 
+# Entering an interpreter that another thread is serving from: a real mod_wsgi daemon died
+# (SIGSEGV) in 3 of 4 runs on 3.12 while the main interpreter ran ``run_string`` in the
+# application's interpreter under load; none in 120 ``_interpreters.exec`` calls on 3.13.
+# Before 3.12, ``run_string`` refuses an interpreter with more than one thread state.
+# So Suture enters another interpreter only on 3.13+; elsewhere it is unreachable.
+ENTERS = sys.version_info >= (3, 13)
+_NO_ENTRY = ("Suture enters another interpreter only on CPython 3.13+ (on 3.12, "
+             "run_string into an interpreter that is serving crashed a mod_wsgi daemon; "
+             "earlier versions refuse an interpreter with several threads)")
+
+
 def start_main(entry: str, runtime_dir: str) -> Optional[str]:
     """From a sub-interpreter (``suture attach`` landed in one: an embedding host such as
     mod_wsgi runs no Python in its main interpreter): start the main interpreter's agent,
     the process's endpoint; None when started, else why not."""
     mod = _module()
-    run = getattr(mod, "exec", None) or getattr(mod, "run_string", None)
+    run = getattr(mod, "exec", None) if ENTERS else None
     if run is None:
-        return "this Python cannot run code in another interpreter"
+        return _NO_ENTRY
     try:
         failed = run(0, _start_code(entry, runtime_dir, by_main=False))
     except Exception as exc:  # noqa: BLE001 - "interpreter already running"...
@@ -205,9 +218,9 @@ def start_in(iid: int, runtime_dir: str) -> Optional[str]:
     if not where:
         return "the runtime's location is unknown"
     entry = os.path.dirname(os.path.dirname(os.path.abspath(where)))
-    run = getattr(mod, "exec", None) or getattr(mod, "run_string", None)
+    run = getattr(mod, "exec", None) if ENTERS else None
     if run is None:
-        return "this Python cannot run code in another interpreter"
+        return _NO_ENTRY
     try:
         failed = run(iid, _start_code(entry, runtime_dir))
     except Exception as exc:  # noqa: BLE001 - "interpreter already running", threads...
@@ -301,10 +314,11 @@ def _error_of(answer: Dict[str, Any]) -> Dict[str, Any]:
     return err if isinstance(err, dict) else {"code": "SUT-E999", "message": str(answer)}
 
 
-def fan(op: str, frame: Dict[str, Any], local: Callable[[Dict[str, Any]], Dict[str, Any]],
-        runtime_dir: str) -> Dict[str, Any]:
+def fan(op: str, frame: Dict[str, Any], local: Handler, runtime_dir: str,
+        undo: Optional[Handler] = None) -> Dict[str, Any]:
     """Answer ``op`` for the whole process: ``local`` (this interpreter's handler) here,
-    the same request forwarded to every other interpreter's agent, and one answer."""
+    the same request forwarded to every other interpreter's agent, and one answer.
+    ``undo``: this interpreter's revert handler, for an apply that must be rolled back."""
     subs = others(runtime_dir)
     if not subs:
         out = local(frame)
@@ -319,7 +333,7 @@ def fan(op: str, frame: Dict[str, Any], local: Callable[[Dict[str, Any]], Dict[s
                           "is unseen"}]
         return out
     if op == "apply":
-        return _apply(frame, local, subs, runtime_dir)
+        return _apply(frame, local, subs, runtime_dir, undo)
     if op == "revert":
         return _revert(frame, local, subs, runtime_dir)
     out = local(frame)
@@ -417,6 +431,14 @@ def merge_status(main: Dict[str, Any],
                 if state.startswith("refused") and not str(modules[name]).startswith(
                         "refused"):
                     modules[name] = f"refused in interpreter {iid}: {state}"
+                elif modules[name] == "pending import" and state != "pending import" \
+                        and not state.startswith("refused") and state != "missing":
+                    # Imported and patched there, not imported yet here: the process runs
+                    # the fix wherever it runs the module.
+                    modules[name] = state
+                    theirs_live = (there.get("live") or {}).get(name)
+                    if live is not None and theirs_live is not None:
+                        live[name] = theirs_live
                 theirs = (there.get("live") or {}).get(name)
                 if live is not None and theirs is not None and theirs != "verified" \
                         and live.get(name) == "verified":
@@ -442,8 +464,8 @@ def _verdict(iid: int, result: Optional[Dict[str, Any]] = None,
             "message": ""}
 
 
-def _apply(frame: Dict[str, Any], local: Callable[[Dict[str, Any]], Dict[str, Any]],
-           subs: List[_Other], runtime_dir: str) -> Dict[str, Any]:
+def _apply(frame: Dict[str, Any], local: Handler, subs: List[_Other], runtime_dir: str,
+           undo_here: Optional[Handler]) -> Dict[str, Any]:
     out = local(frame)            # a refusal here raises: nothing was sent anywhere else
     patch_id = str(out.get("patch", ""))
     verdicts = [_verdict(0, out)]
@@ -482,8 +504,9 @@ def _apply(frame: Dict[str, Any], local: Callable[[Dict[str, Any]], Dict[str, An
         state = "rolled back"
         try:
             if done is None:
-                from .. import runtime
-                runtime.revert(patch_id, True)
+                if undo_here is None:
+                    raise RuntimeError("no revert handler here")
+                undo_here(undo)
             else:
                 reply = done.ask(undo, CALL_TIMEOUT)
                 if reply.get("ok") is not True:
@@ -503,8 +526,8 @@ def _apply(frame: Dict[str, Any], local: Callable[[Dict[str, Any]], Dict[str, An
     raise refusal
 
 
-def _revert(frame: Dict[str, Any], local: Callable[[Dict[str, Any]], Dict[str, Any]],
-            subs: List[_Other], runtime_dir: str) -> Dict[str, Any]:
+def _revert(frame: Dict[str, Any], local: Handler, subs: List[_Other],
+            runtime_dir: str) -> Dict[str, Any]:
     from .errors import SutureError
     patch_id = str(frame.get("patch_id") or "")
     verdicts: List[Dict[str, Any]] = []
