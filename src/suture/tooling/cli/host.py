@@ -63,6 +63,10 @@ def _render_rows(rows: Sequence[Any], verb: str) -> None:
         counts[r.outcome] = counts.get(r.outcome, 0) + 1
     click.echo("\n" + ", ".join(f"{n} {o}" for o, n in sorted(counts.items()))
                + f" (of {len(rows)} process{'es' if len(rows) != 1 else ''})")
+    if counts.get("partial"):
+        click.echo("partial: an interpreter of the process could not be reached and still "
+                   "has the patch; `suture status --pid PID` names it, revert again once it "
+                   "is reachable, or restart the process.")
     if counts.get("not covered"):
         click.echo("not covered: Python processes without an agent that may run the patched "
                    "release; attach them (`suture attach PID`) or restart them under "
@@ -101,7 +105,9 @@ def _audit_notes(rows: Sequence[Any], code: int) -> int:
 def ps(dists: Sequence[str], as_json: bool) -> None:
     """List the Python processes you may see, their agents and applied patches.
 
-    Processes of other users are listed only when you are root.
+    INTERP: how many interpreters the process has (main and sub-interpreters), as its
+    agent says; "?" when there is no agent or it is too old to say. Processes of other
+    users are listed only when you are root.
     """
     from ..fleet.fanout import ps as do_ps
 
@@ -112,15 +118,19 @@ def ps(dists: Sequence[str], as_json: bool) -> None:
     if not rows:
         click.echo("no Python process visible")
         return
-    click.echo(f"{'PID':>7}  {'USER':<10} {'PYTHON':<8} {'AGENT':<6} {'PATCHES':<14} COMMAND")
+    click.echo(f"{'PID':>7}  {'USER':<10} {'PYTHON':<8} {'AGENT':<6} {'PATCHES':<14} "
+               f"{'INTERP':<6} COMMAND")
     hint = False
     columns = _columns()
     for r in rows:
         agent = ("yes" if r["agent"] else "busy" if r.get("busy")
                  else "stale" if r.get("socket") else "no")
         patches = ",".join(p[:12] for p in r["patches"]) or "-"
+        # How many interpreters (main included), as the agent's hello says; "?" when no
+        # agent answered or it is too old to say.
+        interp = str(r["interpreters"]) if r.get("interpreters") else "?"
         click.echo(f"{r['pid']:>7}  {r['user']:<10} {_minor(r['python']):<8} {agent:<6} "
-                   f"{patches:<14} {r['command'][:80]}")
+                   f"{patches:<14} {interp:<6} {r['command'][:80]}")
         used = _uses(r["dists"], r["loaded"], bool(dists))
         if used:
             click.echo(f"{'':>9}uses " + _wrap_column(", ".join(used), 14, columns))
@@ -241,7 +251,9 @@ def apply(file: Path, pids: Sequence[int], select_all: bool, wait_quiescent: Opt
     (SUT-E201) without being sent the patch (with --pid and --all alike); "pending import"
     means the baseline release is there, not imported yet.
     With --all, Python processes without an agent that may run the patch's baseline are
-    listed as "not covered".
+    listed as "not covered". In a process with several interpreters, every interpreter gets
+    the patch or none does (each one's verdict is listed); an interpreter that cannot be
+    reached refuses the apply (SUT-E219).
     Exit codes: 0 every process applied, already fixed, pending import or skipped;
     2 some process refused (it is unchanged), no trusted key signed the patch, or it is
     marked bad; 3 a process died or the health check failed during --watch, and the
@@ -322,9 +334,12 @@ def revert(patch_id: str, pids: Sequence[int], select_all: bool, parallel: Optio
            force: bool, as_json: bool) -> None:
     """Revert PATCH_ID (or a unique prefix) in running processes, in parallel.
 
-    With --all, processes where the patch is not applied are skipped.
+    With --all, processes where the patch is not applied are skipped. A process with
+    several interpreters is reverted in each; one that could not be reached makes its row
+    "partial" (the patch is still applied there).
     Exit codes: 0 reverted or skipped; 2 some process refused (e.g. a newer patch must be
-    reverted first, or the id is unknown); 1 some process failed or an error.
+    reverted first, or the id is unknown) or was reverted only in part (partial); 1 some
+    process failed or an error.
     """
     from ..fleet import fanout
 
@@ -370,6 +385,10 @@ def status(pids: Sequence[int], as_json: bool, advisory_source: Optional[str],
     data; per process and advisory: fixed in memory (by which patch), exposed, patch
     available (installed, applied elsewhere or synced from a feed), exposed, no patch
     (upgrade and restart), or not affected.
+
+    Interpreters: a patch counts as fixed in a process only when every interpreter of it
+    runs the fix; one interpreter without it, or one its agent could not reach ("not fully
+    inspectable"), makes the process exposed.
 
     Exit codes: 2 some process is exposed or draining (even if another could not be asked); 1 a
     process could not be asked, or the store cannot be read; 0 otherwise.
@@ -449,10 +468,13 @@ def _render_status(report: Dict[str, Any]) -> None:
         click.echo("old code still running (it finishes on the code it started with):")
         for pid, a in active:
             where = a.get("thread") or a.get("where", "?")
+            interp = (f", interpreter {a['interpreter']}"
+                      if a.get("interpreter") not in (None, 0) else "")
             click.echo(f"  {pid:>7}  {a.get('qualname', '?'):<40} in {where} "
-                       f"(patch {str(a.get('patch', '?'))[:12]})")
+                       f"(patch {str(a.get('patch', '?'))[:12]}{interp})")
         click.echo()
     _render_old_calls(asked)
+    _render_uninspectable(asked)
     _render_restart_debt(report.get("restart_debt") or [])
     failed = [p for p in report["processes"] if p["state"] == "error"]
     if failed:
@@ -481,6 +503,9 @@ def _render_status(report: Dict[str, Any]) -> None:
             cves = ", ".join(x["cves"]) or "no CVE listed"
             command = _one_line(procs[x["pid"]]["command"], 60) or "?"
             which = f"patch {x['patch'][:12]}" if x["patch"] else "no patch known"
+            if x.get("interpreter") is not None:
+                which = (f"interpreter {x['interpreter']} not inspectable"
+                         + (f", {which}" if x["patch"] else ""))
             click.echo(f"  PID {x['pid']} ({command}): {cves} ({which})")
         if any((e["fix"] or "").startswith("suture apply FILE") for p in report["processes"]
                for e in p["exposed"]):
@@ -492,6 +517,25 @@ def _render_status(report: Dict[str, Any]) -> None:
                    + (f"; advisories unknown for {len(report['advisory_errors'])} "
                       f"release{'s' if len(report['advisory_errors']) != 1 else ''}, above"
                       if report.get("advisory_errors") else "") + ")")
+
+
+def _render_uninspectable(asked: Sequence[Dict[str, Any]]) -> None:
+    """Processes with an interpreter their agent could not reach (issue 22): exposed,
+    whatever their patches say, since that interpreter may run the old code."""
+    from ..fleet.fanout import not_inspectable, uninspectable_fix
+
+    hit = [p for p in asked if p.get("uninspectable")]
+    if not hit:
+        return
+    click.echo("not fully inspectable (counted as exposed):")
+    for p in hit:
+        count = p.get("interpreter_count")
+        click.echo(f"  {p['pid']:>7}  {_one_line(p['command'], 60) or '?'}"
+                   + (f" ({count} interpreters)" if count else ""))
+        for u in p["uninspectable"]:
+            click.echo(f"  {'':>7}    {not_inspectable(u)}")
+        click.echo(f"  {'':>7}    fix: {uninspectable_fix(p['pid'], p['uninspectable'])}")
+    click.echo()
 
 
 def _held(seconds: Any) -> str:

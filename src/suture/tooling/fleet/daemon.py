@@ -384,8 +384,11 @@ def _apply_exposed(cfg: Config, report: Dict[str, Any], refused: Dict[str, str],
         targets = []
         for proc in entry["processes"]:
             key = f"{entry['id']}:{proc['pid']}:{rollout.start_time(proc['pid'])}"
-            # (a process without an agent cannot be applied to: status names it)
-            if proc["state"] == "exposed" and proc.get("agent", True) and key not in refused:
+            # (a process without an agent cannot be applied to: status names it; nor one
+            # with an interpreter its agent cannot reach, which refuses every apply,
+            # SUT-E219: it needs a restart, which status names)
+            if (proc["state"] == "exposed" and proc.get("agent", True) and key not in refused
+                    and not proc.get("uninspectable")):
                 targets.append(proc["pid"])
         if not targets:
             continue
@@ -455,6 +458,10 @@ def retire_check(status: Dict[str, Any], patch_id: str, name: str, base: str,
             continue
         inv = p.get("inventory") or {}
         disk = fanout._dist_version(p.get("dists") or {}, name)
+        if p.get("uninspectable") and disk is not None:
+            # an interpreter its agent cannot reach may run the baseline (issue 22)
+            other.append(f"pid {pid}: an interpreter could not be inspected, so which "
+                         f"release of {name} it runs there cannot be told")
         if inv.get("source") != "agent":
             if disk is not None:
                 other.append(f"pid {pid}: which release of {name} it runs cannot be told "

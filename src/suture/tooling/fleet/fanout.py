@@ -9,7 +9,14 @@ own row. A row is plain data (``Row.to_dict()`` is what ``--json`` prints). Outc
   ``refused`` (the agent changed nothing: a ``RefusedError``, a patch it cannot read,
   an unknown patch id...), ``failed`` (no answer, rolled back, internal error).
 * revert: ``reverted``, ``skipped`` (``--all``: the patch is not applied there),
-  ``refused``, ``failed``.
+  ``refused``, ``failed``, ``partial`` (reverted in some interpreters of the process, and
+  an interpreter could not be reached: not a success, exit code as for ``refused``).
+
+Interpreters (issue 22): an agent that fans a request out to a process's interpreters
+answers with each one's verdict (``interpreters``: id, state, code, message; main first),
+in its result or, when one refused, in its error's ``details``. The row keeps that list
+(``Row.interpreters``) and its reason ends with it: ``interpreters: 0 applied, 1 refused
+SUT-E201``. SUT-E219 (an interpreter cannot be reached, nothing was applied) is a refusal.
 
 ``status`` is not one row per process but one report: every process against the patches
 of the local store (see the comment above it).
@@ -44,7 +51,8 @@ if TYPE_CHECKING:
     from . import advisories
 
 __all__ = ["Row", "apply", "revert", "status", "status_exit_code", "ps", "agent_pids",
-           "exit_code", "restart_debt", "OK_OUTCOMES", "PATCH_STATES", "PROCESS_STATES",
+           "exit_code", "restart_debt", "judge_process", "not_inspectable",
+           "uninspectable_fix", "interpreter_verdicts", "OK_OUTCOMES", "PATCH_STATES", "PROCESS_STATES",
            "STATUS_TIMEOUT"]
 
 OK_OUTCOMES = ("applied", "already fixed", "already applied", "pending import", "skipped",
@@ -60,6 +68,10 @@ PROGRESS_OVER = 10
 
 # Errors after which the process is exactly as before and the remedy concerns the patch.
 _REFUSALS = (RefusedError, PatchFormatError, UnknownPatch, RevertOrderError)
+# The same, by code, for errors whose class this tooling may not know: SUT-E219
+# InterpreterUnreachable (an interpreter of the process cannot be reached; the agent
+# applied nothing, or reverted what it had committed).
+_REFUSAL_CODES = ("SUT-E219",)
 
 Progress = Callable[[int, int, "Row"], None]
 
@@ -75,6 +87,9 @@ class Row:
     # None: recorded by the target (or an agent too old to say); else the agent's report of
     # why its row was not written, with "fallback": what became of our own row.
     audit: Optional[Dict[str, Any]] = None
+    # Each interpreter's verdict, main first (SPEC of issue 22: id, state, code, message);
+    # None when the agent did not say (older agents, or no request was sent).
+    interpreters: Optional[List[Dict[str, Any]]] = None
 
     @property
     def unaudited(self) -> bool:
@@ -84,12 +99,37 @@ class Row:
     def to_dict(self) -> Dict[str, Any]:
         return {"pid": self.pid, "outcome": self.outcome, "reason": self.reason,
                 "code": self.code, "result": self.result, "error": self.error,
-                "audit": self.audit}
+                "audit": self.audit, "interpreters": self.interpreters}
+
+
+def _interpreter_list(answer: Any) -> Optional[List[Dict[str, Any]]]:
+    """The ``interpreters`` list of an apply/revert result or error details, or None."""
+    found = answer.get("interpreters") if isinstance(answer, dict) else None
+    if not isinstance(found, list):
+        return None
+    return [dict(i) for i in found if isinstance(i, dict)]
+
+
+def interpreter_verdicts(interpreters: Optional[Sequence[Dict[str, Any]]]) -> str:
+    """``interpreters: 0 applied, 1 applied, 2 refused SUT-E201`` (empty when not said)."""
+    if not interpreters:
+        return ""
+    parts = []
+    for i in interpreters:
+        state = str(i.get("state") or "?")
+        code = f" {i['code']}" if i.get("code") and state in ("refused", "rolled back",
+                                                               "unreachable") else ""
+        parts.append(f"{i.get('id', '?')} {state}{code}")
+    return "interpreters: " + ", ".join(parts)
 
 
 def _error_row(pid: int, exc: SutureError) -> Row:
-    outcome = "refused" if isinstance(exc, _REFUSALS) else "failed"
-    return Row(pid, outcome, reason=exc.message, code=exc.code, error=exc.to_dict())
+    outcome = ("refused" if isinstance(exc, _REFUSALS) or exc.code in _REFUSAL_CODES
+               else "failed")
+    interpreters = _interpreter_list(exc.details)
+    said = interpreter_verdicts(interpreters)
+    return Row(pid, outcome, reason=exc.message + (f" ({said})" if said else ""),
+               code=exc.code, error=exc.to_dict(), interpreters=interpreters)
 
 
 def _missed(answer: Any) -> Optional[Dict[str, Any]]:
@@ -123,11 +163,12 @@ def _fallback(op: str, pid: int, patch_id: str, row: Row, answer: Any) -> Row:
 
 
 def exit_code(rows: Sequence[Row]) -> int:
-    """1 if any row failed, else 2 if any was refused, else 4 if a Python process without
-    an agent may load the patched distribution ("not covered", ``not_covered``), else 0."""
+    """1 if any row failed, else 2 if any was refused (or a revert is ``partial``: an
+    interpreter still has the patch), else 4 if a Python process without an agent may
+    load the patched distribution ("not covered", ``not_covered``), else 0."""
     if any(r.outcome == "failed" for r in rows):
         return 1
-    if any(r.outcome == "refused" for r in rows):
+    if any(r.outcome in ("refused", "partial") for r in rows):
         return 2
     if any(r.outcome == "not covered" for r in rows):
         return 4
@@ -255,7 +296,8 @@ def apply(data: bytes, patch: Patch, pids: Sequence[int], *, select_all: bool = 
             return _fallback("apply", pid, patch.id, _error_row(pid, exc), exc.details)
         state = str(result.get("state", "?"))
         return _fallback("apply", pid, patch.id,
-                         Row(pid, state, reason=_summary(result), result=result), result)
+                         Row(pid, state, reason=_summary(result), result=result,
+                             interpreters=_interpreter_list(result)), result)
 
     rows = _fan_out(pids, work, progress, parallel or default_parallel())
     # --all: the Python processes it could not reach (no agent) and that may run the
@@ -289,8 +331,9 @@ def revert(patch_id: str, pids: Sequence[int], *, select_all: bool = False,
             return _fallback("revert", pid, patch_id, _error_row(pid, exc), exc.details)
         except SutureError as exc:
             return _fallback("revert", pid, patch_id, _error_row(pid, exc), exc.details)
-        return _fallback("revert", pid, patch_id, Row(pid, str(result.get("state", "?")),
-                                                      reason=_summary(result), result=result),
+        return _fallback("revert", pid, patch_id,
+                         Row(pid, str(result.get("state", "?")), reason=_summary(result),
+                             result=result, interpreters=_interpreter_list(result)),
                          result)
 
     return _fan_out(pids, work, progress, parallel or default_parallel())
@@ -343,6 +386,9 @@ def _summary(result: Dict[str, Any]) -> str:
     if pending:
         parts.append(f"{', '.join(pending)} will be checked against the baseline and verified "
                      "when imported")
+    said = interpreter_verdicts(_interpreter_list(result))
+    if said:
+        parts.append(said)
     return "; ".join(parts)
 
 
@@ -356,7 +402,9 @@ def _summary(result: Dict[str, Any]) -> str:
 #                   (SUT-E212): not yet protected, counted as exposed (exit 2, VEX affected)
 #   exposed         the process has the patch's distribution at its baseline version and not
 #                   the patch; or a module of an applied patch was refused at import, or is
-#                   reverted by the application (SUT-E211: a reload, a monkeypatch)
+#                   reverted by the application (SUT-E211: a reload, a monkeypatch); or it
+#                   is not applied in another interpreter of the process ("refused in
+#                   interpreter N"); or an interpreter could not be inspected (issue 22)
 #   not affected    the distribution is not installed there, or at another version
 #   unknown         the patch is not for a released version, so need cannot be told
 # Per process: ok, exposed, error (could not be asked), unknown (no agent).
@@ -433,44 +481,16 @@ def status(pids: Sequence[int] = (), *, patches: Optional[Sequence[Patch]] = Non
     for row in _fan_out(asked, work, None):
         proc: Dict[str, Any] = {"pid": row.pid, "state": "ok", "command": _command(seen, row.pid),
                 "reason": "", "error": None, "applied": [], "active": [], "dists": {},
-                "exposed": []}
+                "exposed": [], "interpreters": [], "interpreter_count": None,
+                "uninspectable": []}
         processes.append(proc)
         if row.outcome != "ok":
             proc.update(state="error", reason=row.reason, error=row.error)
             continue
-        applied = [a for a in row.result["status"].get("patches") or []
-                   if isinstance(a, dict)]
-        proc.update(applied=applied, active=list(row.result["status"].get("active") or []),
-                    dists=row.result["dists"])
         if row.result["inventory"] is not None:
             proc["inventory"] = row.result["inventory"]
-        running = proc["active"]
-        verdicts = [(by_id[p.id], _judge(p, row.pid, applied, row.result["dists"],
-                                         row.result["loaded"], running)) for p in known]
-        for a in applied:   # applied by hand, not installed: reported as they are
-            entry = by_id.get(str(a.get("id")))
-            if entry is None or not entry["installed"]:
-                entry = by_id.setdefault(str(a.get("id")), {
-                    "id": str(a.get("id")), "target": dict(a.get("target") or {}),
-                    "cves": list(a.get("cves") or []), "installed": False, "processes": []})
-                verdicts.append((entry, _applied_state(a, row.pid, running)))
-        # A process Suture cannot patch (a free-threaded build, SUT-E218): its exposure says
-        # why, and the fix is a restart, not an apply that would be refused again.
-        unpatchable = row.result["status"].get("unpatchable")
-        if isinstance(unpatchable, dict):
-            proc["unpatchable"] = unpatchable
-            why = f"cannot be patched here ({unpatchable.get('code')}): free-threaded build"
-            verdicts = [(e, (st, f"{r}; {why}", f"restart PID {row.pid} on the fixed release "
-                             "or on a GIL build of CPython")) if st in UNPROTECTED
-                        else (e, (st, r, f)) for e, (st, r, f) in verdicts]
-        for entry, (state, reason, fix) in verdicts:
-            entry["processes"].append({"pid": row.pid, "state": state, "reason": reason,
-                                       "fix": fix})
-            if state in UNPROTECTED:
-                proc["exposed"].append({"patch": entry["id"], "cves": entry["cves"],
-                                        "reason": reason, "fix": fix})
-        if proc["exposed"]:
-            proc["state"] = "exposed"
+        judge_process(proc, row.result["status"], row.result["dists"], row.result["loaded"],
+                      known, by_id)
     _judge_hand_patches(by_id, processes, runtime_dir)
     bare = agentless(unseen, seen, _candidates(by_id),
                      {p["pid"]: p["dists"] for p in processes
@@ -479,6 +499,7 @@ def status(pids: Sequence[int] = (), *, patches: Optional[Sequence[Patch]] = Non
         proc = {"pid": pid, "state": "unknown", "command": _command(seen, pid),
                 "reason": f"not inspected: no agent (`suture attach {pid}`)",
                 "error": None, "applied": [], "active": [], "dists": {}, "exposed": [],
+                "interpreters": [], "interpreter_count": None, "uninspectable": [],
                 "inventory": {"source": "none", "dists": [], "reason": (
                     "no agent: the code it loaded is unknown; judged from outside against "
                     "the known patches only")}}
@@ -497,7 +518,7 @@ def status(pids: Sequence[int] = (), *, patches: Optional[Sequence[Patch]] = Non
     debt = restart_debt(processes)
     found_adv, advisory_rows = _advisories(source, processes, by_id, known)
     exposed = [dict({"pid": p["pid"], "patch": x["patch"], "cves": x["cves"]},
-                    **({"advisory": x["advisory"]} if "advisory" in x else {}))
+                    **{k: x[k] for k in ("advisory", "interpreter") if k in x})
                for p in processes for x in p["exposed"]]
     errors: Dict[Tuple[str, str], List[int]] = {}
     reasons = dict(found_adv.errors)
@@ -523,6 +544,106 @@ def status(pids: Sequence[int] = (), *, patches: Optional[Sequence[Patch]] = Non
             "hidden": [] if pids else hidden_processes(),
             "restart_debt": debt,
             "exit_code": status_exit_code(processes)}
+
+
+# -- one process with an agent: its status answer against the known patches --------------
+#
+# Interpreters (issue 22): the main agent merges its sub-interpreters' answers into the one
+# it gives (a module applied in the main interpreter and not in another one says
+# "refused in interpreter N: ...", which _applied_state calls exposed), and lists in
+# `uninspectable` every interpreter it could not reach. Such an interpreter may run any
+# code, old code included, so the process is never "fixed" nor "ok": each patch whose
+# distribution the process has at the baseline (or that is applied there) becomes exposed
+# in it, with one row per unreachable interpreter in the process's `exposed` list; when no
+# known patch concerns the process, one row per interpreter with `patch: null`. The fix is
+# a restart or making the interpreter reachable, not an apply: the agent refuses an apply
+# while an interpreter cannot be reached (all or nothing per process, SUT-E219).
+
+# Patch states that say the patch concerns the process: applied there, or its baseline
+# release is installed there (``_judge``); "not affected" and "unknown" do not.
+_CONCERNED = ("fixed", "pending import", "draining", "exposed")
+
+
+def judge_process(proc: Dict[str, Any], answer: Dict[str, Any], dists: Dict[str, Any],
+                  loaded: Dict[str, Any], known: Sequence[Patch],
+                  by_id: Dict[str, Dict[str, Any]]) -> None:
+    """Judge one process from its agent's ``status`` answer and ``dists``: fill ``proc``
+    (a row of ``status()["processes"]``: applied, active, interpreters, exposed, state)
+    and add its verdict to each entry of ``by_id`` (known patches, and the ones applied by
+    hand, which are added)."""
+    pid = proc["pid"]
+    applied = [a for a in answer.get("patches") or [] if isinstance(a, dict)]
+    interpreters = [dict(i) for i in answer.get("interpreters") or [] if isinstance(i, dict)]
+    uninspectable = [dict(u) for u in answer.get("uninspectable") or [] if isinstance(u, dict)]
+    proc.update(applied=applied, active=list(answer.get("active") or []), dists=dists,
+                interpreters=interpreters,
+                interpreter_count=len(interpreters) if interpreters else None,
+                uninspectable=uninspectable)
+    running = proc["active"]
+    verdicts = [(by_id[p.id], _judge(p, pid, applied, dists, loaded, running)) for p in known]
+    for a in applied:   # applied by hand, not installed: reported as they are
+        entry = by_id.get(str(a.get("id")))
+        if entry is None or not entry["installed"]:
+            entry = by_id.setdefault(str(a.get("id")), {
+                "id": str(a.get("id")), "target": dict(a.get("target") or {}),
+                "cves": list(a.get("cves") or []), "installed": False, "processes": []})
+            verdicts.append((entry, _applied_state(a, pid, running)))
+    # A process Suture cannot patch (a free-threaded build, SUT-E218): its exposure says
+    # why, and the fix is a restart, not an apply that would be refused again.
+    unpatchable = answer.get("unpatchable")
+    if isinstance(unpatchable, dict):
+        proc["unpatchable"] = unpatchable
+        why = f"cannot be patched here ({unpatchable.get('code')}): free-threaded build"
+        verdicts = [(e, (st, f"{r}; {why}", f"restart PID {pid} on the fixed release "
+                         "or on a GIL build of CPython")) if st in UNPROTECTED
+                    else (e, (st, r, f)) for e, (st, r, f) in verdicts]
+    hidden = [not_inspectable(u) for u in uninspectable]
+    fix = uninspectable_fix(pid, uninspectable)
+    ids = [u.get("interpreter") for u in uninspectable]
+    concerned = False
+    for entry, (state, reason, why_fix) in verdicts:
+        row: Dict[str, Any] = {"pid": pid, "state": state, "reason": reason, "fix": why_fix}
+        if hidden and state in _CONCERNED:
+            concerned = True
+            row.update(state="exposed", fix=fix, uninspectable=ids, reason="; ".join(
+                [reason or ("applied in every interpreter that answered"
+                            if state in ("fixed", "pending import") else state)] + hidden))
+            if state in UNPROTECTED:       # exposed in the interpreters asked, too
+                proc["exposed"].append({"patch": entry["id"], "cves": entry["cves"],
+                                        "reason": reason, "fix": fix})
+            for u, text in zip(uninspectable, hidden):
+                proc["exposed"].append({"patch": entry["id"], "cves": entry["cves"],
+                                        "reason": text, "fix": fix,
+                                        "interpreter": u.get("interpreter")})
+        elif state in UNPROTECTED:
+            proc["exposed"].append({"patch": entry["id"], "cves": entry["cves"],
+                                    "reason": reason, "fix": why_fix})
+        entry["processes"].append(row)
+    if hidden and not concerned:
+        for u, text in zip(uninspectable, hidden):
+            proc["exposed"].append({"patch": None, "cves": [], "reason": text, "fix": fix,
+                                    "interpreter": u.get("interpreter")})
+    if proc["exposed"]:
+        proc["state"] = "exposed"
+        if hidden and not proc["reason"]:
+            proc["reason"] = "; ".join(hidden)
+
+
+def not_inspectable(u: Dict[str, Any]) -> str:
+    """``not fully inspectable: interpreter 3 (legacy capi): <reason>``, from one entry of
+    a status answer's ``uninspectable``."""
+    whence = f" ({u['whence']})" if u.get("whence") else ""
+    return (f"not fully inspectable: interpreter {u.get('interpreter', '?')}{whence}: "
+            f"{u.get('reason') or 'its agent did not answer'}")
+
+
+def uninspectable_fix(pid: int, uninspectable: Sequence[Dict[str, Any]]) -> str:
+    """What makes a process with unreachable interpreters inspectable again."""
+    ids = ", ".join(str(u.get("interpreter", "?")) for u in uninspectable)
+    which = f"interpreter{'s' if len(uninspectable) != 1 else ''} {ids}"
+    return (f"restart PID {pid} (under `suture run`, every interpreter starts its own "
+            f"agent), or make {which} reachable: call suture.agent.start() in it, or let it "
+            f"go idle so the main agent can start one, then `suture status --pid {pid}`")
 
 
 # -- restart debt (issue 18, item 4) ------------------------------------------------------
@@ -737,6 +858,16 @@ def _applied_state(applied: Dict[str, Any], pid: int,
     modules = applied.get("modules") or {}
     refused = sorted(f"{m} {s}" for m, s in modules.items() if str(s).startswith("refused"))
     if refused:
+        # "refused in interpreter N: why": the agent's merge of its interpreters (issue 22).
+        # Another interpreter lacks the patch: an apply reaches every interpreter (and
+        # refuses, changing nothing, where one cannot take it); else a restart.
+        elsewhere = all(str(s).startswith("refused in interpreter") for s in modules.values()
+                        if str(s).startswith("refused"))
+        if elsewhere:
+            return ("exposed", "; ".join(refused),
+                    f"suture apply FILE --pid {pid} (applies it in every interpreter of the "
+                    f"process, or refuses and names why), or restart PID {pid} on the fixed "
+                    "release")
         return ("exposed", "; ".join(refused),
                 f"restart PID {pid} on the fixed release (it imported code that is not the "
                 "patch's baseline)")
@@ -768,7 +899,9 @@ def _where(a: Dict[str, Any]) -> str:
     kind = str(a.get("where") or "?")
     name = a.get("thread") if kind == "thread" else a.get("task") if kind == "task" else None
     line = f" line {a['line']}" if a.get("line") is not None else ""
-    return f"{a.get('qualname', '?')}{line} in {kind}" + (f" {name!r}" if name else "")
+    where = f" of interpreter {a['interpreter']}" if a.get("interpreter") not in (None, 0) else ""
+    return (f"{a.get('qualname', '?')}{line} in {kind}" + (f" {name!r}" if name else "")
+            + where)
 
 
 def _judge(patch: Patch, pid: int, applied: Sequence[Dict[str, Any]], dists: Dict[str, Any],
@@ -803,14 +936,17 @@ def _judge(patch: Patch, pid: int, applied: Sequence[Dict[str, Any]], dists: Dic
 
 def ps(*, dists: Sequence[str] = (), runtime_dir: Optional[str] = None) -> List[Dict[str, Any]]:
     """Every visible Python process; for those with an agent, its patch ids, and the
-    versions of the distributions ``dists`` (all when empty) with whether each is imported.
+    versions of the distributions ``dists`` (all when empty) with whether each is imported,
+    and ``interpreters``: how many interpreters the process has, main included, as its
+    agent's ``hello`` says (None: no agent, or one too old to say; issue 22).
 
     First removes the sockets of agents whose process is gone (killed, crashed: nothing
     ran to remove them); see ``_agent.prune_dead_sockets`` for what counts as gone."""
     from ...runtime._agent import prune_dead_sockets
     prune_dead_sockets(runtime_dir)
     procs = client.list_python_processes(runtime_dir=runtime_dir)
-    rows = [dict(p.to_dict(), patches=[], dists={}, loaded={}) for p in procs]
+    rows = [dict(p.to_dict(), patches=[], dists={}, loaded={},
+                 interpreters=_interpreter_count(p.hello)) for p in procs]
 
     def enrich(row: Dict[str, Any]) -> None:
         fields: Dict[str, Any] = {"names": list(dists)} if dists else {}
@@ -829,6 +965,12 @@ def ps(*, dists: Sequence[str] = (), runtime_dir: Optional[str] = None) -> List[
         with ThreadPoolExecutor(max_workers=min(32, len(with_agent))) as pool:
             list(pool.map(enrich, with_agent))
     return sorted(rows, key=lambda r: r["pid"])
+
+
+def _interpreter_count(hello: Dict[str, Any]) -> Optional[int]:
+    """``hello``'s count of interpreters (None when absent or not a count)."""
+    n = hello.get("interpreters")
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
 
 
 # -- children and processes without an agent (issue 16) ----------------------------------

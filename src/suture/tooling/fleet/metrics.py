@@ -40,7 +40,8 @@ def render(report: Dict[str, Any], audit: Sequence[Dict[str, Any]],
     procs = Counter(p["state"] for p in report["processes"])
     lines += _family("suture_processes", "gauge",
                      "Python processes by state (exposed: runs a release a known patch fixes, "
-                     "without it; unknown: no agent, not inspected).",
+                     "without it in some interpreter, or has an interpreter that could not "
+                     "be inspected; unknown: no agent, not inspected).",
                      [("suture_processes", {"state": s}, procs.get(s, 0))
                       for s in fanout.PROCESS_STATES])
     per_cve: "Counter[str]" = Counter()
@@ -91,6 +92,16 @@ def render(report: Dict[str, Any], audit: Sequence[Dict[str, Any]],
                      "their exposure is unknown, not none.",
                      [("suture_advisory_unknown_releases", {},
                        len(report.get("advisory_errors") or []))])
+    hit = [p for p in report["processes"] if p.get("uninspectable")]
+    lines += _family("suture_uninspectable_processes", "gauge",
+                     "Processes with an interpreter their agent could not reach (not fully "
+                     "inspectable): counted as exposed in suture_processes.",
+                     [("suture_uninspectable_processes", {}, len(hit))])
+    lines += _family("suture_uninspectable_interpreters", "gauge",
+                     "Interpreters (sub-interpreters, mod_wsgi application groups...) that "
+                     "could not be inspected, over all processes.",
+                     [("suture_uninspectable_interpreters", {},
+                       sum(len(p["uninspectable"]) for p in hit))])
     lines += _family("suture_hidden_processes", "gauge",
                      "Python processes of other users this user could not inspect.",
                      [("suture_hidden_processes", {}, len(report.get("hidden") or []))])

@@ -148,7 +148,8 @@ class Rollout:
         from . import fanout
 
         if self.watch is not None and self.watch.failed:
-            return 1 if any(r.outcome == "failed" for r in self.reverted) else 3
+            # a revert that missed an interpreter (partial) left the patch there: failed
+            return 1 if any(r.outcome in ("failed", "partial") for r in self.reverted) else 3
         return fanout.exit_code(self.rows)
 
     def to_dict(self) -> Dict[str, Any]:

@@ -17,7 +17,8 @@ the status says whether running code from that release is still vulnerable here:
   is installed in the store, so that a process started later with the agent applies it at
   start. With no process loading the release at all, that second half alone holds.
 * ``affected`` (with an ``action_statement``): a process runs the release without the
-  patch, or with it reverted by the application (exposed); the patch is applied but
+  patch, or with it reverted by the application, or not applied in one of its
+  interpreters, or has an interpreter Suture could not inspect (exposed); the patch is applied but
   frames that started before it still run the old code (draining: the one rule, shared
   with ``suture status`` and the metrics, is that a process is not protected until they
   finished); the patch is partial and the rest needs a restart; or the patch is applied
@@ -158,10 +159,18 @@ def document(report: Dict[str, Any], *, partial: Optional[Dict[str, List[str]]] 
     before: Dict[str, Any] = (previous or {}).get("statements") or {}
     _withdraw(found, before)
     statements = [found[k] for k in sorted(found)]
+    caveats: List[str] = []
     if blind:
-        note = (f"{len(blind)} Python process(es) without the Suture agent were not inspected "
-                "(pids " + ", ".join(map(str, blind[:20])) + (", ..." if len(blind) > 20
-                                                              else "") + ").")
+        caveats.append(f"{len(blind)} Python process(es) without the Suture agent were not "
+                     f"inspected (pids {_pids(blind)}).")
+    # Processes with an interpreter their agent could not reach (issue 22): a statement
+    # whose release they have is affected (_judge); for the others, the interpreter's own
+    # imports are unknown, as a process without an agent's are.
+    partly = [p["pid"] for p in report["processes"] if p.get("uninspectable")]
+    if partly:
+        caveats.append(f"{len(partly)} process(es) have an interpreter Suture could not "
+                     f"inspect (pids {_pids(partly)}); they count as exposed.")
+    for note in caveats:
         for s in statements:
             s["status_notes"] = (s["status_notes"] + " " + note if s.get("status_notes")
                                  else note)
@@ -235,15 +244,25 @@ def _judge(entry: Dict[str, Any], excluded: Optional[List[str]]) -> Tuple[str, D
     t, pid = entry["target"], entry["id"]
     rel = f"{t['name']} {t['from_version']}"
     procs = entry["processes"]
-    exposed = [p["pid"] for p in procs if p["state"] == "exposed"]
+    # exposed because an interpreter could not be inspected (issue 22): it may run anything
+    hidden = [p["pid"] for p in procs if p["state"] == "exposed" and p.get("uninspectable")]
+    exposed = [p["pid"] for p in procs if p["state"] == "exposed" and p["pid"] not in hidden]
     draining = [p["pid"] for p in procs if p["state"] == "draining"]
     fixed = [p["pid"] for p in procs if p["state"] in _PROTECTED]
     upgrade = f"{t['name']} {t.get('to_version')}"
-    if exposed:
-        return "affected", {"action_statement": (
-            f"{len(exposed)} running process(es) (pids {_pids(exposed)}) run {rel} without "
-            f"Suture patch {pid[:12]}: apply it (`suture apply FILE --pid PID`), or restart "
-            f"them on {upgrade}.")}
+    if exposed or hidden:
+        actions = []
+        if exposed:
+            actions.append(
+                f"{len(exposed)} running process(es) (pids {_pids(exposed)}) run {rel} "
+                f"without Suture patch {pid[:12]}: apply it (`suture apply FILE --pid PID`), "
+                f"or restart them on {upgrade}.")
+        if hidden:
+            actions.append(
+                f"{len(hidden)} running process(es) (pids {_pids(hidden)}) have {rel} and an "
+                f"interpreter Suture could not inspect (`suture status` names it), which may "
+                f"run it without Suture patch {pid[:12]}: restart them on {upgrade}.")
+        return "affected", {"action_statement": " ".join(actions)}
     if draining:
         return "affected", {"action_statement": (
             f"Suture patch {pid[:12]} is applied in {len(draining)} process(es) (pids "

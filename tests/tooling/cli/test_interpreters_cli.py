@@ -1,0 +1,133 @@
+"""Issue 22 through the real CLI: a real process whose sub-interpreter its agent cannot
+reach (it runs code, so no agent can be started in it) is refused an apply (SUT-E219),
+reported exposed by `suture status` with the interpreter named, counted by `suture
+metrics`, and `suture ps` shows its two interpreters. Never `fixed`.
+
+Runs wherever the runtime fans out to interpreters (its `hello` says `interpreters`);
+the per-interpreter apply/revert tests with real sub-interpreters are in
+tests/agent/test_interpreters.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, Iterator, List
+
+import pytest
+
+import livecli
+from livecli import PKG, SRC, Target, cli, patch_id
+from suture.tooling.host import client
+
+pytestmark = pytest.mark.slow
+
+dists, rundir, state = livecli.dists, livecli.rundir, livecli.state
+
+# The main interpreter imports the vulnerable release and starts the agent; a
+# sub-interpreter runs a loop on a thread, so the agent cannot start one in it.
+BUSY_SUB = """\
+import os, sys, threading, time
+sys.path.insert(0, {root!r})
+from {pkg} import answer
+import suture.agent
+suture.agent.start()
+try:
+    import _interpreters as I
+    iid = I.create()
+    run = lambda code: I.exec(iid, code)
+except ImportError:
+    import _xxsubinterpreters as I
+    iid = I.create()
+    run = lambda code: I.run_string(iid, code)
+threading.Thread(target=run, args=("import time\\nwhile True: time.sleep(0.05)",),
+                 daemon=True).start()
+out = {out!r}
+while True:
+    with open(out + ".tmp", "w") as f:
+        f.write(answer())
+    os.replace(out + ".tmp", out)
+    time.sleep(0.02)
+"""
+
+
+def _has_subinterpreters() -> bool:
+    try:
+        import _interpreters  # noqa: F401
+    except ImportError:
+        try:
+            import _xxsubinterpreters  # noqa: F401
+        except ImportError:
+            return False
+    return True
+
+
+@pytest.fixture
+def busy_sub(rundir: str, tmp_path: Path) -> Iterator[Target]:
+    if not _has_subinterpreters():
+        pytest.skip("no low-level interpreters module in this Python")
+    procs: List[subprocess.Popen] = []
+    out = tmp_path / "observed.txt"
+
+    def start(root: Path) -> Target:
+        script = BUSY_SUB.format(root=str(root), pkg=PKG, out=str(out))
+        env = dict(os.environ, PYTHONPATH=str(SRC), SUTURE_RUNTIME_DIR=rundir)
+        proc = subprocess.Popen([sys.executable, "-c", script], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        procs.append(proc)
+        return livecli.ready(proc, Target(proc, out), rundir)  # type: ignore[no-any-return]
+
+    try:
+        yield start  # type: ignore[misc]
+    finally:
+        livecli.reap(procs)
+
+
+def test_an_unreachable_sub_interpreter_is_refused_and_reported_exposed(
+        dists: Dict[str, Path], rundir: str, state: Path, busy_sub: object) -> None:
+    fix, fid = dists["fix"], patch_id(dists["fix"])
+    target = busy_sub(dists["1.0"])   # type: ignore[operator]
+    if "interpreters" not in client.hello(target.pid, 5.0, runtime_dir=rundir):
+        pytest.skip("this runtime does not fan out to interpreters (issue 22's runtime)")
+
+    out = cli(rundir, "ps", "--json")
+    [row] = [p for p in json.loads(out.stdout)["processes"] if p["pid"] == target.pid]
+    assert row["interpreters"] == 2, row
+
+    # apply: all or nothing per process; the busy interpreter refuses it for all
+    out = cli(rundir, "apply", str(fix), "--pid", str(target.pid), "--json")
+    assert out.returncode == 2, out.stdout + out.stderr
+    [row] = json.loads(out.stdout)["processes"]
+    assert (row["outcome"], row["code"]) == ("refused", "SUT-E219"), row
+    assert [i["id"] for i in row["interpreters"]][:1] == [0], row
+    assert any(i["state"] == "unreachable" for i in row["interpreters"]), row
+    assert target.observed() == "old"
+
+    # status: exposed, the interpreter named, never fixed
+    assert cli(rundir, "install", str(fix)).returncode == 0
+    out = cli(rundir, "status", "--pid", str(target.pid), "--json", "--advisories", "off")
+    assert out.returncode == 2, out.stdout + out.stderr
+    report = json.loads(out.stdout)
+    [proc] = report["processes"]
+    assert proc["state"] == "exposed" and proc["interpreter_count"] == 2, proc
+    [hidden] = proc["uninspectable"]
+    [entry] = [e for e in report["patches"] if e["id"] == fid]
+    [verdict] = entry["processes"]
+    assert verdict["state"] == "exposed" and verdict["uninspectable"] == [hidden["interpreter"]]
+    assert f"not fully inspectable: interpreter {hidden['interpreter']}" in verdict["reason"]
+    assert any(x.get("interpreter") == hidden["interpreter"] and x["patch"] == fid
+               for x in report["exposed"]), report["exposed"]
+
+    text = cli(rundir, "status", "--pid", str(target.pid), "--advisories", "off")
+    assert text.returncode == 2
+    assert "not fully inspectable (counted as exposed):" in text.stdout, text.stdout
+    assert "fixed" not in text.stdout.split("EXPOSED:")[0].replace("fixed release", "")
+
+    out = cli(rundir, "metrics")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert "suture_uninspectable_interpreters 1" in lines
+    assert 'suture_processes{state="exposed"} 1' in lines
