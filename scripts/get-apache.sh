@@ -6,7 +6,7 @@
 #   get-apache.sh PYTHON       the above, then a CPython prefix with mod_wsgi and Flask
 #                              built against PYTHON; its path on stdout, a log on stderr
 #
-# mod_wsgi comes from PyPI (pinned below), compiled with apache2-dev's apxs against the test
+# mod_wsgi comes from PyPI (pinned below; 5.0.2, not 6.x: see MOD_WSGI), compiled with apache2-dev's apxs against the test
 # lane's own CPython, so the test runs on the Python versions the suite tests (Debian's
 # libapache2-mod-wsgi-py3 exists only for bookworm's 3.11). The daemon process cannot run
 # as root (mod_wsgi refuses: "WSGI process blocked from running as root"), so it runs as
@@ -25,7 +25,10 @@
 # two runs from racing. About 15 s the first time (copy + building mod_wsgi).
 set -euo pipefail
 
-MOD_WSGI=mod_wsgi==6.1.1
+# 5.0.2, not 6.x: a daemon process that dropped root is not dumpable, so `suture attach`
+# (gdb as the daemon's uid) may not ptrace it; mod_wsgi makes it dumpable again when Apache
+# has CoreDumpDirectory, but 6.0-6.1.1 compile that out (wsgi_daemon.c lacks <sys/prctl.h>).
+MOD_WSGI=mod_wsgi==5.0.2
 FLASK=flask==3.1.3
 
 die() { echo "get-apache.sh: $*" >&2; exit 1; }
