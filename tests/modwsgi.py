@@ -83,6 +83,20 @@ WSGI = textwrap.dedent('''\
     from webapp import app as application
 ''')
 
+# Loaded into the daemon's main interpreter when asked (Apache(main_thread=True)).
+MAIN_THREAD = textwrap.dedent('''\
+    import threading
+    import time
+
+
+    def tick():
+        while True:
+            time.sleep(0.05)
+
+
+    threading.Thread(target=tick, name="main-interpreter-tick", daemon=True).start()
+''')
+
 CONF = """\
 ServerRoot "{root}"
 DefaultRuntimeDir "{root}"
@@ -106,7 +120,7 @@ WSGISocketPrefix "{root}/wsgi"
 WSGIDaemonProcess app user=#{uid} group=#{uid} processes=1 threads={threads} \\
     display-name={display} home="{app}"
 WSGIScriptAlias / "{app}/app.wsgi" process-group=app
-<Directory "{app}">
+{import_script}<Directory "{app}">
     Require all granted
 </Directory>
 """
@@ -148,6 +162,7 @@ def write_app(app: Path, htmlutil: str) -> None:
     (pkg / "htmlutil.py").write_text(htmlutil, encoding="utf-8")
     (app / "webapp.py").write_text(WEBAPP, encoding="utf-8")
     (app / "app.wsgi").write_text(WSGI.format(root=str(app)), encoding="utf-8")
+    (app / "main_thread.py").write_text(MAIN_THREAD, encoding="utf-8")
     for p in [app, *app.rglob("*")]:
         p.chmod(0o755 if p.is_dir() else 0o644)
 
@@ -156,7 +171,10 @@ class Apache:
     """One Apache (our child, -DFOREGROUND) with one mod_wsgi daemon process."""
 
     def __init__(self, base: Path, prefix: Path, app: Path, env: Dict[str, str],
-                 threads: int = 8) -> None:
+                 threads: int = 8, main_thread: bool = False) -> None:
+        """``main_thread``: also keep a Python thread busy in the daemon's *main*
+        interpreter (``WSGIImportScript`` in ``%{GLOBAL}``, as sites that preload code do);
+        without it no thread ever runs Python there after start-up."""
         self.root = base / "httpd"
         self.root.mkdir(mode=0o755)
         # A daemon process that dropped root is not dumpable, and the kernel refuses to let
@@ -174,7 +192,9 @@ class Apache:
         self.conf.write_text(CONF.format(
             root=self.root, port=self.port, uid=DAEMON_UID, modules=MODULES,
             libpython=libs[0], mod_wsgi=mods[0], prefix=prefix, app=app, threads=threads,
-            display=self.display), encoding="utf-8")
+            display=self.display, import_script=(
+                f'WSGIImportScript "{app}/main_thread.py" process-group=app '
+                'application-group=%{GLOBAL}\n' if main_thread else "")), encoding="utf-8")
         self.env = env
         self.proc: Optional[subprocess.Popen] = None
 
