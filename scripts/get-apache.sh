@@ -50,9 +50,9 @@ apt_packages() {
         printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 0755 "$policy" && made_policy=1
     fi
     local rc=0
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >&2 \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -o DPkg::Lock::Timeout=300 --no-install-recommends "${missing[@]}" >&2 \
         || { apt-get update >&2 && DEBIAN_FRONTEND=noninteractive \
-                 apt-get install -y --no-install-recommends "${missing[@]}" >&2; } || rc=$?
+                 apt-get install -y -o DPkg::Lock::Timeout=300 --no-install-recommends "${missing[@]}" >&2; } || rc=$?
     [ -n "$made_policy" ] && rm -f "$policy"
     [ "$rc" = 0 ] || die "apt-get install ${missing[*]} failed"
 }
