@@ -90,8 +90,7 @@ def test_an_unreachable_sub_interpreter_is_refused_and_reported_exposed(
         dists: Dict[str, Path], rundir: str, state: Path, busy_sub: object) -> None:
     fix, fid = dists["fix"], patch_id(dists["fix"])
     target = busy_sub(dists["1.0"])   # type: ignore[operator]
-    if "interpreters" not in client.hello(target.pid, 5.0, runtime_dir=rundir):
-        pytest.skip("this runtime does not fan out to interpreters (issue 22's runtime)")
+    assert client.hello(target.pid, 5.0, runtime_dir=rundir)["interpreters"] == 2
 
     out = cli(rundir, "ps", "--json")
     [row] = [p for p in json.loads(out.stdout)["processes"] if p["pid"] == target.pid]
