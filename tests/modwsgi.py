@@ -175,6 +175,7 @@ class Apache:
         """``main_thread``: also keep a Python thread busy in the daemon's *main*
         interpreter (``WSGIImportScript`` in ``%{GLOBAL}``, as sites that preload code do);
         without it no thread ever runs Python there after start-up."""
+        self.main_thread = main_thread
         self.root = base / "httpd"
         self.root.mkdir(mode=0o755)
         # A daemon process that dropped root is not dumpable, and the kernel refuses to let

@@ -122,6 +122,9 @@ def test_the_application_runs_in_its_own_sub_interpreter_under_load(server):
     assert load.seen == {ESCAPED_OLD: load.ok}
 
 
+@pytest.mark.skipif(sys.version_info < (3, 13), reason=(
+    "Suture enters another interpreter only on 3.13+ (docs/interpreters.md): on 3.12 the "
+    "test below checks the honest refusal instead"))
 def test_attach_apply_status_revert_under_load_with_no_failed_request(server):
     apache, patch, patch_id, run = server
     pid = apache.daemon_pid()
@@ -172,3 +175,38 @@ def test_attach_apply_status_revert_under_load_with_no_failed_request(server):
     assert load.seen.get(ESCAPED_NEW, 0) > 0 and load.seen.get(ESCAPED_OLD, 0) > 0, load.seen
     assert set(load.seen) == {ESCAPED_OLD, ESCAPED_NEW}, load.seen
     assert set(load.interpreters) == {app_interp}
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 13), reason="3.13+ reach the interpreter: above")
+def test_on_3_12_the_application_interpreter_is_named_unreachable_and_nothing_changes(server):
+    """3.12: entering a serving interpreter crashed mod_wsgi daemons, so Suture does not.
+    The attach then either fails saying so (no Python runs in the main interpreter), or
+    the apply is refused for the whole process (SUT-E219) and status exits 2 naming the
+    application's interpreter; requests never fail and keep the old code."""
+    apache, patch, patch_id, run = server
+    pid = apache.daemon_pid()
+    app_interp = apache.greet("<b>")["interpreter"]
+    with Load(apache.port) as load:
+        load.wait_for(200)
+        out = cli(run, "attach", str(pid), "--json")
+        if apache.main_thread:
+            assert out.returncode == 0, out.stdout + out.stderr + apache.log()
+            out = cli(run, "apply", str(patch), "--pid", str(pid), "--json")
+            assert out.returncode == 2, out.stdout + out.stderr
+            [row] = rows(out)
+            assert (row["outcome"], row["code"]) == ("refused", "SUT-E219"), row
+            assert {i["id"]: i["state"] for i in row["interpreters"]}[app_interp] \
+                == "unreachable", row
+            assert cli(run, "install", str(patch)).returncode == 0
+            out = cli(run, "status", "--pid", str(pid), "--json", "--advisories", "off")
+            assert out.returncode == 2, out.stdout + out.stderr
+            [proc] = json.loads(out.stdout)["processes"]
+            assert proc["state"] == "exposed", proc
+            assert [u["interpreter"] for u in proc["uninspectable"]] == [app_interp], proc
+        else:
+            assert out.returncode != 0, out.stdout
+            assert "only on CPython 3.13+" in out.stdout, out.stdout
+        load.wait_for(200)
+        assert apache.greet("<script>")["html"] == "<p>Hello, <script&gt;</p>"
+    assert not load.failures, load.failures[:5]
+    assert set(load.seen) == {ESCAPED_OLD}, load.seen
