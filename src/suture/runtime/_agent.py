@@ -513,18 +513,16 @@ def _import_refused(module: str, patch_id: str, code: str, message: str) -> None
     # On the importing thread, under the engine lock: the row is written by a thread of
     # its own, so that the import does not wait for the store.
     uid = os.geteuid()
-    threading.Thread(target=_record, name="suture-audit",
-                     args=("import", patch_id, "refused", uid,
-                           f"{module}: {code} {message}"), daemon=True).start()
+    _interps.background(_record, "suture-audit", "import", patch_id, "refused", uid,
+                        f"{module}: {code} {message}")
 
 
 def _reverted(module: str, patch_id: str, code: str, message: str) -> None:
     # status() found the module's live code no longer the fixed code (SUT-E211): the
     # process runs old code there again. Recorded once per finding, off the status thread.
     uid = os.geteuid()
-    threading.Thread(target=_record, name="suture-audit",
-                     args=("verify", patch_id, "reverted by the application", uid,
-                           f"{module}: {code} {message}"), daemon=True).start()
+    _interps.background(_record, "suture-audit", "verify", patch_id,
+                        "reverted by the application", uid, f"{module}: {code} {message}")
 
 
 def _op_revert(frame: Dict[str, Any]) -> Dict[str, Any]:

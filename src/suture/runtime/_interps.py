@@ -30,6 +30,7 @@ import _socket as socket   # not socket.py: an idle agent's memory (_agent, "Mem
 import os
 import struct
 import sys
+import threading
 
 from . import protocol
 
@@ -80,6 +81,12 @@ def running_here() -> Optional[bool]:
         return bool(mod.is_running(current_id())) if mod is not None else None
     except Exception:  # noqa: BLE001
         return None
+
+
+def background(target: Callable[..., Any], name: str, *args: Any) -> None:
+    """Start a short-lived helper thread: a daemon in the main interpreter, a plain thread
+    in a sub-interpreter (isolated ones allow no daemon thread: RuntimeError on 3.12+)."""
+    threading.Thread(target=target, name=name, args=args, daemon=current_id() == 0).start()
 
 
 def is_main() -> bool:

@@ -56,7 +56,7 @@ import types
 import warnings
 from typing import Any, Dict, List, Optional
 
-from .. import _enginelock, _freethreaded, _hook, _members, _units
+from .. import _enginelock, _freethreaded, _hook, _interps, _members, _units
 from . import commit as _commit
 from .commit import MISSING
 from ..errors import (DeadlinePassed, RestartRequired, RevertedByApplication, RolledBack,
@@ -165,7 +165,7 @@ def _finish_importing(patch_id: str) -> None:
                 _imported_meanwhile(rec)
                 _serve()
 
-    threading.Thread(target=finish, name="suture-finish-import", daemon=True).start()
+    _interps.background(finish, "suture-finish-import")
 
 
 def _apply_locked(patch: Patch, wait_quiescent: Optional[float], restricted: bool,

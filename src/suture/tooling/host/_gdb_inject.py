@@ -109,6 +109,18 @@ class Target:
     def missing(self):
         return [n for n, a in self.addr.items() if a is None]
 
+    def main_is_idle(self):
+        """True when the main interpreter runs no program of its own (an embedding host),
+        so attach.py can start its agent from a sub-interpreter (``_interpreters.exec``,
+        CPython 3.13+, which has this function); False otherwise or when unknown."""
+        name = "_PyInterpreterState_IsRunningMain"
+        if name not in self.addr:
+            self.addr[name] = address(name)
+        if self.addr[name] is None:
+            return False
+        main = self.call("void *(*)(void)", "PyInterpreterState_Main")
+        return self.call("int (*)(void *)", name, ("void *", main)) == 0
+
     def call(self, signature, name, *args):
         """Call ``name`` in the target, through a cast: no debug info needed."""
         argv = ", ".join(f"({t}){int(v)}" for t, v in args)
@@ -208,7 +220,7 @@ def run_stub(target):
         return None
     if (target.call("void *(*)(void)", "PyInterpreterState_Get")
             != target.call("void *(*)(void)", "PyInterpreterState_Main")
-            and time.monotonic() - BEGAN < SUB_AFTER * TIMEOUT):
+            and (time.monotonic() - BEGAN < SUB_AFTER * TIMEOUT or not target.main_is_idle())):
         return None
     d = target.call("void *(*)(void)", "PyDict_New")
     if not d:

@@ -271,10 +271,20 @@ def _stub(attach_py: str, result: str, token: str, method: str, stub_file: str =
     inner = (f"import runpy\nrunpy.run_path({attach_py!r}, init_globals={{'RESULT': {result!r}, "
              f"'TOKEN': {claimed!r}, 'METHOD': {method!r}}}, run_name='__suture_attach__')\n")
     lines = ["import os"]
+    # Landed in a sub-interpreter while the main one runs a program (``sys.remote_exec``
+    # runs in whatever interpreter the main thread is in): the main agent could not be
+    # started from here (docs/interpreters.md), so leave the token for a later safe point.
+    lines.append("import sys\n_suture_here = True\nif sys.version_info >= (3, 13):\n"
+                 "    try:\n        import _interpreters as _suture_i\n"
+                 "        if _suture_i.get_current()[0] != 0 and _suture_i.is_running(0):\n"
+                 "            _suture_here = False\n"
+                 "    except Exception:\n        pass")
     if stub_file:
         lines.append(f"try:\n    os.unlink({stub_file!r})\nexcept OSError:\n    pass")
-    lines.append(f"try:\n    os.rename({token!r}, {claimed!r})\nexcept OSError:\n    pass\n"
-                 f"else:\n    import _thread\n    _thread.start_new_thread(exec, ({inner!r}, {{}}))")
+    lines.append(f"try:\n    _suture_here and os.rename({token!r}, {claimed!r})\n"
+                 f"except OSError:\n    pass\n"
+                 f"else:\n    if _suture_here:\n        import _thread\n"
+                 f"        _thread.start_new_thread(exec, ({inner!r}, {{}}))")
     return "\n".join(lines) + "\n"
 
 
