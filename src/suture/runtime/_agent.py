@@ -47,7 +47,7 @@ import time
 
 import _signal as signal   # type: ignore   # not signal.py (no stubs): see "Memory" below
 
-from . import _enginelock, _inherit, _switching, protocol
+from . import _enginelock, _inherit, _interps, _switching, protocol
 from .errors import InternalError, SutureError, explain, os_cause, os_failure
 from .protocol import PeerRefused, ProtocolError
 
@@ -174,11 +174,12 @@ def _clear_stale(path: str) -> None:
 
 # ---------------------------------------------------------------- the agent itself
 
-def _peer_uid(conn: socket.socket) -> int:
+def _peer(conn: socket.socket) -> Tuple[int, int]:
+    """(pid, uid) of the peer (SO_PEERCRED)."""
     raw = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,  # type: ignore[attr-defined]
                           struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", raw)
-    return int(uid)
+    pid, uid, _gid = struct.unpack("3i", raw)
+    return int(pid), int(uid)
 
 
 def _send_all(conn: socket.socket, data: bytes) -> None:
@@ -219,7 +220,12 @@ class _Agent:
         self.stopping = False
         self.conn: Optional[socket.socket] = None
         self.ready = threading.Event()   # set once the start-up applies are done (_serve)
-        self.thread = threading.Thread(target=self._serve, name=THREAD_NAME, daemon=True)
+        # A sub-interpreter's agent (issue 22): isolated ones allow no daemon thread
+        # (3.12+), and one left running would stop Py_EndInterpreter; so a plain thread
+        # there, stopped by threading's shutdown of that interpreter before it joins its
+        # threads (``start`` registers ``stop`` for it).
+        self.thread = threading.Thread(target=self._serve, name=THREAD_NAME,
+                                       daemon=_interp == 0)
 
     def __repr__(self) -> str:
         state = "stopping" if self.stopping else "serving"
@@ -230,7 +236,8 @@ class _Agent:
         backoff = threading.Event()  # never set: wait() is a sleep that needs no import
         if not self.stopping:
             _auto_apply()  # patch store: before the first request, never raises
-            _inherit_patches(os.path.dirname(self.path))  # by hand to ancestors; never raises
+            if not _started_by_main:   # else the main agent, busy starting us, forwards them
+                _inherit_patches(os.path.dirname(self.path))  # by hand to ancestors
             # What each loaded module's file is now, to tell an upgrade under the running
             # process later (``inventory``); one stat per module, never raises.
             try:
@@ -273,7 +280,10 @@ class _Agent:
         conn.settimeout(protocol.READ_TIMEOUT)
         plain = False   # the canonical hello: read and answered without json (protocol.py)
         try:
-            uid = _peer_uid(conn)
+            peer, uid = _peer(conn)
+            # The main interpreter's agent forwarding a request to this sub-interpreter's
+            # agent (runtime/_interps.py): it audits the request for the whole process.
+            forwarded = _interp != 0 and peer == self.pid
             if uid not in (0, self.euid):
                 reply = protocol.error(PeerRefused(
                     f"peer uid {uid} is not allowed", details={"uid": uid,
@@ -289,7 +299,7 @@ class _Agent:
                 else:
                     _load(_REQUEST_MODULES)
                     frame = protocol.parse(line, protocol.MAX_LINE)
-                reply = self._dispatch(frame, uid)
+                reply = self._dispatch(frame, uid, forwarded)
         except (ConnectionError, BrokenPipeError):
             return  # the peer went away: nobody to answer
         except SutureError as exc:
@@ -311,17 +321,30 @@ class _Agent:
         conn.settimeout(protocol.READ_TIMEOUT)  # a peer that never reads must not wedge us
         _send_all(conn, data)
 
-    def _dispatch(self, frame: Dict[str, Any], uid: int) -> Dict[str, Any]:
+    def _dispatch(self, frame: Dict[str, Any], uid: int,
+                  forwarded: bool = False) -> Dict[str, Any]:
         bad = protocol.check_version(frame)
         if bad is not None:
             raise bad
         op = frame.get("op")
+        if op == "stop" and forwarded:
+            # The main interpreter's agent, at the process's exit: end this thread while
+            # the process still runs (3.13 hung at exit on a sub-interpreter's thread).
+            self.stopping = True
+            self.unlink()
+            return protocol.ok({"stopped": True})
         handler = _HANDLERS.get(op) if isinstance(op, str) else None
         if handler is None:
             raise ProtocolError(f"unknown op {op!r}; this agent knows {', '.join(_OPS)}",
                                 details={"ops": list(_OPS)})
         _load(_OP_MODULES.get(str(op), ()))   # under the fork guard: see "Forking programs"
-        if op in _AUDITED:
+        if _interp == 0 and op in _interps.FANNED:
+            # The process's one endpoint: every other interpreter answers too (_interps).
+            local, directory = handler, os.path.dirname(self.path)
+
+            def handler(frame: Dict[str, Any]) -> Dict[str, Any]:
+                return _interps.fan(str(op), frame, local, directory)
+        if op in _AUDITED and not forwarded:
             return protocol.ok(_audited(op, handler, frame, uid))
         return protocol.ok(handler(frame))
 
@@ -336,6 +359,10 @@ class _Agent:
         except (ValueError, OSError, AttributeError):
             before = {signal.SIGTERM}
         try:
+            if _interp != 0:
+                # Stopped, not joined: threading joins it right after (joining it here as
+                # well waited out the whole timeout on 3.13 when the interpreter ended).
+                threading._register_atexit(_stop_unjoined)  # type: ignore[attr-defined]
             self.thread.start()
         finally:
             if signal.SIGTERM not in before:
@@ -398,8 +425,16 @@ def _op_hello(frame: Dict[str, Any]) -> Dict[str, Any]:
             "protocol": list(protocol.SUPPORTED), "uid": os.geteuid(),
             "argv": list(getattr(sys, "argv", [])), "executable": sys.executable,
             "pidns": _pid_namespace(), "start": _start_ticks("self"),
+            # which interpreter answers (0: the main one, the process's endpoint) and how
+            # many the process has (null: this Python cannot list them); issue 22
+            "interpreter": _interp, "interpreters": _count_interpreters(),
             # a free-threaded build: answered, never patched (SUT-E218; _freethreaded)
             "free_threaded": _freethreaded.probe()["free_threaded"]}
+
+
+def _count_interpreters() -> Optional[int]:
+    found = _interps.listed()
+    return None if found is None else len(found)
 
 
 def _op_status(frame: Dict[str, Any]) -> Dict[str, Any]:
@@ -765,12 +800,15 @@ def _audited(op: str, handler: Callable[[Dict[str, Any]], Dict[str, Any]],
     try:
         out = handler(frame)
     except BaseException as exc:
-        missed = _record(op, _frame_patch_id(op, frame), _outcome(exc), uid, str(exc))
+        details = getattr(exc, "details", None)
+        missed = _record(op, _frame_patch_id(op, frame), _outcome(exc), uid,
+                         _interps.summary(details.get("interpreters")
+                                          if isinstance(details, dict) else None) + str(exc))
         if missed is not None and isinstance(exc, SutureError):
             exc.details["audit"] = missed
         raise
     missed = _record(op, str(out.get("patch", "")), str(out.get("state", "")), uid,
-                     _hand_detail(op, out))
+                     _interps.summary(out.get("interpreters")) + _hand_detail(op, out))
     out["audit"] = missed if missed is not None else {"recorded": True}
     return out
 
@@ -791,7 +829,7 @@ def _inherit_patches(runtime_dir: str) -> None:
     (runtime/_inherit.py). On the agent thread, so the application is not delayed."""
     try:
         _inherit.from_ancestors(runtime_dir, _record, _warn, _watch_imports, _outcome,
-                                _load, _bad_patches)
+                                _load, _bad_patches, own_main=_interp != 0)
     except BaseException as exc:  # noqa: BLE001 - never break the target
         _warn(f"patches of the ancestors of pid {os.getpid()} not inherited: {exc}")
 
@@ -905,10 +943,12 @@ def _auto_apply() -> None:
                           f"({patch.describe()}), which no trusted key signed: it was "
                           f"installed with --allow-unsigned (development only)")
                 # Written first: a process the patch kills at once must still leave a trace.
-                _record("auto-apply", patch.id, "applying", uid,
-                        f"start={_start_ticks(os.getpid())}"
-                        + (f";{_SIGTERM_UNRECORDED}" if _sigterm_unobservable else ""))
-                _survival.append(patch.id)
+                # Once per process: the main interpreter's agent counts crash loops.
+                if _interp == 0:
+                    _record("auto-apply", patch.id, "applying", uid,
+                            f"start={_start_ticks(os.getpid())}"
+                            + (f";{_SIGTERM_UNRECORDED}" if _sigterm_unobservable else ""))
+                    _survival.append(patch.id)
                 _watch_imports()
             result = runtime.apply(patch, restricted=bool(trust.get("restricted_to")))
         except BaseException as exc:  # noqa: BLE001 - a refusal is recorded, never raised
@@ -922,8 +962,8 @@ def _auto_apply() -> None:
             continue
         with _guarded():
             _record("auto-apply", result.patch_id, result.state, uid,
-                    "unsigned (installed with --allow-unsigned)" if trust.get("unsigned")
-                    else "")
+                    ("unsigned (installed with --allow-unsigned)" if trust.get("unsigned")
+                     else "") + (f"; interpreter {_interp}" if _interp else ""))
             if result.state not in _APPLIED and result.patch_id in _survival:
                 _survival.remove(result.patch_id)   # nothing of it runs here
     if _survival:
@@ -1295,7 +1335,9 @@ def prune_dead_sockets(runtime_dir: Optional[str] = None) -> List[str]:
     boot = _boot_time()
     for name in names:
         stem, dot, ext = name.partition(".")
-        if ext != "sock" or not stem.isdigit() or int(stem) == me:
+        # <pid>.sock, and <pid>.i<ID>.sock of its sub-interpreters (issue 22)
+        sub = ext[1:-5] if ext.startswith("i") and ext.endswith(".sock") else ""
+        if (ext != "sock" and not sub.isdigit()) or not stem.isdigit() or int(stem) == me:
             continue
         path = os.path.join(directory, name)
         try:
@@ -1359,6 +1401,8 @@ _lock = threading.Lock()
 _agent: Optional[_Agent] = None
 _dir_arg: Optional[str] = None     # what start() was given, reused by forked children
 _fork_hook = False
+_interp = 0     # this interpreter's id (0: the main one); set by start() (issue 22)
+_started_by_main = False   # set by the main interpreter's agent when it starts us (_interps)
 
 
 def running() -> Optional[str]:
@@ -1375,7 +1419,7 @@ def start(runtime_dir: Optional[str] = None, forked: bool = False) -> str:
     the fork hook in a new child (sockets of dead siblings are not pruned then: that
     would slow down every fork).
     """
-    global _agent, _dir_arg, _fork_hook, _sigterm_unobservable
+    global _agent, _dir_arg, _fork_hook, _sigterm_unobservable, _interp
     with _lock:
         if _agent is not None and _agent.pid == os.getpid():
             if _agent.thread.is_alive():
@@ -1385,7 +1429,10 @@ def start(runtime_dir: Optional[str] = None, forked: bool = False) -> str:
             raise AgentStartError(f"the agent needs Unix sockets with SO_PEERCRED (Linux); "
                                   f"{sys.platform} has none, so it cannot check who connects")
         directory = ensure_dir(runtime_dir or socket_dir())
-        path = socket_path(runtime_dir=directory)
+        # One agent per interpreter (issue 22): a sub-interpreter's on <pid>.i<ID>.sock,
+        # reached only through the main interpreter's, the process's endpoint (_interps).
+        _interp = _interps.current_id()
+        path = os.path.join(directory, _interps.socket_name(os.getpid(), _interp))
         _clear_stale(path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         # Bound under a temporary name and renamed once listening: a client that sees
@@ -1406,13 +1453,15 @@ def start(runtime_dir: Optional[str] = None, forked: bool = False) -> str:
             sock.listen(socket.SOMAXCONN)
             os.rename(temp, path)
             agent = _Agent(path, sock)
-        except OSError as exc:
+        except BaseException as exc:   # nothing may stay behind: no file nobody serves
             sock.close()
             for leftover in (temp, path):
                 try:
                     os.unlink(leftover)
                 except OSError:
                     pass
+            if not isinstance(exc, OSError):
+                raise
             raise AgentStartError(f"cannot listen on {path}: {exc}",
                                   details={"path": path}) from exc
         # The engine lock's fork hooks, now, on this thread, and before ours, not lazily on
@@ -1431,7 +1480,7 @@ def start(runtime_dir: Optional[str] = None, forked: bool = False) -> str:
         # "typing" while the module runs. It costs an idle agent about 1.6 MiB (issue 19).
         if "typing" not in sys.modules:
             import typing  # noqa: F401
-        if not _fork_hook:
+        if not _fork_hook and _interp == 0:
             # Before the agent thread starts: its first store call must already be
             # guarded against a fork from the application's threads.
             os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
@@ -1440,6 +1489,10 @@ def start(runtime_dir: Optional[str] = None, forked: bool = False) -> str:
             _fork_hook = True
         agent.begin()
         _agent, _dir_arg = agent, runtime_dir
+        if _interp != 0:
+            # Exits, signals and sockets left behind are the process's: the main
+            # interpreter's agent keeps them (signals reach only that one anyway).
+            return agent.path
         _install_exit_hooks()
         if not forked and _STALE_MAIN_AFTER_THREAD_FORK \
                 and threading.main_thread().name != "MainThread":
@@ -1495,11 +1548,17 @@ def stop(timeout: Optional[float] = 5.0) -> None:
         agent.abandon()
         return
     agent.end(timeout)
-    _sigterm_handler(install=False)
+    if _interp == 0:
+        _sigterm_handler(install=False)
+
+
+def _stop_unjoined() -> None:
+    stop(0)
 
 
 def _at_exit() -> None:
     _ending(None)
+    _interps.stop_others(os.path.dirname(_agent.path) if _agent is not None else "")
 
 
 def _after_fork_in_child() -> None:

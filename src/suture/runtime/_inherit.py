@@ -39,10 +39,9 @@ from __future__ import annotations
 import _socket as socket   # not socket.py: an idle agent's memory (_agent, "Memory")
 import collections
 import os
-import struct
 import threading
 
-from . import _enginelock, protocol
+from . import _enginelock, _interps, protocol
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:   # not at run time: typing costs an idle agent 1.6 MiB (issue 19)
@@ -126,19 +125,7 @@ def ancestors() -> List[int]:
 
 def _ask(path: str, pid: int, timeout: float) -> List[Dict[str, Any]]:
     """The ``inherit`` answer of ``pid``'s agent at ``path``; raises OSError / ValueError."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.settimeout(timeout)
-        sock.connect(path)
-        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,  # type: ignore[attr-defined]
-                              struct.calcsize("3i"))
-        peer, uid, _gid = struct.unpack("3i", raw)
-        if peer != pid or uid != os.geteuid():
-            raise ValueError(f"{path} is served by pid {peer} uid {uid}, not by pid {pid}")
-        sock.sendall(protocol.encode(protocol.request("inherit")))
-        frame = protocol.read_frame(sock)
-    finally:
-        sock.close()
+    frame = _interps.call(path, protocol.request("inherit"), timeout, pid)
     if frame.get("ok") is not True:
         err = frame.get("error")
         err = err if isinstance(err, dict) else {}
@@ -203,7 +190,8 @@ def from_ancestors(runtime_dir: str, record: Record, warn: Callable[[str], None]
                    before_apply: Callable[[], None],
                    outcome: Callable[[BaseException], str],
                    load: Callable[[Tuple[str, ...]], None],
-                   bad_patches: Callable[[], Dict[str, Dict[str, Any]]]) -> None:
+                   bad_patches: Callable[[], Dict[str, Dict[str, Any]]],
+                   own_main: bool = False) -> None:
     """Apply what our ancestors were patched with by hand (see the module docstring).
 
     ``record(op, patch_id, result, uid, detail)`` writes an audit row; ``warn`` one stderr
@@ -211,14 +199,16 @@ def from_ancestors(runtime_dir: str, record: Record, warn: Callable[[str], None]
     listener); ``outcome(exc)`` is the audit result of a refusal; ``load(names)`` imports
     modules under the agent's fork guard (nothing is imported at all when no ancestor has
     an agent: issue 19); ``bad_patches()`` reads the store's bad marks, under that guard.
-    Never raises.
+    ``own_main``: we are a sub-interpreter's agent, and our own process's main interpreter
+    is the nearest "ancestor" (issue 22: an interpreter created after a by-hand apply gets
+    the patch, as a child process does). Never raises.
     """
     from .errors import InheritFailed, MarkedBad, SutureError
 
     me, euid = os.getpid(), os.geteuid()
     wanted: "collections.OrderedDict[str, Tuple[Dict[str, Any], int]]" = \
         collections.OrderedDict()
-    for anc in reversed(ancestors()):            # oldest first: the nearest's state wins
+    for anc in list(reversed(ancestors())) + ([me] if own_main else []):   # nearest last: wins
         path = os.path.join(runtime_dir, f"{anc}.sock")
         if not os.path.exists(path) or _euid(anc) != euid:
             continue

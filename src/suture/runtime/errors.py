@@ -171,6 +171,30 @@ class FreeThreadedBuild(RefusedError):
     code = "SUT-E218"
 
 
+class InterpreterUnreachable(RefusedError):
+    """An interpreter of the process has no agent and none could be started in it (it was
+    running code, or this Python cannot run code in another interpreter), or its agent did
+    not answer: the patch was applied in no interpreter of the process, since "applied"
+    means every interpreter (runtime/_interps.py, docs/interpreters.md)."""
+
+    code = "SUT-E219"
+
+
+def rebuilt(error: Dict[str, Any]) -> SutureError:
+    """A refusal that crossed a socket as ``to_dict()`` data, as an exception again: its
+    class when this module has it, else ``SutureError``; its code kept either way."""
+    cls = globals().get(str(error.get("error")))
+    if not (isinstance(cls, type) and issubclass(cls, SutureError)):
+        cls = SutureError
+    details = error.get("details")
+    exc = cls(str(error.get("message", "")), details=details if isinstance(details, dict)
+              else None)
+    code = error.get("code")
+    if isinstance(code, str) and code != exc.code:
+        exc.code = code
+    return exc
+
+
 class ScriptNotPatchable(RefusedError):
     """The patch's module runs here as ``__main__`` (a script, ``python -m``), and the change
     cannot reach the code running there: its ``if __name__ == "__main__":`` block, the

@@ -17,10 +17,81 @@ import types
 from types import CodeType
 from typing import Any, Dict, List, Optional, Tuple
 
-from .. import _codes
+from .. import _codes, _interps
 from . import commit as _commit
-from ..errors import NotQuiescent
+from ..errors import NotQuiescent, SutureError
 from ._state import _Record, _isa
+
+
+# Before 3.14, sys._current_frames() lists the threads of *every* interpreter of the
+# process, and makes frame objects for theirs from this one: with another interpreter's
+# threads running (own GIL, own allocator) that crashes the process (seen: "double free or
+# corruption" on 3.13, a segfault on 3.12). 3.14 lists this interpreter's threads only.
+_OWN_THREADS_ONLY = sys.version_info >= (3, 14)
+_ident_offset: List[int] = []
+
+
+def thread_frames() -> Dict[int, types.FrameType]:
+    """The current frame of each thread of *this* interpreter, by thread ident.
+
+    With other interpreters in the process before 3.14: this interpreter's thread states,
+    walked with the C API (``PyInterpreterState_ThreadHead``, ``PyThreadState_Next``,
+    ``PyThreadState_GetFrame``) through ctypes, under the GIL that holds them still.
+    Raises ``InterpreterUnreachable`` (SUT-E219) where that cannot be done (no ctypes in
+    an isolated sub-interpreter of 3.12): frames that cannot be seen must not be taken
+    for none."""
+    if _OWN_THREADS_ONLY:
+        return sys._current_frames()
+    found = _interps.listed()
+    if found is None or len(found) <= 1:
+        return sys._current_frames()
+    try:
+        import ctypes
+    except ImportError as exc:
+        # An isolated sub-interpreter of 3.12. Its threads can still be known to have no
+        # frame: none but ours (and other agents') exists, and no exec runs in it.
+        me = threading.current_thread()
+        busy = [t for t in threading.enumerate() if t is not me and t.is_alive()
+                and t is not threading.main_thread() and t.name != "suture-agent"]
+        if not busy and _interps.running_here() is False:
+            return {}
+        from ..errors import InterpreterUnreachable
+        raise InterpreterUnreachable(
+            f"the threads of interpreter {_interps.current_id()} cannot be inspected safely "
+            f"on CPython {sys.version_info[0]}.{sys.version_info[1]}: sys._current_frames() "
+            f"reaches into the process's other interpreters, and ctypes cannot load here "
+            f"({exc})") from exc
+    api = ctypes.pythonapi
+    vp = ctypes.c_void_p
+    for name, res, args in (("PyInterpreterState_Get", vp, []),
+                            ("PyInterpreterState_ThreadHead", vp, [vp]),
+                            ("PyThreadState_Next", vp, [vp]),
+                            ("PyThreadState_Get", vp, []),
+                            ("PyThreadState_GetFrame", vp, [vp]),
+                            ("PyThreadState_GetID", ctypes.c_uint64, [vp]),
+                            ("Py_DecRef", None, [vp])):
+        fn = getattr(api, name)
+        fn.restype, fn.argtypes = res, args
+    me = api.PyThreadState_Get()
+    if not _ident_offset:
+        # tstate->thread_id (the thread's ident) has no getter before 3.14; find its offset
+        # in our own thread state, where it must equal threading.get_ident().
+        words = (ctypes.c_ulong * 64).from_address(me)
+        _ident_offset.append(next((i for i, w in enumerate(words)
+                                   if w == threading.get_ident()), -1))
+    out: Dict[int, types.FrameType] = {}
+    tstate = api.PyInterpreterState_ThreadHead(api.PyInterpreterState_Get())
+    while tstate:
+        if _ident_offset[0] >= 0:
+            ident = int((ctypes.c_ulong * 64).from_address(tstate)[_ident_offset[0]])
+        else:
+            ident = -int(api.PyThreadState_GetID(tstate))
+        frame = api.PyThreadState_GetFrame(tstate)   # a new reference, or NULL
+        if frame:
+            out[ident] = ctypes.cast(frame, ctypes.py_object).value
+            api.Py_DecRef(frame)
+        tstate = api.PyThreadState_Next(tstate)
+    return out
 
 
 def active(old: Dict[int, Tuple[Any, ...]]) -> List[Dict[str, Any]]:
@@ -30,7 +101,13 @@ def active(old: Dict[int, Tuple[Any, ...]]) -> List[Dict[str, Any]]:
     out: List[Dict[str, Any]] = []
     me = threading.get_ident()
     names = {t.ident: t.name for t in threading.enumerate()}
-    for ident, frame in sys._current_frames().items():
+    try:
+        frames = thread_frames()
+    except SutureError as exc:
+        # Unseen threads may run old code: said as such, never taken for none (exposed).
+        return [{"qualname": "(threads not inspectable)", "where": "thread", "patch": _pid(v),
+                 "thread": str(exc.message), "line": None} for v in old.values()][:1]
+    for ident, frame in frames.items():
         if ident == me:
             continue
         f: Optional[types.FrameType] = frame

@@ -23,6 +23,7 @@ from ..errors import (BaselineMismatch, HookFailed, NeedsHook, PatchFormatError,
                       RevertOrderError, ScriptChanged)
 from .. import patchfile
 from ..patchfile import ModulePatch, Patch
+from . import _activeness
 from ._state import (_Record, _applied, _raise_os_failure, _register_source, _unless_exhausted,
                      running_as_main)
 
@@ -123,7 +124,7 @@ def main_frame(module: types.ModuleType) -> Optional[types.FrameType]:
     """The frame running ``module``'s top level (the bottom of the main thread's stack),
     or None when it is not running (``python -i`` after the script ended)."""
     main = threading.main_thread().ident
-    frame = sys._current_frames().get(main) if main is not None else None
+    frame = _activeness.thread_frames().get(main) if main is not None else None
     found = None
     while frame is not None:
         if frame.f_code.co_name == "<module>" and frame.f_globals is module.__dict__:

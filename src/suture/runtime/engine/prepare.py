@@ -38,7 +38,7 @@ from .commit import MISSING, Call, Op
 from ..errors import (BaselineMismatch, NeedsHook, PatchFormatError, RefusedError, RestartRequired,
                       ScriptChanged, ScriptNotPatchable)
 from ..patchfile import ModulePatch, Patch
-from . import _annotations
+from . import _activeness, _annotations
 from ._refgraph import _lru_wrappers, _module_functions, _resolve_class
 from .check import is_main, main_frame, main_guards, releases_note
 from ._scratch import _bind_module, _compile_stmts, _defaults, _exec_stmts, _late_split
@@ -351,7 +351,7 @@ def _script_frames(patch: Patch, mp: ModulePatch, module: types.ModuleType,
 
     def frames() -> Dict[int, Tuple[Any, ...]]:
         out: Dict[int, Tuple[Any, ...]] = {}
-        for ident, top in sys._current_frames().items():
+        for ident, top in _activeness.thread_frames().items():
             f: Optional[types.FrameType] = top
             while f is not None and ident != me:
                 hit = txn.old_codes.get(id(f.f_code))
