@@ -144,8 +144,10 @@ def test_hello_answers_with_the_documented_fields(targets: Targets):
     assert reply["v"] == 1 and reply["ok"] is True
     hello = reply["result"]
     assert set(hello) == {"pid", "python", "implementation", "agent", "protocol", "uid", "argv",
-                          "executable", "pidns", "start", "free_threaded"}
+                          "executable", "pidns", "start", "free_threaded", "interpreter",
+                          "interpreters"}
     assert hello["pid"] == proc.pid
+    assert hello["interpreter"] == 0 and hello["interpreters"] == 1   # issue 22
     assert hello["free_threaded"] is False   # no free-threaded build here (SUT-E218)
     # Identity (issue 13): what a client checks against /proc/PID.
     assert hello["pidns"] == os.readlink(f"/proc/{proc.pid}/ns/pid")

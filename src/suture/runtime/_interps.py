@@ -163,7 +163,7 @@ def call(path: str, frame: Dict[str, Any], timeout: float,
         sock.close()
 
 
-def _start_code(entry: str, runtime_dir: str) -> str:
+def _start_code(entry: str, runtime_dir: str, by_main: bool = True) -> str:
     return (f"import sys\n"
             f"_p = {entry!r}\n"
             f"_added = _p not in sys.path\n"
@@ -171,9 +171,26 @@ def _start_code(entry: str, runtime_dir: str) -> str:
             f"try:\n    from suture.runtime import _agent as _suture_agent\n"
             f"finally:\n"
             f"    if _added:\n        sys.path.remove(_p)\n"
-            f"_suture_agent._started_by_main = True\n"
+            + ("_suture_agent._started_by_main = True\n" if by_main else "") +
             f"_suture_agent.start({runtime_dir!r})\n"
             f"del _p, _added, _suture_agent\n")
+
+
+def start_main(entry: str, runtime_dir: str) -> Optional[str]:
+    """From a sub-interpreter (``suture attach`` landed in one: an embedding host such as
+    mod_wsgi runs no Python in its main interpreter): start the main interpreter's agent,
+    the process's endpoint; None when started, else why not."""
+    mod = _module()
+    run = getattr(mod, "exec", None) or getattr(mod, "run_string", None)
+    if run is None:
+        return "this Python cannot run code in another interpreter"
+    try:
+        failed = run(0, _start_code(entry, runtime_dir, by_main=False))
+    except Exception as exc:  # noqa: BLE001 - "interpreter already running"...
+        return f"{type(exc).__name__}: {exc}"
+    if failed is not None:
+        return str(getattr(failed, "formatted", None) or getattr(failed, "msg", None) or failed)
+    return None
 
 
 def start_in(iid: int, runtime_dir: str) -> Optional[str]:

@@ -66,6 +66,24 @@ def _claim(token: str) -> bool:
     return True
 
 
+def _start(agent: Any) -> str:
+    """Start the process's agent: the main interpreter's. Landed in a sub-interpreter (an
+    embedding host such as mod_wsgi runs no Python in its main one), start it there with
+    ``_interpreters.exec`` (issue 22); the main agent then reaches this interpreter."""
+    from suture.runtime import _interps  # noqa: PLC0415
+    if _interps.current_id() == 0:
+        return str(agent.start())
+    entry = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(agent.__file__))))
+    directory = agent.ensure_dir(agent.socket_dir())
+    why = _interps.start_main(entry, directory)
+    path = agent.socket_path(runtime_dir=directory)
+    if why is not None or not os.path.exists(path):
+        raise RuntimeError(f"attached in sub-interpreter {_interps.current_id()}, and the main "
+                           f"interpreter's agent could not be started from there: "
+                           f"{why or 'it did not listen'}")
+    return str(path)
+
+
 def _main(result: str, token: str, method: str) -> None:
     answer: Dict[str, Any] = {"ok": False, "pid": os.getpid(), "method": method,
                               "python": ".".join(map(str, sys.version_info[:3]))}
@@ -85,7 +103,7 @@ def _main(result: str, token: str, method: str) -> None:
         if not _claim(token):
             abandoned = True   # given up while we imported (an import lock the main thread held)
             return
-        answer["socket"] = agent.start()
+        answer["socket"] = _start(agent)
         answer["ok"] = True
     except BaseException as exc:  # noqa: BLE001 - the application must never see this
         answer["error"] = f"{type(exc).__name__}: {exc}"

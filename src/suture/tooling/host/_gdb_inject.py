@@ -59,6 +59,12 @@ STUB = os.environ["SUTURE_STUB"]
 TIMEOUT = float(os.environ.get("SUTURE_TIMEOUT", "5"))
 HEX_MIN, HEX_MAX = (int(x) for x in os.environ.get("SUTURE_HEX", "0:0").split(":"))
 TOKEN = os.environ.get("SUTURE_TOKEN", "")
+BEGAN = time.monotonic()
+# A safe point in a sub-interpreter is taken only after this share of the timeout went by
+# without one in the main interpreter: an embedding host (Apache's mod_wsgi) may never run
+# Python in its main interpreter, whose agent attach.py then starts from the sub-
+# interpreter it landed in (issue 22); elsewhere the main interpreter's points come first.
+SUB_AFTER = 0.4
 
 ERESTART = (-512, -513, -514, -516)  # ERESTARTSYS/NOINTR/NOHAND, ERESTART_RESTARTBLOCK
 EINTR = -4
@@ -201,7 +207,8 @@ def run_stub(target):
     if target.call("void *(*)(void)", "PyErr_Occurred"):
         return None
     if (target.call("void *(*)(void)", "PyInterpreterState_Get")
-            != target.call("void *(*)(void)", "PyInterpreterState_Main")):
+            != target.call("void *(*)(void)", "PyInterpreterState_Main")
+            and time.monotonic() - BEGAN < SUB_AFTER * TIMEOUT):
         return None
     d = target.call("void *(*)(void)", "PyDict_New")
     if not d:
