@@ -170,10 +170,11 @@ def everywhere(ids: Iterable[int], value: str) -> Dict[str, str]:
 
 def attach(rundir: str, pid: int) -> None:
     out = cli(rundir, "attach", str(pid), "--json")
-    if out.returncode != 0:
-        pytest.skip(f"cannot attach here: {out.stdout[-400:]} {out.stderr[-400:]}")
+    assert out.stdout, out.stderr
     [row] = json.loads(out.stdout)["processes"]
-    assert row["outcome"] == "attached", row
+    if (row.get("error") or {}).get("code") == "SUT-E632":   # gdb unusable here (no way in)
+        pytest.skip(f"cannot attach here: {row['error']['message']}")
+    assert out.returncode == 0 and row["outcome"] == "attached", json.dumps(row)
 
 
 # -- 1. `_interpreters` / `_xxsubinterpreters` under `suture run` -------------------------
