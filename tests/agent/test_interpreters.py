@@ -53,6 +53,10 @@ needs_high = pytest.mark.skipif(
 needs_attach = pytest.mark.skipif(
     not sys.platform.startswith("linux") or shutil.which("gdb") is None,
     reason="attach before Python 3.14 needs Linux and gdb")
+needs_entry = pytest.mark.skipif(
+    sys.version_info < (3, 13), reason=f"Python {sys.version_info[0]}.{sys.version_info[1]}: "
+    "Suture starts an agent in an existing interpreter only on 3.13+ (docs/interpreters.md); "
+    "test_on_3_12_attach_names_existing_sub_interpreters_unreachable covers 3.12")
 # The stdlib API a program of this version would use.
 API = "high" if sys.version_info >= (3, 14) else "low"
 
@@ -265,6 +269,7 @@ def test_concurrent_interpreters_and_pool_workers_get_the_fix_and_lose_it_on_rev
 # -- 3. attach: a sub-interpreter idle at attach time is reached ---------------------------
 
 @needs_low
+@needs_entry
 @needs_attach
 def test_attach_reaches_sub_interpreters_that_existed_before_it(
         versions: Dict[str, Path], probe_dir: Path, rundir: str, programs: Programs) -> None:
@@ -299,6 +304,7 @@ def test_attach_reaches_sub_interpreters_that_existed_before_it(
 # -- 4. attach: a sub-interpreter running code all along is uninspectable ------------------
 
 @needs_low
+@needs_entry
 @needs_attach
 def test_a_sub_interpreter_busy_at_attach_is_uninspectable_and_nothing_is_applied(
         versions: Dict[str, Path], probe_dir: Path, rundir: str, programs: Programs) -> None:
@@ -339,6 +345,30 @@ def test_a_sub_interpreter_busy_at_attach_is_uninspectable_and_nothing_is_applie
     rc, row = revert(rundir, patch_id, prog.pid)
     assert rc == 0 and row["outcome"] == "reverted", row
     assert prog.probe() == everywhere([busy], "old")
+    err = prog.finish()
+    assert err == "", err
+
+
+@pytest.mark.skipif(sys.version_info[:2] != (3, 12), reason="3.13+ reach them: above")
+@needs_attach
+def test_on_3_12_attach_names_existing_sub_interpreters_unreachable(
+        versions: Dict[str, Path], probe_dir: Path, rundir: str, programs: Programs) -> None:
+    # 3.12: entering an interpreter from another one crashed a serving mod_wsgi daemon, so
+    # Suture does not; sub-interpreters that existed before the attach stay unreachable,
+    # are named, and keep the whole process from being patched or called fixed.
+    prog, subs = programs.start({"api": "low", "drive": "idle", "subs": [{}, {}]},
+                                [versions["v1"], probe_dir], run=False)
+    attach(rundir, prog.pid)
+    patch = versions["patch"]
+    rc, doc = status(rundir, prog.pid)
+    assert rc == 2 and row_of(doc, prog.pid)["state"] == "exposed", doc
+    report = agent_status(rundir, prog.pid)
+    assert sorted(u["interpreter"] for u in report["uninspectable"]) == sorted(subs), report
+    rc, row = apply(rundir, patch, prog.pid)
+    assert rc == 2 and (row["outcome"], row["code"]) == ("refused", "SUT-E219"), row
+    assert prog.probe() == everywhere(subs, "old")   # the main interpreter too
+    rc, doc = status(rundir, prog.pid)
+    assert rc == 2 and "fixed" not in states(doc, prog.pid), doc
     err = prog.finish()
     assert err == "", err
 
