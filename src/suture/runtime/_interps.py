@@ -50,14 +50,23 @@ _WHENCE = {"WHENCE_UNKNOWN": "unknown", "WHENCE_RUNTIME": "runtime",
            "WHENCE_STDLIB": "stdlib"}
 
 
+_found: List[Any] = []
+
+
 def _module() -> Any:
-    """CPython's interpreters module of this version, or None (another implementation)."""
-    for name in ("_interpreters", "_xxsubinterpreters"):
-        try:
-            return __import__(name)
-        except ImportError:
-            continue
-    return None
+    """CPython's interpreters module of this version, or None (another implementation).
+    Looked up once (the agent does it at start): a failed import searches sys.path again
+    each time, which fails in a process out of file descriptors."""
+    if not _found:
+        mod = None
+        for name in ("_interpreters", "_xxsubinterpreters"):
+            try:
+                mod = __import__(name)
+                break
+            except ImportError:
+                continue
+        _found.append(mod)
+    return _found[0]
 
 
 def current_id() -> int:
