@@ -179,3 +179,13 @@ def test_stall_quick() -> None:
     for r in result["rows"]:
         assert r["stall"]["n"] == 2 and r["wall"]["n"] >= 2
     assert all(w["wall_ns"] > 0 for run in result["runs"] for w in run["windows"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="sub-interpreters with threads: 3.12+")
+def test_interpreters_quick() -> None:
+    result = run("interpreters.py")
+    (row,) = result["results"]
+    for variant in ("bare", "agent"):
+        assert row[variant]["create_ms"]["median"] > 0, row
+    assert row["create_ratio_agent_over_bare"]["n"] == 1
