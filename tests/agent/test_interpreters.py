@@ -38,7 +38,7 @@ from livecli import PKG, cli
 
 pytestmark = pytest.mark.slow
 
-versions, rundir = livecli.versions, livecli.rundir
+versions, rundir, state = livecli.versions, livecli.rundir, livecli.state
 SRC = livecli.SRC
 OTHER = "someone else's"   # what the other copy of the module returns (livecli.versions)
 
@@ -221,6 +221,29 @@ def test_low_level_sub_interpreters_get_the_fix_and_lose_it_on_revert(
         0: ("self", []), **{i: ("agent", []) for i in [*subs, late]}}
     err = prog.finish()
     assert err == "", err   # no SUT-E602 from the program's own sub-interpreters
+
+
+@needs_low
+def test_an_installed_patch_reaches_every_interpreter_and_those_created_later(
+        versions: Dict[str, Path], probe_dir: Path, rundir: str, state: Path,
+        programs: Programs) -> None:
+    # The host store: each interpreter's agent applies it at its start, a sub-interpreter
+    # created later (a new pool worker, a new mod_wsgi application group) included.
+    patch, patch_id = versions["patch"], str(versions["id"])
+    assert cli(rundir, "install", str(patch)).returncode == 0
+    prog, subs = programs.start({"api": "low", "drive": "loop", "subs": [{}]},
+                                [versions["v1"], probe_dir], run=True)
+    wait_agents(rundir, prog.pid, subs)
+    assert prog.probe() == everywhere(subs, "new")
+    late = prog.ask("spawn")
+    assert prog.probe() == everywhere([*subs, late], "new")
+    wait_agents(rundir, prog.pid, [late])
+    assert reached(agent_status(rundir, prog.pid)) == {
+        0: ("self", [patch_id]), **{i: ("agent", [patch_id]) for i in [*subs, late]}}
+    rc, doc = status(rundir, prog.pid)
+    assert rc == 0 and states(doc, prog.pid) == ["fixed"], doc
+    err = prog.finish()
+    assert err == "", err
 
 
 # -- 2. concurrent.interpreters and InterpreterPoolExecutor (3.14+) -----------------------
