@@ -96,7 +96,10 @@ def server(request: pytest.FixtureRequest) -> Iterator[Tuple[Apache, Path, str, 
 
 
 def cli(run: Path, *args: str) -> "subprocess.CompletedProcess[str]":
-    env = dict(os.environ, PYTHONPATH=str(SRC), SUTURE_RUNTIME_DIR=str(run))
+    # The CLI's own store beside the run directory: an install here must not reach the
+    # session's store, which later tests read.
+    env = dict(os.environ, PYTHONPATH=str(SRC), SUTURE_RUNTIME_DIR=str(run),
+               SUTURE_STATE_DIR=str(run.parent / "cli-state"))
     return subprocess.run([sys.executable, "-m", "suture", *args], capture_output=True,
                           text=True, env=env, timeout=120)
 
