@@ -53,10 +53,6 @@ needs_high = pytest.mark.skipif(
 needs_attach = pytest.mark.skipif(
     not sys.platform.startswith("linux") or shutil.which("gdb") is None,
     reason="attach before Python 3.14 needs Linux and gdb")
-needs_entry = pytest.mark.skipif(
-    sys.version_info < (3, 13), reason=f"Python {sys.version_info[0]}.{sys.version_info[1]}: "
-    "Suture starts an agent in an existing interpreter only on 3.13+ (docs/interpreters.md); "
-    "test_on_3_12_attach_names_existing_sub_interpreters_unreachable covers 3.12")
 # The stdlib API a program of this version would use.
 API = "high" if sys.version_info >= (3, 14) else "low"
 
@@ -173,11 +169,19 @@ def everywhere(ids: Iterable[int], value: str) -> Dict[str, str]:
 
 
 def attach(rundir: str, pid: int) -> None:
-    out = cli(rundir, "attach", str(pid), "--json")
-    assert out.stdout, out.stderr
-    [row] = json.loads(out.stdout)["processes"]
-    if (row.get("error") or {}).get("code") == "SUT-E632":   # gdb unusable here (no way in)
-        pytest.skip(f"cannot attach here: {row['error']['message']}")
+    # A timeout (SUT-E634) leaves nothing behind and says "retry": with a thread busy in a
+    # sub-interpreter, gdb's route missed the main thread's safe point in about 1 run of 4
+    # on 3.13 (cause not found; docs/interpreters.md, "Limits"). The test retries as a user
+    # would; what it checks is what happens once attached.
+    for _ in range(3):
+        out = cli(rundir, "attach", str(pid), "--json")
+        assert out.stdout, out.stderr
+        [row] = json.loads(out.stdout)["processes"]
+        code = (row.get("error") or {}).get("code")
+        if code == "SUT-E632":   # gdb unusable here (no way in)
+            pytest.skip(f"cannot attach here: {row['error']['message']}")
+        if code != "SUT-E634":
+            break
     assert out.returncode == 0 and row["outcome"] == "attached", json.dumps(row)
 
 
@@ -289,45 +293,15 @@ def test_concurrent_interpreters_and_pool_workers_get_the_fix_and_lose_it_on_rev
     assert err == "", err
 
 
-# -- 3. attach: a sub-interpreter idle at attach time is reached ---------------------------
-
-@needs_low
-@needs_entry
-@needs_attach
-def test_attach_reaches_sub_interpreters_that_existed_before_it(
-        versions: Dict[str, Path], probe_dir: Path, rundir: str, programs: Programs) -> None:
-    # Started without Suture: nothing in the sub-interpreters until the main agent, at its
-    # first request, starts one in each (they run no code between the program's calls).
-    prog, subs = programs.start({"api": "low", "drive": "idle", "subs": [{}, {}]},
-                                [versions["v1"], probe_dir], run=False)
-    assert prog.probe() == everywhere(subs, "old")
-    attach(rundir, prog.pid)
-    hello = livecli.client.hello(prog.pid, 30, runtime_dir=rundir)
-    assert (hello["interpreter"], hello["interpreters"]) == (0, 3), hello
-    patch, patch_id = versions["patch"], str(versions["id"])
-
-    rc, row = apply(rundir, patch, prog.pid)
-    assert rc == 0 and row["outcome"] == "applied", row
-    assert verdicts(row["result"]) == {i: "applied" for i in [0, *subs]}, row
-    assert prog.probe() == everywhere(subs, "new")
-    rc, doc = status(rundir, prog.pid)
-    assert rc == 0 and states(doc, prog.pid) == ["fixed"], doc
-    report = agent_status(rundir, prog.pid)
-    assert reached(report) == {0: ("self", [patch_id]),
-                               **{i: ("agent", [patch_id]) for i in subs}}, report
-
-    rc, row = revert(rundir, patch_id, prog.pid)
-    assert rc == 0 and row["outcome"] == "reverted", row
-    assert verdicts(row["result"]) == {i: "reverted" for i in [0, *subs]}, row
-    assert prog.probe() == everywhere(subs, "old")
-    err = prog.finish()
-    assert err == "", err
-
+# -- 3. attach: sub-interpreters made by _interpreters are named, never entered ------------
+#
+# Entering one (``_interpreters.exec``) to start an agent made the application's own exec
+# calls into it fail ("interpreter already running"), so Suture enters only interpreters made
+# through the C API (mod_wsgi: tests/e2e/test_modwsgi.py), on 3.13+ (docs/interpreters.md).
 
 # -- 4. attach: a sub-interpreter running code all along is uninspectable ------------------
 
 @needs_low
-@needs_entry
 @needs_attach
 def test_a_sub_interpreter_busy_at_attach_is_uninspectable_and_nothing_is_applied(
         versions: Dict[str, Path], probe_dir: Path, rundir: str, programs: Programs) -> None:
@@ -358,27 +332,17 @@ def test_a_sub_interpreter_busy_at_attach_is_uninspectable_and_nothing_is_applie
     assert rc == 2 and "fixed" not in states(doc, prog.pid), doc
     assert ps_patches(rundir, prog.pid) == []
 
-    # Idle again: the next request reaches it, and the patch goes everywhere.
-    prog.ask("release 0")
-    rc, doc = status(rundir, prog.pid)
-    assert rc == 0 and row_of(doc, prog.pid)["state"] == "ok", doc
-    rc, row = apply(rundir, patch, prog.pid)
-    assert rc == 0 and verdicts(row["result"]) == {0: "applied", busy: "applied"}, row
-    assert prog.probe() == everywhere([busy], "new")
-    rc, row = revert(rundir, patch_id, prog.pid)
-    assert rc == 0 and row["outcome"] == "reverted", row
-    assert prog.probe() == everywhere([busy], "old")
     err = prog.finish()
     assert err == "", err
 
 
-@pytest.mark.skipif(sys.version_info[:2] != (3, 12), reason="3.13+ reach them: above")
+@needs_low
 @needs_attach
-def test_on_3_12_attach_names_existing_sub_interpreters_unreachable(
+def test_attach_names_existing_sub_interpreters_unreachable_and_enters_none(
         versions: Dict[str, Path], probe_dir: Path, rundir: str, programs: Programs) -> None:
-    # 3.12: entering an interpreter from another one crashed a serving mod_wsgi daemon, so
-    # Suture does not; sub-interpreters that existed before the attach stay unreachable,
-    # are named, and keep the whole process from being patched or called fixed.
+    # Sub-interpreters that existed before the attach, made by _interpreters: named, not
+    # entered (the application's own calls into them keep working: the program checks
+    # every exec), and they keep the whole process from being patched or called fixed.
     prog, subs = programs.start({"api": "low", "drive": "idle", "subs": [{}, {}]},
                                 [versions["v1"], probe_dir], run=False)
     attach(rundir, prog.pid)

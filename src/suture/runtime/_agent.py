@@ -238,6 +238,8 @@ class _Agent:
             _auto_apply()  # patch store: before the first request, never raises
             if not _started_by_main:   # else the main agent, busy starting us, forwards them
                 _inherit_patches(os.path.dirname(self.path))  # by hand to ancestors
+                if _interp == 0:
+                    _inherit.publish(os.path.dirname(self.path))   # for our sub-interpreters
             # What each loaded module's file is now, to tell an upgrade under the running
             # process later (``inventory``); one stat per module, never raises.
             try:
@@ -344,9 +346,14 @@ class _Agent:
 
             def handler(frame: Dict[str, Any]) -> Dict[str, Any]:
                 return _interps.fan(str(op), frame, local, directory, _op_revert)
-        if op in _AUDITED and not forwarded:
-            return protocol.ok(_audited(op, handler, frame, uid))
-        return protocol.ok(handler(frame))
+        try:
+            if op in _AUDITED and not forwarded:
+                return protocol.ok(_audited(op, handler, frame, uid))
+            return protocol.ok(handler(frame))
+        finally:
+            if op in _AUDITED and _interp == 0:
+                # What sub-interpreters created from now on inherit (_inherit.publish).
+                _inherit.publish(os.path.dirname(self.path))
 
     # -- lifecycle
     def begin(self) -> None:
@@ -1256,6 +1263,10 @@ def _ending(result: Optional[str]) -> None:
         if agent is not None and agent.pid == os.getpid():
             agent.stopping = True
             agent.unlink()
+            try:
+                os.unlink(_inherit.held_path(os.path.dirname(agent.path)))
+            except OSError:
+                pass
         _record_exit(result)
     except BaseException:  # noqa: BLE001 - exiting anyway
         pass
@@ -1333,11 +1344,22 @@ def prune_dead_sockets(runtime_dir: Optional[str] = None) -> List[str]:
     boot = _boot_time()
     for name in names:
         stem, dot, ext = name.partition(".")
-        # <pid>.sock, and <pid>.i<ID>.sock of its sub-interpreters (issue 22)
+        # <pid>.sock, and <pid>.i<ID>.sock and <pid>.held of its interpreters (issue 22)
         sub = ext[1:-5] if ext.startswith("i") and ext.endswith(".sock") else ""
-        if (ext != "sock" and not sub.isdigit()) or not stem.isdigit() or int(stem) == me:
+        if (ext not in ("sock", "held") and not sub.isdigit()) or not stem.isdigit() \
+                or int(stem) == me:
             continue
         path = os.path.join(directory, name)
+        if ext == "held":
+            try:
+                st = os.lstat(path)
+                if stat.S_ISREG(st.st_mode) and st.st_uid == euid \
+                        and _pid_gone(int(stem), st.st_ctime, boot):
+                    os.unlink(path)
+                    removed.append(path)
+            except OSError:
+                pass
+            continue
         try:
             st = os.lstat(path)
             if not stat.S_ISSOCK(st.st_mode) or st.st_uid != euid:

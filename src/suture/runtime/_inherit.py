@@ -39,6 +39,7 @@ from __future__ import annotations
 import _socket as socket   # not socket.py: an idle agent's memory (_agent, "Memory")
 import collections
 import os
+import stat
 import threading
 
 from . import _enginelock, _interps, protocol
@@ -86,6 +87,53 @@ def op_inherit(frame: Dict[str, Any]) -> Dict[str, Any]:
         {"id": pid_, "patch": base64.b64encode(data).decode("ascii"), "restricted": restricted,
          "how": how, "from": source}
         for pid_, (data, restricted, how, source) in list(_held.items()) if pid_ in live]}
+
+
+def held_path(runtime_dir: str, pid: Optional[int] = None) -> str:
+    return os.path.join(runtime_dir, f"{os.getpid() if pid is None else pid}.held")
+
+
+def publish(runtime_dir: str) -> None:
+    """The main interpreter's agent, after each apply and revert: write ``op_inherit``'s
+    answer to ``<pid>.held`` (0600, atomically), for the sub-interpreters this process
+    creates later (issue 22); removed when nothing is held. Never raises."""
+    path = held_path(runtime_dir)
+    try:
+        answer = op_inherit({})
+        if not answer["patches"]:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            return
+        tmp = f"{path}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(protocol.encode(answer))
+        os.replace(tmp, path)
+    except BaseException:  # noqa: BLE001 - sub-interpreters then see none: status says so
+        pass
+
+
+def _published(runtime_dir: str) -> List[Dict[str, Any]]:
+    """What our main interpreter published (``publish``); [] when it holds nothing.
+    Only a regular file of our uid is read."""
+    path = held_path(runtime_dir)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return []
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+            raise ValueError(f"{path} is not a file of uid {os.geteuid()}")
+        data = f.read(protocol.MAX_LINE + 1)
+    answer = protocol.parse(data.rstrip(b"\n"), protocol.MAX_LINE)
+    patches = answer.get("patches") if isinstance(answer, dict) else None
+    if not isinstance(patches, list):
+        raise ValueError(f"{path} has no list of patches")
+    return [p for p in patches if isinstance(p, dict) and isinstance(p.get("id"), str)
+            and isinstance(p.get("patch"), str)]
 
 
 # ---------------------------------------------------------------- the child's side
@@ -210,6 +258,17 @@ def from_ancestors(runtime_dir: str, record: Record, warn: Callable[[str], None]
         collections.OrderedDict()
     for anc in list(reversed(ancestors())) + ([me] if own_main else []):   # nearest last: wins
         path = os.path.join(runtime_dir, f"{anc}.sock")
+        if anc == me:
+            # Our own main interpreter publishes what it holds (``publish``): asked over its
+            # socket, it could be busy forwarding a request to this very interpreter.
+            try:
+                load(protocol.FRAME_MODULES)
+                for p in _published(runtime_dir):
+                    wanted.setdefault(p["id"], (p, anc))
+            except (OSError, ValueError) as exc:
+                warn(f"pid {me}: the patches applied by hand to its main interpreter were "
+                     f"not read: {exc}. Check with `suture status`.")
+            continue
         if not os.path.exists(path) or _euid(anc) != euid:
             continue
         try:

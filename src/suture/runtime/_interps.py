@@ -31,6 +31,7 @@ import os
 import struct
 import sys
 import threading
+import time
 
 from . import protocol
 
@@ -43,6 +44,11 @@ if TYPE_CHECKING:   # not at run time: typing costs an idle agent 1.6 MiB (issue
 __all__ = ["current_id", "is_main", "listed", "socket_name", "fan", "FANNED"]
 
 FANNED = ("status", "apply", "revert", "list", "dists")
+START_GRACE = 2.0              # seconds an interpreter being created may take to listen
+# Interpreters Suture may enter to start an agent (3.13+: ENTERS): those made through the
+# C API (mod_wsgi, uWSGI). Not those of _interpreters / concurrent.interpreters ("stdlib",
+# "xi"): their owner runs code in them with exec, which fails while ours runs.
+ENTERABLE = ("legacy capi", "capi")
 CALL_TIMEOUT = 60.0            # a forwarded request without a deadline
 STATUS_TIMEOUT = 10.0
 _WHENCE = {"WHENCE_UNKNOWN": "unknown", "WHENCE_RUNTIME": "runtime",
@@ -96,6 +102,13 @@ def background(target: Callable[..., Any], name: str, *args: Any) -> None:
     """Start a short-lived helper thread: a daemon in the main interpreter, a plain thread
     in a sub-interpreter (isolated ones allow no daemon thread: RuntimeError on 3.12+)."""
     threading.Thread(target=target, name=name, args=args, daemon=current_id() == 0).start()
+
+
+def starts_its_own() -> bool:
+    """Whether each new interpreter starts its own agent: this process runs with Suture's
+    start-up (``suture run``'s sitecustomize, ``SUTURE_AGENT=1``), which sub-interpreters
+    import with ``site``."""
+    return os.environ.get("SUTURE_AGENT") == "1"
 
 
 def is_main() -> bool:
@@ -290,20 +303,54 @@ class _Other:
         self.iid, self.whence, self.path = iid, whence, path
         self.reason = ""
 
-    def reach(self, runtime_dir: str) -> bool:
-        """Its agent is there, or was started now; else ``reason`` says why not."""
+    def alive(self) -> bool:
+        found = listed()
+        return found is None or any(iid == self.iid for iid, _ in found)
+
+    def reach(self, runtime_dir: str) -> Optional[bool]:
+        """True: its agent is there (or was started now). None: the interpreter is gone
+        (destroyed meanwhile): nothing runs there any more. False: ``reason`` says why not.
+        """
         if os.path.exists(self.path):
             return True
+        if starts_its_own():
+            # Under `suture run` every interpreter starts its agent while it is created:
+            # one without a socket yet is being created (wait a little) or destroyed.
+            deadline = time.monotonic() + START_GRACE
+            while time.monotonic() < deadline:
+                if os.path.exists(self.path):
+                    return True
+                if not self.alive():
+                    return None
+                time.sleep(0.02)
+            self.reason = (f"no agent: it started none within {START_GRACE:g} s (it cannot "
+                           f"run threads, or Suture's start-up is not on its path)")
+            return False
+        if self.whence not in ENTERABLE:
+            # Its owner runs code in it with exec, which fails while another exec runs
+            # there: entering it to start an agent made the application's own calls fail.
+            self.reason = (f"no agent (it existed before the attach), and Suture does not "
+                           f"enter an interpreter made by {self.whence or 'an unknown owner'}"
+                           f": restart the process under `suture run`")
+            return False
         why = start_in(self.iid, runtime_dir)
         if why is None and os.path.exists(self.path):
             return True
+        if not self.alive():
+            return None
         self.reason = (f"no agent, and none could be started in it: {why}" if why
                        else "no agent, and the one started in it did not listen")
         return False
 
-    def ask(self, frame: Dict[str, Any], timeout: float) -> Dict[str, Any]:
-        """Its answer frame; raises OSError/ValueError when it could not be asked."""
-        return call(self.path, frame, timeout)
+    def ask(self, frame: Dict[str, Any], timeout: float) -> Optional[Dict[str, Any]]:
+        """Its answer frame; None when the interpreter was destroyed meanwhile. Raises
+        OSError/ValueError when it could not be asked."""
+        try:
+            return call(self.path, frame, timeout)
+        except (OSError, ValueError):
+            if not self.alive():
+                return None
+            raise
 
 
 def others(runtime_dir: str) -> Optional[List[_Other]]:
@@ -357,9 +404,14 @@ def fan(op: str, frame: Dict[str, Any], local: Handler, runtime_dir: str,
     answers: List[Tuple[_Other, Optional[Dict[str, Any]]]] = []
     for sub in subs:
         answer = None
-        if sub.reach(runtime_dir):
+        reached = sub.reach(runtime_dir)
+        if reached is None:
+            continue                  # destroyed meanwhile: nothing runs there
+        if reached:
             try:
                 reply = sub.ask(frame, timeout)
+                if reply is None:
+                    continue          # destroyed while we asked
                 if reply.get("ok") is True and isinstance(reply.get("result"), dict):
                     answer = reply["result"]
                 else:
@@ -379,11 +431,25 @@ def fan(op: str, frame: Dict[str, Any], local: Handler, runtime_dir: str,
         out["applied"] = ids
         return out
     if op == "dists":
+        # A distribution a sub-interpreter runs counts though the main interpreter lacks it
+        # (its own sys.path); several releases in one process: every one in ``versions``.
         loaded = dict(out.get("loaded") or {})
+        dists = dict(out.get("dists") or {})
+        versions = {name: [v] for name, v in dists.items()}
+        modules = dict(out.get("modules") or {})
         for _sub, a in answers:
             for name, was in ((a or {}).get("loaded") or {}).items():
                 loaded[name] = bool(loaded.get(name)) or bool(was)
-        out["loaded"] = loaded
+            for name, version in ((a or {}).get("dists") or {}).items():
+                dists.setdefault(name, version)
+                if version not in versions.setdefault(name, []):
+                    versions[name].append(version)
+            for name, was in ((a or {}).get("modules") or {}).items():
+                modules[name] = bool(modules.get(name)) or bool(was)
+        out["loaded"], out["dists"] = loaded, dists
+        out["versions"] = {n: v for n, v in versions.items() if len(v) > 1}
+        if "modules" in out:
+            out["modules"] = modules
         return out
     return out
 
@@ -489,7 +555,10 @@ def _apply(frame: Dict[str, Any], local: Handler, subs: List[_Other], runtime_di
     failure: Optional[Tuple[int, Dict[str, Any]]] = None
     timeout = _timeout(frame, CALL_TIMEOUT)
     for sub in subs:
-        if not sub.reach(runtime_dir):
+        reached = sub.reach(runtime_dir)
+        if reached is None:
+            continue                  # destroyed meanwhile: nothing runs there
+        if not reached:
             verdicts.append(_verdict(sub.iid, error=_unreachable(sub.reason),
                                      state="unreachable"))
             failure = (sub.iid, _unreachable(sub.reason))
@@ -501,6 +570,8 @@ def _apply(frame: Dict[str, Any], local: Handler, subs: List[_Other], runtime_di
             verdicts.append(_verdict(sub.iid, error=why, state="unreachable"))
             failure = (sub.iid, why)
             break
+        if reply is None:
+            continue                  # destroyed while it was asked
         if reply.get("ok") is True and isinstance(reply.get("result"), dict):
             verdicts.append(_verdict(sub.iid, reply["result"]))
             if reply["result"].get("state") != "already applied":
@@ -525,7 +596,9 @@ def _apply(frame: Dict[str, Any], local: Handler, subs: List[_Other], runtime_di
                 undo_here(undo)
             else:
                 reply = done.ask(undo, CALL_TIMEOUT)
-                if reply.get("ok") is not True:
+                if reply is None:
+                    state = "gone"    # destroyed meanwhile: nothing runs there
+                elif reply.get("ok") is not True:
                     state = f"NOT rolled back: {_error_of(reply).get('message')}"
         except Exception as undo_failed:  # noqa: BLE001 - said in the answer
             state = f"NOT rolled back: {undo_failed}"
@@ -567,6 +640,8 @@ def _revert(frame: Dict[str, Any], local: Handler, subs: List[_Other],
             verdicts.append(_verdict(sub.iid, error=_unreachable(str(exc)),
                                      state="unreachable"))
             continue
+        if reply is None:
+            continue                  # destroyed meanwhile
         if reply.get("ok") is True and isinstance(reply.get("result"), dict):
             verdicts.append(_verdict(sub.iid, reply["result"]))
             if out is None:

@@ -130,3 +130,59 @@ def test_an_unreachable_sub_interpreter_is_refused_and_reported_exposed(
     lines = out.stdout.splitlines()
     assert "suture_uninspectable_interpreters 1" in lines
     assert 'suture_processes{state="exposed"} 1' in lines
+
+
+# The vulnerable release is only on a sub-interpreter's own sys.path; the main interpreter
+# never sees the distribution. Under `suture run`, so the sub-interpreter has its agent.
+ONLY_IN_SUB = """\
+import os, sys, time
+try:
+    import _interpreters as I
+    iid = I.create()
+    run = lambda code: I.exec(iid, code)
+except ImportError:
+    import _xxsubinterpreters as I
+    iid = I.create()
+    run = lambda code: I.run_string(iid, code)
+run("import sys\\nsys.path.insert(0, {root!r})\\nfrom {pkg} import answer")
+out = {out!r}
+while True:
+    run("import os\\nwith open({out!r} + '.tmp', 'w') as f:\\n    f.write(answer())\\n"
+        "os.replace({out!r} + '.tmp', {out!r})")
+    time.sleep(0.02)
+"""
+
+
+def test_a_release_only_a_sub_interpreter_runs_is_exposed_and_patched_by_apply_all(
+        dists: Dict[str, Path], rundir: str, state: Path, tmp_path: Path) -> None:
+    # A user's attack: status said "not affected: not installed here" and `apply --all`
+    # skipped the process, judging by the main interpreter's sys.path alone.
+    if not _has_subinterpreters():
+        pytest.skip("no low-level interpreters module in this Python")
+    fix, fid = dists["fix"], patch_id(dists["fix"])
+    out = tmp_path / "observed.txt"
+    script = tmp_path / "only_in_sub.py"
+    script.write_text(ONLY_IN_SUB.format(root=str(dists["1.0"]), pkg=PKG, out=str(out)),
+                      encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SUTURE_AGENT")}
+    env.update(PYTHONPATH=str(SRC), SUTURE_RUNTIME_DIR=rundir)
+    proc = subprocess.Popen([sys.executable, "-m", "suture", "run", "--", sys.executable,
+                             str(script)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        target = livecli.ready(proc, Target(proc, out), rundir)
+        target.wait_for("old")
+        assert cli(rundir, "install", str(fix)).returncode == 0
+        out_ = cli(rundir, "status", "--pid", str(target.pid), "--json", "--advisories", "off")
+        assert out_.returncode == 2, out_.stdout + out_.stderr
+        [entry] = [e for e in json.loads(out_.stdout)["patches"] if e["id"] == fid]
+        assert [(p["pid"], p["state"]) for p in entry["processes"]] == [(target.pid, "exposed")]
+
+        out_ = cli(rundir, "apply", str(fix), "--all", "--json")
+        rows = [r for r in json.loads(out_.stdout)["processes"] if r["pid"] == target.pid]
+        assert [r["outcome"] for r in rows] in (["applied"], ["pending import"]), out_.stdout
+        target.wait_for("new")
+        out_ = cli(rundir, "status", "--pid", str(target.pid), "--json", "--advisories", "off")
+        assert out_.returncode == 0, out_.stdout + out_.stderr
+    finally:
+        livecli.reap([proc])

@@ -230,6 +230,20 @@ def _dist_version(dists: Dict[str, Any], name: str) -> Optional[str]:
     return None
 
 
+def _dists_for(patch: Patch, dists: Dict[str, Any],
+               versions: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """``dists`` as ``patch`` must see it: where the process's interpreters run several
+    releases of its distribution (``versions``, issue 22) and one is the patch's baseline,
+    the baseline (some interpreter may run the vulnerable code)."""
+    name, base = str(patch.target.get("name") or ""), patch.target.get("from_version")
+    found = (versions or {}).get(name) if name else None
+    if not base or not isinstance(found, list) or dists.get(name) is None:
+        return dists
+    if any(_same_version(v, base) for v in found):
+        return dict(dists, **{name: base})
+    return dists
+
+
 def _not_for(pid: int, patch: Patch, dists: Dict[str, Any]) -> Optional[Row]:
     """The row of a process whose ``dists`` answer says ``patch`` is not for it, before
     anything is sent (None: send it, the agent decides). One rule for ``apply --pid`` and
@@ -248,7 +262,8 @@ def _not_for(pid: int, patch: Patch, dists: Dict[str, Any]) -> Optional[Row]:
     if patch.target.get("kind") != "distribution" or not patch.target.get("name"):
         return None
     name = str(patch.target["name"])
-    version = _dist_version(dists.get("dists") or {}, name)
+    version = _dist_version(_dists_for(patch, dict(dists.get("dists") or {}),
+                                       dists.get("versions")), name)
     if version is None:
         imported = dists.get("modules")
         if not isinstance(imported, dict) or any(imported.values()):
@@ -470,6 +485,7 @@ def status(pids: Sequence[int] = (), *, patches: Optional[Sequence[Patch]] = Non
         wanted = inventory or source.kind != "off" or bool(answer.get("patches"))
         return Row(pid, "ok", result={"status": answer,
                                       "dists": dict(found.get("dists") or {}),
+                                      "versions": dict(found.get("versions") or {}),
                                       "loaded": dict(found.get("loaded") or {}),
                                       "inventory": _inventory(pid, runtime_dir)
                                       if wanted else None})
@@ -490,7 +506,7 @@ def status(pids: Sequence[int] = (), *, patches: Optional[Sequence[Patch]] = Non
         if row.result["inventory"] is not None:
             proc["inventory"] = row.result["inventory"]
         judge_process(proc, row.result["status"], row.result["dists"], row.result["loaded"],
-                      known, by_id)
+                      known, by_id, row.result["versions"])
     _judge_hand_patches(by_id, processes, runtime_dir)
     bare = agentless(unseen, seen, _candidates(by_id),
                      {p["pid"]: p["dists"] for p in processes
@@ -566,7 +582,8 @@ _CONCERNED = ("fixed", "pending import", "draining", "exposed")
 
 def judge_process(proc: Dict[str, Any], answer: Dict[str, Any], dists: Dict[str, Any],
                   loaded: Dict[str, Any], known: Sequence[Patch],
-                  by_id: Dict[str, Dict[str, Any]]) -> None:
+                  by_id: Dict[str, Dict[str, Any]],
+                  versions: Optional[Dict[str, Any]] = None) -> None:
     """Judge one process from its agent's ``status`` answer and ``dists``: fill ``proc``
     (a row of ``status()["processes"]``: applied, active, interpreters, exposed, state)
     and add its verdict to each entry of ``by_id`` (known patches, and the ones applied by
@@ -580,7 +597,8 @@ def judge_process(proc: Dict[str, Any], answer: Dict[str, Any], dists: Dict[str,
                 interpreter_count=len(interpreters) if interpreters else None,
                 uninspectable=uninspectable)
     running = proc["active"]
-    verdicts = [(by_id[p.id], _judge(p, pid, applied, dists, loaded, running)) for p in known]
+    verdicts = [(by_id[p.id], _judge(p, pid, applied, _dists_for(p, dists, versions), loaded,
+                                     running)) for p in known]
     for a in applied:   # applied by hand, not installed: reported as they are
         entry = by_id.get(str(a.get("id")))
         if entry is None or not entry["installed"]:

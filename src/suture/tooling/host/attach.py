@@ -271,14 +271,18 @@ def _stub(attach_py: str, result: str, token: str, method: str, stub_file: str =
     inner = (f"import runpy\nrunpy.run_path({attach_py!r}, init_globals={{'RESULT': {result!r}, "
              f"'TOKEN': {claimed!r}, 'METHOD': {method!r}}}, run_name='__suture_attach__')\n")
     lines = ["import os"]
-    # Landed in a sub-interpreter while the main one runs a program (``sys.remote_exec``
-    # runs in whatever interpreter the main thread is in): the main agent could not be
-    # started from here (docs/interpreters.md), so leave the token for a later safe point.
-    lines.append("import sys\n_suture_here = True\nif sys.version_info >= (3, 13):\n"
-                 "    try:\n        import _interpreters as _suture_i\n"
-                 "        if _suture_i.get_current()[0] != 0 and _suture_i.is_running(0):\n"
-                 "            _suture_here = False\n"
-                 "    except Exception:\n        pass")
+    # ``sys.remote_exec`` runs in the main thread, in whatever interpreter that thread is
+    # in: a sub-interpreter means a program whose main thread is inside ``interp.exec``,
+    # so the main interpreter runs a program and its agent cannot be started from there
+    # (docs/interpreters.md): leave the token for the gdb route. (gdb takes a point in a
+    # sub-interpreter only where the main interpreter runs nothing, checked in C;
+    # ``_interpreters.is_running(0)`` says True for the main interpreter whatever runs.)
+    here = "True"
+    if method == "remote_exec":
+        here = ("sys.version_info < (3, 13) or __import__('_interpreters')"
+                ".get_current()[0] == 0")
+    lines.append(f"import sys\ntry:\n    _suture_here = {here}\n"
+                 f"except Exception:\n    _suture_here = True")
     if stub_file:
         lines.append(f"try:\n    os.unlink({stub_file!r})\nexcept OSError:\n    pass")
     lines.append(f"try:\n    _suture_here and os.rename({token!r}, {claimed!r})\n"
