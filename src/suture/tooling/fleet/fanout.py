@@ -660,8 +660,8 @@ def uninspectable_fix(pid: int, uninspectable: Sequence[Dict[str, Any]]) -> str:
     ids = ", ".join(str(u.get("interpreter", "?")) for u in uninspectable)
     which = f"interpreter{'s' if len(uninspectable) != 1 else ''} {ids}"
     return (f"restart PID {pid} (under `suture run`, every interpreter starts its own "
-            f"agent), or make {which} reachable: call suture.agent.start() in it, or let it "
-            f"go idle so the main agent can start one, then `suture status --pid {pid}`")
+            f"agent), or make {which} reachable: call suture.agent.start() in it, then "
+            f"`suture status --pid {pid}`")
 
 
 # -- restart debt (issue 18, item 4) ------------------------------------------------------
