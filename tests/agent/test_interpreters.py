@@ -311,7 +311,7 @@ def test_a_sub_interpreter_busy_at_attach_is_uninspectable_and_nothing_is_applie
                                    [versions["v1"], probe_dir], run=False)
     assert prog.probe() == everywhere([busy], "old")
     attach(rundir, prog.pid)
-    patch, patch_id = versions["patch"], str(versions["id"])
+    patch = versions["patch"]
 
     rc, doc = status(rundir, prog.pid)
     assert rc == 2, doc

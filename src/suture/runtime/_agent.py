@@ -1263,10 +1263,18 @@ def _ending(result: Optional[str]) -> None:
         if agent is not None and agent.pid == os.getpid():
             agent.stopping = True
             agent.unlink()
-            try:
-                os.unlink(_inherit.held_path(os.path.dirname(agent.path)))
-            except OSError:
-                pass
+            if _interp == 0:   # the process ends: its interpreters' files go too
+                directory = os.path.dirname(agent.path)
+                try:
+                    mine = [n for n in os.listdir(directory)
+                            if n.startswith(f"{agent.pid}.i") and n.endswith(".sock")]
+                except OSError:
+                    mine = []
+                for name in mine + [os.path.basename(_inherit.held_path(directory))]:
+                    try:
+                        os.unlink(os.path.join(directory, name))
+                    except OSError:
+                        pass
         _record_exit(result)
     except BaseException:  # noqa: BLE001 - exiting anyway
         pass

@@ -497,6 +497,7 @@ def merge_status(main: Dict[str, Any],
     for _iid, patches in per:
         for pid_, p in patches.items():
             merged.setdefault(pid_, copy.deepcopy(p))
+    lacking: Dict[Tuple[str, str], List[int]] = {}   # (patch, module) -> interpreters
     for pid_, entry in merged.items():
         modules = entry.get("modules")
         if not isinstance(modules, dict):
@@ -506,8 +507,7 @@ def merge_status(main: Dict[str, Any],
             there = patches.get(pid_)
             for name in list(modules):
                 if there is None:
-                    modules[name] = (f"refused in interpreter {iid}: the patch is not applied "
-                                     f"there")
+                    lacking.setdefault((pid_, name), []).append(iid)
                     continue
                 state = str((there.get("modules") or {}).get(name, "missing"))
                 if state.startswith("refused") and not str(modules[name]).startswith(
@@ -525,6 +525,10 @@ def merge_status(main: Dict[str, Any],
                 if live is not None and theirs is not None and theirs != "verified" \
                         and live.get(name) == "verified":
                     live[name] = f"{theirs} (interpreter {iid})"
+    for (pid_, name), ids in lacking.items():
+        which = (f"interpreter {ids[0]}" if len(ids) == 1
+                 else f"interpreters {', '.join(map(str, ids))}")
+        merged[pid_]["modules"][name] = f"refused in {which}: the patch is not applied there"
     out = dict(main)
     out["patches"] = list(merged.values())
     out["active"] = active
@@ -583,6 +587,9 @@ def _apply(frame: Dict[str, Any], local: Handler, subs: List[_Other], runtime_di
         break
     if failure is None:
         out["interpreters"] = verdicts
+        if out.get("state") == "already applied" and any(
+                v["state"] in ("applied", "pending import") for v in verdicts[1:]):
+            out["state"] = "applied"   # new in some interpreter (one created since)
         return out
     # All or nothing per process: undo the interpreters that committed, newest first.
     for done in reversed(committed):
