@@ -27,14 +27,8 @@ pytestmark = pytest.mark.slow
 
 dists, rundir, state = livecli.dists, livecli.rundir, livecli.state
 
-# The main interpreter imports the vulnerable release and starts the agent; a
-# sub-interpreter runs a loop on a thread, so the agent cannot start one in it.
-BUSY_SUB = """\
-import os, sys, threading, time
-sys.path.insert(0, {root!r})
-from {pkg} import answer
-import suture.agent
-suture.agent.start()
+# One sub-interpreter, and ``run(code)`` to run code in it (3.13+, 3.12).
+MAKE_SUB = """\
 try:
     import _interpreters as I
     iid = I.create()
@@ -43,7 +37,17 @@ except ImportError:
     import _xxsubinterpreters as I
     iid = I.create()
     run = lambda code: I.run_string(iid, code)
-threading.Thread(target=run, args=("import time\\nwhile True: time.sleep(0.05)",),
+"""
+
+# The main interpreter imports the vulnerable release and starts the agent; a
+# sub-interpreter runs a loop on a thread, so the agent cannot start one in it.
+BUSY_SUB = """\
+import os, sys, threading, time
+sys.path.insert(0, {root!r})
+from {pkg} import answer
+import suture.agent
+suture.agent.start()
+""" + MAKE_SUB + """threading.Thread(target=run, args=("import time\\nwhile True: time.sleep(0.05)",),
                  daemon=True).start()
 out = {out!r}
 while True:
@@ -136,15 +140,7 @@ def test_an_unreachable_sub_interpreter_is_refused_and_reported_exposed(
 # never sees the distribution. Under `suture run`, so the sub-interpreter has its agent.
 ONLY_IN_SUB = """\
 import os, sys, time
-try:
-    import _interpreters as I
-    iid = I.create()
-    run = lambda code: I.exec(iid, code)
-except ImportError:
-    import _xxsubinterpreters as I
-    iid = I.create()
-    run = lambda code: I.run_string(iid, code)
-run("import sys\\nsys.path.insert(0, {root!r})\\nfrom {pkg} import answer")
+""" + MAKE_SUB + """run("import sys\\nsys.path.insert(0, {root!r})\\nfrom {pkg} import answer")
 out = {out!r}
 while True:
     run("import os\\nwith open({out!r} + '.tmp', 'w') as f:\\n    f.write(answer())\\n"
