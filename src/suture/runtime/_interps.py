@@ -9,12 +9,12 @@ interpreter's agent listens on ``<pid>.sock``, as before; a sub-interpreter's ag
 the main agent forwards ``status``, ``apply``, ``revert``, ``list`` and ``dists`` to every
 other interpreter and answers for the process (``fan``).
 
-Where a sub-interpreter has no agent (it existed before ``suture attach``, or it was
-created without Suture on its path) the main agent starts one in it with
-``_interpreters.exec`` (3.13+) or ``_xxsubinterpreters.run_string`` (3.9-3.12). CPython
-allows that only while the interpreter runs no other ``exec`` (and, before 3.12, only
-while it has a single thread state); otherwise the interpreter is *unreachable*, and the
-process is reported not fully inspectable (``uninspectable``), which counts as exposed.
+Under ``suture run`` every interpreter starts its agent while it is created, and is never
+entered. Where a sub-interpreter has no agent because it existed before ``suture attach``,
+the main agent starts one in it with ``_interpreters.exec``: only on 3.13+ and only in an
+interpreter made through the C API (mod_wsgi, uWSGI), see ``ENTERS`` and ``ENTERABLE``.
+Any other such interpreter is *unreachable*, and the process is reported not fully
+inspectable (``uninspectable``), which counts as exposed.
 
 What "applied" means for the process: every interpreter applied (or holds the patch
 pending import). One refusal, or one interpreter that cannot be reached, and the
