@@ -1515,7 +1515,19 @@ def start(runtime_dir: Optional[str] = None, forked: bool = False) -> str:
                                 after_in_child=_after_fork_in_child)
             _inherit.register_fork_wait(running, wait_ready)  # after ours: waits for it
             _fork_hook = True
-        agent.begin()
+        try:
+            agent.begin()
+        except BaseException as exc:
+            # No thread (an isolated sub-interpreter of 3.9-3.11 allows none): no socket
+            # either, or clients would wait on one nobody serves.
+            agent.stopping = True
+            try:
+                sock.close()
+            except OSError:
+                pass
+            agent.unlink()
+            raise AgentStartError(f"cannot start the agent's thread: {exc}",
+                                  details={"path": path}) from exc
         _agent, _dir_arg = agent, runtime_dir
         if _interp != 0:
             # Exits, signals and sockets left behind are the process's: the main

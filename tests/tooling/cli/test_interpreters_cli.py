@@ -171,7 +171,16 @@ def test_a_release_only_a_sub_interpreter_runs_is_exposed_and_patched_by_apply_a
         assert cli(rundir, "install", str(fix)).returncode == 0
         out_ = cli(rundir, "status", "--pid", str(target.pid), "--json", "--advisories", "off")
         assert out_.returncode == 2, out_.stdout + out_.stderr
-        [entry] = [e for e in json.loads(out_.stdout)["patches"] if e["id"] == fid]
+        report = json.loads(out_.stdout)
+        [entry] = [e for e in report["patches"] if e["id"] == fid]
+        if sys.version_info < (3, 12):
+            # _xxsubinterpreters makes isolated interpreters that allow no thread: no agent
+            # there, so it is named, and nothing is said of the patch but "unknown".
+            [proc_row] = report["processes"]
+            assert [u["interpreter"] for u in proc_row["uninspectable"]] == [1], proc_row
+            assert [(p["pid"], p["state"]) for p in entry["processes"]] == \
+                [(target.pid, "unknown")]
+            return
         assert [(p["pid"], p["state"]) for p in entry["processes"]] == [(target.pid, "exposed")]
 
         out_ = cli(rundir, "apply", str(fix), "--all", "--json")

@@ -117,7 +117,9 @@ def test_each_uninspectable_interpreter_gets_its_row_and_the_main_exposure_stays
 def test_no_known_patch_concerns_the_process_still_exposed_with_a_null_patch():
     report = judged({"patches": [], "uninspectable": [LEGACY]}, dists={})
     [proc] = report["processes"]
-    assert row_of(report)["state"] == "not affected"
+    # not seen in the interpreters asked is not "not affected": one was not asked
+    assert row_of(report)["state"] == "unknown"
+    assert "not fully inspectable: interpreter 3" in row_of(report)["reason"]
     assert (proc["state"], report["exit_code"]) == ("exposed", 2)
     [x] = proc["exposed"]
     assert (x["patch"], x["cves"], x["interpreter"]) == (None, [], 3)
@@ -163,11 +165,12 @@ def test_no_fixed_anywhere_for_such_a_process(answer: Dict[str, Any],
     report = judged(answer, dists)
     assert report["exit_code"] == 2
     assert all(r["state"] != "fixed" for e in report["patches"] for r in e["processes"])
-    # VEX: never not_affected for the patch's release while such a process has it; where
-    # the process does not have it (as its main interpreter sees the disk), a note names it
+    # VEX: never not_affected while such a process may run the release: affected where it
+    # has it; where its main interpreter does not see it, the interpreter that could not be
+    # asked might: under_investigation (no claim), and a note names the process
     doc = vex.document(report, host="h", now="2030-01-01T00:00:00Z")
     [s] = doc["statements"]
-    assert s["status"] == ("affected" if dists is None else "not_affected"), s
+    assert s["status"] == ("affected" if dists is None else "under_investigation"), s
     if answer.get("uninspectable"):
         assert ("1 process(es) have an interpreter Suture could not inspect (pids 4242); "
                 "they count as exposed.") in s["status_notes"]

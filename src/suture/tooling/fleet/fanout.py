@@ -633,6 +633,10 @@ def judge_process(proc: Dict[str, Any], answer: Dict[str, Any], dists: Dict[str,
                 proc["exposed"].append({"patch": entry["id"], "cves": entry["cves"],
                                         "reason": text, "fix": fix,
                                         "interpreter": u.get("interpreter")})
+        elif hidden and state == "not affected":
+            # Judged from the interpreters asked: one that could not be may run it.
+            row.update(state="unknown", reason="; ".join([reason] + hidden),
+                       uninspectable=ids)
         elif state in UNPROTECTED:
             proc["exposed"].append({"patch": entry["id"], "cves": entry["cves"],
                                     "reason": reason, "fix": why_fix})

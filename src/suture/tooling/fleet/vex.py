@@ -280,6 +280,12 @@ def _judge(entry: Dict[str, Any], excluded: Optional[List[str]]) -> Tuple[str, D
             + (f" (in pids {_pids(fixed)})" if fixed else "") + " but is not installed, so "
             f"a process started later loads the vulnerable code of {rel}: install it "
             f"(`suture install FILE`), or upgrade to {upgrade}.")}
+    # not seen in the interpreters asked, while another could not be asked: no claim
+    unseen = [p["pid"] for p in procs if p["state"] == "unknown" and p.get("uninspectable")]
+    if unseen:
+        return "under_investigation", {"status_notes": (
+            f"{len(unseen)} running process(es) (pids {_pids(unseen)}) have an interpreter "
+            f"Suture could not inspect (`suture status` names it), which may load {rel}.")}
     return "not_affected", {"justification": INLINE, "impact_statement": _impact(
         rel, [pid], fixed, upgrade)}
 
