@@ -28,6 +28,7 @@ from ._state import _Record, _isa
 # threads running (own GIL, own allocator) that crashes the process (seen: "double free or
 # corruption" on 3.13, a segfault on 3.12). 3.14 lists this interpreter's threads only.
 _OWN_THREADS_ONLY = sys.version_info >= (3, 14)
+EXEC_WAIT = 0.5   # seconds an isolated 3.12 interpreter's running exec is waited for
 _ident_offset: List[int] = []
 
 
@@ -53,8 +54,14 @@ def thread_frames() -> Dict[int, types.FrameType]:
         me = threading.current_thread()
         busy = [t for t in threading.enumerate() if t is not me and t.is_alive()
                 and t is not threading.main_thread() and t.name != "suture-agent"]
-        if not busy and _interps.running_here() is False:
-            return {}
+        # An exec into this interpreter is usually short: wait a little for one to end.
+        deadline = time.monotonic() + EXEC_WAIT
+        while not busy:
+            if _interps.running_here() is False:
+                return {}
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.002)
         from ..errors import InterpreterUnreachable
         raise InterpreterUnreachable(
             f"the threads of interpreter {_interps.current_id()} cannot be inspected safely "
