@@ -9,6 +9,8 @@ by name: a test module binds them (``rundir, start_target = livecli.rundir, ...`
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
@@ -97,8 +99,39 @@ class Target:
             time.sleep(0.01)
 
 
+_held = [0]   # host_lock's depth in this process
+
+
+@contextlib.contextmanager
+def host_lock() -> Iterator[None]:
+    """One live test at a time on the host (re-entrant within a process). `suture status`
+    without --pid, `metrics` and `vex` judge every process of the user, also from outside,
+    and scripts/test.sh runs two Python versions at once: another run's targets, which load
+    the same releases, were counted (CI: 6 exposed processes instead of 1)."""
+    if _held[0]:
+        _held[0] += 1
+        try:
+            yield
+        finally:
+            _held[0] -= 1
+        return
+    lock = Path(tempfile.gettempdir()) / f"suture-tests-live-{os.getuid()}.lock"
+    with open(lock, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        _held[0] = 1
+        try:
+            yield
+        finally:
+            _held[0] = 0
+
+
 @pytest.fixture
 def start_target(rundir: str, tmp_path: Path) -> Iterator[Callable[..., Target]]:
+    with host_lock():
+        yield from _start_target(rundir, tmp_path)
+
+
+def _start_target(rundir: str, tmp_path: Path) -> Iterator[Callable[..., Target]]:
     procs: List[subprocess.Popen] = []
 
     def start(root: Path, imported: bool = True) -> Target:

@@ -5,11 +5,9 @@ restart-debt tests (tests/tooling/fleet)."""
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
@@ -84,9 +82,7 @@ def targets(rundir: str, tmp_path: Path) -> Iterator[Any]:
     # One test of these at a time on the host: `suture metrics` and the exposure counts
     # judge every process of the user, and another run's targets (scripts/test.sh runs two
     # Python versions at once) load the same urllib3 release (a CI run counted 2 exposed).
-    lock = Path(tempfile.gettempdir()) / f"suture-tests-urllib3live-{os.getuid()}.lock"
-    with open(lock, "a") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)
+    with livecli.host_lock():
         try:
             yield run
         finally:

@@ -154,8 +154,8 @@ def test_wait_quiescent_applies_as_soon_as_the_thread_leaves(ws):
     patch = ws.patch(v1, ws.tree("v2", V2))
     got = ws.run(WAITER + r"""
 t, release = block()
+t0 = time.monotonic()   # before the timer: a late t0 (a loaded host) made waited look short
 threading.Timer(0.2, release.set).start()
-t0 = time.monotonic()
 result = runtime.apply(p, wait_quiescent=30)
 waited = time.monotonic() - t0
 t.join()

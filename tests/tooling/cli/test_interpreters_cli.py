@@ -84,10 +84,11 @@ def busy_sub(rundir: str, tmp_path: Path) -> Iterator[Target]:
         procs.append(proc)
         return livecli.ready(proc, Target(proc, out), rundir)  # type: ignore[no-any-return]
 
-    try:
-        yield start  # type: ignore[misc]
-    finally:
-        livecli.reap(procs)
+    with livecli.host_lock():
+        try:
+            yield start  # type: ignore[misc]
+        finally:
+            livecli.reap(procs)
 
 
 def test_an_unreachable_sub_interpreter_is_refused_and_reported_exposed(
@@ -162,6 +163,12 @@ def test_a_release_only_a_sub_interpreter_runs_is_exposed_and_patched_by_apply_a
                       encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SUTURE_AGENT")}
     env.update(PYTHONPATH=str(SRC), SUTURE_RUNTIME_DIR=rundir)
+    with livecli.host_lock():
+        _only_in_sub(script, env, out, rundir, fix, fid)
+
+
+def _only_in_sub(script: Path, env: Dict[str, str], out: Path, rundir: str, fix: Path,
+                 fid: str) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "suture", "run", "--", sys.executable,
                              str(script)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
