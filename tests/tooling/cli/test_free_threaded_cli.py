@@ -59,10 +59,11 @@ def start_free_threaded(rundir: str, tmp_path: Path) -> Iterator[object]:
         procs.append(proc)
         return livecli.ready(proc, Target(proc, out), rundir)  # type: ignore[no-any-return]
 
-    try:
-        yield start
-    finally:
-        livecli.reap(procs)
+    with livecli.host_lock():
+        try:
+            yield start
+        finally:
+            livecli.reap(procs)
 
 
 def test_apply_is_refused_and_status_reports_the_process_exposed_with_the_reason(
