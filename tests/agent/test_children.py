@@ -72,11 +72,14 @@ class Procs:
 
 @pytest.fixture
 def procs() -> Iterator[Procs]:
-    p = Procs()
-    try:
-        yield p
-    finally:
-        p.close()
+    # Their pool workers load the same release as the live CLI tests' targets, which judge
+    # every process of the user: one at a time on the host (livecli.host_lock).
+    with livecli.host_lock():
+        p = Procs()
+        try:
+            yield p
+        finally:
+            p.close()
 
 
 def env_for(rundir: str, *paths: Path, **extra: str) -> Dict[str, str]:
