@@ -41,7 +41,7 @@ if TYPE_CHECKING:   # not at run time: typing costs an idle agent 1.6 MiB (issue
 
     Handler = Callable[[Dict[str, Any]], Dict[str, Any]]
 
-__all__ = ["current_id", "is_main", "listed", "socket_name", "fan", "FANNED"]
+__all__ = ["current_id", "listed", "socket_name", "fan", "FANNED"]
 
 FANNED = ("status", "apply", "revert", "list", "dists")
 START_GRACE = 2.0              # seconds an interpreter being created may take to listen
@@ -109,10 +109,6 @@ def starts_its_own() -> bool:
     start-up (``suture run``'s sitecustomize, ``SUTURE_AGENT=1``), which sub-interpreters
     import with ``site``."""
     return os.environ.get("SUTURE_AGENT") == "1"
-
-
-def is_main() -> bool:
-    return current_id() == 0
 
 
 def _whence(mod: Any, code: Any) -> str:
